@@ -1,0 +1,51 @@
+"""One flat settings object for `stepstream serve`, with each default beside its field."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+
+
+def default_replica_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerSettings:
+    # Where the service listens.
+    host: str = "127.0.0.1"
+    port: int = 50051
+    # SQLAlchemy URL; the embedded default is a SQLite file in the working folder.
+    db_url: str = "sqlite+aiosqlite:///stepstream.db"
+    # Graph registry: a stepstream or langgraph.json file ("graphs": {id: "path:attr"}).
+    config_path: str | None = None
+    # Apply Alembic migrations at start-up (the embedded default does; a cluster
+    # runs `stepstream db upgrade` once instead).
+    migrate_on_start: bool = True
+    # Name of this replica, recorded on the runs it executes.
+    replica: str = dataclasses.field(default_factory=default_replica_name)
+    # Owner (tenant) of everything when authentication is off.
+    default_owner: str = "local"
+    # Per-replica admission: runs executing at once, and runs waiting beyond that.
+    max_active_runs: int = 10_000
+    max_queued_runs: int = 10_000
+    # Seconds a client is told to wait when the queue is full (RetryInfo).
+    queue_full_retry_after: float = 1.0
+    # Threads for sync (def) graph nodes; they must never block the event loop.
+    sync_node_threads: int = 32
+    # LangGraph's recursion_limit when a run does not set one.
+    default_recursion_limit: int = 25
+    # Largest gRPC message accepted or sent, in bytes.
+    max_message_bytes: int = 4 * 1024 * 1024
+    # Retention, enforced in the background: sessions idle longer than this are
+    # deleted with their runs, events and checkpoints (0: keep forever) ...
+    session_ttl_seconds: float = 0.0
+    # ... and each session keeps at most this many checkpoints (0: all).
+    keep_checkpoints: int = 0
+    retention_interval_seconds: float = 60.0
+    # Seconds runs get to reach a superstep boundary on SIGTERM before they are
+    # cancelled (their last checkpoint stays, so they can be continued).
+    shutdown_grace_seconds: float = 10.0
+    # Group commit: most writes committed in one transaction.
+    max_writes_per_commit: int = 5_000

@@ -1,0 +1,130 @@
+"""Group commit: the writes of many concurrent runs go to the database together.
+
+Every caller hands over a few statements with their parameters and awaits the
+commit of the transaction that holds them, so "done" is only ever said of work
+that is durable. While one transaction is being committed the next callers'
+writes pile up and go in the next one: the busier the replica, the more writes
+share a transaction, with no timer and no added latency when it is idle.
+
+Within a transaction, writes of the same statement are sent together as one
+executemany, in the order of the statement's first appearance, and in
+submission order within a statement. Callers therefore submit only inserts,
+upserts and updates whose effect does not depend on other statements of the
+batch; deletes go through `DatabaseWriter.transaction` instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql import Executable
+
+log = logging.getLogger(__name__)
+
+Write = tuple[Executable, Mapping[str, Any]]
+
+
+@dataclass
+class _Pending:
+    writes: Sequence[Write]
+    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class GroupCommitWriter:
+    def __init__(self, engine: AsyncEngine, max_writes_per_commit: int = 5_000) -> None:
+        self._engine = engine
+        self._max = max_writes_per_commit
+        self._queue: list[_Pending] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self.commits = 0
+        self.writes = 0
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="group-commit-writer")
+
+    async def write(self, writes: Sequence[Write]) -> None:
+        """Return once `writes` are committed; raise what the database raised for them."""
+        await self.submit(writes)
+
+    def submit(self, writes: Sequence[Write]) -> asyncio.Future[None]:
+        """Queue `writes`; the future resolves when they are committed."""
+        if self._closed:
+            raise RuntimeError("the database writer is closed")
+        pending = _Pending(writes)
+        if not writes:
+            pending.done.set_result(None)
+            return pending.done
+        self._queue.append(pending)
+        self._wakeup.set()
+        self.start()
+        return pending.done
+
+    async def close(self) -> None:
+        """Commit what is queued, then stop."""
+        self._closed = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closed:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            batch = self._take_batch()
+            try:
+                await self._commit(batch)
+            except Exception:
+                # One bad write must not fail its neighbours: retry each caller alone.
+                for pending in batch:
+                    try:
+                        await self._commit([pending])
+                    except Exception as exc:
+                        if not pending.done.done():
+                            pending.done.set_exception(exc)
+                continue
+            for pending in batch:
+                if not pending.done.done():
+                    pending.done.set_result(None)
+
+    def _take_batch(self) -> list[_Pending]:
+        batch: list[_Pending] = []
+        count = 0
+        while self._queue and (not batch or count + len(self._queue[0].writes) <= self._max):
+            pending = self._queue.pop(0)
+            batch.append(pending)
+            count += len(pending.writes)
+        return batch
+
+    async def _commit(self, batch: Sequence[_Pending]) -> None:
+        groups: dict[int, tuple[Executable, list[Mapping[str, Any]]]] = {}
+        for pending in batch:
+            for statement, params in pending.writes:
+                group = groups.get(id(statement))
+                if group is None:
+                    groups[id(statement)] = (statement, [params])
+                else:
+                    group[1].append(params)
+        async with self._engine.begin() as conn:
+            await execute_groups(conn, groups.values())
+        self.commits += 1
+        self.writes += sum(len(p.writes) for p in batch)
+
+
+async def execute_groups(
+    conn: AsyncConnection, groups: Sequence[tuple[Executable, list[Mapping[str, Any]]]] | Any
+) -> None:
+    for statement, params in groups:
+        await conn.execute(statement, params if len(params) > 1 else params[0])

@@ -1,0 +1,80 @@
+"""Tables for sessions, runs and run events (checkpoint tables: checkpoint_tables.py).
+
+Schema changes go through Alembic migrations only (storage/migrations).
+No foreign keys: the core deletes dependants explicitly, and the group-commit
+writer may order independent inserts freely within one transaction.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("session_id", sa.String(128), primary_key=True),
+    sa.Column("owner", sa.String(128), nullable=False),
+    sa.Column("graph_id", sa.String(128), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("metadata_json", sa.Text, nullable=False, server_default="{}"),
+    # Seconds since the epoch (UTC): compact, index-friendly and equal on every back end.
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Index("ix_sessions_owner_created", "owner", "created_at"),
+    sa.Index("ix_sessions_updated", "updated_at"),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("owner", sa.String(128), nullable=False),
+    sa.Column("session_id", sa.String(128), nullable=False),
+    sa.Column("graph_id", sa.String(128), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    # The request: input (JSON), command (JSON) and options (JSON).
+    sa.Column("input_json", sa.Text, nullable=True),
+    sa.Column("command_json", sa.Text, nullable=True),
+    sa.Column("options_json", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("started_at", sa.Float, nullable=True),
+    sa.Column("ended_at", sa.Float, nullable=True),
+    sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_seq", sa.BigInteger, nullable=False, server_default="0"),
+    # Outcome.
+    sa.Column("values_json", sa.Text, nullable=True),
+    sa.Column("interrupts_json", sa.Text, nullable=True),
+    sa.Column("error_type", sa.String(256), nullable=True),
+    sa.Column("error_message", sa.Text, nullable=True),
+    # Execution ownership: the replica that holds the run and until when.
+    sa.Column("replica", sa.String(256), nullable=True),
+    sa.Column("lease_expires_at", sa.Float, nullable=True),
+    # W3C trace context of the run, so whichever replica resumes it continues the trace.
+    sa.Column("trace_context", sa.Text, nullable=True),
+    sa.Index("ix_runs_session_created", "session_id", "created_at"),
+    sa.Index("ix_runs_owner_created", "owner", "created_at"),
+    sa.Index("ix_runs_status_created", "status", "created_at"),
+    # One running run per session, enforced by the database on every back end.
+    sa.Index(
+        "ux_runs_one_running_per_session",
+        "session_id",
+        unique=True,
+        sqlite_where=sa.text("status = 'running'"),
+        postgresql_where=sa.text("status = 'running'"),
+    ),
+)
+
+run_events = sa.Table(
+    "run_events",
+    metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True),
+    sa.Column("session_id", sa.String(128), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    # The event as JSON (see core/events.py); kind is repeated for filtering.
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Index("ix_run_events_session", "session_id"),
+)

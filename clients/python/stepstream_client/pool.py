@@ -1,0 +1,159 @@
+"""One grpc.aio channel per server address, balanced round-robin, failed over.
+
+Replicas are equal (any of them serves any request), so balancing is a plain
+rotation. A call that fails with UNAVAILABLE is tried on the next address
+when that cannot do a write twice: always for reads, and for writes only
+when the request never reached a server (the connection could not be made).
+An address that failed is tried last for a short while.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import grpc
+import grpc.aio
+
+from stepstream.client.errors import from_rpc_error
+from stepstream.v1 import graphs_pb2_grpc, runs_pb2_grpc, sessions_pb2_grpc
+
+T = TypeVar("T")
+
+DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+# Seconds an address that answered UNAVAILABLE is moved to the back of the rotation.
+_DOWN_SECONDS = 2.0
+# Texts grpc-core uses when no connection could be made: the request was never sent.
+_NOT_CONNECTED = ("failed to connect", "connection refused", "connections to all backends failing")
+
+
+class _Default:
+    """Marks "use the client's default deadline" apart from None (no deadline)."""
+
+
+_DEFAULT = _Default()
+
+
+@dataclasses.dataclass
+class Endpoint:
+    address: str
+    channel: Any  # grpc.aio.Channel (grpcio ships no type information)
+    graphs: Any
+    sessions: Any
+    runs: Any
+    down_until: float = 0.0
+
+
+def never_sent(error: grpc.RpcError) -> bool:
+    """True when an UNAVAILABLE error means the request never reached a server."""
+    call: Any = error
+    text = f"{call.details()} {call.debug_error_string()}".lower()
+    return any(marker in text for marker in _NOT_CONNECTED)
+
+
+def is_unavailable(error: grpc.RpcError) -> bool:
+    call: Any = error
+    return bool(call.code() == grpc.StatusCode.UNAVAILABLE)
+
+
+@dataclasses.dataclass(frozen=True)
+class CallSettings:
+    """What every call of one client carries."""
+
+    # Extra gRPC metadata (e.g. credentials of a tenant), sent with every call.
+    metadata: tuple[tuple[str, str], ...] = ()
+    # Deadline in seconds of unary calls (not of streams or wait); None: none.
+    timeout: float | None = None
+    # Seconds a broken event stream keeps trying to reconnect before giving up.
+    reconnect_timeout: float = 30.0
+
+
+class ChannelPool:
+    def __init__(
+        self,
+        addresses: Sequence[str],
+        *,
+        settings: CallSettings | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        channel_options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        if not addresses:
+            raise ValueError("at least one server address is needed")
+        options = [
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.primary_user_agent", "stepstream-python"),
+            *channel_options,
+        ]
+        self.settings = settings or CallSettings()
+        self.endpoints = [self._endpoint(a, credentials, options) for a in addresses]
+        self._next = itertools.count()
+
+    @staticmethod
+    def _endpoint(
+        address: str, credentials: grpc.ChannelCredentials | None, options: list[tuple[str, Any]]
+    ) -> Endpoint:
+        if credentials is None:
+            channel = grpc.aio.insecure_channel(address, options=options)
+        else:
+            channel = grpc.aio.secure_channel(address, credentials, options=options)
+        return Endpoint(
+            address=address,
+            channel=channel,
+            graphs=graphs_pb2_grpc.GraphServiceStub(channel),
+            sessions=sessions_pb2_grpc.SessionServiceStub(channel),
+            runs=runs_pb2_grpc.RunServiceStub(channel),
+        )
+
+    def order(self) -> list[Endpoint]:
+        """Endpoints to try for one call: the next in rotation first, recently failed ones last."""
+        start = next(self._next) % len(self.endpoints)
+        rotated = self.endpoints[start:] + self.endpoints[:start]
+        now = time.monotonic()
+        return sorted(rotated, key=lambda ep: ep.down_until > now)
+
+    @staticmethod
+    def mark_down(endpoint: Endpoint) -> None:
+        endpoint.down_until = time.monotonic() + _DOWN_SECONDS
+
+    async def call(self, invoke: Callable[[Endpoint], Awaitable[T]], *, idempotent: bool) -> T:
+        """Run one unary call, failing over on UNAVAILABLE where that is safe."""
+        last: grpc.RpcError | None = None
+        for endpoint in self.order():
+            try:
+                return await invoke(endpoint)
+            except grpc.RpcError as error:
+                if not is_unavailable(error):
+                    raise from_rpc_error(error) from error
+                self.mark_down(endpoint)
+                if not (idempotent or never_sent(error)):
+                    raise from_rpc_error(error) from error
+                last = error
+        assert last is not None
+        raise from_rpc_error(last) from last
+
+    async def unary(
+        self,
+        service: str,
+        method: str,
+        request: Any,
+        *,
+        idempotent: bool,
+        timeout: float | _Default | None = _DEFAULT,
+    ) -> Any:
+        """Call `service.method` (e.g. "runs", "GetRun") with the client's metadata and deadline."""
+        deadline = self.settings.timeout if isinstance(timeout, _Default) else timeout
+
+        async def invoke(endpoint: Endpoint) -> Any:
+            stub = getattr(endpoint, service)
+            return await getattr(stub, method)(request, timeout=deadline, metadata=self.settings.metadata)
+
+        return await self.call(invoke, idempotent=idempotent)
+
+    async def close(self, grace: float | None = None) -> None:
+        for endpoint in self.endpoints:
+            await endpoint.channel.close(grace)

@@ -1,0 +1,250 @@
+"""SessionService.SessionStream: one bidirectional stream per interactive session.
+
+Each action (open, start_run, resume, cancel, update_state) is sent with its
+own request id and awaited until the server answers that id; a reader task
+routes answers to their waiters and every run event to a queue the caller
+iterates. An action the server refuses raises a StepstreamError while the
+stream stays open, as the contract says.
+
+    async with client.session_stream(graph_id="ask") as stream:
+        run = await stream.start_run({"topic": "x"})
+        async for event in stream.events(run.run_id):
+            ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import AsyncGenerator, Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+import grpc
+
+from stepstream.client.errors import StepstreamError, UnavailableError, from_rpc_error, from_stream_error
+from stepstream.client.events import EventKind, RunEvent, decode_event, kinds_to_proto
+from stepstream.client.jsonio import Json, encode_optional
+from stepstream.client.models import Run, Session
+from stepstream.client.options import UNSET, Command, RunOptions
+from stepstream.client.pool import ChannelPool
+from stepstream.client.sessions import update_state_request
+from stepstream.v1 import sessions_pb2
+
+# What an answer resolves to: the decoded oneof value of the response.
+_Answer = Session | Run | str
+
+
+class _Closed:
+    """Queued once when the stream ends, with the error that ended it, if any."""
+
+    def __init__(self, error: StepstreamError | None) -> None:
+        self.error = error
+
+
+class SessionStream:
+    def __init__(
+        self,
+        pool: ChannelPool,
+        *,
+        session_id: str | None = None,
+        graph_id: str | None = None,
+        metadata: Mapping[str, Json] | None = None,
+        kinds: Iterable[EventKind | str] | None = None,
+        subgraphs: bool = False,
+    ) -> None:
+        if not session_id and not graph_id:
+            raise ValueError("give the session_id of an existing session, or a graph_id to create one")
+        self._pool = pool
+        self._open = sessions_pb2.OpenSession(
+            session_id=session_id or "",
+            graph_id=graph_id or "",
+            metadata_json=encode_optional(metadata),
+            event_kinds=kinds_to_proto(kinds),
+            subgraphs=subgraphs,
+        )
+        self._ids = itertools.count(1)
+        self._waiters: dict[str, asyncio.Future[_Answer]] = {}
+        self._queue: asyncio.Queue[RunEvent | StepstreamError | _Closed] = asyncio.Queue()
+        self._write_lock = asyncio.Lock()
+        self._call: Any = None
+        self._reader: asyncio.Task[None] | None = None
+        self._closed: StepstreamError | None = None
+        self.session: Session | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def __aenter__(self) -> SessionStream:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def open(self) -> Session:
+        """Open the stream and the session (created when only a graph id was given)."""
+        if self._call is not None:
+            raise RuntimeError("the stream is already open")
+        endpoint = self._pool.order()[0]
+        self._call = endpoint.sessions.SessionStream(metadata=self._pool.settings.metadata)
+        self._reader = asyncio.create_task(self._read(), name="stepstream-session-stream")
+        answer = await self._send(sessions_pb2.SessionStreamRequest(open=self._open))
+        assert isinstance(answer, Session)
+        self.session = answer
+        return answer
+
+    async def close(self) -> None:
+        """Half-close, then stop reading; pending actions fail with CANCELLED."""
+        if self._call is None:
+            return
+        if self._closed is None:
+            try:
+                async with self._write_lock:
+                    await self._call.done_writing()
+            except (grpc.RpcError, asyncio.InvalidStateError):
+                pass
+        self._call.cancel()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        self._finish(StepstreamError("the session stream was closed", code=grpc.StatusCode.CANCELLED))
+
+    # -- actions -----------------------------------------------------------
+
+    async def start_run(self, input: Json = None, *, options: RunOptions | None = None) -> Run:
+        """Start a run on the session; its events follow on this stream."""
+        start = sessions_pb2.StartRun(
+            input_json=encode_optional(input), options=options.to_proto() if options else None
+        )
+        return await self._run_answer(sessions_pb2.SessionStreamRequest(start_run=start))
+
+    async def resume(self, value: Any = UNSET, *, command: Command | None = None) -> Run:
+        """Answer the pending interrupt with `value` (or send a full Command)."""
+        if (value is UNSET) == (command is None):
+            raise ValueError("give either a resume value or a command")
+        command = command or Command(resume=value)
+        return await self._run_answer(sessions_pb2.SessionStreamRequest(resume=command.to_proto()))
+
+    async def cancel(self, *, rollback: bool = False) -> Run:
+        """Cancel the session's active run; returns the cancelled run."""
+        request = sessions_pb2.SessionStreamRequest(cancel=sessions_pb2.CancelActiveRun(rollback=rollback))
+        return await self._run_answer(request)
+
+    async def update_state(
+        self, values: Mapping[str, Json], *, as_node: str | None = None, checkpoint_id: str | None = None
+    ) -> str:
+        """Update the session's state; returns the new checkpoint id."""
+        session_id = self.session.session_id if self.session else ""
+        update = update_state_request(session_id, values, as_node=as_node, checkpoint_id=checkpoint_id)
+        answer = await self._send(sessions_pb2.SessionStreamRequest(update_state=update))
+        assert isinstance(answer, str)
+        return answer
+
+    # -- events ------------------------------------------------------------
+
+    def __aiter__(self) -> AsyncGenerator[RunEvent, None]:
+        return self.events()
+
+    async def events(self, run_id: str | None = None) -> AsyncGenerator[RunEvent, None]:
+        """Events as they arrive, until the stream ends.
+
+        With `run_id`, only that run's events, ending after its last one
+        (events of other runs read meanwhile are dropped).
+        """
+        while True:
+            item = await self._queue.get()
+            if isinstance(item, _Closed):
+                self._queue.put_nowait(item)  # every later reader sees the end too
+                if item.error is not None and item.error.code != grpc.StatusCode.CANCELLED:
+                    raise item.error
+                return
+            if isinstance(item, StepstreamError):
+                raise item
+            if run_id is not None and item.run_id != run_id:
+                continue
+            yield item
+            if run_id is not None and item.terminal:
+                return
+
+    # -- plumbing ----------------------------------------------------------
+
+    async def _run_answer(self, request: sessions_pb2.SessionStreamRequest) -> Run:
+        answer = await self._send(request)
+        assert isinstance(answer, Run)
+        return answer
+
+    async def _send(self, request: sessions_pb2.SessionStreamRequest) -> _Answer:
+        if self._call is None:
+            raise RuntimeError("open the stream first (async with client.session_stream(...))")
+        if self._closed is not None:
+            raise self._closed
+        request_id = f"r{next(self._ids)}"
+        request.request_id = request_id
+        waiter: asyncio.Future[_Answer] = asyncio.get_running_loop().create_future()
+        self._waiters[request_id] = waiter
+        try:
+            async with self._write_lock:
+                await self._call.write(request)
+        except grpc.RpcError as error:
+            self._waiters.pop(request_id, None)
+            raise from_rpc_error(error) from error
+        except asyncio.InvalidStateError as error:
+            self._waiters.pop(request_id, None)
+            raise self._closed or UnavailableError("the session stream has ended") from error
+        try:
+            return await waiter
+        finally:
+            self._waiters.pop(request_id, None)
+
+    async def _read(self) -> None:
+        error: StepstreamError | None = None
+        try:
+            while True:
+                response = await self._call.read()
+                if response is grpc.aio.EOF:
+                    break
+                self._dispatch(response)
+        except grpc.RpcError as rpc_error:
+            error = from_rpc_error(rpc_error)
+        self._finish(error or UnavailableError("the server ended the session stream"), error)
+
+    def _dispatch(self, response: sessions_pb2.SessionStreamResponse) -> None:
+        kind = response.WhichOneof("kind")
+        if kind == "event":
+            self._queue.put_nowait(decode_event(response.event))
+            return
+        answer: _Answer | StepstreamError
+        if kind == "session":
+            answer = Session.from_proto(response.session)
+        elif kind in ("run", "cancelled"):
+            answer = Run.from_proto(response.run if kind == "run" else response.cancelled)
+        elif kind == "state_updated":
+            answer = response.state_updated.checkpoint_id
+        elif kind == "error":
+            answer = from_stream_error(response.error.code, response.error.message, response.error.field)
+        else:
+            return  # a response kind newer than this SDK
+        waiter = self._waiters.pop(response.request_id, None)
+        if waiter is None or waiter.done():
+            # Nobody awaits this answer: errors still reach the caller through events().
+            if isinstance(answer, StepstreamError):
+                self._queue.put_nowait(answer)
+        elif isinstance(answer, StepstreamError):
+            waiter.set_exception(answer)
+        else:
+            waiter.set_result(answer)
+
+    def _finish(self, reason: StepstreamError, queued: StepstreamError | None = None) -> None:
+        """Fail every pending action with `reason` and end the event iteration once."""
+        if self._closed is not None:
+            return
+        self._closed = reason
+        for waiter in self._waiters.values():
+            if not waiter.done():
+                waiter.set_exception(reason)
+        self._waiters.clear()
+        self._queue.put_nowait(_Closed(queued))

@@ -1,0 +1,247 @@
+"""The research assistant's search calls: Wikipedia and arXiv over HTTP, polite about 429s.
+
+Kept apart from graph.py so the graph reads as a workflow; graph.py imports it
+by this (deliberately distinctive) module name from its own folder.
+
+Annotations are evaluated eagerly (no `from __future__ import annotations`):
+LangGraph and pydantic read these TypedDicts at run time, and eager annotations
+resolve however the server loaded the file.
+"""
+
+import asyncio
+import email.utils
+import html
+import os
+import re
+import time
+import weakref
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import quote
+
+import httpx
+from typing_extensions import TypedDict  # pydantic needs it for JSON schemas on Python < 3.12
+
+Source = Literal["wikipedia", "arxiv"]
+SOURCES: tuple[Source, ...] = ("wikipedia", "arxiv")
+
+# `stepstream mockapi` listens here by default; STEPSTREAM_MOCKAPI_URL moves both APIs at once.
+DEFAULT_MOCKAPI_URL = "http://127.0.0.1:8765"
+_ATOM = "{http://www.w3.org/2005/Atom}"
+_TAGS = re.compile(r"<[^>]+>")
+
+
+class Hit(TypedDict):
+    """One search result, the same shape for every source."""
+
+    source: str
+    title: str
+    snippet: str
+    url: str
+
+
+class SearchRecord(TypedDict):
+    """What one search task did, for the answer's footnote and for the demo's counters."""
+
+    source: str
+    query: str
+    status: Literal["ok", "rate_limited", "error"]
+    attempts: int
+    http_429: int
+    hits: int
+    error: str
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """Where and how to search; read from `config["configurable"]`, then env vars, then defaults."""
+
+    wikipedia_url: str
+    arxiv_url: str
+    max_results: int = 3
+    max_retries: int = 3  # further attempts after a 429
+    max_retry_wait_s: float = 5.0  # a Retry-After longer than this gives up at once
+    timeout_s: float = 30.0
+
+    @classmethod
+    def from_configurable(cls, conf: Mapping[str, Any]) -> "ApiSettings":
+        mock = os.environ.get("STEPSTREAM_MOCKAPI_URL", DEFAULT_MOCKAPI_URL).rstrip("/")
+        return cls(
+            wikipedia_url=str(
+                conf.get("wikipedia_url") or os.environ.get("RESEARCH_WIKIPEDIA_URL") or f"{mock}/wikipedia"
+            ).rstrip("/"),
+            arxiv_url=str(
+                conf.get("arxiv_url") or os.environ.get("RESEARCH_ARXIV_URL") or f"{mock}/arxiv"
+            ).rstrip("/"),
+            # Values may arrive as JSON numbers from any client language: coerce, don't trust.
+            max_results=int(conf.get("max_results", cls.max_results)),
+            max_retries=int(conf.get("max_retries", cls.max_retries)),
+            max_retry_wait_s=float(conf.get("max_retry_wait_s", cls.max_retry_wait_s)),
+            timeout_s=float(conf.get("http_timeout_s", cls.timeout_s)),
+        )
+
+
+# ---------------------------------------------------------------------------
+# Rate-limit hook points.
+#
+# stepstream's shared rate limiter (stepstream.ratelimiter, DESIGN §7) will be
+# acquired in `api_slot`, around every HTTP call, so that all runs on all
+# replicas share one budget per API instead of each run discovering the limit
+# through 429s; `report_rate_limited` is where a 429's Retry-After will be fed
+# back so the key pauses for everyone. Until that client is wired in, both do
+# nothing and the mock API's own limit answers 429, which `search` honours.
+# ---------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def api_slot(api: str) -> AsyncIterator[None]:
+    """Hold one request's worth of the `api` budget for the duration of the call (no-op for now)."""
+    yield
+
+
+def report_rate_limited(api: str, retry_after_s: float) -> None:
+    """Tell the shared limiter that `api` refused us for `retry_after_s` (no-op for now)."""
+
+
+# ---------------------------------------------------------------------------
+# HTTP
+# ---------------------------------------------------------------------------
+
+# One client per event loop: creating a client costs milliseconds (TLS context),
+# and a client's connections belong to the loop that opened them.
+_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def http_client() -> httpx.AsyncClient:
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None or client.is_closed:
+        connections = int(os.environ.get("RESEARCH_HTTP_MAX_CONNECTIONS", "256"))
+        client = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+            # No pool timeout: waiting for a connection is back-pressure, not a failure.
+            timeout=httpx.Timeout(30.0, pool=None),
+            headers={"User-Agent": "stepstream-research-assistant/0.1"},
+        )
+        _clients[loop] = client
+    return client
+
+
+async def aclose_http_clients() -> None:
+    """Close this loop's client (tests and shutdown; a long-lived server never needs it)."""
+    client = _clients.pop(asyncio.get_running_loop(), None)
+    if client is not None:
+        await client.aclose()
+
+
+def parse_retry_after(value: str | None, default: float = 1.0) -> float:
+    """Retry-After as seconds: delay-seconds (fractions tolerated) or an HTTP-date."""
+    if not value:
+        return default
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return default
+
+
+def _plain(text: str) -> str:
+    """Search snippets carry HTML highlight markup and arXiv text hard line breaks: flatten both."""
+    return " ".join(html.unescape(_TAGS.sub("", text)).split())
+
+
+async def _wikipedia(client: httpx.AsyncClient, s: ApiSettings, query: str) -> httpx.Response:
+    params = {"action": "query", "list": "search", "srsearch": query, "format": "json"}
+    params["srlimit"] = str(s.max_results)
+    return await client.get(f"{s.wikipedia_url}/w/api.php", params=params, timeout=s.timeout_s)
+
+
+def _wikipedia_hits(s: ApiSettings, response: httpx.Response) -> list[Hit]:
+    body = response.json()
+    if "error" in body:  # MediaWiki reports API errors with status 200
+        raise ValueError(f"wikipedia: {body['error'].get('info', body['error'])}")
+    return [
+        Hit(
+            source="wikipedia",
+            title=item["title"],
+            snippet=_plain(item.get("snippet", "")),
+            url=f"{s.wikipedia_url}/wiki/{quote(item['title'].replace(' ', '_'))}",
+        )
+        for item in body.get("query", {}).get("search", [])
+    ]
+
+
+async def _arxiv(client: httpx.AsyncClient, s: ApiSettings, query: str) -> httpx.Response:
+    params = {"search_query": f"all:{query}", "start": "0", "max_results": str(s.max_results)}
+    return await client.get(f"{s.arxiv_url}/api/query", params=params, timeout=s.timeout_s)
+
+
+def _arxiv_hits(s: ApiSettings, response: httpx.Response) -> list[Hit]:
+    # Expat (Python >= 3.11 bundles >= 2.4.1) refuses entity-expansion bombs from a hostile feed.
+    feed = ET.fromstring(response.content)
+    return [
+        Hit(
+            source="arxiv",
+            title=_plain(entry.findtext(f"{_ATOM}title", "")),
+            snippet=_plain(entry.findtext(f"{_ATOM}summary", "")),
+            url=entry.findtext(f"{_ATOM}id", ""),
+        )
+        for entry in feed.iter(f"{_ATOM}entry")
+    ]
+
+
+_Fetch = Callable[[httpx.AsyncClient, ApiSettings, str], Awaitable[httpx.Response]]
+_Parse = Callable[[ApiSettings, httpx.Response], list[Hit]]
+_APIS: dict[str, tuple[_Fetch, _Parse]] = {
+    "wikipedia": (_wikipedia, _wikipedia_hits),
+    "arxiv": (_arxiv, _arxiv_hits),
+}
+
+
+def _failed(
+    record: SearchRecord, status: Literal["rate_limited", "error"], error: str
+) -> tuple[list[Hit], SearchRecord]:
+    record["status"], record["error"] = status, error
+    return [], record
+
+
+async def search(source: str, query: str, settings: ApiSettings) -> tuple[list[Hit], SearchRecord]:
+    """Search one source, retrying a 429 after its Retry-After at most `max_retries` times.
+
+    Never raises for the API's sake: a failed search is recorded and the answer is
+    written from whatever the other searches found.
+    """
+    fetch, parse = _APIS[source]
+    record = SearchRecord(source=source, query=query, status="ok", attempts=0, http_429=0, hits=0, error="")
+    client = http_client()
+    while True:
+        record["attempts"] += 1
+        try:
+            async with api_slot(source):
+                response = await fetch(client, settings, query)
+        except httpx.HTTPError as exc:
+            return _failed(record, "error", f"{type(exc).__name__}: {exc}")
+        if response.status_code == 429:
+            record["http_429"] += 1
+            wait = parse_retry_after(response.headers.get("Retry-After"))
+            report_rate_limited(source, wait)
+            if record["attempts"] > settings.max_retries or wait > settings.max_retry_wait_s:
+                return _failed(record, "rate_limited", f"HTTP 429, Retry-After {wait:g} s")
+            # Back off outside api_slot: a waiting task must not hold a share of the budget.
+            await asyncio.sleep(wait)
+            continue
+        try:
+            response.raise_for_status()
+            hits = parse(settings, response)
+        except (httpx.HTTPError, ValueError, KeyError, ET.ParseError) as exc:
+            return _failed(record, "error", f"{type(exc).__name__}: {exc}")
+        record["hits"] = len(hits)
+        return hits, record

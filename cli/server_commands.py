@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+
 import typer
 
 from stepstream.server.settings import ServerSettings
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+DEFAULTS = ServerSettings()
 
 
 @db_app.command("upgrade")
 def db_upgrade(
-    db: str = typer.Option(ServerSettings.db_url, "--db", help="SQLAlchemy URL."),
+    db: str = typer.Option(DEFAULTS.db_url, "--db", help="SQLAlchemy URL."),
     revision: str = typer.Option("head", help="Alembic revision."),
 ) -> None:
     """Apply the Alembic migrations up to REVISION."""
@@ -21,5 +24,49 @@ def db_upgrade(
     typer.echo(f"schema of {db} is at {revision}")
 
 
+def serve(
+    config: str = typer.Option(None, "--config", help="stepstream.json or langgraph.json naming the graphs."),
+    db: str = typer.Option(DEFAULTS.db_url, "--db", help="SQLAlchemy URL (SQLite file by default)."),
+    host: str = typer.Option(DEFAULTS.host, "--host"),
+    port: int = typer.Option(DEFAULTS.port, "--port", help="0 picks a free port (printed at start)."),
+    max_active_runs: int = typer.Option(DEFAULTS.max_active_runs, help="Runs executing at once."),
+    max_queued_runs: int = typer.Option(DEFAULTS.max_queued_runs, help="Runs waiting beyond that."),
+    grace: float = typer.Option(DEFAULTS.shutdown_grace_seconds, help="Seconds to drain on SIGTERM."),
+    session_ttl: float = typer.Option(0.0, help="Delete sessions idle this many seconds (0: never)."),
+    keep_checkpoints: int = typer.Option(0, help="Checkpoints kept per session (0: all)."),
+    no_migrate: bool = typer.Option(False, "--no-migrate", help="Do not apply migrations at start."),
+    log_level: str = typer.Option("WARNING", help="Python logging level."),
+) -> None:
+    """Serve the configured graphs over gRPC."""
+    from stepstream.server.api.server import run_forever
+    from stepstream.server.core.registry import ConfigError, read_config
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if config:
+        try:
+            read_config(config)
+        except ConfigError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+    settings = ServerSettings(
+        host=host,
+        port=port,
+        db_url=db,
+        config_path=config,
+        migrate_on_start=not no_migrate,
+        max_active_runs=max_active_runs,
+        max_queued_runs=max_queued_runs,
+        shutdown_grace_seconds=grace,
+        session_ttl_seconds=session_ttl,
+        keep_checkpoints=keep_checkpoints,
+    )
+    try:
+        run_forever(settings)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(db_app, name="db")
+    app.command("serve")(serve)

@@ -1,0 +1,168 @@
+"""Proto ⇄ domain: the only place that knows both shapes."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable
+from typing import Any
+
+from google.protobuf import timestamp_pb2
+
+from stepstream.server.core import records as rec
+from stepstream.server.core.errors import InvalidArgument
+from stepstream.server.core.events import EventFilter, RunEvent
+from stepstream.server.core.jsonio import dumps, parse_field
+from stepstream.v1 import common_pb2, events_pb2, runs_pb2, sessions_pb2
+
+RUN_STATUS = {
+    rec.QUEUED: runs_pb2.RUN_STATUS_QUEUED,
+    rec.RUNNING: runs_pb2.RUN_STATUS_RUNNING,
+    rec.SUCCEEDED: runs_pb2.RUN_STATUS_SUCCEEDED,
+    rec.INTERRUPTED: runs_pb2.RUN_STATUS_INTERRUPTED,
+    rec.FAILED: runs_pb2.RUN_STATUS_FAILED,
+    rec.CANCELLED: runs_pb2.RUN_STATUS_CANCELLED,
+}
+RUN_STATUS_NAME = {v: k for k, v in RUN_STATUS.items()}
+SESSION_STATUS = {
+    rec.IDLE: sessions_pb2.SESSION_STATUS_IDLE,
+    rec.BUSY: sessions_pb2.SESSION_STATUS_BUSY,
+    rec.INTERRUPTED: sessions_pb2.SESSION_STATUS_INTERRUPTED,
+    rec.ERROR: sessions_pb2.SESSION_STATUS_ERROR,
+}
+BUSY_POLICY = {
+    common_pb2.BUSY_POLICY_UNSPECIFIED: "reject",
+    common_pb2.BUSY_POLICY_REJECT: "reject",
+    common_pb2.BUSY_POLICY_ENQUEUE: "enqueue",
+    common_pb2.BUSY_POLICY_INTERRUPT: "interrupt",
+    common_pb2.BUSY_POLICY_ROLLBACK: "rollback",
+}
+BUSY_POLICY_PB = {v: k for k, v in BUSY_POLICY.items() if k != common_pb2.BUSY_POLICY_UNSPECIFIED}
+EVENT_KIND: dict[int, str] = {
+    events_pb2.EVENT_KIND_SUPERSTEPS: "supersteps",
+    events_pb2.EVENT_KIND_TASKS: "tasks",
+    events_pb2.EVENT_KIND_MESSAGE_CHUNKS: "message_chunks",
+    events_pb2.EVENT_KIND_CUSTOM: "custom",
+    events_pb2.EVENT_KIND_VALUES: "values",
+}
+
+
+def timestamp(seconds: float | None) -> timestamp_pb2.Timestamp | None:
+    if seconds is None:
+        return None
+    ts = timestamp_pb2.Timestamp()
+    ts.FromNanoseconds(int(seconds * 1e9))
+    return ts
+
+
+def iso_timestamp(text: str) -> timestamp_pb2.Timestamp | None:
+    if not text:
+        return None
+    return timestamp(datetime.datetime.fromisoformat(text).timestamp())
+
+
+def event_filter(kinds: Iterable[int], subgraphs: bool) -> EventFilter:
+    names = []
+    for kind in kinds:
+        if kind not in EVENT_KIND:
+            raise InvalidArgument("event_kinds", f"unknown event kind {kind}")
+        names.append(EVENT_KIND[kind])
+    return EventFilter.of(names, subgraphs)
+
+
+def event_pb(event: RunEvent) -> events_pb2.RunEvent:
+    return events_pb2.RunEvent(
+        run_id=event.run_id,
+        seq=event.seq,
+        time=timestamp(event.time),
+        namespace=list(event.namespace),
+        **_oneof(event.kind, event.data),
+    )
+
+
+def _oneof(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {kind: data}
+
+
+def interrupts_pb(items: Iterable[dict[str, Any]]) -> list[common_pb2.Interrupt]:
+    return [common_pb2.Interrupt(**i) for i in items]
+
+
+def options_pb(options: rec.RunOptions) -> runs_pb2.RunOptions:
+    return runs_pb2.RunOptions(
+        max_concurrency=options.max_concurrency,
+        busy_policy=BUSY_POLICY_PB.get(options.busy_policy, common_pb2.BUSY_POLICY_REJECT),
+        recursion_limit=options.recursion_limit,
+        configurable_json=dumps(options.configurable) if options.configurable else "",
+        metadata_json=dumps(options.metadata) if options.metadata else "",
+        interrupt_before=list(options.interrupt_before),
+        interrupt_after=list(options.interrupt_after),
+    )
+
+
+def run_pb(run: rec.Run) -> runs_pb2.Run:
+    return runs_pb2.Run(
+        run_id=run.run_id,
+        session_id=run.session_id,
+        graph_id=run.graph_id,
+        status=RUN_STATUS[run.status],
+        created_at=timestamp(run.created_at),
+        started_at=timestamp(run.started_at),
+        ended_at=timestamp(run.ended_at),
+        attempt=run.attempt,
+        last_seq=run.last_seq,
+        values_json=run.values_json,
+        interrupts=interrupts_pb(run.interrupts),
+        error_type=run.error_type,
+        error_message=run.error_message,
+        options=options_pb(run.options),
+    )
+
+
+def session_pb(session: rec.Session) -> sessions_pb2.Session:
+    return sessions_pb2.Session(
+        session_id=session.session_id,
+        graph_id=session.graph_id,
+        status=SESSION_STATUS.get(session.status, sessions_pb2.SESSION_STATUS_UNSPECIFIED),
+        metadata_json=dumps(session.metadata),
+        created_at=timestamp(session.created_at),
+        updated_at=timestamp(session.updated_at),
+    )
+
+
+def state_pb(state: dict[str, Any]) -> sessions_pb2.SessionState:
+    fields = dict(state)
+    fields["created_at"] = iso_timestamp(fields["created_at"])
+    return sessions_pb2.SessionState(**fields)
+
+
+def run_options(options: runs_pb2.RunOptions, field: str = "options") -> rec.RunOptions:
+    if options.busy_policy not in BUSY_POLICY:
+        raise InvalidArgument(f"{field}.busy_policy", f"unknown policy {options.busy_policy}")
+    if options.recursion_limit > 100_000:
+        raise InvalidArgument(f"{field}.recursion_limit", "must be at most 100000")
+    return rec.RunOptions(
+        max_concurrency=options.max_concurrency,
+        busy_policy=BUSY_POLICY[options.busy_policy],
+        recursion_limit=options.recursion_limit,
+        configurable=parse_field(f"{field}.configurable_json", options.configurable_json, object_only=True)
+        or {},
+        metadata=parse_field(f"{field}.metadata_json", options.metadata_json, object_only=True) or {},
+        interrupt_before=tuple(options.interrupt_before),
+        interrupt_after=tuple(options.interrupt_after),
+    )
+
+
+def command_spec(command: common_pb2.Command, field: str = "command") -> rec.CommandSpec:
+    by_id = {
+        key: parse_field(f"{field}.resume_by_interrupt_id_json[{key}]", value)
+        for key, value in command.resume_by_interrupt_id_json.items()
+    }
+    if command.resume_json and by_id:
+        raise InvalidArgument(field, "set resume_json or resume_by_interrupt_id_json, not both")
+    return rec.CommandSpec(
+        resume=parse_field(f"{field}.resume_json", command.resume_json),
+        has_resume=bool(command.resume_json),
+        resume_by_id=by_id,
+        update=parse_field(f"{field}.update_json", command.update_json),
+        goto=tuple(command.goto),
+    )

@@ -1,0 +1,104 @@
+"""The grpc.aio server of one replica: servicers, health, reflection, graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import signal
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from stepstream.server.api.servicers import GraphServicer, RunServicer, SessionServicer
+from stepstream.server.core.app import Core
+from stepstream.server.settings import ServerSettings
+from stepstream.v1 import (
+    graphs_pb2,
+    graphs_pb2_grpc,
+    runs_pb2,
+    runs_pb2_grpc,
+    sessions_pb2,
+    sessions_pb2_grpc,
+)
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    graphs_pb2.DESCRIPTOR.services_by_name["GraphService"].full_name,
+    sessions_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name,
+    runs_pb2.DESCRIPTOR.services_by_name["RunService"].full_name,
+)
+
+
+class StepstreamServer:
+    def __init__(self, settings: ServerSettings, core: Core | None = None) -> None:
+        self.settings = settings
+        self.core = core or Core(settings)
+        self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
+        self.server: grpc.aio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> int:
+        # Sync graph nodes run here, never on the event loop.
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(
+            concurrent.futures.ThreadPoolExecutor(self.settings.sync_node_threads, thread_name_prefix="node")
+        )
+        await self.core.start()
+        limit = self.settings.max_message_bytes
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", limit),
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        graphs_pb2_grpc.add_GraphServiceServicer_to_server(GraphServicer(self.core), server)
+        sessions_pb2_grpc.add_SessionServiceServicer_to_server(SessionServicer(self.core), server)
+        runs_pb2_grpc.add_RunServiceServicer_to_server(RunServicer(self.core), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        self.port = server.add_insecure_port(f"{self.settings.host}:{self.settings.port}")
+        if self.port == 0:
+            raise OSError(f"cannot listen on {self.settings.host}:{self.settings.port}")
+        await server.start()
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self.server = server
+        return self.port
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Drain: report NOT_SERVING, let runs reach a superstep boundary, hand back the rest."""
+        await self.health.enter_graceful_shutdown()
+        await self.core.stop(grace)
+        if self.server is not None:
+            await self.server.stop(1.0)
+
+
+async def serve(settings: ServerSettings) -> None:
+    server = StepstreamServer(settings)
+    port = await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    graphs = ", ".join(g.spec.graph_id for g in server.core.registry.all()) or "no graphs"
+    print(f"stepstream serving {graphs} on {settings.host}:{port} (db {settings.db_url})", flush=True)
+    await stop.wait()
+    log.info("stopping: draining runs for up to %.0f s", settings.shutdown_grace_seconds)
+    await server.stop()
+
+
+def run_forever(settings: ServerSettings) -> None:
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    runner(serve(settings))

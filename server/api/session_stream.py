@@ -1,0 +1,124 @@
+"""The bidirectional session stream: one front end drives one session over one stream.
+
+Actions arrive in order and are answered in order; the events of the runs
+they start are interleaved as they happen. A failed action is answered with a
+StreamError and the stream stays open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from stepstream.server.api import convert
+from stepstream.server.api.status import status_of
+from stepstream.server.core import records as rec
+from stepstream.server.core.app import Core
+from stepstream.server.core.errors import FailedPrecondition, InvalidArgument
+from stepstream.server.core.events import EventFilter
+from stepstream.server.core.jsonio import parse_field
+from stepstream.v1 import sessions_pb2
+
+Response = sessions_pb2.SessionStreamResponse
+
+
+class SessionStreamHandler:
+    def __init__(self, core: Core, owner: str) -> None:
+        self._core = core
+        self._owner = owner
+        self._session: rec.Session | None = None
+        self._filter = EventFilter()
+        self._out: asyncio.Queue[Response | None] = asyncio.Queue()
+        self._followers: set[asyncio.Task[None]] = set()
+
+    async def serve(
+        self, requests: AsyncIterator[sessions_pb2.SessionStreamRequest]
+    ) -> AsyncIterator[Response]:
+        reader = asyncio.create_task(self._read(requests))
+        try:
+            while True:
+                item = await self._out.get()
+                if item is None:
+                    return
+                yield item
+        finally:
+            reader.cancel()
+            for task in list(self._followers):
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+    async def _read(self, requests: AsyncIterator[sessions_pb2.SessionStreamRequest]) -> None:
+        try:
+            async for request in requests:
+                try:
+                    await self._handle(request)
+                except Exception as exc:
+                    status = status_of(exc)
+                    field = exc.field if isinstance(exc, InvalidArgument) else ""
+                    error = sessions_pb2.StreamError(code=status.code, message=status.message, field=field)
+                    self._out.put_nowait(Response(request_id=request.request_id, error=error))
+            # The client has said all it will say: finish once its runs' events are out.
+            while self._followers:
+                await asyncio.wait(list(self._followers))
+        finally:
+            self._out.put_nowait(None)
+
+    async def _handle(self, request: sessions_pb2.SessionStreamRequest) -> None:
+        action = request.WhichOneof("action")
+        rid = request.request_id
+        if action is None:
+            raise InvalidArgument("action", "set one of open, start_run, resume, cancel, update_state")
+        if action == "open":
+            await self._open(rid, request.open)
+            return
+        if self._session is None:
+            raise FailedPrecondition("send open first: the stream needs a session")
+        session_id = self._session.session_id
+        if action == "start_run":
+            options = convert.run_options(request.start_run.options, "start_run.options")
+            run = await self._core.start_run(
+                self._owner, "", session_id, request.start_run.input_json, None, options
+            )
+            self._answer_with_run(rid, run)
+        elif action == "resume":
+            command = convert.command_spec(request.resume, "resume")
+            run = await self._core.start_run(self._owner, "", session_id, "", command, rec.RunOptions())
+            self._answer_with_run(rid, run)
+        elif action == "cancel":
+            active = self._core.runs.active_run_ids(session_id)
+            if not active:
+                raise FailedPrecondition(f"session {session_id!r} has no active run to cancel")
+            run = await self._core.runs.cancel(self._owner, active[0], request.cancel.rollback)
+            self._out.put_nowait(Response(request_id=rid, cancelled=convert.run_pb(run)))
+        elif action == "update_state":
+            update = request.update_state
+            values = parse_field("update_state.values_json", update.values_json)
+            checkpoint_id = await self._core.sessions.update_state(
+                self._owner, session_id, values, update.as_node, update.checkpoint_id
+            )
+            answer = sessions_pb2.UpdateSessionStateResponse(checkpoint_id=checkpoint_id)
+            self._out.put_nowait(Response(request_id=rid, state_updated=answer))
+
+    async def _open(self, rid: str, request: sessions_pb2.OpenSession) -> None:
+        if self._session is not None:
+            raise FailedPrecondition("this stream already has a session; open another stream for another")
+        self._filter = convert.event_filter(request.event_kinds, request.subgraphs)
+        if request.session_id:
+            self._session = await self._core.sessions.get(self._owner, request.session_id)
+        else:
+            metadata = parse_field("open.metadata_json", request.metadata_json, object_only=True)
+            self._session = await self._core.sessions.create(self._owner, request.graph_id, "", metadata)
+        self._out.put_nowait(Response(request_id=rid, session=convert.session_pb(self._session)))
+
+    def _answer_with_run(self, rid: str, run: rec.Run) -> None:
+        self._out.put_nowait(Response(request_id=rid, run=convert.run_pb(run)))
+        task = asyncio.create_task(self._follow(rid, run.run_id))
+        self._followers.add(task)
+        task.add_done_callback(self._followers.discard)
+
+    async def _follow(self, rid: str, run_id: str) -> None:
+        async for batch in self._core.eventlog.follow(run_id, 0, self._filter):
+            for event in batch:
+                self._out.put_nowait(Response(request_id=rid, event=convert.event_pb(event)))

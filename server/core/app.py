@@ -1,0 +1,125 @@
+"""The core of one replica: everything a servicer calls, and nothing of gRPC."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from stepstream.server.core import records as rec
+from stepstream.server.core.errors import InvalidArgument
+from stepstream.server.core.eventlog import EventLog
+from stepstream.server.core.executor import RunExecutor
+from stepstream.server.core.jsonio import parse_field
+from stepstream.server.core.registry import GraphRegistry, GraphSpec, read_config
+from stepstream.server.core.runs import RunManager, StartRequest
+from stepstream.server.core.sessions import SessionManager
+from stepstream.server.core.store import Store
+from stepstream.server.settings import ServerSettings
+from stepstream.server.storage.batch import GroupCommitWriter
+from stepstream.server.storage.db import create_engine, upgrade_async
+
+log = logging.getLogger(__name__)
+
+
+class Core:
+    def __init__(
+        self, settings: ServerSettings, specs: list[GraphSpec] | None = None, saver: Any = None
+    ) -> None:
+        self.settings = settings
+        self._specs = specs
+        self.engine = create_engine(settings.db_url)
+        self.writer = GroupCommitWriter(self.engine, settings.max_writes_per_commit)
+        if saver is None:
+            from stepstream.server.storage.checkpointer import SQLAlchemyCheckpointSaver
+
+            saver = SQLAlchemyCheckpointSaver(self.engine, self.writer)
+        self.saver = saver
+        self.store = Store(self.engine)
+        self.registry = GraphRegistry()
+        self.eventlog = EventLog(self.store, self.writer)
+        self.executor = RunExecutor(
+            self.registry,
+            self.eventlog,
+            self.store,
+            saver,
+            settings.replica,
+            settings.default_recursion_limit,
+        )
+        self.runs = RunManager(settings, self.registry, self.store, self.eventlog, self.executor, self.writer)
+        self.sessions = SessionManager(self.registry, self.store, self.writer, self.runs, saver)
+        self._retention: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self.settings.migrate_on_start:
+            await upgrade_async(self.settings.db_url)
+        specs = self._specs
+        if specs is None:
+            specs = read_config(self.settings.config_path) if self.settings.config_path else []
+        await self.registry.load(specs, self.saver)
+        self.writer.start()
+        recovered = await self.runs.recover()
+        if recovered:
+            log.info("continuing %d runs left active by a previous process", recovered)
+        if self.settings.session_ttl_seconds or self.settings.keep_checkpoints:
+            self._retention = asyncio.create_task(self._retain(), name="retention")
+
+    async def stop(self, grace: float | None = None) -> None:
+        await self.runs.drain(self.settings.shutdown_grace_seconds if grace is None else grace)
+        if self._retention is not None:
+            self._retention.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retention
+        await self.writer.close()
+        await self.engine.dispose()
+
+    async def start_run(
+        self,
+        owner: str,
+        graph_id: str,
+        session_id: str,
+        input_json: str,
+        command: rec.CommandSpec | None,
+        options: rec.RunOptions,
+    ) -> rec.Run:
+        """Start a run on a session (a new one when session_id is empty)."""
+        parse_field("input_json", input_json)
+        if command is not None and not (command.resumes or command.update is not None or command.goto):
+            command = None
+        if command is not None and input_json:
+            raise InvalidArgument("command", "give input_json or a command, not both")
+        new_session = None
+        if session_id:
+            session = await self.store.get_session(owner, session_id)
+            if graph_id and graph_id != session.graph_id:
+                raise InvalidArgument("graph_id", f"session {session_id!r} runs graph {session.graph_id!r}")
+            graph_id = session.graph_id
+        else:
+            if not graph_id:
+                raise InvalidArgument("graph_id", "is required when no session_id is given")
+            if command is not None:
+                raise InvalidArgument("command", "needs the session_id of the session to steer")
+            new_session = self.sessions.new_session(owner, graph_id, "", None)
+        request = StartRequest(owner, graph_id, session_id, input_json, command, options)
+        return await self.runs.start(request, new_session)
+
+    async def _retain(self) -> None:
+        """Delete expired sessions and prune checkpoint history, in the background."""
+        while True:
+            await asyncio.sleep(self.settings.retention_interval_seconds)
+            try:
+                await self.retain_once()
+            except Exception:
+                log.exception("retention pass failed; retrying next interval")
+
+    async def retain_once(self) -> None:
+        if self.settings.session_ttl_seconds:
+            cutoff = time.time() - self.settings.session_ttl_seconds
+            for session_id in await self.store.expired_sessions(cutoff):
+                if not self.runs.session_busy(session_id):
+                    await self.saver.adelete_thread(session_id)
+                    await self.store.delete_session_rows(session_id)
+        if self.settings.keep_checkpoints:
+            await self.saver.aprune_history(keep=self.settings.keep_checkpoints)

@@ -1,0 +1,165 @@
+"""Execute one run: stream the graph, turn its output into events, record the outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+import uuid
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.errors import GraphDrained
+from langgraph.runtime import RunControl
+from langgraph.types import Command, StreamMode
+
+from stepstream.server.core import events as ev
+from stepstream.server.core import records as rec
+from stepstream.server.core.eventlog import EventLog
+from stepstream.server.core.jsonio import dumps, loads
+from stepstream.server.core.registry import GraphRegistry
+from stepstream.server.core.store import Store
+from stepstream.server.core.translate import StreamTranslator
+
+log = logging.getLogger(__name__)
+
+STREAM_MODES: list[StreamMode] = ["debug", "messages", "custom", "values"]
+
+
+@dataclasses.dataclass
+class Execution:
+    """What the run manager knows of a run while it executes here."""
+
+    run: rec.Run
+    control: RunControl = dataclasses.field(default_factory=RunControl)
+    task: asyncio.Task[rec.Run] | None = None
+    rollback: bool = False
+    cancel_reason: str = ""
+    # Set when the replica stops: the run is handed back, not cancelled.
+    handing_back: bool = False
+
+
+def graph_config(run: rec.Run, default_recursion_limit: int, default_max_concurrency: int) -> RunnableConfig:
+    opts = run.options
+    config: RunnableConfig = {
+        "configurable": {**opts.configurable, "thread_id": run.session_id},
+        # LangGraph records metadata.run_id on each checkpoint; re-entering with the same
+        # run id resumes from this run's last checkpoint instead of re-applying the input.
+        "metadata": {**opts.metadata, "run_id": run.run_id, "graph_id": run.graph_id},
+        "run_id": uuid.UUID(run.run_id),
+        "recursion_limit": opts.recursion_limit or default_recursion_limit,
+    }
+    max_concurrency = opts.max_concurrency or default_max_concurrency
+    if max_concurrency:
+        config["max_concurrency"] = max_concurrency
+    return config
+
+
+def graph_input(run: rec.Run) -> Any:
+    if run.command_json:
+        spec = loads(run.command_json)
+        resume = spec["resume_by_id"] or (spec["resume"] if spec["has_resume"] else None)
+        return Command(
+            resume=resume,
+            update=spec.get("update"),
+            goto=tuple(spec.get("goto") or ()),
+        )
+    if run.input_json:
+        return loads(run.input_json)
+    return None
+
+
+def _interrupt_dicts(interrupts: Any) -> list[dict[str, Any]]:
+    return [{"interrupt_id": i.id, "value_json": dumps(i.value), "namespace": []} for i in interrupts]
+
+
+class RunExecutor:
+    def __init__(
+        self,
+        registry: GraphRegistry,
+        eventlog: EventLog,
+        store: Store,
+        saver: Any,
+        replica: str,
+        recursion_limit: int,
+    ) -> None:
+        self._registry = registry
+        self._eventlog = eventlog
+        self._store = store
+        self._saver = saver
+        self._replica = replica
+        self._recursion_limit = recursion_limit
+
+    async def execute(self, execution: Execution) -> rec.Run:
+        run = execution.run
+        loaded = self._registry.get(run.graph_id)
+        config = graph_config(run, self._recursion_limit, loaded.spec.max_concurrency)
+        translator = StreamTranslator()
+        outcome: dict[str, Any] = {}
+        try:
+            stream = loaded.graph.astream(
+                graph_input(run),
+                config,
+                stream_mode=STREAM_MODES,
+                subgraphs=True,
+                version="v2",
+                interrupt_before=list(run.options.interrupt_before) or None,
+                interrupt_after=list(run.options.interrupt_after) or None,
+                control=execution.control,
+            )
+            async for part in stream:
+                items = list(translator.feed(part))
+                if items:
+                    self._eventlog.append(run.run_id, items)
+            if translator.interrupted or run.options.interrupt_before or run.options.interrupt_after:
+                state = await loaded.graph.aget_state(config)
+                interrupts = _interrupt_dicts(state.interrupts)
+                if interrupts or state.next:
+                    outcome = {"status": rec.INTERRUPTED, "values": state.values, "interrupts": interrupts}
+            if not outcome:
+                outcome = {"status": rec.SUCCEEDED, "values": translator.last_values}
+        except GraphDrained:
+            return await self._hand_back(run)
+        except asyncio.CancelledError:
+            if execution.handing_back:
+                return await self._hand_back(run)
+            if execution.rollback:
+                await self._saver.adelete_for_runs([run.run_id])
+            outcome = {"status": rec.CANCELLED, "reason": execution.cancel_reason or "cancelled"}
+        except Exception as exc:
+            log.info("run %s failed: %s: %s", run.run_id, type(exc).__name__, exc)
+            outcome = {"status": rec.FAILED, "error": exc}
+        return await self._finish(execution, outcome)
+
+    async def _finish(self, execution: Execution, outcome: dict[str, Any]) -> rec.Run:
+        run = execution.run
+        status = outcome["status"]
+        values_json = dumps(outcome["values"]) if outcome.get("values") is not None else ""
+        interrupts = outcome.get("interrupts", [])
+        error = outcome.get("error")
+        if status in (rec.SUCCEEDED, rec.INTERRUPTED):
+            event = (ev.RUN_FINISHED, {"values_json": values_json, "interrupts": interrupts})
+        elif status == rec.FAILED:
+            event = (ev.RUN_FAILED, {"error_type": type(error).__name__, "error_message": str(error)})
+        else:
+            event = (ev.RUN_CANCELLED, {"reason": outcome["reason"], "rolled_back": execution.rollback})
+        ended = dataclasses.replace(
+            run,
+            status=status,
+            ended_at=time.time(),
+            last_seq=self._eventlog.last_seq(run.run_id) + 1,
+            values_json=values_json,
+            interrupts=interrupts,
+            error_type=type(error).__name__ if error else "",
+            error_message=str(error) if error else "",
+        )
+        await asyncio.shield(
+            self._eventlog.append(run.run_id, [(event[0], (), event[1])], [self._store.run_ended(ended)])
+        )
+        return ended
+
+    async def _hand_back(self, run: rec.Run) -> rec.Run:
+        """Leave the run queued so it continues from its last checkpoint (here or elsewhere)."""
+        await asyncio.shield(self._eventlog.append(run.run_id, [], [self._store.run_handed_back(run.run_id)]))
+        return dataclasses.replace(run, status=rec.QUEUED)

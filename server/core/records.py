@@ -1,0 +1,95 @@
+"""Session and run records as the core hands them to the API layer."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+# Run statuses (runs.status); the first two are "active".
+QUEUED = "queued"
+RUNNING = "running"
+SUCCEEDED = "succeeded"
+INTERRUPTED = "interrupted"
+FAILED = "failed"
+CANCELLED = "cancelled"
+ACTIVE = (QUEUED, RUNNING)
+ENDED = (SUCCEEDED, INTERRUPTED, FAILED, CANCELLED)
+
+# Session statuses (sessions.status).
+IDLE = "idle"
+BUSY = "busy"
+ERROR = "error"
+
+BUSY_POLICIES = ("reject", "enqueue", "interrupt", "rollback")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    max_concurrency: int = 0
+    busy_policy: str = "reject"
+    recursion_limit: int = 0
+    configurable: dict[str, Any] = dataclasses.field(default_factory=dict)
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+    interrupt_before: tuple[str, ...] = ()
+    interrupt_after: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> RunOptions:
+        raw = dict(raw)
+        raw["interrupt_before"] = tuple(raw.get("interrupt_before", ()))
+        raw["interrupt_after"] = tuple(raw.get("interrupt_after", ()))
+        return cls(**raw)
+
+
+@dataclasses.dataclass(frozen=True)
+class CommandSpec:
+    """A client's Command, JSON-decoded (resume, update, goto)."""
+
+    resume: Any = None
+    has_resume: bool = False
+    resume_by_id: dict[str, Any] = dataclasses.field(default_factory=dict)
+    update: Any = None
+    goto: tuple[str, ...] = ()
+
+    @property
+    def resumes(self) -> bool:
+        return self.has_resume or bool(self.resume_by_id)
+
+
+@dataclasses.dataclass(frozen=True)
+class Session:
+    session_id: str
+    owner: str
+    graph_id: str
+    status: str
+    metadata: dict[str, Any]
+    created_at: float
+    updated_at: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    run_id: str
+    owner: str
+    session_id: str
+    graph_id: str
+    status: str
+    options: RunOptions
+    created_at: float
+    started_at: float | None = None
+    ended_at: float | None = None
+    attempt: int = 0
+    last_seq: int = 0
+    values_json: str = ""
+    interrupts: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    error_type: str = ""
+    error_message: str = ""
+    input_json: str | None = None
+    command_json: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE

@@ -1,0 +1,153 @@
+"""The graphs a server serves, loaded from a stepstream or langgraph.json config file.
+
+    {"graphs": {"research": "./examples/research/graph.py:graph",
+                "agent": {"path": "my_pkg.agent:build", "description": "...", "max_concurrency": 8}}}
+
+Each entry names a module or a file (relative to the config file) and an
+attribute: a compiled graph, a StateGraph builder, or a function returning
+either. Other langgraph.json keys (dependencies, env, ...) are ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import inspect
+import json
+import pathlib
+import sys
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import StateGraph
+from langgraph.pregel import Pregel
+
+from stepstream.server.core.errors import NotFound
+
+AnyGraph = Pregel[Any, Any, Any, Any]
+
+
+class ConfigError(Exception):
+    """A config file that cannot be served; the message names file, key and reason."""
+
+
+@dataclasses.dataclass(frozen=True)
+class GraphSpec:
+    graph_id: str
+    target: str
+    description: str = ""
+    max_concurrency: int = 0
+
+
+@dataclasses.dataclass
+class LoadedGraph:
+    spec: GraphSpec
+    graph: AnyGraph
+    nodes: list[str]
+    _schemas: dict[str, str] | None = None
+
+    def schemas(self) -> dict[str, str]:
+        """Input, output and state JSON schemas (computed on first use)."""
+        if self._schemas is None:
+            self._schemas = {
+                "input": _schema_text(self.graph.get_input_jsonschema),
+                "output": _schema_text(self.graph.get_output_jsonschema),
+                "state": _schema_text(lambda: self.graph.get_context_jsonschema() or {}),
+            }
+        return self._schemas
+
+
+def _schema_text(fn: Any) -> str:
+    try:
+        return json.dumps(fn())
+    except Exception:  # a graph with exotic types still serves; it just has no schema
+        return "{}"
+
+
+def read_config(path: str | pathlib.Path) -> list[GraphSpec]:
+    file = pathlib.Path(path)
+    try:
+        raw = json.loads(file.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: no such file") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{file}: not valid JSON: {exc}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("graphs"), dict) or not raw["graphs"]:
+        raise ConfigError(f'{file}: key "graphs": must be an object mapping graph ids to "path:attribute"')
+    specs = []
+    for graph_id, entry in raw["graphs"].items():
+        where = f'{file}: key "graphs.{graph_id}"'
+        if isinstance(entry, str):
+            entry = {"path": entry}
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or ":" not in entry["path"]:
+            raise ConfigError(f'{where}: must be "path:attribute" or an object with such a "path"')
+        max_concurrency = entry.get("max_concurrency", 0)
+        if not isinstance(max_concurrency, int) or max_concurrency < 0:
+            raise ConfigError(f"{where}.max_concurrency: must be a whole number >= 0")
+        target = entry["path"]
+        module_part, _, attr = target.rpartition(":")
+        if module_part.endswith(".py") or "/" in module_part:
+            target = f"{(file.parent / module_part).resolve()}:{attr}"
+        specs.append(GraphSpec(graph_id, target, str(entry.get("description", "")), max_concurrency))
+    return specs
+
+
+def _import_target(spec: GraphSpec) -> Any:
+    module_part, _, attr = spec.target.rpartition(":")
+    where = f"graph {spec.graph_id!r} ({spec.target})"
+    try:
+        if module_part.endswith(".py"):
+            path = pathlib.Path(module_part)
+            if not path.exists():
+                raise ConfigError(f"{where}: no such file {path}")
+            name = f"stepstream_graph_{spec.graph_id}"
+            mod_spec = importlib.util.spec_from_file_location(name, path)
+            if mod_spec is None or mod_spec.loader is None:
+                raise ConfigError(f"{where}: cannot load {path}")
+            module = importlib.util.module_from_spec(mod_spec)
+            sys.modules[name] = module
+            mod_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_part)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"{where}: import failed: {type(exc).__name__}: {exc}") from exc
+    if not hasattr(module, attr):
+        raise ConfigError(f"{where}: module has no attribute {attr!r}")
+    return getattr(module, attr)
+
+
+async def _materialise(spec: GraphSpec, obj: Any, saver: BaseCheckpointSaver[Any]) -> AnyGraph:
+    if not isinstance(obj, (Pregel, StateGraph)) and callable(obj):
+        obj = obj()
+        if inspect.isawaitable(obj):
+            obj = await obj
+    if isinstance(obj, StateGraph):
+        return obj.compile(checkpointer=saver)
+    if isinstance(obj, Pregel):
+        # The service owns persistence: every graph checkpoints to the shared database.
+        return obj.copy(update={"checkpointer": saver})
+    raise ConfigError(f"graph {spec.graph_id!r} ({spec.target}): not a graph but {type(obj).__name__}")
+
+
+class GraphRegistry:
+    def __init__(self) -> None:
+        self._graphs: dict[str, LoadedGraph] = {}
+
+    async def load(self, specs: list[GraphSpec], saver: BaseCheckpointSaver[Any]) -> None:
+        for spec in specs:
+            graph = await _materialise(spec, _import_target(spec), saver)
+            nodes = [n for n in graph.nodes if not n.startswith("__")]
+            self._graphs[spec.graph_id] = LoadedGraph(spec, graph, nodes)
+
+    def get(self, graph_id: str) -> LoadedGraph:
+        try:
+            return self._graphs[graph_id]
+        except KeyError:
+            known = ", ".join(sorted(self._graphs)) or "none"
+            raise NotFound(f"graph {graph_id!r} is not served here (known: {known})") from None
+
+    def all(self) -> list[LoadedGraph]:
+        return [self._graphs[k] for k in sorted(self._graphs)]

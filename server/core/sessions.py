@@ -1,0 +1,152 @@
+"""Sessions (LangGraph threads): lifecycle, state, history and state updates."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.types import StateSnapshot
+
+from stepstream.server.core import records as rec
+from stepstream.server.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from stepstream.server.core.jsonio import dumps
+from stepstream.server.core.registry import GraphRegistry
+from stepstream.server.core.runs import RunManager
+from stepstream.server.core.store import Store, decode_page_token, encode_page_token, page_size
+from stepstream.server.storage.batch import GroupCommitWriter
+
+SESSION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def snapshot_dict(snapshot: StateSnapshot) -> dict[str, Any]:
+    """A checkpoint's state in the shape of SessionState (events.proto conventions)."""
+    configurable = snapshot.config.get("configurable", {}) if snapshot.config else {}
+    parent = (snapshot.parent_config or {}).get("configurable", {})
+    metadata = snapshot.metadata or {}
+    return {
+        "values_json": dumps(snapshot.values),
+        "next": list(snapshot.next),
+        "next_tasks": [{"task_id": t.id, "node": t.name, "namespace": []} for t in snapshot.tasks],
+        "interrupts": [
+            {"interrupt_id": i.id, "value_json": dumps(i.value), "namespace": []} for i in snapshot.interrupts
+        ],
+        "checkpoint_id": configurable.get("checkpoint_id", ""),
+        "parent_checkpoint_id": parent.get("checkpoint_id", ""),
+        "step": int(metadata.get("step", 0) or 0),
+        "source": str(metadata.get("source", "") or ""),
+        "created_at": snapshot.created_at or "",
+        "run_id": str(metadata.get("run_id", "") or ""),
+    }
+
+
+class SessionManager:
+    def __init__(
+        self,
+        registry: GraphRegistry,
+        store: Store,
+        writer: GroupCommitWriter,
+        runs: RunManager,
+        saver: Any,
+    ) -> None:
+        self._registry = registry
+        self._store = store
+        self._writer = writer
+        self._runs = runs
+        self._saver = saver
+
+    def new_session(self, owner: str, graph_id: str, session_id: str, metadata: Any) -> rec.Session:
+        """A session record to insert (validated, not yet stored)."""
+        self._registry.get(graph_id)
+        if session_id and not SESSION_ID.match(session_id):
+            raise InvalidArgument("session_id", "must be 1-128 characters of A-Z a-z 0-9 . _ : -")
+        if metadata is not None and not isinstance(metadata, dict):
+            raise InvalidArgument("metadata_json", "must be a JSON object")
+        now = time.time()
+        return rec.Session(
+            session_id or str(uuid.uuid4()), owner, graph_id, rec.IDLE, metadata or {}, now, now
+        )
+
+    async def create(self, owner: str, graph_id: str, session_id: str, metadata: Any) -> rec.Session:
+        session = self.new_session(owner, graph_id, session_id, metadata)
+        try:
+            await self._writer.write([self._store.insert_session(session)])
+        except Exception as exc:
+            if "UNIQUE" in str(exc).upper() or "DUPLICATE" in str(exc).upper():
+                raise AlreadyExists(f"session {session.session_id!r} already exists") from None
+            raise
+        return session
+
+    async def get(self, owner: str, session_id: str) -> rec.Session:
+        return await self._store.get_session(owner, session_id)
+
+    async def list_sessions(
+        self, owner: str, graph_id: str, size: int, token: str
+    ) -> tuple[list[rec.Session], str]:
+        return await self._store.list_sessions(owner, graph_id, page_size(size), token)
+
+    async def delete(self, owner: str, session_id: str, force: bool) -> None:
+        await self._store.get_session(owner, session_id)
+        if self._runs.session_busy(session_id):
+            if not force:
+                raise FailedPrecondition(f"session {session_id!r} has an active run; cancel it or set force")
+            runs, _ = await self._store.list_runs(owner, session_id, rec.ACTIVE, 1000, "")
+            for run in runs:
+                if self._runs.is_local(run.run_id):
+                    await self._runs.cancel(owner, run.run_id, rollback=False, reason="session deleted")
+        await self._saver.adelete_thread(session_id)
+        await self._store.delete_session_rows(session_id)
+
+    async def state(self, owner: str, session_id: str, checkpoint_id: str) -> dict[str, Any]:
+        session = await self._store.get_session(owner, session_id)
+        graph = self._registry.get(session.graph_id).graph
+        configurable = {"thread_id": session_id}
+        if checkpoint_id:
+            configurable["checkpoint_id"] = checkpoint_id
+        snapshot = await graph.aget_state({"configurable": configurable})
+        if checkpoint_id and not snapshot.config:
+            raise NotFound(f"checkpoint {checkpoint_id!r} not found in session {session_id!r}")
+        return snapshot_dict(snapshot)
+
+    async def history(
+        self, owner: str, session_id: str, size: int, token: str
+    ) -> tuple[list[dict[str, Any]], str]:
+        session = await self._store.get_session(owner, session_id)
+        graph = self._registry.get(session.graph_id).graph
+        limit = page_size(size)
+        before: RunnableConfig | None = None
+        if token:
+            _, checkpoint_id = decode_page_token(token)
+            before = {"configurable": {"thread_id": session_id, "checkpoint_id": checkpoint_id}}
+        states = []
+        async for snapshot in graph.aget_state_history(
+            {"configurable": {"thread_id": session_id}}, before=before, limit=limit + 1
+        ):
+            states.append(snapshot_dict(snapshot))
+        more = len(states) > limit
+        states = states[:limit]
+        return states, encode_page_token(0, states[-1]["checkpoint_id"]) if more else ""
+
+    async def update_state(
+        self, owner: str, session_id: str, values: Any, as_node: str, checkpoint_id: str
+    ) -> str:
+        session = await self._store.get_session(owner, session_id)
+        if self._runs.session_busy(session_id):
+            raise FailedPrecondition(
+                f"session {session_id!r} has an active run; update its state when it ends"
+            )
+        loaded = self._registry.get(session.graph_id)
+        if as_node and as_node not in loaded.nodes:
+            raise InvalidArgument("as_node", f"graph {session.graph_id!r} has no node {as_node!r}")
+        configurable = {"thread_id": session_id}
+        if checkpoint_id:
+            configurable["checkpoint_id"] = checkpoint_id
+        try:
+            config = await loaded.graph.aupdate_state(
+                {"configurable": configurable}, values, as_node=as_node or None
+            )
+        except Exception as exc:
+            raise InvalidArgument("values_json", f"cannot be applied: {type(exc).__name__}: {exc}") from None
+        return str(config["configurable"]["checkpoint_id"])

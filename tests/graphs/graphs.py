@@ -1,0 +1,119 @@
+"""Graphs the integration tests serve (see tests/graphs/stepstream.json)."""
+
+from __future__ import annotations
+
+import asyncio
+import operator
+import time
+from typing import Annotated, Any, TypedDict
+
+from langgraph.config import get_stream_writer
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Send, interrupt
+
+
+class Linear(TypedDict, total=False):
+    x: int
+    log: Annotated[list[str], operator.add]
+
+
+def _step(name: str) -> Any:
+    async def node(state: Linear) -> dict[str, Any]:
+        return {"x": state.get("x", 0) + 1, "log": [name]}
+
+    return node
+
+
+linear_builder = StateGraph(Linear)
+for _name in ("a", "b", "c"):
+    linear_builder.add_node(_name, _step(_name))
+linear_builder.add_edge(START, "a")
+linear_builder.add_edge("a", "b")
+linear_builder.add_edge("b", "c")
+linear_builder.add_edge("c", END)
+linear = linear_builder.compile()
+
+
+class Ask(TypedDict, total=False):
+    question: str
+    answer: Any
+
+
+async def ask_node(state: Ask) -> dict[str, Any]:
+    answer = interrupt(state.get("question") or "question?")
+    return {"answer": answer}
+
+
+ask_builder = StateGraph(Ask)
+ask_builder.add_node("ask", ask_node)
+ask_builder.add_edge(START, "ask")
+ask_builder.add_edge("ask", END)
+ask = ask_builder.compile()
+
+
+class Fan(TypedDict, total=False):
+    n: int
+    delay: float
+    results: Annotated[list[int], operator.add]
+    total: int
+
+
+def plan(state: Fan) -> list[Send]:
+    return [Send("work", {"i": i, "delay": state.get("delay", 0.0)}) for i in range(state.get("n", 3))]
+
+
+async def work(arg: dict[str, Any]) -> dict[str, Any]:
+    get_stream_writer()({"working_on": arg["i"]})
+    await asyncio.sleep(arg["delay"])
+    return {"results": [arg["i"]]}
+
+
+def reduce_node(state: Fan) -> dict[str, Any]:
+    time.sleep(0.001)  # a sync node: runs in the server's thread pool
+    return {"total": sum(state.get("results", []))}
+
+
+fan_builder = StateGraph(Fan)
+fan_builder.add_node("work", work)
+fan_builder.add_node("reduce", reduce_node)
+fan_builder.add_conditional_edges(START, plan, ["work"])
+fan_builder.add_edge("work", "reduce")
+fan_builder.add_edge("reduce", END)
+fanout = fan_builder.compile()
+
+
+class Slow(TypedDict, total=False):
+    steps: int
+    delay: float
+    done: Annotated[list[int], operator.add]
+
+
+async def slow_node(state: Slow) -> dict[str, Any]:
+    await asyncio.sleep(state.get("delay", 0.2))
+    return {"done": [len(state.get("done", []))]}
+
+
+def slow_next(state: Slow) -> str:
+    return "tick" if len(state.get("done", [])) < state.get("steps", 5) else END
+
+
+slow_builder = StateGraph(Slow)
+slow_builder.add_node("tick", slow_node)
+slow_builder.add_edge(START, "tick")
+slow_builder.add_conditional_edges("tick", slow_next, ["tick", END])
+slow = slow_builder.compile()
+
+
+class Boom(TypedDict, total=False):
+    x: int
+
+
+async def explode(state: Boom) -> dict[str, Any]:
+    raise ValueError("boom")
+
+
+boom_builder = StateGraph(Boom)
+boom_builder.add_node("explode", explode)
+boom_builder.add_edge(START, "explode")
+boom_builder.add_edge("explode", END)
+boom = boom_builder.compile()

@@ -23,7 +23,13 @@ from typing import Any
 
 import grpc
 
-from stepstream.client.errors import StepstreamError, UnavailableError, from_rpc_error, from_stream_error
+from stepstream.client.errors import (
+    StepstreamError,
+    UnavailableError,
+    from_rpc_error,
+    from_stream_error,
+    make_error,
+)
 from stepstream.client.events import EventKind, RunEvent, decode_event, kinds_to_proto
 from stepstream.client.jsonio import Json, encode_optional
 from stepstream.client.models import Run, Session
@@ -111,7 +117,7 @@ class SessionStream:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
-        self._finish(StepstreamError("the session stream was closed", code=grpc.StatusCode.CANCELLED))
+        self._finish(make_error(grpc.StatusCode.CANCELLED, "the session stream was closed"))
 
     # -- actions -----------------------------------------------------------
 

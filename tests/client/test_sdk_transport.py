@@ -1,0 +1,118 @@
+"""Round-robin, failover and transparent reconnection, against in-process fake servers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from stepstream.client import (
+    CallCancelledError,
+    FailedPreconditionError,
+    NotFoundError,
+    RunFinished,
+    StepstreamClient,
+    UnavailableError,
+)
+
+pytestmark = pytest.mark.timeout(30)
+
+
+async def test_join_reconnects_with_last_seen_seq(make_server: Any) -> None:
+    server = await make_server()
+    server.runs.break_after = 3
+    async with StepstreamClient(server.address) as client:
+        events = [e async for e in client.runs.join("r1")]
+    assert [e.seq for e in events] == list(range(1, 10))
+    assert server.runs.joins == [0, 3]
+    assert isinstance(events[-1].data, RunFinished) and events[-1].data.values == {"x": 3}
+
+
+async def test_join_from_a_cursor_and_drops_resent_events(make_server: Any) -> None:
+    server = await make_server()
+    server.runs.ignore_cursor = True
+    async with StepstreamClient(server.address) as client:
+        seqs = [e.seq async for e in client.runs.join("r1", after_seq=5)]
+    assert seqs == [6, 7, 8, 9]
+
+
+async def test_join_fails_over_to_another_replica(make_server: Any) -> None:
+    a = await make_server()
+    b = await make_server(a.runs.events)
+    a.runs.break_after = 2
+    b.runs.break_after = None
+    async with StepstreamClient([a.address, b.address]) as client:
+        seqs = [e.seq async for e in client.runs.join("r1")]
+    assert seqs == list(range(1, 10))
+    assert a.runs.joins == [0]
+    assert b.runs.joins == [2]
+
+
+async def test_join_gives_up_after_the_reconnect_timeout(dead_address: str) -> None:
+    async with StepstreamClient(dead_address, reconnect_timeout=0.3) as client:
+        with pytest.raises(UnavailableError):
+            [e async for e in client.runs.join("r1")]
+
+
+async def test_stream_continues_through_join_when_broken(make_server: Any) -> None:
+    server = await make_server()
+    server.runs.break_after = 4
+    async with StepstreamClient(server.address) as client:
+        seqs = [e.seq async for e in client.runs.stream("linear", {"x": 0})]
+    assert seqs == list(range(1, 10))
+    assert server.runs.calls["StreamRun"] == 1  # the run is never started twice
+    assert server.runs.joins == [4]
+
+
+async def test_unary_calls_rotate_over_replicas(make_server: Any) -> None:
+    a, b = await make_server(), await make_server()
+    async with StepstreamClient([a.address, b.address]) as client:
+        for _ in range(4):
+            assert (await client.runs.get("r1")).run_id == "r1"
+    assert a.runs.calls["GetRun"] == 2 and b.runs.calls["GetRun"] == 2
+
+
+async def test_reads_fail_over_past_a_dead_replica(make_server: Any, dead_address: str) -> None:
+    server = await make_server()
+    async with StepstreamClient([dead_address, server.address]) as client:
+        for _ in range(3):
+            assert (await client.runs.get("r1")).run_id == "r1"
+        # Writes too, when the dead replica never received them.
+        assert (await client.runs.start("linear", {"x": 1})).run_id == "r1"
+
+
+async def test_write_that_reached_a_server_is_not_repeated(make_server: Any) -> None:
+    a, b = await make_server(), await make_server()
+    a.runs.break_after = b.runs.break_after = 0  # both answer StartRun with UNAVAILABLE
+    async with StepstreamClient([a.address, b.address]) as client:
+        with pytest.raises(UnavailableError, match="draining"):
+            await client.runs.start("linear", {"x": 1})
+    assert a.runs.calls.get("StartRun", 0) + b.runs.calls.get("StartRun", 0) == 1
+
+
+async def test_status_errors_are_not_retried(make_server: Any) -> None:
+    a, b = await make_server(), await make_server()
+    async with StepstreamClient([a.address, b.address]) as client:
+        with pytest.raises(NotFoundError, match="no run nope"):
+            await client.runs.get("nope")
+    assert a.runs.calls.get("GetRun", 0) + b.runs.calls.get("GetRun", 0) == 1
+
+
+async def test_session_stream_actions_and_events(make_server: Any) -> None:
+    server = await make_server()
+    async with StepstreamClient(server.address) as client:
+        async with client.session_stream(graph_id="ask") as stream:
+            assert stream.session is not None and stream.session.session_id == "s1"
+            with pytest.raises(FailedPreconditionError) as refused:
+                await stream.resume("too early")
+            assert refused.value.field_violations[0].field == "resume"
+            run = await stream.start_run({"question": "q"})
+            assert run.run_id == "r-start"
+            kinds = [e.kind async for e in stream.events(run.run_id)]
+            assert kinds[0] == "run_queued" and kinds[-1] == "run_finished"
+            resumed = await stream.resume("yes")  # the stream stayed open after the refusal
+            assert [e.run_id async for e in stream.events(resumed.run_id)][-1] == "r-resume"
+            assert await stream.update_state({"answer": 1}) == "ck-s1"
+            assert (await stream.cancel()).run_id == "r-start"
+        with pytest.raises(CallCancelledError):
+            await stream.start_run({})  # closed

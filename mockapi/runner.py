@@ -75,7 +75,7 @@ def config_args(config: MockApiConfig) -> list[str]:
 
 
 class MockApiProcess:
-    """`python -m stepstream.mockapi` as a child process: `with MockApiProcess(config) as api: api.url`.
+    """The mock API as a child process: `with MockApiProcess(config) as api: api.url`.
 
     The child prints one ready line with its address on stdout and nothing else
     there, so the pipe never fills up while nobody reads it.
@@ -87,12 +87,16 @@ class MockApiProcess:
         host: str = "127.0.0.1",
         port: int = 0,
         startup_timeout_s: float = 30.0,
+        command: list[str] | None = None,
     ) -> None:
         self.config = config or MockApiConfig()
+        # Default: the module, which loads nothing but the mock API; ["stepstream", "mockapi"] works too.
+        self.command = command or [sys.executable, "-m", "stepstream.mockapi"]
         self.host = host
         self.port = port
         self.startup_timeout_s = startup_timeout_s
         self.url = ""
+        self.returncode: int | None = None  # set once the child has exited
         self._proc: subprocess.Popen[str] | None = None
 
     @property
@@ -100,9 +104,8 @@ class MockApiProcess:
         return self._proc.pid if self._proc else None
 
     def start(self) -> Self:
-        cmd = [sys.executable, "-m", "stepstream.mockapi", "--host", self.host, "--port", str(self.port)]
         self._proc = subprocess.Popen(
-            [*cmd, *config_args(self.config)],
+            [*self.command, "--host", self.host, "--port", str(self.port), *config_args(self.config)],
             stdout=subprocess.PIPE,
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -141,6 +144,7 @@ class MockApiProcess:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        self.returncode = proc.returncode
         if proc.stdout is not None:
             proc.stdout.close()
 

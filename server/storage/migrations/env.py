@@ -7,7 +7,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from stepstream.server.storage import schema
+from stepstream.server.storage import checkpoint_tables, schema  # noqa: F401 (registers its tables)
 from stepstream.server.storage.db import create_engine
 
 target_metadata = schema.metadata

@@ -1,0 +1,263 @@
+"""LangGraph checkpointer on stepstream's SQLAlchemy engine and schema.
+
+Sessions, runs and checkpoints share one database and one migration history
+(DESIGN §5). Checkpoints and pending writes are written through the
+`GroupCommitWriter`, so the supersteps of many concurrent runs share
+transactions, and `aput`/`aput_writes` return only once their transaction has
+committed. Channel values are stored once per channel version
+(checkpoint_tables.py), so storage grows with what changed.
+
+The sync methods are thin wrappers that run the async ones on the event loop
+the saver serves, like LangGraph's own async savers: they are for code on other
+threads (sync nodes, `graph.invoke` in a worker thread) and raise on the loop's
+own thread, where they would deadlock. A separate sync engine would compete
+with the writer for SQLite's single write lock and bypass group commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
+from typing import Any, TypeVar
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+)
+from langgraph.checkpoint.serde.base import SerializerProtocol
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from stepstream.server.storage import checkpoint_maintenance as maintenance
+from stepstream.server.storage.batch import GroupCommitWriter
+from stepstream.server.storage.checkpoint_sql import (
+    LIST_PAGE,
+    Loaded,
+    Statements,
+    assemble,
+    blobs_select,
+    checkpoint_rows,
+    latest_or_exact,
+    load_row,
+    search,
+    task_write_rows,
+    writes_select,
+)
+
+T = TypeVar("T")
+
+
+class SQLAlchemyCheckpointSaver(BaseCheckpointSaver[str]):
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        writer: GroupCommitWriter | None = None,
+        serde: SerializerProtocol | None = None,
+    ) -> None:
+        super().__init__(serde=serde)
+        self.engine = engine
+        # Without a shared writer the saver groups its own writes; the service
+        # passes its writer so checkpoints, events and run status share commits.
+        self.writer = writer or GroupCommitWriter(engine)
+        self._owns_writer = writer is None
+        self._stmts = Statements.for_dialect(engine.dialect.name)
+        # The loop the sync wrappers hand work to; taken on first async use if not running yet.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        with contextlib.suppress(RuntimeError):
+            self._loop = asyncio.get_running_loop()
+
+    async def aclose(self) -> None:
+        """Commit queued writes and stop the writer, if this saver made it."""
+        if self._owns_writer:
+            await self.writer.close()
+
+    # --- async API ---------------------------------------------------------------------------
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        self._remember_loop()
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(latest_or_exact(config))).first()
+            if row is None:
+                return None
+            tuples = await self._complete(conn, [load_row(self.serde, row)])
+        return tuples[0]
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        self._remember_loop()
+        query = search(self.engine.dialect.name, config, filter, before)
+        remaining = limit
+        # Without a filter SQL alone decides, so a small limit fetches only what it returns.
+        size = LIST_PAGE if query.filter or not limit else min(limit, LIST_PAGE)
+        after: tuple[Any, ...] | None = None
+        while remaining is None or remaining > 0:
+            # One short read per page: no transaction stays open while the caller consumes.
+            async with self.engine.connect() as conn:
+                rows = (await conn.execute(query.page(after, size))).all()
+                loaded = [load_row(self.serde, row) for row in rows]
+                tuples = await self._complete(conn, [item for item in loaded if query.accepts(item.metadata)])
+            for tup in tuples:
+                if remaining is not None:
+                    if remaining <= 0:
+                        return
+                    remaining -= 1
+                yield tup
+            if len(rows) < size:
+                return
+            after = query.key(rows[-1])
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        self._remember_loop()
+        # Serialised before the first await: LangGraph may reuse the objects once we yield.
+        writes, next_config = checkpoint_rows(
+            self._stmts, self.serde, config, checkpoint, metadata, new_versions
+        )
+        await self.writer.write(writes)
+        return next_config
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        await self.writer.write(task_write_rows(self._stmts, self.serde, config, writes, task_id, task_path))
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await maintenance.delete_threads(self.engine, [str(thread_id)])
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await maintenance.delete_for_runs(self.engine, self.serde, [str(r) for r in run_ids])
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await maintenance.copy_thread(self.engine, self._stmts, str(source_thread_id), str(target_thread_id))
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        ids = [str(t) for t in thread_ids]
+        if strategy == "keep_latest":
+            await maintenance.prune(self.engine, self.serde, ids, keep=1)
+        elif strategy == "delete":
+            await maintenance.delete_threads(self.engine, ids)
+        else:
+            raise ValueError(f"unknown prune strategy {strategy!r}: use 'keep_latest' or 'delete'")
+
+    async def aprune_history(self, keep: int, thread_ids: Sequence[str] | None = None) -> None:
+        """Retention: keep the newest `keep` checkpoints per thread and namespace (all threads by default).
+
+        Blobs the kept checkpoints still refer to stay, as do the ancestors a
+        kept checkpoint's DeltaChannels are rebuilt from.
+        """
+        if thread_ids is None:
+            await maintenance.prune_all(self.engine, self.serde, keep)
+        else:
+            await maintenance.prune(self.engine, self.serde, [str(t) for t in thread_ids], keep)
+
+    def get_next_version(self, current: str | None, channel: None) -> str:
+        # The official savers' format: a zero-padded counter that sorts as text, plus a
+        # random fraction so two forks of one version never collide.
+        if current is None:
+            number = 0
+        elif isinstance(current, int):
+            number = current
+        else:
+            number = int(current.split(".")[0])
+        return f"{number + 1:032}.{random.random():016}"
+
+    async def _complete(self, conn: AsyncConnection, loaded: Sequence[Loaded]) -> Sequence[CheckpointTuple]:
+        """Fetch the blobs and pending writes of `loaded` and build the tuples."""
+        if not loaded:
+            return []
+        blob_stmt = blobs_select(loaded)
+        blob_rows = (await conn.execute(blob_stmt)).all() if blob_stmt is not None else []
+        write_rows = (await conn.execute(writes_select(loaded))).all()
+        return assemble(self.serde, loaded, blob_rows, write_rows)
+
+    # --- sync API: the async methods, run on the saver's loop from another thread -------------
+
+    def _remember_loop(self) -> None:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+
+    def _blocking(self, coro: Coroutine[Any, Any, T]) -> T:
+        loop = self._loop
+        try:
+            on_loop = loop is not None and asyncio.get_running_loop() is loop
+        except RuntimeError:
+            on_loop = False
+        if loop is None or on_loop:
+            coro.close()
+            raise asyncio.InvalidStateError(
+                "SQLAlchemyCheckpointSaver's sync methods run its async ones on the event loop it "
+                "serves: call them from another thread (or use the a* methods / ainvoke on the loop)"
+            )
+        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return self._blocking(self.aget_tuple(config))
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        pages = self.alist(config, filter=filter, before=before, limit=limit)
+
+        async def next_tuple() -> CheckpointTuple:
+            return await anext(pages)
+
+        while True:
+            try:
+                yield self._blocking(next_tuple())
+            except StopAsyncIteration:
+                return
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return self._blocking(self.aput(config, checkpoint, metadata, new_versions))
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        self._blocking(self.aput_writes(config, writes, task_id, task_path))
+
+    def delete_thread(self, thread_id: str) -> None:
+        self._blocking(self.adelete_thread(thread_id))
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        self._blocking(self.adelete_for_runs(run_ids))
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        self._blocking(self.acopy_thread(source_thread_id, target_thread_id))
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        self._blocking(self.aprune(thread_ids, strategy=strategy))

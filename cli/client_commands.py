@@ -1,9 +1,453 @@
-"""Verbs of this part of the `stepstream` command (being built)."""
+"""Client verbs: graphs, run, join, sessions. They talk to a server through the SDK.
+
+`run` and `join` show a live view of a run (supersteps, their tasks with
+state and duration, chat model text streamed below) on a terminal, and one
+line per event otherwise. When a run stops at an interrupt, the question is
+asked on stdin if it is a terminal; else the command exits with code 3 and
+says how to answer it later.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Annotated, Any
+
+import orjson
 import typer
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from stepstream.client import BusyPolicy, Command, RunEvent, RunOptions, StepstreamClient, StepstreamError
+from stepstream.client.jsonio import Json
+from stepstream.client.progress import RunProgress, TaskProgress
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+# Exit code of a run that stopped at an interrupt nobody could answer here.
+EXIT_INTERRUPTED = 3
+# Supersteps drawn in the live view; older ones collapse into one line.
+MAX_STEPS_SHOWN = 15
+MAX_MESSAGE_LINES = 12
+
+out = Console()
+err = Console(stderr=True)
+
+ADDRESS = typer.Option(
+    None,
+    "--address",
+    "-a",
+    envvar="STEPSTREAM_ADDRESS",
+    help=f"Server host:port; repeat (or comma-separate) for several replicas. [default: {DEFAULT_ADDRESS}]",
+)
+
+sessions_app = typer.Typer(help="Sessions (LangGraph threads).", no_args_is_help=True)
+
+
+# -- plumbing ------------------------------------------------------------------
+
+
+def _client(addresses: list[str] | None) -> StepstreamClient:
+    split = [a.strip() for value in addresses or () for a in value.replace(",", " ").split()]
+    return StepstreamClient(split or [DEFAULT_ADDRESS])
+
+
+def _execute(work: Callable[[], Coroutine[Any, Any, int | None]]) -> None:
+    """Run a verb; a failed call is one line on stderr (status code + message) and exit 1."""
+    try:
+        code: int | None = asyncio.run(work())
+    except StepstreamError as error:
+        err.print(f"[red]error:[/red] {error}", highlight=False, markup=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    if code:
+        raise typer.Exit(code)
+
+
+def _parse_json(text: str | None, option: str) -> Json:
+    if text is None:
+        return None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise typer.BadParameter(f"not valid JSON: {exc}", param_hint=option) from None
+
+
+def _json_text(value: Json) -> str:
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return ""
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+
+
+# -- rendering a run -----------------------------------------------------------
+
+_TASK_STYLE = {
+    "pending": ("○", "dim"),
+    "running": ("●", "yellow"),
+    "done": ("✓", "green"),
+    "failed": ("✗", "red"),
+}
+_STATUS_STYLE = {
+    "succeeded": "green",
+    "interrupted": "cyan",
+    "failed": "red",
+    "cancelled": "magenta",
+}
+
+
+def _task_line(task: TaskProgress, now: float) -> Text:
+    icon, style = _TASK_STYLE.get(task.state, ("?", ""))
+    line = Text.assemble((f"{icon} ", style), (task.node, "bold"), f"  {task.state}", style="")
+    elapsed = task.elapsed(now)
+    if elapsed is not None:
+        line.append(f"  {_seconds(elapsed)}", style="dim")
+    if task.error:
+        line.append(f"  {task.error}", style="red")
+    return line
+
+
+def render(progress: RunProgress) -> RenderableType:
+    """The live view: a tree of supersteps and tasks, then streamed text."""
+    now = progress.clock()
+    header = Text.assemble(
+        ("run ", "bold"),
+        progress.run_id or "…",
+        ("  graph ", "dim"),
+        progress.graph_id or "?",
+        ("  session ", "dim"),
+        progress.session_id or "?",
+        "  ",
+        (progress.status, _STATUS_STYLE.get(progress.status, "yellow")),
+        (f"  {progress.elapsed():.1f} s", "dim"),
+    )
+    tree = Tree(header)
+    steps = list(progress.steps.values())
+    if len(steps) > MAX_STEPS_SHOWN:
+        tree.add(Text(f"… {len(steps) - MAX_STEPS_SHOWN} earlier supersteps", style="dim"))
+        steps = steps[-MAX_STEPS_SHOWN:]
+    for step in steps:
+        label = Text(f"superstep {step.step}", style="" if step.finished else "bold")
+        if step.namespace:
+            label.append(f"  [{' / '.join(step.namespace)}]", style="dim")
+        branch = tree.add(label)
+        for task in step.tasks.values():
+            branch.add(_task_line(task, now))
+    parts: list[RenderableType] = [tree]
+    text = "\n\n".join(t for t in progress.messages.values() if t)
+    if text:
+        tail = "\n".join(text.splitlines()[-MAX_MESSAGE_LINES:])
+        parts.append(Panel(Text(tail), title="messages", title_align="left", border_style="dim"))
+    if progress.custom:
+        node, value = progress.custom[-1]
+        parts.append(Text(f"custom ({node}): {orjson.dumps(value).decode()}", style="dim"))
+    return Group(*parts)
+
+
+class _Lines:
+    """One line per event, for logs and pipes, where a live view cannot redraw."""
+
+    def __init__(self) -> None:
+        self.in_message = False
+
+    def show(self, event: RunEvent, progress: RunProgress) -> None:
+        data: Any = event.data
+        if event.kind == "message_chunk":
+            sys.stdout.write(data.text)
+            sys.stdout.flush()
+            self.in_message = True
+            return
+        line = self._line(event, data, progress)
+        if line is None:
+            return
+        if self.in_message:
+            sys.stdout.write("\n")
+            self.in_message = False
+        prefix = f"[{'/'.join(event.namespace)}] " if event.namespace else ""
+        typer.echo(f"{event.seq:>5}  {prefix}{line}")
+
+    @staticmethod
+    def _line(event: RunEvent, data: Any, progress: RunProgress) -> str | None:
+        kind = event.kind
+        if kind == "run_queued":
+            return f"run {event.run_id} queued on session {data.session_id} (graph {data.graph_id})"
+        if kind == "run_started":
+            return f"run started (attempt {data.attempt}{', ' + data.replica if data.replica else ''})"
+        if kind == "superstep_started":
+            return f"superstep {data.step}: {', '.join(t.node for t in data.tasks) or '-'}"
+        if kind == "task_finished":
+            return f"  {data.task.node} done in {_seconds(data.duration)}"
+        if kind == "task_failed":
+            error = f"{data.error_type}: {data.error_message}"
+            return f"  {data.task.node} failed in {_seconds(data.duration)}: {error}"
+        if kind == "custom":
+            return f"  custom ({data.node}): {orjson.dumps(data.value).decode()}"
+        if kind == "interrupt_raised":
+            return f"interrupt at superstep {data.step}"
+        if event.terminal:
+            return f"run {progress.status}"
+        return None
+
+
+async def _show(events: AsyncIterator[RunEvent], progress: RunProgress) -> RunProgress:
+    """Consume a run's events, drawing them as they come."""
+    if not out.is_terminal:
+        lines = _Lines()
+        async for event in events:
+            progress.apply(event)
+            lines.show(event, progress)
+        if lines.in_message:
+            sys.stdout.write("\n")
+        return progress
+    with Live(console=out, get_renderable=lambda: render(progress), refresh_per_second=8):
+        async for event in events:
+            progress.apply(event)
+    return progress
+
+
+# -- following runs through interrupts -----------------------------------------
+
+
+def _describe(value: Json) -> str:
+    return value if isinstance(value, str) else _json_text(value)
+
+
+async def _ask(progress: RunProgress) -> Command | None:
+    """Ask each pending interrupt's question on stdin; None when stdin is not a terminal."""
+    if not sys.stdin.isatty():
+        return None
+    answers: dict[str, Json] = {}
+    for interrupt in progress.interrupts:
+        out.print(Text.assemble(("? ", "cyan bold"), _describe(interrupt.value)))
+        text = await asyncio.to_thread(out.input, "[cyan]answer>[/cyan] ")
+        try:
+            answers[interrupt.interrupt_id] = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            answers[interrupt.interrupt_id] = text  # plain words are a string answer
+    if len(answers) == 1:
+        return Command(resume=next(iter(answers.values())))
+    return Command(resume_by_id=answers)
+
+
+def _how_to_resume(progress: RunProgress) -> None:
+    err.print(
+        f"run {progress.run_id} is waiting for an answer on session {progress.session_id}:", highlight=False
+    )
+    for interrupt in progress.interrupts:
+        err.print(f"  ? {_describe(interrupt.value)}", highlight=False, markup=False)
+    err.print(
+        f"answer it with: stepstream run {progress.graph_id} --session {progress.session_id}"
+        " --resume '<JSON>'",
+        highlight=False,
+        markup=False,
+    )
+
+
+def _summary(progress: RunProgress) -> int:
+    tasks = sum(len(s.tasks) for s in progress.steps.values())
+    line = f"run {progress.run_id} {progress.status}: {len(progress.steps)} supersteps, {tasks} tasks"
+    line += f" in {_seconds(progress.elapsed())}"
+    if progress.status == "succeeded":
+        err.print(line, highlight=False, markup=False)
+        typer.echo(_json_text(progress.values))
+        return 0
+    err.print(
+        f"{line}: {progress.error}" if progress.error else line, highlight=False, markup=False, style="red"
+    )
+    return 1
+
+
+async def _follow(client: StepstreamClient, events: AsyncIterator[RunEvent], run_id: str = "") -> int:
+    """Show a run to its end; answer interrupts and go on with the continuation."""
+    while True:
+        progress = RunProgress(run_id)
+        try:
+            await _show(events, progress)
+        except asyncio.CancelledError:  # Ctrl-C: the run itself goes on in the server
+            if progress.run_id and not progress.done:
+                err.print(
+                    f"detached from run {progress.run_id}, which goes on; follow it again with: "
+                    f"stepstream join {progress.run_id} --after-seq {progress.last_seq}",
+                    highlight=False,
+                    markup=False,
+                )
+            raise
+        if not progress.done:
+            err.print(f"the event stream of run {progress.run_id} ended early", style="red")
+            return 1
+        if progress.status != "interrupted":
+            return _summary(progress)
+        if not (progress.session_id and progress.graph_id):
+            run = await client.runs.get(progress.run_id)
+            progress.session_id, progress.graph_id = run.session_id, run.graph_id
+        command = await _ask(progress)
+        if command is None:
+            _how_to_resume(progress)
+            return EXIT_INTERRUPTED
+        events = client.runs.stream(progress.graph_id, session_id=progress.session_id, command=command)
+        run_id = ""
+
+
+# -- verbs ---------------------------------------------------------------------
+
+
+def graphs(address: list[str] | None = ADDRESS) -> None:
+    """List the graphs the server serves."""
+
+    async def work() -> None:
+        async with _client(address) as client:
+            found = await client.graphs.list()
+        table = Table("graph", "nodes", "max concurrency", "description", box=None)
+        for graph in found:
+            limit = str(graph.default_max_concurrency or "-")
+            table.add_row(graph.graph_id, ", ".join(graph.nodes), limit, graph.description)
+        out.print(table)
+
+    _execute(work)
+
+
+def run(
+    graph: str = typer.Argument(..., help="Graph id."),
+    input_json: str | None = typer.Option(None, "--input", "-i", help="Graph input, JSON."),
+    session: str | None = typer.Option(
+        None, "--session", "-s", help="Run on this session (default: a new one)."
+    ),
+    resume: str | None = typer.Option(None, "--resume", help="Answer the session's pending interrupt, JSON."),
+    follow: bool = typer.Option(True, "--follow/--no-follow", help="Show the run live until it ends."),
+    busy_policy: Annotated[
+        BusyPolicy | None, typer.Option("--busy-policy", help="What to do when the session is busy.")
+    ] = None,
+    max_concurrency: int = typer.Option(
+        0, "--max-concurrency", help="Tasks at once per superstep (0: default)."
+    ),
+    address: list[str] | None = ADDRESS,
+) -> None:
+    """Start a run of GRAPH and show its supersteps and tasks live."""
+    value = _parse_json(input_json, "--input")
+    command = Command(resume=_parse_json(resume, "--resume")) if resume is not None else None
+    if command is not None and not session:
+        raise typer.BadParameter(
+            "--resume needs the --session whose interrupt it answers", param_hint="--resume"
+        )
+    options = RunOptions(max_concurrency=max_concurrency, busy_policy=busy_policy)
+
+    async def work() -> int:
+        async with _client(address) as client:
+            if not follow:
+                started = await client.runs.start(
+                    graph, value, session_id=session, command=command, options=options
+                )
+                typer.echo(f"run {started.run_id} {started.status} on session {started.session_id}")
+                return 0
+            events = client.runs.stream(graph, value, session_id=session, command=command, options=options)
+            return await _follow(client, events)
+
+    _execute(work)
+
+
+def join(
+    run_id: str = typer.Argument(..., help="Run id."),
+    after_seq: int = typer.Option(0, "--after-seq", help="Show events after this seq."),
+    address: list[str] | None = ADDRESS,
+) -> None:
+    """Follow a run's events (live until it ends), from any replica."""
+
+    async def work() -> int:
+        async with _client(address) as client:
+            return await _follow(client, client.runs.join(run_id, after_seq), run_id)
+
+    _execute(work)
+
+
+@sessions_app.command("list")
+def sessions_list(
+    graph: str | None = typer.Option(None, "--graph", "-g", help="Only sessions of this graph."),
+    limit: int = typer.Option(50, "--limit", "-n", help="At most this many (newest first)."),
+    address: list[str] | None = ADDRESS,
+) -> None:
+    """List sessions, newest first."""
+
+    async def work() -> None:
+        table = Table("session", "graph", "status", "created", "updated", box=None)
+        async with _client(address) as client:
+            async for s in client.sessions.list(graph_id=graph, limit=limit):
+                created = f"{s.created_at:%Y-%m-%d %H:%M:%S}" if s.created_at else ""
+                updated = f"{s.updated_at:%Y-%m-%d %H:%M:%S}" if s.updated_at else ""
+                table.add_row(s.session_id, s.graph_id, s.status.value, created, updated)
+        out.print(table)
+
+    _execute(work)
+
+
+@sessions_app.command("show")
+def sessions_show(
+    session_id: str = typer.Argument(..., help="Session id."),
+    runs: int = typer.Option(10, "--runs", help="Show this many latest runs."),
+    address: list[str] | None = ADDRESS,
+) -> None:
+    """Show a session: its state, pending interrupts and latest runs."""
+
+    async def work() -> None:
+        async with _client(address) as client:
+            session = await client.sessions.get(session_id)
+            state = await client.sessions.state(session_id)
+            latest = [r async for r in client.runs.list(session_id=session_id, limit=runs)]
+        out.print(
+            Text.assemble(
+                ("session ", "bold"),
+                session.session_id,
+                "  graph ",
+                session.graph_id,
+                "  ",
+                session.status.value,
+            )
+        )
+        if session.metadata:
+            out.print(f"metadata: {orjson.dumps(session.metadata).decode()}", markup=False, highlight=False)
+        out.print(
+            f"checkpoint {state.checkpoint_id or '-'} (step {state.step}, {state.source or '-'})",
+            markup=False,
+        )
+        out.print(f"next: {', '.join(state.next) or '(end)'}", markup=False)
+        for interrupt in state.interrupts:
+            out.print(f"waiting for an answer: {_describe(interrupt.value)}", markup=False, style="cyan")
+        out.print(Panel(_json_text(state.values), title="values", title_align="left", border_style="dim"))
+        table = Table("run", "status", "created", "error", box=None, title="runs", title_justify="left")
+        for r in latest:
+            created = f"{r.created_at:%Y-%m-%d %H:%M:%S}" if r.created_at else ""
+            error = f"{r.error_type}: {r.error_message}" if r.error_type else ""
+            table.add_row(r.run_id, r.status.value, created, error)
+        out.print(table)
+
+    _execute(work)
+
+
+@sessions_app.command("delete")
+def sessions_delete(
+    session_id: str = typer.Argument(..., help="Session id."),
+    force: bool = typer.Option(False, "--force", help="Cancel an active run first."),
+    address: list[str] | None = ADDRESS,
+) -> None:
+    """Delete a session with its runs, events and checkpoints."""
+
+    async def work() -> None:
+        async with _client(address) as client:
+            await client.sessions.delete(session_id, force=force)
+        typer.echo(f"deleted session {session_id}")
+
+    _execute(work)
 
 
 def register(app: typer.Typer) -> None:
-    """No verbs yet."""
+    app.command("graphs")(graphs)
+    app.command("run")(run)
+    app.command("join")(join)
+    app.add_typer(sessions_app, name="sessions")

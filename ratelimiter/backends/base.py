@@ -1,0 +1,51 @@
+"""The back-end interface and its results."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Protocol
+
+from stepstream.ratelimiter.config import LimitSpec
+from stepstream.ratelimiter.types import Mode
+
+
+@dataclasses.dataclass(slots=True)
+class BatchResult:
+    """The outcome of reserving several requests of one key, in order.
+
+    Requests are granted in the order given and the first that cannot be
+    granted within `max_wait` stops the batch, so nobody overtakes it.
+    """
+
+    # One per granted request, in order: nanoseconds from now until its slot starts.
+    waits_ns: list[int]
+    # For the first request not granted: nanoseconds until it could be.
+    retry_after_ns: int | None
+    # The store's clock at the decision, Unix nanoseconds.
+    epoch_ns: int
+    mode: Mode = Mode.SHARED
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Peek:
+    available: int
+    full_in_ns: int
+    paused_for_ns: int
+    mode: Mode = Mode.SHARED
+
+
+class Backend(Protocol):
+    async def reserve(self, spec: LimitSpec, requests: Sequence[tuple[int, int]]) -> BatchResult:
+        """Grant (tokens, max_wait_ns) requests in order; the first that cannot be granted stops."""
+        ...
+
+    async def adjust(self, spec: LimitSpec, tokens: int) -> Mode:
+        """Charge (tokens > 0) or give back (tokens < 0) budget."""
+        ...
+
+    async def pause(self, spec: LimitSpec, duration_ns: int) -> Mode: ...
+
+    async def peek(self, spec: LimitSpec) -> Peek: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,300 @@
+"""The sidecar's settings and declared limits, read from one TOML or YAML file.
+
+One flat settings object with each default beside its field, and a strict
+loader: a file with an unknown setting, a wrong type or an impossible limit is
+refused at start with the file, the key and the reason, because a limiter that
+silently ignores a typo grants the wrong budget for hours before anyone sees it.
+
+A limit is written either as a table or as one short string:
+
+    [limits]
+    wikipedia = "200/s burst 20"
+    arxiv = "1 per 3s"
+    llm-tokens = { rate = 90000, period = "1m", burst = 9000, unit = "tokens" }
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import pathlib
+import re
+import tomllib
+from collections.abc import Mapping
+from typing import Any, Literal, get_args
+
+import yaml
+
+FailureMode = Literal["local", "closed"]
+
+# Above a million tokens a second the Redis back end (1 µs resolution) could
+# not space tokens apart; no external API comes near it.
+MAX_TOKENS_PER_SECOND = 1_000_000
+_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
+_UNITS_S: dict[str, float] = {
+    "ms": 0.001,
+    "s": 1.0,
+    "sec": 1.0,
+    "second": 1.0,
+    "seconds": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "minute": 60.0,
+    "minutes": 60.0,
+    "h": 3600.0,
+    "hour": 3600.0,
+    "hours": 3600.0,
+    "d": 86400.0,
+    "day": 86400.0,
+    "days": 86400.0,
+}
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)?\s*([a-z]+)\s*$")
+_RATE_RE = re.compile(
+    r"^\s*(?P<rate>\d+(?:\.\d+)?)\s*(?:/|per)\s*(?P<period>\d*(?:\.\d+)?\s*[a-z]+)"
+    r"(?:\s+burst\s+(?P<burst>\d+))?\s*$"
+)
+
+
+class ConfigError(ValueError):
+    """A refused configuration, naming the file, the key and the reason."""
+
+    def __init__(self, source: str, key: str, reason: str) -> None:
+        super().__init__(f"{source}: {key}: {reason}")
+        self.source = source
+        self.key = key
+        self.reason = reason
+
+
+@dataclasses.dataclass(frozen=True)
+class LimitSpec:
+    """`rate` tokens per `period_s` seconds, at most `burst` tokens at once."""
+
+    key: str
+    rate: float
+    period_s: float
+    burst: int
+    unit: str = "requests"
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.rate / self.period_s
+
+    def scaled(self, share: int) -> LimitSpec:
+        """This limit divided among `share` replicas (the conservative local budget).
+
+        Rounded down, never below one token at once, so the replicas together stay
+        within the global limit whenever the global burst allows one each.
+        """
+        if share <= 1:
+            return self
+        return dataclasses.replace(self, rate=self.rate / share, burst=max(1, self.burst // share))
+
+
+@dataclasses.dataclass(frozen=True)
+class LimiterSettings:
+    # Where the sidecar listens (it serves the pod's server over localhost).
+    host: str = "127.0.0.1"
+    port: int = 50061
+    # Redis URL shared by every sidecar; empty: the in-memory back end (one process).
+    redis_url: str = ""
+    # Prefix of the Redis keys holding each limit's state.
+    key_prefix: str = "stepstream:rl:"
+    # When Redis is unreachable: "local" grants from a conservative local budget
+    # (each limit divided by expected_replicas); "closed" refuses with UNAVAILABLE.
+    on_store_failure: FailureMode = "local"
+    # Sidecars expected to share the Redis budget; sizes the local budget.
+    expected_replicas: int = 1
+    # A Redis call slower than this counts as a failure, so an outage is noticed
+    # within about this long instead of a multi-second socket timeout.
+    store_timeout_ms: float = 50.0
+    # While Redis is down, how often one request tries it again.
+    store_retry_ms: float = 100.0
+    # How far ahead a slot may be reserved for a caller that must wait; callers
+    # further back are queued in the sidecar in priority order, so a late
+    # interactive caller overtakes queued batch callers by up to this much.
+    reserve_ahead_ms: float = 250.0
+    # Callers queued on one key before new ones get RESOURCE_EXHAUSTED.
+    max_waiters_per_key: int = 10_000
+    # Reservations asked of the store in one call (one Redis round trip).
+    max_batch: int = 64
+    # Pause after a reported 429 that carried no Retry-After, and the longest pause.
+    default_pause_s: float = 1.0
+    max_pause_s: float = 300.0
+    # Lifetime of a lease when the caller asks none, and the longest allowed.
+    lease_ttl_s: float = 10.0
+    max_lease_ttl_s: float = 300.0
+    # The declared limits, by key.
+    limits: Mapping[str, LimitSpec] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _validate_settings(self, "<settings>")
+
+
+def parse_duration(text: str | int | float, source: str, key: str) -> float:
+    """Seconds from a number of seconds or a string like "3s", "500ms", "1m", "min"."""
+    if isinstance(text, bool):
+        raise ConfigError(source, key, f"expected a duration, got {text!r}")
+    if isinstance(text, int | float):
+        value = float(text)
+    elif isinstance(text, str):
+        match = _DURATION_RE.match(text.lower())
+        if not match or match.group(2) not in _UNITS_S:
+            raise ConfigError(source, key, f"bad duration {text!r} (use e.g. 500ms, 3s, 1m, 1h)")
+        value = float(match.group(1) or 1) * _UNITS_S[match.group(2)]
+    else:
+        raise ConfigError(source, key, f"expected a duration, got {type(text).__name__}")
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(source, key, f"duration must be positive, got {text!r}")
+    return value
+
+
+def default_burst(rate: float) -> int:
+    # A tenth of a period's worth, as `200/s burst 20`; never below one token.
+    return max(1, math.ceil(rate / 10))
+
+
+def parse_limit(key: str, value: Any, source: str) -> LimitSpec:
+    where = f"limits.{key}"
+    if not isinstance(key, str) or not _KEY_RE.match(key):
+        raise ConfigError(
+            source, where, "a key is 1-128 letters, digits or . _ : / - and starts alphanumeric"
+        )
+    if isinstance(value, str):
+        match = _RATE_RE.match(value.lower())
+        if not match:
+            raise ConfigError(source, where, f"bad limit {value!r} (use e.g. '200/s burst 20' or '1 per 3s')")
+        table: dict[str, Any] = {"rate": float(match.group("rate")), "period": match.group("period")}
+        if match.group("burst"):
+            table["burst"] = int(match.group("burst"))
+    elif isinstance(value, Mapping):
+        table = dict(value)
+    else:
+        raise ConfigError(source, where, f"expected a table or a string, got {type(value).__name__}")
+    unknown = set(table) - {"rate", "period", "burst", "unit"}
+    if unknown:
+        raise ConfigError(
+            source, f"{where}.{sorted(unknown)[0]}", "unknown field (rate, period, burst, unit)"
+        )
+    if "rate" not in table:
+        raise ConfigError(source, f"{where}.rate", "missing")
+    rate = table["rate"]
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not math.isfinite(rate) or rate <= 0:
+        raise ConfigError(source, f"{where}.rate", f"must be a positive number, got {rate!r}")
+    period = parse_duration(table.get("period", 1), source, f"{where}.period")
+    burst = table.get("burst", default_burst(float(rate)))
+    if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+        raise ConfigError(source, f"{where}.burst", f"must be a whole number >= 1, got {burst!r}")
+    unit = table.get("unit", "requests")
+    if not isinstance(unit, str) or not unit:
+        raise ConfigError(source, f"{where}.unit", "must be a non-empty string")
+    spec = LimitSpec(key=key, rate=float(rate), period_s=period, burst=burst, unit=unit)
+    if spec.tokens_per_second > MAX_TOKENS_PER_SECOND:
+        raise ConfigError(source, f"{where}.rate", f"above {MAX_TOKENS_PER_SECOND} tokens per second")
+    return spec
+
+
+def _check_type(source: str, key: str, value: Any, expected: type) -> None:
+    ok = isinstance(value, expected) and not (isinstance(value, bool) and expected is not bool)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        ok = True
+    if not ok:
+        raise ConfigError(source, key, f"expected {expected.__name__}, got {type(value).__name__} {value!r}")
+
+
+_FIELD_TYPES: dict[str, type] = {
+    f.name: {"str": str, "int": int, "float": float}.get(str(f.type), object)
+    for f in dataclasses.fields(LimiterSettings)
+}
+_FIELD_TYPES["on_store_failure"] = str
+
+
+def _validate_settings(s: LimiterSettings, source: str) -> None:
+    for name, expected in _FIELD_TYPES.items():
+        if expected is not object:
+            _check_type(source, name, getattr(s, name), expected)
+    if s.on_store_failure not in get_args(FailureMode):
+        raise ConfigError(
+            source, "on_store_failure", f"must be 'local' or 'closed', got {s.on_store_failure!r}"
+        )
+    if not 0 <= s.port < 65536:
+        raise ConfigError(source, "port", f"must be 0-65535 (0: any free port), got {s.port}")
+    if s.redis_url and not s.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(
+            source, "redis_url", f"must start with redis://, rediss:// or unix://, got {s.redis_url!r}"
+        )
+    positive = ("store_timeout_ms", "store_retry_ms", "default_pause_s", "max_pause_s", "lease_ttl_s")
+    for name in (*positive, "max_lease_ttl_s"):
+        value = getattr(s, name)
+        if not math.isfinite(value) or value <= 0:
+            raise ConfigError(source, name, f"must be positive, got {value!r}")
+    if not math.isfinite(s.reserve_ahead_ms) or s.reserve_ahead_ms < 0:
+        raise ConfigError(source, "reserve_ahead_ms", f"must be >= 0, got {s.reserve_ahead_ms!r}")
+    for name in ("expected_replicas", "max_waiters_per_key", "max_batch"):
+        if getattr(s, name) < 1:
+            raise ConfigError(source, name, f"must be >= 1, got {getattr(s, name)}")
+    if s.lease_ttl_s > s.max_lease_ttl_s:
+        raise ConfigError(source, "lease_ttl_s", f"above max_lease_ttl_s ({s.max_lease_ttl_s})")
+    for key, spec in s.limits.items():
+        if not isinstance(spec, LimitSpec) or spec.key != key:
+            raise ConfigError(source, f"limits.{key}", "must be a LimitSpec with the same key")
+
+
+def settings_from_mapping(data: Mapping[str, Any], source: str = "<config>") -> LimiterSettings:
+    """Build settings from a parsed file, refusing anything unknown or malformed."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(source, "<top>", f"expected a table of settings, got {type(data).__name__}")
+    fields = {f.name for f in dataclasses.fields(LimiterSettings)}
+    values: dict[str, Any] = {}
+    for name, value in data.items():
+        if name not in fields:
+            raise ConfigError(source, str(name), f"unknown setting (known: {', '.join(sorted(fields))})")
+        if name == "limits":
+            continue
+        _check_type(source, name, value, _FIELD_TYPES[name])
+        values[name] = float(value) if _FIELD_TYPES[name] is float else value
+    raw_limits = data.get("limits")
+    if raw_limits is None:
+        raise ConfigError(source, "limits", "missing: declare at least one limit")
+    if not isinstance(raw_limits, Mapping) or not raw_limits:
+        raise ConfigError(source, "limits", "must be a non-empty table of key = limit")
+    values["limits"] = {str(k): parse_limit(k, v, source) for k, v in raw_limits.items()}
+    try:
+        return LimiterSettings(**values)
+    except ConfigError as exc:
+        raise ConfigError(source, exc.key, exc.reason) from None
+
+
+def read_config_file(path: str | pathlib.Path) -> dict[str, Any]:
+    """The raw table of a .toml, .yaml or .yml settings file."""
+    file = pathlib.Path(path)
+    source = str(file)
+    try:
+        text = file.read_text()
+    except OSError as exc:
+        raise ConfigError(source, "<file>", f"cannot read: {exc.strerror or exc}") from None
+    try:
+        if file.suffix == ".toml":
+            data: Any = tomllib.loads(text)
+        elif file.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text)
+        else:
+            raise ConfigError(source, "<file>", "unknown format: use a .toml, .yaml or .yml file")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(source, "<file>", f"not valid {file.suffix[1:].upper()}: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(source, "<top>", f"expected a table of settings, got {type(data).__name__}")
+    return dict(data)
+
+
+def load_settings(
+    path: str | pathlib.Path | None, limits: Mapping[str, Any] | None = None, **overrides: Any
+) -> LimiterSettings:
+    """Settings from a file (or none); `overrides` and extra `limits` from the command line win."""
+    data = read_config_file(path) if path is not None else {}
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    if limits:
+        file_limits = data.get("limits")
+        data["limits"] = {**(file_limits if isinstance(file_limits, Mapping) else {}), **limits}
+    return settings_from_mapping(data, str(path) if path is not None else "<command line>")

@@ -1,0 +1,276 @@
+"""The limiter's logic, knowing nothing of gRPC: acquire, leases, reconcile, 429 pauses.
+
+Acquire takes the fast path when nobody waits on the key: one back-end call
+that grants now or reserves a slot at most `reserve_ahead` away. Otherwise the
+caller joins the key's line (`queue.FairQueue`) and one dispatcher task per
+key hands out slots in line order as they come within reach: it asks the back
+end for a batch of reservations (one Redis round trip for many callers), sleeps
+until the next slot is close when none fit, and never polls on behalf of a
+caller. A caller whose deadline cannot be met is refused at once with the
+earliest time a retry could pass, or at its deadline if other sidecars took the
+slots it was counting on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import secrets
+import time
+from collections.abc import Mapping
+
+from stepstream.ratelimiter.backends.base import Backend, BatchResult
+from stepstream.ratelimiter.config import LimiterSettings, LimitSpec
+from stepstream.ratelimiter.errors import InvalidRequest, StoreUnavailable, TooManyWaiters, UnknownKey
+from stepstream.ratelimiter.queue import FairQueue, Waiter
+from stepstream.ratelimiter.types import Decision, Lease, LimitState, Mode, Priority
+
+log = logging.getLogger(__name__)
+NS = 1_000_000_000
+
+
+class _KeyState:
+    __slots__ = ("dispatcher", "interval_ns", "next_slot_ns", "queue", "spec")
+
+    def __init__(self, spec: LimitSpec) -> None:
+        self.spec = spec
+        self.queue = FairQueue()
+        self.dispatcher: asyncio.Task[None] | None = None
+        # Monotonic time the next slot is expected, for refusing hopeless deadlines at once.
+        self.next_slot_ns = 0
+        self.interval_ns = spec.period_s * NS / spec.rate
+
+
+class LimiterCore:
+    def __init__(self, settings: LimiterSettings, backend: Backend) -> None:
+        self.settings = settings
+        self.backend = backend
+        self._keys = {key: _KeyState(spec) for key, spec in settings.limits.items()}
+        self._ahead_ns = int(settings.reserve_ahead_ms * 1_000_000)
+        self._leases: dict[str, tuple[LimitSpec, int, int]] = {}
+        self._lease_expiry: list[tuple[int, str]] = []
+
+    @property
+    def limits(self) -> Mapping[str, LimitSpec]:
+        return self.settings.limits
+
+    def _state(self, key: str) -> _KeyState:
+        if not key:
+            raise InvalidRequest("key", "must not be empty")
+        state = self._keys.get(key)
+        if state is None:
+            raise UnknownKey(key)
+        return state
+
+    # ---- acquire ---------------------------------------------------------------
+
+    async def acquire(
+        self, key: str, tokens: int = 1, max_wait_s: float = 0.0, priority: Priority = Priority.NORMAL
+    ) -> Decision:
+        """Grant `tokens` now or after a reserved wait within `max_wait_s`, or refuse."""
+        state = self._state(key)
+        if tokens < 1:
+            raise InvalidRequest("cost", f"must be at least 1, got {tokens}")
+        if tokens > state.spec.burst:
+            raise InvalidRequest("cost", f"{tokens} is above the burst of {key!r} ({state.spec.burst})")
+        if max_wait_s < 0:
+            raise InvalidRequest("max_wait", "must not be negative")
+        max_wait_ns = int(max_wait_s * NS)
+        now = time.monotonic_ns()
+        if not state.queue:
+            result = await self.backend.reserve(state.spec, [(tokens, min(max_wait_ns, self._ahead_ns))])
+            if result.waits_ns:
+                return _granted(result, result.waits_ns[0])
+            retry = result.retry_after_ns or 0
+            state.next_slot_ns = max(state.next_slot_ns, time.monotonic_ns() + retry)
+            if retry > max_wait_ns:
+                return Decision(False, retry_after_s=retry / NS, mode=result.mode)
+        return await self._wait_in_line(state, tokens, priority, now + max_wait_ns)
+
+    async def _wait_in_line(
+        self, state: _KeyState, tokens: int, priority: Priority, deadline_ns: int
+    ) -> Decision:
+        if len(state.queue) >= self.settings.max_waiters_per_key:
+            raise TooManyWaiters(state.spec.key, self._estimate_ns(state, priority) / NS)
+        estimate = self._estimate_ns(state, priority)
+        now = time.monotonic_ns()
+        if now + estimate > deadline_ns:
+            # Everyone ahead must be served first: this deadline cannot be met.
+            return Decision(False, retry_after_s=estimate / NS, mode=Mode.SHARED)
+        loop = asyncio.get_running_loop()
+        waiter = Waiter(tokens, priority, deadline_ns, loop.create_future())
+        waiter.timer = loop.call_at(loop.time() + (deadline_ns - now) / NS, self._expire, state, waiter)
+        state.queue.push(waiter)
+        if state.dispatcher is None or state.dispatcher.done():
+            state.dispatcher = loop.create_task(self._dispatch(state))
+        try:
+            return await waiter.future
+        except asyncio.CancelledError:
+            # The caller went away: leave the line, or give back a slot granted meanwhile.
+            if waiter.future.done() and not waiter.future.cancelled() and waiter.future.exception() is None:
+                if waiter.future.result().granted:
+                    await asyncio.shield(self._give_back(state.spec, tokens))
+            else:
+                state.queue.discard(waiter)
+                if waiter.timer:
+                    waiter.timer.cancel()
+            raise
+
+    def _estimate_ns(self, state: _KeyState, priority: Priority) -> int:
+        """A lower bound of the wait of a caller joining the line now."""
+        until_slot = max(state.next_slot_ns - time.monotonic_ns(), 0)
+        return int(until_slot + state.queue.tokens_ahead(priority) * state.interval_ns)
+
+    def _expire(self, state: _KeyState, waiter: Waiter) -> None:
+        if waiter.dead or waiter.future.done():
+            return
+        state.queue.discard(waiter)
+        retry = self._estimate_ns(state, waiter.priority)
+        waiter.future.set_result(Decision(False, retry_after_s=retry / NS, mode=Mode.SHARED))
+
+    async def _dispatch(self, state: _KeyState) -> None:
+        try:
+            while state.queue:
+                batch = state.queue.plan(self.settings.max_batch)
+                now = time.monotonic_ns()
+                requests = [(w.tokens, max(min(self._ahead_ns, w.deadline_ns - now), 0)) for w in batch]
+                try:
+                    result = await self.backend.reserve(state.spec, requests)
+                except StoreUnavailable as exc:
+                    for waiter in state.queue.drain():
+                        self._settle(waiter, exc)
+                    return
+                for waiter, wait in zip(batch, result.waits_ns, strict=False):
+                    if waiter.dead:
+                        # Expired or cancelled while the store decided: the slot goes back.
+                        await self._give_back(state.spec, waiter.tokens)
+                        continue
+                    state.queue.served(waiter)
+                    self._settle(waiter, _granted(result, wait))
+                if result.retry_after_ns is None:
+                    continue
+                head = batch[len(result.waits_ns)]
+                retry = result.retry_after_ns
+                now = time.monotonic_ns()
+                state.next_slot_ns = now + retry
+                if now + retry > head.deadline_ns and not head.dead:
+                    # Its slot lies past its deadline whatever happens next: refuse now.
+                    state.queue.discard(head)
+                    self._settle(head, Decision(False, retry_after_s=retry / NS, mode=result.mode))
+                    continue
+                # Sleep until the next slot is within reach (no caller polls; this
+                # task wakes once per slot window, whatever the number of waiters).
+                await asyncio.sleep(max(retry - self._ahead_ns, 0) / NS)
+        except Exception:
+            log.exception("rate-limit dispatcher for %r failed", state.spec.key)
+            for waiter in state.queue.drain():
+                self._settle(waiter, StoreUnavailable("the rate limiter failed; see its log"))
+
+    @staticmethod
+    def _settle(waiter: Waiter, outcome: Decision | BaseException) -> None:
+        if waiter.timer:
+            waiter.timer.cancel()
+        if waiter.future.done():
+            return
+        if isinstance(outcome, BaseException):
+            waiter.future.set_exception(outcome)
+        else:
+            waiter.future.set_result(outcome)
+
+    async def _give_back(self, spec: LimitSpec, tokens: int) -> None:
+        with contextlib.suppress(Exception):
+            await self.backend.adjust(spec, -tokens)
+
+    # ---- leases ------------------------------------------------------------------
+
+    async def acquire_lease(
+        self,
+        key: str,
+        tokens: int,
+        max_wait_s: float = 0.0,
+        priority: Priority = Priority.NORMAL,
+        ttl_s: float | None = None,
+    ) -> Lease | Decision:
+        """Tokens in one piece, spent by the caller without an RPC each; a refusal is a Decision."""
+        ttl = ttl_s or self.settings.lease_ttl_s
+        if ttl < 0 or ttl > self.settings.max_lease_ttl_s:
+            raise InvalidRequest("ttl", f"must be between 0 and {self.settings.max_lease_ttl_s} s")
+        decision = await self.acquire(key, tokens, max_wait_s, priority)
+        if not decision.granted:
+            return decision
+        self._prune_leases()
+        lease_id = secrets.token_hex(12)
+        expires_in = decision.wait_s + ttl
+        expires_ns = time.monotonic_ns() + int(expires_in * NS)
+        self._leases[lease_id] = (self._keys[key].spec, tokens, expires_ns)
+        heapq.heappush(self._lease_expiry, (expires_ns, lease_id))
+        return Lease(lease_id, key, tokens, decision.wait_s, expires_in, decision.granted_at, decision.mode)
+
+    async def release_lease(self, lease_id: str, used: int) -> int:
+        """End a lease; returns the tokens given back (none once it has expired)."""
+        if used < 0:
+            raise InvalidRequest("used", "must not be negative")
+        entry = self._leases.pop(lease_id, None)
+        if entry is None:
+            return 0
+        spec, tokens, expires_ns = entry
+        unused = tokens - min(used, tokens)
+        if unused <= 0 or time.monotonic_ns() >= expires_ns:
+            return 0
+        await self.backend.adjust(spec, -unused)
+        return unused
+
+    def _prune_leases(self) -> None:
+        now = time.monotonic_ns()
+        while self._lease_expiry and self._lease_expiry[0][0] <= now:
+            _, lease_id = heapq.heappop(self._lease_expiry)
+            self._leases.pop(lease_id, None)
+
+    # ---- feedback ----------------------------------------------------------------
+
+    async def reconcile(self, key: str, reserved: int, actual: int) -> Mode:
+        """Charge what was really used: the difference goes back, or is charged as debt."""
+        state = self._state(key)
+        if reserved < 0:
+            raise InvalidRequest("reserved", "must not be negative")
+        if actual < 0:
+            raise InvalidRequest("actual", "must not be negative")
+        if actual == reserved:
+            return Mode.SHARED
+        return await self.backend.adjust(state.spec, actual - reserved)
+
+    async def report_throttled(self, key: str, retry_after_s: float = 0.0) -> float:
+        """A caller got HTTP 429: pause the key for everyone; returns the pause in seconds."""
+        state = self._state(key)
+        if retry_after_s < 0:
+            raise InvalidRequest("retry_after", "must not be negative")
+        pause_s = min(retry_after_s or self.settings.default_pause_s, self.settings.max_pause_s)
+        await self.backend.pause(state.spec, int(pause_s * NS))
+        state.next_slot_ns = max(state.next_slot_ns, time.monotonic_ns() + int(pause_s * NS))
+        return pause_s
+
+    # ---- description -------------------------------------------------------------
+
+    async def describe(self, key: str) -> tuple[LimitSpec, LimitState]:
+        state = self._state(key)
+        peek = await self.backend.peek(state.spec)
+        live = LimitState(
+            peek.available, peek.full_in_ns / NS, peek.paused_for_ns / NS, len(state.queue), peek.mode
+        )
+        return state.spec, live
+
+    async def close(self) -> None:
+        for state in self._keys.values():
+            for waiter in state.queue.drain():
+                self._settle(waiter, StoreUnavailable("the rate limiter is shutting down"))
+            if state.dispatcher and not state.dispatcher.done():
+                state.dispatcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await state.dispatcher
+        await self.backend.close()
+
+
+def _granted(result: BatchResult, wait_ns: int) -> Decision:
+    return Decision(True, wait_ns / NS, 0.0, (result.epoch_ns + wait_ns) / NS, result.mode)

@@ -1,0 +1,211 @@
+"""The thin gRPC layer: proto ⇄ domain, and limiter errors ⇄ status codes.
+
+Nothing here decides anything; see `core.LimiterCore`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import NoReturn, TypeVar
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2, timestamp_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from stepstream.ratelimiter.config import LimitSpec
+from stepstream.ratelimiter.core import LimiterCore
+from stepstream.ratelimiter.errors import (
+    InvalidRequest,
+    LimiterError,
+    StoreUnavailable,
+    TooManyWaiters,
+    UnknownKey,
+)
+from stepstream.ratelimiter.types import Decision, Priority
+from stepstream.v1 import ratelimit_pb2 as pb
+from stepstream.v1 import ratelimit_pb2_grpc as pb_grpc
+
+T = TypeVar("T")
+_NS = 1_000_000_000
+
+
+def duration(seconds: float) -> duration_pb2.Duration:
+    ns = max(round(seconds * _NS), 0)
+    return duration_pb2.Duration(seconds=ns // _NS, nanos=ns % _NS)
+
+
+def timestamp(seconds: float) -> timestamp_pb2.Timestamp:
+    ns = round(seconds * _NS)
+    return timestamp_pb2.Timestamp(seconds=ns // _NS, nanos=ns % _NS)
+
+
+def seconds_of(value: duration_pb2.Duration, field: str) -> float:
+    if value.seconds < 0 or value.nanos < 0:
+        raise InvalidRequest(field, "must not be negative")
+    return value.seconds + value.nanos / _NS
+
+
+def priority_of(value: int) -> Priority:
+    if value == pb.PRIORITY_UNSPECIFIED:
+        return Priority.NORMAL
+    try:
+        return Priority(value)
+    except ValueError:
+        raise InvalidRequest("priority", f"unknown priority {value}") from None
+
+
+def limit_message(spec: LimitSpec) -> pb.Limit:
+    return pb.Limit(
+        key=spec.key, rate=spec.rate, period=duration(spec.period_s), burst=spec.burst, unit=spec.unit
+    )
+
+
+def _pack(message: error_details_pb2.BadRequest | error_details_pb2.RetryInfo) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def status_of(exc: LimiterError) -> status_pb2.Status:
+    """The google.rpc.Status (code, message, details) a limiter error is answered with."""
+    if isinstance(exc, InvalidRequest):
+        violation = error_details_pb2.BadRequest.FieldViolation(field=exc.field, description=exc.reason)
+        details = [_pack(error_details_pb2.BadRequest(field_violations=[violation]))]
+        return status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=str(exc), details=details)
+    if isinstance(exc, UnknownKey):
+        return status_pb2.Status(code=code_pb2.NOT_FOUND, message=str(exc))
+    if isinstance(exc, TooManyWaiters):
+        retry = _pack(error_details_pb2.RetryInfo(retry_delay=duration(exc.retry_after_s)))
+        return status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=str(exc), details=[retry])
+    if isinstance(exc, StoreUnavailable):
+        return status_pb2.Status(code=code_pb2.UNAVAILABLE, message=str(exc))
+    return status_pb2.Status(code=code_pb2.INTERNAL, message=str(exc))
+
+
+async def _answer(context: grpc.aio.ServicerContext[object, object], call: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return await call()
+    except LimiterError as exc:
+        await _abort(context, exc)
+
+
+async def _abort(context: grpc.aio.ServicerContext[object, object], exc: LimiterError) -> NoReturn:
+    await context.abort_with_status(rpc_status.to_status(status_of(exc)))
+    raise AssertionError("abort_with_status returns only by raising")
+
+
+def acquire_response(decision: Decision) -> pb.AcquireResponse:
+    if decision.granted:
+        return pb.AcquireResponse(
+            outcome=pb.ACQUIRE_OUTCOME_GRANTED,
+            wait=duration(decision.wait_s),
+            granted_at=timestamp(decision.granted_at),
+            mode=int(decision.mode),  # type: ignore[arg-type]
+        )
+    return pb.AcquireResponse(
+        outcome=pb.ACQUIRE_OUTCOME_REFUSED,
+        retry_after=duration(decision.retry_after_s),
+        mode=int(decision.mode),  # type: ignore[arg-type]
+    )
+
+
+class RateLimiterServicer(pb_grpc.RateLimiterServiceServicer):
+    def __init__(self, core: LimiterCore) -> None:
+        self.core = core
+
+    async def Acquire(
+        self, request: pb.AcquireRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> pb.AcquireResponse:
+        async def call() -> pb.AcquireResponse:
+            decision = await self.core.acquire(
+                request.key,
+                request.cost or 1,
+                seconds_of(request.max_wait, "max_wait"),
+                priority_of(request.priority),
+            )
+            return acquire_response(decision)
+
+        return await _answer(context, call)
+
+    async def AcquireLease(
+        self, request: pb.AcquireLeaseRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> pb.AcquireLeaseResponse:
+        async def call() -> pb.AcquireLeaseResponse:
+            if request.tokens < 1:
+                raise InvalidRequest("tokens", "must be at least 1")
+            lease = await self.core.acquire_lease(
+                request.key,
+                request.tokens,
+                seconds_of(request.max_wait, "max_wait"),
+                priority_of(request.priority),
+                seconds_of(request.ttl, "ttl") or None,
+            )
+            if isinstance(lease, Decision):
+                return pb.AcquireLeaseResponse(
+                    outcome=pb.ACQUIRE_OUTCOME_REFUSED,
+                    retry_after=duration(lease.retry_after_s),
+                    mode=int(lease.mode),  # type: ignore[arg-type]
+                )
+            return pb.AcquireLeaseResponse(
+                outcome=pb.ACQUIRE_OUTCOME_GRANTED,
+                lease_id=lease.lease_id,
+                tokens=lease.tokens,
+                wait=duration(lease.wait_s),
+                expires_in=duration(lease.expires_in_s),
+                granted_at=timestamp(lease.granted_at),
+                mode=int(lease.mode),  # type: ignore[arg-type]
+            )
+
+        return await _answer(context, call)
+
+    async def ReleaseLease(
+        self, request: pb.ReleaseLeaseRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> pb.ReleaseLeaseResponse:
+        async def call() -> pb.ReleaseLeaseResponse:
+            return pb.ReleaseLeaseResponse(
+                returned=await self.core.release_lease(request.lease_id, request.used)
+            )
+
+        return await _answer(context, call)
+
+    async def Reconcile(
+        self, request: pb.ReconcileRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> pb.ReconcileResponse:
+        async def call() -> pb.ReconcileResponse:
+            await self.core.reconcile(request.key, request.reserved, request.actual)
+            return pb.ReconcileResponse()
+
+        return await _answer(context, call)
+
+    async def ReportThrottled(
+        self, request: pb.ReportThrottledRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> pb.ReportThrottledResponse:
+        async def call() -> pb.ReportThrottledResponse:
+            paused = await self.core.report_throttled(
+                request.key, seconds_of(request.retry_after, "retry_after")
+            )
+            return pb.ReportThrottledResponse(paused_for=duration(paused))
+
+        return await _answer(context, call)
+
+    async def ListLimits(
+        self, request: pb.ListLimitsRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> pb.ListLimitsResponse:
+        return pb.ListLimitsResponse(limits=[limit_message(s) for s in self.core.limits.values()])
+
+    async def DescribeLimit(
+        self, request: pb.DescribeLimitRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> pb.DescribeLimitResponse:
+        async def call() -> pb.DescribeLimitResponse:
+            spec, state = await self.core.describe(request.key)
+            return pb.DescribeLimitResponse(
+                limit=limit_message(spec),
+                available=state.available,
+                full_in=duration(state.full_in_s),
+                paused_for=duration(state.paused_for_s),
+                waiting=state.waiting,
+                mode=int(state.mode),  # type: ignore[arg-type]
+            )
+
+        return await _answer(context, call)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
+from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
@@ -25,7 +26,7 @@ from rich.tree import Tree
 
 from stepstream.client import BusyPolicy, Command, RunEvent, RunOptions, StepstreamClient, StepstreamError
 from stepstream.client.jsonio import Json
-from stepstream.client.progress import RunProgress, TaskProgress
+from stepstream.client.progress import RunProgress, StepProgress, TaskProgress
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 # Exit code of a run that stopped at an interrupt nobody could answer here.
@@ -35,7 +36,7 @@ MAX_STEPS_SHOWN = 15
 MAX_MESSAGE_LINES = 12
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 ADDRESS = typer.Option(
     None,
@@ -44,6 +45,8 @@ ADDRESS = typer.Option(
     envvar="STEPSTREAM_ADDRESS",
     help=f"Server host:port; repeat (or comma-separate) for several replicas. [default: {DEFAULT_ADDRESS}]",
 )
+
+SUBGRAPHS = typer.Option(False, "--subgraphs", help="Also show the supersteps of subgraphs.")
 
 sessions_app = typer.Typer(help="Sessions (LangGraph threads).", no_args_is_help=True)
 
@@ -78,6 +81,32 @@ def _parse_json(text: str | None, option: str) -> Json:
         raise typer.BadParameter(f"not valid JSON: {exc}", param_hint=option) from None
 
 
+def _table(headers: list[str], rows: list[list[str]], title: str = "") -> None:
+    """A rich table on a terminal; tab-separated lines (whole ids, easy to cut) otherwise."""
+    if not out.is_terminal:
+        for row in [headers, *rows]:
+            typer.echo("\t".join(row))
+        return
+    table = Table(box=None, title=title or None, title_justify="left")
+    for i, header in enumerate(headers):
+        table.add_column(header, no_wrap=i == 0)  # the id column is never cut
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
+
+
+def _when(value: datetime | None) -> str:
+    return f"{value.astimezone():%Y-%m-%d %H:%M:%S}" if value else ""
+
+
+def _from(node: str) -> str:
+    return f" ({node})" if node else ""
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _json_text(value: Json) -> str:
     return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
 
@@ -95,6 +124,8 @@ _TASK_STYLE = {
     "running": ("●", "yellow"),
     "done": ("✓", "green"),
     "failed": ("✗", "red"),
+    "interrupted": ("?", "cyan"),
+    "cancelled": ("■", "magenta"),
 }
 _STATUS_STYLE = {
     "succeeded": "green",
@@ -115,6 +146,28 @@ def _task_line(task: TaskProgress, now: float) -> Text:
     return line
 
 
+def _add_steps(
+    parent: Tree,
+    steps: list[StepProgress],
+    by_namespace: dict[tuple[str, ...], list[StepProgress]],
+    placed: set[tuple[str, ...]],
+    now: float,
+    label: str = "",
+) -> None:
+    """Add supersteps under `parent`, each task followed by its subgraph's supersteps."""
+    for step in steps:
+        placed.add(step.namespace)
+        text = Text(f"superstep {step.step}", style="" if step.finished else "bold")
+        if label:
+            text.append(f"  [{label}]", style="dim")
+        branch = parent.add(text)
+        for task in step.tasks.values():
+            task_branch = branch.add(_task_line(task, now))
+            # A subgraph's namespace is its parent's plus "node:task_id" of the task running it.
+            inner = (*step.namespace, f"{task.node}:{task.task_id}")
+            _add_steps(task_branch, by_namespace.get(inner, []), by_namespace, placed, now)
+
+
 def render(progress: RunProgress) -> RenderableType:
     """The live view: a tree of supersteps and tasks, then streamed text."""
     now = progress.clock()
@@ -130,17 +183,19 @@ def render(progress: RunProgress) -> RenderableType:
         (f"  {progress.elapsed():.1f} s", "dim"),
     )
     tree = Tree(header)
-    steps = list(progress.steps.values())
-    if len(steps) > MAX_STEPS_SHOWN:
-        tree.add(Text(f"… {len(steps) - MAX_STEPS_SHOWN} earlier supersteps", style="dim"))
-        steps = steps[-MAX_STEPS_SHOWN:]
-    for step in steps:
-        label = Text(f"superstep {step.step}", style="" if step.finished else "bold")
-        if step.namespace:
-            label.append(f"  [{' / '.join(step.namespace)}]", style="dim")
-        branch = tree.add(label)
-        for task in step.tasks.values():
-            branch.add(_task_line(task, now))
+    by_namespace: dict[tuple[str, ...], list[StepProgress]] = {}
+    for step in progress.steps.values():
+        by_namespace.setdefault(step.namespace, []).append(step)
+    placed: set[tuple[str, ...]] = set()
+    root = by_namespace.get((), [])
+    if len(root) > MAX_STEPS_SHOWN:
+        tree.add(Text(f"… {len(root) - MAX_STEPS_SHOWN} earlier supersteps", style="dim"))
+        root = root[-MAX_STEPS_SHOWN:]
+    _add_steps(tree, root, by_namespace, placed, now)
+    # Subgraph steps whose parent task is not shown (joined from a cursor): at the top.
+    for namespace, steps in by_namespace.items():
+        if namespace and namespace not in placed:
+            _add_steps(tree, steps, by_namespace, placed, now, label=" / ".join(namespace))
     parts: list[RenderableType] = [tree]
     text = "\n\n".join(t for t in progress.messages.values() if t)
     if text:
@@ -148,7 +203,7 @@ def render(progress: RunProgress) -> RenderableType:
         parts.append(Panel(Text(tail), title="messages", title_align="left", border_style="dim"))
     if progress.custom:
         node, value = progress.custom[-1]
-        parts.append(Text(f"custom ({node}): {orjson.dumps(value).decode()}", style="dim"))
+        parts.append(Text(f"custom{_from(node)}: {orjson.dumps(value).decode()}", style="dim"))
     return Group(*parts)
 
 
@@ -189,7 +244,7 @@ class _Lines:
             error = f"{data.error_type}: {data.error_message}"
             return f"  {data.task.node} failed in {_seconds(data.duration)}: {error}"
         if kind == "custom":
-            return f"  custom ({data.node}): {orjson.dumps(data.value).decode()}"
+            return f"  custom{_from(data.node)}: {orjson.dumps(data.value).decode()}"
         if kind == "interrupt_raised":
             return f"interrupt at superstep {data.step}"
         if event.terminal:
@@ -253,7 +308,8 @@ def _how_to_resume(progress: RunProgress) -> None:
 
 def _summary(progress: RunProgress) -> int:
     tasks = sum(len(s.tasks) for s in progress.steps.values())
-    line = f"run {progress.run_id} {progress.status}: {len(progress.steps)} supersteps, {tasks} tasks"
+    line = f"run {progress.run_id} {progress.status}: {_count(len(progress.steps), 'superstep')}, "
+    line += _count(tasks, "task")
     line += f" in {_seconds(progress.elapsed())}"
     if progress.status == "succeeded":
         err.print(line, highlight=False, markup=False)
@@ -265,7 +321,9 @@ def _summary(progress: RunProgress) -> int:
     return 1
 
 
-async def _follow(client: StepstreamClient, events: AsyncIterator[RunEvent], run_id: str = "") -> int:
+async def _follow(
+    client: StepstreamClient, events: AsyncIterator[RunEvent], run_id: str = "", *, subgraphs: bool = False
+) -> int:
     """Show a run to its end; answer interrupts and go on with the continuation."""
     while True:
         progress = RunProgress(run_id)
@@ -292,7 +350,9 @@ async def _follow(client: StepstreamClient, events: AsyncIterator[RunEvent], run
         if command is None:
             _how_to_resume(progress)
             return EXIT_INTERRUPTED
-        events = client.runs.stream(progress.graph_id, session_id=progress.session_id, command=command)
+        events = client.runs.stream(
+            progress.graph_id, session_id=progress.session_id, command=command, subgraphs=subgraphs
+        )
         run_id = ""
 
 
@@ -305,11 +365,11 @@ def graphs(address: list[str] | None = ADDRESS) -> None:
     async def work() -> None:
         async with _client(address) as client:
             found = await client.graphs.list()
-        table = Table("graph", "nodes", "max concurrency", "description", box=None)
-        for graph in found:
-            limit = str(graph.default_max_concurrency or "-")
-            table.add_row(graph.graph_id, ", ".join(graph.nodes), limit, graph.description)
-        out.print(table)
+        rows = [
+            [g.graph_id, ", ".join(g.nodes), str(g.default_max_concurrency or "-"), g.description]
+            for g in found
+        ]
+        _table(["graph", "nodes", "max concurrency", "description"], rows)
 
     _execute(work)
 
@@ -328,6 +388,7 @@ def run(
     max_concurrency: int = typer.Option(
         0, "--max-concurrency", help="Tasks at once per superstep (0: default)."
     ),
+    subgraphs: bool = SUBGRAPHS,
     address: list[str] | None = ADDRESS,
 ) -> None:
     """Start a run of GRAPH and show its supersteps and tasks live."""
@@ -347,8 +408,10 @@ def run(
                 )
                 typer.echo(f"run {started.run_id} {started.status} on session {started.session_id}")
                 return 0
-            events = client.runs.stream(graph, value, session_id=session, command=command, options=options)
-            return await _follow(client, events)
+            events = client.runs.stream(
+                graph, value, session_id=session, command=command, options=options, subgraphs=subgraphs
+            )
+            return await _follow(client, events, subgraphs=subgraphs)
 
     _execute(work)
 
@@ -356,13 +419,15 @@ def run(
 def join(
     run_id: str = typer.Argument(..., help="Run id."),
     after_seq: int = typer.Option(0, "--after-seq", help="Show events after this seq."),
+    subgraphs: bool = SUBGRAPHS,
     address: list[str] | None = ADDRESS,
 ) -> None:
     """Follow a run's events (live until it ends), from any replica."""
 
     async def work() -> int:
         async with _client(address) as client:
-            return await _follow(client, client.runs.join(run_id, after_seq), run_id)
+            events = client.runs.join(run_id, after_seq, subgraphs=subgraphs)
+            return await _follow(client, events, run_id, subgraphs=subgraphs)
 
     _execute(work)
 
@@ -376,13 +441,10 @@ def sessions_list(
     """List sessions, newest first."""
 
     async def work() -> None:
-        table = Table("session", "graph", "status", "created", "updated", box=None)
         async with _client(address) as client:
-            async for s in client.sessions.list(graph_id=graph, limit=limit):
-                created = f"{s.created_at:%Y-%m-%d %H:%M:%S}" if s.created_at else ""
-                updated = f"{s.updated_at:%Y-%m-%d %H:%M:%S}" if s.updated_at else ""
-                table.add_row(s.session_id, s.graph_id, s.status.value, created, updated)
-        out.print(table)
+            found = [s async for s in client.sessions.list(graph_id=graph, limit=limit)]
+        rows = [[s.session_id, s.graph_id, s.status, _when(s.created_at), _when(s.updated_at)] for s in found]
+        _table(["session", "graph", "status", "created", "updated"], rows)
 
     _execute(work)
 
@@ -419,13 +481,18 @@ def sessions_show(
         out.print(f"next: {', '.join(state.next) or '(end)'}", markup=False)
         for interrupt in state.interrupts:
             out.print(f"waiting for an answer: {_describe(interrupt.value)}", markup=False, style="cyan")
-        out.print(Panel(_json_text(state.values), title="values", title_align="left", border_style="dim"))
-        table = Table("run", "status", "created", "error", box=None, title="runs", title_justify="left")
-        for r in latest:
-            created = f"{r.created_at:%Y-%m-%d %H:%M:%S}" if r.created_at else ""
-            error = f"{r.error_type}: {r.error_message}" if r.error_type else ""
-            table.add_row(r.run_id, r.status.value, created, error)
-        out.print(table)
+        out.print("values:", style="bold")
+        out.print_json(_json_text(state.values))
+        rows = [
+            [
+                r.run_id,
+                r.status,
+                _when(r.created_at),
+                f"{r.error_type}: {r.error_message}" if r.error_type else "",
+            ]
+            for r in latest
+        ]
+        _table(["run", "status", "created", "error"], rows, title="runs")
 
     _execute(work)
 

@@ -38,7 +38,8 @@ _KEEP_CUSTOM = 20
 class TaskProgress:
     task_id: str
     node: str
-    # "pending" (scheduled), "running", "done" or "failed".
+    # "pending" (scheduled), "running", "done", "failed", or, for a task still
+    # running when its run ended, "interrupted" or "cancelled".
     state: str = "pending"
     # Clock reading when the start was seen, to show a running task's age.
     started: float | None = None
@@ -148,5 +149,9 @@ class RunProgress:
         self.ended = now
         for step in self.steps.values():
             for task in step.tasks.values():
-                if task.state == "running" and task.duration is None and task.started is not None:
+                if task.state != "running":
+                    continue
+                if task.started is not None:
                     task.duration = now - task.started
+                if self.status in ("interrupted", "cancelled"):
+                    task.state = self.status

@@ -6,7 +6,7 @@ Nothing here decides anything; see `core.LimiterCore`.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import NoReturn, TypeVar
+from typing import NoReturn, TypeVar, cast
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2, timestamp_pb2
@@ -22,7 +22,7 @@ from stepstream.ratelimiter.errors import (
     TooManyWaiters,
     UnknownKey,
 )
-from stepstream.ratelimiter.types import Decision, Priority
+from stepstream.ratelimiter.types import Decision, Mode, Priority
 from stepstream.v1 import ratelimit_pb2 as pb
 from stepstream.v1 import ratelimit_pb2_grpc as pb_grpc
 
@@ -55,13 +55,23 @@ def priority_of(value: int) -> Priority:
         raise InvalidRequest("priority", f"unknown priority {value}") from None
 
 
+def _mode(mode: Mode) -> pb.BudgetMode.ValueType:
+    return cast("pb.BudgetMode.ValueType", int(mode))
+
+
 def limit_message(spec: LimitSpec) -> pb.Limit:
     return pb.Limit(
         key=spec.key, rate=spec.rate, period=duration(spec.period_s), burst=spec.burst, unit=spec.unit
     )
 
 
-def _pack(message: error_details_pb2.BadRequest | error_details_pb2.RetryInfo) -> any_pb2.Any:
+ERROR_DOMAIN = "ratelimiter.stepstream.dev"
+STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
+
+
+def _pack(
+    message: error_details_pb2.BadRequest | error_details_pb2.RetryInfo | error_details_pb2.ErrorInfo,
+) -> any_pb2.Any:
     packed = any_pb2.Any()
     packed.Pack(message)
     return packed
@@ -79,7 +89,10 @@ def status_of(exc: LimiterError) -> status_pb2.Status:
         retry = _pack(error_details_pb2.RetryInfo(retry_delay=duration(exc.retry_after_s)))
         return status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=str(exc), details=[retry])
     if isinstance(exc, StoreUnavailable):
-        return status_pb2.Status(code=code_pb2.UNAVAILABLE, message=str(exc))
+        # ErrorInfo tells clients the sidecar itself answered (failing closed by
+        # configuration), as opposed to a sidecar that could not be reached.
+        info = _pack(error_details_pb2.ErrorInfo(reason=STORE_UNAVAILABLE, domain=ERROR_DOMAIN))
+        return status_pb2.Status(code=code_pb2.UNAVAILABLE, message=str(exc), details=[info])
     return status_pb2.Status(code=code_pb2.INTERNAL, message=str(exc))
 
 
@@ -101,12 +114,12 @@ def acquire_response(decision: Decision) -> pb.AcquireResponse:
             outcome=pb.ACQUIRE_OUTCOME_GRANTED,
             wait=duration(decision.wait_s),
             granted_at=timestamp(decision.granted_at),
-            mode=int(decision.mode),  # type: ignore[arg-type]
+            mode=_mode(decision.mode),
         )
     return pb.AcquireResponse(
         outcome=pb.ACQUIRE_OUTCOME_REFUSED,
         retry_after=duration(decision.retry_after_s),
-        mode=int(decision.mode),  # type: ignore[arg-type]
+        mode=_mode(decision.mode),
     )
 
 
@@ -145,7 +158,7 @@ class RateLimiterServicer(pb_grpc.RateLimiterServiceServicer):
                 return pb.AcquireLeaseResponse(
                     outcome=pb.ACQUIRE_OUTCOME_REFUSED,
                     retry_after=duration(lease.retry_after_s),
-                    mode=int(lease.mode),  # type: ignore[arg-type]
+                    mode=_mode(lease.mode),
                 )
             return pb.AcquireLeaseResponse(
                 outcome=pb.ACQUIRE_OUTCOME_GRANTED,
@@ -154,7 +167,7 @@ class RateLimiterServicer(pb_grpc.RateLimiterServiceServicer):
                 wait=duration(lease.wait_s),
                 expires_in=duration(lease.expires_in_s),
                 granted_at=timestamp(lease.granted_at),
-                mode=int(lease.mode),  # type: ignore[arg-type]
+                mode=_mode(lease.mode),
             )
 
         return await _answer(context, call)
@@ -205,7 +218,7 @@ class RateLimiterServicer(pb_grpc.RateLimiterServiceServicer):
                 full_in=duration(state.full_in_s),
                 paused_for=duration(state.paused_for_s),
                 waiting=state.waiting,
-                mode=int(state.mode),  # type: ignore[arg-type]
+                mode=_mode(state.mode),
             )
 
         return await _answer(context, call)

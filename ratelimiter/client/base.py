@@ -1,0 +1,122 @@
+"""The limiter interface every client helper is written against."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from collections.abc import Generator
+from types import TracebackType
+from typing import Any
+
+from stepstream.ratelimiter.types import Decision, Mode, Priority
+
+# How long acquire waits for a slot when the caller gives no timeout.
+DEFAULT_TIMEOUT_S = 300.0
+
+
+class RateLimitRefused(Exception):
+    """No slot within the caller's timeout; `retry_after_s` says when a retry could pass."""
+
+    def __init__(self, key: str, retry_after_s: float) -> None:
+        super().__init__(f"rate limit {key!r}: no slot within the timeout; retry after {retry_after_s:.3f} s")
+        self.key = key
+        self.retry_after_s = retry_after_s
+
+
+class LimiterUnavailable(Exception):
+    """The limiter cannot decide (sidecar or store unreachable) and the mode is to fail closed."""
+
+
+class Grant:
+    """Tokens granted to the caller; `actual` can be set to settle a token-weighted estimate."""
+
+    __slots__ = ("_limiter", "actual", "cost", "granted_at", "key", "mode", "waited_s")
+
+    def __init__(self, limiter: Limiter, key: str, cost: int, decision: Decision) -> None:
+        self._limiter = limiter
+        self.key = key
+        self.cost = cost
+        self.waited_s = decision.wait_s
+        self.granted_at = decision.granted_at
+        self.mode = decision.mode
+        # Tokens really used, when known after the call (e.g. LLM usage); settled on exit.
+        self.actual: int | None = None
+
+    async def settle(self, actual: int) -> None:
+        """Charge what was really used instead of the estimate `cost`."""
+        self.actual = None
+        if actual != self.cost:
+            await self._limiter.reconcile(self.key, self.cost, actual)
+
+
+class Acquisition:
+    """`await limiter.acquire(...)` or `async with limiter.acquire(...)`: returns after the wait."""
+
+    __slots__ = ("_grant", "_limiter", "cost", "key", "priority", "timeout")
+
+    def __init__(
+        self, limiter: Limiter, key: str, cost: int, timeout: float | None, priority: Priority
+    ) -> None:
+        self._limiter = limiter
+        self.key = key
+        self.cost = cost
+        self.timeout = DEFAULT_TIMEOUT_S if timeout is None else timeout
+        self.priority = priority
+        self._grant: Grant | None = None
+
+    async def _run(self) -> Grant:
+        decision = await self._limiter.decide(self.key, self.cost, self.timeout, self.priority)
+        if not decision.granted:
+            raise RateLimitRefused(self.key, decision.retry_after_s)
+        if decision.wait_s > 0:
+            # The slot is reserved: sleeping until it starts is all that is left to do.
+            await asyncio.sleep(decision.wait_s)
+        return Grant(self._limiter, self.key, self.cost, decision)
+
+    def __await__(self) -> Generator[Any, None, Grant]:
+        return self._run().__await__()
+
+    async def __aenter__(self) -> Grant:
+        self._grant = await self._run()
+        return self._grant
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        grant = self._grant
+        if grant is not None and grant.actual is not None:
+            await grant.settle(grant.actual)
+
+
+class Limiter(abc.ABC):
+    """What graph nodes and helpers use; `RemoteLimiter` and `LocalLimiter` implement it."""
+
+    def acquire(
+        self, key: str, cost: int = 1, timeout: float | None = None, priority: Priority = Priority.NORMAL
+    ) -> Acquisition:
+        """Take `cost` tokens of `key`, waiting up to `timeout` seconds for a reserved slot."""
+        return Acquisition(self, key, cost, timeout, priority)
+
+    @abc.abstractmethod
+    async def decide(self, key: str, cost: int, timeout: float, priority: Priority) -> Decision:
+        """The limiter's answer, without sleeping through the wait."""
+
+    @abc.abstractmethod
+    async def report_throttled(self, key: str, retry_after_s: float = 0.0) -> float:
+        """An API answered 429: pause the key for every caller; returns the pause."""
+
+    @abc.abstractmethod
+    async def reconcile(self, key: str, reserved: int, actual: int) -> None:
+        """Charge `actual` tokens instead of the `reserved` estimate."""
+
+    async def close(self) -> None:  # noqa: B027 - nothing to release by default
+        """Release connections and background tasks."""
+
+    async def __aenter__(self) -> Limiter:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+__all__ = ["Acquisition", "Grant", "Limiter", "LimiterUnavailable", "Mode", "RateLimitRefused"]

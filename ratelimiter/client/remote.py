@@ -1,0 +1,292 @@
+"""The sidecar over gRPC, with leases for high-rate keys and a configured fault mode.
+
+When the sidecar cannot be reached, `on_unavailable` decides: "closed" raises
+LimiterUnavailable (no call goes out unlimited), "local" grants from a
+conservative in-process budget, each limit divided by `expected_replicas`
+(limits learnt from the sidecar, or `fallback_limits` if it was never
+reached). After a failure the sidecar is tried again every `retry_s`, and
+used again as soon as it answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any, Literal, cast
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from stepstream.ratelimiter.client.base import Limiter, LimiterUnavailable
+from stepstream.ratelimiter.client.local import LocalLimiter
+from stepstream.ratelimiter.config import LimiterSettings, LimitSpec, parse_limit
+from stepstream.ratelimiter.servicer import STORE_UNAVAILABLE
+from stepstream.ratelimiter.servicer import duration as _duration
+from stepstream.ratelimiter.types import Decision, Mode, Priority
+from stepstream.v1 import ratelimit_pb2 as pb
+from stepstream.v1 import ratelimit_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+_NS = 1_000_000_000
+# Codes that mean "the sidecar could not answer", as opposed to an answer.
+_UNREACHABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
+
+
+def _seconds(d: Any) -> float:
+    return float(d.seconds + d.nanos / _NS)
+
+
+def _priority(priority: Priority) -> pb.Priority.ValueType:
+    return cast("pb.Priority.ValueType", int(priority))
+
+
+def _decision(resp: pb.AcquireResponse | pb.AcquireLeaseResponse) -> Decision:
+    mode = Mode(resp.mode) if resp.mode else Mode.SHARED
+    if resp.outcome == pb.ACQUIRE_OUTCOME_GRANTED:
+        return Decision(True, _seconds(resp.wait), 0.0, _seconds(resp.granted_at), mode)
+    return Decision(False, 0.0, _seconds(resp.retry_after), 0.0, mode)
+
+
+def _store_closed(err: grpc.aio.AioRpcError) -> bool:
+    """The sidecar answered that it fails closed without its store (ErrorInfo STORE_UNAVAILABLE)."""
+    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    if status is None:
+        return False
+    for detail in status.details:
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info) and info.reason == STORE_UNAVAILABLE:
+            return True
+    return False
+
+
+class _LeasePool:
+    """Tokens of the current lease of one key, handed out locally in arrival order."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.lock = asyncio.Lock()
+        self.lease_id = ""
+        self.remaining = 0
+        self.used = 0
+        self.start = 0.0
+        self.expires = 0.0
+        self.granted_at = 0.0
+        self.mode = Mode.SHARED
+
+
+class RemoteLimiter(Limiter):
+    def __init__(
+        self,
+        target: str,
+        *,
+        on_unavailable: Literal["closed", "local"] = "closed",
+        expected_replicas: int = 1,
+        fallback_limits: Mapping[str, Any] | None = None,
+        leases: Mapping[str, int] | None = None,
+        lease_ttl_s: float = 10.0,
+        retry_s: float = 1.0,
+        rpc_margin_s: float = 5.0,
+    ) -> None:
+        self.target = target
+        self.on_unavailable = on_unavailable
+        self.expected_replicas = expected_replicas
+        self.lease_ttl_s = lease_ttl_s
+        self.retry_s = retry_s
+        # The RPC deadline is the caller's timeout plus this: the sidecar may hold a
+        # queued caller until its slot is near, and must still be able to answer.
+        self.rpc_margin_s = rpc_margin_s
+        self._limits: dict[str, LimitSpec] = {
+            k: parse_limit(k, v, "fallback_limits") for k, v in (fallback_limits or {}).items()
+        }
+        self._pools = {key: _LeasePool(size) for key, size in (leases or {}).items()}
+        # One channel per event loop: grpc.aio channels belong to the loop that made them.
+        self._channels: dict[
+            asyncio.AbstractEventLoop, tuple[grpc.aio.Channel, pb_grpc.RateLimiterServiceStub]
+        ] = {}
+        self._down_until = 0.0
+        self._local: LocalLimiter | None = None
+        self._local_keys: frozenset[str] = frozenset()
+
+    def _stub(self) -> pb_grpc.RateLimiterServiceStub:
+        loop = asyncio.get_running_loop()
+        entry = self._channels.get(loop)
+        if entry is None:
+            channel = grpc.aio.insecure_channel(self.target)
+            entry = self._channels[loop] = (channel, pb_grpc.RateLimiterServiceStub(channel))
+        return entry[1]
+
+    async def limits(self) -> dict[str, LimitSpec]:
+        """The sidecar's declared limits (remembered for the local fallback budget)."""
+        resp = await self._stub().ListLimits(pb.ListLimitsRequest(), timeout=5.0)
+        for lim in resp.limits:
+            self._limits[lim.key] = LimitSpec(
+                lim.key, lim.rate, _seconds(lim.period), int(lim.burst), lim.unit
+            )
+        return dict(self._limits)
+
+    # ---- the fault mode -------------------------------------------------------------
+
+    def _unreachable(self, err: grpc.aio.AioRpcError) -> None:
+        if time.monotonic() >= self._down_until:
+            log.warning(
+                "rate-limit sidecar %s unreachable (%s): failing %s",
+                self.target,
+                err.code(),
+                self.on_unavailable,
+            )
+        self._down_until = time.monotonic() + self.retry_s
+
+    def _fallback(self, key: str) -> LocalLimiter:
+        if self.on_unavailable == "closed":
+            raise LimiterUnavailable(f"rate-limit sidecar {self.target} is unreachable")
+        if key not in self._limits:
+            raise LimiterUnavailable(
+                f"rate-limit sidecar {self.target} is unreachable and {key!r} has no known limit"
+            )
+        if self._local is None or self._local_keys != frozenset(self._limits):
+            scaled = {k: s.scaled(self.expected_replicas) for k, s in self._limits.items()}
+            self._local = LocalLimiter(LimiterSettings(limits=scaled))
+            self._local_keys = frozenset(self._limits)
+        return self._local
+
+    async def _local_decision(self, key: str, cost: int, timeout: float, priority: Priority) -> Decision:
+        local = self._fallback(key)
+        # A cost above the smaller local burst is capped: better a slightly cheap
+        # grant while cut off than a call that can never pass.
+        decision = await local.decide(key, min(cost, local.limits[key].burst), timeout, priority)
+        return Decision(
+            decision.granted, decision.wait_s, decision.retry_after_s, decision.granted_at, Mode.LOCAL
+        )
+
+    # ---- acquire ----------------------------------------------------------------------
+
+    async def decide(self, key: str, cost: int, timeout: float, priority: Priority) -> Decision:
+        if time.monotonic() < self._down_until:
+            return await self._local_decision(key, cost, timeout, priority)
+        if not self._limits and self.on_unavailable == "local":
+            # Learn the limits while the sidecar is up, for the day it is not.
+            try:
+                await self.limits()
+            except grpc.aio.AioRpcError as err:
+                if err.code() not in _UNREACHABLE:
+                    raise
+        pool = self._pools.get(key)
+        try:
+            if pool is not None:
+                return await self._from_lease(pool, key, cost, timeout, priority)
+            request = pb.AcquireRequest(
+                key=key, cost=cost, max_wait=_duration(timeout), priority=_priority(priority)
+            )
+            resp = await self._stub().Acquire(request, timeout=timeout + self.rpc_margin_s)
+            return _decision(resp)
+        except grpc.aio.AioRpcError as err:
+            if err.code() == grpc.StatusCode.UNAVAILABLE and _store_closed(err):
+                raise LimiterUnavailable(err.details() or "rate-limit store unavailable") from err
+            if err.code() not in _UNREACHABLE:
+                raise
+            self._unreachable(err)
+            return await self._local_decision(key, cost, timeout, priority)
+
+    async def _from_lease(
+        self, pool: _LeasePool, key: str, cost: int, timeout: float, priority: Priority
+    ) -> Decision:
+        async with pool.lock:  # FIFO: asyncio.Lock wakes waiters in arrival order
+            now = time.monotonic()
+            if pool.lease_id and pool.remaining >= cost and now < pool.expires:
+                return self._take(pool, cost, now)
+            await self._release(pool)
+            size = max(pool.size, cost)
+            if key in self._limits:
+                size = min(size, self._limits[key].burst)
+            request = pb.AcquireLeaseRequest(
+                key=key,
+                tokens=size,
+                max_wait=_duration(timeout),
+                priority=_priority(priority),
+                ttl=_duration(self.lease_ttl_s),
+            )
+            resp = await self._stub().AcquireLease(request, timeout=timeout + self.rpc_margin_s)
+            if resp.outcome != pb.ACQUIRE_OUTCOME_GRANTED:
+                return _decision(resp)
+            now = time.monotonic()
+            pool.lease_id = resp.lease_id
+            pool.remaining = int(resp.tokens)
+            pool.used = 0
+            pool.start = now + _seconds(resp.wait)
+            pool.expires = now + _seconds(resp.expires_in)
+            pool.granted_at = _seconds(resp.granted_at)
+            pool.mode = Mode(resp.mode) if resp.mode else Mode.SHARED
+            return self._take(pool, cost, now)
+
+    @staticmethod
+    def _take(pool: _LeasePool, cost: int, now: float) -> Decision:
+        pool.remaining -= cost
+        pool.used += cost
+        wait = max(pool.start - now, 0.0)
+        return Decision(True, wait, 0.0, pool.granted_at, pool.mode)
+
+    async def _release(self, pool: _LeasePool) -> None:
+        if not pool.lease_id:
+            return
+        lease_id, used = pool.lease_id, pool.used
+        pool.lease_id, pool.remaining = "", 0
+        if time.monotonic() < pool.expires and used < pool.size:
+            try:
+                await self._stub().ReleaseLease(
+                    pb.ReleaseLeaseRequest(lease_id=lease_id, used=used), timeout=2.0
+                )
+            except grpc.aio.AioRpcError as err:
+                log.debug("lease %s not released: %s", lease_id, err.code())
+
+    # ---- feedback ---------------------------------------------------------------------
+
+    async def report_throttled(self, key: str, retry_after_s: float = 0.0) -> float:
+        if self._local is not None and key in self._limits:
+            # Pause the fallback budget too, in case the sidecar goes away during the pause.
+            await self._local.report_throttled(key, retry_after_s)
+        try:
+            request = pb.ReportThrottledRequest(key=key, retry_after=_duration(retry_after_s))
+            resp = await self._stub().ReportThrottled(request, timeout=2.0)
+        except grpc.aio.AioRpcError as err:
+            if err.code() not in _UNREACHABLE:
+                raise
+            self._unreachable(err)
+            return await self._fallback(key).report_throttled(key, retry_after_s)
+        return _seconds(resp.paused_for)
+
+    async def reconcile(self, key: str, reserved: int, actual: int) -> None:
+        try:
+            request = pb.ReconcileRequest(key=key, reserved=reserved, actual=actual)
+            await self._stub().Reconcile(request, timeout=2.0)
+        except grpc.aio.AioRpcError as err:
+            if err.code() not in _UNREACHABLE:
+                raise
+            self._unreachable(err)
+            if self.on_unavailable == "local" and key in self._limits:
+                await self._fallback(key).reconcile(key, reserved, actual)
+
+    async def close(self) -> None:
+        for pool in self._pools.values():
+            async with pool.lock:
+                await self._release(pool)
+        loop = asyncio.get_running_loop()
+        entry = self._channels.pop(loop, None)
+        if entry is not None:
+            await entry[0].close()
+        if self._local is not None:
+            await self._local.close()
+
+
+def open_limiter(
+    address: str | None = None, settings: LimiterSettings | None = None, **remote: Any
+) -> Limiter:
+    """The limiter a server uses: its sidecar at `address` if one is configured,
+    else the in-process limiter over `settings` (the single-machine default)."""
+    if address:
+        return RemoteLimiter(address, **remote)
+    if settings is None:
+        raise ValueError("either a sidecar address or the limiter settings are needed")
+    return LocalLimiter(settings)

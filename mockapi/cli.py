@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 
 import typer
 
@@ -31,6 +32,13 @@ async def serve(config: MockApiConfig, host: str, port: int) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with MockApiServer(config, host, port) as server:
+        for name, limit in sorted(config.limits.items()):
+            shown = f"{limit.rate:g}/s burst {limit.burst}" if limit.rate > 0 else "unlimited"
+            print(f"  {name}: {server.url}/{name}  ({shown})", file=sys.stderr)
+        print(
+            f"  stats: {server.url}/stats  latency {config.latency_ms[0]:g}-{config.latency_ms[1]:g} ms",
+            file=sys.stderr,
+        )
         # MockApiProcess waits for exactly this line; keep stdout otherwise silent.
         print(f"{READY_PREFIX}{server.url}", flush=True)
         await stop.wait()

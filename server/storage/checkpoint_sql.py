@@ -9,6 +9,7 @@ both chosen by dialect name, so SQLite and PostgreSQL share this code.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -259,15 +260,79 @@ class Search:
         return all(metadata.get(k) == v for k, v in self.filter.items())
 
 
-def latest_or_exact(config: RunnableConfig) -> Select[Any]:
-    conf = config["configurable"]
-    stmt = sa.select(*CHECKPOINT_COLUMNS).where(
-        checkpoints.c.thread_id == str(conf["thread_id"]),
-        checkpoints.c.checkpoint_ns == conf.get("checkpoint_ns", ""),
+def _in_group(columns: Any) -> tuple[ColumnElement[bool], ...]:
+    return (
+        columns.thread_id == sa.bindparam("thread_id"),
+        columns.checkpoint_ns == sa.bindparam("checkpoint_ns"),
     )
+
+
+# Built once: statement construction costs more than the query on the hot read path.
+_LATEST = (
+    sa.select(*CHECKPOINT_COLUMNS)
+    .where(*_in_group(checkpoints.c))
+    .order_by(checkpoints.c.checkpoint_id.desc())
+    .limit(1)
+)
+_EXACT = sa.select(*CHECKPOINT_COLUMNS).where(
+    *_in_group(checkpoints.c), checkpoints.c.checkpoint_id == sa.bindparam("checkpoint_id")
+)
+_b, _w = checkpoint_blobs.c, checkpoint_writes.c
+_WRITE_COLUMNS = ("thread_id", "checkpoint_ns", "checkpoint_id", "task_id", "task_path", "idx", "channel")
+_WRITES = sa.select(*(_w[n] for n in (*_WRITE_COLUMNS, "type", "blob"))).where(
+    *_in_group(_w), _w.checkpoint_id.in_(sa.bindparam("ids", expanding=True))
+)
+BLOBS_PER_QUERY = 64
+
+
+@functools.cache
+def _blobs_statement(count: int) -> Select[Any]:
+    """Blobs by exact key, `count` (channel, version) pairs.
+
+    An OR of pairs, unlike a row-value IN list, lets SQLite look each one up in
+    the primary key instead of scanning all of the thread's blobs.
+    """
+    pairs = [
+        sa.and_(_b.channel == sa.bindparam(f"c{i}"), _b.version == sa.bindparam(f"v{i}"))
+        for i in range(count)
+    ]
+    return sa.select(_b.thread_id, _b.checkpoint_ns, _b.channel, _b.version, _b.type, _b.blob).where(
+        *_in_group(_b), sa.or_(*pairs)
+    )
+
+
+Query = tuple[Executable, dict[str, Any]]
+
+
+def checkpoint_query(config: RunnableConfig) -> Query:
+    """The checkpoint `config` names, or the thread's latest in its namespace."""
+    conf = config["configurable"]
+    params = {"thread_id": str(conf["thread_id"]), "checkpoint_ns": conf.get("checkpoint_ns", "")}
     if checkpoint_id := get_checkpoint_id(config):
-        return stmt.where(checkpoints.c.checkpoint_id == checkpoint_id)
-    return stmt.order_by(checkpoints.c.checkpoint_id.desc()).limit(1)
+        return _EXACT, {**params, "checkpoint_id": checkpoint_id}
+    return _LATEST, params
+
+
+def related_queries(loaded: Iterable[Loaded]) -> tuple[list[Query], list[Query]]:
+    """The blob and pending-write queries for `loaded`: one of each per (thread, namespace)."""
+    keys: dict[Group, set[BlobKey]] = {}
+    ids: dict[Group, list[str]] = {}
+    for item in loaded:
+        keys.setdefault(item.group, set()).update(item.blob_keys())
+        ids.setdefault(item.group, []).append(item.checkpoint_id)
+    blobs: list[Query] = []
+    for (t, ns), wanted in keys.items():
+        ordered = sorted(wanted)
+        for start in range(0, len(ordered), BLOBS_PER_QUERY):
+            part = ordered[start : start + BLOBS_PER_QUERY]
+            params = {"thread_id": t, "checkpoint_ns": ns}
+            for i, (channel, version) in enumerate(part):
+                params[f"c{i}"], params[f"v{i}"] = channel, version
+            blobs.append((_blobs_statement(len(part)), params))
+    writes: list[Query] = [
+        (_WRITES, {"thread_id": t, "checkpoint_ns": ns, "ids": cids}) for (t, ns), cids in ids.items()
+    ]
+    return blobs, writes
 
 
 def search(
@@ -348,48 +413,6 @@ def load_row(serde: SerializerProtocol, row: Sequence[Any]) -> Loaded:
         parent_id,
         serde.loads_typed((type_, data)),
         loads_metadata(metadata),
-    )
-
-
-def blobs_select(loaded: Iterable[Loaded]) -> Select[Any] | None:
-    wanted: dict[Group, set[BlobKey]] = {}
-    for item in loaded:
-        wanted.setdefault(item.group, set()).update(item.blob_keys())
-    b = checkpoint_blobs.c
-    conditions = [
-        sa.and_(b.thread_id == t, b.checkpoint_ns == ns, sa.tuple_(b.channel, b.version).in_(sorted(keys)))
-        for (t, ns), keys in wanted.items()
-        if keys
-    ]
-    if not conditions:
-        return None
-    return sa.select(b.thread_id, b.checkpoint_ns, b.channel, b.version, b.type, b.blob).where(
-        sa.or_(*conditions)
-    )
-
-
-def writes_select(loaded: Iterable[Loaded]) -> Select[Any]:
-    ids: dict[Group, list[str]] = {}
-    for item in loaded:
-        ids.setdefault(item.group, []).append(item.checkpoint_id)
-    w = checkpoint_writes.c
-    return sa.select(
-        w.thread_id,
-        w.checkpoint_ns,
-        w.checkpoint_id,
-        w.task_id,
-        w.task_path,
-        w.idx,
-        w.channel,
-        w.type,
-        w.blob,
-    ).where(
-        sa.or_(
-            *(
-                sa.and_(w.thread_id == t, w.checkpoint_ns == ns, w.checkpoint_id.in_(cids))
-                for (t, ns), cids in ids.items()
-            )
-        )
     )
 
 

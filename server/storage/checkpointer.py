@@ -40,13 +40,12 @@ from stepstream.server.storage.checkpoint_sql import (
     Loaded,
     Statements,
     assemble,
-    blobs_select,
+    checkpoint_query,
     checkpoint_rows,
-    latest_or_exact,
     load_row,
+    related_queries,
     search,
     task_write_rows,
-    writes_select,
 )
 
 T = TypeVar("T")
@@ -81,7 +80,7 @@ class SQLAlchemyCheckpointSaver(BaseCheckpointSaver[str]):
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         self._remember_loop()
         async with self.engine.connect() as conn:
-            row = (await conn.execute(latest_or_exact(config))).first()
+            row = (await conn.execute(*checkpoint_query(config))).first()
             if row is None:
                 return None
             tuples = await self._complete(conn, [load_row(self.serde, row)])
@@ -185,9 +184,9 @@ class SQLAlchemyCheckpointSaver(BaseCheckpointSaver[str]):
         """Fetch the blobs and pending writes of `loaded` and build the tuples."""
         if not loaded:
             return []
-        blob_stmt = blobs_select(loaded)
-        blob_rows = (await conn.execute(blob_stmt)).all() if blob_stmt is not None else []
-        write_rows = (await conn.execute(writes_select(loaded))).all()
+        blob_queries, write_queries = related_queries(loaded)
+        blob_rows = [row for query in blob_queries for row in await conn.execute(*query)]
+        write_rows = [row for query in write_queries for row in await conn.execute(*query)]
         return assemble(self.serde, loaded, blob_rows, write_rows)
 
     # --- sync API: the async methods, run on the saver's loop from another thread -------------

@@ -59,6 +59,8 @@ elseif tat > now then
 end
 if tat > now then
   redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.floor((tat - now) / 1000) + 1000)
+else
+  redis.call('DEL', KEYS[1])
 end
 return 1
 """

@@ -99,7 +99,11 @@ async def test_clear_query_and_messages_input_do_not_interrupt(api: MockApiServe
     by_messages = await graph.ainvoke(
         {"messages": [HumanMessage(CLEAR_QUERY)]}, run_config(api, "t-m"), version="v2"
     )
-    for result in (by_query, by_messages):
+    # JSON clients send messages as plain objects; add_messages turns them into messages.
+    by_json = await graph.ainvoke(
+        {"messages": [{"role": "user", "content": CLEAR_QUERY}]}, run_config(api, "t-j"), version="v2"
+    )
+    for result in (by_query, by_messages, by_json):
         assert not result.interrupts
         assert result.value["query"] == CLEAR_QUERY
 

@@ -132,9 +132,16 @@ def _limit_key(core: LimiterCore, entries: Any) -> str | None:
 def _current_limit(core: LimiterCore, key: str) -> Any:
     spec = core.limits[key]
     per_second = spec.tokens_per_second
-    # The largest Envoy unit in which the limit is a whole number of requests.
-    unit, seconds = max((u for u in _UNITS if (per_second * u[1]).is_integer()), default=_UNITS[0])
-    return RateLimitResponse.RateLimit(name=key, requests_per_unit=int(per_second * seconds), unit=unit)
+    # The smallest Envoy unit in which the limit is a whole number of requests.
+    unit, seconds = next(
+        (
+            u
+            for u in _UNITS
+            if abs(per_second * u[1] - round(per_second * u[1])) < 1e-6 and per_second * u[1] >= 1
+        ),
+        _UNITS[-1],
+    )
+    return RateLimitResponse.RateLimit(name=key, requests_per_unit=round(per_second * seconds), unit=unit)
 
 
 class EnvoyRateLimitService:

@@ -32,6 +32,13 @@ from stepstream.v1 import ratelimit_pb2_grpc as pb_grpc
 log = logging.getLogger(__name__)
 _NS = 1_000_000_000
 # Codes that mean "the sidecar could not answer", as opposed to an answer.
+# Reconnect quickly to a sidecar that restarted (gRPC's default backoff starts at 1 s
+# and grows to 120 s, far longer than a pod restart).
+_CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
 _UNREACHABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
 
 
@@ -114,7 +121,7 @@ class RemoteLimiter(Limiter):
         loop = asyncio.get_running_loop()
         entry = self._channels.get(loop)
         if entry is None:
-            channel = grpc.aio.insecure_channel(self.target)
+            channel = grpc.aio.insecure_channel(self.target, options=_CHANNEL_OPTIONS)
             entry = self._channels[loop] = (channel, pb_grpc.RateLimiterServiceStub(channel))
         return entry[1]
 

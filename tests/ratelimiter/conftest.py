@@ -24,10 +24,10 @@ def redis_server() -> Iterator[RedisServer]:
 def sidecars(tmp_path: pathlib.Path) -> Iterator[Callable[..., Sidecar]]:
     started: list[Sidecar] = []
 
-    def start(config_text: str, *extra: str, name: str = "limiter.toml") -> Sidecar:
+    def start(config_text: str, *extra: str, name: str = "limiter.toml", port: int | None = None) -> Sidecar:
         config = tmp_path / name
         config.write_text(config_text)
-        sidecar = Sidecar(config, extra)
+        sidecar = Sidecar(config, extra, port)
         started.append(sidecar)
         return sidecar
 

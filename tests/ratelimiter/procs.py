@@ -64,7 +64,17 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        args = [
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
         args += ["--dir", self.dir, "--daemonize", "no", "--loglevel", "warning"]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait_port(self.port, self.proc, "redis-server")
@@ -82,12 +92,22 @@ class RedisServer:
 class Sidecar:
     """`python -m stepstream.ratelimiter` as a separate process."""
 
-    def __init__(self, config: pathlib.Path, extra: Sequence[str] = ()) -> None:
-        self.port = free_port()
-        args = [sys.executable, "-m", "stepstream.ratelimiter", "--config", str(config), "--port", str(self.port)]
+    def __init__(self, config: pathlib.Path, extra: Sequence[str] = (), port: int | None = None) -> None:
+        self.port = port or free_port()
+        args = [
+            sys.executable,
+            "-m",
+            "stepstream.ratelimiter",
+            "--config",
+            str(config),
+            "--port",
+            str(self.port),
+        ]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.log = tempfile.NamedTemporaryFile(prefix="stepstream-sidecar-", suffix=".log", delete=False)  # noqa: SIM115
-        self.proc = subprocess.Popen([*args, *extra], stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        self.proc = subprocess.Popen(
+            [*args, *extra], stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=ROOT
+        )
         _wait_port(self.port, self.proc, f"sidecar (log {self.log.name})")
 
     @property

@@ -1,0 +1,146 @@
+"""Client helpers on the in-process limiter: acquire, decorator, httpx transport, LangChain."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from aiohttp import web
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage
+
+from stepstream.ratelimiter.client import (
+    LocalLimiter,
+    RateLimitRefused,
+    current_limiter,
+    open_limiter,
+    rate_limited,
+    use_limiter,
+)
+from stepstream.ratelimiter.client.http import RateLimitedTransport, retry_after_seconds
+from stepstream.ratelimiter.client.langchain import LangChainRateLimiter
+from stepstream.ratelimiter.config import settings_from_mapping
+from tests.ratelimiter.procs import free_port
+
+
+@pytest.fixture
+async def limiter() -> AsyncIterator[LocalLimiter]:
+    local = LocalLimiter.from_limits(
+        {
+            "slow": "10/min burst 10",
+            "api": "100/s burst 5",
+            "llm": {"rate": 1000, "period": "1m", "burst": 500},
+        }
+    )
+    yield local
+    await local.close()
+
+
+async def available(limiter: LocalLimiter, key: str) -> int:
+    _, state = await limiter.core.describe(key)
+    return state.available
+
+
+async def test_acquire_as_context_and_awaitable(limiter: LocalLimiter) -> None:
+    async with limiter.acquire("slow") as grant:
+        assert grant.key == "slow" and grant.cost == 1
+    grant = await limiter.acquire("slow", cost=3)
+    assert grant.cost == 3
+    assert await available(limiter, "slow") == 6
+    with pytest.raises(RateLimitRefused) as info:
+        await limiter.acquire("slow", cost=7, timeout=0.5)
+    assert info.value.retry_after_s > 0.5
+
+
+async def test_grant_settles_the_real_cost(limiter: LocalLimiter) -> None:
+    async with limiter.acquire("llm", cost=400) as grant:
+        grant.actual = 100  # the response said 100 tokens were used
+    assert await available(limiter, "llm") >= 399
+
+
+async def test_decorator_uses_the_runs_limiter(limiter: LocalLimiter) -> None:
+    @rate_limited("slow", cost=2)
+    async def node(state: dict[str, int]) -> dict[str, int]:
+        return {"n": state["n"] + 1}
+
+    with pytest.raises(RuntimeError, match="no rate limiter"):
+        await node({"n": 0})
+    with use_limiter(limiter):
+        assert current_limiter() is limiter
+        assert await node({"n": 1}) == {"n": 2}
+        assert await asyncio.create_task(node({"n": 2})) == {"n": 3}  # tasks inherit it
+    assert await available(limiter, "slow") == 6
+    with pytest.raises(TypeError):
+        rate_limited("slow")(lambda: None)  # type: ignore[arg-type, return-value]
+
+
+async def test_open_limiter_is_in_process_without_a_sidecar() -> None:
+    local = open_limiter(None, settings_from_mapping({"limits": {"a": "1/s"}}))
+    assert isinstance(local, LocalLimiter)
+    await local.close()
+
+
+def test_retry_after_header_forms() -> None:
+    assert retry_after_seconds("2.5") == 2.5
+    assert retry_after_seconds(None) == 0.0 and retry_after_seconds("soon") == 0.0
+    later = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 25 < retry_after_seconds(later) <= 30
+
+
+@pytest.fixture
+async def throttling_api() -> AsyncIterator[tuple[str, list[float]]]:
+    """A real HTTP server that answers its first request with 429 and Retry-After: 0.3."""
+    seen: list[float] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(time.monotonic())
+        if len(seen) == 1:
+            return web.Response(status=429, headers={"Retry-After": "0.3"})
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_get("/search", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"http://127.0.0.1:{port}", seen
+    await runner.cleanup()
+
+
+async def test_http_transport_reports_429_and_retries_after_the_pause(
+    limiter: LocalLimiter, throttling_api: tuple[str, list[float]]
+) -> None:
+    base, seen = throttling_api
+    transport = RateLimitedTransport("api", limiter, timeout=5)
+    async with httpx.AsyncClient(transport=transport, base_url=base) as client:
+        response = await client.get("/search")
+        assert response.status_code == 200 and response.json() == {"ok": True}
+    assert transport.throttled == 1 and len(seen) == 2
+    # The retry went out only once the reported pause was over.
+    assert seen[1] - seen[0] >= 0.3 - 0.01
+
+
+async def test_langchain_chat_model_uses_the_shared_budget(limiter: LocalLimiter) -> None:
+    adapter = LangChainRateLimiter(limiter, "slow", cost=1, timeout=1)
+    model = GenericFakeChatModel(
+        messages=iter([AIMessage(content=f"answer {i}") for i in range(10)]), rate_limiter=adapter
+    )
+    for i in range(4):
+        assert (await model.ainvoke("question")).content == f"answer {i}"
+    assert await available(limiter, "slow") == 6
+    # Sync invoke from a worker thread runs the acquire on the limiter's own loop.
+    result = await asyncio.to_thread(model.invoke, "question")
+    assert result.content == "answer 4"
+    assert await available(limiter, "slow") == 5
+    # Not blocking: a token now, or False.
+    await limiter.acquire("slow", cost=5)
+    assert await adapter.aacquire(blocking=False) is False
+    with pytest.raises(RateLimitRefused):
+        await model.ainvoke("question")
+    with pytest.raises(RuntimeError, match="block"):
+        adapter.acquire()

@@ -45,7 +45,8 @@ class RunOptions:
 
     # Tasks of one superstep executing at once (LangGraph's max_concurrency).
     max_concurrency: int = 0
-    busy_policy: BusyPolicy | None = None
+    # A BusyPolicy or its name ("enqueue"); None: the server's default (reject).
+    busy_policy: BusyPolicy | str | None = None
     # Superstep limit (LangGraph's recursion_limit).
     recursion_limit: int = 0
     # Values for the graph's `configurable` config.
@@ -54,10 +55,19 @@ class RunOptions:
     interrupt_before: Sequence[str] = ()
     interrupt_after: Sequence[str] = ()
 
+    def __post_init__(self) -> None:
+        if self.busy_policy is not None:
+            object.__setattr__(self, "busy_policy", BusyPolicy(self.busy_policy))
+
     def to_proto(self) -> runs_pb2.RunOptions:
+        policy = (
+            BusyPolicy(self.busy_policy).to_proto()
+            if self.busy_policy
+            else common_pb2.BUSY_POLICY_UNSPECIFIED
+        )
         return runs_pb2.RunOptions(
             max_concurrency=self.max_concurrency,
-            busy_policy=self.busy_policy.to_proto() if self.busy_policy else 0,  # type: ignore[arg-type]
+            busy_policy=policy,
             recursion_limit=self.recursion_limit,
             configurable_json=encode_optional(self.configurable),
             metadata_json=encode_optional(self.metadata),

@@ -20,7 +20,7 @@ Kinds = Iterable[EventKind | str] | None
 
 
 def start_request(
-    graph_id: str,
+    graph_id: str | None,
     input: Json = None,
     *,
     session_id: str | None = None,
@@ -28,7 +28,7 @@ def start_request(
     options: RunOptions | None = None,
 ) -> runs_pb2.StartRunRequest:
     return runs_pb2.StartRunRequest(
-        graph_id=graph_id,
+        graph_id=graph_id or "",
         session_id=session_id or "",
         input_json=encode_optional(input),
         command=command.to_proto() if command else None,
@@ -42,7 +42,7 @@ class Runs:
 
     async def start(
         self,
-        graph_id: str,
+        graph_id: str | None = None,
         input: Json = None,
         *,
         session_id: str | None = None,
@@ -51,8 +51,10 @@ class Runs:
     ) -> Run:
         """Queue a run and return it at once.
 
-        Without `session_id` a new session is created for the run. With neither
-        input nor command, the session continues from its last checkpoint.
+        Without `session_id` a new session of `graph_id` is created for the
+        run; with it, `graph_id` may be left out. With neither input nor
+        command, the session continues from its last checkpoint; with
+        `command=Command(resume=value)`, it answers the pending interrupt.
         """
         request = start_request(graph_id, input, session_id=session_id, command=command, options=options)
         response: runs_pb2.StartRunResponse = await self._pool.unary(
@@ -62,7 +64,7 @@ class Runs:
 
     def stream(
         self,
-        graph_id: str,
+        graph_id: str | None = None,
         input: Json = None,
         *,
         session_id: str | None = None,

@@ -38,6 +38,8 @@ class FakeRuns(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
     def __init__(self, events: list[events_pb2.RunEvent]) -> None:
         self.events = events
         self.break_after: int | None = None
+        self.end_after: int | None = None  # end the stream cleanly (status OK) this early, once
+        self.status = runs_pb2.RUN_STATUS_SUCCEEDED
         self.ignore_cursor = False  # resend everything from seq 1, to test de-duplication
         self.joins: list[int] = []
         self.calls: dict[str, int] = {}
@@ -53,6 +55,9 @@ class FakeRuns(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
             if self.break_after is not None and sent >= self.break_after:
                 self.break_after = None
                 await context.abort(grpc.StatusCode.UNAVAILABLE, "replica going away")
+            if self.end_after is not None and sent >= self.end_after:
+                self.end_after = None
+                return
             yield response([event])
 
     async def JoinRun(self, request: runs_pb2.JoinRunRequest, context: Any) -> AsyncIterator[Any]:
@@ -78,7 +83,8 @@ class FakeRuns(runs_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
         self._count("GetRun")
         if request.run_id != "r1":
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no run {request.run_id}")
-        return runs_pb2.GetRunResponse(run=runs_pb2.Run(run_id="r1", status=runs_pb2.RUN_STATUS_SUCCEEDED))
+        run = runs_pb2.Run(run_id="r1", status=self.status, last_seq=self.events[-1].seq)
+        return runs_pb2.GetRunResponse(run=run)
 
 
 class FakeSessions(sessions_pb2_grpc.SessionServiceServicer):  # type: ignore[misc]

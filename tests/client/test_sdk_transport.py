@@ -14,6 +14,7 @@ from stepstream.client import (
     StepstreamClient,
     UnavailableError,
 )
+from stepstream.v1 import runs_pb2
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -46,6 +47,23 @@ async def test_join_fails_over_to_another_replica(make_server: Any) -> None:
     assert seqs == list(range(1, 10))
     assert a.runs.joins == [0]
     assert b.runs.joins == [2]
+
+
+async def test_join_rejoins_a_stream_that_ended_before_the_run(make_server: Any) -> None:
+    server = await make_server()
+    server.runs.end_after = 4
+    server.runs.status = runs_pb2.RUN_STATUS_RUNNING
+    async with StepstreamClient(server.address) as client:
+        seqs = [e.seq async for e in client.runs.join("r1")]
+    assert seqs == list(range(1, 10))
+    assert server.runs.joins == [0, 4]
+
+
+async def test_join_after_the_last_event_of_an_ended_run_is_empty(make_server: Any) -> None:
+    server = await make_server()
+    async with StepstreamClient(server.address) as client:
+        assert [e async for e in client.runs.join("r1", after_seq=9)] == []
+    assert server.runs.joins == [9]
 
 
 async def test_join_gives_up_after_the_reconnect_timeout(dead_address: str) -> None:

@@ -4,6 +4,10 @@ Every event has a per-run `seq`, and JoinRun replays from any cursor on any
 replica; so a broken stream is resumed by joining again with the last seq
 delivered. Events at or below that seq are dropped, so the caller sees each
 event exactly once, in order, whatever the server resends.
+
+A stream is broken when it fails with UNAVAILABLE, and also when it ends
+cleanly before the run's last event while the run has not ended (a draining
+replica may close streams that way).
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ from typing import Any
 
 import grpc
 
-from stepstream.client.errors import from_rpc_error
+from stepstream.client.errors import StepstreamError, UnavailableError, from_rpc_error
 from stepstream.client.events import RunEvent, decode_event
+from stepstream.client.models import RunStatus
 from stepstream.client.pool import ChannelPool, is_unavailable, never_sent
 from stepstream.v1 import events_pb2, runs_pb2
 
@@ -35,12 +40,13 @@ class _Backoff:
         self._since: float | None = None
         self._delay = _FIRST_DELAY
 
-    async def wait(self, error: grpc.RpcError) -> None:
+    async def wait(self, error: StepstreamError) -> None:
+        """Sleep before the next attempt; raise `error` once the budget is spent."""
         now = time.monotonic()
         if self._since is None:
             self._since = now
         if now - self._since >= self._budget:
-            raise from_rpc_error(error) from error
+            raise error
         await asyncio.sleep(self._delay)
         self._delay = min(self._delay * 2, _MAX_DELAY)
 
@@ -51,16 +57,31 @@ class _Cursor:
     def __init__(self, after_seq: int) -> None:
         self.run_id = ""
         self.seq = after_seq
+        self.ended = False
 
     def take(self, events: Sequence[events_pb2.RunEvent]) -> list[RunEvent]:
         fresh: list[RunEvent] = []
         for msg in events:
-            if msg.seq <= self.seq:
+            if msg.seq <= self.seq or self.ended:
                 continue
             self.seq = msg.seq
             self.run_id = self.run_id or msg.run_id
-            fresh.append(decode_event(msg))
+            event = decode_event(msg)
+            self.ended = event.terminal
+            fresh.append(event)
         return fresh
+
+
+async def _run_is_over(pool: ChannelPool, cursor: _Cursor) -> bool:
+    """After a clean end without the last event: true when nothing more will come."""
+    try:
+        response: runs_pb2.GetRunResponse = await pool.unary(
+            "runs", "GetRun", runs_pb2.GetRunRequest(run_id=cursor.run_id), idempotent=True
+        )
+    except UnavailableError:
+        return False  # no replica answers now: keep trying to rejoin
+    status = RunStatus.from_proto(response.run.status)
+    return status.ended and response.run.last_seq <= cursor.seq
 
 
 async def follow_run(
@@ -71,8 +92,9 @@ async def follow_run(
     subgraphs: bool,
     backoff: _Backoff | None = None,
 ) -> AsyncGenerator[RunEvent, None]:
-    """JoinRun from `after_seq`, reopened on UNAVAILABLE with the last seq seen."""
+    """JoinRun from `after_seq`, reopened with the last seq seen until the run's last event."""
     cursor = _Cursor(after_seq)
+    cursor.run_id = run_id
     backoff = backoff or _Backoff(pool.settings.reconnect_timeout)
     while True:
         endpoint = pool.order()[0]
@@ -87,16 +109,19 @@ async def follow_run(
                     backoff.reset()
                 for event in events:
                     yield event
-                    if event.terminal:
-                        return
-            return
+                if cursor.ended:
+                    return
         except grpc.RpcError as error:
             if not is_unavailable(error):
                 raise from_rpc_error(error) from error
             pool.mark_down(endpoint)
-            await backoff.wait(error)
+            await backoff.wait(from_rpc_error(error))
+            continue
         finally:
             call.cancel()
+        if await _run_is_over(pool, cursor):
+            return
+        await backoff.wait(UnavailableError(f"the event stream of run {run_id} ended before the run"))
 
 
 async def stream_new_run(
@@ -105,31 +130,35 @@ async def stream_new_run(
     """StreamRun; once the run id is known, a broken stream continues through follow_run."""
     cursor = _Cursor(0)
     backoff = _Backoff(pool.settings.reconnect_timeout)
-    broken: grpc.RpcError | None = None
+    unreached: grpc.RpcError | None = None
     for endpoint in pool.order():
         call: Any = endpoint.runs.StreamRun(request, metadata=pool.settings.metadata)
         try:
             async for response in call:
                 for event in cursor.take(response.events):
                     yield event
-                    if event.terminal:
-                        return
-            return
+                if cursor.ended:
+                    return
+            break  # ended cleanly but early: continue by joining
         except grpc.RpcError as error:
             if not is_unavailable(error):
                 raise from_rpc_error(error) from error
             pool.mark_down(endpoint)
-            broken = error
-            if cursor.run_id or not never_sent(error):
-                break
+            if not cursor.run_id and never_sent(error):
+                unreached = error
+                continue  # the run was never created: another replica may start it
+            if not cursor.run_id:
+                # The run may or may not exist; starting it again could run it twice.
+                raise from_rpc_error(error) from error
+            await backoff.wait(from_rpc_error(error))
+            break
         finally:
             call.cancel()
-    if broken is None:
-        return
+    else:
+        assert unreached is not None
+        raise from_rpc_error(unreached) from unreached
     if not cursor.run_id:
-        # The run may or may not have been created; starting it again could run it twice.
-        raise from_rpc_error(broken) from broken
-    await backoff.wait(broken)
+        return  # the server ended the stream before any event: nothing to follow
     async for event in follow_run(
         pool, cursor.run_id, cursor.seq, list(request.event_kinds), request.subgraphs, backoff
     ):

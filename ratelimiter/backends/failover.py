@@ -58,6 +58,8 @@ class FailoverBackend:
         scaled = self._scaled.get(spec)
         if scaled is None:
             scaled = self._scaled[spec] = spec.scaled(self._share)
+            if self._down_since is not None:
+                self._local.empty(scaled)
         return scaled
 
     async def _call(
@@ -92,6 +94,11 @@ class FailoverBackend:
         if self._down_since is None:
             log.warning("rate-limit store unreachable (%r): %s budget", exc, self._mode)
             self._down_since = now
+            # The shared budget may have been spent up to the moment it went away
+            # (or the call that timed out may have been granted there): the local
+            # budget starts empty, so a short outage adds no burst on top of it.
+            for local in self._scaled.values():
+                self._local.empty(local)
             if self._on_change:
                 self._on_change(False)
         self._next_try = now + self._retry

@@ -78,5 +78,11 @@ class MemoryBackend:
         paused = max(self._paused_until.get(spec.key, 0) - now, 0)
         return Peek(params.available(tat, now), max(tat - now, 0), paused, self._mode)
 
+    def empty(self, spec: LimitSpec) -> None:
+        """Start the key's bucket empty: tokens come one interval apart, no burst first."""
+        params = self._gcra(spec)
+        now = self._clock()
+        self._tat[spec.key] = max(self._tat.get(spec.key, 0), now + params.tolerance)
+
     async def close(self) -> None:
         self._tat.clear()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import datetime
 from typing import Annotated, Any
@@ -64,7 +65,8 @@ def _execute(work: Callable[[], Coroutine[Any, Any, int | None]]) -> None:
     try:
         code: int | None = asyncio.run(work())
     except StepstreamError as error:
-        err.print(f"[red]error:[/red] {error}", highlight=False, markup=True)
+        # Text, not markup: messages may hold brackets ("[field: why]").
+        err.print(Text.assemble(("error:", "red"), f" {error}"), highlight=False)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
@@ -262,9 +264,18 @@ async def _show(events: AsyncIterator[RunEvent], progress: RunProgress) -> RunPr
         if lines.in_message:
             sys.stdout.write("\n")
         return progress
-    with Live(console=out, get_renderable=lambda: render(progress), refresh_per_second=8):
+    # Live redraws from its own thread (so running tasks' durations tick between
+    # events); the lock keeps it from reading the progress while an event changes it.
+    lock = threading.Lock()
+
+    def draw() -> RenderableType:
+        with lock:
+            return render(progress)
+
+    with Live(console=out, get_renderable=draw, refresh_per_second=8):
         async for event in events:
-            progress.apply(event)
+            with lock:
+                progress.apply(event)
     return progress
 
 

@@ -99,7 +99,12 @@ class FakeSessions(sessions_pb2_grpc.SessionServiceServicer):  # type: ignore[mi
         async for req in requests:
             rid = req.request_id
             action = req.WhichOneof("action")
-            if action == "open":
+            if action == "open" and req.open.session_id == "missing":
+                error = sessions_pb2.StreamError(
+                    code=5, message="session 'missing' not found", field="open.session_id"
+                )
+                yield sessions_pb2.SessionStreamResponse(request_id=rid, error=error)
+            elif action == "open":
                 yield sessions_pb2.SessionStreamResponse(
                     request_id=rid, session=sessions_pb2.Session(session_id="s1", graph_id=req.open.graph_id)
                 )

@@ -134,3 +134,21 @@ async def test_session_stream_actions_and_events(make_server: Any) -> None:
             assert (await stream.cancel()).run_id == "r-start"
         with pytest.raises(CallCancelledError):
             await stream.start_run({})  # closed
+
+
+async def test_session_stream_opens_past_a_dead_replica(make_server: Any, dead_address: str) -> None:
+    server = await make_server()
+    async with StepstreamClient([dead_address, server.address]) as client:
+        for _ in range(2):  # whichever address the rotation starts from
+            async with client.session_stream(graph_id="ask") as stream:
+                assert stream.session is not None and stream.session.session_id == "s1"
+
+
+async def test_session_stream_open_refused(make_server: Any) -> None:
+    server = await make_server()
+    async with StepstreamClient(server.address) as client:
+        with pytest.raises(NotFoundError, match="missing"):
+            async with client.session_stream(session_id="missing"):
+                pass
+        with pytest.raises(ValueError):
+            client.session_stream()

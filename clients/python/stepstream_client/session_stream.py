@@ -71,13 +71,16 @@ class SessionStream:
             subgraphs=subgraphs,
         )
         self._ids = itertools.count(1)
+        self._write_lock = asyncio.Lock()
+        self.session: Session | None = None
+        self._reset()
+
+    def _reset(self) -> None:
         self._waiters: dict[str, asyncio.Future[_Answer]] = {}
         self._queue: asyncio.Queue[RunEvent | StepstreamError | _Closed] = asyncio.Queue()
-        self._write_lock = asyncio.Lock()
         self._call: Any = None
         self._reader: asyncio.Task[None] | None = None
         self._closed: StepstreamError | None = None
-        self.session: Session | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -94,13 +97,27 @@ class SessionStream:
         """Open the stream and the session (created when only a graph id was given)."""
         if self._call is not None:
             raise RuntimeError("the stream is already open")
-        endpoint = self._pool.order()[0]
-        self._call = endpoint.sessions.SessionStream(metadata=self._pool.settings.metadata)
-        self._reader = asyncio.create_task(self._read(), name="stepstream-session-stream")
-        answer = await self._send(sessions_pb2.SessionStreamRequest(open=self._open))
-        assert isinstance(answer, Session)
-        self.session = answer
-        return answer
+        unavailable: UnavailableError | None = None
+        # Opening is safe to repeat, so an unreachable replica is skipped for the next.
+        for endpoint in self._pool.order():
+            self._reset()
+            self._call = endpoint.sessions.SessionStream(metadata=self._pool.settings.metadata)
+            self._reader = asyncio.create_task(self._read(), name="stepstream-session-stream")
+            try:
+                answer = await self._send(sessions_pb2.SessionStreamRequest(open=self._open))
+            except UnavailableError as error:
+                await self.close()
+                self._pool.mark_down(endpoint)
+                unavailable = error
+                continue
+            except BaseException:
+                await self.close()
+                raise
+            assert isinstance(answer, Session)
+            self.session = answer
+            return answer
+        assert unavailable is not None
+        raise unavailable
 
     async def close(self) -> None:
         """Half-close, then stop reading; pending actions fail with CANCELLED."""

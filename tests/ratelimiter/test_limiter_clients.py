@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
@@ -24,7 +24,6 @@ from stepstream.ratelimiter.client import (
 from stepstream.ratelimiter.client.http import RateLimitedTransport, retry_after_seconds
 from stepstream.ratelimiter.client.langchain import LangChainRateLimiter
 from stepstream.ratelimiter.config import settings_from_mapping
-from tests.ratelimiter.procs import free_port
 
 
 @pytest.fixture
@@ -92,7 +91,7 @@ def test_retry_after_header_forms() -> None:
 
 
 @pytest.fixture
-async def throttling_api() -> AsyncIterator[tuple[str, list[float]]]:
+async def throttling_api(free_port_factory: Callable[[], int]) -> AsyncIterator[tuple[str, list[float]]]:
     """A real HTTP server that answers its first request with 429 and Retry-After: 0.3."""
     seen: list[float] = []
 
@@ -106,7 +105,7 @@ async def throttling_api() -> AsyncIterator[tuple[str, list[float]]]:
     app.router.add_get("/search", handler)
     runner = web.AppRunner(app)
     await runner.setup()
-    port = free_port()
+    port = free_port_factory()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     yield f"http://127.0.0.1:{port}", seen
     await runner.cleanup()

@@ -9,7 +9,8 @@ import dataclasses
 import signal
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from typing import Any
 
 import grpc
 import pytest
@@ -17,10 +18,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from stepstream.ratelimiter.client import LimiterUnavailable, RateLimitRefused, RemoteLimiter
 from stepstream.ratelimiter.types import Mode, Priority
-from tests.ratelimiter.procs import RedisServer, Sidecar
 
 RATE, BURST = 100, 10
-StartSidecar = Callable[..., Sidecar]
+StartSidecar = Callable[..., Any]
+RedisServer = Any
 
 
 @dataclasses.dataclass
@@ -41,16 +42,6 @@ def config(redis_url: str, **extra: object) -> str:
 def worst_window(times: list[float], window: float) -> int:
     times = sorted(times)
     return max((bisect.bisect_left(times, t + window) - i for i, t in enumerate(times)), default=0)
-
-
-@pytest.fixture
-def private_redis() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 async def hammer(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import random
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -12,7 +13,6 @@ from stepstream.ratelimiter import gcra
 from stepstream.ratelimiter.backends.memory import MemoryBackend
 from stepstream.ratelimiter.backends.redis_backend import RedisBackend
 from stepstream.ratelimiter.config import LimitSpec
-from tests.ratelimiter.procs import RedisServer
 
 S = 1_000_000_000
 SPEC = LimitSpec("k", rate=100, period_s=1.0, burst=10)
@@ -91,7 +91,7 @@ async def test_a_batch_stops_at_the_first_request_that_does_not_fit() -> None:
 
 
 @pytest.fixture
-async def redis_backend(redis_server: RedisServer) -> RedisBackend:
+async def redis_backend(redis_server: Any) -> RedisBackend:
     client = aioredis.Redis.from_url(redis_server.url)
     await client.flushall()
     await client.aclose()
@@ -136,7 +136,7 @@ async def test_redis_pause_refund_peek_and_expiry(redis_backend: RedisBackend) -
     await redis_backend.close()
 
 
-async def test_redis_restart_forgets_scripts_but_not_how_to_load_them(redis_server: RedisServer) -> None:
+async def test_redis_restart_forgets_scripts_but_not_how_to_load_them(redis_server: Any) -> None:
     backend = RedisBackend(redis_server.url, timeout_s=1.0)
     spec = LimitSpec("restart", rate=10, period_s=1.0, burst=1)
     await backend.reserve(spec, [(1, 0)])

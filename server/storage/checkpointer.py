@@ -35,18 +35,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from stepstream.server.storage import checkpoint_maintenance as maintenance
 from stepstream.server.storage.batch import GroupCommitWriter
-from stepstream.server.storage.checkpoint_sql import (
+from stepstream.server.storage.checkpoint_reads import (
     LIST_PAGE,
     Loaded,
-    Statements,
     assemble,
     checkpoint_query,
-    checkpoint_rows,
     load_row,
     related_queries,
     search,
-    task_write_rows,
 )
+from stepstream.server.storage.checkpoint_sql import Statements, checkpoint_rows, task_write_rows
 
 T = TypeVar("T")
 

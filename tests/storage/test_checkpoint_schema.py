@@ -10,7 +10,13 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.dialects import postgresql
 
-from stepstream.server.storage import checkpoint_maintenance, checkpoint_sql, checkpoint_tables, schema
+from stepstream.server.storage import (
+    checkpoint_maintenance,
+    checkpoint_reads,
+    checkpoint_sql,
+    checkpoint_tables,
+    schema,
+)
 from stepstream.server.storage.db import upgrade
 
 
@@ -36,7 +42,7 @@ def test_statements_render_for_postgresql() -> None:
     for stmt in stmts.copy_thread:
         assert "INSERT INTO" in str(stmt.compile(dialect=dialect))  # type: ignore[attr-defined]
     thread: Any = {"configurable": {"thread_id": "t"}}
-    query = checkpoint_sql.search("postgresql", thread, {"source": "loop"}, None)
+    query = checkpoint_reads.search("postgresql", thread, {"source": "loop"}, None)
     assert "@>" in str(query.page(("x", "y"), 10).compile(dialect=dialect))
     for delete in (checkpoint_maintenance._DELETE_BLOB, checkpoint_maintenance._DELETE_CHECKPOINT):
         assert "DELETE FROM" in str(delete.compile(dialect=dialect))

@@ -102,13 +102,13 @@ class SQLAlchemyCheckpointSaver(BaseCheckpointSaver[str]):
             # One short read per page: no transaction stays open while the caller consumes.
             async with self.engine.connect() as conn:
                 rows = (await conn.execute(query.page(after, size))).all()
-                loaded = [load_row(self.serde, row) for row in rows]
-                tuples = await self._complete(conn, [item for item in loaded if query.accepts(item.metadata)])
-            for tup in tuples:
+                decoded = (load_row(self.serde, row) for row in rows)
+                loaded = [item for item in decoded if query.accepts(item.metadata)]
                 if remaining is not None:
-                    if remaining <= 0:
-                        return
-                    remaining -= 1
+                    loaded = loaded[:remaining]
+                    remaining -= len(loaded)
+                tuples = await self._complete(conn, loaded)
+            for tup in tuples:
                 yield tup
             if len(rows) < size:
                 return

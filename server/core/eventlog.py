@@ -132,6 +132,11 @@ class EventLog:
         while True:
             rows = await self._store.events_after(run_id, last)
             if not rows:
+                if await self._store.run_is_over(run_id):
+                    # Ended, and the cursor is at (or past) its last event: nothing more will come.
+                    if not await self._store.events_after(run_id, last):
+                        return
+                    continue
                 await asyncio.sleep(POLL_SECONDS)
                 continue
             stored = [RunEvent.from_row(run_id, seq, kind, body) for seq, kind, body in rows]

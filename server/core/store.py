@@ -222,6 +222,12 @@ class Store:
         more = len(rows) > size
         return items, encode_page_token(items[-1].created_at, items[-1].run_id) if more else ""
 
+    async def run_is_over(self, run_id: str) -> bool:
+        query = sa.select(runs.c.status).where(runs.c.run_id == run_id)
+        async with self.engine.connect() as conn:
+            status = (await conn.execute(query)).scalar()
+        return status is None or status in rec.ENDED
+
     async def active_runs(self) -> list[rec.Run]:
         """Runs left queued or running, oldest first (recovered at start-up)."""
         query = sa.select(runs).where(runs.c.status.in_(rec.ACTIVE)).order_by(runs.c.created_at)

@@ -7,8 +7,11 @@ import operator
 import time
 from typing import Annotated, Any, TypedDict
 
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
+from langgraph.graph.message import add_messages
 from langgraph.types import Send, interrupt
 
 
@@ -51,11 +54,19 @@ ask_builder.add_edge("ask", END)
 ask = ask_builder.compile()
 
 
+def _higher(a: int, b: int) -> int:
+    return max(a, b)
+
+
 class Fan(TypedDict, total=False):
     n: int
     delay: float
     results: Annotated[list[int], operator.add]
+    peak: Annotated[int, _higher]
     total: int
+
+
+_working = 0
 
 
 def plan(state: Fan) -> list[Send]:
@@ -63,9 +74,16 @@ def plan(state: Fan) -> list[Send]:
 
 
 async def work(arg: dict[str, Any]) -> dict[str, Any]:
+    global _working
     get_stream_writer()({"working_on": arg["i"]})
-    await asyncio.sleep(arg["delay"])
-    return {"results": [arg["i"]]}
+    _working += 1
+    peak = _working
+    try:
+        await asyncio.sleep(arg["delay"])
+        peak = max(peak, _working)
+    finally:
+        _working -= 1
+    return {"results": [arg["i"]], "peak": peak}
 
 
 def reduce_node(state: Fan) -> dict[str, Any]:
@@ -117,3 +135,37 @@ boom_builder.add_node("explode", explode)
 boom_builder.add_edge(START, "explode")
 boom_builder.add_edge("explode", END)
 boom = boom_builder.compile()
+
+
+class Chat(TypedDict, total=False):
+    messages: Annotated[list[Any], add_messages]
+
+
+async def reply(state: Chat) -> dict[str, Any]:
+    model = GenericFakeChatModel(messages=iter([AIMessage("hello from the fake model")]))
+    return {"messages": [await model.ainvoke(state["messages"])]}
+
+
+chat_builder = StateGraph(Chat)
+chat_builder.add_node("reply", reply)
+chat_builder.add_edge(START, "reply")
+chat_builder.add_edge("reply", END)
+chat = chat_builder.compile()
+
+
+async def inner_node(state: Linear) -> dict[str, Any]:
+    return {"log": ["inner"]}
+
+
+inner_builder = StateGraph(Linear)
+inner_builder.add_node("inner", inner_node)
+inner_builder.add_edge(START, "inner")
+inner_builder.add_edge("inner", END)
+
+nested_builder = StateGraph(Linear)
+nested_builder.add_node("outer", _step("outer"))
+nested_builder.add_node("sub", inner_builder.compile())
+nested_builder.add_edge(START, "outer")
+nested_builder.add_edge("outer", "sub")
+nested_builder.add_edge("sub", END)
+nested = nested_builder.compile()

@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.integration.rpc import Api
+
+
+@pytest.fixture
+def api(server_address: str) -> Iterator[Api]:
+    client = Api(server_address)
+    yield client
+    client.close()

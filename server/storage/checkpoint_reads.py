@@ -84,8 +84,7 @@ _EXACT = sa.select(*CHECKPOINT_COLUMNS).where(
     *_in_group(checkpoints.c), checkpoints.c.checkpoint_id == sa.bindparam("checkpoint_id")
 )
 _b, _w = checkpoint_blobs.c, checkpoint_writes.c
-_WRITE_COLUMNS = ("thread_id", "checkpoint_ns", "checkpoint_id", "task_id", "task_path", "idx", "channel")
-_WRITES = sa.select(*(_w[n] for n in (*_WRITE_COLUMNS, "type", "blob"))).where(
+_WRITES = sa.select(checkpoint_writes).where(
     *_in_group(_w), _w.checkpoint_id.in_(sa.bindparam("ids", expanding=True))
 )
 BLOBS_PER_QUERY = 64
@@ -102,9 +101,7 @@ def _blobs_statement(count: int) -> Select[Any]:
         sa.and_(_b.channel == sa.bindparam(f"c{i}"), _b.version == sa.bindparam(f"v{i}"))
         for i in range(count)
     ]
-    return sa.select(_b.thread_id, _b.checkpoint_ns, _b.channel, _b.version, _b.type, _b.blob).where(
-        *_in_group(_b), sa.or_(*pairs)
-    )
+    return sa.select(checkpoint_blobs).where(*_in_group(_b), sa.or_(*pairs))
 
 
 Query = tuple[Executable, dict[str, Any]]
@@ -233,7 +230,7 @@ def assemble(
         (t, ns, ch, ver): (type_, blob) for t, ns, ch, ver, type_, blob in blob_rows
     }
     writes: dict[tuple[str, str, str], list[tuple[tuple[str, str, int], str, str, str, bytes]]] = {}
-    for t, ns, cid, task_id, task_path, idx, channel, type_, blob in write_rows:
+    for t, ns, cid, task_id, idx, task_path, channel, type_, blob in write_rows:
         writes.setdefault((t, ns, cid), []).append(
             (writes_sort_key(task_path, task_id, idx), task_id, channel, type_, blob)
         )

@@ -29,8 +29,10 @@ from sqlalchemy.sql import Executable
 from stepstream.server.storage.batch import Write
 from stepstream.server.storage.checkpoint_tables import checkpoint_blobs, checkpoint_writes, checkpoints
 
-# Strings up to this length stay inline in the checkpoint row: a blob row costs
-# more than that in keys and index entries, and most such values change rarely.
+# Small scalars stay inline in the checkpoint row, as in LangGraph's PostgreSQL saver:
+# a blob row costs a statement, a primary-key entry (~100 bytes of keys) and a lookup
+# on every read, more than repeating a few bytes per checkpoint. Strings stay inline
+# only while short, so a large text channel is still stored once per version.
 INLINE_STR_MAX = 128
 
 BlobKey = tuple[str, str]  # (channel, version)
@@ -38,7 +40,6 @@ Group = tuple[str, str]  # (thread_id, checkpoint_ns)
 
 
 def is_inline(value: Any) -> bool:
-    """Small scalars are cheaper inline in every checkpoint than as a blob row per version."""
     if value is None or isinstance(value, bool | int | float):
         return True
     return isinstance(value, str) and len(value) <= INLINE_STR_MAX
@@ -72,7 +73,6 @@ def _pk(table: sa.Table) -> list[sa.Column[Any]]:
 class Statements:
     """Statements built once per saver: the group-commit writer batches writes by statement identity."""
 
-    dialect: str
     upsert_checkpoint: Executable
     insert_blob: Executable
     upsert_write: Executable
@@ -101,7 +101,6 @@ class Statements:
         )
         insert_write = insert(checkpoint_writes).on_conflict_do_nothing(index_elements=_pk(checkpoint_writes))
         return cls(
-            dialect=dialect,
             upsert_checkpoint=upsert_checkpoint,
             insert_blob=insert_blob,
             upsert_write=upsert_write,

@@ -38,6 +38,8 @@ class GraphSpec:
     target: str
     description: str = ""
     max_concurrency: int = 0
+    # The config file that named it, for error messages.
+    source: str = ""
 
 
 @dataclasses.dataclass
@@ -89,13 +91,19 @@ def read_config(path: str | pathlib.Path) -> list[GraphSpec]:
         module_part, _, attr = target.rpartition(":")
         if module_part.endswith(".py") or "/" in module_part:
             target = f"{(file.parent / module_part).resolve()}:{attr}"
-        specs.append(GraphSpec(graph_id, target, str(entry.get("description", "")), max_concurrency))
+        specs.append(GraphSpec(graph_id, target, str(entry.get("description", "")), max_concurrency, str(file)))
     return specs
+
+
+def _where(spec: GraphSpec) -> str:
+    if spec.source:
+        return f'{spec.source}: key "graphs.{spec.graph_id}" ({spec.target})'
+    return f"graph {spec.graph_id!r} ({spec.target})"
 
 
 def _import_target(spec: GraphSpec) -> Any:
     module_part, _, attr = spec.target.rpartition(":")
-    where = f"graph {spec.graph_id!r} ({spec.target})"
+    where = _where(spec)
     try:
         if module_part.endswith(".py"):
             path = pathlib.Path(module_part)
@@ -129,7 +137,7 @@ async def _materialise(spec: GraphSpec, obj: Any, saver: BaseCheckpointSaver[Any
     if isinstance(obj, Pregel):
         # The service owns persistence: every graph checkpoints to the shared database.
         return obj.copy(update={"checkpointer": saver})
-    raise ConfigError(f"graph {spec.graph_id!r} ({spec.target}): not a graph but {type(obj).__name__}")
+    raise ConfigError(f"{_where(spec)}: not a graph but {type(obj).__name__}")
 
 
 class GraphRegistry:

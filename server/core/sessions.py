@@ -106,7 +106,7 @@ class SessionManager:
         if checkpoint_id:
             configurable["checkpoint_id"] = checkpoint_id
         snapshot = await graph.aget_state({"configurable": configurable})
-        if checkpoint_id and not snapshot.config:
+        if checkpoint_id and snapshot.created_at is None:
             raise NotFound(f"checkpoint {checkpoint_id!r} not found in session {session_id!r}")
         return snapshot_dict(snapshot)
 

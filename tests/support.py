@@ -2,106 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import pathlib
-import re
-import signal
-import subprocess
-import sys
-import threading
-import time
-from typing import Any
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from stepstream.server import process
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 GRAPHS_CONFIG = ROOT / "tests" / "graphs" / "stepstream.json"
-READY = re.compile(r"stepstream serving .* on (\S+):(\d+)")
 
 
-class ServerProcess:
+class ServerProcess(process.ServerProcess):
+    """A server of the test graphs (tests/graphs) on a database of the test's own."""
+
     def __init__(self, db_url: str, *args: str, config: pathlib.Path = GRAPHS_CONFIG) -> None:
-        self.db_url = db_url
-        self.args = args
-        self.config = config
-        self.proc: subprocess.Popen[str] | None = None
-        self.address = ""
-        self.output: list[str] = []
-
-    def start(self, timeout: float = 60.0) -> str:
-        cmd = [
-            sys.executable,
-            "-m",
-            "stepstream.cli.main",
-            "serve",
-            "--port",
-            "0",
-            "--config",
-            str(self.config),
-            "--db",
-            self.db_url,
-            *self.args,
-        ]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT
-        )
-        deadline = time.monotonic() + timeout
-        assert self.proc.stdout is not None
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise RuntimeError(f"server exited: {''.join(self.output)}")
-            self.output.append(line)
-            match = READY.search(line)
-            if match:
-                self.address = f"{match.group(1)}:{match.group(2)}"
-                break
-        else:
-            raise RuntimeError("server did not start in time")
-        # Keep reading its output so a chatty server never blocks on a full pipe.
-        threading.Thread(target=self._drain, daemon=True).start()
-        wait_serving(self.address)
-        return self.address
-
-    def _drain(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.output.append(line)
-
-    def signal(self, sig: int) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-
-    def wait(self, timeout: float = 30.0) -> int:
-        assert self.proc is not None
-        return self.proc.wait(timeout)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
-def wait_serving(address: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            try:
-                reply: Any = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.05)
-    raise RuntimeError(f"{address} never reported SERVING")
+        super().__init__(db_url, config, *args, cwd=ROOT)

@@ -1,0 +1,117 @@
+"""Start `stepstream serve` as a child process on a loopback port (demo, benchmarks, tests)."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+READY = re.compile(r"stepstream serving .* on (\S+):(\d+)")
+
+
+class ServerProcess:
+    def __init__(
+        self,
+        db_url: str,
+        config: str | pathlib.Path,
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        cwd: str | pathlib.Path | None = None,
+    ) -> None:
+        self.db_url = db_url
+        self.config = config
+        self.args = args
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.cwd = cwd
+        self.proc: subprocess.Popen[str] | None = None
+        self.address = ""
+        self.output: list[str] = []
+
+    def start(self, timeout: float = 60.0) -> str:
+        """Start it and return "host:port" once it reports SERVING."""
+        cmd = [sys.executable, "-m", "stepstream.cli.main", "serve", "--port", "0"]
+        cmd += ["--config", str(self.config), "--db", self.db_url, *self.args]
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env, cwd=self.cwd
+        )
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"stepstream serve exited: {''.join(self.output)}")
+            self.output.append(line)
+            match = READY.search(line)
+            if match:
+                self.address = f"{match.group(1)}:{match.group(2)}"
+                break
+        else:
+            self.kill()
+            raise RuntimeError("stepstream serve did not start in time")
+        # Keep reading its output so a chatty server never blocks on a full pipe.
+        threading.Thread(target=self._drain, daemon=True).start()
+        wait_serving(self.address)
+        return self.address
+
+    def _drain(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM (drain), then SIGKILL if it has not exited in time."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def __enter__(self) -> ServerProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def wait_serving(address: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            try:
+                reply: Any = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.05)
+    raise RuntimeError(f"{address} never reported SERVING")

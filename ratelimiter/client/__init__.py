@@ -14,6 +14,7 @@ from stepstream.ratelimiter.client.base import (
     Acquisition,
     Grant,
     Limiter,
+    LimiterRequestError,
     LimiterUnavailable,
     RateLimitRefused,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "Acquisition",
     "Grant",
     "Limiter",
+    "LimiterRequestError",
     "LimiterUnavailable",
     "LocalLimiter",
     "RateLimitRefused",

@@ -23,6 +23,15 @@ class RateLimitRefused(Exception):
         self.retry_after_s = retry_after_s
 
 
+class LimiterRequestError(Exception):
+    """The limiter refused the request itself (unknown key, cost above the burst, ...)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
 class LimiterUnavailable(Exception):
     """The limiter cannot decide (sidecar or store unreachable) and the mode is to fail closed."""
 
@@ -119,4 +128,12 @@ class Limiter(abc.ABC):
         await self.close()
 
 
-__all__ = ["Acquisition", "Grant", "Limiter", "LimiterUnavailable", "Mode", "RateLimitRefused"]
+__all__ = [
+    "Acquisition",
+    "Grant",
+    "Limiter",
+    "LimiterRequestError",
+    "LimiterUnavailable",
+    "Mode",
+    "RateLimitRefused",
+]

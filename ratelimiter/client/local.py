@@ -13,10 +13,10 @@ from typing import Any
 
 from stepstream.ratelimiter.backends.base import Backend
 from stepstream.ratelimiter.backends.memory import MemoryBackend
-from stepstream.ratelimiter.client.base import Limiter, LimiterUnavailable
+from stepstream.ratelimiter.client.base import Limiter, LimiterRequestError, LimiterUnavailable
 from stepstream.ratelimiter.config import LimiterSettings, LimitSpec, settings_from_mapping
 from stepstream.ratelimiter.core import LimiterCore
-from stepstream.ratelimiter.errors import StoreUnavailable
+from stepstream.ratelimiter.errors import InvalidRequest, StoreUnavailable, TooManyWaiters, UnknownKey
 from stepstream.ratelimiter.types import Decision, Priority
 
 
@@ -46,6 +46,11 @@ class LocalLimiter(Limiter):
             return await self.core.acquire(key, cost, timeout, priority)
         except StoreUnavailable as exc:
             raise LimiterUnavailable(str(exc)) from exc
+        except (InvalidRequest, UnknownKey, TooManyWaiters) as exc:
+            code = {InvalidRequest: "INVALID_ARGUMENT", UnknownKey: "NOT_FOUND"}.get(
+                type(exc), "RESOURCE_EXHAUSTED"
+            )
+            raise LimiterRequestError(code, str(exc)) from exc
 
     async def report_throttled(self, key: str, retry_after_s: float = 0.0) -> float:
         return await self.core.report_throttled(key, retry_after_s)

@@ -17,11 +17,12 @@ from collections.abc import Mapping
 from typing import Any, Literal, cast
 
 import grpc
-from google.rpc import error_details_pb2
+from google.rpc import code_pb2, error_details_pb2
 from grpc_status import rpc_status
 
-from stepstream.ratelimiter.client.base import Limiter, LimiterUnavailable
+from stepstream.ratelimiter.client.base import Limiter, LimiterRequestError, LimiterUnavailable
 from stepstream.ratelimiter.client.local import LocalLimiter
+from stepstream.ratelimiter.client.stream import AcquireStream, StreamItemError
 from stepstream.ratelimiter.config import LimiterSettings, LimitSpec, parse_limit
 from stepstream.ratelimiter.servicer import STORE_UNAVAILABLE
 from stepstream.ratelimiter.servicer import duration as _duration
@@ -96,8 +97,12 @@ class RemoteLimiter(Limiter):
         lease_ttl_s: float = 10.0,
         retry_s: float = 1.0,
         rpc_margin_s: float = 5.0,
+        transport: Literal["stream", "unary"] = "stream",
     ) -> None:
         self.target = target
+        # "stream": acquires share one AcquireStream call (cheapest per grant);
+        # "unary": one Acquire call each.
+        self.transport = transport
         self.on_unavailable = on_unavailable
         self.expected_replicas = expected_replicas
         self.lease_ttl_s = lease_ttl_s
@@ -113,9 +118,17 @@ class RemoteLimiter(Limiter):
         self._channels: dict[
             asyncio.AbstractEventLoop, tuple[grpc.aio.Channel, pb_grpc.RateLimiterServiceStub]
         ] = {}
+        self._streams: dict[asyncio.AbstractEventLoop, AcquireStream] = {}
         self._down_until = 0.0
         self._local: LocalLimiter | None = None
         self._local_keys: frozenset[str] = frozenset()
+
+    def _acquire_stream(self) -> AcquireStream:
+        loop = asyncio.get_running_loop()
+        stream = self._streams.get(loop)
+        if stream is None or stream.broken is not None:
+            stream = self._streams[loop] = AcquireStream(self._stub())
+        return stream
 
     def _stub(self) -> pb_grpc.RateLimiterServiceStub:
         loop = asyncio.get_running_loop()
@@ -136,13 +149,11 @@ class RemoteLimiter(Limiter):
 
     # ---- the fault mode -------------------------------------------------------------
 
-    def _unreachable(self, err: grpc.aio.AioRpcError) -> None:
+    def _unreachable(self, err: BaseException) -> None:
         if time.monotonic() >= self._down_until:
+            reason = err.code().name if isinstance(err, grpc.aio.AioRpcError) else str(err)
             log.warning(
-                "rate-limit sidecar %s unreachable (%s): failing %s",
-                self.target,
-                err.code(),
-                self.on_unavailable,
+                "rate-limit sidecar %s unreachable (%s): failing %s", self.target, reason, self.on_unavailable
             )
         self._down_until = time.monotonic() + self.retry_s
 
@@ -187,13 +198,23 @@ class RemoteLimiter(Limiter):
             request = pb.AcquireRequest(
                 key=key, cost=cost, max_wait=_duration(timeout), priority=_priority(priority)
             )
+            if self.transport == "stream":
+                return _decision(await self._acquire_stream().acquire(request, timeout + self.rpc_margin_s))
             resp = await self._stub().Acquire(request, timeout=timeout + self.rpc_margin_s)
             return _decision(resp)
+        except StreamItemError as err:
+            if err.code == code_pb2.UNAVAILABLE:  # the sidecar fails closed without its store
+                raise LimiterUnavailable(err.message) from err
+            raise LimiterRequestError(code_pb2.Code.Name(err.code), err.message) from err
         except grpc.aio.AioRpcError as err:
             if err.code() == grpc.StatusCode.UNAVAILABLE and _store_closed(err):
                 raise LimiterUnavailable(err.details() or "rate-limit store unavailable") from err
             if err.code() not in _UNREACHABLE:
-                raise
+                raise LimiterRequestError(err.code().name, err.details() or "") from err
+            self._unreachable(err)
+            return await self._local_decision(key, cost, timeout, priority)
+        except (TimeoutError, ConnectionError) as err:
+            # The stream broke or the sidecar did not answer in time.
             self._unreachable(err)
             return await self._local_decision(key, cost, timeout, priority)
 
@@ -280,6 +301,9 @@ class RemoteLimiter(Limiter):
             async with pool.lock:
                 await self._release(pool)
         loop = asyncio.get_running_loop()
+        stream = self._streams.pop(loop, None)
+        if stream is not None:
+            await stream.close()
         entry = self._channels.pop(loop, None)
         if entry is not None:
             await entry[0].close()

@@ -15,7 +15,12 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
 from stepstream.ratelimiter import envoy
-from stepstream.ratelimiter.client import LimiterUnavailable, RateLimitRefused, RemoteLimiter
+from stepstream.ratelimiter.client import (
+    LimiterRequestError,
+    LimiterUnavailable,
+    RateLimitRefused,
+    RemoteLimiter,
+)
 from stepstream.ratelimiter.types import Mode, Priority
 from stepstream.v1 import ratelimit_pb2 as pb
 from stepstream.v1 import ratelimit_pb2_grpc as pb_grpc
@@ -129,10 +134,20 @@ async def test_envoy_should_rate_limit(sidecars: StartSidecar) -> None:
         assert (await call(request("wikipedia", hits=20))).overall_code == envoy.CODE_OVER_LIMIT
 
 
-async def test_remote_limiter_acquire_priority_and_leases(sidecars: StartSidecar) -> None:
+@pytest.mark.parametrize("transport", ["stream", "unary"])
+async def test_remote_limiter_acquire_priority_and_leases(sidecars: StartSidecar, transport: str) -> None:
     sidecar = sidecars(CONFIG)
-    limiter = RemoteLimiter(sidecar.target, leases={"fast": 50})
+    limiter = RemoteLimiter(sidecar.target, leases={"fast": 50}, transport=transport)  # type: ignore[arg-type]
     try:
+        with pytest.raises(LimiterRequestError) as unknown:
+            await limiter.acquire("nope")
+        assert unknown.value.code == "NOT_FOUND"
+        with pytest.raises(LimiterRequestError) as too_big:
+            await limiter.acquire("wikipedia", cost=21)
+        assert too_big.value.code == "INVALID_ARGUMENT" and "burst" in too_big.value.message
+        # Many callers at once share the stream (or make their own calls) and all get through.
+        grants = await asyncio.gather(*(limiter.acquire("llm-tokens", timeout=5) for _ in range(200)))
+        assert len(grants) == 200
         async with limiter.acquire("wikipedia", priority=Priority.INTERACTIVE) as grant:
             assert grant.mode == Mode.SHARED
         with pytest.raises(RateLimitRefused):

@@ -171,6 +171,64 @@ class AcquireResponse(_message.Message):
 Global___AcquireResponse: _TypeAlias = AcquireResponse  # noqa: Y015
 
 @_typing.final
+class AcquireStreamRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    ACQUIRE_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    """Chosen by the caller, unique among its requests in flight on the stream."""
+    @_builtins.property
+    def acquire(self) -> Global___AcquireRequest: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        acquire: Global___AcquireRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["acquire", b"acquire"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acquire", b"acquire", "id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcquireStreamRequest: _TypeAlias = AcquireStreamRequest  # noqa: Y015
+
+@_typing.final
+class AcquireStreamResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    ACQUIRE_FIELD_NUMBER: _builtins.int
+    ERROR_CODE_FIELD_NUMBER: _builtins.int
+    ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    error_code: _builtins.int
+    """The canonical status code (google.rpc.Code) this acquire would have failed
+    with as a unary Acquire, and its message; the stream itself goes on.
+    """
+    error_message: _builtins.str
+    @_builtins.property
+    def acquire(self) -> Global___AcquireResponse:
+        """The decision, when error_code is 0."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        acquire: Global___AcquireResponse | None = ...,
+        error_code: _builtins.int = ...,
+        error_message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["acquire", b"acquire"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acquire", b"acquire", "error_code", b"error_code", "error_message", b"error_message", "id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcquireStreamResponse: _TypeAlias = AcquireStreamResponse  # noqa: Y015
+
+@_typing.final
 class AcquireLeaseRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -57,6 +57,11 @@ class RateLimiterServiceStub:
                 request_serializer=stepstream_dot_v1_dot_ratelimit__pb2.AcquireRequest.SerializeToString,
                 response_deserializer=stepstream_dot_v1_dot_ratelimit__pb2.AcquireResponse.FromString,
                 _registered_method=True)
+        self.AcquireStream = channel.stream_stream(
+                '/stepstream.v1.RateLimiterService/AcquireStream',
+                request_serializer=stepstream_dot_v1_dot_ratelimit__pb2.AcquireStreamRequest.SerializeToString,
+                response_deserializer=stepstream_dot_v1_dot_ratelimit__pb2.AcquireStreamResponse.FromString,
+                _registered_method=True)
         self.AcquireLease = channel.unary_unary(
                 '/stepstream.v1.RateLimiterService/AcquireLease',
                 request_serializer=stepstream_dot_v1_dot_ratelimit__pb2.AcquireLeaseRequest.SerializeToString,
@@ -118,6 +123,15 @@ class RateLimiterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AcquireStream(self, request_iterator, context):
+        """Acquire, many at a time over one stream: a busy caller pays far less per
+        grant than with one call each. Every request carries an id that its
+        response echoes; responses come as decisions are made, not in request order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def AcquireLease(self, request, context):
         """Take `tokens` tokens at once as a lease the caller spends locally (no RPC
         per call) until it expires; give back what is left with ReleaseLease.
@@ -169,6 +183,11 @@ def add_RateLimiterServiceServicer_to_server(servicer, server):
                     servicer.Acquire,
                     request_deserializer=stepstream_dot_v1_dot_ratelimit__pb2.AcquireRequest.FromString,
                     response_serializer=stepstream_dot_v1_dot_ratelimit__pb2.AcquireResponse.SerializeToString,
+            ),
+            'AcquireStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.AcquireStream,
+                    request_deserializer=stepstream_dot_v1_dot_ratelimit__pb2.AcquireStreamRequest.FromString,
+                    response_serializer=stepstream_dot_v1_dot_ratelimit__pb2.AcquireStreamResponse.SerializeToString,
             ),
             'AcquireLease': grpc.unary_unary_rpc_method_handler(
                     servicer.AcquireLease,
@@ -245,6 +264,33 @@ class RateLimiterService:
             '/stepstream.v1.RateLimiterService/Acquire',
             stepstream_dot_v1_dot_ratelimit__pb2.AcquireRequest.SerializeToString,
             stepstream_dot_v1_dot_ratelimit__pb2.AcquireResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcquireStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/stepstream.v1.RateLimiterService/AcquireStream',
+            stepstream_dot_v1_dot_ratelimit__pb2.AcquireStreamRequest.SerializeToString,
+            stepstream_dot_v1_dot_ratelimit__pb2.AcquireStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

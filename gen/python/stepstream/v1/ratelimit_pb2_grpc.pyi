@@ -56,6 +56,11 @@ class RateLimiterServiceStub:
     within `max_wait`; refuse at once, with the earliest retry time, when
     that is impossible.
     """
+    AcquireStream: _grpc.StreamStreamMultiCallable[_ratelimit_pb2.AcquireStreamRequest, _ratelimit_pb2.AcquireStreamResponse]
+    """Acquire, many at a time over one stream: a busy caller pays far less per
+    grant than with one call each. Every request carries an id that its
+    response echoes; responses come as decisions are made, not in request order.
+    """
     AcquireLease: _grpc.UnaryUnaryMultiCallable[_ratelimit_pb2.AcquireLeaseRequest, _ratelimit_pb2.AcquireLeaseResponse]
     """Take `tokens` tokens at once as a lease the caller spends locally (no RPC
     per call) until it expires; give back what is left with ReleaseLease.
@@ -99,6 +104,11 @@ class RateLimiterServiceAsyncStub(RateLimiterServiceStub):
     """Take `cost` tokens of a key now, or reserve the earliest slot that falls
     within `max_wait`; refuse at once, with the earliest retry time, when
     that is impossible.
+    """
+    AcquireStream: _aio.StreamStreamMultiCallable[_ratelimit_pb2.AcquireStreamRequest, _ratelimit_pb2.AcquireStreamResponse]  # type: ignore[assignment]
+    """Acquire, many at a time over one stream: a busy caller pays far less per
+    grant than with one call each. Every request carries an id that its
+    response echoes; responses come as decisions are made, not in request order.
     """
     AcquireLease: _aio.UnaryUnaryMultiCallable[_ratelimit_pb2.AcquireLeaseRequest, _ratelimit_pb2.AcquireLeaseResponse]  # type: ignore[assignment]
     """Take `tokens` tokens at once as a lease the caller spends locally (no RPC
@@ -146,6 +156,17 @@ class RateLimiterServiceServicer(metaclass=_abc_1.ABCMeta):
         """Take `cost` tokens of a key now, or reserve the earliest slot that falls
         within `max_wait`; refuse at once, with the earliest retry time, when
         that is impossible.
+        """
+
+    @_abc_1.abstractmethod
+    def AcquireStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_ratelimit_pb2.AcquireStreamRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_ratelimit_pb2.AcquireStreamResponse], _abc.AsyncIterator[_ratelimit_pb2.AcquireStreamResponse]]:
+        """Acquire, many at a time over one stream: a busy caller pays far less per
+        grant than with one call each. Every request carries an id that its
+        response echoes; responses come as decisions are made, not in request order.
         """
 
     @_abc_1.abstractmethod

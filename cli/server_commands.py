@@ -67,6 +67,17 @@ def serve(
         raise typer.Exit(2) from None
 
 
+def demo(
+    sessions: int = typer.Option(300, help="Research sessions to run."),
+    concurrency: int = typer.Option(300, help="Sessions open at once."),
+) -> None:
+    """Run the research assistant for many concurrent sessions on the embedded defaults."""
+    from stepstream.cli.demo import demo as run_demo
+
+    run_demo(sessions, concurrency)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(db_app, name="db")
     app.command("serve")(serve)
+    app.command("demo")(demo)

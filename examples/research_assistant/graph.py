@@ -236,7 +236,10 @@ def compose_answer(query: str, hits: Sequence[Hit], searches: Sequence[SearchRec
             found = [h for h in hits if h["source"] == source]
             if found:
                 lines += ["", f"From {label}:"]
-                lines += [f"- {h['title']}: {_first_sentence(h['snippet'])}." for h in found]
+                # The top hit gets a sentence, the others their title: an answer of summary length.
+                top, rest = found[0], found[1:]
+                lines.append(f"- {top['title']}: {_first_sentence(top['snippet'])}.")
+                lines += [f"- {h['title']}" for h in rest]
     failed = [s for s in searches if s["status"] != "ok"]
     lines += ["", f"Based on {len(hits)} sources from {len(searches)} searches."]
     if failed:

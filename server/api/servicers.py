@@ -114,8 +114,10 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
     ) -> Any:
         return await update_state(self._core, owner_of(self._core, context), request)
 
-    def SessionStream(self, request_iterator: Any, context: Context) -> AsyncIterator[Any]:
-        return SessionStreamHandler(self._core, owner_of(self._core, context)).serve(request_iterator)
+    async def SessionStream(self, request_iterator: Any, context: Context) -> AsyncIterator[Any]:
+        handler = SessionStreamHandler(self._core, owner_of(self._core, context))
+        async for response in handler.serve(request_iterator):
+            yield response
 
 
 async def update_state(core: Core, owner: str, request: sessions_pb2.UpdateSessionStateRequest) -> Any:

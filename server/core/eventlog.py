@@ -24,13 +24,17 @@ POLL_SECONDS = 0.05
 class _RunFeed:
     """Live state of one run executing in this process."""
 
-    __slots__ = ("ended", "next_seq", "session_id", "subscribers")
+    __slots__ = ("ended", "flushed", "next_seq", "pending", "pending_writes", "session_id", "subscribers")
 
     def __init__(self, session_id: str, last_seq: int) -> None:
         self.session_id = session_id
         self.next_seq = last_seq + 1
         self.subscribers: list[asyncio.Queue[RunEvent | None]] = []
         self.ended = False
+        # Events appended during the current loop iteration, stored together by one flush.
+        self.pending: list[RunEvent] = []
+        self.pending_writes: list[Write] = []
+        self.flushed: asyncio.Future[None] | None = None
 
 
 class EventLog:
@@ -52,16 +56,46 @@ class EventLog:
         items: Sequence[tuple[str, tuple[str, ...], dict[str, Any]]],
         extra_writes: Sequence[Write] = (),
     ) -> asyncio.Future[None]:
-        """Number, store and (after commit) publish events; extra writes share their transaction."""
+        """Number, store and (after commit) publish events; extra writes share their transaction.
+
+        What a run appends within one turn of the event loop (a token burst, a
+        superstep's task events) is stored as one submission: the future is
+        shared, and resolves once that submission has committed.
+        """
         feed = self._feeds[run_id]
         now = time.time()
-        batch = []
         for kind, namespace, data in items:
-            batch.append(RunEvent(run_id, feed.next_seq, now, kind, namespace, data))
+            feed.pending.append(RunEvent(run_id, feed.next_seq, now, kind, namespace, data))
             feed.next_seq += 1
-        done = self._writer.submit([*writes_for_events(feed.session_id, batch), *extra_writes])
-        done.add_done_callback(lambda fut: self._publish(feed, batch, fut))
-        return done
+        feed.pending_writes.extend(extra_writes)
+        if feed.flushed is None:
+            loop = asyncio.get_running_loop()
+            feed.flushed = loop.create_future()
+            loop.call_soon(self._flush, feed)
+        return feed.flushed
+
+    def _flush(self, feed: _RunFeed) -> None:
+        batch, writes, flushed = feed.pending, feed.pending_writes, feed.flushed
+        feed.pending, feed.pending_writes, feed.flushed = [], [], None
+        assert flushed is not None
+        try:
+            done = self._writer.submit([*writes_for_events(feed.session_id, batch), *writes])
+        except Exception as exc:
+            flushed.set_exception(exc)
+            return
+
+        def committed(fut: asyncio.Future[None]) -> None:
+            self._publish(feed, batch, fut)
+            if flushed.done():
+                return
+            if fut.cancelled():
+                flushed.cancel()
+            elif fut.exception() is not None:
+                flushed.set_exception(fut.exception())  # type: ignore[arg-type]
+            else:
+                flushed.set_result(None)
+
+        done.add_done_callback(committed)
 
     def _publish(self, feed: _RunFeed, batch: list[RunEvent], fut: asyncio.Future[None]) -> None:
         if fut.cancelled() or fut.exception() is not None:

@@ -1,0 +1,109 @@
+"""The bidirectional session stream: start, interrupt, resume, cancel, update and errors on one stream."""
+
+from __future__ import annotations
+
+import json
+import queue
+from collections.abc import Iterator
+from typing import Any
+
+from stepstream.v1 import common_pb2, runs_pb2, sessions_pb2
+from tests.integration.rpc import Api
+
+Request = sessions_pb2.SessionStreamRequest
+
+
+class Stream:
+    """Drive one SessionStream call: send requests, read responses in order."""
+
+    def __init__(self, api: Api) -> None:
+        self._requests: queue.Queue[Request | None] = queue.Queue()
+        self._responses = api.sessions.SessionStream(self._iterate(), timeout=60)
+
+    def _iterate(self) -> Iterator[Request]:
+        while (item := self._requests.get()) is not None:
+            yield item
+
+    def send(self, **kw: Any) -> None:
+        self._requests.put(Request(**kw))
+
+    def next(self) -> sessions_pb2.SessionStreamResponse:
+        return next(self._responses)
+
+    def until_run_ends(self) -> list[sessions_pb2.SessionStreamResponse]:
+        seen = []
+        while True:
+            reply = self.next()
+            seen.append(reply)
+            if reply.WhichOneof("kind") == "event" and reply.event.WhichOneof("kind") in (
+                "run_finished",
+                "run_failed",
+                "run_cancelled",
+            ):
+                return seen
+
+    def close(self) -> None:
+        self._requests.put(None)
+
+
+def test_interrupt_answered_on_the_same_stream(api: Api) -> None:
+    stream = Stream(api)
+    stream.send(request_id="o", open=sessions_pb2.OpenSession(graph_id="ask"))
+    opened = stream.next()
+    assert opened.request_id == "o" and opened.session.graph_id == "ask"
+    stream.send(request_id="s", start_run=sessions_pb2.StartRun(input_json='{"question": "color?"}'))
+    first = stream.until_run_ends()
+    assert first[0].WhichOneof("kind") == "run" and first[0].run.session_id == opened.session.session_id
+    interrupts = [r.event.interrupt_raised for r in first if r.event.WhichOneof("kind") == "interrupt_raised"]
+    assert json.loads(interrupts[0].interrupts[0].value_json) == "color?"
+    stream.send(request_id="r", resume=common_pb2.Command(resume_json='"teal"'))
+    second = stream.until_run_ends()
+    assert all(r.request_id == "r" for r in second)
+    assert json.loads(second[-1].event.run_finished.values_json)["answer"] == "teal"
+    stream.close()
+
+
+def test_bad_actions_are_answered_and_the_stream_stays_open(api: Api) -> None:
+    stream = Stream(api)
+    stream.send(request_id="early", start_run=sessions_pb2.StartRun(input_json="{}"))
+    assert stream.next().error.code == 9  # FAILED_PRECONDITION: open first
+    stream.send(request_id="o", open=sessions_pb2.OpenSession(graph_id="linear"))
+    session_id = stream.next().session.session_id
+    stream.send(request_id="bad", start_run=sessions_pb2.StartRun(input_json="{oops"))
+    error = stream.next().error
+    assert error.code == 3 and error.field == "input_json"
+    stream.send(request_id="resume", resume=common_pb2.Command(resume_json='"x"'))
+    assert stream.next().error.code == 9  # nothing to resume
+    stream.send(request_id="cancel", cancel=sessions_pb2.CancelActiveRun())
+    assert stream.next().error.code == 9  # nothing to cancel
+    stream.send(request_id="ok", start_run=sessions_pb2.StartRun(input_json='{"x": 5}'))
+    done = stream.until_run_ends()
+    assert json.loads(done[-1].event.run_finished.values_json)["x"] == 8
+    stream.send(
+        request_id="u",
+        update_state=sessions_pb2.UpdateSessionStateRequest(values_json='{"x": 100}', as_node="c"),
+    )
+    assert stream.next().state_updated.checkpoint_id
+    assert api.values(session_id)["x"] == 100
+    stream.close()
+
+
+def test_cancel_on_the_stream_and_session_status(api: Api) -> None:
+    stream = Stream(api)
+    stream.send(request_id="o", open=sessions_pb2.OpenSession(graph_id="slow"))
+    session_id = stream.next().session.session_id
+    stream.send(request_id="s", start_run=sessions_pb2.StartRun(input_json='{"steps": 100, "delay": 0.05}'))
+    assert stream.next().WhichOneof("kind") == "run"
+    session = api.sessions.GetSession(sessions_pb2.GetSessionRequest(session_id=session_id)).session
+    assert session.status == sessions_pb2.SESSION_STATUS_BUSY
+    stream.send(request_id="c", cancel=sessions_pb2.CancelActiveRun())
+    seen = []
+    while True:
+        reply = stream.next()
+        seen.append(reply.WhichOneof("kind"))
+        if reply.WhichOneof("kind") == "cancelled":
+            assert reply.cancelled.status == runs_pb2.RUN_STATUS_CANCELLED
+            break
+    stream.close()
+    session = api.sessions.GetSession(sessions_pb2.GetSessionRequest(session_id=session_id)).session
+    assert session.status == sessions_pb2.SESSION_STATUS_IDLE

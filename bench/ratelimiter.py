@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 from aiolimiter import AsyncLimiter
 
@@ -86,6 +86,13 @@ async def _serve_floor(port: int) -> None:
     class Floor(ratelimit_pb2_grpc.RateLimiterServiceServicer):  # type: ignore[misc]
         async def Acquire(self, request: object, context: object) -> ratelimit_pb2.AcquireResponse:
             return ratelimit_pb2.AcquireResponse(outcome=ratelimit_pb2.ACQUIRE_OUTCOME_GRANTED)
+
+        async def AcquireStream(
+            self, requests: AsyncIterator[ratelimit_pb2.AcquireStreamRequest], context: object
+        ) -> AsyncIterator[ratelimit_pb2.AcquireStreamResponse]:
+            granted = ratelimit_pb2.AcquireResponse(outcome=ratelimit_pb2.ACQUIRE_OUTCOME_GRANTED)
+            async for request in requests:
+                yield ratelimit_pb2.AcquireStreamResponse(id=request.id, acquire=granted)
 
     server = grpc.aio.server()
     ratelimit_pb2_grpc.add_RateLimiterServiceServicer_to_server(Floor(), server)
@@ -202,15 +209,16 @@ async def _bench(quick: bool) -> list[str]:
     await local.close()
 
     with _floor() as target:
-        floor = RemoteLimiter(target)
+        for label, transport in (("Acquire, unary", "unary"), ("AcquireStream", "stream")):
+            floor = RemoteLimiter(target, transport=transport)  # type: ignore[arg-type]
 
-        async def floor_call() -> None:
-            await floor.decide("open", 1, 1.0, Priority.NORMAL)
+            async def floor_call(floor: RemoteLimiter = floor) -> None:
+                await floor.decide("open", 1, 1.0, Priority.NORMAL)
 
-        for c in levels:
-            measured = await _measure(floor_call, c, seconds)
-            rows.append(_row("gRPC floor: same RPC, servicer decides nothing (baseline)", c, *measured))
-        await floor.close()
+            for c in levels:
+                measured = await _measure(floor_call, c, seconds)
+                rows.append(_row(f"gRPC floor, {label}: servicer decides nothing (baseline)", c, *measured))
+            await floor.close()
 
     with _redis() as redis_url:
         if redis_url is None:
@@ -236,30 +244,31 @@ async def _bench(quick: bool) -> list[str]:
             if name == "Redis" and url is None:
                 continue
             with _sidecar(url) as target:
-                single = RemoteLimiter(target)
+                unary = RemoteLimiter(target, transport="unary")
+                stream = RemoteLimiter(target, transport="stream")
                 leased = RemoteLimiter(target, leases={"open": LEASE})
+                for label, limiter in (("Acquire, unary", unary), ("AcquireStream", stream)):
 
-                async def single_call(limiter: RemoteLimiter = single) -> None:
-                    await limiter.decide("open", 1, 1.0, Priority.NORMAL)
+                    async def one(limiter: RemoteLimiter = limiter) -> None:
+                        await limiter.decide("open", 1, 1.0, Priority.NORMAL)
 
-                async def lease_call(limiter: RemoteLimiter = leased) -> None:
-                    await limiter.decide("open", 1, 1.0, Priority.NORMAL)
+                    for c in levels:
+                        measured = await _measure(one, c, seconds)
+                        rows.append(_row(f"sidecar ({name}), {label}", c, *measured))
 
-                for c in levels:
-                    rows.append(
-                        _row(f"sidecar ({name}), Acquire RPC", c, *await _measure(single_call, c, seconds))
-                    )
+                async def lease_call(leased: RemoteLimiter = leased) -> None:
+                    await leased.decide("open", 1, 1.0, Priority.NORMAL)
+
                 rate, lat = await _measure(lease_call, 64, seconds)
-                rows.append(
-                    _row(f"sidecar ({name}), leases of {LEASE}", 64, rate, lat, f"{rate / LEASE:,.0f}")
-                )
+                rpcs = f"{rate / LEASE:,.0f}"
+                rows.append(_row(f"sidecar ({name}), leases of {LEASE}", 64, rate, lat, rpcs))
                 granted, ideal = await _exactness(target, 3.0 if quick else 10.0)
                 notes.append(
                     f"Exactness, sidecar ({name}): 64 callers on a 100/s burst 10 key granted {granted} "
                     f"in the window where rate x window + burst allows {ideal:.0f}."
                 )
-                await single.close()
-                await leased.close()
+                for limiter in (unary, stream, leased):
+                    await limiter.close()
     return [*rows, "", *notes]
 
 

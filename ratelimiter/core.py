@@ -123,9 +123,10 @@ class LimiterCore:
                 return decision
         return await self._wait_in_line(state, tokens, priority, now + max_wait_ns)
 
-    async def _wait_in_line(
+    def _enqueue(
         self, state: _KeyState, tokens: int, priority: Priority, deadline_ns: int
-    ) -> Decision:
+    ) -> Decision | Waiter:
+        """Join the key's line; a refusal when the deadline cannot be met from there."""
         if len(state.queue) >= self.settings.max_waiters_per_key:
             raise TooManyWaiters(state.spec.key, self._estimate_ns(state, priority) / NS)
         estimate = self._estimate_ns(state, priority)
@@ -139,6 +140,14 @@ class LimiterCore:
         state.queue.push(waiter)
         if state.dispatcher is None or state.dispatcher.done():
             state.dispatcher = loop.create_task(self._dispatch(state))
+        return waiter
+
+    async def _wait_in_line(
+        self, state: _KeyState, tokens: int, priority: Priority, deadline_ns: int
+    ) -> Decision:
+        waiter = self._enqueue(state, tokens, priority, deadline_ns)
+        if isinstance(waiter, Decision):
+            return waiter
         try:
             return await waiter.future
         except asyncio.CancelledError:
@@ -147,10 +156,34 @@ class LimiterCore:
                 if waiter.future.result().granted:
                     await asyncio.shield(self._give_back(state.spec, tokens))
             else:
-                state.queue.discard(waiter)
-                if waiter.timer:
-                    waiter.timer.cancel()
+                self._leave(state, waiter)
             raise
+
+    def submit(
+        self, key: str, tokens: int = 1, max_wait_s: float = 0.0, priority: Priority = Priority.NORMAL
+    ) -> Decision | asyncio.Future[Decision]:
+        """`acquire` without a coroutine per caller: the decision, or a future of it.
+
+        For the streaming path, where thousands of acquires arrive on one call: a
+        future costs far less than a task. With a back end that must be awaited
+        (Redis) every caller goes through the line, so one store call serves all
+        the callers that arrived meanwhile. Cancelling the future leaves the line.
+        """
+        decision = self.try_now(key, tokens, max_wait_s, priority)
+        if decision is not None:
+            return decision
+        state, max_wait_ns = self._check(key, tokens, max_wait_s)
+        waiter = self._enqueue(state, tokens, priority, time.monotonic_ns() + max_wait_ns)
+        if isinstance(waiter, Decision):
+            return waiter
+        waiter.future.add_done_callback(lambda f: self._leave(state, waiter) if f.cancelled() else None)
+        return waiter.future
+
+    @staticmethod
+    def _leave(state: _KeyState, waiter: Waiter) -> None:
+        state.queue.discard(waiter)
+        if waiter.timer:
+            waiter.timer.cancel()
 
     def _estimate_ns(self, state: _KeyState, priority: Priority) -> int:
         """A lower bound of the wait of a caller joining the line now."""

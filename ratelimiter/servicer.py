@@ -6,6 +6,7 @@ Nothing here decides anything; see `core.LimiterCore`.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import NoReturn, TypeVar, cast
 
@@ -156,36 +157,38 @@ class RateLimiterServicer(pb_grpc.RateLimiterServiceServicer):
     ) -> AsyncIterator[pb.AcquireStreamResponse]:
         loop = asyncio.get_running_loop()
         out: asyncio.Queue[pb.AcquireStreamResponse | None] = asyncio.Queue()
-        waiting: set[asyncio.Task[None]] = set()
+        waiting: set[asyncio.Future[Decision]] = set()
         core = self.core
 
-        async def wait_for(item: pb.AcquireStreamRequest, args: tuple[str, int, float, Priority]) -> None:
-            try:
-                decision = await core.acquire(*args)
-            except LimiterError as exc:
-                out.put_nowait(_stream_error(item.id, exc))
+        def answer(request_id: int, future: asyncio.Future[Decision]) -> None:
+            waiting.discard(future)
+            if future.cancelled():
+                return
+            exc = future.exception()
+            if isinstance(exc, LimiterError):
+                out.put_nowait(_stream_error(request_id, exc))
+            elif exc is not None:
+                out.put_nowait(_stream_error(request_id, LimiterError(f"internal error: {exc!r}")))
             else:
-                out.put_nowait(pb.AcquireStreamResponse(id=item.id, acquire=acquire_response(decision)))
+                out.put_nowait(
+                    pb.AcquireStreamResponse(id=request_id, acquire=acquire_response(future.result()))
+                )
 
         async def read() -> None:
             try:
                 async for item in request_iterator:
+                    # No task per acquire: a decision now, or a future with a callback.
                     try:
-                        args = _acquire_args(item.acquire)
-                        # Decided on the spot when nobody waits (memory back end): no task.
-                        decision = core.try_now(*args)
+                        result = core.submit(*_acquire_args(item.acquire))
                     except LimiterError as exc:
                         out.put_nowait(_stream_error(item.id, exc))
                         continue
-                    if decision is not None:
-                        out.put_nowait(
-                            pb.AcquireStreamResponse(id=item.id, acquire=acquire_response(decision))
-                        )
-                        continue
-                    task = loop.create_task(wait_for(item, args))
-                    waiting.add(task)
-                    task.add_done_callback(waiting.discard)
-                while waiting:
+                    if isinstance(result, Decision):
+                        out.put_nowait(pb.AcquireStreamResponse(id=item.id, acquire=acquire_response(result)))
+                    else:
+                        waiting.add(result)
+                        result.add_done_callback(functools.partial(answer, item.id))
+                if waiting:
                     await asyncio.wait(set(waiting))
             finally:
                 out.put_nowait(None)
@@ -196,8 +199,8 @@ class RateLimiterServicer(pb_grpc.RateLimiterServiceServicer):
                 yield response
         finally:
             reader.cancel()
-            for task in list(waiting):
-                task.cancel()
+            for future in list(waiting):
+                future.cancel()
 
     async def AcquireLease(
         self, request: pb.AcquireLeaseRequest, context: grpc.aio.ServicerContext[object, object]

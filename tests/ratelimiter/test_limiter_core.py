@@ -173,3 +173,23 @@ async def test_too_many_waiters_and_bad_requests() -> None:
     for task in waiting:
         task.cancel()
     await core.close()
+
+
+async def test_submit_decides_at_once_or_hands_out_a_future() -> None:
+    core = core_of({"k": "10/s burst 1"}, reserve_ahead_ms=0)
+    now = core.submit("k", 1, 0.0)
+    assert isinstance(now, Decision) and now.granted
+    later = core.submit("k", 1, 5.0)
+    assert isinstance(later, asyncio.Future)
+    third = core.submit("k", 1, 5.0)
+    assert isinstance(third, asyncio.Future)
+    state = core._keys["k"]
+    assert len(state.queue) == 2
+    third.cancel()  # the stream went away: it leaves the line
+    await asyncio.sleep(0)
+    assert len(state.queue) == 1
+    decision = await later
+    assert decision.granted
+    with pytest.raises(InvalidRequest):
+        core.submit("k", 5)
+    await core.close()

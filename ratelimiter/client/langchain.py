@@ -1,4 +1,5 @@
-"""A LangChain `BaseRateLimiter` over the shared budget: `ChatModel(rate_limiter=...)`.
+"""A LangChain `BaseRateLimiter` over the shared budget: `ChatModel(rate_limiter=...)`,
+and a callback that settles token-weighted limits with the usage the model reported.
 
 LangChain's own InMemoryRateLimiter counts requests of one process; this one
 takes `cost` tokens of a limiter key, so every replica's chat models share one
@@ -13,6 +14,9 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from langchain_core.callbacks import AsyncCallbackHandler
+from langchain_core.messages import AIMessage
+from langchain_core.outputs import ChatGeneration, LLMResult
 from langchain_core.rate_limiters import BaseRateLimiter
 
 from stepstream.ratelimiter.client.base import Limiter, RateLimitRefused
@@ -78,3 +82,36 @@ class LangChainRateLimiter(BaseRateLimiter):
 
     def acquire(self, *, blocking: bool = True) -> bool:
         return _run_sync(self.limiter, self.aacquire(blocking=blocking))
+
+
+class TokenUsageReconciler(AsyncCallbackHandler):
+    """Charge an LLM-tokens limit what each call really used.
+
+    Pair it with a `LangChainRateLimiter` whose `cost` is the estimate taken up
+    front; after each call the difference to the model's reported total tokens is
+    given back, or charged as debt:
+
+        limiter = LangChainRateLimiter(shared, "llm-tokens", cost=2000)
+        model = ChatModel(rate_limiter=limiter, callbacks=[TokenUsageReconciler(limiter)])
+    """
+
+    def __init__(self, rate_limiter: LangChainRateLimiter) -> None:
+        self.rate_limiter = rate_limiter
+
+    async def on_llm_end(self, response: LLMResult, **kwargs: Any) -> None:
+        used = _total_tokens(response)
+        if used is not None and used != self.rate_limiter.cost:
+            await self.rate_limiter.limiter.reconcile(self.rate_limiter.key, self.rate_limiter.cost, used)
+
+
+def _total_tokens(response: LLMResult) -> int | None:
+    total = 0
+    found = False
+    for generations in response.generations:
+        for generation in generations:
+            message = generation.message if isinstance(generation, ChatGeneration) else None
+            usage = message.usage_metadata if isinstance(message, AIMessage) else None
+            if usage:
+                total += int(usage.get("total_tokens", 0))
+                found = True
+    return total if found else None

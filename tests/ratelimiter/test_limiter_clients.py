@@ -22,7 +22,7 @@ from stepstream.ratelimiter.client import (
     use_limiter,
 )
 from stepstream.ratelimiter.client.http import RateLimitedTransport, retry_after_seconds
-from stepstream.ratelimiter.client.langchain import LangChainRateLimiter
+from stepstream.ratelimiter.client.langchain import LangChainRateLimiter, TokenUsageReconciler
 from stepstream.ratelimiter.config import settings_from_mapping
 
 
@@ -143,3 +143,16 @@ async def test_langchain_chat_model_uses_the_shared_budget(limiter: LocalLimiter
         await model.ainvoke("question")
     with pytest.raises(RuntimeError, match="block"):
         adapter.acquire()
+
+
+async def test_token_usage_settles_the_estimate(limiter: LocalLimiter) -> None:
+    adapter = LangChainRateLimiter(limiter, "llm", cost=400, timeout=1)
+    usage = {"input_tokens": 30, "output_tokens": 70, "total_tokens": 100}
+    model = GenericFakeChatModel(
+        messages=iter([AIMessage(content="short answer", usage_metadata=usage)]),  # type: ignore[arg-type]
+        rate_limiter=adapter,
+        callbacks=[TokenUsageReconciler(adapter)],
+    )
+    await model.ainvoke("question")
+    # 400 reserved, 100 used: 300 came back (the limit refills 1000/min meanwhile, never above 500).
+    assert await available(limiter, "llm") >= 399

@@ -16,13 +16,17 @@ batch; deletes go through `DatabaseWriter.transaction` instead.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Executable
+
+from stepstream.server.storage.db import create_sqlite_writer_engine
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +49,13 @@ class GroupCommitWriter:
         self._closed = False
         self.commits = 0
         self.writes = 0
+        # SQLite has one write lock and the async driver pays a thread hop per statement: one
+        # thread of our own holds the lock and commits a whole batch in a single hop.
+        self._sync_engine: sa.Engine | None = None
+        self._thread: concurrent.futures.ThreadPoolExecutor | None = None
+        if engine.dialect.name == "sqlite":
+            self._sync_engine = create_sqlite_writer_engine(engine.url)
+            self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
 
     def start(self) -> None:
         if self._task is None:
@@ -74,6 +85,9 @@ class GroupCommitWriter:
         if self._task is not None:
             await self._task
             self._task = None
+        if self._thread is not None and self._sync_engine is not None:
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._sync_engine.dispose)
+            self._thread.shutdown(wait=True)
 
     async def _loop(self) -> None:
         while True:
@@ -117,10 +131,21 @@ class GroupCommitWriter:
                     groups[id(statement)] = (statement, [params])
                 else:
                     group[1].append(params)
-        async with self._engine.begin() as conn:
-            await execute_groups(conn, groups.values())
+        if self._thread is not None:
+            await asyncio.get_running_loop().run_in_executor(
+                self._thread, self._commit_sync, list(groups.values())
+            )
+        else:
+            async with self._engine.begin() as conn:
+                await execute_groups(conn, groups.values())
         self.commits += 1
         self.writes += sum(len(p.writes) for p in batch)
+
+    def _commit_sync(self, groups: list[tuple[Executable, list[Mapping[str, Any]]]]) -> None:
+        assert self._sync_engine is not None
+        with self._sync_engine.begin() as conn:
+            for statement, params in groups:
+                conn.execute(statement, params if len(params) > 1 else params[0])
 
 
 async def execute_groups(

@@ -16,7 +16,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from stepstream.ratelimiter.client import LimiterUnavailable, RateLimitRefused, RemoteLimiter
+from stepstream.ratelimiter.client import LimiterUnavailable, RemoteLimiter
 from stepstream.ratelimiter.types import Mode, Priority
 
 RATE, BURST = 100, 10
@@ -31,12 +31,17 @@ class Grant:
     granted_at: float  # the slot's start on Redis's clock
     latency: float  # from the call to the grant (wait included), on the caller's clock
     mode: Mode
+    answered_at: float = 0.0  # when the decision reached the caller (wall clock)
 
 
 def config(redis_url: str, **extra: object) -> str:
     lines = [f'redis_url = "{redis_url}"', "expected_replicas = 3"]
     lines += [f"{k} = {v!r}" if not isinstance(v, str) else f'{k} = "{v}"' for k, v in extra.items()]
     return "\n".join([*lines, "[limits]", f'k = "{RATE}/s burst {BURST}"', ""])
+
+
+def shared_after_restart(grants: list[Grant], restarted_at: float) -> list[Grant]:
+    return [g for g in grants if g.mode == Mode.SHARED and g.granted_at > restarted_at]
 
 
 def worst_window(times: list[float], window: float) -> int:
@@ -55,13 +60,16 @@ async def hammer(
     async def caller(caller_id: int, sidecar: int, limiter: RemoteLimiter) -> None:
         while time.monotonic() < end:
             start = time.monotonic()
-            try:
-                g = await limiter.acquire("k", 1, timeout)
-            except RateLimitRefused as exc:
-                refusals.append(exc.retry_after_s)
-                await asyncio.sleep(min(exc.retry_after_s, 0.05))
+            d = await limiter.decide("k", 1, timeout, Priority.NORMAL)
+            answered_at = time.time()
+            if not d.granted:
+                refusals.append(d.retry_after_s)
+                await asyncio.sleep(min(d.retry_after_s, 0.05))
                 continue
-            grants.append(Grant(caller_id, sidecar, g.granted_at, time.monotonic() - start, g.mode))
+            await asyncio.sleep(d.wait_s)  # what acquire() does: sleep until the reserved slot
+            grants.append(
+                Grant(caller_id, sidecar, d.granted_at, time.monotonic() - start, d.mode, answered_at)
+            )
 
     tasks = [
         caller(s * callers_each + c, s, limiter)
@@ -100,11 +108,17 @@ async def test_three_sidecars_share_one_exact_fair_budget(
     assert min(per_sidecar) > 0.2 * len(grants)
     # Fair: no caller starved, and waits stay near the line's length (192 callers / 100/s).
     per_caller = [sum(g.caller == c for g in grants) for c in range(3 * 64)]
-    assert min(per_caller) >= 2
-    assert max(per_caller) <= 3 * statistics.mean(per_caller)
+    mean = statistics.mean(per_caller)
+    assert 0.5 * mean <= min(per_caller) and max(per_caller) <= 2 * mean
     line = 3 * 64 / RATE
-    latencies = [g.latency for g in grants if g.granted_at > times[0] + 3]  # once the line has formed
-    assert max(latencies) <= 3 * line
+    latencies = sorted(g.latency for g in grants if g.granted_at > times[0] + 3)  # once the line has formed
+    assert latencies[-1] <= 2 * line + 1.0
+    print(
+        f"\n3 sidecars x 64 callers, {RATE}/s burst {BURST}: {in_ten} grants in 10 s; "
+        f"worst 1 s window {worst_window(times, 1.0)}; per caller {min(per_caller)}-{max(per_caller)} "
+        f"(mean {mean:.2f}); per sidecar {per_sidecar}; "
+        f"wait p50 {latencies[len(latencies) // 2]:.2f} s, max {latencies[-1]:.2f} s"
+    )
 
 
 async def test_deadlines_hold_under_load(sidecars: StartSidecar, redis_server: RedisServer) -> None:
@@ -138,8 +152,8 @@ async def test_redis_outage_falls_back_to_a_local_budget_and_recovers(
         await limiter.acquire("k", 1, 5)
     load = asyncio.ensure_future(hammer(limiters, callers_each=16, seconds=6.0, timeout=10.0))
     await asyncio.sleep(1.5)
-    stopped_at = time.time()
     private_redis.stop()
+    stopped_at = time.time()  # the server is gone
     await asyncio.sleep(2.0)
     restarted_at = time.time()
     private_redis.start()
@@ -150,13 +164,16 @@ async def test_redis_outage_falls_back_to_a_local_budget_and_recovers(
     local = [g for g in grants if g.mode == Mode.LOCAL]
     assert local, "no grant came from the local budget while Redis was down"
     # Noticed at once: the first local grant follows the stop closely (no multi-second stall).
-    assert min(g.granted_at for g in local) - stopped_at < 0.5
+    noticed = min(g.answered_at for g in local) - stopped_at
+    back = min(g.answered_at for g in shared_after_restart(grants, restarted_at)) - restarted_at
+    print(f"\nRedis gone: first local answer after {noticed * 1000:.0f} ms; back: shared after {back:.2f} s")
+    assert noticed < 0.5
     # Conservative: each sidecar's local budget is a third of the global one.
     for s in range(3):
         mine = [g.granted_at for g in local if g.sidecar == s]
         assert worst_window(mine, 1.0) <= RATE / 3 + BURST // 3 + 1
     # Back on the shared budget by itself once Redis answers again.
-    shared_after = [g for g in grants if g.mode == Mode.SHARED and g.granted_at > restarted_at]
+    shared_after = shared_after_restart(grants, restarted_at)
     assert shared_after
     assert max(g.granted_at for g in local) < restarted_at + 1.5
 
@@ -171,9 +188,11 @@ async def test_a_hung_redis_is_noticed_within_the_store_timeout(
         assert (await limiter.acquire("k", 1, 1)).mode == Mode.SHARED
         private_redis.proc.send_signal(signal.SIGSTOP)  # alive, accepting, never answering
         start = time.monotonic()
-        grant = await limiter.acquire("k", 1, 1)
+        decision = await limiter.decide("k", 1, 1, Priority.NORMAL)
+        elapsed = time.monotonic() - start
+        print(f"\nRedis hung: decided from the local budget after {elapsed * 1000:.0f} ms")
         # The 50 ms store timeout, not a socket timeout of seconds, decides.
-        assert grant.mode == Mode.LOCAL and time.monotonic() - start < 0.5
+        assert decision.granted and decision.mode == Mode.LOCAL and elapsed < 0.5
         private_redis.proc.send_signal(signal.SIGCONT)
         modes = []
         for _ in range(50):

@@ -92,3 +92,10 @@ def test_sidecar_refuses_bad_config_at_start() -> None:
     )
     assert proc.returncode == 2
     assert f"config error: {path}: limits.wikipedia.burst: must be a whole number >= 1" in proc.stderr
+
+
+def test_the_example_file_loads() -> None:
+    example = pathlib.Path(__file__).parents[2] / "ratelimiter" / "limits.example.toml"
+    settings = load_settings(example)
+    assert set(settings.limits) == {"wikipedia", "arxiv", "llm-tokens"}
+    assert settings == LimiterSettings(limits=settings.limits)  # it shows the defaults

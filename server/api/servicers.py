@@ -140,6 +140,7 @@ class RunServicer(runs_pb2_grpc.RunServiceServicer):
             request.input_json,
             convert.command_spec(request.command) if request.HasField("command") else None,
             convert.run_options(request.options),
+            request.run_id,
         )
 
     @unary

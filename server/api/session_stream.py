@@ -15,7 +15,7 @@ from stepstream.server.api import convert
 from stepstream.server.api.status import status_of
 from stepstream.server.core import records as rec
 from stepstream.server.core.app import Core
-from stepstream.server.core.errors import FailedPrecondition, InvalidArgument
+from stepstream.server.core.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 from stepstream.server.core.events import EventFilter
 from stepstream.server.core.jsonio import parse_field
 from stepstream.v1 import sessions_pb2
@@ -56,8 +56,12 @@ class SessionStreamHandler:
                     await self._handle(request)
                 except Exception as exc:
                     status = status_of(exc)
-                    field = exc.field if isinstance(exc, InvalidArgument) else ""
-                    error = sessions_pb2.StreamError(code=status.code, message=status.message, field=field)
+                    error = sessions_pb2.StreamError(
+                        code=status.code,
+                        message=status.message,
+                        field=exc.field if isinstance(exc, InvalidArgument) else "",
+                        retry_after_seconds=exc.retry_after if isinstance(exc, ResourceExhausted) else 0.0,
+                    )
                     self._out.put_nowait(Response(request_id=request.request_id, error=error))
             # The client has said all it will say: finish once its runs' events are out.
             while self._followers:
@@ -107,18 +111,28 @@ class SessionStreamHandler:
         self._filter = convert.event_filter(request.event_kinds, request.subgraphs)
         if request.session_id:
             self._session = await self._core.sessions.get(self._owner, request.session_id)
+        elif request.resume_run_id:
+            raise InvalidArgument("open.resume_run_id", "needs the session_id of the run's session")
         else:
             metadata = parse_field("open.metadata_json", request.metadata_json, object_only=True)
             self._session = await self._core.sessions.create(self._owner, request.graph_id, "", metadata)
         self._out.put_nowait(Response(request_id=rid, session=convert.session_pb(self._session)))
+        if request.resume_run_id:
+            run = await self._core.store.get_run(self._owner, request.resume_run_id)
+            if run.session_id != self._session.session_id:
+                raise InvalidArgument("open.resume_run_id", f"run {run.run_id!r} is not of this session")
+            self._follow_run(rid, run.run_id, request.after_seq)
 
     def _answer_with_run(self, rid: str, run: rec.Run) -> None:
         self._out.put_nowait(Response(request_id=rid, run=convert.run_pb(run)))
-        task = asyncio.create_task(self._follow(rid, run.run_id))
+        self._follow_run(rid, run.run_id, 0)
+
+    def _follow_run(self, rid: str, run_id: str, after_seq: int) -> None:
+        task = asyncio.create_task(self._follow(rid, run_id, after_seq))
         self._followers.add(task)
         task.add_done_callback(self._followers.discard)
 
-    async def _follow(self, rid: str, run_id: str) -> None:
-        async for batch in self._core.eventlog.follow(run_id, 0, self._filter):
+    async def _follow(self, rid: str, run_id: str, after_seq: int) -> None:
+        async for batch in self._core.eventlog.follow(run_id, after_seq, self._filter):
             for event in batch:
                 self._out.put_nowait(Response(request_id=rid, event=convert.event_pb(event)))

@@ -83,6 +83,7 @@ class Core:
         input_json: str,
         command: rec.CommandSpec | None,
         options: rec.RunOptions,
+        run_id: str = "",
     ) -> rec.Run:
         """Start a run on a session (a new one when session_id is empty)."""
         parse_field("input_json", input_json)
@@ -102,7 +103,7 @@ class Core:
             if command is not None:
                 raise InvalidArgument("command", "needs the session_id of the session to steer")
             new_session = self.sessions.new_session(owner, graph_id, "", None)
-        request = StartRequest(owner, graph_id, session_id, input_json, command, options)
+        request = StartRequest(owner, graph_id, session_id, input_json, command, options, run_id)
         return await self.runs.start(request, new_session)
 
     async def _retain(self) -> None:

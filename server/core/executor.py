@@ -47,13 +47,21 @@ def graph_config(run: rec.Run, default_recursion_limit: int, default_max_concurr
         # LangGraph records metadata.run_id on each checkpoint; re-entering with the same
         # run id resumes from this run's last checkpoint instead of re-applying the input.
         "metadata": {**opts.metadata, "run_id": run.run_id, "graph_id": run.graph_id},
-        "run_id": uuid.UUID(run.run_id),
+        "run_id": callback_run_id(run.run_id),
         "recursion_limit": opts.recursion_limit or default_recursion_limit,
     }
     max_concurrency = opts.max_concurrency or default_max_concurrency
     if max_concurrency:
         config["max_concurrency"] = max_concurrency
     return config
+
+
+def callback_run_id(run_id: str) -> uuid.UUID:
+    """LangChain callbacks want a UUID; a caller-chosen run id maps to a stable one."""
+    try:
+        return uuid.UUID(run_id)
+    except ValueError:
+        return uuid.uuid5(uuid.NAMESPACE_URL, f"stepstream:run:{run_id}")
 
 
 def graph_input(run: rec.Run) -> Any:
@@ -93,11 +101,11 @@ class RunExecutor:
 
     async def execute(self, execution: Execution) -> rec.Run:
         run = execution.run
-        loaded = self._registry.get(run.graph_id)
-        config = graph_config(run, self._recursion_limit, loaded.spec.max_concurrency)
         translator = StreamTranslator()
         outcome: dict[str, Any] = {}
         try:
+            loaded = self._registry.get(run.graph_id)
+            config = graph_config(run, self._recursion_limit, loaded.spec.max_concurrency)
             stream = loaded.graph.astream(
                 graph_input(run),
                 config,
@@ -128,7 +136,9 @@ class RunExecutor:
                 await self._saver.adelete_for_runs([run.run_id])
             outcome = {"status": rec.CANCELLED, "reason": execution.cancel_reason or "cancelled"}
         except Exception as exc:
-            log.info("run %s failed: %s: %s", run.run_id, type(exc).__name__, exc)
+            log.info(
+                "run %s failed: %s: %s", run.run_id, type(exc).__name__, exc, exc_info=not translator.seen
+            )
             outcome = {"status": rec.FAILED, "error": exc}
         return await self._finish(execution, outcome)
 

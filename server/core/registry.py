@@ -91,7 +91,9 @@ def read_config(path: str | pathlib.Path) -> list[GraphSpec]:
         module_part, _, attr = target.rpartition(":")
         if module_part.endswith(".py") or "/" in module_part:
             target = f"{(file.parent / module_part).resolve()}:{attr}"
-        specs.append(GraphSpec(graph_id, target, str(entry.get("description", "")), max_concurrency, str(file)))
+        specs.append(
+            GraphSpec(graph_id, target, str(entry.get("description", "")), max_concurrency, str(file))
+        )
     return specs
 
 

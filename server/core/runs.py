@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import re
 import time
 import uuid
 from typing import Any
@@ -19,9 +20,11 @@ from typing import Any
 from stepstream.server.core import events as ev
 from stepstream.server.core import records as rec
 from stepstream.server.core.errors import (
+    AlreadyExists,
     DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
+    NotFound,
     ResourceExhausted,
     Unavailable,
 )
@@ -29,9 +32,11 @@ from stepstream.server.core.eventlog import EventLog
 from stepstream.server.core.executor import Execution, RunExecutor
 from stepstream.server.core.jsonio import dumps
 from stepstream.server.core.registry import GraphRegistry, LoadedGraph
-from stepstream.server.core.store import Store
+from stepstream.server.core.store import Store, is_unique_violation
 from stepstream.server.settings import ServerSettings
 from stepstream.server.storage.batch import GroupCommitWriter, Write
+
+RUN_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 _SESSION_STATUS_AFTER = {
     rec.SUCCEEDED: rec.IDLE,
@@ -49,6 +54,8 @@ class StartRequest:
     input_json: str
     command: rec.CommandSpec | None
     options: rec.RunOptions
+    # Caller-chosen id that makes the start safe to retry; empty: a new uuid.
+    run_id: str = ""
 
 
 class RunManager:
@@ -99,6 +106,10 @@ class RunManager:
     async def start(self, req: StartRequest, new_session: rec.Session | None) -> rec.Run:
         if not self._accepting:
             raise Unavailable("this replica is shutting down; retry on another")
+        if req.run_id:
+            existing = await self._existing_run(req)
+            if existing is not None:
+                return existing
         loaded = self._registry.get(req.graph_id)
         _check_nodes(loaded, req.options)
         if (
@@ -116,6 +127,18 @@ class RunManager:
             if req.command is not None and req.command.resumes and not self.session_busy(session_id):
                 await _require_pending_interrupt(loaded, session_id)
             return await self._insert(req, session_id, new_session)
+
+    async def _existing_run(self, req: StartRequest) -> rec.Run | None:
+        """The run a retried start with the same run_id already created, if any."""
+        if not RUN_ID.match(req.run_id):
+            raise InvalidArgument("run_id", "must be 1-64 characters of A-Z a-z 0-9 . _ : -")
+        execution = self._executions.get(req.run_id)
+        if execution is not None and execution.run.owner == req.owner:
+            return execution.run
+        try:
+            return await self._store.get_run(req.owner, req.run_id)
+        except NotFound:
+            return None
 
     async def _apply_busy_policy(self, owner: str, session_id: str, policy: str) -> None:
         if policy == "reject":
@@ -136,7 +159,7 @@ class RunManager:
         can_execute = runs_ahead == 0 and self._executing < self._settings.max_active_runs
         command_json = dumps(dataclasses.asdict(req.command)) if req.command else None
         run = rec.Run(
-            run_id=str(uuid.uuid4()),
+            run_id=req.run_id or str(uuid.uuid4()),
             owner=req.owner,
             session_id=session_id,
             graph_id=req.graph_id,
@@ -166,8 +189,16 @@ class RunManager:
         self._eventlog.open(run.run_id, session_id, 0)
         try:
             await self._eventlog.append(run.run_id, items, writes)
-        except BaseException:
+        except BaseException as exc:
+            # Nothing was stored: undo the bookkeeping so the session is not left busy.
             self._forget(run.run_id)
+            self._ended.pop(run.run_id, None)
+            self._eventlog.close(run.run_id)
+            queue.remove(run.run_id)
+            if not queue:
+                self._by_session.pop(session_id, None)
+            if req.run_id and is_unique_violation(exc):
+                raise AlreadyExists(f"run id {req.run_id!r} is taken") from None
             raise
         if can_execute:
             self._launch(self._executions[run.run_id])
@@ -192,8 +223,6 @@ class RunManager:
         run_id = execution.run.run_id
         try:
             result = await self._executor.execute(execution)
-        except BaseException as exc:  # the executor records every outcome; this is a last resort
-            result = dataclasses.replace(execution.run, status=rec.FAILED, error_message=str(exc))
         finally:
             self._executing -= 1
         await self._ended_run(run_id, result)

@@ -15,7 +15,13 @@ from stepstream.server.core.errors import AlreadyExists, FailedPrecondition, Inv
 from stepstream.server.core.jsonio import dumps
 from stepstream.server.core.registry import GraphRegistry
 from stepstream.server.core.runs import RunManager
-from stepstream.server.core.store import Store, decode_page_token, encode_page_token, page_size
+from stepstream.server.core.store import (
+    Store,
+    decode_page_token,
+    encode_page_token,
+    is_unique_violation,
+    page_size,
+)
 from stepstream.server.storage.batch import GroupCommitWriter
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -74,7 +80,7 @@ class SessionManager:
         try:
             await self._writer.write([self._store.insert_session(session)])
         except Exception as exc:
-            if "UNIQUE" in str(exc).upper() or "DUPLICATE" in str(exc).upper():
+            if is_unique_violation(exc):
                 raise AlreadyExists(f"session {session.session_id!r} already exists") from None
             raise
         return session

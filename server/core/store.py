@@ -53,6 +53,12 @@ _INSERT_SESSION = sessions.insert()
 _INSERT_RUN = runs.insert()
 
 
+def is_unique_violation(exc: BaseException) -> bool:
+    """True for an insert refused by a unique key (the wording differs by back end)."""
+    text = str(exc).upper()
+    return "UNIQUE" in text or "DUPLICATE" in text
+
+
 def encode_page_token(*key: Any) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(key)).decode()
 

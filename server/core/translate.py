@@ -46,8 +46,11 @@ class StreamTranslator:
         self.interrupted = False
         self.last_values: Any = None
         self.last_checkpoint_id = ""
+        # Whether the graph produced anything (a failure before that is ours, not the graph's).
+        self.seen = False
 
     def feed(self, part: Mapping[str, Any]) -> Iterator[Emitted]:
+        self.seen = True
         kind = part["type"]
         ns = _ns(part)
         data = part["data"]

@@ -25,7 +25,9 @@ def test_reject_refuses_a_second_run_and_keeps_the_first(api: Api) -> None:
 
 def test_enqueue_runs_one_after_the_other(api: Api) -> None:
     first = api.start("slow", {"steps": 2, "delay": 0.2})
-    second = api.start(session_id=first.session_id, inp={"steps": 3}, busy_policy=common_pb2.BUSY_POLICY_ENQUEUE)
+    second = api.start(
+        session_id=first.session_id, inp={"steps": 3}, busy_policy=common_pb2.BUSY_POLICY_ENQUEUE
+    )
     assert second.status == runs_pb2.RUN_STATUS_QUEUED
     done_second = api.wait(second.run_id)
     done_first = api.get_run(first.run_id)
@@ -38,7 +40,9 @@ def test_enqueue_runs_one_after_the_other(api: Api) -> None:
 def test_interrupt_stops_the_active_run_and_keeps_its_checkpoints(api: Api) -> None:
     first = api.start("slow", {"steps": 50, "delay": 0.1})
     second = api.start(
-        session_id=first.session_id, inp={"steps": 1, "delay": 0}, busy_policy=common_pb2.BUSY_POLICY_INTERRUPT
+        session_id=first.session_id,
+        inp={"steps": 1, "delay": 0},
+        busy_policy=common_pb2.BUSY_POLICY_INTERRUPT,
     )
     cancelled = api.get_run(first.run_id)
     assert cancelled.status == runs_pb2.RUN_STATUS_CANCELLED

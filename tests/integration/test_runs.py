@@ -104,3 +104,26 @@ def test_interrupt_then_resume_on_the_same_session(api: Api) -> None:
     second = api.stream(session_id=run.session_id, command=resume("ada"))
     assert json.loads(second[-1].run_finished.values_json) == {"question": "name?", "answer": "ada"}
     assert api.values(run.session_id)["answer"] == "ada"
+
+
+def test_a_retried_start_with_the_same_run_id_returns_the_same_run(api: Api) -> None:
+    run_id = "client-chosen-0001"
+    first = api.runs.StartRun(
+        runs_pb2.StartRunRequest(graph_id="linear", input_json='{"x": 1}', run_id=run_id)
+    ).run
+    again = api.runs.StartRun(
+        runs_pb2.StartRunRequest(graph_id="linear", input_json='{"x": 1}', run_id=run_id)
+    ).run
+    assert first.run_id == again.run_id == run_id and first.session_id == again.session_id
+    streamed = [
+        e
+        for reply in api.runs.StreamRun(
+            runs_pb2.StreamRunRequest(
+                run=runs_pb2.StartRunRequest(graph_id="linear", input_json='{"x": 1}', run_id=run_id)
+            )
+        )
+        for e in reply.events
+    ]
+    assert streamed[0].seq == 1 and streamed[-1].WhichOneof("kind") == "run_finished"
+    listed = api.runs.ListRuns(runs_pb2.ListRunsRequest(session_id=first.session_id)).runs
+    assert [r.run_id for r in listed] == [run_id]

@@ -107,3 +107,24 @@ def test_cancel_on_the_stream_and_session_status(api: Api) -> None:
     stream.close()
     session = api.sessions.GetSession(sessions_pb2.GetSessionRequest(session_id=session_id)).session
     assert session.status == sessions_pb2.SESSION_STATUS_IDLE
+
+
+def test_a_broken_stream_continues_from_its_cursor(api: Api) -> None:
+    stream = Stream(api)
+    stream.send(request_id="o", open=sessions_pb2.OpenSession(graph_id="slow"))
+    session_id = stream.next().session.session_id
+    stream.send(request_id="s", start_run=sessions_pb2.StartRun(input_json='{"steps": 4, "delay": 0.1}'))
+    run_id = stream.next().run.run_id
+    seen = [stream.next().event for _ in range(4)]
+    stream.close()  # the client goes away mid-run
+
+    again = Stream(api)
+    again.send(
+        request_id="o2",
+        open=sessions_pb2.OpenSession(session_id=session_id, resume_run_id=run_id, after_seq=seen[-1].seq),
+    )
+    assert again.next().session.session_id == session_id
+    rest = [r.event for r in again.until_run_ends()]
+    assert [e.seq for e in rest] == list(range(seen[-1].seq + 1, rest[-1].seq + 1))
+    assert [e.seq for e in seen] == list(range(1, 5))
+    again.close()

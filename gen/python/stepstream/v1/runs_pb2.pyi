@@ -179,12 +179,22 @@ class StartRunRequest(_message.Message):
     INPUT_JSON_FIELD_NUMBER: _builtins.int
     COMMAND_FIELD_NUMBER: _builtins.int
     OPTIONS_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
     graph_id: _builtins.str
+    """The graph to run. May be empty when session_id is set (the session's
+    graph is used); when both are set they must agree.
+    """
     session_id: _builtins.str
     """The session to run on. Empty: a new session is created for the run."""
     input_json: _builtins.str
     """Graph input, JSON. Empty with no command: continue the session from its
     last checkpoint (after a cancel or failure).
+    """
+    run_id: _builtins.str
+    """Optional caller-chosen run id (1-64 chars of [A-Za-z0-9._:-], e.g. a
+    UUID) that makes the start safe to retry: a repeated start with the same
+    id returns the run already started (and StreamRun streams it) instead of
+    starting another. Empty: the server picks one.
     """
     @_builtins.property
     def command(self) -> _common_pb2.Command:
@@ -200,10 +210,11 @@ class StartRunRequest(_message.Message):
         input_json: _builtins.str = ...,
         command: _common_pb2.Command | None = ...,
         options: Global___RunOptions | None = ...,
+        run_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "options", b"options"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "graph_id", b"graph_id", "input_json", b"input_json", "options", b"options", "session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "graph_id", b"graph_id", "input_json", b"input_json", "options", b"options", "run_id", b"run_id", "session_id", b"session_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -526,12 +526,19 @@ class OpenSession(_message.Message):
     METADATA_JSON_FIELD_NUMBER: _builtins.int
     EVENT_KINDS_FIELD_NUMBER: _builtins.int
     SUBGRAPHS_FIELD_NUMBER: _builtins.int
+    RESUME_RUN_ID_FIELD_NUMBER: _builtins.int
+    AFTER_SEQ_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     """An existing session, or empty with graph_id set to create one."""
     graph_id: _builtins.str
     metadata_json: _builtins.str
     subgraphs: _builtins.bool
     """Include events from subgraphs."""
+    resume_run_id: _builtins.str
+    """Continue a stream that broke: with an existing session_id, also stream
+    the events of this run after after_seq (the last seq received).
+    """
+    after_seq: _builtins.int
     @_builtins.property
     def event_kinds(self) -> _containers.RepeatedScalarFieldContainer[_events_pb2.EventKind.ValueType]:
         """Event kinds to deliver for every run on this stream; empty: all."""
@@ -544,10 +551,12 @@ class OpenSession(_message.Message):
         metadata_json: _builtins.str = ...,
         event_kinds: _abc.Iterable[_events_pb2.EventKind.ValueType] | None = ...,
         subgraphs: _builtins.bool = ...,
+        resume_run_id: _builtins.str = ...,
+        after_seq: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_kinds", b"event_kinds", "graph_id", b"graph_id", "metadata_json", b"metadata_json", "session_id", b"session_id", "subgraphs", b"subgraphs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "event_kinds", b"event_kinds", "graph_id", b"graph_id", "metadata_json", b"metadata_json", "resume_run_id", b"resume_run_id", "session_id", b"session_id", "subgraphs", b"subgraphs"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -602,21 +611,25 @@ class StreamError(_message.Message):
     CODE_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
     FIELD_FIELD_NUMBER: _builtins.int
+    RETRY_AFTER_SECONDS_FIELD_NUMBER: _builtins.int
     code: _builtins.int
     """A google.rpc.Code value, e.g. 3 (INVALID_ARGUMENT), 9 (FAILED_PRECONDITION)."""
     message: _builtins.str
     field: _builtins.str
     """The request field at fault, when there is one."""
+    retry_after_seconds: _builtins.float
+    """For RESOURCE_EXHAUSTED: seconds to wait before trying again."""
     def __init__(
         self,
         *,
         code: _builtins.int = ...,
         message: _builtins.str = ...,
         field: _builtins.str = ...,
+        retry_after_seconds: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "field", b"field", "message", b"message"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "field", b"field", "message", b"message", "retry_after_seconds", b"retry_after_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

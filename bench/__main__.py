@@ -24,7 +24,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="the short version (make bench)")
     parser.add_argument("--only", action="append", default=[], help="run only these modules")
     args = parser.parse_args()
-    sections = [f"# stepstream benchmarks\n\n{time.strftime('%Y-%m-%d %H:%M')} ({'quick' if args.quick else 'full'})\n"]
+    mode = "quick" if args.quick else "full"
+    sections = [f"# stepstream benchmarks\n\n{time.strftime('%Y-%m-%d %H:%M')} ({mode})\n"]
     for name in BENCHMARKS:
         if args.only and name.split(".")[-1] not in args.only:
             continue

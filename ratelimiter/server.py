@@ -39,6 +39,7 @@ def build_backend(settings: LimiterSettings, on_change: Callable[[bool], None] |
         timeout_s=settings.store_timeout_ms / 1000,
         retry_s=settings.store_retry_ms / 1000,
         on_change=on_change,
+        horizon_s=settings.reserve_ahead_ms / 1000,
     )
 
 

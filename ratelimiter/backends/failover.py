@@ -37,6 +37,7 @@ class FailoverBackend:
         timeout_s: float,
         retry_s: float,
         on_change: Callable[[bool], None] | None = None,
+        horizon_s: float = 0.0,
     ) -> None:
         self._store = store
         self._mode = mode
@@ -49,17 +50,23 @@ class FailoverBackend:
         self._next_try = 0.0
         self._probing = False
         self._on_change = on_change
+        # How far ahead slots may already be reserved in the store (reserve_ahead).
+        self._horizon_ns = int(horizon_s * 1e9)
+        # Keys the local budget answered for during the current outage.
+        self._used_while_down: set[LimitSpec] = set()
 
     @property
     def healthy(self) -> bool:
         return self._down_since is None
 
     def _local_spec(self, spec: LimitSpec) -> LimitSpec:
+        if self._down_since is not None:
+            self._used_while_down.add(spec)
         scaled = self._scaled.get(spec)
         if scaled is None:
             scaled = self._scaled[spec] = spec.scaled(self._share)
             if self._down_since is not None:
-                self._local.empty(scaled)
+                self._local.empty(scaled, self._horizon_ns)
         return scaled
 
     async def _call(
@@ -73,6 +80,8 @@ class FailoverBackend:
             self._probing = True
         try:
             async with asyncio.timeout(self._timeout):
+                if self._down_since is not None:
+                    await self._hand_back()
                 result = await store_call()
         except Exception as exc:  # any store error: refused connection, timeout, protocol
             self._mark_down(exc)
@@ -89,16 +98,28 @@ class FailoverBackend:
                 self._on_change(True)
         return result
 
+    async def _hand_back(self) -> None:
+        """Before the store answers again: the slots local budgets granted ahead are
+        still to be used, here and in the other sidecars, which keep granting locally
+        until their next retry; so the store grants nothing for a key used locally
+        until they have started, then starts empty (a restarted Redis would otherwise
+        open with a full burst on top of them)."""
+        others = self._horizon_ns + int(self._retry * 1e9)
+        for spec in self._used_while_down:
+            committed = self._local.committed_ns(self._scaled[spec])
+            await self._store.hold(spec, max(committed, others))
+        self._used_while_down.clear()
+
     def _mark_down(self, exc: BaseException) -> None:
         now = time.monotonic()
         if self._down_since is None:
             log.warning("rate-limit store unreachable (%r): %s budget", exc, self._mode)
             self._down_since = now
-            # The shared budget may have been spent up to the moment it went away
-            # (or the call that timed out may have been granted there): the local
-            # budget starts empty, so a short outage adds no burst on top of it.
+            # Slots up to the horizon may already be reserved in the store, by this
+            # sidecar and the others (or by the call that timed out): the local budget
+            # starts empty once they have started, so an outage adds no burst on top.
             for local in self._scaled.values():
-                self._local.empty(local)
+                self._local.empty(local, self._horizon_ns)
             if self._on_change:
                 self._on_change(False)
         self._next_try = now + self._retry
@@ -141,6 +162,12 @@ class FailoverBackend:
     async def peek(self, spec: LimitSpec) -> Peek:
         local = self._local_spec(spec)
         return await self._call(lambda: self._store.peek(spec), lambda: self._local.peek(local))
+
+    async def hold(self, spec: LimitSpec, duration_ns: int) -> None:
+        local = self._local_spec(spec)
+        await self._call(
+            lambda: self._store.hold(spec, duration_ns), lambda: self._local.hold(local, duration_ns)
+        )
 
     async def close(self) -> None:
         await self._store.close()

@@ -78,11 +78,22 @@ class MemoryBackend:
         paused = max(self._paused_until.get(spec.key, 0) - now, 0)
         return Peek(params.available(tat, now), max(tat - now, 0), paused, self._mode)
 
-    def empty(self, spec: LimitSpec) -> None:
-        """Start the key's bucket empty: tokens come one interval apart, no burst first."""
+    async def hold(self, spec: LimitSpec, duration_ns: int) -> None:
+        params = self._gcra(spec)
+        tat = self._tat.get(spec.key, 0)
+        self._tat[spec.key] = gcra.pause(tat, self._clock(), duration_ns, params.tolerance, params.cost(1))
+
+    def empty(self, spec: LimitSpec, after_ns: int = 0) -> None:
+        """Start the key's bucket empty `after_ns` from now: no grant before, then
+        tokens one interval apart, with no burst first."""
         params = self._gcra(spec)
         now = self._clock()
-        self._tat[spec.key] = max(self._tat.get(spec.key, 0), now + params.tolerance)
+        self._tat[spec.key] = max(self._tat.get(spec.key, 0), now + after_ns + params.tolerance)
+
+    def committed_ns(self, spec: LimitSpec) -> int:
+        """How far ahead of now the key's last granted slot starts (0: none ahead)."""
+        params = self._gcra(spec)
+        return max(self._tat.get(spec.key, 0) - params.tolerance - self._clock(), 0)
 
     async def close(self) -> None:
         self._tat.clear()

@@ -73,9 +73,14 @@ class RedisBackend:
 
     async def pause(self, spec: LimitSpec, duration_ns: int) -> Mode:
         params = self._gcra(spec)
-        args = [-(-duration_ns // _TICK), params.tolerance, params.cost(1)]
+        args: list[int | str] = [-(-duration_ns // _TICK), params.tolerance, params.cost(1), "1"]
         await self._pause(keys=self._keys(spec), args=args)
         return Mode.SHARED
+
+    async def hold(self, spec: LimitSpec, duration_ns: int) -> None:
+        params = self._gcra(spec)
+        args: list[int | str] = [-(-duration_ns // _TICK), params.tolerance, params.cost(1), "0"]
+        await self._pause(keys=self._keys(spec), args=args)
 
     async def peek(self, spec: LimitSpec) -> Peek:
         params = self._gcra(spec)

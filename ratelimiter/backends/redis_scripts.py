@@ -65,7 +65,8 @@ end
 return 1
 """
 
-# KEYS[1]: the TAT, KEYS[2]: the pause marker.  ARGV: duration, tolerance, cost of one token.
+# KEYS[1]: the TAT, KEYS[2]: the pause marker.  ARGV: duration, tolerance, cost of one
+# token, and "1" to set the marker (a reported 429) or "0" (a hand-back after an outage).
 PAUSE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -74,9 +75,11 @@ local duration = tonumber(ARGV[1])
 local floor = now + duration + tonumber(ARGV[2]) - tonumber(ARGV[3])
 if floor > tat then tat = floor end
 redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.floor((tat - now) / 1000) + 1000)
-local left = redis.call('PTTL', KEYS[2])
-local ms = math.floor(duration / 1000) + 1
-if left < ms then redis.call('SET', KEYS[2], '1', 'PX', ms) end
+if ARGV[4] == '1' then
+  local left = redis.call('PTTL', KEYS[2])
+  local ms = math.floor(duration / 1000) + 1
+  if left < ms then redis.call('SET', KEYS[2], '1', 'PX', ms) end
+end
 return 1
 """
 

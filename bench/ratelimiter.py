@@ -285,7 +285,8 @@ def run(quick: bool) -> str:
     header = [
         "## Rate limiter",
         "",
-        f"{os.cpu_count()} cores shared by the bench client, the sidecar and Redis; "
+        f"{os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f} at the start) shared by the bench "
+        "client, the sidecar and Redis; "
         "latency is per call as the caller sees it (acquire = one decision, no wait: the limit never binds); "
         "each row is the best of 3 rounds.",
         "",

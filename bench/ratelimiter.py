@@ -210,7 +210,7 @@ async def _bench(quick: bool) -> list[str]:
 
     with _floor() as target:
         for label, transport in (("Acquire, unary", "unary"), ("AcquireStream", "stream")):
-            floor = RemoteLimiter(target, transport=transport)  # type: ignore[arg-type]
+            floor = RemoteLimiter(target, transport=transport)
 
             async def floor_call(floor: RemoteLimiter = floor) -> None:
                 await floor.decide("open", 1, 1.0, Priority.NORMAL)

@@ -19,12 +19,24 @@ from stepstream.server.storage.batch import GroupCommitWriter, Write
 
 # How often a join polls the database for a run executing on another replica.
 POLL_SECONDS = 0.05
+# Published events kept in memory per local run, so joining it needs no database read.
+RECENT_EVENTS = 2_000
 
 
 class _RunFeed:
     """Live state of one run executing in this process."""
 
-    __slots__ = ("ended", "flushed", "next_seq", "pending", "pending_writes", "session_id", "subscribers")
+    __slots__ = (
+        "ended",
+        "flushed",
+        "next_seq",
+        "pending",
+        "pending_writes",
+        "recent",
+        "recent_from",
+        "session_id",
+        "subscribers",
+    )
 
     def __init__(self, session_id: str, last_seq: int) -> None:
         self.session_id = session_id
@@ -35,6 +47,9 @@ class _RunFeed:
         self.pending: list[RunEvent] = []
         self.pending_writes: list[Write] = []
         self.flushed: asyncio.Future[None] | None = None
+        # Published events from seq recent_from on (earlier ones are only in the database).
+        self.recent: list[RunEvent] = []
+        self.recent_from = last_seq + 1
 
 
 class EventLog:
@@ -100,6 +115,10 @@ class EventLog:
     def _publish(self, feed: _RunFeed, batch: list[RunEvent], fut: asyncio.Future[None]) -> None:
         if fut.cancelled() or fut.exception() is not None:
             return
+        feed.recent.extend(batch)
+        if len(feed.recent) > RECENT_EVENTS:
+            del feed.recent[: len(feed.recent) - RECENT_EVENTS]
+            feed.recent_from = feed.recent[0].seq
         for event in batch:
             for queue in feed.subscribers:
                 queue.put_nowait(event)
@@ -122,7 +141,18 @@ class EventLog:
             feed.subscribers.append(queue)
         try:
             last = after_seq
-            while True:
+            # All that follows the cursor is still in memory: no read, and no await, so no gap.
+            in_memory = feed is not None and feed.recent_from <= after_seq + 1
+            if feed is not None and in_memory:
+                held = [e for e in feed.recent if e.seq > after_seq]
+                if held:
+                    last = held[-1].seq
+                    chosen = [e for e in held if event_filter.accepts(e)]
+                    if chosen:
+                        yield chosen
+                    if held[-1].terminal:
+                        return
+            while not in_memory:
                 rows = await self._store.events_after(run_id, last)
                 stored = [RunEvent.from_row(run_id, seq, kind, body) for seq, kind, body in rows]
                 if stored:

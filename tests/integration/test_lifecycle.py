@@ -41,12 +41,13 @@ def test_sigkill_mid_run_then_restart_finishes_without_redoing_supersteps(tmp_pa
     restarted = ServerProcess(_db(tmp_path))
     api = Api(restarted.start())
     try:
+        # Joined from the start while it executes again: stored and live events meet without a gap.
+        events = api.join(run.run_id)
         done = api.wait(run.run_id)
         assert done.status == runs_pb2.RUN_STATUS_SUCCEEDED
         assert done.attempt == 2
         # Each tick appends its index once: a re-run superstep would repeat an index.
         assert json.loads(done.values_json)["done"] == [0, 1, 2, 3, 4, 5]
-        events = api.join(run.run_id)
         assert [e.seq for e in events] == list(range(1, len(events) + 1))
         assert [e.SerializeToString() for e in events[: len(before)]] == [
             e.SerializeToString()  # type: ignore[attr-defined]

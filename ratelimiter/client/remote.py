@@ -20,6 +20,7 @@ import grpc
 from google.rpc import code_pb2, error_details_pb2
 from grpc_status import rpc_status
 
+from stepstream.ratelimiter.backends.memory import MemoryBackend
 from stepstream.ratelimiter.client.base import Limiter, LimiterRequestError, LimiterUnavailable
 from stepstream.ratelimiter.client.local import LocalLimiter
 from stepstream.ratelimiter.client.stream import AcquireStream, StreamItemError
@@ -98,8 +99,12 @@ class RemoteLimiter(Limiter):
         retry_s: float = 1.0,
         rpc_margin_s: float = 5.0,
         transport: Literal["stream", "unary"] = "stream",
+        sidecar_horizon_s: float = 0.25,
     ) -> None:
         self.target = target
+        # The sidecar's reserve_ahead: how far ahead it may have granted slots.
+        self.sidecar_horizon_s = sidecar_horizon_s
+        self._outage_started = False
         # "stream": acquires share one AcquireStream call (cheapest per grant);
         # "unary": one Acquire call each.
         self.transport = transport
@@ -151,6 +156,7 @@ class RemoteLimiter(Limiter):
 
     def _unreachable(self, err: BaseException) -> None:
         if time.monotonic() >= self._down_until:
+            self._outage_started = True
             reason = err.code().name if isinstance(err, grpc.aio.AioRpcError) else str(err)
             log.warning(
                 "rate-limit sidecar %s unreachable (%s): failing %s", self.target, reason, self.on_unavailable
@@ -168,6 +174,14 @@ class RemoteLimiter(Limiter):
             scaled = {k: s.scaled(self.expected_replicas) for k, s in self._limits.items()}
             self._local = LocalLimiter(LimiterSettings(limits=scaled))
             self._local_keys = frozenset(self._limits)
+        if self._outage_started:
+            # Slots the sidecar reserved before it went away are still ahead: the
+            # local budget starts empty once they have started (no burst on top).
+            self._outage_started = False
+            backend = self._local.core.backend
+            if isinstance(backend, MemoryBackend):
+                for spec in self._local.limits.values():
+                    backend.empty(spec, int(self.sidecar_horizon_s * 1e9))
         return self._local
 
     async def _local_decision(self, key: str, cost: int, timeout: float, priority: Priority) -> Decision:

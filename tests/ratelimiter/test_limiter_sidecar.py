@@ -4,6 +4,7 @@ reflection, Envoy's RLS, leases, and the client's choice when the sidecar is unr
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -179,12 +180,19 @@ async def test_unreachable_sidecar_fails_closed_or_to_a_local_budget(
     await closed.close()
 
     fallback = RemoteLimiter(
-        dead, on_unavailable="local", expected_replicas=2, fallback_limits={"w": "2/s burst 4"}
+        dead, on_unavailable="local", expected_replicas=2, fallback_limits={"w": "20/s burst 4"}
     )
-    grants = [await fallback.acquire("w", timeout=0) for _ in range(2)]
-    assert all(g.mode == Mode.LOCAL for g in grants)
+    # Half the rate (10/s), starting empty once slots the sidecar may have reserved
+    # (its 250 ms horizon) have passed: a grant with a wait, never a burst.
+    asked_at = time.time()
+    first = await fallback.decide("w", 1, 2.0, Priority.NORMAL)
+    second = await fallback.decide("w", 1, 2.0, Priority.NORMAL)
+    assert first.granted and second.granted and {first.mode, second.mode} == {Mode.LOCAL}
+    assert first.granted_at - asked_at >= 0.25 and second.granted_at - first.granted_at == pytest.approx(
+        0.1, abs=0.002
+    )
     with pytest.raises(RateLimitRefused):
-        await fallback.acquire("w", timeout=0)  # a local burst of 4 / 2 replicas
+        await fallback.acquire("w", timeout=0)
     await fallback.close()
 
     # Up, then down, then back: the client follows by itself.

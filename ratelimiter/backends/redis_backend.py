@@ -49,7 +49,9 @@ class RedisBackend:
         return params
 
     def _keys(self, spec: LimitSpec) -> list[str]:
-        return [f"{self._prefix}{spec.key}", f"{self._prefix}{spec.key}:paused"]
+        # The {hash tag} keeps both keys of a limit in one Redis Cluster slot, as a
+        # script touching two keys requires there.
+        return [f"{self._prefix}{{{spec.key}}}", f"{self._prefix}{{{spec.key}}}:paused"]
 
     async def reserve(self, spec: LimitSpec, requests: Sequence[tuple[int, int]]) -> BatchResult:
         params = self._gcra(spec)

@@ -129,7 +129,7 @@ async def test_redis_pause_refund_peek_and_expiry(redis_backend: RedisBackend) -
     result = await redis_backend.reserve(spec, [(1, 5 * S)])
     assert 1.9 * S < result.waits_ns[0] <= 2 * S
     # The TAT key lives only while the bucket is not full, so idle keys vanish.
-    ttl = await redis_backend.client.pttl("stepstream:rl:p")
+    ttl = await redis_backend.client.pttl("stepstream:rl:{p}")
     assert 2_000 < ttl <= 3_300
     refund = LimitSpec("r", rate=10, period_s=1.0, burst=2)
     assert len((await redis_backend.reserve(refund, [(2, 0)])).waits_ns) == 1

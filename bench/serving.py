@@ -180,6 +180,72 @@ async def measure(quick: bool) -> list[Cell]:
     return cells
 
 
+@dataclasses.dataclass
+class InFlight:
+    runs: int
+    wait_seconds: float
+    started_seconds: float = 0.0
+    total_seconds: float = 0.0
+    succeeded: int = 0
+    peak_rss_mib: float | None = None
+
+
+async def in_flight(address: str, count: int, wait_seconds: float) -> InFlight:
+    """Start `count` runs that each wait on I/O, so all are in flight at once; wait for every one."""
+    result = InFlight(count, wait_seconds)
+    channels = [grpc.aio.insecure_channel(address) for _ in range(8)]
+    stubs = [runs_pb2_grpc.RunServiceStub(c) for c in channels]
+    body = f'{{"seconds": {wait_seconds}}}'
+    gate = asyncio.Semaphore(256)
+    began = time.perf_counter()
+
+    async def start(i: int) -> str:
+        async with gate:
+            request = runs_pb2.StartRunRequest(graph_id="waiting", input_json=body)
+            return (await stubs[i % len(stubs)].StartRun(request)).run.run_id
+
+    run_ids = await asyncio.gather(*(start(i) for i in range(count)))
+    result.started_seconds = time.perf_counter() - began
+
+    async def wait(i: int, run_id: str) -> bool:
+        async with gate:
+            request = runs_pb2.WaitRunRequest(run_id=run_id, timeout_seconds=600)
+            reply = await stubs[i % len(stubs)].WaitRun(request)
+            return reply.run.status == runs_pb2.RUN_STATUS_SUCCEEDED
+
+    outcomes = await asyncio.gather(*(wait(i, r) for i, r in enumerate(run_ids)))
+    result.total_seconds = time.perf_counter() - began
+    result.succeeded = sum(outcomes)
+    for channel in channels:
+        await channel.close()
+    return result
+
+
+async def measure_in_flight(quick: bool) -> InFlight:
+    count, seconds = (10_000, 5.0) if quick else (10_000, 30.0)
+    with tempfile.TemporaryDirectory(prefix="stepstream-bench-") as tmp:
+        db = f"sqlite+aiosqlite:///{pathlib.Path(tmp) / 'in-flight.db'}"
+        with ServerProcess(db, CONFIG, cwd=HERE) as server:
+            result = await in_flight(server.address, count, seconds)
+            result.peak_rss_mib = peak_rss_mib(server.pid)
+    return result
+
+
+def report_in_flight(r: InFlight) -> str:
+    all_at_once = r.started_seconds < r.wait_seconds
+    return "\n".join(
+        [
+            f"## In flight at once: {r.runs:,} runs each waiting {r.wait_seconds:g} s on I/O",
+            "",
+            "| runs | succeeded | all started in | all ended in | all in flight together | server peak RSS MiB |",
+            "|---:|---:|---:|---:|---|---:|",
+            f"| {r.runs:,} | {r.succeeded:,} | {r.started_seconds:.1f} s | {r.total_seconds:.1f} s "
+            f"| {'yes' if all_at_once else 'no'} | {r.peak_rss_mib or 0:.0f} |",
+            "",
+        ]
+    )
+
+
 def report(cells: list[Cell]) -> str:
     lines = [
         "## Serving: trivial 3-node graph",
@@ -213,10 +279,11 @@ def run(quick: bool) -> str:
     try:
         import uvloop
 
-        cells = uvloop.run(measure(quick))
+        runner: Any = uvloop.run
     except ImportError:
-        cells = asyncio.run(measure(quick))
-    return report(cells)
+        runner = asyncio.run
+    cells = runner(measure(quick))
+    return report(cells) + "\n" + report_in_flight(runner(measure_in_flight(quick)))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import operator
 from typing import Annotated, Any, TypedDict
 
@@ -28,3 +29,20 @@ linear_builder.add_edge("a", "b")
 linear_builder.add_edge("b", "c")
 linear_builder.add_edge("c", END)
 linear = linear_builder.compile()
+
+
+class Waiting(TypedDict, total=False):
+    seconds: float
+    waited: bool
+
+
+async def wait_on_io(state: Waiting) -> dict[str, Any]:
+    await asyncio.sleep(state.get("seconds", 1.0))
+    return {"waited": True}
+
+
+waiting_builder = StateGraph(Waiting)
+waiting_builder.add_node("wait", wait_on_io)
+waiting_builder.add_edge(START, "wait")
+waiting_builder.add_edge("wait", END)
+waiting = waiting_builder.compile()

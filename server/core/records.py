@@ -34,7 +34,16 @@ class RunOptions:
     interrupt_after: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # Field by field: dataclasses.asdict deep-copies and showed up in profiles of run starts.
+        return {
+            "max_concurrency": self.max_concurrency,
+            "busy_policy": self.busy_policy,
+            "recursion_limit": self.recursion_limit,
+            "configurable": self.configurable,
+            "metadata": self.metadata,
+            "interrupt_before": self.interrupt_before,
+            "interrupt_after": self.interrupt_after,
+        }
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> RunOptions:

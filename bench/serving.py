@@ -237,7 +237,7 @@ def report_in_flight(r: InFlight) -> str:
         [
             f"## In flight at once: {r.runs:,} runs each waiting {r.wait_seconds:g} s on I/O",
             "",
-            "| runs | succeeded | all started in | all ended in | all in flight together | server peak RSS MiB |",
+            "| runs | succeeded | all started in | all ended in | all in flight at once | peak RSS MiB |",
             "|---:|---:|---:|---:|---|---:|",
             f"| {r.runs:,} | {r.succeeded:,} | {r.started_seconds:.1f} s | {r.total_seconds:.1f} s "
             f"| {'yes' if all_at_once else 'no'} | {r.peak_rss_mib or 0:.0f} |",

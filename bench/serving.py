@@ -222,7 +222,8 @@ async def in_flight(address: str, count: int, wait_seconds: float) -> InFlight:
 
 
 async def measure_in_flight(quick: bool) -> InFlight:
-    count, seconds = (10_000, 5.0) if quick else (10_000, 30.0)
+    # Each run must outlast the time it takes to start them all, or they never overlap.
+    count, seconds = (10_000, 60.0) if quick else (10_000, 120.0)
     with tempfile.TemporaryDirectory(prefix="stepstream-bench-") as tmp:
         db = f"sqlite+aiosqlite:///{pathlib.Path(tmp) / 'in-flight.db'}"
         with ServerProcess(db, CONFIG, cwd=HERE) as server:

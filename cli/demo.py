@@ -27,6 +27,7 @@ from stepstream.server.process import ServerProcess
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 EXAMPLES_CONFIG = ROOT / "examples" / "stepstream.json"
+EXAMPLE_LIMITS = ROOT / "examples" / "limits.toml"
 TOPICS = [
     "transformers",
     "graph theory",
@@ -117,6 +118,13 @@ def progress_table(tally: Tally, elapsed: float) -> Table:
     return table
 
 
+def _rate_used(endpoint: dict[str, Any]) -> str:
+    achieved, allowed = endpoint.get("admitted_rate"), endpoint["rate"]
+    if not achieved:
+        return "-"
+    return f"{achieved:.0f}/s of {allowed:g}/s ({achieved / allowed:.0%})"
+
+
 def summary_table(tally: Tally, elapsed: float, stats: dict[str, Any]) -> Table:
     lat = sorted(tally.run_latencies) or [0.0]
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
@@ -137,6 +145,11 @@ def summary_table(tally: Tally, elapsed: float, stats: dict[str, Any]) -> Table:
         ("HTTP 429s seen by the graphs", str(tally.http_429)),
         ("HTTP 429s sent by the mock APIs", str(refused)),
         ("API requests served", str(sum(e.get("served", 0) for e in served.values()))),
+        *[
+            (f"{name} rate used", _rate_used(endpoint))
+            for name, endpoint in sorted(served.items())
+            if endpoint.get("rate")
+        ],
         ("failed runs", str(tally.failed)),
     ]
     for row in rows:

@@ -35,6 +35,8 @@ def serve(
     session_ttl: float = typer.Option(0.0, help="Delete sessions idle this many seconds (0: never)."),
     keep_checkpoints: int = typer.Option(0, help="Checkpoints kept per session (0: all)."),
     no_migrate: bool = typer.Option(False, "--no-migrate", help="Do not apply migrations at start."),
+    ratelimiter: str = typer.Option(None, "--ratelimiter", help="Address of the rate-limiter sidecar."),
+    limits: str = typer.Option(None, "--limits", help="Limits file for the in-process limiter (no sidecar)."),
     log_level: str = typer.Option("WARNING", help="Python logging level."),
 ) -> None:
     """Serve the configured graphs over gRPC."""
@@ -48,6 +50,15 @@ def serve(
         except ConfigError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
+    if limits and not ratelimiter:
+        from stepstream.ratelimiter.config import ConfigError as LimitsError
+        from stepstream.ratelimiter.config import load_settings
+
+        try:
+            load_settings(limits)
+        except LimitsError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
     settings = ServerSettings(
         host=host,
         port=port,
@@ -59,6 +70,8 @@ def serve(
         shutdown_grace_seconds=grace,
         session_ttl_seconds=session_ttl,
         keep_checkpoints=keep_checkpoints,
+        ratelimiter_address=ratelimiter,
+        limits_path=limits,
     )
     try:
         run_forever(settings)

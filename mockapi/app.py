@@ -62,6 +62,18 @@ class EndpointStats:
     requests: int = 0  # every request that reached the endpoint
     served: int = 0  # answered 200 with results
     rate_limited: int = 0  # refused with 429
+    # Seconds since start of the first and last request the limit admitted.
+    first_admitted_s: float | None = None
+    last_admitted_s: float | None = None
+
+    @property
+    def admitted_rate(self) -> float | None:
+        """Requests admitted per second between the first and the last one admitted."""
+        admitted = self.requests - self.rate_limited
+        if admitted < 2 or self.first_admitted_s is None or self.last_admitted_s is None:
+            return None
+        span = self.last_admitted_s - self.first_admitted_s
+        return (admitted - 1) / span if span > 0 else None
 
 
 class MockApi:
@@ -88,6 +100,7 @@ class MockApi:
             "endpoints": {
                 name: {
                     **asdict(self.stats[name]),
+                    "admitted_rate": self.stats[name].admitted_rate,
                     "rate": self.limiters[name].rate,
                     "burst": self.limiters[name].burst,
                 }
@@ -123,6 +136,10 @@ def limited(endpoint: str, handler: Handler) -> Handler:
                 status=429,
                 headers={"Retry-After": str(whole)},
             )
+        now = time.monotonic() - api.started
+        if stats.first_admitted_s is None:
+            stats.first_admitted_s = now
+        stats.last_admitted_s = now
         await api.simulate_latency()
         response = await handler(request)
         if response.status == 200:

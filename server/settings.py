@@ -47,5 +47,10 @@ class ServerSettings:
     # Seconds runs get to reach a superstep boundary on SIGTERM before they are
     # cancelled (their last checkpoint stays, so they can be continued).
     shutdown_grace_seconds: float = 10.0
+    # Rate limits for external APIs, reached by graph nodes through the run's context:
+    # the sidecar at this address (one budget for every replica), or else an in-process
+    # limiter over this limits file (the single-machine default); neither: no limiter.
+    ratelimiter_address: str | None = None
+    limits_path: str | None = None
     # Group commit: most writes committed in one transaction.
     max_writes_per_commit: int = 5_000

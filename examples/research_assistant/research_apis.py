@@ -26,6 +26,8 @@ from urllib.parse import quote
 import aiohttp
 from typing_extensions import TypedDict  # pydantic needs it for JSON schemas on Python < 3.12
 
+from stepstream.ratelimiter.client import Limiter, current_limiter
+
 Source = Literal["wikipedia", "arxiv"]
 SOURCES: tuple[Source, ...] = ("wikipedia", "arxiv")
 
@@ -88,23 +90,46 @@ class ApiSettings:
 # ---------------------------------------------------------------------------
 # Rate-limit hook points.
 #
-# stepstream's shared rate limiter (stepstream.ratelimiter, DESIGN §7) will be
-# acquired in `api_slot`, around every HTTP call, so that all runs on all
-# replicas share one budget per API instead of each run discovering the limit
-# through 429s; `report_rate_limited` is where a 429's Retry-After will be fed
-# back so the key pauses for everyone. Until that client is wired in, both do
-# nothing and the mock API's own limit answers 429, which `search` honours.
+# Under `stepstream serve --limits FILE` (or `--ratelimiter ADDRESS`) every run
+# has stepstream's shared limiter in its context: `api_slot` takes a token of
+# the API's key before each HTTP call, so all runs on all replicas share one
+# budget per API instead of each run discovering the limit through 429s, and
+# `report_rate_limited` pauses the key for everyone when a 429 gets through.
+# Run without a limiter (in-process, in tests), both do nothing and the API's
+# own limit answers 429, which `search` honours.
 # ---------------------------------------------------------------------------
+
+# Longest a search waits for its turn in the shared budget before giving up.
+SLOT_TIMEOUT_S = 120.0
+
+
+def _limiter(api: str) -> Limiter | None:
+    """The run's limiter, if it has one that knows `api`."""
+    try:
+        limiter = current_limiter()
+    except RuntimeError:
+        return None
+    # The in-process limiter lists its keys; a sidecar answers NOT_FOUND for a key it lacks.
+    known = getattr(limiter, "limits", None)
+    return None if isinstance(known, Mapping) and api not in known else limiter
 
 
 @asynccontextmanager
 async def api_slot(api: str) -> AsyncIterator[None]:
-    """Hold one request's worth of the `api` budget for the duration of the call (no-op for now)."""
-    yield
+    """Take one request's worth of the `api` budget from the run's limiter, if it has one."""
+    limiter = _limiter(api)
+    if limiter is None:
+        yield
+        return
+    async with limiter.acquire(api, cost=1, timeout=SLOT_TIMEOUT_S):
+        yield
 
 
-def report_rate_limited(api: str, retry_after_s: float) -> None:
-    """Tell the shared limiter that `api` refused us for `retry_after_s` (no-op for now)."""
+async def report_rate_limited(api: str, retry_after_s: float) -> None:
+    """Tell the shared limiter that `api` refused us for `retry_after_s`: the key pauses for everyone."""
+    limiter = _limiter(api)
+    if limiter is not None:
+        await limiter.report_throttled(api, retry_after_s)
 
 
 # ---------------------------------------------------------------------------
@@ -248,7 +273,7 @@ async def search(source: str, query: str, settings: ApiSettings) -> tuple[list[H
         if reply.status == 429:
             record["http_429"] += 1
             wait = parse_retry_after(reply.retry_after)
-            report_rate_limited(source, wait)
+            await report_rate_limited(source, wait)
             if record["attempts"] > settings.max_retries or wait > settings.max_retry_wait_s:
                 return _failed(record, "rate_limited", f"HTTP 429, Retry-After {wait:g} s")
             # Back off outside api_slot: a waiting task must not hold a share of the budget.

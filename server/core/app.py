@@ -8,6 +8,8 @@ import logging
 import time
 from typing import Any
 
+from stepstream.ratelimiter.client import Limiter, open_limiter
+from stepstream.ratelimiter.config import load_settings
 from stepstream.server.core import records as rec
 from stepstream.server.core.errors import InvalidArgument
 from stepstream.server.core.eventlog import EventLog
@@ -22,6 +24,15 @@ from stepstream.server.storage.batch import GroupCommitWriter
 from stepstream.server.storage.db import create_engine, upgrade_async
 
 log = logging.getLogger(__name__)
+
+
+def open_run_limiter(settings: ServerSettings) -> Limiter | None:
+    """The limiter graph nodes take tokens from: the sidecar, the embedded one, or none."""
+    if settings.ratelimiter_address:
+        return open_limiter(settings.ratelimiter_address)
+    if settings.limits_path:
+        return open_limiter(None, load_settings(settings.limits_path))
+    return None
 
 
 class Core:
@@ -40,6 +51,7 @@ class Core:
         self.store = Store(self.engine)
         self.registry = GraphRegistry()
         self.eventlog = EventLog(self.store, self.writer)
+        self.limiter = open_run_limiter(settings)
         self.executor = RunExecutor(
             self.registry,
             self.eventlog,
@@ -47,6 +59,7 @@ class Core:
             saver,
             settings.replica,
             settings.default_recursion_limit,
+            self.limiter,
         )
         self.runs = RunManager(settings, self.registry, self.store, self.eventlog, self.executor, self.writer)
         self.sessions = SessionManager(self.registry, self.store, self.writer, self.runs, saver)
@@ -74,6 +87,8 @@ class Core:
                 await self._retention
         await self.writer.close()
         await self.engine.dispose()
+        if self.limiter is not None:
+            await self.limiter.close()
 
     async def start_run(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -14,6 +15,7 @@ from langgraph.errors import GraphDrained
 from langgraph.runtime import RunControl
 from langgraph.types import Command, StreamMode
 
+from stepstream.ratelimiter.client import Limiter, use_limiter
 from stepstream.server.core import events as ev
 from stepstream.server.core import records as rec
 from stepstream.server.core.eventlog import EventLog
@@ -91,7 +93,9 @@ class RunExecutor:
         saver: Any,
         replica: str,
         recursion_limit: int,
+        limiter: Limiter | None = None,
     ) -> None:
+        self._limiter = limiter
         self._registry = registry
         self._eventlog = eventlog
         self._store = store
@@ -100,6 +104,11 @@ class RunExecutor:
         self._recursion_limit = recursion_limit
 
     async def execute(self, execution: Execution) -> rec.Run:
+        # Nodes (and the tasks LangGraph starts for them) find the limiter in their context.
+        with use_limiter(self._limiter) if self._limiter is not None else contextlib.nullcontext():
+            return await self._execute(execution)
+
+    async def _execute(self, execution: Execution) -> rec.Run:
         run = execution.run
         translator = StreamTranslator()
         outcome: dict[str, Any] = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from typing import Any
 
@@ -15,7 +16,7 @@ from stepstream.server.core.errors import InvalidArgument
 from stepstream.server.core.eventlog import EventLog
 from stepstream.server.core.executor import RunExecutor
 from stepstream.server.core.jsonio import parse_field
-from stepstream.server.core.registry import GraphRegistry, GraphSpec, read_config
+from stepstream.server.core.registry import GraphRegistry, GraphSpec, read_config, read_env
 from stepstream.server.core.runs import RunManager, StartRequest
 from stepstream.server.core.sessions import SessionManager
 from stepstream.server.core.store import Store
@@ -64,14 +65,18 @@ class Core:
         self.runs = RunManager(settings, self.registry, self.store, self.eventlog, self.executor, self.writer)
         self.sessions = SessionManager(self.registry, self.store, self.writer, self.runs, saver)
         self._retention: asyncio.Task[None] | None = None
+        self._pruned_until = 0.0
 
     async def start(self) -> None:
         if self.settings.migrate_on_start:
             await upgrade_async(self.settings.db_url)
         specs = self._specs
-        if specs is None:
-            specs = read_config(self.settings.config_path) if self.settings.config_path else []
-        await self.registry.load(specs, self.saver)
+        if specs is None and self.settings.config_path:
+            specs = read_config(self.settings.config_path)
+            # The config's "env" fills in what the process environment does not already set.
+            for key, value in read_env(self.settings.config_path).items():
+                os.environ.setdefault(key, value)
+        await self.registry.load(specs or [], self.saver)
         self.writer.start()
         recovered = await self.runs.recover()
         if recovered:
@@ -131,11 +136,19 @@ class Core:
                 log.exception("retention pass failed; retrying next interval")
 
     async def retain_once(self) -> None:
+        """One retention pass. Each session is handled under the lock runs start under, and
+        never while a run is active on it (a rollback needs the checkpoints before the run)."""
+        now = time.time()
         if self.settings.session_ttl_seconds:
-            cutoff = time.time() - self.settings.session_ttl_seconds
-            for session_id in await self.store.expired_sessions(cutoff):
-                if not self.runs.session_busy(session_id):
-                    await self.saver.adelete_thread(session_id)
-                    await self.store.delete_session_rows(session_id)
+            for session_id in await self.store.expired_sessions(now - self.settings.session_ttl_seconds):
+                async with self.runs.session_lock(session_id):
+                    if not self.runs.session_busy(session_id):
+                        await self.saver.adelete_thread(session_id)
+                        await self.store.delete_session_rows(session_id)
         if self.settings.keep_checkpoints:
-            await self.saver.aprune_history(keep=self.settings.keep_checkpoints)
+            for session_id in await self.store.sessions_updated_since(self._pruned_until):
+                async with self.runs.session_lock(session_id):
+                    if not self.runs.session_busy(session_id):
+                        await self.saver.aprune_history(self.settings.keep_checkpoints, [session_id])
+            # Sessions touched after `now` are pruned next time.
+            self._pruned_until = now

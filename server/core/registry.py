@@ -19,9 +19,11 @@ import pathlib
 import sys
 from typing import Any
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import StateGraph
 from langgraph.pregel import Pregel
+from pydantic import TypeAdapter
 
 from stepstream.server.core.errors import NotFound
 
@@ -40,6 +42,8 @@ class GraphSpec:
     max_concurrency: int = 0
     # The config file that named it, for error messages.
     source: str = ""
+    # Folders its modules import from (langgraph.json "dependencies" that are local paths).
+    import_paths: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass
@@ -55,9 +59,17 @@ class LoadedGraph:
             self._schemas = {
                 "input": _schema_text(self.graph.get_input_jsonschema),
                 "output": _schema_text(self.graph.get_output_jsonschema),
-                "state": _schema_text(lambda: self.graph.get_context_jsonschema() or {}),
+                "state": _schema_text(self._state_jsonschema),
             }
         return self._schemas
+
+    def _state_jsonschema(self) -> dict[str, Any]:
+        # A StateGraph keeps its state type on the builder; other graphs' output is their state.
+        state_type = getattr(getattr(self.graph, "builder", None), "state_schema", None)
+        if state_type is None:
+            return self.graph.get_output_jsonschema()
+        schema: dict[str, Any] = TypeAdapter(state_type).json_schema()
+        return schema
 
 
 def _schema_text(fn: Any) -> str:
@@ -77,6 +89,7 @@ def read_config(path: str | pathlib.Path) -> list[GraphSpec]:
         raise ConfigError(f"{file}: not valid JSON: {exc}") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("graphs"), dict) or not raw["graphs"]:
         raise ConfigError(f'{file}: key "graphs": must be an object mapping graph ids to "path:attribute"')
+    import_paths = _local_dependencies(file, raw.get("dependencies"))
     specs = []
     for graph_id, entry in raw["graphs"].items():
         where = f'{file}: key "graphs.{graph_id}"'
@@ -86,15 +99,42 @@ def read_config(path: str | pathlib.Path) -> list[GraphSpec]:
             raise ConfigError(f'{where}: must be "path:attribute" or an object with such a "path"')
         max_concurrency = entry.get("max_concurrency", 0)
         if not isinstance(max_concurrency, int) or max_concurrency < 0:
-            raise ConfigError(f"{where}.max_concurrency: must be a whole number >= 0")
+            raise ConfigError(f'{file}: key "graphs.{graph_id}.max_concurrency": must be a whole number >= 0')
         target = entry["path"]
         module_part, _, attr = target.rpartition(":")
         if module_part.endswith(".py") or "/" in module_part:
             target = f"{(file.parent / module_part).resolve()}:{attr}"
-        specs.append(
-            GraphSpec(graph_id, target, str(entry.get("description", "")), max_concurrency, str(file))
-        )
+        description = str(entry.get("description", ""))
+        specs.append(GraphSpec(graph_id, target, description, max_concurrency, str(file), import_paths))
     return specs
+
+
+def _local_dependencies(file: pathlib.Path, dependencies: Any) -> tuple[str, ...]:
+    """Folders named in "dependencies" (packages to install are left to the deployment)."""
+    if not isinstance(dependencies, list):
+        return ()
+    folders = [d for d in dependencies if isinstance(d, str) and d.startswith((".", "/"))]
+    return tuple(str((file.parent / d).resolve()) for d in folders)
+
+
+def read_env(path: str | pathlib.Path) -> dict[str, str]:
+    """The "env" of a langgraph.json: an object, or the path of a .env file beside it."""
+    file = pathlib.Path(path)
+    env = json.loads(file.read_text()).get("env")
+    if isinstance(env, dict):
+        return {str(k): str(v) for k, v in env.items()}
+    if not isinstance(env, str):
+        return {}
+    values = {}
+    env_file = file.parent / env
+    if not env_file.exists():
+        raise ConfigError(f'{file}: key "env": no such file {env_file}')
+    for line in env_file.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            values[key.strip().removeprefix("export ").strip()] = value.strip().strip("\"'")
+    return values
 
 
 def _where(spec: GraphSpec) -> str:
@@ -106,6 +146,9 @@ def _where(spec: GraphSpec) -> str:
 def _import_target(spec: GraphSpec) -> Any:
     module_part, _, attr = spec.target.rpartition(":")
     where = _where(spec)
+    for folder in spec.import_paths:
+        if folder not in sys.path:
+            sys.path.append(folder)
     try:
         if module_part.endswith(".py"):
             path = pathlib.Path(module_part)
@@ -131,9 +174,18 @@ def _import_target(spec: GraphSpec) -> Any:
 
 async def _materialise(spec: GraphSpec, obj: Any, saver: BaseCheckpointSaver[Any]) -> AnyGraph:
     if not isinstance(obj, (Pregel, StateGraph)) and callable(obj):
-        obj = obj()
-        if inspect.isawaitable(obj):
-            obj = await obj
+        # A factory, as langgraph.json allows: with no argument, or with a RunnableConfig.
+        try:
+            positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+            takes_config = any(p.kind in positional for p in inspect.signature(obj).parameters.values())
+        except (TypeError, ValueError):
+            takes_config = False
+        try:
+            obj = obj(RunnableConfig(configurable={})) if takes_config else obj()
+            if inspect.isawaitable(obj):
+                obj = await obj
+        except Exception as exc:
+            raise ConfigError(f"{_where(spec)}: the factory failed: {type(exc).__name__}: {exc}") from exc
     if isinstance(obj, StateGraph):
         return obj.compile(checkpointer=saver)
     if isinstance(obj, Pregel):

@@ -15,6 +15,7 @@ import dataclasses
 import re
 import time
 import uuid
+import weakref
 from typing import Any
 
 from stepstream.server.core import events as ev
@@ -81,7 +82,9 @@ class RunManager:
         # Session heads waiting for an execution slot, oldest first.
         self._ready: collections.deque[str] = collections.deque()
         self._executing = 0
-        self._locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
+        # Held while a run starts on a session or retention deletes or prunes it. Weakly held:
+        # a lock disappears once nobody holds or waits for it.
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._accepting = True
 
     # -- queries -----------------------------------------------------------------------------
@@ -95,6 +98,12 @@ class RunManager:
 
     def session_busy(self, session_id: str) -> bool:
         return bool(self._by_session.get(session_id))
+
+    def session_lock(self, session_id: str) -> asyncio.Lock:
+        lock = self._locks.get(session_id)
+        if lock is None:
+            lock = self._locks[session_id] = asyncio.Lock()
+        return lock
 
     def active_run_ids(self, session_id: str) -> list[str]:
         return list(self._by_session.get(session_id, ()))
@@ -121,7 +130,10 @@ class RunManager:
                 self._settings.queue_full_retry_after,
             )
         session_id = new_session.session_id if new_session else req.session_id
-        async with self._locks[session_id]:
+        async with self.session_lock(session_id):
+            if new_session is None and not self.session_busy(session_id):
+                # Retention may have deleted it while this start waited for the lock.
+                await self._store.get_session(req.owner, session_id)
             if self.session_busy(session_id):
                 await self._apply_busy_policy(req.owner, session_id, req.options.busy_policy)
             if req.command is not None and req.command.resumes and not self.session_busy(session_id):
@@ -246,7 +258,6 @@ class RunManager:
             self._ready.append(queue[0])
         else:
             self._by_session.pop(session_id, None)
-            self._locks.pop(session_id, None)
             status = _SESSION_STATUS_AFTER.get(result.status, rec.IDLE)
             await self._writer.write([self._store.set_session_status(session_id, status, time.time())])
         future = self._ended.pop(run_id, None)

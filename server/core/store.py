@@ -264,6 +264,11 @@ class Store:
             await conn.execute(run_events.delete().where(run_events.c.run_id == run_id))
             await conn.execute(runs.delete().where(runs.c.run_id == run_id))
 
+    async def sessions_updated_since(self, since: float) -> list[str]:
+        query = sa.select(sessions.c.session_id).where(sessions.c.updated_at >= since)
+        async with self.engine.connect() as conn:
+            return [r[0] for r in (await conn.execute(query)).all()]
+
     async def expired_sessions(self, older_than: float, limit: int = 500) -> list[str]:
         query = (
             sa.select(sessions.c.session_id)

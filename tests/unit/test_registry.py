@@ -236,7 +236,7 @@ def test_bad_max_concurrency(tmp_path: pathlib.Path, value: Any) -> None:
     config = _config(tmp_path, {"graphs": {"g": {"path": "./agent.py:graph", "max_concurrency": value}}})
     with pytest.raises(ConfigError) as exc:
         read_config(config)
-    _assert_names(exc, config, "graphs.g")
+    _assert_names(exc, config, "graphs.g.max_concurrency")
     assert "max_concurrency" in str(exc.value)
 
 

@@ -18,9 +18,17 @@ def db_upgrade(
     revision: str = typer.Option("head", help="Alembic revision."),
 ) -> None:
     """Apply the Alembic migrations up to REVISION."""
+    import sqlalchemy as sa
+
     from stepstream.server.storage.db import upgrade
 
-    upgrade(db, revision)
+    try:
+        upgrade(db, revision)
+    except (sa.exc.ArgumentError, sa.exc.OperationalError, sa.exc.InvalidRequestError, ImportError) as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        typer.echo(f"error: cannot upgrade {db}: {first_line}", err=True)
+        typer.echo("  give an async SQLAlchemy URL, e.g. sqlite+aiosqlite:///stepstream.db", err=True)
+        raise typer.Exit(2) from None
     typer.echo(f"schema of {db} is at {revision}")
 
 

@@ -14,6 +14,8 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.types import Send, interrupt
 
+from stepstream.ratelimiter.client import rate_limited
+
 
 class Linear(TypedDict, total=False):
     x: int
@@ -169,3 +171,25 @@ nested_builder.add_edge(START, "outer")
 nested_builder.add_edge("outer", "sub")
 nested_builder.add_edge("sub", END)
 nested = nested_builder.compile()
+
+
+class Limited(TypedDict, total=False):
+    n: int
+    granted_at: Annotated[list[float], operator.add]
+
+
+def plan_calls(state: Limited) -> list[Send]:
+    return [Send("call_api", {}) for _ in range(state.get("n", 10))]
+
+
+@rate_limited("test-api", timeout=60)
+async def call_api(arg: dict[str, Any]) -> dict[str, Any]:
+    # The token was granted just before this body runs: record when.
+    return {"granted_at": [time.time()]}
+
+
+limited_builder = StateGraph(Limited)
+limited_builder.add_node("call_api", call_api)
+limited_builder.add_conditional_edges(START, plan_calls, ["call_api"])
+limited_builder.add_edge("call_api", END)
+limited = limited_builder.compile()

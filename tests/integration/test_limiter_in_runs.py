@@ -32,9 +32,9 @@ def test_rate_limited_nodes_share_the_servers_budget(tmp_path: pathlib.Path) -> 
             granted += json.loads(done.values_json)["granted_at"]
         assert len(granted) == 30
         for window in (0.25, 0.5, 1.0):
-            assert (
-                _most_in_any_window(granted, window) <= 20 * window + 1 + 1
-            )  # rate x window + burst, +1 edge
+            # rate x window + burst; +1 because each time is read after its grant, so scheduling
+            # delay can bring two recorded times closer than the grants were.
+            assert _most_in_any_window(granted, window) <= 20 * window + 1 + 1
     finally:
         api.close()
         server.stop()

@@ -119,7 +119,7 @@ def progress_table(tally: Tally, elapsed: float) -> Table:
 
 
 def _rate_used(endpoint: dict[str, Any]) -> str:
-    achieved, allowed = endpoint.get("admitted_rate"), endpoint["rate"]
+    achieved, allowed = endpoint.get("peak_rate_5s"), endpoint["rate"]
     if not achieved:
         return "-"
     return f"{achieved:.0f}/s of {allowed:g}/s ({achieved / allowed:.0%})"
@@ -146,7 +146,7 @@ def summary_table(tally: Tally, elapsed: float, stats: dict[str, Any]) -> Table:
         ("HTTP 429s sent by the mock APIs", str(refused)),
         ("API requests served", str(sum(e.get("served", 0) for e in served.values()))),
         *[
-            (f"{name} rate used", _rate_used(endpoint))
+            (f"{name} rate used (busiest 5 s)", _rate_used(endpoint))
             for name, endpoint in sorted(served.items())
             if endpoint.get("rate")
         ],
@@ -190,9 +190,11 @@ def demo(sessions: int, concurrency: int) -> None:
     with tempfile.TemporaryDirectory(prefix="stepstream-demo-") as workdir, MockApiProcess() as api:
         console.print(f"mock APIs on {api.url}")
         db = f"sqlite+aiosqlite:///{pathlib.Path(workdir) / 'demo.db'}"
-        server = ServerProcess(db, EXAMPLES_CONFIG, env={"STEPSTREAM_MOCKAPI_URL": api.url}, cwd=workdir)
+        limits = ("--limits", str(EXAMPLE_LIMITS))
+        env = {"STEPSTREAM_MOCKAPI_URL": api.url}
+        server = ServerProcess(db, EXAMPLES_CONFIG, *limits, env=env, cwd=workdir)
         with server:
-            console.print(f"stepstream serving on {server.address} (SQLite, embedded defaults)")
+            console.print(f"stepstream serving on {server.address} (SQLite, limits {EXAMPLE_LIMITS.name})")
             tally = asyncio.run(drive(server.address, sessions, concurrency, console, api.url))
     if tally.failed or tally.done != sessions:
         raise typer.Exit(1)

@@ -62,18 +62,20 @@ class EndpointStats:
     requests: int = 0  # every request that reached the endpoint
     served: int = 0  # answered 200 with results
     rate_limited: int = 0  # refused with 429
-    # Seconds since start of the first and last request the limit admitted.
-    first_admitted_s: float | None = None
-    last_admitted_s: float | None = None
+    # When each admitted request arrived (seconds since start), for the sustained rate.
+    admitted_at: list[float] = field(default_factory=list, repr=False)
 
-    @property
-    def admitted_rate(self) -> float | None:
-        """Requests admitted per second between the first and the last one admitted."""
-        admitted = self.requests - self.rate_limited
-        if admitted < 2 or self.first_admitted_s is None or self.last_admitted_s is None:
+    def peak_rate(self, window_s: float = 5.0) -> float | None:
+        """Requests admitted per second in the busiest `window_s` seconds."""
+        times = self.admitted_at
+        if not times or times[-1] - times[0] < window_s:
             return None
-        span = self.last_admitted_s - self.first_admitted_s
-        return (admitted - 1) / span if span > 0 else None
+        best, start = 0, 0
+        for end, t in enumerate(times):
+            while t - times[start] >= window_s:
+                start += 1
+            best = max(best, end - start + 1)
+        return best / window_s
 
 
 class MockApi:
@@ -99,8 +101,10 @@ class MockApi:
         return {
             "endpoints": {
                 name: {
-                    **asdict(self.stats[name]),
-                    "admitted_rate": self.stats[name].admitted_rate,
+                    "requests": self.stats[name].requests,
+                    "served": self.stats[name].served,
+                    "rate_limited": self.stats[name].rate_limited,
+                    "peak_rate_5s": self.stats[name].peak_rate(),
                     "rate": self.limiters[name].rate,
                     "burst": self.limiters[name].burst,
                 }
@@ -136,10 +140,7 @@ def limited(endpoint: str, handler: Handler) -> Handler:
                 status=429,
                 headers={"Retry-After": str(whole)},
             )
-        now = time.monotonic() - api.started
-        if stats.first_admitted_s is None:
-            stats.first_admitted_s = now
-        stats.last_admitted_s = now
+        stats.admitted_at.append(time.monotonic() - api.started)
         await api.simulate_latency()
         response = await handler(request)
         if response.status == 200:

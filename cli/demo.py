@@ -120,9 +120,10 @@ def progress_table(tally: Tally, elapsed: float) -> Table:
 
 def _rate_used(endpoint: dict[str, Any]) -> str:
     achieved, allowed = endpoint.get("peak_rate_5s"), endpoint["rate"]
+    refused = f", {endpoint.get('rate_limited', 0)} refused"
     if not achieved:
-        return "-"
-    return f"{achieved:.0f}/s of {allowed:g}/s ({achieved / allowed:.0%})"
+        return "-" + refused
+    return f"{achieved:.0f}/s of {allowed:g}/s ({achieved / allowed:.0%}){refused}"
 
 
 def summary_table(tally: Tally, elapsed: float, stats: dict[str, Any]) -> Table:

@@ -43,14 +43,14 @@ class Limit:
 
     @classmethod
     def per_second(cls, rate: float, burst: int | None = None) -> Limit:
-        # Default burst: a tenth of a second's worth, as DESIGN's `200/s burst 20`.
-        return cls(rate, burst if burst is not None else max(1, math.ceil(rate / 10)))
+        # Default burst: a fifth of a second's worth, as public APIs tolerate short bunches.
+        return cls(rate, burst if burst is not None else max(1, math.ceil(rate / 5)))
 
 
 @dataclass(frozen=True)
 class MockApiConfig:
     limits: dict[str, Limit] = field(
-        default_factory=lambda: {WIKIPEDIA: Limit.per_second(200), ARXIV: Limit.per_second(50)}
+        default_factory=lambda: {WIKIPEDIA: Limit.per_second(50), ARXIV: Limit.per_second(50)}
     )
     # Each served request waits a uniform random time in this range, like a remote API.
     latency_ms: tuple[float, float] = (20.0, 80.0)

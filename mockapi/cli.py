@@ -47,13 +47,13 @@ async def serve(config: MockApiConfig, host: str, port: int) -> None:
 def mockapi(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(DEFAULT_PORT, help="Port to listen on; 0 picks a free one."),
-    wikipedia_rate: float = typer.Option(200.0, min=0, help="Wikipedia requests/s; 0: unlimited."),
+    wikipedia_rate: float = typer.Option(50.0, min=0, help="Wikipedia requests/s; 0: unlimited."),
     wikipedia_burst: int | None = typer.Option(
-        None, min=1, help="Wikipedia burst (default: a tenth of the rate, at least 1)."
+        None, min=1, help="Wikipedia burst (default: a fifth of the rate, at least 1)."
     ),
     arxiv_rate: float = typer.Option(50.0, min=0, help="ArXiv requests/s; 0: unlimited."),
     arxiv_burst: int | None = typer.Option(
-        None, min=1, help="ArXiv burst (default: a tenth of the rate, at least 1)."
+        None, min=1, help="ArXiv burst (default: a fifth of the rate, at least 1)."
     ),
     latency_ms: str = typer.Option("20-80", help="Latency of each answer: MIN-MAX, a fixed MS, or 0."),
     seed: int | None = typer.Option(None, help="Seed of the latency draws, for repeatable runs."),

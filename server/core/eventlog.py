@@ -21,6 +21,8 @@ from stepstream.server.storage.batch import GroupCommitWriter, Write
 POLL_SECONDS = 0.05
 # Published events kept in memory per local run, so joining it needs no database read.
 RECENT_EVENTS = 2_000
+# Stored events read per query when replaying from the database.
+STORED_PAGE = 1_000
 
 
 class _RunFeed:
@@ -132,7 +134,7 @@ class EventLog:
         self._feeds.pop(run_id, None)
 
     async def follow(
-        self, run_id: str, after_seq: int, event_filter: EventFilter, is_active: Any = None
+        self, run_id: str, after_seq: int, event_filter: EventFilter
     ) -> AsyncIterator[list[RunEvent]]:
         """Yield batches of the run's events with seq > after_seq until its terminal event."""
         feed = self._feeds.get(run_id)
@@ -141,44 +143,8 @@ class EventLog:
             feed.subscribers.append(queue)
         try:
             last = after_seq
-            # All that follows the cursor is still in memory: no read, and no await, so no gap.
-            in_memory = feed is not None and feed.recent_from <= after_seq + 1
-            if feed is not None and in_memory:
-                held = [e for e in feed.recent if e.seq > after_seq]
-                if held:
-                    last = held[-1].seq
-                    chosen = [e for e in held if event_filter.accepts(e)]
-                    if chosen:
-                        yield chosen
-                    if held[-1].terminal:
-                        return
-            while not in_memory:
-                rows = await self._store.events_after(run_id, last)
-                stored = [RunEvent.from_row(run_id, seq, kind, body) for seq, kind, body in rows]
-                if stored:
-                    last = stored[-1].seq
-                    chosen = [e for e in stored if event_filter.accepts(e)]
-                    if chosen:
-                        yield chosen
-                    if stored[-1].terminal:
-                        return
-                if len(rows) < 1000:
-                    break
-            if feed is None:
-                # Executing elsewhere (or already over): follow the database.
-                async for batch in self._poll(run_id, last, event_filter):
-                    yield batch
-                return
-            while True:
-                event = await queue.get()
-                if event is None:
-                    return
-                batch = [event]
-                while not queue.empty():
-                    item = queue.get_nowait()
-                    if item is None:
-                        break
-                    batch.append(item)
+            async for batch in self._batches(run_id, feed, queue, after_seq):
+                # Sources overlap where they meet (stored, then live): drop what was delivered.
                 fresh = [e for e in batch if e.seq > last]
                 if not fresh:
                     continue
@@ -192,21 +158,42 @@ class EventLog:
             if feed is not None and queue in feed.subscribers:
                 feed.subscribers.remove(queue)
 
-    async def _poll(self, run_id: str, last: int, event_filter: EventFilter) -> AsyncIterator[list[RunEvent]]:
+    async def _batches(
+        self, run_id: str, feed: _RunFeed | None, queue: asyncio.Queue[RunEvent | None], after_seq: int
+    ) -> AsyncIterator[list[RunEvent]]:
+        """The run's events after the cursor, in seq order: what is held, then what comes."""
+        last = after_seq
+        if feed is not None and feed.recent_from <= after_seq + 1:
+            # All that follows the cursor is still in memory: no read, and no await, so no gap.
+            yield [e for e in feed.recent if e.seq > after_seq]
+        else:
+            while True:
+                stored = await self._stored(run_id, last)
+                if stored:
+                    last = stored[-1].seq
+                    yield stored
+                if len(stored) < STORED_PAGE:
+                    break
+        if feed is None:
+            # Executing elsewhere (or already over): follow the database.
+            while True:
+                stored = await self._stored(run_id, last)
+                if stored:
+                    last = stored[-1].seq
+                    yield stored
+                elif await self._store.run_is_over(run_id) and not await self._stored(run_id, last):
+                    return  # ended, and the cursor is at (or past) its last event
+                else:
+                    await asyncio.sleep(POLL_SECONDS)
         while True:
-            rows = await self._store.events_after(run_id, last)
-            if not rows:
-                if await self._store.run_is_over(run_id):
-                    # Ended, and the cursor is at (or past) its last event: nothing more will come.
-                    if not await self._store.events_after(run_id, last):
-                        return
-                    continue
-                await asyncio.sleep(POLL_SECONDS)
-                continue
-            stored = [RunEvent.from_row(run_id, seq, kind, body) for seq, kind, body in rows]
-            last = stored[-1].seq
-            chosen = [e for e in stored if event_filter.accepts(e)]
-            if chosen:
-                yield chosen
-            if stored[-1].terminal:
+            event = await queue.get()
+            if event is None:
                 return
+            batch = [event]
+            while not queue.empty() and (item := queue.get_nowait()) is not None:
+                batch.append(item)
+            yield batch
+
+    async def _stored(self, run_id: str, after_seq: int) -> list[RunEvent]:
+        rows = await self._store.events_after(run_id, after_seq, limit=STORED_PAGE)
+        return [RunEvent.from_row(run_id, seq, kind, body) for seq, kind, body in rows]

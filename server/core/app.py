@@ -23,6 +23,7 @@ from stepstream.server.core.store import Store
 from stepstream.server.settings import ServerSettings
 from stepstream.server.storage.batch import GroupCommitWriter
 from stepstream.server.storage.db import create_engine, upgrade_async
+from stepstream.server.storage.reads import Reader
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +45,13 @@ class Core:
         self._specs = specs
         self.engine = create_engine(settings.db_url)
         self.writer = GroupCommitWriter(self.engine, settings.max_writes_per_commit)
+        self.reader = Reader(self.engine)
         if saver is None:
             from stepstream.server.storage.checkpointer import SQLAlchemyCheckpointSaver
 
-            saver = SQLAlchemyCheckpointSaver(self.engine, self.writer)
+            saver = SQLAlchemyCheckpointSaver(self.engine, self.writer, reader=self.reader)
         self.saver = saver
-        self.store = Store(self.engine)
+        self.store = Store(self.engine, self.reader)
         self.registry = GraphRegistry()
         self.eventlog = EventLog(self.store, self.writer)
         self.limiter = open_run_limiter(settings)
@@ -91,6 +93,7 @@ class Core:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._retention
         await self.writer.close()
+        await self.reader.close()
         await self.engine.dispose()
         if self.limiter is not None:
             await self.limiter.close()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import orjson
 import sqlalchemy as sa
@@ -13,7 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from stepstream.server.core import records as rec
 from stepstream.server.core.errors import InvalidArgument, NotFound
 from stepstream.server.storage.batch import Write
+from stepstream.server.storage.reads import Reader
 from stepstream.server.storage.schema import run_events, runs, sessions
+
+T = TypeVar("T")
 
 _UPDATE_SESSION_STATUS = (
     sessions.update()
@@ -51,6 +54,20 @@ _RUN_HANDED_BACK = (
 )
 _INSERT_SESSION = sessions.insert()
 _INSERT_RUN = runs.insert()
+# The hot reads, built once (statement construction costs more than the query itself).
+_GET_SESSION = sa.select(sessions).where(
+    sessions.c.session_id == sa.bindparam("session_id"), sessions.c.owner == sa.bindparam("owner")
+)
+_GET_RUN = sa.select(runs).where(
+    runs.c.run_id == sa.bindparam("run_id"), runs.c.owner == sa.bindparam("owner")
+)
+_RUN_STATUS = sa.select(runs.c.status).where(runs.c.run_id == sa.bindparam("run_id"))
+_EVENTS_AFTER = (
+    sa.select(run_events.c.seq, run_events.c.kind, run_events.c.body)
+    .where(run_events.c.run_id == sa.bindparam("run_id"), run_events.c.seq > sa.bindparam("after_seq"))
+    .order_by(run_events.c.seq)
+    .limit(sa.bindparam("limit", type_=sa.Integer))
+)
 
 
 def is_unique_violation(exc: BaseException) -> bool:
@@ -114,8 +131,17 @@ def run_from_row(row: Mapping[str, Any] | sa.RowMapping) -> rec.Run:
 
 
 class Store:
-    def __init__(self, engine: AsyncEngine) -> None:
+    """Reads run whole, one hop each, through `reader` (reads.py); deletes on the async engine."""
+
+    def __init__(self, engine: AsyncEngine, reader: Reader | None = None) -> None:
         self.engine = engine
+        self.reader = reader or Reader(engine)
+        self._owns_reader = reader is None
+
+    async def aclose(self) -> None:
+        """Close the reader, if this store made it."""
+        if self._owns_reader:
+            await self.reader.close()
 
     # -- writes handed to the group-commit writer -------------------------------------------
     @staticmethod
@@ -179,12 +205,11 @@ class Store:
 
     # -- reads ------------------------------------------------------------------------------
     async def get_session(self, owner: str, session_id: str) -> rec.Session:
-        query = sa.select(sessions).where(sessions.c.session_id == session_id, sessions.c.owner == owner)
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(query)).mappings().first()
-        if row is None:
+        params = {"session_id": session_id, "owner": owner}
+        session = await self.reader.run(_first(_GET_SESSION, params, session_from_row))
+        if session is None:
             raise NotFound(f"session {session_id!r} not found")
-        return session_from_row(row)
+        return session
 
     async def list_sessions(
         self, owner: str, graph_id: str, size: int, token: str
@@ -196,19 +221,16 @@ class Store:
             created, ident = decode_page_token(token)
             query = query.where(sa.tuple_(sessions.c.created_at, sessions.c.session_id) < (created, ident))
         query = query.order_by(sessions.c.created_at.desc(), sessions.c.session_id.desc()).limit(size + 1)
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(query)).mappings().all()
-        items = [session_from_row(r) for r in rows[:size]]
-        more = len(rows) > size
+        items = await self.reader.run(_all(query, session_from_row))
+        more = len(items) > size
+        items = items[:size]
         return items, encode_page_token(items[-1].created_at, items[-1].session_id) if more else ""
 
     async def get_run(self, owner: str, run_id: str) -> rec.Run:
-        query = sa.select(runs).where(runs.c.run_id == run_id, runs.c.owner == owner)
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(query)).mappings().first()
-        if row is None:
+        run = await self.reader.run(_first(_GET_RUN, {"run_id": run_id, "owner": owner}, run_from_row))
+        if run is None:
             raise NotFound(f"run {run_id!r} not found")
-        return run_from_row(row)
+        return run
 
     async def list_runs(
         self, owner: str, session_id: str, statuses: Sequence[str], size: int, token: str
@@ -222,36 +244,29 @@ class Store:
             created, ident = decode_page_token(token)
             query = query.where(sa.tuple_(runs.c.created_at, runs.c.run_id) < (created, ident))
         query = query.order_by(runs.c.created_at.desc(), runs.c.run_id.desc()).limit(size + 1)
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(query)).mappings().all()
-        items = [run_from_row(r) for r in rows[:size]]
-        more = len(rows) > size
+        items = await self.reader.run(_all(query, run_from_row))
+        more = len(items) > size
+        items = items[:size]
         return items, encode_page_token(items[-1].created_at, items[-1].run_id) if more else ""
 
     async def run_is_over(self, run_id: str) -> bool:
-        query = sa.select(runs.c.status).where(runs.c.run_id == run_id)
-        async with self.engine.connect() as conn:
-            status = (await conn.execute(query)).scalar()
+        status = await self.reader.run(_scalar(_RUN_STATUS, {"run_id": run_id}))
         return status is None or status in rec.ENDED
 
     async def active_runs(self) -> list[rec.Run]:
         """Runs left queued or running, oldest first (recovered at start-up)."""
         query = sa.select(runs).where(runs.c.status.in_(rec.ACTIVE)).order_by(runs.c.created_at)
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(query)).mappings().all()
-        return [run_from_row(r) for r in rows]
+        return await self.reader.run(_all(query, run_from_row))
 
     async def events_after(
         self, run_id: str, after_seq: int, limit: int = 1000
     ) -> list[tuple[int, str, bytes]]:
-        query = (
-            sa.select(run_events.c.seq, run_events.c.kind, run_events.c.body)
-            .where(run_events.c.run_id == run_id, run_events.c.seq > after_seq)
-            .order_by(run_events.c.seq)
-            .limit(limit)
-        )
-        async with self.engine.connect() as conn:
-            return [(r[0], r[1], r[2]) for r in (await conn.execute(query)).all()]
+        params = {"run_id": run_id, "after_seq": after_seq, "limit": limit}
+
+        def read(conn: sa.Connection) -> list[tuple[int, str, bytes]]:
+            return [(r[0], r[1], r[2]) for r in conn.execute(_EVENTS_AFTER, params)]
+
+        return await self.reader.run(read)
 
     async def delete_session_rows(self, session_id: str) -> None:
         async with self.engine.begin() as conn:
@@ -266,8 +281,7 @@ class Store:
 
     async def sessions_updated_since(self, since: float) -> list[str]:
         query = sa.select(sessions.c.session_id).where(sessions.c.updated_at >= since)
-        async with self.engine.connect() as conn:
-            return [r[0] for r in (await conn.execute(query)).all()]
+        return await self.reader.run(lambda conn: [r[0] for r in conn.execute(query)])
 
     async def expired_sessions(self, older_than: float, limit: int = 500) -> list[str]:
         query = (
@@ -275,8 +289,26 @@ class Store:
             .where(sessions.c.updated_at < older_than, sessions.c.status != rec.BUSY)
             .limit(limit)
         )
-        async with self.engine.connect() as conn:
-            return [r[0] for r in (await conn.execute(query)).all()]
+        return await self.reader.run(lambda conn: [r[0] for r in conn.execute(query)])
+
+
+# Reads for the reader's threads: the records are built there too, off the event loop.
+def _first(
+    query: sa.Executable, params: Mapping[str, Any], build: Callable[[sa.RowMapping], T]
+) -> Callable[[sa.Connection], T | None]:
+    def read(conn: sa.Connection) -> T | None:
+        row = conn.execute(query, params).mappings().first()
+        return None if row is None else build(row)
+
+    return read
+
+
+def _all(query: sa.Executable, build: Callable[[sa.RowMapping], T]) -> Callable[[sa.Connection], list[T]]:
+    return lambda conn: [build(row) for row in conn.execute(query).mappings()]
+
+
+def _scalar(query: sa.Executable, params: Mapping[str, Any]) -> Callable[[sa.Connection], Any]:
+    return lambda conn: conn.execute(query, params).scalar()
 
 
 def writes_for_events(session_id: str, events: Sequence[Any]) -> list[Write]:

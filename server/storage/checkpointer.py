@@ -12,16 +12,21 @@ the saver serves, like LangGraph's own async savers: they are for code on other
 threads (sync nodes, `graph.invoke` in a worker thread) and raise on the loop's
 own thread, where they would deadlock. A separate sync engine would compete
 with the writer for SQLite's single write lock and bypass group commit.
+
+Reads go through a `Reader` (reads.py): a checkpoint load, or a page of
+`alist`, is one blocking function run in one hop, not a hop per statement.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 from typing import Any, TypeVar
 
+import sqlalchemy as sa
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     BaseCheckpointSaver,
@@ -31,13 +36,15 @@ from langgraph.checkpoint.base import (
     CheckpointTuple,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stepstream.server.storage import checkpoint_maintenance as maintenance
 from stepstream.server.storage.batch import GroupCommitWriter
 from stepstream.server.storage.checkpoint_reads import (
     LIST_PAGE,
     Loaded,
+    Query,
+    Search,
     assemble,
     checkpoint_query,
     load_row,
@@ -45,6 +52,7 @@ from stepstream.server.storage.checkpoint_reads import (
     search,
 )
 from stepstream.server.storage.checkpoint_sql import Statements, checkpoint_rows, task_write_rows
+from stepstream.server.storage.reads import Reader
 
 T = TypeVar("T")
 
@@ -55,6 +63,7 @@ class SQLAlchemyCheckpointSaver(BaseCheckpointSaver[str]):
         engine: AsyncEngine,
         writer: GroupCommitWriter | None = None,
         serde: SerializerProtocol | None = None,
+        reader: Reader | None = None,
     ) -> None:
         super().__init__(serde=serde)
         self.engine = engine
@@ -62,6 +71,9 @@ class SQLAlchemyCheckpointSaver(BaseCheckpointSaver[str]):
         # passes its writer so checkpoints, events and run status share commits.
         self.writer = writer or GroupCommitWriter(engine)
         self._owns_writer = writer is None
+        # Likewise the service shares one reader (and its threads) between the saver and the store.
+        self.reader = reader or Reader(engine)
+        self._owns_reader = reader is None
         self._stmts = Statements.for_dialect(engine.dialect.name)
         # The loop the sync wrappers hand work to; taken on first async use if not running yet.
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -69,20 +81,17 @@ class SQLAlchemyCheckpointSaver(BaseCheckpointSaver[str]):
             self._loop = asyncio.get_running_loop()
 
     async def aclose(self) -> None:
-        """Commit queued writes and stop the writer, if this saver made it."""
+        """Commit queued writes and stop the writer, and close the reader, if this saver made them."""
         if self._owns_writer:
             await self.writer.close()
+        if self._owns_reader:
+            await self.reader.close()
 
     # --- async API ---------------------------------------------------------------------------
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         self._remember_loop()
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(*checkpoint_query(config))).first()
-            if row is None:
-                return None
-            tuples = await self._complete(conn, [load_row(self.serde, row)])
-        return tuples[0]
+        return await self.reader.run(functools.partial(self._get_tuple, checkpoint_query(config)))
 
     async def alist(
         self,
@@ -100,19 +109,15 @@ class SQLAlchemyCheckpointSaver(BaseCheckpointSaver[str]):
         after: tuple[Any, ...] | None = None
         while remaining is None or remaining > 0:
             # One short read per page: no transaction stays open while the caller consumes.
-            async with self.engine.connect() as conn:
-                rows = (await conn.execute(query.page(after, size))).all()
-                decoded = (load_row(self.serde, row) for row in rows)
-                loaded = [item for item in decoded if query.accepts(item.metadata)]
-                if remaining is not None:
-                    loaded = loaded[:remaining]
-                    remaining -= len(loaded)
-                tuples = await self._complete(conn, loaded)
+            page = functools.partial(self._list_page, query, after, size, remaining)
+            tuples, fetched, last = await self.reader.run(page)
+            if remaining is not None:
+                remaining -= len(tuples)
             for tup in tuples:
                 yield tup
-            if len(rows) < size:
+            if fetched < size:
                 return
-            after = query.key(rows[-1])
+            after = last
 
     async def aput(
         self,
@@ -178,13 +183,37 @@ class SQLAlchemyCheckpointSaver(BaseCheckpointSaver[str]):
             number = int(current.split(".")[0])
         return f"{number + 1:032}.{random.random():016}"
 
-    async def _complete(self, conn: AsyncConnection, loaded: Sequence[Loaded]) -> Sequence[CheckpointTuple]:
+    # --- reads: each runs whole, in one hop, on a reader connection -------------------------------
+
+    def _get_tuple(self, query: Query, conn: sa.Connection) -> CheckpointTuple | None:
+        row = conn.execute(*query).first()
+        if row is None:
+            return None
+        return self._complete(conn, [load_row(self.serde, row)])[0]
+
+    def _list_page(
+        self,
+        query: Search,
+        after: tuple[Any, ...] | None,
+        size: int,
+        remaining: int | None,
+        conn: sa.Connection,
+    ) -> tuple[Sequence[CheckpointTuple], int, tuple[Any, ...] | None]:
+        """One page of `alist`: its tuples, how many rows SQL returned, and the last row's key."""
+        rows = conn.execute(query.page(after, size)).all()
+        decoded = (load_row(self.serde, row) for row in rows)
+        loaded = [item for item in decoded if query.accepts(item.metadata)]
+        if remaining is not None:
+            loaded = loaded[:remaining]
+        return self._complete(conn, loaded), len(rows), query.key(rows[-1]) if rows else None
+
+    def _complete(self, conn: sa.Connection, loaded: Sequence[Loaded]) -> Sequence[CheckpointTuple]:
         """Fetch the blobs and pending writes of `loaded` and build the tuples."""
         if not loaded:
             return []
         blob_queries, write_queries = related_queries(loaded)
-        blob_rows = [row for query in blob_queries for row in await conn.execute(*query)]
-        write_rows = [row for query in write_queries for row in await conn.execute(*query)]
+        blob_rows = [row for query in blob_queries for row in conn.execute(*query)]
+        write_rows = [row for query in write_queries for row in conn.execute(*query)]
         return assemble(self.serde, loaded, blob_rows, write_rows)
 
     # --- sync API: the async methods, run on the saver's loop from another thread -------------

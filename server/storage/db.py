@@ -40,16 +40,45 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     return create_async_engine(url, **kwargs)
 
 
-def create_sqlite_writer_engine(url: sa.URL) -> sa.Engine:
-    """A blocking engine on the same SQLite file, for the one thread that writes to it."""
+def _sqlite_sync_engine(url: sa.URL, pool_size: int) -> sa.Engine:
     engine = sa.create_engine(
         url.set(drivername="sqlite"),
-        pool_size=1,
+        pool_size=pool_size,
         max_overflow=0,
         connect_args={"timeout": 30, "check_same_thread": False},
     )
     sa.event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def create_sqlite_writer_engine(url: sa.URL) -> sa.Engine:
+    """A blocking engine on the same SQLite file, for the one thread that writes to it."""
+    return _sqlite_sync_engine(url, 1)
+
+
+def _begin_snapshot(conn: sa.Connection) -> None:
+    # The driver only opens a transaction before a write: without this BEGIN each SELECT
+    # would see its own snapshot of the database.
+    conn.exec_driver_sql("BEGIN")
+
+
+def create_sqlite_reader_engine(url: sa.URL, pool_size: int) -> sa.Engine:
+    """A blocking engine on the same SQLite file, for a pool of reader threads.
+
+    Each connection's use is one read transaction, so every statement of a
+    read sees the same snapshot (WAL: readers never block the writer).
+    """
+    engine = _sqlite_sync_engine(url, pool_size)
+    sa.event.listen(engine, "begin", _begin_snapshot)
+    return engine
+
+
+def is_file_sqlite(url: sa.URL) -> bool:
+    """True for SQLite on a file: a second engine on the same URL sees the same database."""
+    if url.get_backend_name() != "sqlite":
+        return False
+    database = url.database or ""
+    return database not in ("", ":memory:") and url.query.get("mode") != "memory"
 
 
 def alembic_config(url: str) -> Config:

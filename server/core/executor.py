@@ -128,6 +128,7 @@ class RunExecutor:
             async for part in stream:
                 items = list(translator.feed(part))
                 if items:
+                    await self._checkpoints_committed(run, items)
                     self._eventlog.append(run.run_id, items)
             if translator.interrupted or run.options.interrupt_before or run.options.interrupt_after:
                 state = await loaded.graph.aget_state(config)
@@ -150,6 +151,15 @@ class RunExecutor:
             )
             outcome = {"status": rec.FAILED, "error": exc}
         return await self._finish(execution, outcome)
+
+    async def _checkpoints_committed(self, run: rec.Run, items: list[Any]) -> None:
+        """A superstep is reported done only once its checkpoint is durable."""
+        wait = getattr(self._saver, "checkpoint_committed", None)
+        if wait is None:
+            return
+        for kind, _, data in items:
+            if kind == ev.SUPERSTEP_FINISHED and not await wait(data["checkpoint_id"]):
+                log.warning("run %s: checkpoint %s not committed in time", run.run_id, data["checkpoint_id"])
 
     async def _finish(self, execution: Execution, outcome: dict[str, Any]) -> rec.Run:
         run = execution.run

@@ -20,6 +20,7 @@ Reads go through a `Reader` (reads.py): a checkpoint load, or a page of
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import random
@@ -56,6 +57,10 @@ from stepstream.server.storage.reads import Reader
 
 T = TypeVar("T")
 
+# How long checkpoint_committed waits for a put, and how many committed ids it remembers.
+COMMIT_WAIT_S = 30.0
+REMEMBERED_COMMITS = 50_000
+
 
 class SQLAlchemyCheckpointSaver(BaseCheckpointSaver[str]):
     def __init__(
@@ -75,6 +80,9 @@ class SQLAlchemyCheckpointSaver(BaseCheckpointSaver[str]):
         self.reader = reader or Reader(engine)
         self._owns_reader = reader is None
         self._stmts = Statements.for_dialect(engine.dialect.name)
+        # Checkpoint ids whose aput has committed (newest last), and those someone awaits.
+        self._committed: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._commit_waiters: dict[str, asyncio.Future[None]] = {}
         # The loop the sync wrappers hand work to; taken on first async use if not running yet.
         self._loop: asyncio.AbstractEventLoop | None = None
         with contextlib.suppress(RuntimeError):
@@ -132,7 +140,36 @@ class SQLAlchemyCheckpointSaver(BaseCheckpointSaver[str]):
             self._stmts, self.serde, config, checkpoint, metadata, new_versions
         )
         await self.writer.write(writes)
+        self._mark_committed(checkpoint["id"])
         return next_config
+
+    async def checkpoint_committed(self, checkpoint_id: str, timeout: float = COMMIT_WAIT_S) -> bool:
+        """Wait until the aput of `checkpoint_id` has committed (it may not have started yet).
+
+        LangGraph announces a checkpoint before its background put runs, and with
+        max_concurrency that put can queue behind the next superstep's tasks: the
+        service awaits this before telling anyone the superstep is done. False if
+        the put did not commit within `timeout`.
+        """
+        if checkpoint_id in self._committed:
+            return True
+        waiter = self._commit_waiters.get(checkpoint_id)
+        if waiter is None:
+            waiter = self._commit_waiters[checkpoint_id] = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), timeout)
+        except TimeoutError:
+            self._commit_waiters.pop(checkpoint_id, None)
+            return False
+        return True
+
+    def _mark_committed(self, checkpoint_id: str) -> None:
+        waiter = self._commit_waiters.pop(checkpoint_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        self._committed[checkpoint_id] = None
+        if len(self._committed) > REMEMBERED_COMMITS:
+            self._committed.popitem(last=False)
 
     async def aput_writes(
         self,

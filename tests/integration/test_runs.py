@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from stepstream.v1 import events_pb2, runs_pb2
+from stepstream.v1 import events_pb2, runs_pb2, sessions_pb2
 from tests.integration.rpc import Api, kinds, resume
 
 
@@ -127,3 +127,19 @@ def test_a_retried_start_with_the_same_run_id_returns_the_same_run(api: Api) -> 
     assert streamed[0].seq == 1 and streamed[-1].WhichOneof("kind") == "run_finished"
     listed = api.runs.ListRuns(runs_pb2.ListRunsRequest(session_id=first.session_id)).runs
     assert [r.run_id for r in listed] == [run_id]
+
+
+def test_a_finished_superstep_is_already_durable_when_announced(api: Api) -> None:
+    # max_concurrency 1 makes checkpoint writes queue behind the next superstep's tasks.
+    run = api.start("fanout", {"n": 6, "delay": 0.01}, max_concurrency=1)
+    checked = 0
+    for reply in api.runs.JoinRun(runs_pb2.JoinRunRequest(run_id=run.run_id)):
+        for event in reply.events:
+            if event.WhichOneof("kind") == "superstep_finished":
+                request = sessions_pb2.GetSessionStateRequest(
+                    session_id=run.session_id, checkpoint_id=event.superstep_finished.checkpoint_id
+                )
+                state = api.sessions.GetSessionState(request).state
+                assert state.checkpoint_id == event.superstep_finished.checkpoint_id
+                checked += 1
+    assert checked == 2

@@ -1,0 +1,34 @@
+"""The saver tells when a checkpoint's write has committed, even if the put has not started yet."""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+
+from langgraph.checkpoint.base import empty_checkpoint
+
+from stepstream.server.storage.checkpointer import SQLAlchemyCheckpointSaver
+from stepstream.server.storage.db import create_engine, upgrade_async
+
+
+async def test_waits_for_a_put_that_starts_later(tmp_path: pathlib.Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
+    await upgrade_async(url)
+    engine = create_engine(url)
+    saver = SQLAlchemyCheckpointSaver(engine)
+    try:
+        checkpoint = empty_checkpoint()
+        config = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+        waiting = asyncio.create_task(saver.checkpoint_committed(checkpoint["id"], timeout=10))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # nothing written yet
+        await saver.aput(config, checkpoint, {"source": "input", "step": -1, "parents": {}}, {})
+        assert await waiting
+        assert await saver.aget_tuple({"configurable": {"thread_id": "t", "checkpoint_id": checkpoint["id"]}})
+        # Asked after the commit: answered at once.
+        assert await saver.checkpoint_committed(checkpoint["id"], timeout=0.01)
+        # Never written: gives up after the timeout.
+        assert not await saver.checkpoint_committed("no-such-checkpoint", timeout=0.05)
+    finally:
+        await saver.aclose()
+        await engine.dispose()

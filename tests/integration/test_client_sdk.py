@@ -414,3 +414,29 @@ def test_cli_join_and_failures(server_address: str) -> None:
     assert bad_json.returncode == 2 and "not valid JSON" in bad_json.stderr
     refused = cli("127.0.0.1:1", "graphs")
     assert refused.returncode == 1 and refused.stderr.startswith("error: UNAVAILABLE:")
+
+
+async def test_session_stream_reopens_after_a_cut_and_misses_nothing(server_address: str) -> None:
+    proxy = CuttableProxy(server_address)
+    await proxy.start()
+    try:
+        async with (
+            StepstreamClient(proxy.address) as client,
+            client.session_stream(graph_id="slow") as stream,
+        ):
+            run = await stream.start_run({"steps": 5, "delay": 0.15})
+            seqs: list[int] = []
+            cuts = 0
+            async for event in stream.events(run.run_id):
+                seqs.append(event.seq)
+                if event.kind == "superstep_finished" and cuts < 2:
+                    proxy.cut()  # the connection breaks mid-run, twice
+                    cuts += 1
+            assert cuts == 2
+            assert seqs == list(range(1, seqs[-1] + 1))  # nothing lost, nothing twice
+            # The reopened stream still takes actions.
+            again = await stream.start_run({"steps": 1, "delay": 0})
+            last = [e async for e in stream.events(again.run_id)][-1]
+            assert isinstance(last.data, RunFinished)
+    finally:
+        await proxy.stop()

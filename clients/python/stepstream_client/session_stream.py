@@ -4,7 +4,10 @@ Each action (open, start_run, resume, cancel, update_state) is sent with its
 own request id and awaited until the server answers that id; a reader task
 routes answers to their waiters and every run event to a queue the caller
 iterates. An action the server refuses raises a StepstreamError while the
-stream stays open, as the contract says.
+stream stays open, as the contract says. When the connection breaks, the
+stream reopens on the session (the next address first) from the last event
+seen, and no event is delivered twice; an action still unanswered at the break
+fails with UnavailableError, as it may or may not have been applied.
 
     async with client.session_stream(graph_id="ask") as stream:
         run = await stream.start_run({"topic": "x"})
@@ -17,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import time
 from collections.abc import AsyncGenerator, Iterable, Mapping
 from types import TracebackType
 from typing import Any
@@ -37,6 +41,9 @@ from stepstream.client.options import UNSET, Command, RunOptions
 from stepstream.client.pool import ChannelPool
 from stepstream.client.sessions import update_state_request
 from stepstream.v1 import sessions_pb2
+
+# Pause between rounds over every address while reopening a broken stream.
+REOPEN_PAUSE_S = 0.2
 
 # What an answer resolves to: the decoded oneof value of the response.
 _Answer = Session | Run | str
@@ -76,6 +83,10 @@ class SessionStream:
         self._reset()
 
     def _reset(self) -> None:
+        # The last seq seen of each run on this stream, and the runs that have ended:
+        # after a broken connection the stream reopens from there.
+        self._cursor: dict[str, int] = {}
+        self._ended: set[str] = set()
         self._waiters: dict[str, asyncio.Future[_Answer]] = {}
         self._queue: asyncio.Queue[RunEvent | StepstreamError | _Closed] = asyncio.Queue()
         self._call: Any = None
@@ -224,27 +235,82 @@ class SessionStream:
             self._waiters.pop(request_id, None)
 
     async def _read(self) -> None:
-        error: StepstreamError | None = None
-        try:
-            while True:
-                response = await self._call.read()
-                if response is grpc.aio.EOF:
-                    break
-                self._dispatch(response)
-        except grpc.RpcError as rpc_error:
-            error = from_rpc_error(rpc_error)
-        self._finish(error or UnavailableError("the server ended the session stream"), error)
+        while True:
+            error: StepstreamError | None = None
+            try:
+                while True:
+                    response = await self._call.read()
+                    if response is grpc.aio.EOF:
+                        break
+                    self._dispatch(response)
+            except grpc.RpcError as rpc_error:
+                error = from_rpc_error(rpc_error)
+            broken = error is not None and error.code == grpc.StatusCode.UNAVAILABLE
+            if not broken or self.session is None or self._closed is not None:
+                self._finish(error or UnavailableError("the server ended the session stream"), error)
+                return
+            # Whether an unanswered action reached the server cannot be known: say so, then
+            # carry on with the session's events from the last seq seen.
+            lost = UnavailableError(
+                "the connection broke before this action was answered; it may have been applied"
+            )
+            for waiter in self._waiters.values():
+                if not waiter.done():
+                    waiter.set_exception(lost)
+            self._waiters.clear()
+            if not await self._reopen():
+                assert error is not None
+                self._finish(error, error)
+                return
+
+    async def _reopen(self) -> bool:
+        """Open a new stream on the same session, continuing the latest unfinished run's events."""
+        assert self.session is not None
+        reopen = sessions_pb2.OpenSession()
+        reopen.CopyFrom(self._open)
+        reopen.session_id, reopen.graph_id = self.session.session_id, ""
+        unfinished = [run_id for run_id in self._cursor if run_id not in self._ended]
+        if unfinished:
+            reopen.resume_run_id, reopen.after_seq = unfinished[-1], self._cursor[unfinished[-1]]
+        deadline = time.monotonic() + self._pool.settings.reconnect_timeout
+        while time.monotonic() < deadline:
+            for endpoint in self._pool.order():
+                call = endpoint.sessions.SessionStream(metadata=self._pool.settings.metadata)
+                try:
+                    await call.write(sessions_pb2.SessionStreamRequest(request_id="reopen", open=reopen))
+                    answer = await call.read()
+                except grpc.RpcError as error:
+                    call.cancel()
+                    if error.code() != grpc.StatusCode.UNAVAILABLE:
+                        return False
+                    self._pool.mark_down(endpoint)
+                    continue
+                if answer is grpc.aio.EOF or answer.WhichOneof("kind") != "session":
+                    call.cancel()
+                    return False
+                async with self._write_lock:
+                    self._call = call
+                return True
+            await asyncio.sleep(REOPEN_PAUSE_S)
+        return False
 
     def _dispatch(self, response: sessions_pb2.SessionStreamResponse) -> None:
         kind = response.WhichOneof("kind")
         if kind == "event":
-            self._queue.put_nowait(decode_event(response.event))
+            event = decode_event(response.event)
+            if event.seq <= self._cursor.get(event.run_id, 0):
+                return  # delivered before the connection broke
+            self._cursor[event.run_id] = event.seq
+            if event.terminal:
+                self._ended.add(event.run_id)
+            self._queue.put_nowait(event)
             return
         answer: _Answer | StepstreamError
         if kind == "session":
             answer = Session.from_proto(response.session)
         elif kind in ("run", "cancelled"):
             answer = Run.from_proto(response.run if kind == "run" else response.cancelled)
+            self._cursor.setdefault(answer.run_id, 0)
         elif kind == "state_updated":
             answer = response.state_updated.checkpoint_id
         elif kind == "error":

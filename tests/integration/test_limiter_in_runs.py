@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import pathlib
+import signal
+import socket
 import subprocess
 import sys
 
+from stepstream.server.process import wait_serving
 from stepstream.v1 import runs_pb2
 from tests.integration.rpc import Api
 from tests.support import ROOT, ServerProcess
@@ -69,3 +72,38 @@ def test_a_bad_limits_file_is_refused_at_start(tmp_path: pathlib.Path) -> None:
     )
     assert proc.returncode == 2
     assert str(bad) in proc.stderr and "api" in proc.stderr
+
+
+def test_nodes_take_tokens_from_the_sidecar(tmp_path: pathlib.Path) -> None:
+    # Only the sidecar knows the limits: the run can pace itself only by asking it.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sidecar = subprocess.Popen(
+        [sys.executable, "-m", "stepstream.ratelimiter", "--config", str(LIMITS), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
+    server = ServerProcess(
+        f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}", "--ratelimiter", f"127.0.0.1:{port}"
+    )
+    try:
+        wait_serving(f"127.0.0.1:{port}")
+        api = Api(server.start())
+        try:
+            runs = [api.start("limited", {"n": 8}) for _ in range(2)]
+            granted: list[float] = []
+            for run in runs:
+                done = api.wait(run.run_id, timeout=60)
+                assert done.status == runs_pb2.RUN_STATUS_SUCCEEDED, done.error_message
+                granted += json.loads(done.values_json)["granted_at"]
+            assert len(granted) == 16
+            for window in (0.25, 0.5):
+                assert _most_in_any_window(granted, window) <= 20 * window + 1 + 1
+        finally:
+            api.close()
+    finally:
+        server.stop()
+        sidecar.send_signal(signal.SIGTERM)
+        sidecar.wait(30)

@@ -71,7 +71,13 @@ _EVENTS_AFTER = (
 
 
 def is_unique_violation(exc: BaseException) -> bool:
-    """True for an insert refused by a unique key (the wording differs by back end)."""
+    """True for an insert refused by a unique key or primary key, on any back end."""
+    orig = getattr(exc, "orig", None)
+    # PostgreSQL (asyncpg, psycopg): SQLSTATE 23505 unique_violation.
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if code is not None:
+        return str(code) == "23505"
+    # SQLite and others: the message ("UNIQUE constraint failed", "Duplicate entry").
     text = str(exc).upper()
     return "UNIQUE" in text or "DUPLICATE" in text
 
@@ -85,8 +91,16 @@ def decode_page_token(token: str) -> list[Any]:
         key = orjson.loads(base64.urlsafe_b64decode(token.encode()))
     except Exception:
         raise InvalidArgument("page_token", "is not a token this server issued") from None
-    if not isinstance(key, list) or len(key) != 2:
+    # (created_at, id): typed as the columns, since PostgreSQL drivers refuse a mismatched parameter.
+    if (
+        not isinstance(key, list)
+        or len(key) != 2
+        or isinstance(key[0], bool)
+        or not isinstance(key[0], (int, float))
+        or not isinstance(key[1], str)
+    ):
         raise InvalidArgument("page_token", "is not a token this server issued")
+    key[0] = float(key[0])
     return key
 
 

@@ -27,8 +27,21 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
+def async_url(url: str) -> str:
+    """`url` with an async driver: a bare `postgresql://` (or `postgres://`) URL gets asyncpg."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme in ("postgresql", "postgres"):
+        return f"postgresql+asyncpg://{rest}"
+    return url
+
+
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """An async engine; SQLite gets WAL and a busy timeout so readers never block the writer."""
+    """An async engine; SQLite gets WAL and a busy timeout so readers never block the writer.
+
+    PostgreSQL goes through asyncpg (`postgresql://` URLs are given it); its pool is sized for
+    a replica's group-commit writer, readers and the core's own queries at once.
+    """
+    url = async_url(url)
     if is_sqlite(url):
         kwargs.setdefault("connect_args", {"timeout": 30})
         engine = create_async_engine(url, **kwargs)

@@ -1,8 +1,10 @@
 """A fresh, migrated database per saver, and a saver on it with its own group-commit writer.
 
-SQLite files under tmp_path by default. With STEPSTREAM_TEST_POSTGRES_URL set to a
-server's admin URL (e.g. postgresql+asyncpg://postgres@127.0.0.1:5432/postgres, with
-the driver installed), each saver gets a new database on that server instead.
+Every test that uses `make_saver` (or `saver`) runs on both back ends: a SQLite file
+under tmp_path, and a new database on the session's throwaway PostgreSQL server
+(`postgres_url` in tests/conftest.py). With STEPSTREAM_TEST_POSTGRES_URL set to a
+server's admin URL (e.g. postgresql+asyncpg://postgres@127.0.0.1:5432/postgres), that
+server is used instead of a throwaway one.
 """
 
 from __future__ import annotations
@@ -36,15 +38,24 @@ async def _new_postgres_database(admin_url: str) -> str:
     return sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """The back end of the test's databases."""
+    return str(request.param)
+
+
 @pytest.fixture
-def make_saver(tmp_path: pathlib.Path) -> SaverFactory:
+def make_saver(tmp_path: pathlib.Path, backend: str, request: pytest.FixtureRequest) -> SaverFactory:
     """Each call opens a saver on a new database."""
     counter = itertools.count()
+    admin_url = None
+    if backend == "postgres":
+        admin_url = POSTGRES_ADMIN_URL or str(request.getfixturevalue("postgres_url"))
 
     @asynccontextmanager
     async def open_saver() -> AsyncIterator[SQLAlchemyCheckpointSaver]:
-        if POSTGRES_ADMIN_URL:
-            url = await _new_postgres_database(POSTGRES_ADMIN_URL)
+        if admin_url:
+            url = await _new_postgres_database(admin_url)
         else:
             url = f"sqlite+aiosqlite:///{tmp_path / f'checkpoints-{next(counter)}.db'}"
         await upgrade_async(url)

@@ -231,14 +231,10 @@ class Store:
         query = sa.select(sessions).where(sessions.c.owner == owner)
         if graph_id:
             query = query.where(sessions.c.graph_id == graph_id)
-        if token:
-            created, ident = decode_page_token(token)
-            query = query.where(sa.tuple_(sessions.c.created_at, sessions.c.session_id) < (created, ident))
-        query = query.order_by(sessions.c.created_at.desc(), sessions.c.session_id.desc()).limit(size + 1)
-        items = await self.reader.run(_all(query, session_from_row))
-        more = len(items) > size
-        items = items[:size]
-        return items, encode_page_token(items[-1].created_at, items[-1].session_id) if more else ""
+        columns = (sessions.c.created_at, sessions.c.session_id)
+        return await self._page(
+            query, columns, size, token, session_from_row, lambda s: (s.created_at, s.session_id)
+        )
 
     async def get_run(self, owner: str, run_id: str) -> rec.Run:
         run = await self.reader.run(_first(_GET_RUN, {"run_id": run_id, "owner": owner}, run_from_row))
@@ -254,14 +250,27 @@ class Store:
             query = query.where(runs.c.session_id == session_id)
         if statuses:
             query = query.where(runs.c.status.in_(statuses))
+        columns = (runs.c.created_at, runs.c.run_id)
+        return await self._page(query, columns, size, token, run_from_row, lambda r: (r.created_at, r.run_id))
+
+    async def _page(
+        self,
+        query: sa.Select[Any],
+        columns: tuple[sa.ColumnElement[Any], sa.ColumnElement[Any]],
+        size: int,
+        token: str,
+        build: Callable[[Any], T],
+        key: Callable[[T], tuple[float, str]],
+    ) -> tuple[list[T], str]:
+        """Newest first, keyset-paged on (creation time, id); the token holds the last key given."""
+        created, ident = columns
         if token:
-            created, ident = decode_page_token(token)
-            query = query.where(sa.tuple_(runs.c.created_at, runs.c.run_id) < (created, ident))
-        query = query.order_by(runs.c.created_at.desc(), runs.c.run_id.desc()).limit(size + 1)
-        items = await self.reader.run(_all(query, run_from_row))
-        more = len(items) > size
-        items = items[:size]
-        return items, encode_page_token(items[-1].created_at, items[-1].run_id) if more else ""
+            query = query.where(sa.tuple_(created, ident) < tuple(decode_page_token(token)))
+        query = query.order_by(created.desc(), ident.desc()).limit(size + 1)
+        items = await self.reader.run(_all(query, build))
+        if len(items) <= size:
+            return items, ""
+        return items[:size], encode_page_token(*key(items[size - 1]))
 
     async def run_is_over(self, run_id: str) -> bool:
         status = await self.reader.run(_scalar(_RUN_STATUS, {"run_id": run_id}))

@@ -31,14 +31,19 @@ def _wait_for_supersteps(api: Api, run_id: str, count: int) -> list[object]:
 
 
 def test_sigkill_mid_run_then_restart_finishes_without_redoing_supersteps(tmp_path: pathlib.Path) -> None:
-    server = ServerProcess(_db(tmp_path))
+    check_sigkill_recovery(_db(tmp_path), _db(tmp_path))
+
+
+def check_sigkill_recovery(db_url: str, restart_db_url: str) -> None:
+    """Kill a server mid-run; a new one on the same database finishes the run, redoing no superstep."""
+    server = ServerProcess(db_url)
     api = Api(server.start())
     run = api.start("slow", {"steps": 6, "delay": 0.15})
     before = _wait_for_supersteps(api, run.run_id, 2)
     api.close()
     server.kill()
 
-    restarted = ServerProcess(_db(tmp_path))
+    restarted = ServerProcess(restart_db_url)
     api = Api(restarted.start())
     try:
         # Joined from the start while it executes again: stored and live events meet without a gap.

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 from collections.abc import Callable, Iterator
 
 import grpc
@@ -19,7 +18,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from stepstream.v1 import runs_pb2, sessions_pb2
 from tests.integration import test_policies, test_runs, test_session_stream
 from tests.integration.rpc import Api
-from tests.integration.test_lifecycle import _wait_for_supersteps
+from tests.integration.test_lifecycle import check_sigkill_recovery
 from tests.pgserver import create_database
 from tests.support import ServerProcess
 
@@ -118,31 +117,5 @@ def test_taken_ids_and_paging(pg_api: Api) -> None:
 
 def test_sigkill_mid_run_then_restart_finishes_without_redoing_supersteps(postgres_url: str) -> None:
     db = create_database(postgres_url)
-    server = ServerProcess(db)
-    api = Api(server.start())
-    run = api.start("slow", {"steps": 6, "delay": 0.15})
-    before = _wait_for_supersteps(api, run.run_id, 2)
-    api.close()
-    server.kill()
-
     # The restart is given a bare postgresql:// URL: the server picks the async driver itself.
-    restarted = ServerProcess(db.replace("postgresql+asyncpg://", "postgresql://"))
-    api = Api(restarted.start())
-    try:
-        # Joined from the start while it executes again: stored and live events meet without a gap.
-        events = api.join(run.run_id)
-        done = api.wait(run.run_id)
-        assert done.status == runs_pb2.RUN_STATUS_SUCCEEDED
-        assert done.attempt == 2
-        # Each tick appends its index once: a re-run superstep would repeat an index.
-        assert json.loads(done.values_json)["done"] == [0, 1, 2, 3, 4, 5]
-        assert [e.seq for e in events] == list(range(1, len(events) + 1))
-        assert [e.SerializeToString() for e in events[: len(before)]] == [
-            e.SerializeToString()  # type: ignore[attr-defined]
-            for e in before
-        ]
-        started = [e.run_started.attempt for e in events if e.WhichOneof("kind") == "run_started"]
-        assert started == [1, 2]
-    finally:
-        api.close()
-        restarted.stop()
+    check_sigkill_recovery(db, db.replace("postgresql+asyncpg://", "postgresql://"))

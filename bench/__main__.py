@@ -15,6 +15,7 @@ import time
 BENCHMARKS = (
     "bench.serving",
     "bench.checkpointer",
+    "bench.checkpointer_postgres",
     "bench.ratelimiter",
 )
 

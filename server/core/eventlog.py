@@ -29,7 +29,6 @@ class _RunFeed:
     """Live state of one run executing in this process."""
 
     __slots__ = (
-        "ended",
         "flushed",
         "next_seq",
         "pending",
@@ -44,7 +43,6 @@ class _RunFeed:
         self.session_id = session_id
         self.next_seq = last_seq + 1
         self.subscribers: list[asyncio.Queue[RunEvent | None]] = []
-        self.ended = False
         # Events appended during the current loop iteration, stored together by one flush.
         self.pending: list[RunEvent] = []
         self.pending_writes: list[Write] = []
@@ -125,7 +123,6 @@ class EventLog:
             for queue in feed.subscribers:
                 queue.put_nowait(event)
             if event.terminal:
-                feed.ended = True
                 for queue in feed.subscribers:
                     queue.put_nowait(None)
 

@@ -20,8 +20,6 @@ IDLE = "idle"
 BUSY = "busy"
 ERROR = "error"
 
-BUSY_POLICIES = ("reject", "enqueue", "interrupt", "rollback")
-
 
 @dataclasses.dataclass(frozen=True)
 class RunOptions:

@@ -297,11 +297,6 @@ class Store:
             await conn.execute(runs.delete().where(runs.c.session_id == session_id))
             await conn.execute(sessions.delete().where(sessions.c.session_id == session_id))
 
-    async def delete_run_rows(self, run_id: str) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(run_events.delete().where(run_events.c.run_id == run_id))
-            await conn.execute(runs.delete().where(runs.c.run_id == run_id))
-
     async def sessions_updated_since(self, since: float) -> list[str]:
         query = sa.select(sessions.c.session_id).where(sessions.c.updated_at >= since)
         return await self.reader.run(lambda conn: [r[0] for r in conn.execute(query)])

@@ -52,5 +52,12 @@ class ServerSettings:
     # limiter over this limits file (the single-machine default); neither: no limiter.
     ratelimiter_address: str | None = None
     limits_path: str | None = None
+    # Leases: a replica holds each run it executes for this long and renews it every
+    # renew interval; a run whose lease lapsed (its replica died) is taken over by another.
+    lease_seconds: float = 3.0
+    lease_renew_seconds: float = 1.0
+    # How often each replica looks for queued runs and lapsed leases without being told
+    # (PostgreSQL tells replicas at once through notifications; this is the backstop).
+    queue_poll_seconds: float = 0.5
     # Group commit: most writes committed in one transaction.
     max_writes_per_commit: int = 5_000

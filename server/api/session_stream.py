@@ -91,10 +91,10 @@ class SessionStreamHandler:
             run = await self._core.start_run(self._owner, "", session_id, "", command, rec.RunOptions())
             self._answer_with_run(rid, run)
         elif action == "cancel":
-            active = self._core.runs.active_run_ids(session_id)
+            active = await self._core.runs.active_runs(session_id)
             if not active:
                 raise FailedPrecondition(f"session {session_id!r} has no active run to cancel")
-            run = await self._core.runs.cancel(self._owner, active[0], request.cancel.rollback)
+            run = await self._core.runs.cancel(self._owner, active[0][0], request.cancel.rollback)
             self._out.put_nowait(Response(request_id=rid, cancelled=convert.run_pb(run)))
         elif action == "update_state":
             update = request.update_state

@@ -12,6 +12,7 @@ from typing import Any
 from stepstream.ratelimiter.client import Limiter, open_limiter
 from stepstream.ratelimiter.config import load_settings
 from stepstream.server.core import records as rec
+from stepstream.server.core.dispatch import Dispatcher
 from stepstream.server.core.errors import InvalidArgument
 from stepstream.server.core.eventlog import EventLog
 from stepstream.server.core.executor import RunExecutor
@@ -66,6 +67,7 @@ class Core:
         )
         self.runs = RunManager(settings, self.registry, self.store, self.eventlog, self.executor, self.writer)
         self.sessions = SessionManager(self.registry, self.store, self.writer, self.runs, saver)
+        self.dispatcher = Dispatcher(settings, self.runs, self.eventlog, self.writer, self.engine)
         self._retention: asyncio.Task[None] | None = None
         self._pruned_until = 0.0
 
@@ -80,14 +82,14 @@ class Core:
                 os.environ.setdefault(key, value)
         await self.registry.load(specs or [], self.saver)
         self.writer.start()
-        recovered = await self.runs.recover()
-        if recovered:
-            log.info("continuing %d runs left active by a previous process", recovered)
+        # Claims runs left queued, and those whose replica died once their leases lapse.
+        await self.dispatcher.start()
         if self.settings.session_ttl_seconds or self.settings.keep_checkpoints:
             self._retention = asyncio.create_task(self._retain(), name="retention")
 
     async def stop(self, grace: float | None = None) -> None:
         await self.runs.drain(self.settings.shutdown_grace_seconds if grace is None else grace)
+        await self.dispatcher.close()
         if self._retention is not None:
             self._retention.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -145,13 +147,13 @@ class Core:
         if self.settings.session_ttl_seconds:
             for session_id in await self.store.expired_sessions(now - self.settings.session_ttl_seconds):
                 async with self.runs.session_lock(session_id):
-                    if not self.runs.session_busy(session_id):
+                    if not await self.runs.session_busy(session_id):
                         await self.saver.adelete_thread(session_id)
                         await self.store.delete_session_rows(session_id)
         if self.settings.keep_checkpoints:
             for session_id in await self.store.sessions_updated_since(self._pruned_until):
                 async with self.runs.session_lock(session_id):
-                    if not self.runs.session_busy(session_id):
+                    if not await self.runs.session_busy(session_id):
                         await self.saver.aprune_history(self.settings.keep_checkpoints, [session_id])
             # Sessions touched after `now` are pruned next time.
             self._pruned_until = now

@@ -9,16 +9,20 @@ the live feed, skipping what the replay already delivered: no gap, no repeat.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from stepstream.server.core.events import EventFilter, RunEvent
-from stepstream.server.core.store import Store, writes_for_events
+from stepstream.server.core.store import NOTIFY_EVENTS, Store, writes_for_events
 from stepstream.server.storage.batch import GroupCommitWriter, Write
 
-# How often a join polls the database for a run executing on another replica.
+# How often a join polls the database for a run executing on another replica, when the
+# database cannot notify (SQLite) ...
 POLL_SECONDS = 0.05
+# ... and when it can (PostgreSQL): then polling is only the backstop of a lost notification.
+NOTIFIED_POLL_SECONDS = 1.0
 # Published events kept in memory per local run, so joining it needs no database read.
 RECENT_EVENTS = 2_000
 # Stored events read per query when replaying from the database.
@@ -57,6 +61,19 @@ class EventLog:
         self._store = store
         self._writer = writer
         self._feeds: dict[str, _RunFeed] = {}
+        # Joins of runs executing elsewhere, woken when the database says their run has news.
+        self._remote: dict[str, set[asyncio.Event]] = {}
+        self.notified = False
+
+    def wake_all(self) -> None:
+        for waiting in self._remote.values():
+            for event in waiting:
+                event.set()
+
+    def wake(self, run_id: str) -> None:
+        """New events of `run_id` are committed (a notification from the database)."""
+        for event in self._remote.get(run_id, ()):
+            event.set()
 
     def open(self, run_id: str, session_id: str, last_seq: int) -> None:
         if run_id not in self._feeds:
@@ -93,6 +110,8 @@ class EventLog:
         batch, writes, flushed = feed.pending, feed.pending_writes, feed.flushed
         feed.pending, feed.pending_writes, feed.flushed = [], [], None
         assert flushed is not None
+        if self._store.notifies and batch:
+            writes = [*writes, *self._store.notify_writes(NOTIFY_EVENTS + batch[0].run_id)]
         try:
             done = self._writer.submit([*writes_for_events(feed.session_id, batch), *writes])
         except Exception as exc:
@@ -172,16 +191,9 @@ class EventLog:
                 if len(stored) < STORED_PAGE:
                     break
         if feed is None:
-            # Executing elsewhere (or already over): follow the database.
-            while True:
-                stored = await self._stored(run_id, last)
-                if stored:
-                    last = stored[-1].seq
-                    yield stored
-                elif await self._store.run_is_over(run_id) and not await self._stored(run_id, last):
-                    return  # ended, and the cursor is at (or past) its last event
-                else:
-                    await asyncio.sleep(POLL_SECONDS)
+            async for stored in self._follow_stored(run_id, last):
+                yield stored
+            return
         while True:
             event = await queue.get()
             if event is None:
@@ -190,6 +202,30 @@ class EventLog:
             while not queue.empty() and (item := queue.get_nowait()) is not None:
                 batch.append(item)
             yield batch
+
+    async def _follow_stored(self, run_id: str, last: int) -> AsyncIterator[list[RunEvent]]:
+        """A run executing elsewhere (or already over): follow the database."""
+        news = asyncio.Event()
+        self._remote.setdefault(run_id, set()).add(news)
+        try:
+            while True:
+                news.clear()  # before the read: news arriving during it is not lost
+                stored = await self._stored(run_id, last)
+                if stored:
+                    last = stored[-1].seq
+                    yield stored
+                elif await self._store.run_is_over(run_id) and not await self._stored(run_id, last):
+                    return  # ended, and the cursor is at (or past) its last event
+                else:
+                    wait = NOTIFIED_POLL_SECONDS if self.notified else POLL_SECONDS
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(news.wait(), wait)
+        finally:
+            waiting = self._remote.get(run_id)
+            if waiting is not None:
+                waiting.discard(news)
+                if not waiting:
+                    del self._remote[run_id]
 
     async def _stored(self, run_id: str, after_seq: int) -> list[RunEvent]:
         rows = await self._store.events_after(run_id, after_seq, limit=STORED_PAGE)

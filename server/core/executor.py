@@ -21,7 +21,7 @@ from stepstream.server.core import records as rec
 from stepstream.server.core.eventlog import EventLog
 from stepstream.server.core.jsonio import dumps, loads
 from stepstream.server.core.registry import GraphRegistry
-from stepstream.server.core.store import Store
+from stepstream.server.core.store import NOTIFY_QUEUE, Store
 from stepstream.server.core.translate import StreamTranslator
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,8 @@ class Execution:
     cancel_reason: str = ""
     # Set when the replica stops: the run is handed back, not cancelled.
     handing_back: bool = False
+    # Set when another replica took the run over (our lease lapsed): stop and write nothing.
+    fenced: bool = False
 
 
 def graph_config(run: rec.Run, default_recursion_limit: int, default_max_concurrency: int) -> RunnableConfig:
@@ -140,6 +142,8 @@ class RunExecutor:
         except GraphDrained:
             return await self._hand_back(run)
         except asyncio.CancelledError:
+            if execution.fenced:
+                return dataclasses.replace(run, status=rec.QUEUED)
             if execution.handing_back:
                 return await self._hand_back(run)
             if execution.rollback:
@@ -183,12 +187,18 @@ class RunExecutor:
             error_type=type(error).__name__ if error else "",
             error_message=str(error) if error else "",
         )
-        await asyncio.shield(
-            self._eventlog.append(run.run_id, [(event[0], (), event[1])], [self._store.run_ended(ended)])
-        )
+        writes = [
+            self._store.run_ended(ended, self._replica),
+            self._store.session_after_run(
+                run.session_id, run.run_id, rec.SESSION_STATUS_AFTER[status], ended.ended_at or 0.0
+            ),
+        ]
+        await asyncio.shield(self._eventlog.append(run.run_id, [(event[0], (), event[1])], writes))
         return ended
 
     async def _hand_back(self, run: rec.Run) -> rec.Run:
         """Leave the run queued so it continues from its last checkpoint (here or elsewhere)."""
-        await asyncio.shield(self._eventlog.append(run.run_id, [], [self._store.run_handed_back(run.run_id)]))
+        writes = [self._store.run_handed_back(run.run_id, self._replica)]
+        writes += self._store.notify_writes(NOTIFY_QUEUE + run.session_id)
+        await asyncio.shield(self._eventlog.append(run.run_id, [], writes))
         return dataclasses.replace(run, status=rec.QUEUED)

@@ -19,6 +19,8 @@ ENDED = (SUCCEEDED, INTERRUPTED, FAILED, CANCELLED)
 IDLE = "idle"
 BUSY = "busy"
 ERROR = "error"
+# A session's status once its last active run ended with the given status.
+SESSION_STATUS_AFTER = {SUCCEEDED: IDLE, INTERRUPTED: INTERRUPTED, FAILED: ERROR, CANCELLED: IDLE}
 
 
 @dataclasses.dataclass(frozen=True)

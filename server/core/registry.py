@@ -213,3 +213,6 @@ class GraphRegistry:
 
     def all(self) -> list[LoadedGraph]:
         return [self._graphs[k] for k in sorted(self._graphs)]
+
+    def ids(self) -> list[str]:
+        return sorted(self._graphs)

@@ -1,23 +1,33 @@
-"""Starting, ordering, cancelling and awaiting runs on this replica.
+"""Starting, ordering, cancelling and awaiting runs, with the queue in the database.
 
 Four levels of concurrency control meet here: max_concurrency per run (passed
-to LangGraph), one active run per session (the busy policy decides what a
-second start does; the database's unique index backs it), a cap on runs
-executing per replica with a bounded queue behind it (RESOURCE_EXHAUSTED when
-full), and the rate limiter for external APIs (inside the graphs' nodes).
+to LangGraph), one running run per session across every replica (the busy
+policy decides what a second start does; the database's unique index backs
+it), a cap on runs executing per replica with the database queue behind it
+(RESOURCE_EXHAUSTED when it is full), and the rate limiter for external APIs
+(inside the graphs' nodes).
+
+A run executes where it is started when its session is free and this replica
+has a slot; otherwise it waits in the queue and whichever replica frees a slot
+first claims it (claims.py). `Dispatcher` (dispatch.py) keeps the leases.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
+import contextlib
 import dataclasses
+import logging
 import re
 import time
 import uuid
 import weakref
+from collections.abc import Collection
 from typing import Any
 
+import orjson
+
+from stepstream.server.core import claims
 from stepstream.server.core import events as ev
 from stepstream.server.core import records as rec
 from stepstream.server.core.errors import (
@@ -33,18 +43,15 @@ from stepstream.server.core.eventlog import EventLog
 from stepstream.server.core.executor import Execution, RunExecutor
 from stepstream.server.core.jsonio import dumps
 from stepstream.server.core.registry import GraphRegistry, LoadedGraph
-from stepstream.server.core.store import Store, is_unique_violation
+from stepstream.server.core.store import NOTIFY_QUEUE, Store, is_unique_violation
 from stepstream.server.settings import ServerSettings
 from stepstream.server.storage.batch import GroupCommitWriter, Write
 
-RUN_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+log = logging.getLogger(__name__)
 
-_SESSION_STATUS_AFTER = {
-    rec.SUCCEEDED: rec.IDLE,
-    rec.INTERRUPTED: rec.INTERRUPTED,
-    rec.FAILED: rec.ERROR,
-    rec.CANCELLED: rec.IDLE,
-}
+RUN_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+# How long a cancel of another replica's run waits for that run to end.
+REMOTE_CANCEL_SECONDS = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +64,10 @@ class StartRequest:
     options: rec.RunOptions
     # Caller-chosen id that makes the start safe to retry; empty: a new uuid.
     run_id: str = ""
+
+
+class _SessionTaken(Exception):
+    """Another replica started a run on the session between our check and our insert."""
 
 
 class RunManager:
@@ -75,29 +86,40 @@ class RunManager:
         self._store = store
         self._eventlog = eventlog
         self._executor = executor
-        # Active runs of each session in start order; the head is the one that may execute.
-        self._by_session: dict[str, collections.deque[str]] = {}
+        # Runs executing here, and the session each holds.
         self._executions: dict[str, Execution] = {}
+        self._by_session: dict[str, str] = {}
         self._ended: dict[str, asyncio.Future[rec.Run]] = {}
-        # Session heads waiting for an execution slot, oldest first.
-        self._ready: collections.deque[str] = collections.deque()
-        self._executing = 0
         # Held while a run starts on a session or retention deletes or prunes it. Weakly held:
         # a lock disappears once nobody holds or waits for it.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-        self._accepting = True
+        self.accepting = True
+        # Runs may be waiting in the queue (a hint: the dispatcher's poll is the backstop) ...
+        self.maybe_queued = True
+        # ... on these sessions in particular: a run ending here hands its session on at once.
+        self._queued_sessions: set[str] = set()
+        # Set to have the dispatcher claim now rather than at its next poll.
+        self.queue_changed = asyncio.Event()
 
     # -- queries -----------------------------------------------------------------------------
     @property
     def executing(self) -> int:
-        return self._executing
+        return len(self._executions)
 
     @property
-    def queued(self) -> int:
-        return len(self._executions) - self._executing
+    def free_slots(self) -> int:
+        return max(0, self._settings.max_active_runs - len(self._executions)) if self.accepting else 0
 
-    def session_busy(self, session_id: str) -> bool:
-        return bool(self._by_session.get(session_id))
+    def local_run_ids(self) -> set[str]:
+        return set(self._executions)
+
+    def note_queued(self, session_id: str | None) -> None:
+        """A run was queued (on this session, if known), here or by another replica."""
+        if session_id:
+            self._queued_sessions.add(session_id)
+        self.maybe_queued = True
+        if self.free_slots:
+            self.queue_changed.set()
 
     def session_lock(self, session_id: str) -> asyncio.Lock:
         lock = self._locks.get(session_id)
@@ -105,15 +127,16 @@ class RunManager:
             lock = self._locks[session_id] = asyncio.Lock()
         return lock
 
-    def active_run_ids(self, session_id: str) -> list[str]:
-        return list(self._by_session.get(session_id, ()))
+    async def active_runs(self, session_id: str) -> list[tuple[str, str, str | None]]:
+        """(run id, status, replica) of the session's queued and running runs, on any replica."""
+        return await self._store.reader.run(lambda conn: claims.session_active_runs(conn, session_id))
 
-    def is_local(self, run_id: str) -> bool:
-        return run_id in self._executions
+    async def session_busy(self, session_id: str) -> bool:
+        return session_id in self._by_session or bool(await self.active_runs(session_id))
 
     # -- start -------------------------------------------------------------------------------
     async def start(self, req: StartRequest, new_session: rec.Session | None) -> rec.Run:
-        if not self._accepting:
+        if not self.accepting:
             raise Unavailable("this replica is shutting down; retry on another")
         if req.run_id:
             existing = await self._existing_run(req)
@@ -121,24 +144,33 @@ class RunManager:
                 return existing
         loaded = self._registry.get(req.graph_id)
         _check_nodes(loaded, req.options)
-        if (
-            self._executing >= self._settings.max_active_runs
-            and self.queued >= self._settings.max_queued_runs
-        ):
-            raise ResourceExhausted(
-                f"this replica has {self._executing} runs executing and {self.queued} queued; retry later",
-                self._settings.queue_full_retry_after,
-            )
+        if self.free_slots == 0:
+            depth = await self._store.reader.run(claims.queue_depth)
+            if depth >= self._settings.max_queued_runs:
+                raise ResourceExhausted(
+                    f"{self.executing} runs are executing here and {depth} are queued; retry later",
+                    self._settings.queue_full_retry_after,
+                )
         session_id = new_session.session_id if new_session else req.session_id
         async with self.session_lock(session_id):
-            if new_session is None and not self.session_busy(session_id):
-                # Retention may have deleted it while this start waited for the lock.
-                await self._store.get_session(req.owner, session_id)
-            if self.session_busy(session_id):
-                await self._apply_busy_policy(req.owner, session_id, req.options.busy_policy)
-            if req.command is not None and req.command.resumes and not self.session_busy(session_id):
-                await _require_pending_interrupt(loaded, session_id)
-            return await self._insert(req, session_id, new_session)
+            for _ in range(3):
+                ahead = 0
+                if new_session is None:
+                    active = await self.active_runs(session_id)
+                    if active:
+                        await self._apply_busy_policy(req.owner, session_id, req.options.busy_policy, active)
+                        active = await self.active_runs(session_id)
+                    else:
+                        # Retention may have deleted it while this start waited for the lock.
+                        await self._store.get_session(req.owner, session_id)
+                    ahead = len(active)
+                    if req.command is not None and req.command.resumes and not ahead:
+                        await _require_pending_interrupt(loaded, session_id)
+                try:
+                    return await self._insert(req, session_id, new_session, ahead)
+                except _SessionTaken:
+                    continue
+            raise Unavailable(f"session {session_id!r} is contended; retry")
 
     async def _existing_run(self, req: StartRequest) -> rec.Run | None:
         """The run a retried start with the same run_id already created, if any."""
@@ -152,23 +184,26 @@ class RunManager:
         except NotFound:
             return None
 
-    async def _apply_busy_policy(self, owner: str, session_id: str, policy: str) -> None:
+    async def _apply_busy_policy(
+        self, owner: str, session_id: str, policy: str, active: list[tuple[str, str, str | None]]
+    ) -> None:
         if policy == "reject":
             raise FailedPrecondition(
                 f"session {session_id!r} has an active run; wait for it, cancel it, "
                 "or start with busy_policy ENQUEUE, INTERRUPT or ROLLBACK"
             )
         if policy in ("interrupt", "rollback"):
-            for run_id in list(self._by_session.get(session_id, ())):
-                await self.cancel(
-                    owner, run_id, rollback=policy == "rollback", reason=f"superseded ({policy})"
-                )
+            for run_id, _, _ in active:
+                with contextlib.suppress(FailedPrecondition):  # it ended meanwhile
+                    await self.cancel(
+                        owner, run_id, rollback=policy == "rollback", reason=f"superseded ({policy})"
+                    )
 
-    async def _insert(self, req: StartRequest, session_id: str, new_session: rec.Session | None) -> rec.Run:
+    async def _insert(
+        self, req: StartRequest, session_id: str, new_session: rec.Session | None, ahead: int
+    ) -> rec.Run:
         now = time.time()
-        queue = self._by_session.setdefault(session_id, collections.deque())
-        runs_ahead = len(queue)
-        can_execute = runs_ahead == 0 and self._executing < self._settings.max_active_runs
+        can_execute = ahead == 0 and self.free_slots > 0
         command_json = dumps(dataclasses.asdict(req.command)) if req.command else None
         run = rec.Run(
             run_id=req.run_id or str(uuid.uuid4()),
@@ -186,36 +221,42 @@ class RunManager:
         writes: list[Write] = []
         if new_session is not None:
             writes.append(self._store.insert_session(new_session))
+        lease = now + self._settings.lease_seconds if can_execute else None
         writes += [
-            self._store.insert_run(run, self._settings.replica if can_execute else None),
+            self._store.insert_run(run, self._settings.replica if can_execute else None, lease),
             self._store.set_session_status(session_id, rec.BUSY, now),
         ]
+        if not can_execute:
+            writes += self._store.notify_writes(NOTIFY_QUEUE + session_id)
         items: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [
-            (ev.RUN_QUEUED, (), {"session_id": session_id, "graph_id": run.graph_id, "position": runs_ahead})
+            (ev.RUN_QUEUED, (), {"session_id": session_id, "graph_id": run.graph_id, "position": ahead})
         ]
         if can_execute:
             items.append((ev.RUN_STARTED, (), self._started_data(run)))
-        queue.append(run.run_id)
-        self._executions[run.run_id] = Execution(run)
-        self._ended[run.run_id] = asyncio.get_running_loop().create_future()
         self._eventlog.open(run.run_id, session_id, 0)
+        if can_execute:
+            self._by_session[session_id] = run.run_id
         try:
             await self._eventlog.append(run.run_id, items, writes)
         except BaseException as exc:
             # Nothing was stored: undo the bookkeeping so the session is not left busy.
-            self._forget(run.run_id)
-            self._ended.pop(run.run_id, None)
             self._eventlog.close(run.run_id)
-            queue.remove(run.run_id)
-            if not queue:
-                self._by_session.pop(session_id, None)
-            if req.run_id and is_unique_violation(exc):
-                raise AlreadyExists(f"run id {req.run_id!r} is taken") from None
+            if self._by_session.get(session_id) == run.run_id:
+                del self._by_session[session_id]
+            if is_unique_violation(exc):
+                if req.run_id and await self._existing_run(req) is not None:
+                    raise AlreadyExists(f"run id {req.run_id!r} is taken") from None
+                if can_execute:
+                    raise _SessionTaken from None
             raise
         if can_execute:
-            self._launch(self._executions[run.run_id])
-        elif runs_ahead == 0:
-            self._ready.append(run.run_id)
+            self._launch(Execution(run))
+        else:
+            self._eventlog.close(run.run_id)
+            self._queued_sessions.add(session_id)
+            self.maybe_queued = True
+            # Its session may have freed up while it was being stored: claim it now if so.
+            await self.claim(1, session_id)
         return run
 
     def _started_data(self, run: rec.Run) -> dict[str, Any]:
@@ -226,108 +267,144 @@ class RunManager:
             "replica": self._settings.replica,
         }
 
+    # -- claims ------------------------------------------------------------------------------
+    async def claim(self, limit: int, session_id: str | None = None) -> int:
+        """Claim and launch up to `limit` queued runs (of one session, or any); how many."""
+        limit = min(limit, self.free_slots)
+        if limit <= 0:
+            return 0
+        graph_ids = self._registry.ids()
+        replica, lease = self._settings.replica, self._settings.lease_seconds
+        try:
+            claimed = await self._writer.transact(
+                lambda conn: claims.claim(conn, replica, time.time(), lease, graph_ids, limit, session_id)
+            )
+        except Exception as exc:
+            # Another replica took the session first (unique index), or the database is away.
+            log.log(logging.DEBUG if is_unique_violation(exc) else logging.WARNING, "claim failed: %s", exc)
+            return 0
+        for run, last_seq in claimed:
+            self._eventlog.open(run.run_id, run.session_id, last_seq)
+            self._by_session[run.session_id] = run.run_id
+            self._launch(Execution(run))
+            self._eventlog.append(run.run_id, [(ev.RUN_STARTED, (), self._started_data(run))])
+        return len(claimed)
+
     # -- execution ---------------------------------------------------------------------------
     def _launch(self, execution: Execution) -> None:
-        self._executing += 1
-        execution.task = asyncio.create_task(self._execute(execution), name=f"run-{execution.run.run_id}")
+        run_id = execution.run.run_id
+        self._executions[run_id] = execution
+        self._ended[run_id] = asyncio.get_running_loop().create_future()
+        execution.task = asyncio.create_task(self._execute(execution), name=f"run-{run_id}")
 
     async def _execute(self, execution: Execution) -> rec.Run:
-        run_id = execution.run.run_id
+        run = execution.run
         try:
             result = await self._executor.execute(execution)
-        finally:
-            self._executing -= 1
-        await self._ended_run(run_id, result)
-        return result
-
-    async def _ended_run(self, run_id: str, result: rec.Run) -> None:
-        execution = self._executions.get(run_id)
-        if execution is None:
-            return
-        session_id = execution.run.session_id
-        if result.status == rec.QUEUED:  # handed back on shutdown: leave it to the next owner
-            self._forget(run_id)
-            return
-        queue = self._by_session.get(session_id)
-        if queue and queue[0] == run_id:
-            queue.popleft()
-        elif queue and run_id in queue:
-            queue.remove(run_id)
-        self._forget(run_id)
-        if queue:
-            self._ready.append(queue[0])
-        else:
-            self._by_session.pop(session_id, None)
-            status = _SESSION_STATUS_AFTER.get(result.status, rec.IDLE)
-            await self._writer.write([self._store.set_session_status(session_id, status, time.time())])
-        future = self._ended.pop(run_id, None)
+        except BaseException:
+            self._release(run)
+            raise
+        self._release(run)
+        future = self._ended.pop(run.run_id, None)
         if future is not None and not future.done():
             future.set_result(result)
-        self._eventlog.close(run_id)
-        await self._dispatch()
+        if result.status != rec.QUEUED and run.session_id in self._queued_sessions:
+            await self._hand_on(run.session_id)
+        if self.maybe_queued and self.free_slots:
+            self.queue_changed.set()
+        return result
 
-    def _forget(self, run_id: str) -> None:
-        self._executions.pop(run_id, None)
+    async def _hand_on(self, session_id: str) -> None:
+        """The next run waiting on this session goes now, here."""
+        if self.free_slots and not await self.claim(1, session_id):
+            self._queued_sessions.discard(session_id)
 
-    async def _dispatch(self) -> None:
-        while self._ready and self._executing < self._settings.max_active_runs and self._accepting:
-            run_id = self._ready.popleft()
+    def _release(self, run: rec.Run) -> None:
+        self._executions.pop(run.run_id, None)
+        if self._by_session.get(run.session_id) == run.run_id:
+            del self._by_session[run.session_id]
+        self._eventlog.close(run.run_id)
+
+    def lost(self, run_ids: Collection[str]) -> None:
+        """Our lease on these runs expired and another replica took them: stop, write nothing."""
+        for run_id in run_ids:
             execution = self._executions.get(run_id)
-            if execution is None or execution.task is not None:
-                continue
-            run = dataclasses.replace(
-                execution.run, status=rec.RUNNING, started_at=time.time(), attempt=execution.run.attempt + 1
-            )
-            execution.run = run
-            self._eventlog.open(run_id, run.session_id, run.last_seq)
-            self._launch(execution)
-            self._eventlog.append(
-                run_id,
-                [(ev.RUN_STARTED, (), self._started_data(run))],
-                [self._store.run_started(run_id, run.started_at or 0.0, run.attempt, self._settings.replica)],
-            )
+            if execution is not None and execution.task is not None:
+                log.warning("run %s was taken over by another replica; stopping it here", run_id)
+                execution.fenced = True
+                execution.task.cancel()
+
+    def cancel_requested(self, run_id: str, request_json: str) -> None:
+        """Another replica asked to cancel a run executing here."""
+        execution = self._executions.get(run_id)
+        if execution is None or execution.task is None or execution.cancel_reason:
+            return
+        request = orjson.loads(request_json)
+        execution.rollback = bool(request.get("rollback"))
+        execution.cancel_reason = str(request.get("reason") or "cancelled by request")
+        execution.task.cancel()
 
     # -- cancel, wait ------------------------------------------------------------------------
     async def cancel(
         self, owner: str, run_id: str, rollback: bool, reason: str = "cancelled by request"
     ) -> rec.Run:
-        execution = self._executions.get(run_id)
-        if execution is None or execution.run.owner != owner:
+        deadline = time.monotonic() + REMOTE_CANCEL_SECONDS
+        while True:
+            execution = self._executions.get(run_id)
+            if execution is not None and execution.run.owner == owner and execution.task is not None:
+                execution.rollback = rollback
+                execution.cancel_reason = reason
+                ended = self._ended[run_id]
+                execution.task.cancel()
+                return await asyncio.shield(ended)
             run = await self._store.get_run(owner, run_id)
             if not run.active:
                 raise FailedPrecondition(f"run {run_id!r} already ended ({run.status})")
-            raise FailedPrecondition(f"run {run_id!r} is held by another replica; retry shortly")
-        execution.rollback = rollback
-        execution.cancel_reason = reason
-        ended = self._ended[run_id]
-        if execution.task is not None:
-            execution.task.cancel()
-            return await asyncio.shield(ended)
-        # Queued here and never started: record the cancellation directly.
-        run = execution.run
-        if run_id in self._ready:
-            self._ready.remove(run_id)
-        result = dataclasses.replace(
-            run, status=rec.CANCELLED, ended_at=time.time(), last_seq=self._eventlog.last_seq(run_id) + 1
+            if run.status == rec.QUEUED:
+                cancelled = await self._cancel_queued(run, rollback, reason)
+                if cancelled is not None:
+                    return cancelled
+            else:
+                asked = await self._request_cancel(
+                    owner, run_id, dumps({"reason": reason, "rollback": rollback})
+                )
+                if asked:
+                    return await self.wait(owner, run_id, max(0.0, deadline - time.monotonic()))
+            if time.monotonic() > deadline:
+                raise Unavailable(f"run {run_id!r} could not be cancelled in time; retry")
+            await asyncio.sleep(0.01)  # it changed hands meanwhile: look again
+
+    async def _request_cancel(self, owner: str, run_id: str, request: str) -> bool:
+        return await self._writer.transact(lambda conn: claims.request_cancel(conn, owner, run_id, request))
+
+    async def _cancel_queued(self, run: rec.Run, rollback: bool, reason: str) -> rec.Run | None:
+        now = time.time()
+
+        def closing(last_seq: int) -> list[ev.RunEvent]:
+            data = {"reason": reason, "rolled_back": rollback}
+            return [ev.RunEvent(run.run_id, last_seq + 1, now, ev.RUN_CANCELLED, (), data)]
+
+        cancelled = await self._writer.transact(
+            lambda conn: claims.cancel_queued(conn, run.owner, run.run_id, now, closing)
         )
-        await self._eventlog.append(
-            run_id,
-            [(ev.RUN_CANCELLED, (), {"reason": reason, "rolled_back": rollback})],
-            [self._store.run_ended(result)],
-        )
-        await self._ended_run(run_id, result)
-        return result
+        if cancelled is not None:
+            await self._hand_on(run.session_id)
+        return cancelled
 
     async def wait(self, owner: str, run_id: str, timeout: float | None) -> rec.Run:
-        ended = self._ended.get(run_id)
-        execution = self._executions.get(run_id)
         deadline = None if timeout is None else time.monotonic() + timeout
-        if ended is not None and execution is not None and execution.run.owner == owner:
-            try:
-                return await asyncio.wait_for(asyncio.shield(ended), timeout)
-            except TimeoutError:
-                raise DeadlineExceeded(f"run {run_id!r} did not end within {timeout:g} s") from None
-        while True:  # not executing here: the database tells
+        while True:
+            ended = self._ended.get(run_id)
+            execution = self._executions.get(run_id)
+            if ended is not None and execution is not None and execution.run.owner == owner:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    result = await asyncio.wait_for(asyncio.shield(ended), left)
+                except TimeoutError:
+                    raise DeadlineExceeded(f"run {run_id!r} did not end within {timeout:g} s") from None
+                if result.status != rec.QUEUED:
+                    return result
+                # Handed back or taken over: it goes on elsewhere; the database tells.
             run = await self._store.get_run(owner, run_id)
             if not run.active:
                 return run
@@ -335,28 +412,10 @@ class RunManager:
                 raise DeadlineExceeded(f"run {run_id!r} did not end within {timeout:g} s")
             await asyncio.sleep(0.05)
 
-    # -- start-up and shutdown ---------------------------------------------------------------
-    async def recover(self) -> int:
-        """Queue the runs a previous process left active; they continue from their checkpoints."""
-        recovered = 0
-        for run in await self._store.active_runs():
-            if run.graph_id not in {g.spec.graph_id for g in self._registry.all()}:
-                continue
-            queue = self._by_session.setdefault(run.session_id, collections.deque())
-            queue.append(run.run_id)
-            self._executions[run.run_id] = Execution(dataclasses.replace(run, status=rec.QUEUED))
-            self._ended[run.run_id] = asyncio.get_running_loop().create_future()
-            last = await self._store.events_after(run.run_id, 0, limit=1_000_000)
-            self._eventlog.open(run.run_id, run.session_id, last[-1][0] if last else 0)
-            if len(queue) == 1:
-                self._ready.append(run.run_id)
-            recovered += 1
-        await self._dispatch()
-        return recovered
-
+    # -- shutdown ----------------------------------------------------------------------------
     async def drain(self, grace: float) -> None:
-        """Stop taking runs; let executing ones reach a superstep boundary, then hand the rest back."""
-        self._accepting = False
+        """Stop claiming; let executing runs reach a superstep boundary, then hand the rest back."""
+        self.accepting = False
         executing = [e for e in self._executions.values() if e.task is not None]
         for execution in executing:
             execution.control.request_drain("replica shutting down")

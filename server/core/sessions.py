@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 import uuid
@@ -95,13 +96,13 @@ class SessionManager:
 
     async def delete(self, owner: str, session_id: str, force: bool) -> None:
         await self._store.get_session(owner, session_id)
-        if self._runs.session_busy(session_id):
+        active = await self._runs.active_runs(session_id)
+        if active:
             if not force:
                 raise FailedPrecondition(f"session {session_id!r} has an active run; cancel it or set force")
-            runs, _ = await self._store.list_runs(owner, session_id, rec.ACTIVE, 1000, "")
-            for run in runs:
-                if self._runs.is_local(run.run_id):
-                    await self._runs.cancel(owner, run.run_id, rollback=False, reason="session deleted")
+            for run_id, _, _ in active:
+                with contextlib.suppress(FailedPrecondition):  # it ended meanwhile
+                    await self._runs.cancel(owner, run_id, rollback=False, reason="session deleted")
         await self._saver.adelete_thread(session_id)
         await self._store.delete_session_rows(session_id)
 
@@ -139,7 +140,7 @@ class SessionManager:
         self, owner: str, session_id: str, values: Any, as_node: str, checkpoint_id: str
     ) -> str:
         session = await self._store.get_session(owner, session_id)
-        if self._runs.session_busy(session_id):
+        if await self._runs.session_busy(session_id):
             raise FailedPrecondition(
                 f"session {session_id!r} has an active run; update its state when it ends"
             )

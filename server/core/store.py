@@ -23,9 +23,10 @@ _UPDATE_SESSION_STATUS = (
     .where(sessions.c.session_id == sa.bindparam("b_session_id"))
     .values(status=sa.bindparam("status"), updated_at=sa.bindparam("updated_at"))
 )
+# Fenced by the holder: a replica that lost its lease cannot overwrite its successor's work.
 _RUN_ENDED = (
     runs.update()
-    .where(runs.c.run_id == sa.bindparam("b_run_id"))
+    .where(runs.c.run_id == sa.bindparam("b_run_id"), runs.c.replica == sa.bindparam("b_replica"))
     .values(
         status=sa.bindparam("status"),
         ended_at=sa.bindparam("ended_at"),
@@ -37,21 +38,36 @@ _RUN_ENDED = (
         lease_expires_at=None,
     )
 )
-_RUN_STARTED = (
-    runs.update()
-    .where(runs.c.run_id == sa.bindparam("b_run_id"))
+# A run ended: its session is busy while other runs are active on it, else takes `status`.
+_SESSION_AFTER_RUN = (
+    sessions.update()
+    .where(sessions.c.session_id == sa.bindparam("b_session_id"))
     .values(
-        status=rec.RUNNING,
-        started_at=sa.bindparam("started_at"),
-        attempt=sa.bindparam("attempt"),
-        replica=sa.bindparam("replica"),
+        status=sa.case(
+            (
+                sa.exists().where(
+                    runs.c.session_id == sa.bindparam("b_session_id"),
+                    runs.c.run_id != sa.bindparam("b_run_id"),
+                    runs.c.status.in_(rec.ACTIVE),
+                ),
+                rec.BUSY,
+            ),
+            else_=sa.bindparam("status"),
+        ),
+        updated_at=sa.bindparam("updated_at"),
     )
 )
 _RUN_HANDED_BACK = (
     runs.update()
-    .where(runs.c.run_id == sa.bindparam("b_run_id"))
+    .where(runs.c.run_id == sa.bindparam("b_run_id"), runs.c.replica == sa.bindparam("b_replica"))
     .values(status=rec.QUEUED, replica=None, lease_expires_at=None)
 )
+NOTIFY_CHANNEL = "stepstream"
+# Payload prefixes of the notifications replicas send each other (PostgreSQL only).
+NOTIFY_EVENTS = "e:"  # + run id: events of the run committed
+NOTIFY_QUEUE = "q:"  # + session id, or nothing: a run may have become claimable
+NOTIFY_CANCEL = "c:"  # + run id: a cancel was asked of the run's holder
+_NOTIFY = sa.text("SELECT pg_notify(:channel, :payload)")
 _INSERT_SESSION = sessions.insert()
 _INSERT_RUN = runs.insert()
 # The hot reads, built once (statement construction costs more than the query itself).
@@ -149,6 +165,8 @@ class Store:
 
     def __init__(self, engine: AsyncEngine, reader: Reader | None = None) -> None:
         self.engine = engine
+        # PostgreSQL: writes that change what other replicas wait for carry a notification.
+        self.notifies = engine.dialect.name == "postgresql"
         self.reader = reader or Reader(engine)
         self._owns_reader = reader is None
 
@@ -158,6 +176,12 @@ class Store:
             await self.reader.close()
 
     # -- writes handed to the group-commit writer -------------------------------------------
+    def notify_writes(self, payload: str) -> list[Write]:
+        """A notification to every replica, sent when the transaction commits (PostgreSQL)."""
+        if not self.notifies:
+            return []
+        return [(_NOTIFY, {"channel": NOTIFY_CHANNEL, "payload": payload})]
+
     @staticmethod
     def insert_session(session: rec.Session) -> Write:
         return _INSERT_SESSION, {
@@ -175,7 +199,16 @@ class Store:
         return _UPDATE_SESSION_STATUS, {"b_session_id": session_id, "status": status, "updated_at": now}
 
     @staticmethod
-    def insert_run(run: rec.Run, replica: str | None) -> Write:
+    def session_after_run(session_id: str, run_id: str, status: str, now: float) -> Write:
+        return _SESSION_AFTER_RUN, {
+            "b_session_id": session_id,
+            "b_run_id": run_id,
+            "status": status,
+            "updated_at": now,
+        }
+
+    @staticmethod
+    def insert_run(run: rec.Run, replica: str | None, lease_expires_at: float | None) -> Write:
         return _INSERT_RUN, {
             "run_id": run.run_id,
             "owner": run.owner,
@@ -189,21 +222,14 @@ class Store:
             "started_at": run.started_at,
             "attempt": run.attempt,
             "replica": replica,
+            "lease_expires_at": lease_expires_at,
         }
 
     @staticmethod
-    def run_started(run_id: str, started_at: float, attempt: int, replica: str) -> Write:
-        return _RUN_STARTED, {
-            "b_run_id": run_id,
-            "started_at": started_at,
-            "attempt": attempt,
-            "replica": replica,
-        }
-
-    @staticmethod
-    def run_ended(run: rec.Run) -> Write:
+    def run_ended(run: rec.Run, replica: str) -> Write:
         return _RUN_ENDED, {
             "b_run_id": run.run_id,
+            "b_replica": replica,
             "status": run.status,
             "ended_at": run.ended_at,
             "last_seq": run.last_seq,
@@ -214,8 +240,8 @@ class Store:
         }
 
     @staticmethod
-    def run_handed_back(run_id: str) -> Write:
-        return _RUN_HANDED_BACK, {"b_run_id": run_id}
+    def run_handed_back(run_id: str, replica: str) -> Write:
+        return _RUN_HANDED_BACK, {"b_run_id": run_id, "b_replica": replica}
 
     # -- reads ------------------------------------------------------------------------------
     async def get_session(self, owner: str, session_id: str) -> rec.Session:
@@ -275,11 +301,6 @@ class Store:
     async def run_is_over(self, run_id: str) -> bool:
         status = await self.reader.run(_scalar(_RUN_STATUS, {"run_id": run_id}))
         return status is None or status in rec.ENDED
-
-    async def active_runs(self) -> list[rec.Run]:
-        """Runs left queued or running, oldest first (recovered at start-up)."""
-        query = sa.select(runs).where(runs.c.status.in_(rec.ACTIVE)).order_by(runs.c.created_at)
-        return await self.reader.run(_all(query, run_from_row))
 
     async def events_after(
         self, run_id: str, after_seq: int, limit: int = 1000

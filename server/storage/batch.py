@@ -18,9 +18,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -31,6 +31,7 @@ from stepstream.server.storage.db import create_sqlite_writer_engine
 log = logging.getLogger(__name__)
 
 Write = tuple[Executable, Mapping[str, Any]]
+T = TypeVar("T")
 
 
 @dataclass
@@ -77,6 +78,22 @@ class GroupCommitWriter:
         self._wakeup.set()
         self.start()
         return pending.done
+
+    async def transact(self, fn: Callable[[sa.Connection], T]) -> T:
+        """`fn(conn)` in a transaction of its own, for writes whose result the caller needs.
+
+        On SQLite it runs on the writer's thread, between batches, so it never waits for
+        the file's write lock; elsewhere on a connection of the engine's pool.
+        """
+        if self._thread is not None:
+            return await asyncio.get_running_loop().run_in_executor(self._thread, self._transact_sync, fn)
+        async with self._engine.begin() as conn:
+            return await conn.run_sync(fn)
+
+    def _transact_sync(self, fn: Callable[[sa.Connection], T]) -> T:
+        assert self._sync_engine is not None
+        with self._sync_engine.begin() as conn:
+            return fn(conn)
 
     async def close(self) -> None:
         """Commit what is queued, then stop."""

@@ -51,11 +51,14 @@ runs = sa.Table(
     # Execution ownership: the replica that holds the run and until when.
     sa.Column("replica", sa.String(256), nullable=True),
     sa.Column("lease_expires_at", sa.Float, nullable=True),
+    # A cancel asked of another replica's run: {"reason": ..., "rollback": ...}; its holder acts on it.
+    sa.Column("cancel_json", sa.Text, nullable=True),
     # W3C trace context of the run, so whichever replica resumes it continues the trace.
     sa.Column("trace_context", sa.Text, nullable=True),
     sa.Index("ix_runs_session_created", "session_id", "created_at"),
     sa.Index("ix_runs_owner_created", "owner", "created_at"),
     sa.Index("ix_runs_status_created", "status", "created_at"),
+    sa.Index("ix_runs_replica", "replica"),
     # One running run per session, enforced by the database on every back end.
     sa.Index(
         "ux_runs_one_running_per_session",

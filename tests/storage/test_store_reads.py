@@ -8,6 +8,7 @@ from contextlib import AbstractAsyncContextManager
 
 import pytest
 
+from stepstream.server.core import claims
 from stepstream.server.core import records as rec
 from stepstream.server.core.errors import NotFound
 from stepstream.server.core.events import RunEvent
@@ -44,7 +45,7 @@ async def fill(store: Store, writer: GroupCommitWriter) -> None:
     writes += [store.insert_session(session(5, owner="bob")), store.insert_session(session(6, graph_id="h"))]
     writes.append(store.insert_session(session(7, status=rec.BUSY)))
     statuses = [rec.QUEUED, rec.RUNNING, rec.SUCCEEDED, rec.FAILED]
-    writes += [store.insert_run(run(i, "s0", status), None) for i, status in enumerate(statuses)]
+    writes += [store.insert_run(run(i, "s0", status), None, None) for i, status in enumerate(statuses)]
     events = [RunEvent("r0", seq, 10.0 + seq, "custom", (), {"n": seq}) for seq in range(1, 8)]
     await writer.write(writes + writes_for_events("s0", events))
 
@@ -78,7 +79,11 @@ async def test_lists_page_newest_first(store: Store) -> None:
     assert [r.run_id for r in first + rest] == ["r3", "r2", "r1", "r0"] and end == ""
     active, _ = await store.list_runs("alice", "", rec.ACTIVE, 10, "")
     assert [r.run_id for r in active] == ["r1", "r0"]
-    assert [r.run_id for r in await store.active_runs()] == ["r0", "r1"]
+    active_in_s0 = await store.reader.run(lambda conn: claims.session_active_runs(conn, "s0"))
+    assert [(run_id, status) for run_id, status, _ in active_in_s0] == [
+        ("r0", rec.QUEUED),
+        ("r1", rec.RUNNING),
+    ]
 
 
 async def test_run_state_events_and_retention_reads(store: Store) -> None:

@@ -1,0 +1,136 @@
+"""The replica's background duties toward the shared run queue.
+
+- Renew the leases of the runs executing here (and learn of cancels asked by
+  other replicas, and of runs another replica took over after our lease lapsed).
+- Put back in the queue the runs whose replica stopped renewing (it died).
+- Claim queued runs while this replica has free slots.
+- Act on the database's notifications (PostgreSQL): new events of a run
+  followed here, a run queued, a cancel asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from stepstream.server.core import claims
+from stepstream.server.core.eventlog import EventLog
+from stepstream.server.core.runs import RunManager
+from stepstream.server.core.store import NOTIFY_CANCEL, NOTIFY_CHANNEL, NOTIFY_EVENTS, NOTIFY_QUEUE
+from stepstream.server.settings import ServerSettings
+from stepstream.server.storage.batch import GroupCommitWriter
+from stepstream.server.storage.notify import Listener
+
+log = logging.getLogger(__name__)
+
+# Runs claimed per query when the queue is long.
+CLAIM_BATCH = 100
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        settings: ServerSettings,
+        runs: RunManager,
+        eventlog: EventLog,
+        writer: GroupCommitWriter,
+        listener_engine: AsyncEngine,
+    ) -> None:
+        self._settings = settings
+        self._runs = runs
+        self._eventlog = eventlog
+        self._writer = writer
+        self._listener = Listener(listener_engine, NOTIFY_CHANNEL, self._on_notification)
+        self._listener.on_reconnect = self._on_reconnect
+        self._renew_now = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        replica = self._settings.replica
+        # Runs recorded under this replica's name belong to an earlier process of the same name.
+        released = await self._writer.transact(lambda conn: claims.release_replica(conn, replica))
+        if released:
+            log.info("released %d runs an earlier process named %s held", released, replica)
+        await self._listener.start()
+        self._eventlog.notified = self._listener.enabled
+        self._tasks = [
+            asyncio.create_task(self._keep_leases(), name="lease-keeper"),
+            asyncio.create_task(self._watch_queue(), name="queue-watcher"),
+        ]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await self._listener.close()
+
+    # -- notifications -----------------------------------------------------------------------
+    def _on_notification(self, payload: str) -> None:
+        if payload.startswith(NOTIFY_EVENTS):
+            self._eventlog.wake(payload[len(NOTIFY_EVENTS) :])
+        elif payload.startswith(NOTIFY_QUEUE):
+            self._runs.note_queued(payload[len(NOTIFY_QUEUE) :] or None)
+        elif (
+            payload.startswith(NOTIFY_CANCEL) and payload[len(NOTIFY_CANCEL) :] in self._runs.local_run_ids()
+        ):
+            self._renew_now.set()
+
+    def _on_reconnect(self) -> None:
+        # Whatever was sent while the connection was down: look, rather than wait for the polls.
+        self._eventlog.wake_all()
+        self._runs.note_queued(None)
+        self._renew_now.set()
+
+    # -- loops -------------------------------------------------------------------------------
+    async def _keep_leases(self) -> None:
+        while True:
+            try:
+                await self.renew_once()
+            except Exception as exc:
+                log.warning("cannot renew leases: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._renew_now.wait(), self._settings.lease_renew_seconds)
+            self._renew_now.clear()
+
+    async def renew_once(self) -> None:
+        held = self._runs.local_run_ids()
+        if not held:
+            return
+        replica, until = self._settings.replica, time.time() + self._settings.lease_seconds
+        renewed = await self._writer.transact(lambda conn: claims.renew(conn, replica, until))
+        # Only runs held before the renewal was sent: those launched since may not show yet.
+        self._runs.lost(held - renewed.keys())
+        for run_id, request in renewed.items():
+            if request is not None:
+                self._runs.cancel_requested(run_id, request)
+
+    async def _watch_queue(self) -> None:
+        while True:
+            try:
+                await self.poll_once()
+            except Exception as exc:
+                log.warning("cannot poll the run queue: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._runs.queue_changed.wait(), self._settings.queue_poll_seconds)
+            self._runs.queue_changed.clear()
+
+    async def poll_once(self) -> None:
+        replica = self._settings.replica
+        requeued = await self._writer.transact(
+            lambda conn: claims.requeue_expired(conn, replica, time.time())
+        )
+        if requeued:
+            log.info("took back %d runs whose replica stopped renewing: %s", len(requeued), requeued)
+            self._runs.maybe_queued = True
+        while self._runs.free_slots:
+            wanted = min(CLAIM_BATCH, self._runs.free_slots)
+            if await self._runs.claim(wanted) < wanted:
+                self._runs.maybe_queued = False
+                return

@@ -45,6 +45,9 @@ def serve(
     no_migrate: bool = typer.Option(False, "--no-migrate", help="Do not apply migrations at start."),
     ratelimiter: str = typer.Option(None, "--ratelimiter", help="Address of the rate-limiter sidecar."),
     limits: str = typer.Option(None, "--limits", help="Limits file for the in-process limiter (no sidecar)."),
+    replica: str = typer.Option(
+        None, "--replica", help="Name of this replica (default host-pid); keep it across restarts."
+    ),
     log_level: str = typer.Option("WARNING", help="Python logging level."),
 ) -> None:
     """Serve the configured graphs over gRPC."""
@@ -68,6 +71,7 @@ def serve(
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
     settings = ServerSettings(
+        replica=replica or DEFAULTS.replica,
         host=host,
         port=port,
         db_url=db,
@@ -98,7 +102,49 @@ def demo(
     run_demo(sessions, concurrency)
 
 
+def up(
+    config: str = typer.Option(..., "--config", help="stepstream.json or langgraph.json naming the graphs."),
+    db: str = typer.Option(..., "--db", help="SQLAlchemy URL every replica shares (PostgreSQL)."),
+    replicas: int = typer.Option(3, "--replicas", min=1, help="Replicas to start."),
+    limits: str = typer.Option(None, "--limits", help="Limits file: each replica gets a sidecar over it."),
+    redis: str = typer.Option(None, "--redis", help="Redis URL the sidecars share (one budget)."),
+    grace: float = typer.Option(DEFAULTS.shutdown_grace_seconds, help="Seconds each replica drains."),
+) -> None:
+    """Start a local cluster on loopback ports: N replicas, each with its limiter sidecar."""
+    import signal
+    import threading
+
+    from stepstream.server.cluster import LocalCluster
+    from stepstream.server.storage.db import is_sqlite
+
+    if is_sqlite(db) and replicas > 1:
+        typer.echo("warning: replicas on one SQLite file share its write lock; use PostgreSQL", err=True)
+    if limits and not redis and replicas > 1:
+        typer.echo("warning: without --redis each sidecar keeps its own budget", err=True)
+    cluster = LocalCluster(
+        db, config, replicas, limits=limits, redis_url=redis, serve_args=["--grace", str(grace)]
+    )
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+    try:
+        cluster.start()
+    except RuntimeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    for replica in cluster.replicas:
+        sidecar = f" (limiter {replica.limiter.address})" if replica.limiter else ""
+        typer.echo(f"{replica.name} serving on {replica.address}{sidecar}")
+    typer.echo(f"cluster ready: {','.join(cluster.addresses)}", color=False)
+    try:
+        stopping.wait()
+    finally:
+        typer.echo("stopping the cluster (each replica drains)")
+        cluster.stop(grace + 10)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(db_app, name="db")
     app.command("serve")(serve)
+    app.command("up")(up)
     app.command("demo")(demo)

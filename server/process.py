@@ -1,4 +1,5 @@
-"""Start `stepstream serve` as a child process on a loopback port (demo, benchmarks, tests)."""
+"""Start `stepstream serve` or `stepstream ratelimiter` as a child process on a loopback port
+(the cluster command, demo, benchmarks, tests)."""
 
 from __future__ import annotations
 
@@ -11,25 +12,27 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Self
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 READY = re.compile(r"stepstream serving .* on (\S+):(\d+)")
+LIMITER_READY = re.compile(r"ratelimiter listening on (\S+):(\d+)")
 
 
-class ServerProcess:
+class ChildProcess:
+    """A `stepstream` verb in a child process, ready once it prints its address."""
+
+    name = "stepstream"
+    ready = READY
+
     def __init__(
         self,
-        db_url: str,
-        config: str | pathlib.Path,
         *args: str,
         env: Mapping[str, str] | None = None,
         cwd: str | pathlib.Path | None = None,
     ) -> None:
-        self.db_url = db_url
-        self.config = config
         self.args = args
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.cwd = cwd
@@ -37,10 +40,12 @@ class ServerProcess:
         self.address = ""
         self.output: list[str] = []
 
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "stepstream.cli.main", *self.args]
+
     def start(self, timeout: float = 60.0) -> str:
         """Start it and return "host:port" once it reports SERVING."""
-        cmd = [sys.executable, "-m", "stepstream.cli.main", "serve", "--port", "0"]
-        cmd += ["--config", str(self.config), "--db", self.db_url, *self.args]
+        cmd = self.command()
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env, cwd=self.cwd
         )
@@ -49,15 +54,15 @@ class ServerProcess:
         while time.monotonic() < deadline:
             line = self.proc.stdout.readline()
             if not line:
-                raise RuntimeError(f"stepstream serve exited: {''.join(self.output)}")
+                raise RuntimeError(f"{self.name} exited: {''.join(self.output)}")
             self.output.append(line)
-            match = READY.search(line)
+            match = self.ready.search(line)
             if match:
                 self.address = f"{match.group(1)}:{match.group(2)}"
                 break
         else:
             self.kill()
-            raise RuntimeError("stepstream serve did not start in time")
+            raise RuntimeError(f"{self.name} did not start in time")
         # Keep reading its output so a chatty server never blocks on a full pipe.
         threading.Thread(target=self._drain, daemon=True).start()
         wait_serving(self.address)
@@ -94,12 +99,53 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
 
-    def __enter__(self) -> ServerProcess:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class ServerProcess(ChildProcess):
+    name = "stepstream serve"
+
+    def __init__(
+        self,
+        db_url: str,
+        config: str | pathlib.Path,
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        cwd: str | pathlib.Path | None = None,
+    ) -> None:
+        super().__init__(*args, env=env, cwd=cwd)
+        self.db_url = db_url
+        self.config = config
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "stepstream.cli.main",
+            "serve",
+            "--port",
+            "0",
+            "--config",
+            str(self.config),
+            "--db",
+            self.db_url,
+            *self.args,
+        ]
+
+
+class LimiterProcess(ChildProcess):
+    """`stepstream ratelimiter`, the sidecar."""
+
+    name = "stepstream ratelimiter"
+    ready = LIMITER_READY
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "stepstream.cli.main", "ratelimiter", "--port", "0", *self.args]
 
 
 def wait_serving(address: str, timeout: float = 30.0) -> None:

@@ -1,0 +1,106 @@
+"""A local cluster on loopback ports: N replicas of `stepstream serve`, each with its own
+rate-limiter sidecar, on one database (`stepstream up`, the scale-out tests, benchmarks)."""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from collections.abc import Mapping, Sequence
+
+from stepstream.server.process import LimiterProcess, ServerProcess
+from stepstream.server.storage.db import async_url, upgrade
+
+
+@dataclasses.dataclass
+class Replica:
+    name: str
+    server: ServerProcess
+    limiter: LimiterProcess | None = None
+
+    @property
+    def address(self) -> str:
+        return self.server.address
+
+
+class LocalCluster:
+    def __init__(
+        self,
+        db_url: str,
+        config: str | pathlib.Path,
+        replicas: int = 3,
+        *,
+        limits: str | pathlib.Path | None = None,
+        redis_url: str | None = None,
+        serve_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        cwd: str | pathlib.Path | None = None,
+    ) -> None:
+        self.db_url = async_url(db_url)
+        self.config = config
+        self.count = replicas
+        self.limits = limits
+        self.redis_url = redis_url
+        self.serve_args = tuple(serve_args)
+        self.env = dict(env or {})
+        self.cwd = cwd
+        self.replicas: list[Replica] = []
+
+    @property
+    def addresses(self) -> list[str]:
+        return [r.address for r in self.replicas]
+
+    def start(self) -> list[str]:
+        """Migrate the database once, then start every replica; their addresses."""
+        upgrade(self.db_url)
+        try:
+            for index in range(self.count):
+                self.replicas.append(self._start_replica(f"replica-{index + 1}"))
+        except BaseException:
+            self.stop()
+            raise
+        return self.addresses
+
+    def _start_replica(self, name: str, limiter: LimiterProcess | None = None) -> Replica:
+        serve_args = ["--no-migrate", "--replica", name, *self.serve_args]
+        if limiter is None and self.limits is not None:
+            limiter_args = ["--config", str(self.limits)]
+            if self.redis_url:
+                limiter_args += ["--redis", self.redis_url]
+            limiter = LimiterProcess(*limiter_args, env=self.env, cwd=self.cwd)
+            limiter.start()
+        if limiter is not None:
+            serve_args += ["--ratelimiter", limiter.address]
+        server = ServerProcess(self.db_url, self.config, *serve_args, env=self.env, cwd=self.cwd)
+        try:
+            server.start()
+        except BaseException:
+            if limiter is not None:
+                limiter.stop()
+            raise
+        return Replica(name, server, limiter)
+
+    def kill(self, index: int) -> None:
+        """SIGKILL replica `index`'s server (its sidecar stays, as in a pod whose server crashed)."""
+        self.replicas[index].server.kill()
+
+    def restart(self, index: int) -> str:
+        """Start replica `index`'s server again under the same name; its new address."""
+        old = self.replicas[index]
+        old.server.kill()
+        self.replicas[index] = self._start_replica(old.name, old.limiter)
+        return self.replicas[index].address
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM every server (they drain), then the sidecars."""
+        for replica in self.replicas:
+            replica.server.stop(timeout)
+            if replica.limiter is not None:
+                replica.limiter.stop()
+        self.replicas = []
+
+    def __enter__(self) -> LocalCluster:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

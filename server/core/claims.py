@@ -112,6 +112,29 @@ def renew(conn: sa.Connection, replica: str, until: float) -> dict[str, str | No
     return {row[0]: row[1] for row in conn.execute(statement)}
 
 
+def lost_and_orphaned(
+    conn: sa.Connection, replica: str, missing: Collection[str], orphans: Collection[str]
+) -> list[str]:
+    """After a renewal: which `missing` runs (held here, not renewed) another replica took;
+    and `orphans` (renewed under our name, executing nowhere here) go back to the queue."""
+    if orphans:
+        conn.execute(
+            runs.update()
+            .where(runs.c.run_id.in_(list(orphans)), runs.c.replica == replica, runs.c.status == rec.RUNNING)
+            .values(status=rec.QUEUED, replica=None, lease_expires_at=None)
+        )
+        notify(conn, NOTIFY_QUEUE)
+    if not missing:
+        return []
+    query = sa.select(runs.c.run_id).where(
+        runs.c.run_id.in_(list(missing)),
+        runs.c.status.in_(rec.ACTIVE),
+        sa.or_(runs.c.replica != replica, runs.c.replica.is_(None)),
+    )
+    # Runs missing because they ended meanwhile are not lost: they are finishing here.
+    return [row[0] for row in conn.execute(query)]
+
+
 def requeue_expired(conn: sa.Connection, replica: str, now: float) -> list[str]:
     """Put back in the queue the runs whose holder stopped renewing (never this replica's own)."""
     statement = (

@@ -47,6 +47,7 @@ class Dispatcher:
         self._listener = Listener(listener_engine, NOTIFY_CHANNEL, self._on_notification)
         self._listener.on_reconnect = self._on_reconnect
         self._renew_now = asyncio.Event()
+        self._strays: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -101,12 +102,19 @@ class Dispatcher:
 
     async def renew_once(self) -> None:
         held = self._runs.local_run_ids()
-        if not held:
-            return
         replica, until = self._settings.replica, time.time() + self._settings.lease_seconds
         renewed = await self._writer.transact(lambda conn: claims.renew(conn, replica, until))
-        # Only runs held before the renewal was sent: those launched since may not show yet.
-        self._runs.lost(held - renewed.keys())
+        # Held before the renewal was sent, yet not renewed: ended meanwhile, or taken over.
+        missing = held - renewed.keys()
+        # Renewed under our name, yet executing nowhere here, twice in a row (a run is renewed
+        # between the commit of its start and its launch here; it is local by the next round).
+        strays = renewed.keys() - self._runs.local_run_ids()
+        orphans, self._strays = strays & self._strays, strays
+        if missing or orphans:
+            lost = await self._writer.transact(
+                lambda conn: claims.lost_and_orphaned(conn, replica, missing, orphans)
+            )
+            self._runs.lost(lost)
         for run_id, request in renewed.items():
             if request is not None:
                 self._runs.cancel_requested(run_id, request)

@@ -162,7 +162,9 @@ class RunExecutor:
         if wait is None:
             return
         for kind, _, data in items:
-            if kind == ev.SUPERSTEP_FINISHED and not await wait(data["checkpoint_id"]):
+            if kind == ev.SUPERSTEP_FINISHED and not await wait(
+                data["checkpoint_id"], thread_id=run.session_id
+            ):
                 log.warning("run %s: checkpoint %s not committed in time", run.run_id, data["checkpoint_id"])
 
     async def _finish(self, execution: Execution, outcome: dict[str, Any]) -> rec.Run:

@@ -299,15 +299,15 @@ class RunManager:
 
     async def _execute(self, execution: Execution) -> rec.Run:
         run = execution.run
+        # Unless the executor says otherwise, the run goes on elsewhere (the database tells).
+        result = dataclasses.replace(run, status=rec.QUEUED)
         try:
             result = await self._executor.execute(execution)
-        except BaseException:
+        finally:
             self._release(run)
-            raise
-        self._release(run)
-        future = self._ended.pop(run.run_id, None)
-        if future is not None and not future.done():
-            future.set_result(result)
+            future = self._ended.pop(run.run_id, None)
+            if future is not None and not future.done():
+                future.set_result(result)
         if result.status != rec.QUEUED and run.session_id in self._queued_sessions:
             await self._hand_on(run.session_id)
         if self.maybe_queued and self.free_slots:

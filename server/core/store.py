@@ -48,7 +48,8 @@ _SESSION_AFTER_RUN = (
                 sa.exists().where(
                     runs.c.session_id == sa.bindparam("b_session_id"),
                     runs.c.run_id != sa.bindparam("b_run_id"),
-                    runs.c.status.in_(rec.ACTIVE),
+                    # Not IN (...): an expanding parameter cannot be sent as an executemany.
+                    sa.or_(runs.c.status == rec.QUEUED, runs.c.status == rec.RUNNING),
                 ),
                 rec.BUSY,
             ),

@@ -117,12 +117,14 @@ class GroupCommitWriter:
             batch = self._take_batch()
             try:
                 await self._commit(batch)
-            except Exception:
+            except Exception as exc:
                 # One bad write must not fail its neighbours: retry each caller alone.
+                log.info("a batch of %d writes failed (%s); retrying each caller alone", len(batch), exc)
                 for pending in batch:
                     try:
                         await self._commit([pending])
                     except Exception as exc:
+                        log.warning("writes failed: %s", exc)
                         if not pending.done.done():
                             pending.done.set_exception(exc)
                 continue

@@ -53,12 +53,15 @@ from stepstream.server.storage.checkpoint_reads import (
     search,
 )
 from stepstream.server.storage.checkpoint_sql import Statements, checkpoint_rows, task_write_rows
+from stepstream.server.storage.checkpoint_tables import checkpoints
 from stepstream.server.storage.reads import Reader
 
 T = TypeVar("T")
 
 # How long checkpoint_committed waits for a put, and how many committed ids it remembers.
 COMMIT_WAIT_S = 30.0
+# How long it waits for a put of its own before asking the database.
+STORED_CHECK_S = 0.5
 REMEMBERED_COMMITS = 50_000
 
 
@@ -143,25 +146,44 @@ class SQLAlchemyCheckpointSaver(BaseCheckpointSaver[str]):
         self._mark_committed(checkpoint["id"])
         return next_config
 
-    async def checkpoint_committed(self, checkpoint_id: str, timeout: float = COMMIT_WAIT_S) -> bool:
+    async def checkpoint_committed(
+        self, checkpoint_id: str, timeout: float = COMMIT_WAIT_S, thread_id: str | None = None
+    ) -> bool:
         """Wait until the aput of `checkpoint_id` has committed (it may not have started yet).
 
         LangGraph announces a checkpoint before its background put runs, and with
         max_concurrency that put can queue behind the next superstep's tasks: the
-        service awaits this before telling anyone the superstep is done. False if
-        the put did not commit within `timeout`.
+        service awaits this before telling anyone the superstep is done. A run
+        resumed here may announce a checkpoint another process stored: given the
+        thread, the database is asked when no put of ours commits it soon. False
+        if it is not committed within `timeout`.
         """
         if checkpoint_id in self._committed:
             return True
         waiter = self._commit_waiters.get(checkpoint_id)
         if waiter is None:
             waiter = self._commit_waiters[checkpoint_id] = asyncio.get_running_loop().create_future()
+        deadline = asyncio.get_running_loop().time() + timeout
         try:
-            await asyncio.wait_for(asyncio.shield(waiter), timeout)
-        except TimeoutError:
-            self._commit_waiters.pop(checkpoint_id, None)
-            return False
-        return True
+            while True:
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    return False
+                try:
+                    await asyncio.wait_for(asyncio.shield(waiter), min(left, STORED_CHECK_S))
+                    return True
+                except TimeoutError:
+                    if thread_id is not None and await self._stored(thread_id, checkpoint_id):
+                        return True
+        finally:
+            if not waiter.done():
+                self._commit_waiters.pop(checkpoint_id, None)
+
+    async def _stored(self, thread_id: str, checkpoint_id: str) -> bool:
+        query = sa.select(sa.literal(1)).where(
+            checkpoints.c.thread_id == thread_id, checkpoints.c.checkpoint_id == checkpoint_id
+        )
+        return bool(await self.reader.run(lambda conn: conn.execute(query.limit(1)).first()))
 
     def _mark_committed(self, checkpoint_id: str) -> None:
         waiter = self._commit_waiters.pop(checkpoint_id, None)

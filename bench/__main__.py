@@ -16,6 +16,7 @@ BENCHMARKS = (
     "bench.serving",
     "bench.checkpointer",
     "bench.checkpointer_postgres",
+    "bench.scaleout",
     "bench.ratelimiter",
 )
 

@@ -5,6 +5,9 @@ hand-over on SIGTERM, and the per-session policy held by the database."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import grpc
@@ -117,3 +120,37 @@ def test_sigterm_hands_runs_to_another_replica_at_once(cluster: LocalCluster, ap
     events = before + a.join(run.run_id, after_seq=before[-1].seq)  # type: ignore[attr-defined]
     assert [e.seq for e in events] == list(range(1, len(events) + 1))  # type: ignore[attr-defined]
     assert len(set(_replicas(events))) == 2
+
+
+def test_stepstream_up_starts_replicas_with_sidecars_and_stops_them(postgres_url: str) -> None:
+    limits = ROOT / "tests" / "graphs" / "limits.toml"
+    command = [sys.executable, "-m", "stepstream.cli.main", "up", "--replicas", "2"]
+    command += [
+        "--db",
+        create_database(postgres_url),
+        "--config",
+        str(GRAPHS_CONFIG),
+        "--limits",
+        str(limits),
+    ]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    assert proc.stdout is not None
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("cluster ready: "):
+                break
+        addresses = lines[-1].removeprefix("cluster ready: ").strip().split(",")
+        assert len(addresses) == 2 and sum("(limiter 127.0.0.1:" in line for line in lines) == 2, lines
+        # The SDK balances over every address; runs on either replica see the other's sessions.
+        api_a, api_b = Api(addresses[0]), Api(addresses[1])
+        try:
+            run = api_a.start("linear", {"x": 1})
+            assert api_b.wait(run.run_id).status == runs_pb2.RUN_STATUS_SUCCEEDED
+        finally:
+            api_a.close()
+            api_b.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0

@@ -120,6 +120,7 @@ def generate_java(out_dir: pathlib.Path) -> None:
         cmd = [
             str(toolchain.java_protoc()),
             f"-I{PROTO_ROOT}",
+            f"-I{well_known_include()}",
             f"--plugin=protoc-gen-grpc-java={toolchain.protoc_gen_grpc_java()}",
             f"--java_out={tmp}",
             f"--grpc-java_out={tmp}",

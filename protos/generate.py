@@ -32,7 +32,7 @@ from collections.abc import Callable
 from grpc_tools import protoc
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import toolchain  # noqa: E402
+import toolchain
 
 ROOT = toolchain.ROOT
 PROTO_ROOT = toolchain.PROTOS
@@ -149,9 +149,10 @@ def generate(language: str, out_dir: pathlib.Path | None = None) -> pathlib.Path
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
     parser.add_argument("languages", nargs="*", help=f"any of {', '.join(GENERATORS)} (default: all)")
-    parser.add_argument("--out", type=pathlib.Path, help="write DIR/<language> instead of the committed folders")
+    parser.add_argument("--out", type=pathlib.Path, help="write DIR/<language>, not the committed folders")
     args = parser.parse_args()
     unknown = set(args.languages) - set(GENERATORS)
     if unknown:

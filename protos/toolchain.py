@@ -153,3 +153,25 @@ def java_protoc() -> pathlib.Path:
 
 def protoc_gen_grpc_java() -> pathlib.Path:
     return maven_exe("io.grpc", "protoc-gen-grpc-java", pom_property("grpc.version"))
+
+
+def install_all() -> None:
+    """Everything `make protos` and tests/clients_polyglot use, for a fresh machine (`make tools`)."""
+    tools = (
+        protoc_gen_go,
+        protoc_gen_go_grpc,
+        grpcurl,
+        protoc_gen_ts_proto,
+        buf,
+        java_protoc,
+        protoc_gen_grpc_java,
+    )
+    for install in tools:
+        print(f"{install.__name__}: {install()}", flush=True)
+
+
+if __name__ == "__main__":
+    try:
+        install_all()
+    except ToolchainMissing as missing:
+        raise SystemExit(str(missing)) from missing

@@ -1,5 +1,5 @@
 // A run's events through JoinRun, rejoined from the last seq seen when the stream breaks.
-import { ServiceError, status } from "@grpc/grpc-js";
+import { Metadata, ServiceError, status } from "@grpc/grpc-js";
 import { setTimeout as sleep } from "node:timers/promises";
 
 import { Cursor } from "./events";
@@ -26,11 +26,8 @@ function isServiceError(error: unknown): error is ServiceError {
 }
 
 function unavailable(details: string): ServiceError {
-  return Object.assign(new Error(`${status.UNAVAILABLE} UNAVAILABLE: ${details}`), {
-    code: status.UNAVAILABLE,
-    details,
-    metadata: undefined as never,
-  });
+  const error = new Error(`${status.UNAVAILABLE} UNAVAILABLE: ${details}`);
+  return Object.assign(error, { code: status.UNAVAILABLE, details, metadata: new Metadata() });
 }
 
 /**

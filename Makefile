@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test bench bench-full protos lint clean
+.PHONY: setup demo test bench bench-full protos tools lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ bench-full: $(STAMP)
 
 protos: $(STAMP)
 	$(PY) protos/generate.py
+
+# The pinned generators, buf and grpcurl (Go, npm and Maven installs; cached per version).
+tools: $(STAMP)
+	$(PY) protos/toolchain.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

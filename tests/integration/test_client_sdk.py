@@ -8,7 +8,6 @@ each adding 1 to x), `ask` (interrupt("question?"), then {"answer": resume}),
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 import subprocess
@@ -37,6 +36,7 @@ from stepstream.client import (
     TaskFinished,
     UnavailableError,
 )
+from tests.proxy import CuttableProxy
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -261,44 +261,6 @@ async def test_session_stream_on_an_existing_session_and_cancel(client: Stepstre
 
 
 # -- transport: failover and transparent reconnection ----------------------------
-
-
-class CuttableProxy:
-    """A loopback TCP proxy whose open connections can be cut, as a network blip does."""
-
-    def __init__(self, target: str) -> None:
-        host, port = target.rsplit(":", 1)
-        self.target = (host, int(port))
-        self.writers: set[asyncio.StreamWriter] = set()
-        self.server: asyncio.Server | None = None
-        self.address = ""
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.address = f"127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self.target)
-        self.writers |= {writer, up_writer}
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(ConnectionError, OSError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-    def cut(self) -> None:
-        for writer in self.writers:
-            writer.transport.abort()
-        self.writers.clear()
-
-    async def stop(self) -> None:
-        self.cut()
-        if self.server is not None:
-            self.server.close()
 
 
 async def test_join_reconnects_transparently_after_a_cut(server_address: str) -> None:

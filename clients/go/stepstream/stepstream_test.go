@@ -1,0 +1,75 @@
+package stepstream
+
+import (
+	"testing"
+
+	pb "github.com/stepstream/stepstream/clients/go/stepstreamv1"
+)
+
+func event(runID string, seq uint64, finished bool) *pb.RunEvent {
+	e := &pb.RunEvent{RunId: runID, Seq: seq}
+	if finished {
+		e.Kind = &pb.RunEvent_RunFinished{RunFinished: &pb.RunFinished{ValuesJson: "{}"}}
+	} else {
+		e.Kind = &pb.RunEvent_SuperstepFinished{SuperstepFinished: &pb.SuperstepFinished{Step: int32(seq)}}
+	}
+	return e
+}
+
+func TestJSONPayloads(t *testing.T) {
+	if got := MustJSON(map[string]any{"query": "x"}); got != `{"query":"x"}` {
+		t.Fatalf("MustJSON: %s", got)
+	}
+	if got, _ := EncodeJSON(nil); got != "null" {
+		t.Fatalf("EncodeJSON(nil) = %q, want null", got)
+	}
+	if got, _ := EncodeOptionalJSON(nil); got != "" {
+		t.Fatalf("EncodeOptionalJSON(nil) = %q, want absent", got)
+	}
+	if _, err := EncodeJSON(make(chan int)); err == nil {
+		t.Fatal("a channel encoded as JSON")
+	}
+	values, err := DecodeJSON[struct{ Answer string }](`{"answer": "42"}`)
+	if err != nil || values.Answer != "42" {
+		t.Fatalf("DecodeJSON: %+v %v", values, err)
+	}
+	if absent, err := DecodeJSON[map[string]any](""); err != nil || absent != nil {
+		t.Fatalf("DecodeJSON of absent: %v %v", absent, err)
+	}
+	if _, err := DecodeJSON[any]("{x"); err == nil {
+		t.Fatal("malformed JSON decoded")
+	}
+}
+
+func TestKindAndTerminal(t *testing.T) {
+	if Kind(event("r", 1, false)) != "superstep_finished" || Kind(event("r", 2, true)) != "run_finished" {
+		t.Fatal("Kind does not name the oneof field")
+	}
+	if Kind(&pb.RunEvent{}) != "" {
+		t.Fatal("an event without a kind has a kind")
+	}
+	if IsTerminal(event("r", 1, false)) || !IsTerminal(event("r", 2, true)) {
+		t.Fatal("IsTerminal")
+	}
+}
+
+func TestCursorDropsDeliveredEvents(t *testing.T) {
+	cursor := NewCursor()
+	cursor.SetSeen("a", 2)
+	fresh := cursor.Take(event("a", 1, false), event("a", 2, false), event("a", 3, false), event("b", 1, false), event("a", 3, false))
+	if len(fresh) != 2 || fresh[0].GetSeq() != 3 || fresh[1].GetRunId() != "b" {
+		t.Fatalf("Take kept %v", fresh)
+	}
+	if id, seq, ok := cursor.Unfinished(); !ok || id != "b" || seq != 1 {
+		t.Fatalf("Unfinished = %s %d %v", id, seq, ok)
+	}
+	cursor.Take(event("b", 2, true), event("b", 3, false))
+	if !cursor.Ended("b") || cursor.Seen("b") != 2 {
+		t.Fatal("events after the last one were taken")
+	}
+	reopen := ReopenSession(&pb.OpenSession{GraphId: "g", Subgraphs: true}, "s1", cursor)
+	if reopen.GetSessionId() != "s1" || reopen.GetGraphId() != "" || !reopen.GetSubgraphs() ||
+		reopen.GetResumeRunId() != "a" || reopen.GetAfterSeq() != 3 {
+		t.Fatalf("ReopenSession = %v", reopen)
+	}
+}

@@ -1,0 +1,64 @@
+package dev.stepstream.client;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.stepstream.v1.OpenSession;
+import dev.stepstream.v1.RunEvent;
+import dev.stepstream.v1.RunFinished;
+import dev.stepstream.v1.SuperstepFinished;
+import java.util.List;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+
+/** The helper's pure parts; the stubs and RunFollower run against a live server in tests/clients_polyglot. */
+class HelperTest {
+  private static RunEvent event(String runId, long seq, boolean finished) {
+    RunEvent.Builder event = RunEvent.newBuilder().setRunId(runId).setSeq(seq);
+    return finished
+        ? event.setRunFinished(RunFinished.newBuilder().setValuesJson("{}")).build()
+        : event.setSuperstepFinished(SuperstepFinished.newBuilder().setStep((int) seq)).build();
+  }
+
+  @Test
+  void jsonPayloads() {
+    assertEquals("{\"query\":\"x\"}", Json.encode(Map.of("query", "x")));
+    assertEquals("null", Json.encode(null));
+    assertEquals("", Json.encodeOptional(null));
+    assertEquals(42, Json.decode("{\"a\": [42]}").path("a").path(0).asInt());
+    assertTrue(Json.decode("").isMissingNode());
+    assertNull(Json.decode("", Map.class));
+    assertThrows(IllegalArgumentException.class, () -> Json.decode("{x"));
+  }
+
+  @Test
+  void kindsAreTheProtoFieldNames() {
+    assertEquals("superstep_finished", Events.kind(event("r", 1, false)));
+    assertEquals("run_finished", Events.kind(event("r", 2, true)));
+    assertEquals("", Events.kind(RunEvent.getDefaultInstance()));
+    assertFalse(Events.isTerminal(event("r", 1, false)));
+    assertTrue(Events.isTerminal(event("r", 2, true)));
+  }
+
+  @Test
+  void cursorDropsDeliveredEventsAndReopensTheUnfinishedRun() {
+    Cursor cursor = new Cursor();
+    cursor.setSeen("a", 2);
+    List<RunEvent> fresh =
+        cursor.take(
+            List.of(event("a", 1, false), event("a", 2, false), event("a", 3, false), event("b", 1, false), event("a", 3, false)));
+    assertEquals(List.of("a3", "b1"), fresh.stream().map(e -> e.getRunId() + e.getSeq()).toList());
+    cursor.take(List.of(event("b", 2, true), event("b", 3, false)));
+    assertTrue(cursor.hasEnded("b"));
+    assertEquals(2, cursor.seen("b"));
+    OpenSession reopen = cursor.reopen(OpenSession.newBuilder().setGraphId("g").setSubgraphs(true).build(), "s1");
+    assertEquals("s1", reopen.getSessionId());
+    assertEquals("", reopen.getGraphId());
+    assertTrue(reopen.getSubgraphs());
+    assertEquals("a", reopen.getResumeRunId());
+    assertEquals(3, reopen.getAfterSeq());
+  }
+}

@@ -17,7 +17,7 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/stepstream demo
 
-test: $(STAMP)
+test: tools
 	$(PY) -m pytest
 
 bench: $(STAMP)

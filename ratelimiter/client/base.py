@@ -4,14 +4,42 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import functools
 from collections.abc import Generator
 from types import TracebackType
 from typing import Any
 
+from stepstream.ratelimiter.config import LimitSpec
 from stepstream.ratelimiter.types import Decision, Mode, Priority
 
 # How long acquire waits for a slot when the caller gives no timeout.
 DEFAULT_TIMEOUT_S = 300.0
+
+
+class WakePacer:
+    """The key's own limit, checked again when a caller actually goes.
+
+    Slots are reserved when a caller asks and kept by sleeping until they start. A
+    process that stalls (a long GC pause, a busy event loop) wakes every caller whose
+    slot fell in the stall at once: a burst the API never allowed. Checking the same
+    rate and burst at wake time (GCRA on this process's clock) spaces them out again;
+    no slot is wasted, the late callers only go a little later.
+    """
+
+    def __init__(self) -> None:
+        self._tat: dict[str, float] = {}
+
+    async def release(self, spec: LimitSpec, cost: int) -> None:
+        loop = asyncio.get_running_loop()
+        interval = spec.period_s / spec.rate
+        while True:
+            now = loop.time()
+            tat = max(self._tat.get(spec.key, now), now) + cost * interval
+            early = tat - now - spec.burst * interval
+            if early <= 1e-9:
+                self._tat[spec.key] = tat
+                return
+            await asyncio.sleep(early)
 
 
 class RateLimitRefused(Exception):
@@ -80,6 +108,9 @@ class Acquisition:
         if decision.wait_s > 0:
             # The slot is reserved: sleeping until it starts is all that is left to do.
             await asyncio.sleep(decision.wait_s)
+        spec = self._limiter.limit_of(self.key)
+        if spec is not None and spec.rate > 0:
+            await self._limiter.pacer.release(spec, self.cost)
         return Grant(self._limiter, self.key, self.cost, decision)
 
     def __await__(self) -> Generator[Any, None, Grant]:
@@ -99,6 +130,14 @@ class Acquisition:
 
 class Limiter(abc.ABC):
     """What graph nodes and helpers use; `RemoteLimiter` and `LocalLimiter` implement it."""
+
+    @functools.cached_property
+    def pacer(self) -> WakePacer:
+        return WakePacer()
+
+    def limit_of(self, key: str) -> LimitSpec | None:
+        """The key's limit, when known here (to pace callers that wake late)."""
+        return None
 
     def acquire(
         self, key: str, cost: int = 1, timeout: float | None = None, priority: Priority = Priority.NORMAL

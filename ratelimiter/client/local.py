@@ -39,6 +39,9 @@ class LocalLimiter(Limiter):
     def limits(self) -> Mapping[str, LimitSpec]:
         return self.core.limits
 
+    def limit_of(self, key: str) -> LimitSpec | None:
+        return self.core.limits.get(key)
+
     async def decide(self, key: str, cost: int, timeout: float, priority: Priority) -> Decision:
         if self.home_loop is None:
             self.home_loop = asyncio.get_running_loop()

@@ -143,6 +143,9 @@ class RemoteLimiter(Limiter):
             entry = self._channels[loop] = (channel, pb_grpc.RateLimiterServiceStub(channel))
         return entry[1]
 
+    def limit_of(self, key: str) -> LimitSpec | None:
+        return self._limits.get(key)
+
     async def limits(self) -> dict[str, LimitSpec]:
         """The sidecar's declared limits (remembered for the local fallback budget)."""
         resp = await self._stub().ListLimits(pb.ListLimitsRequest(), timeout=5.0)

@@ -39,6 +39,10 @@ def test_enqueue_runs_one_after_the_other(api: Api) -> None:
 
 def test_interrupt_stops_the_active_run_and_keeps_its_checkpoints(api: Api) -> None:
     first = api.start("slow", {"steps": 50, "delay": 0.1})
+    # Interrupted once it has work to keep: a superstep checkpointed.
+    for reply in api.runs.JoinRun(runs_pb2.JoinRunRequest(run_id=first.run_id)):
+        if "superstep_finished" in kinds(reply.events):
+            break
     second = api.start(
         session_id=first.session_id,
         inp={"steps": 1, "delay": 0},

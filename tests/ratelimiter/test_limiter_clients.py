@@ -156,3 +156,42 @@ async def test_token_usage_settles_the_estimate(limiter: LocalLimiter) -> None:
     await model.ainvoke("question")
     # 400 reserved, 100 used: 300 came back (the limit refills 1000/min meanwhile, never above 500).
     assert await available(limiter, "llm") >= 399
+
+
+async def _calls_after_a_stall(paced: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[list[float], float]:
+    """When 20 callers of a 50/s key (burst 2) went, the event loop stalling 0.3 s meanwhile;
+    and when the last slot the limiter reserved began."""
+    if not paced:
+        monkeypatch.setattr(LocalLimiter, "limit_of", lambda self, key: None)
+    local = LocalLimiter.from_limits({"api": "50/s burst 2"})
+    calls: list[float] = []
+
+    async def caller() -> None:
+        await local.acquire("api", timeout=30)
+        calls.append(time.monotonic())
+
+    try:
+        began = time.monotonic()
+        callers = [asyncio.create_task(caller()) for _ in range(20)]
+        await asyncio.sleep(0.05)
+        time.sleep(0.3)  # the event loop stalls (a long GC pause, a blocking call)
+        await asyncio.gather(*callers)
+    finally:
+        await local.close()
+    return sorted(calls), began + 19 / 50
+
+
+def _most_in(calls: list[float], window: float) -> int:
+    return max(sum(1 for t in calls if start <= t < start + window) for start in calls)
+
+
+async def test_callers_woken_late_by_a_stall_are_spaced_out_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Reserved slots alone: every caller whose slot fell in the stall goes at the same instant.
+    unpaced, _ = await _calls_after_a_stall(False, monkeypatch)
+    assert _most_in(unpaced, 0.02) >= 10
+    monkeypatch.undo()
+    # Paced at wake time by the key's own rate and burst: at most the burst, then 1 per 20 ms,
+    # and no slot is wasted: the last caller goes within a stall's length of its slot.
+    paced, last_slot = await _calls_after_a_stall(True, monkeypatch)
+    assert _most_in(paced, 0.02) <= 3
+    assert paced[-1] - last_slot < 1.0

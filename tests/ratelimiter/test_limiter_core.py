@@ -105,7 +105,9 @@ async def test_a_cancelled_waiter_leaves_the_line_without_losing_a_slot() -> Non
     doomed.cancel()
     d = await after
     assert d.granted
-    assert d.granted_at - first.granted_at == pytest.approx(0.02, abs=0.005)
+    # The next slot (20 ms after the first), not the one after it: the cancelled slot was
+    # given back. (Later only by how late `after` reached the line on a busy machine.)
+    assert 0.015 <= d.granted_at - first.granted_at < 0.04
     await core.close()
 
 

@@ -149,6 +149,17 @@ def test_load_balancer_fronts_exactly_the_replicas(model: dict[str, Any]) -> Non
     }
 
 
+def test_balancer_lets_a_session_stream_idle_while_a_person_answers() -> None:
+    # nginx resets a stream after a minute without traffic either way by default,
+    # which ends a session stream waiting on an interrupt (seen with these unset).
+    conf = NGINX_CONF.read_text()
+    for directive in ("grpc_read_timeout", "grpc_send_timeout", "client_body_timeout", "send_timeout"):
+        values = re.findall(rf"^\s*{directive}\s+(\d+)([smh]);", conf, re.M)
+        assert len(values) == 1, directive
+        number, unit = values[0]
+        assert int(number) * {"s": 1, "m": 60, "h": 3600}[unit] >= 3600, directive
+
+
 def test_traces_go_to_jaeger_over_otlp_grpc(model: dict[str, Any]) -> None:
     services = model["services"]
     for name, service in services.items():

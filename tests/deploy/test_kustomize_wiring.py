@@ -73,6 +73,13 @@ def test_probes_ask_grpc_health_on_the_ports_the_processes_listen_on(base: list[
     assert option(server["args"], "--host") == "0.0.0.0" == option(sidecar["args"], "--host")
 
 
+def test_the_replica_is_named_after_its_pod(base: list[Doc]) -> None:
+    server = container(pod_spec(base), "server")
+    assert option(server["args"], "--replica") == "$(POD_NAME)"
+    pod_name = next(e for e in server["env"] if e["name"] == "POD_NAME")
+    assert pod_name["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+
+
 def test_grace_period_covers_the_prestop_pause_and_the_drain(base: list[Doc]) -> None:
     pod = pod_spec(base)
     server = container(pod, "server")

@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test bench bench-full protos tools lint clean
+.PHONY: setup demo test bench bench-full protos tools lint clean deploy-tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/stepstream demo
 
-test: tools
+test: tools deploy-tools
 	$(PY) -m pytest
 
 bench: $(STAMP)
@@ -37,6 +37,12 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) tools/typecheck.py
+
+# Pinned offline validators for deploy/ (kubeconform, kustomize, compose-go, KEDA's CRD).
+deploy-tools: build/deploy-tools/versions.txt
+
+build/deploy-tools/versions.txt: deploy/validators.sh
+	deploy/validators.sh build/deploy-tools
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -49,8 +49,53 @@ def serve(
         None, "--replica", help="Name of this replica (default host-pid); keep it across restarts."
     ),
     log_level: str = typer.Option("WARNING", help="Python logging level."),
+    auth_file: str = typer.Option(
+        None,
+        "--auth-file",
+        envvar="STEPSTREAM_AUTH_FILE",
+        help="Principals file: API keys and certificate names.",
+    ),
+    jwt_keys: str = typer.Option(
+        None,
+        "--jwt-keys",
+        envvar="STEPSTREAM_JWT_KEYS",
+        help="JWKS file or PEM public key for bearer tokens.",
+    ),
+    jwt_issuer: str = typer.Option("", "--jwt-issuer", envvar="STEPSTREAM_JWT_ISSUER"),
+    jwt_audience: str = typer.Option("", "--jwt-audience", envvar="STEPSTREAM_JWT_AUDIENCE"),
+    jwt_owner_claim: str = typer.Option(DEFAULTS.jwt_owner_claim, "--jwt-owner-claim"),
+    jwt_roles_claim: str = typer.Option(DEFAULTS.jwt_roles_claim, "--jwt-roles-claim"),
+    allow_unauthenticated: bool = typer.Option(
+        False, "--allow-unauthenticated", help="Serve a non-loopback host without authentication."
+    ),
+    tls_cert: str = typer.Option(
+        None, "--tls-cert", envvar="STEPSTREAM_TLS_CERT", help="Server certificate."
+    ),
+    tls_key: str = typer.Option(None, "--tls-key", envvar="STEPSTREAM_TLS_KEY", help="Server private key."),
+    tls_client_ca: str = typer.Option(
+        None,
+        "--tls-client-ca",
+        envvar="STEPSTREAM_TLS_CLIENT_CA",
+        help="Require client certificates of this CA.",
+    ),
+    ratelimiter_tls_ca: str = typer.Option(
+        None, "--ratelimiter-tls-ca", help="CA of the sidecar's certificate."
+    ),
+    ratelimiter_tls_cert: str = typer.Option(
+        None, "--ratelimiter-tls-cert", help="Client certificate (mTLS)."
+    ),
+    ratelimiter_tls_key: str = typer.Option(None, "--ratelimiter-tls-key", help="Its private key."),
+    ratelimiter_api_key: str = typer.Option(
+        None,
+        "--ratelimiter-api-key",
+        envvar="STEPSTREAM_RATELIMITER_API_KEY",
+        help="API key for the sidecar.",
+    ),
+    max_payload_bytes: int = typer.Option(DEFAULTS.max_payload_bytes, help="Largest JSON payload field."),
+    max_payload_depth: int = typer.Option(DEFAULTS.max_payload_depth, help="Deepest JSON nesting."),
 ) -> None:
     """Serve the configured graphs over gRPC."""
+    from stepstream.server.api.auth import check_security
     from stepstream.server.api.server import run_forever
     from stepstream.server.core.registry import ConfigError, read_config
 
@@ -84,7 +129,28 @@ def serve(
         keep_checkpoints=keep_checkpoints,
         ratelimiter_address=ratelimiter,
         limits_path=limits,
+        auth_file=auth_file,
+        jwt_keys_file=jwt_keys,
+        jwt_issuer=jwt_issuer,
+        jwt_audience=jwt_audience,
+        jwt_owner_claim=jwt_owner_claim,
+        jwt_roles_claim=jwt_roles_claim,
+        allow_unauthenticated=allow_unauthenticated,
+        tls_cert_file=tls_cert,
+        tls_key_file=tls_key,
+        tls_client_ca_file=tls_client_ca,
+        ratelimiter_tls_ca_file=ratelimiter_tls_ca,
+        ratelimiter_tls_cert_file=ratelimiter_tls_cert,
+        ratelimiter_tls_key_file=ratelimiter_tls_key,
+        ratelimiter_api_key=ratelimiter_api_key,
+        max_payload_bytes=max_payload_bytes,
+        max_payload_depth=max_payload_depth,
     )
+    try:
+        check_security(settings)
+    except ValueError as exc:  # a file that cannot be read or used, a refused exposure
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     try:
         run_forever(settings)
     except ConfigError as exc:

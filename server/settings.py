@@ -61,3 +61,40 @@ class ServerSettings:
     queue_poll_seconds: float = 0.5
     # Group commit: most writes committed in one transaction.
     max_writes_per_commit: int = 5_000
+
+    # -- who may call (SECURITY.md) ----------------------------------------------------------
+    # Principals file: API keys (by SHA-256) and client-certificate names, each mapped to an
+    # owner and roles (auth/credentials.py). Authentication is on when this or a JWT key set
+    # is given; with neither it is off, which is allowed only on a loopback host.
+    auth_file: str | None = None
+    # JWT bearer tokens: the key set they must be signed with (JWKS file or PEM public key),
+    # the expected issuer and audience (empty: not checked), and the claims naming the owner
+    # and the roles.
+    jwt_keys_file: str | None = None
+    jwt_issuer: str = ""
+    jwt_audience: str = ""
+    jwt_owner_claim: str = "sub"
+    jwt_roles_claim: str = "roles"
+    # Serve without authentication on a non-loopback host (every caller is default_owner).
+    allow_unauthenticated: bool = False
+    # TLS for clients: certificate and key (then plaintext is refused); with a client CA,
+    # clients must also present a certificate it signed (mTLS).
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_client_ca_file: str | None = None
+    # The rate-limiter sidecar over TLS (required when it is not on loopback): the CA that
+    # signed its certificate, this server's client certificate and key (mTLS), and an API key
+    # to present (or authenticate by the certificate's name in the sidecar's principals file).
+    ratelimiter_tls_ca_file: str | None = None
+    ratelimiter_tls_cert_file: str | None = None
+    ratelimiter_tls_key_file: str | None = None
+    ratelimiter_api_key: str | None = None
+
+    # -- input limits (INVALID_ARGUMENT with a field violation beyond them) -------------------
+    # Largest JSON payload in one *_json field, in bytes, and its deepest nesting.
+    max_payload_bytes: int = 1024 * 1024
+    max_payload_depth: int = 64
+    # Most entries in one repeated or map field of a request (event kinds, statuses, nodes...).
+    max_list_entries: int = 256
+    # Longest plain string field (ids, names, tokens), in bytes.
+    max_string_bytes: int = 1024

@@ -19,6 +19,7 @@ PACKAGES = {
     "ratelimiter": "ratelimiter",
     "client": "clients/python/stepstream_client",
     "mockapi": "mockapi",
+    "auth": "auth",
     "v1": "gen/python/stepstream/v1",
 }
 

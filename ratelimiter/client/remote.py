@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, cast
 
 import grpc
@@ -100,8 +100,14 @@ class RemoteLimiter(Limiter):
         rpc_margin_s: float = 5.0,
         transport: Literal["stream", "unary"] = "stream",
         sidecar_horizon_s: float = 0.25,
+        credentials: grpc.ChannelCredentials | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
     ) -> None:
         self.target = target
+        # TLS (and a client certificate for mTLS) when the sidecar is not on loopback, and
+        # credentials (e.g. an x-api-key) sent with every call.
+        self._credentials = credentials
+        self._metadata = tuple(metadata)
         # The sidecar's reserve_ahead: how far ahead it may have granted slots.
         self.sidecar_horizon_s = sidecar_horizon_s
         self._outage_started = False
@@ -132,14 +138,17 @@ class RemoteLimiter(Limiter):
         loop = asyncio.get_running_loop()
         stream = self._streams.get(loop)
         if stream is None or stream.broken is not None:
-            stream = self._streams[loop] = AcquireStream(self._stub())
+            stream = self._streams[loop] = AcquireStream(self._stub(), self._metadata)
         return stream
 
     def _stub(self) -> pb_grpc.RateLimiterServiceStub:
         loop = asyncio.get_running_loop()
         entry = self._channels.get(loop)
         if entry is None:
-            channel = grpc.aio.insecure_channel(self.target, options=_CHANNEL_OPTIONS)
+            if self._credentials is None:
+                channel = grpc.aio.insecure_channel(self.target, options=_CHANNEL_OPTIONS)
+            else:
+                channel = grpc.aio.secure_channel(self.target, self._credentials, options=_CHANNEL_OPTIONS)
             entry = self._channels[loop] = (channel, pb_grpc.RateLimiterServiceStub(channel))
         return entry[1]
 
@@ -148,7 +157,7 @@ class RemoteLimiter(Limiter):
 
     async def limits(self) -> dict[str, LimitSpec]:
         """The sidecar's declared limits (remembered for the local fallback budget)."""
-        resp = await self._stub().ListLimits(pb.ListLimitsRequest(), timeout=5.0)
+        resp = await self._stub().ListLimits(pb.ListLimitsRequest(), timeout=5.0, metadata=self._metadata)
         for lim in resp.limits:
             self._limits[lim.key] = LimitSpec(
                 lim.key, lim.rate, _seconds(lim.period), int(lim.burst), lim.unit
@@ -217,7 +226,9 @@ class RemoteLimiter(Limiter):
             )
             if self.transport == "stream":
                 return _decision(await self._acquire_stream().acquire(request, timeout + self.rpc_margin_s))
-            resp = await self._stub().Acquire(request, timeout=timeout + self.rpc_margin_s)
+            resp = await self._stub().Acquire(
+                request, timeout=timeout + self.rpc_margin_s, metadata=self._metadata
+            )
             return _decision(resp)
         except StreamItemError as err:
             if err.code == code_pb2.UNAVAILABLE:  # the sidecar fails closed without its store
@@ -253,7 +264,9 @@ class RemoteLimiter(Limiter):
                 priority=_priority(priority),
                 ttl=_duration(self.lease_ttl_s),
             )
-            resp = await self._stub().AcquireLease(request, timeout=timeout + self.rpc_margin_s)
+            resp = await self._stub().AcquireLease(
+                request, timeout=timeout + self.rpc_margin_s, metadata=self._metadata
+            )
             if resp.outcome != pb.ACQUIRE_OUTCOME_GRANTED:
                 return _decision(resp)
             now = time.monotonic()
@@ -281,7 +294,7 @@ class RemoteLimiter(Limiter):
         if time.monotonic() < pool.expires and used < pool.size:
             try:
                 await self._stub().ReleaseLease(
-                    pb.ReleaseLeaseRequest(lease_id=lease_id, used=used), timeout=2.0
+                    pb.ReleaseLeaseRequest(lease_id=lease_id, used=used), timeout=2.0, metadata=self._metadata
                 )
             except grpc.aio.AioRpcError as err:
                 log.debug("lease %s not released: %s", lease_id, err.code())
@@ -294,7 +307,7 @@ class RemoteLimiter(Limiter):
             await self._local.report_throttled(key, retry_after_s)
         try:
             request = pb.ReportThrottledRequest(key=key, retry_after=_duration(retry_after_s))
-            resp = await self._stub().ReportThrottled(request, timeout=2.0)
+            resp = await self._stub().ReportThrottled(request, timeout=2.0, metadata=self._metadata)
         except grpc.aio.AioRpcError as err:
             if err.code() not in _UNREACHABLE:
                 raise
@@ -305,7 +318,7 @@ class RemoteLimiter(Limiter):
     async def reconcile(self, key: str, reserved: int, actual: int) -> None:
         try:
             request = pb.ReconcileRequest(key=key, reserved=reserved, actual=actual)
-            await self._stub().Reconcile(request, timeout=2.0)
+            await self._stub().Reconcile(request, timeout=2.0, metadata=self._metadata)
         except grpc.aio.AioRpcError as err:
             if err.code() not in _UNREACHABLE:
                 raise

@@ -28,8 +28,10 @@ class StreamItemError(Exception):
 
 
 class AcquireStream:
-    def __init__(self, stub: pb_grpc.RateLimiterServiceStub) -> None:
-        self._call = stub.AcquireStream()
+    def __init__(
+        self, stub: pb_grpc.RateLimiterServiceStub, metadata: tuple[tuple[str, str], ...] = ()
+    ) -> None:
+        self._call = stub.AcquireStream(metadata=metadata)
         self._loop = asyncio.get_running_loop()
         self._pending: dict[int, asyncio.Future[pb.AcquireStreamResponse]] = {}
         self._outbox: collections.deque[pb.AcquireStreamRequest] = collections.deque()

@@ -13,6 +13,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from stepstream.auth.tls import server_credentials
+from stepstream.server.api.auth import auth_interceptor
+from stepstream.server.api.limits import RequestLimits, RequestLimitsInterceptor
 from stepstream.server.api.servicers import GraphServicer, RunServicer, SessionServicer
 from stepstream.server.core.app import Core
 from stepstream.server.settings import ServerSettings
@@ -44,6 +47,8 @@ class StepstreamServer:
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self.server: grpc.aio.Server | None = None
         self.port = 0
+        # Built before anything starts, so a bad auth set-up stops the process at once.
+        self.interceptors = [auth_interceptor(settings), RequestLimitsInterceptor(RequestLimits.of(settings))]
 
     async def start(self) -> int:
         # Sync graph nodes run here, never on the event loop.
@@ -58,11 +63,12 @@ class StepstreamServer:
         gc.set_threshold(*GC_THRESHOLDS)
         limit = self.settings.max_message_bytes
         server = grpc.aio.server(
+            interceptors=self.interceptors,
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
                 ("grpc.so_reuseport", 0),
-            ]
+            ],
         )
         graphs_pb2_grpc.add_GraphServiceServicer_to_server(GraphServicer(self.core), server)
         sessions_pb2_grpc.add_SessionServiceServicer_to_server(SessionServicer(self.core), server)
@@ -71,7 +77,14 @@ class StepstreamServer:
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
-        self.port = server.add_insecure_port(f"{self.settings.host}:{self.settings.port}")
+        address = f"{self.settings.host}:{self.settings.port}"
+        if self.settings.tls_cert_file and self.settings.tls_key_file:
+            credentials = server_credentials(
+                self.settings.tls_cert_file, self.settings.tls_key_file, self.settings.tls_client_ca_file
+            )
+            self.port = server.add_secure_port(address, credentials)
+        else:
+            self.port = server.add_insecure_port(address)
         if self.port == 0:
             raise OSError(f"cannot listen on {self.settings.host}:{self.settings.port}")
         await server.start()
@@ -96,7 +109,15 @@ async def serve(settings: ServerSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     graphs = ", ".join(g.spec.graph_id for g in server.core.registry.all()) or "no graphs"
-    print(f"stepstream serving {graphs} on {settings.host}:{port} (db {settings.db_url})", flush=True)
+    security = [
+        "TLS" if settings.tls_cert_file else "plaintext",
+        "auth on" if settings.auth_file or settings.jwt_keys_file else "AUTHENTICATION OFF",
+    ]
+    print(
+        f"stepstream serving {graphs} on {settings.host}:{port} "
+        f"(db {settings.db_url}; {', '.join(security)})",
+        flush=True,
+    )
     await stop.wait()
     log.info("stopping: draining runs for up to %.0f s", settings.shutdown_grace_seconds)
     await server.stop()

@@ -7,6 +7,7 @@ from typing import Any, TypeAlias
 
 import grpc
 
+from stepstream.auth.interceptor import current_principal
 from stepstream.server.api import convert
 from stepstream.server.api.session_stream import SessionStreamHandler
 from stepstream.server.api.status import streaming, unary
@@ -27,8 +28,10 @@ Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
 
 def owner_of(core: Core, context: Context) -> str:
-    """The tenant a request acts for; one owner while authentication is off."""
-    return core.settings.default_owner
+    """The tenant a request acts for (the auth interceptor resolved it); one owner while
+    authentication is off."""
+    principal = current_principal.get()
+    return principal.owner if principal is not None else core.settings.default_owner
 
 
 class GraphServicer(graphs_pb2_grpc.GraphServiceServicer):
@@ -158,8 +161,8 @@ class RunServicer(runs_pb2_grpc.RunServiceServicer):
     @streaming
     async def JoinRun(self, request: runs_pb2.JoinRunRequest, context: Context) -> AsyncIterator[Any]:
         event_filter = convert.event_filter(request.event_kinds, request.subgraphs)
-        await self._core.store.get_run(owner_of(self._core, context), request.run_id)
-        async for batch in self._core.eventlog.follow(request.run_id, request.after_seq, event_filter):
+        owner = owner_of(self._core, context)
+        async for batch in self._core.join_run(owner, request.run_id, request.after_seq, event_filter):
             yield runs_pb2.JoinRunResponse(events=[convert.event_pb(e) for e in batch])
 
     @unary

@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from stepstream.server.api import convert
+from stepstream.server.api.limits import RequestLimits, check_request
 from stepstream.server.api.status import status_of
 from stepstream.server.core import records as rec
 from stepstream.server.core.app import Core
@@ -31,6 +32,7 @@ class SessionStreamHandler:
         self._filter = EventFilter()
         self._out: asyncio.Queue[Response | None] = asyncio.Queue()
         self._followers: set[asyncio.Task[None]] = set()
+        self._limits = RequestLimits.of(core.settings)
 
     async def serve(
         self, requests: AsyncIterator[sessions_pb2.SessionStreamRequest]
@@ -53,6 +55,7 @@ class SessionStreamHandler:
         try:
             async for request in requests:
                 try:
+                    check_request(request, self._limits)
                     await self._handle(request)
                 except Exception as exc:
                     status = status_of(exc)

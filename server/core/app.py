@@ -7,14 +7,17 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
+from stepstream.auth.tls import sidecar_credentials
 from stepstream.ratelimiter.client import Limiter, open_limiter
 from stepstream.ratelimiter.config import load_settings
 from stepstream.server.core import records as rec
 from stepstream.server.core.dispatch import Dispatcher
 from stepstream.server.core.errors import InvalidArgument
 from stepstream.server.core.eventlog import EventLog
+from stepstream.server.core.events import EventFilter, RunEvent
 from stepstream.server.core.executor import RunExecutor
 from stepstream.server.core.jsonio import parse_field
 from stepstream.server.core.registry import GraphRegistry, GraphSpec, read_config, read_env
@@ -32,7 +35,19 @@ log = logging.getLogger(__name__)
 def open_run_limiter(settings: ServerSettings) -> Limiter | None:
     """The limiter graph nodes take tokens from: the sidecar, the embedded one, or none."""
     if settings.ratelimiter_address:
-        return open_limiter(settings.ratelimiter_address)
+        key = settings.ratelimiter_api_key
+        credentials = sidecar_credentials(
+            settings.ratelimiter_address,
+            settings.ratelimiter_tls_ca_file,
+            settings.ratelimiter_tls_cert_file,
+            settings.ratelimiter_tls_key_file,
+            allow_plaintext_remote=settings.allow_unauthenticated,
+        )
+        return open_limiter(
+            settings.ratelimiter_address,
+            credentials=credentials,
+            metadata=[("x-api-key", key)] if key else [],
+        )
     if settings.limits_path:
         return open_limiter(None, load_settings(settings.limits_path))
     return None
@@ -130,6 +145,14 @@ class Core:
             new_session = self.sessions.new_session(owner, graph_id, "", None)
         request = StartRequest(owner, graph_id, session_id, input_json, command, options, run_id)
         return await self.runs.start(request, new_session)
+
+    async def join_run(
+        self, owner: str, run_id: str, after_seq: int, event_filter: EventFilter
+    ) -> AsyncIterator[list[RunEvent]]:
+        """A run's events after `after_seq`, live until it ends; NOT_FOUND for another owner's run."""
+        await self.store.get_run(owner, run_id)
+        async for batch in self.eventlog.follow(run_id, after_seq, event_filter):
+            yield batch
 
     async def _retain(self) -> None:
         """Delete expired sessions and prune checkpoint history, in the background."""

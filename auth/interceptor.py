@@ -1,0 +1,138 @@
+"""A grpc.aio server interceptor: every call is authenticated and authorised before its handler.
+
+The interceptor wraps each method's handler, so the check runs inside the
+call (where the metadata and the verified peer certificate are at hand) and the
+principal is put in a context variable the servicers read (`current_principal`).
+Methods listed as open (health, reflection) skip the check; a method missing
+from the table needs a role nobody has: denied by default.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
+
+import grpc
+
+from stepstream.auth.credentials import Authenticator, AuthError, Principal
+
+log = logging.getLogger(__name__)
+
+# Prefixes of methods anyone may call: probes and tooling need them before any credentials.
+OPEN_PREFIXES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
+
+current_principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
+    "current_principal", default=None
+)
+
+Context = Any  # grpc.aio.ServicerContext
+
+
+def peer_common_names(context: Context) -> list[str]:
+    """Common names of the client certificate the TLS handshake verified (mTLS), if any."""
+    auth = context.auth_context()
+    return [v.decode() for v in auth.get("x509_common_name", [])]
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """authenticator None: authentication is off and every call acts as `anonymous`."""
+
+    def __init__(
+        self,
+        authenticator: Authenticator | None,
+        roles_by_method: Mapping[str, frozenset[str]],
+        anonymous: Principal,
+        open_prefixes: tuple[str, ...] = OPEN_PREFIXES,
+    ) -> None:
+        self._authenticator = authenticator
+        self._roles = roles_by_method
+        self._anonymous = anonymous
+        self._open = open_prefixes
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        method: str = details.method  # type: ignore[attr-defined]
+        if handler is None or method.startswith(self._open):
+            return handler
+        return _wrap(handler, self._checker(method))
+
+    def _checker(self, method: str) -> Callable[[Context], Awaitable[Principal]]:
+        needed = self._roles.get(method, frozenset())
+
+        async def check(context: Context) -> Principal:
+            if self._authenticator is None:
+                return self._anonymous
+            try:
+                principal = self._authenticator.authenticate(
+                    context.invocation_metadata() or (), peer_common_names(context)
+                )
+            except AuthError as exc:
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+                raise AssertionError("abort returns only by raising") from exc
+            if not principal.has_any(needed):
+                wanted = " or ".join(sorted(needed)) or "a role this method does not grant"
+                await context.abort(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"{method} needs the role {wanted}; {principal.owner!r} has "
+                    f"{', '.join(sorted(principal.roles)) or 'none'}",
+                )
+            return principal
+
+        return check
+
+
+def _wrap(handler: grpc.RpcMethodHandler, check: Callable[[Context], Awaitable[Principal]]) -> Any:
+    """The same handler, its behaviour preceded by the check and run as the principal."""
+    h: Any = handler
+    if h.unary_unary:
+        inner_uu = h.unary_unary
+
+        async def unary_unary(request: Any, context: Context) -> Any:
+            current_principal.set(await check(context))
+            return await inner_uu(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(unary_unary, h.request_deserializer, h.response_serializer)
+    if h.unary_stream:
+        inner_us = h.unary_stream
+
+        async def unary_stream(request: Any, context: Context) -> AsyncIterator[Any]:
+            current_principal.set(await check(context))
+            async for item in inner_us(request, context):
+                yield item
+
+        return grpc.unary_stream_rpc_method_handler(
+            unary_stream, h.request_deserializer, h.response_serializer
+        )
+    if h.stream_unary:
+        inner_su = h.stream_unary
+
+        async def stream_unary(requests: Any, context: Context) -> Any:
+            current_principal.set(await check(context))
+            return await inner_su(requests, context)
+
+        return grpc.stream_unary_rpc_method_handler(
+            stream_unary, h.request_deserializer, h.response_serializer
+        )
+    inner_ss = h.stream_stream
+
+    async def stream_stream(requests: Any, context: Context) -> AsyncIterator[Any]:
+        current_principal.set(await check(context))
+        async for item in inner_ss(requests, context):
+            yield item
+
+    return grpc.stream_stream_rpc_method_handler(stream_stream, h.request_deserializer, h.response_serializer)
+
+
+def principal_of(default: Principal) -> Principal:
+    """The principal of the current call (set by the interceptor), or `default` outside one."""
+    return current_principal.get() or default

@@ -47,6 +47,12 @@ ADDRESS = typer.Option(
     help=f"Server host:port; repeat (or comma-separate) for several replicas. [default: {DEFAULT_ADDRESS}]",
 )
 
+API_KEY = typer.Option(None, "--api-key", envvar="STEPSTREAM_API_KEY", help="API key (sent as x-api-key).")
+TOKEN = typer.Option(None, "--token", envvar="STEPSTREAM_TOKEN", help="JWT bearer token.")
+TLS_CA = typer.Option(
+    None, "--tls-ca", envvar="STEPSTREAM_TLS_CA", help="Connect over TLS, trusting this CA certificate."
+)
+
 SUBGRAPHS = typer.Option(False, "--subgraphs", help="Also show the supersteps of subgraphs.")
 
 sessions_app = typer.Typer(help="Sessions (LangGraph threads).", no_args_is_help=True)
@@ -55,9 +61,11 @@ sessions_app = typer.Typer(help="Sessions (LangGraph threads).", no_args_is_help
 # -- plumbing ------------------------------------------------------------------
 
 
-def _client(addresses: list[str] | None) -> StepstreamClient:
+def _client(
+    addresses: list[str] | None, api_key: str | None, token: str | None, tls_ca: str | None
+) -> StepstreamClient:
     split = [a.strip() for value in addresses or () for a in value.replace(",", " ").split()]
-    return StepstreamClient(split or [DEFAULT_ADDRESS])
+    return StepstreamClient(split or [DEFAULT_ADDRESS], api_key=api_key, token=token, tls_ca_file=tls_ca)
 
 
 def _execute(work: Callable[[], Coroutine[Any, Any, int | None]]) -> None:
@@ -370,11 +378,16 @@ async def _follow(
 # -- verbs ---------------------------------------------------------------------
 
 
-def graphs(address: list[str] | None = ADDRESS) -> None:
+def graphs(
+    address: list[str] | None = ADDRESS,
+    api_key: str | None = API_KEY,
+    token: str | None = TOKEN,
+    tls_ca: str | None = TLS_CA,
+) -> None:
     """List the graphs the server serves."""
 
     async def work() -> None:
-        async with _client(address) as client:
+        async with _client(address, api_key, token, tls_ca) as client:
             found = await client.graphs.list()
         rows = [
             [g.graph_id, ", ".join(g.nodes), str(g.default_max_concurrency or "-"), g.description]
@@ -401,6 +414,9 @@ def run(
     ),
     subgraphs: bool = SUBGRAPHS,
     address: list[str] | None = ADDRESS,
+    api_key: str | None = API_KEY,
+    token: str | None = TOKEN,
+    tls_ca: str | None = TLS_CA,
 ) -> None:
     """Start a run of GRAPH and show its supersteps and tasks live."""
     value = _parse_json(input_json, "--input")
@@ -412,7 +428,7 @@ def run(
     options = RunOptions(max_concurrency=max_concurrency, busy_policy=busy_policy)
 
     async def work() -> int:
-        async with _client(address) as client:
+        async with _client(address, api_key, token, tls_ca) as client:
             if not follow:
                 started = await client.runs.start(
                     graph, value, session_id=session, command=command, options=options
@@ -432,11 +448,14 @@ def join(
     after_seq: int = typer.Option(0, "--after-seq", help="Show events after this seq."),
     subgraphs: bool = SUBGRAPHS,
     address: list[str] | None = ADDRESS,
+    api_key: str | None = API_KEY,
+    token: str | None = TOKEN,
+    tls_ca: str | None = TLS_CA,
 ) -> None:
     """Follow a run's events (live until it ends), from any replica."""
 
     async def work() -> int:
-        async with _client(address) as client:
+        async with _client(address, api_key, token, tls_ca) as client:
             events = client.runs.join(run_id, after_seq, subgraphs=subgraphs)
             return await _follow(client, events, run_id, subgraphs=subgraphs)
 
@@ -448,11 +467,14 @@ def sessions_list(
     graph: str | None = typer.Option(None, "--graph", "-g", help="Only sessions of this graph."),
     limit: int = typer.Option(50, "--limit", "-n", help="At most this many (newest first)."),
     address: list[str] | None = ADDRESS,
+    api_key: str | None = API_KEY,
+    token: str | None = TOKEN,
+    tls_ca: str | None = TLS_CA,
 ) -> None:
     """List sessions, newest first."""
 
     async def work() -> None:
-        async with _client(address) as client:
+        async with _client(address, api_key, token, tls_ca) as client:
             found = [s async for s in client.sessions.list(graph_id=graph, limit=limit)]
         rows = [[s.session_id, s.graph_id, s.status, _when(s.created_at), _when(s.updated_at)] for s in found]
         _table(["session", "graph", "status", "created", "updated"], rows)
@@ -465,11 +487,14 @@ def sessions_show(
     session_id: str = typer.Argument(..., help="Session id."),
     runs: int = typer.Option(10, "--runs", help="Show this many latest runs."),
     address: list[str] | None = ADDRESS,
+    api_key: str | None = API_KEY,
+    token: str | None = TOKEN,
+    tls_ca: str | None = TLS_CA,
 ) -> None:
     """Show a session: its state, pending interrupts and latest runs."""
 
     async def work() -> None:
-        async with _client(address) as client:
+        async with _client(address, api_key, token, tls_ca) as client:
             session = await client.sessions.get(session_id)
             state = await client.sessions.state(session_id)
             latest = [r async for r in client.runs.list(session_id=session_id, limit=runs)]
@@ -513,11 +538,14 @@ def sessions_delete(
     session_id: str = typer.Argument(..., help="Session id."),
     force: bool = typer.Option(False, "--force", help="Cancel an active run first."),
     address: list[str] | None = ADDRESS,
+    api_key: str | None = API_KEY,
+    token: str | None = TOKEN,
+    tls_ca: str | None = TLS_CA,
 ) -> None:
     """Delete a session with its runs, events and checkpoints."""
 
     async def work() -> None:
-        async with _client(address) as client:
+        async with _client(address, api_key, token, tls_ca) as client:
             await client.sessions.delete(session_id, force=force)
         typer.echo(f"deleted session {session_id}")
 

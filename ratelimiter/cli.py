@@ -31,11 +31,40 @@ def ratelimiter(
     limit: Annotated[
         list[str] | None, typer.Option("--limit", help="Extra limit KEY=LIMIT, e.g. 'arxiv=1 per 3s'")
     ] = None,
+    auth_file: Annotated[
+        str | None, typer.Option("--auth-file", envvar="STEPSTREAM_AUTH_FILE", help="Principals file")
+    ] = None,
+    jwt_keys: Annotated[
+        str | None, typer.Option("--jwt-keys", envvar="STEPSTREAM_JWT_KEYS", help="JWKS or PEM key for JWTs")
+    ] = None,
+    tls_cert: Annotated[str | None, typer.Option("--tls-cert", help="Server certificate")] = None,
+    tls_key: Annotated[str | None, typer.Option("--tls-key", help="Its private key")] = None,
+    tls_client_ca: Annotated[
+        str | None, typer.Option("--tls-client-ca", help="Require client certificates of this CA (mTLS)")
+    ] = None,
+    allow_unauthenticated: Annotated[
+        bool | None, typer.Option("--allow-unauthenticated", help="Serve a non-loopback host without auth")
+    ] = None,
 ) -> None:
     """Run the rate-limiter sidecar: one token budget per external API, shared through Redis."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        settings = load_settings(config, _extra_limits(limit or []), redis_url=redis, host=host, port=port)
+        settings = load_settings(
+            config,
+            _extra_limits(limit or []),
+            redis_url=redis,
+            host=host,
+            port=port,
+            auth_file=auth_file,
+            jwt_keys_file=jwt_keys,
+            tls_cert_file=tls_cert,
+            tls_key_file=tls_key,
+            tls_client_ca_file=tls_client_ca,
+            allow_unauthenticated=allow_unauthenticated or None,
+        )
+        from stepstream.ratelimiter.auth import auth_interceptor
+
+        auth_interceptor(settings)  # refuse unusable credentials before serving
     except ConfigError as exc:
         typer.echo(f"config error: {exc}", err=True)
         raise typer.Exit(2) from None

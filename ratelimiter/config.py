@@ -123,6 +123,21 @@ class LimiterSettings:
     # Lifetime of a lease when the caller asks none, and the longest allowed.
     lease_ttl_s: float = 10.0
     max_lease_ttl_s: float = 300.0
+    # Largest request accepted, in bytes (the sidecar's requests are a few dozen bytes).
+    max_message_bytes: int = 64 * 1024
+    # Who may call (SECURITY.md): a principals file (API keys by SHA-256, client-certificate
+    # names) and/or a JWT key set; with neither, authentication is off, which is allowed only
+    # on a loopback host unless allow_unauthenticated.
+    auth_file: str = ""
+    jwt_keys_file: str = ""
+    jwt_issuer: str = ""
+    jwt_audience: str = ""
+    allow_unauthenticated: bool = False
+    # TLS: certificate and key (plaintext is then refused); with a client CA, callers must
+    # present a certificate it signed (mTLS, e.g. the servers of other pods).
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""
     # The declared limits, by key.
     limits: Mapping[str, LimitSpec] = dataclasses.field(default_factory=dict)
 
@@ -202,7 +217,7 @@ def _check_type(source: str, key: str, value: Any, expected: type) -> None:
 
 
 _FIELD_TYPES: dict[str, type] = {
-    f.name: {"str": str, "int": int, "float": float}.get(str(f.type), object)
+    f.name: {"str": str, "int": int, "float": float, "bool": bool}.get(str(f.type), object)
     for f in dataclasses.fields(LimiterSettings)
 }
 _FIELD_TYPES["on_store_failure"] = str
@@ -229,7 +244,11 @@ def _validate_settings(s: LimiterSettings, source: str) -> None:
             raise ConfigError(source, name, f"must be positive, got {value!r}")
     if not math.isfinite(s.reserve_ahead_ms) or s.reserve_ahead_ms < 0:
         raise ConfigError(source, "reserve_ahead_ms", f"must be >= 0, got {s.reserve_ahead_ms!r}")
-    for name in ("expected_replicas", "max_waiters_per_key", "max_batch"):
+    if bool(s.tls_cert_file) != bool(s.tls_key_file):
+        raise ConfigError(source, "tls_cert_file", "a TLS certificate needs its key (tls_key_file), and back")
+    if s.tls_client_ca_file and not s.tls_cert_file:
+        raise ConfigError(source, "tls_client_ca_file", "client certificates need TLS (tls_cert_file)")
+    for name in ("expected_replicas", "max_waiters_per_key", "max_batch", "max_message_bytes"):
         if getattr(s, name) < 1:
             raise ConfigError(source, name, f"must be >= 1, got {getattr(s, name)}")
     if s.lease_ttl_s > s.max_lease_ttl_s:

@@ -13,7 +13,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from stepstream.auth.tls import server_credentials
 from stepstream.ratelimiter import envoy
+from stepstream.ratelimiter.auth import auth_interceptor
 from stepstream.ratelimiter.backends.base import Backend
 from stepstream.ratelimiter.backends.failover import FailoverBackend
 from stepstream.ratelimiter.backends.memory import MemoryBackend
@@ -56,7 +58,14 @@ class RunningLimiter:
 
 async def start(settings: LimiterSettings) -> RunningLimiter:
     """Listen on settings.host:settings.port (0: any free port) and serve."""
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    interceptor = auth_interceptor(settings)
+    server = grpc.aio.server(
+        interceptors=[interceptor],
+        options=[
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ],
+    )
     health_servicer = health.aio.HealthServicer()
     loop = asyncio.get_running_loop()
     pending: set[asyncio.Task[None]] = set()
@@ -77,7 +86,14 @@ async def start(settings: LimiterSettings) -> RunningLimiter:
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = (SERVICE_NAME, envoy.SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name)
     reflection.enable_server_reflection((*names, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    address = f"{settings.host}:{settings.port}"
+    if settings.tls_cert_file:
+        credentials = server_credentials(
+            settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file or None
+        )
+        port = server.add_secure_port(address, credentials)
+    else:
+        port = server.add_insecure_port(address)
     await server.start()
     for name in ("", SERVICE_NAME, envoy.SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

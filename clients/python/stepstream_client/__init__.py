@@ -4,7 +4,7 @@ JSON payloads go in and come out as Python objects; events are frozen
 dataclasses; failures are StepstreamError subclasses by status code.
 """
 
-from stepstream.client.client import StepstreamClient
+from stepstream.client.client import StepstreamClient, tls_credentials
 from stepstream.client.errors import (
     AbortedError,
     AlreadyExistsError,
@@ -113,4 +113,5 @@ __all__ = [
     "UnimplementedError",
     "UnknownError",
     "UnknownEvent",
+    "tls_credentials",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pathlib
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -15,6 +16,20 @@ from stepstream.client.pool import DEFAULT_MAX_MESSAGE_BYTES, CallSettings, Chan
 from stepstream.client.runs import Runs
 from stepstream.client.session_stream import SessionStream
 from stepstream.client.sessions import Sessions
+
+
+def tls_credentials(
+    ca_file: str | None = None, cert_file: str | None = None, key_file: str | None = None
+) -> grpc.ChannelCredentials:
+    """TLS channel credentials from PEM files: the CA to trust (None: the system's roots)
+    and, for mTLS, a client certificate with its key."""
+    if bool(cert_file) != bool(key_file):
+        raise ValueError("a client certificate needs both tls_cert_file and tls_key_file")
+
+    def read(path: str | None) -> bytes | None:
+        return pathlib.Path(path).read_bytes() if path else None
+
+    return grpc.ssl_channel_credentials(read(ca_file), read(key_file), read(cert_file))
 
 
 class StepstreamClient:
@@ -41,17 +56,31 @@ class StepstreamClient:
         reconnect_timeout: float = 30.0,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         channel_options: Sequence[tuple[str, Any]] = (),
+        api_key: str | None = None,
+        token: str | None = None,
+        tls_ca_file: str | None = None,
+        tls_cert_file: str | None = None,
+        tls_key_file: str | None = None,
     ) -> None:
         """
-        credentials: TLS channel credentials; None for plaintext.
+        credentials: TLS channel credentials; None for plaintext (or the tls_* files below).
         metadata: sent with every call (e.g. an authorization header).
         timeout: deadline in seconds of unary calls; None: no deadline.
         reconnect_timeout: how long a broken event stream keeps reconnecting.
         max_message_bytes: largest message sent or received; the server's default is 4 MiB.
         channel_options: extra grpc channel arguments (e.g. keepalive).
+        api_key: sent as `x-api-key` with every call; token: a JWT, sent as `authorization: Bearer`.
+        tls_ca_file: connect over TLS trusting this CA (PEM); tls_cert_file and tls_key_file:
+          a client certificate, for servers that require one (mTLS).
         """
         addresses = [address] if isinstance(address, str) else list(address)
-        pairs = metadata.items() if isinstance(metadata, Mapping) else metadata
+        pairs = list(metadata.items() if isinstance(metadata, Mapping) else metadata)
+        if api_key:
+            pairs.append(("x-api-key", api_key))
+        if token:
+            pairs.append(("authorization", f"Bearer {token}"))
+        if credentials is None and (tls_ca_file or tls_cert_file):
+            credentials = tls_credentials(tls_ca_file, tls_cert_file, tls_key_file)
         settings = CallSettings(
             metadata=tuple((k.lower(), v) for k, v in pairs),
             timeout=timeout,

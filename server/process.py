@@ -32,7 +32,10 @@ class ChildProcess:
         *args: str,
         env: Mapping[str, str] | None = None,
         cwd: str | pathlib.Path | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
+        # TLS credentials of the health probe when the process serves TLS only.
+        self.credentials = credentials
         self.args = args
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.cwd = cwd
@@ -65,7 +68,7 @@ class ChildProcess:
             raise RuntimeError(f"{self.name} did not start in time")
         # Keep reading its output so a chatty server never blocks on a full pipe.
         threading.Thread(target=self._drain, daemon=True).start()
-        wait_serving(self.address)
+        wait_serving(self.address, credentials=self.credentials)
         return self.address
 
     def _drain(self) -> None:
@@ -117,8 +120,9 @@ class ServerProcess(ChildProcess):
         *args: str,
         env: Mapping[str, str] | None = None,
         cwd: str | pathlib.Path | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
-        super().__init__(*args, env=env, cwd=cwd)
+        super().__init__(*args, env=env, cwd=cwd, credentials=credentials)
         self.db_url = db_url
         self.config = config
 
@@ -148,9 +152,14 @@ class LimiterProcess(ChildProcess):
         return [sys.executable, "-m", "stepstream.cli.main", "ratelimiter", "--port", "0", *self.args]
 
 
-def wait_serving(address: str, timeout: float = 30.0) -> None:
+def wait_serving(
+    address: str, timeout: float = 30.0, credentials: grpc.ChannelCredentials | None = None
+) -> None:
     deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
+    channel = (
+        grpc.insecure_channel(address) if credentials is None else grpc.secure_channel(address, credentials)
+    )
+    with channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             try:

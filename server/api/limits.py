@@ -26,6 +26,8 @@ from stepstream.server.settings import ServerSettings
 
 # Integers beyond this are not exact in JSON (other clients) and overflow signed 64-bit columns.
 MAX_INTEGER = 2**53 - 1
+# Largest page of any list (the core's page_size() holds the same bound).
+MAX_PAGE_SIZE = 1000
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _BRACKET = re.compile(r"[\[\]{}]")
 
@@ -78,6 +80,8 @@ def check_request(message: Message, limits: RequestLimits, prefix: str = "") -> 
                     _check_scalar(f"{name}[{i}]", False, item, limits)
         elif field.type == FieldDescriptor.TYPE_MESSAGE:
             check_request(value, limits, f"{name}.")
+        elif field.name == "page_size" and value > MAX_PAGE_SIZE:
+            raise InvalidArgument(name, f"must be at most {MAX_PAGE_SIZE}")
         else:
             _check_scalar(name, field.name.endswith("_json"), value, limits)
 

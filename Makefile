@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test bench bench-full protos tools lint clean deploy-tools
+.PHONY: setup demo test bench bench-full protos tools lint clean deploy-tools certs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ protos: $(STAMP)
 # The pinned generators, buf and grpcurl (Go, npm and Maven installs; cached per version).
 tools: $(STAMP)
 	$(PY) protos/toolchain.py
+
+# Development certificates (CA, localhost server, clients) in certs/; never for production.
+certs: $(STAMP)
+	$(PY) -m stepstream.auth.devcerts certs
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import grpc
 import jwt
 import pytest
+from google.protobuf import duration_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from stepstream.server.api.auth import READER, WRITER, roles_by_method
-from stepstream.v1 import graphs_pb2, runs_pb2, sessions_pb2
+from stepstream.v1 import graphs_pb2, ratelimit_pb2, ratelimit_pb2_grpc, runs_pb2, sessions_pb2
 from tests.integration.rpc import Api
+from tests.ratelimiter.conftest import Sidecar
 from tests.security.conftest import AUDIENCE, ISSUER, Tenants, api_key_api, bearer_api
+from tests.support import ROOT
+
+LIMITS = ROOT / "tests" / "graphs" / "limits.toml"
 
 SERVICES = [s for m in (graphs_pb2, sessions_pb2, runs_pb2) for s in m.DESCRIPTOR.services_by_name.values()]
 METHODS = [(f"/{s.full_name}/{m.name}", m) for s in SERVICES for m in s.methods]
@@ -186,3 +192,59 @@ def test_a_principal_without_roles_is_denied_everything(secured_server: str, ten
         assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     finally:
         api.close()
+
+
+# -- the rate-limiter sidecar ------------------------------------------------------------------
+
+LIMITER_SERVICE = ratelimit_pb2.DESCRIPTOR.services_by_name["RateLimiterService"]
+LIMITER_METHODS = [(f"/{LIMITER_SERVICE.full_name}/{m.name}", m) for m in LIMITER_SERVICE.methods]
+
+
+@pytest.fixture(scope="module")
+def secured_sidecar(tenants: Tenants) -> Iterator[str]:
+    sidecar = Sidecar(
+        LIMITS, ["--auth-file", str(tenants.principals_file), "--jwt-keys", str(tenants.jwks_file)]
+    )
+    yield sidecar.target
+    sidecar.close()
+
+
+@pytest.mark.parametrize(("path", "method"), LIMITER_METHODS, ids=[p for p, _ in LIMITER_METHODS])
+def test_every_sidecar_rpc_needs_credentials_and_the_limiter_role(
+    secured_sidecar: str, tenants: Tenants, path: str, method: Any
+) -> None:
+    with grpc.insecure_channel(secured_sidecar) as channel:
+        for metadata, code in [
+            ((), grpc.StatusCode.UNAUTHENTICATED),
+            ((("x-api-key", "sk_unknown"),), grpc.StatusCode.UNAUTHENTICATED),
+            (
+                (("authorization", f"Bearer {tenants.token('internal', ['limiter'], expires_in=-600)}"),),
+                grpc.StatusCode.UNAUTHENTICATED,
+            ),
+            ((("x-api-key", tenants.keys["alice"]),), grpc.StatusCode.PERMISSION_DENIED),
+        ]:
+            with pytest.raises(grpc.RpcError) as err:
+                call_raw(channel, path, method, metadata)
+            assert err.value.code() == code, (metadata, err.value.details())
+
+
+@pytest.mark.parametrize("credential", ["api-key", "jwt"])
+def test_the_sidecar_grants_to_a_caller_with_the_limiter_role(
+    secured_sidecar: str, tenants: Tenants, credential: str
+) -> None:
+    metadata = (
+        (("x-api-key", tenants.keys["limiter"]),)
+        if credential == "api-key"
+        else (("authorization", f"Bearer {tenants.token('internal', ['limiter'])}"),)
+    )
+    with grpc.insecure_channel(secured_sidecar) as channel:
+        stub = ratelimit_pb2_grpc.RateLimiterServiceStub(channel)
+        limits = stub.ListLimits(ratelimit_pb2.ListLimitsRequest(), metadata=metadata, timeout=10)
+        assert [lim.key for lim in limits.limits] == ["test-api"]
+        request = ratelimit_pb2.AcquireRequest(key="test-api", max_wait=duration_pb2.Duration(seconds=5))
+        assert (
+            stub.Acquire(request, metadata=metadata, timeout=10).outcome
+            == ratelimit_pb2.ACQUIRE_OUTCOME_GRANTED
+        )
+        health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))
+        assert health.status == health_pb2.HealthCheckResponse.SERVING

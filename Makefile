@@ -35,7 +35,7 @@ tools: $(STAMP)
 
 # Development certificates (CA, localhost server, clients) in certs/; never for production.
 certs: $(STAMP)
-	$(PY) -m stepstream.auth.devcerts certs
+	$(PY) -m stepstream.security.devcerts certs
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import logging
 
-from stepstream.auth.credentials import Principal, build_authenticator
-from stepstream.auth.interceptor import AuthInterceptor
-from stepstream.auth.tls import is_loopback
 from stepstream.ratelimiter import envoy
 from stepstream.ratelimiter.config import ConfigError, LimiterSettings
+from stepstream.security.credentials import Principal, build_authenticator
+from stepstream.security.interceptor import AuthInterceptor
+from stepstream.security.tls import is_loopback
 from stepstream.v1 import ratelimit_pb2
 
 log = logging.getLogger(__name__)

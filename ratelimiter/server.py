@@ -13,7 +13,6 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from stepstream.auth.tls import server_credentials
 from stepstream.ratelimiter import envoy
 from stepstream.ratelimiter.auth import auth_interceptor
 from stepstream.ratelimiter.backends.base import Backend
@@ -23,6 +22,8 @@ from stepstream.ratelimiter.backends.redis_backend import RedisBackend
 from stepstream.ratelimiter.config import LimiterSettings
 from stepstream.ratelimiter.core import LimiterCore
 from stepstream.ratelimiter.servicer import RateLimiterServicer
+from stepstream.security.malformed import MalformedRequestInterceptor
+from stepstream.security.tls import server_credentials
 from stepstream.v1 import ratelimit_pb2, ratelimit_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ async def start(settings: LimiterSettings) -> RunningLimiter:
     """Listen on settings.host:settings.port (0: any free port) and serve."""
     interceptor = auth_interceptor(settings)
     server = grpc.aio.server(
-        interceptors=[interceptor],
+        interceptors=[interceptor, MalformedRequestInterceptor()],
         options=[
             ("grpc.so_reuseport", 0),
             ("grpc.max_receive_message_length", settings.max_message_bytes),

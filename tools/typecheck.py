@@ -19,7 +19,7 @@ PACKAGES = {
     "ratelimiter": "ratelimiter",
     "client": "clients/python/stepstream_client",
     "mockapi": "mockapi",
-    "auth": "auth",
+    "security": "security",
     "v1": "gen/python/stepstream/v1",
 }
 

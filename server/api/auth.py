@@ -11,9 +11,9 @@ import logging
 
 import grpc
 
-from stepstream.auth.credentials import Authenticator, Principal, build_authenticator
-from stepstream.auth.interceptor import AuthInterceptor
-from stepstream.auth.tls import is_loopback, server_credentials, sidecar_credentials
+from stepstream.security.credentials import Authenticator, Principal, build_authenticator
+from stepstream.security.interceptor import AuthInterceptor
+from stepstream.security.tls import is_loopback, server_credentials, sidecar_credentials
 from stepstream.server.settings import ServerSettings
 from stepstream.v1 import graphs_pb2, runs_pb2, sessions_pb2
 

@@ -13,7 +13,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from stepstream.auth.tls import server_credentials
+from stepstream.security.malformed import MalformedRequestInterceptor
+from stepstream.security.tls import server_credentials
 from stepstream.server.api.auth import auth_interceptor
 from stepstream.server.api.limits import RequestLimits, RequestLimitsInterceptor
 from stepstream.server.api.servicers import GraphServicer, RunServicer, SessionServicer
@@ -48,7 +49,11 @@ class StepstreamServer:
         self.server: grpc.aio.Server | None = None
         self.port = 0
         # Built before anything starts, so a bad auth set-up stops the process at once.
-        self.interceptors = [auth_interceptor(settings), RequestLimitsInterceptor(RequestLimits.of(settings))]
+        self.interceptors = [
+            auth_interceptor(settings),
+            MalformedRequestInterceptor(),
+            RequestLimitsInterceptor(RequestLimits.of(settings)),
+        ]
 
     async def start(self) -> int:
         # Sync graph nodes run here, never on the event loop.

@@ -7,7 +7,7 @@ from typing import Any, TypeAlias
 
 import grpc
 
-from stepstream.auth.interceptor import current_principal
+from stepstream.security.interceptor import current_principal
 from stepstream.server.api import convert
 from stepstream.server.api.session_stream import SessionStreamHandler
 from stepstream.server.api.status import streaming, unary

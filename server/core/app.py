@@ -10,9 +10,9 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from stepstream.auth.tls import sidecar_credentials
 from stepstream.ratelimiter.client import Limiter, open_limiter
 from stepstream.ratelimiter.config import load_settings
+from stepstream.security.tls import sidecar_credentials
 from stepstream.server.core import records as rec
 from stepstream.server.core.dispatch import Dispatcher
 from stepstream.server.core.errors import InvalidArgument

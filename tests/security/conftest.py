@@ -2,7 +2,7 @@
 
 Two tenants (alice, bob) with API keys and the writer role, a read-only key of
 alice's, JWTs signed by a key in the server's JWKS (and by one that is not),
-and development certificates from stepstream.auth.devcerts.
+and development certificates from stepstream.security.devcerts.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from stepstream.auth.credentials import hash_api_key, new_api_key
-from stepstream.auth.devcerts import make_dev_certs
+from stepstream.security.credentials import hash_api_key, new_api_key
+from stepstream.security.devcerts import make_dev_certs
 from tests.integration.rpc import Api
 from tests.support import ServerProcess
 

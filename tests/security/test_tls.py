@@ -13,8 +13,8 @@ import grpc
 import pytest
 from google.protobuf import duration_pb2
 
-from stepstream.auth.tls import channel_credentials, is_loopback, sidecar_credentials
 from stepstream.client import StepstreamClient, UnavailableError
+from stepstream.security.tls import channel_credentials, is_loopback, sidecar_credentials
 from stepstream.v1 import graphs_pb2, graphs_pb2_grpc, ratelimit_pb2, ratelimit_pb2_grpc, runs_pb2
 from tests.integration.rpc import Api
 from tests.ratelimiter.conftest import Sidecar

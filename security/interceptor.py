@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 
-from stepstream.auth.credentials import Authenticator, AuthError, Principal
+from stepstream.security.credentials import Authenticator, AuthError, Principal
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Development certificates: a CA, a server certificate for localhost, and client certificates.
 
-`make certs` writes them to certs/ (`python -m stepstream.auth.devcerts certs`).
+`make certs` writes them to certs/ (`python -m stepstream.security.devcerts certs`).
 For development and tests only: the CA key sits next to the certificates it signed.
 """
 

@@ -91,6 +91,15 @@ def serve(
         envvar="STEPSTREAM_RATELIMITER_API_KEY",
         help="API key for the sidecar.",
     ),
+    tenant_runs_per_second: float = typer.Option(
+        DEFAULTS.tenant_runs_per_second, help="Runs each tenant may start per second (0: no limit)."
+    ),
+    tenant_runs_burst: int = typer.Option(
+        DEFAULTS.tenant_runs_burst, help="Runs a tenant may start at once."
+    ),
+    tenant_max_runs_in_flight: int = typer.Option(
+        DEFAULTS.tenant_max_runs_in_flight, help="Runs each tenant may have queued or running (0: no limit)."
+    ),
     max_payload_bytes: int = typer.Option(DEFAULTS.max_payload_bytes, help="Largest JSON payload field."),
     max_payload_depth: int = typer.Option(DEFAULTS.max_payload_depth, help="Deepest JSON nesting."),
 ) -> None:
@@ -145,6 +154,9 @@ def serve(
         ratelimiter_api_key=ratelimiter_api_key,
         max_payload_bytes=max_payload_bytes,
         max_payload_depth=max_payload_depth,
+        tenant_runs_per_second=tenant_runs_per_second,
+        tenant_runs_burst=tenant_runs_burst,
+        tenant_max_runs_in_flight=tenant_max_runs_in_flight,
     )
     try:
         check_security(settings)

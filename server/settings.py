@@ -90,6 +90,13 @@ class ServerSettings:
     ratelimiter_tls_key_file: str | None = None
     ratelimiter_api_key: str | None = None
 
+    # Admission per tenant (owner), per replica: runs started per second with this burst
+    # (0: unlimited), and runs queued or running at once (0: unlimited). Beyond either,
+    # RESOURCE_EXHAUSTED with RetryInfo.
+    tenant_runs_per_second: float = 0.0
+    tenant_runs_burst: int = 20
+    tenant_max_runs_in_flight: int = 0
+
     # -- input limits (INVALID_ARGUMENT with a field violation beyond them) -------------------
     # Largest JSON payload in one *_json field, in bytes, and its deepest nesting.
     max_payload_bytes: int = 1024 * 1024

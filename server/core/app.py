@@ -14,6 +14,7 @@ from stepstream.ratelimiter.client import Limiter, open_limiter
 from stepstream.ratelimiter.config import load_settings
 from stepstream.security.tls import sidecar_credentials
 from stepstream.server.core import records as rec
+from stepstream.server.core.admission import TenantAdmission
 from stepstream.server.core.dispatch import Dispatcher
 from stepstream.server.core.errors import InvalidArgument
 from stepstream.server.core.eventlog import EventLog
@@ -83,6 +84,13 @@ class Core:
         self.runs = RunManager(settings, self.registry, self.store, self.eventlog, self.executor, self.writer)
         self.sessions = SessionManager(self.registry, self.store, self.writer, self.runs, saver)
         self.dispatcher = Dispatcher(settings, self.runs, self.eventlog, self.writer, self.engine)
+        self.admission = TenantAdmission(
+            settings.tenant_runs_per_second,
+            settings.tenant_runs_burst,
+            settings.tenant_max_runs_in_flight,
+            self.reader,
+            settings.queue_full_retry_after,
+        )
         self._retention: asyncio.Task[None] | None = None
         self._pruned_until = 0.0
 
@@ -144,6 +152,7 @@ class Core:
                 raise InvalidArgument("command", "needs the session_id of the session to steer")
             new_session = self.sessions.new_session(owner, graph_id, "", None)
         request = StartRequest(owner, graph_id, session_id, input_json, command, options, run_id)
+        await self.admission.admit(owner)  # per-tenant admission (admission.py)
         return await self.runs.start(request, new_session)
 
     async def join_run(

@@ -48,6 +48,13 @@ def serve(
     replica: str = typer.Option(
         None, "--replica", help="Name of this replica (default host-pid); keep it across restarts."
     ),
+    ratelimiter_on_unavailable: str = typer.Option(
+        DEFAULTS.ratelimiter_on_unavailable,
+        help="Sidecar unreachable: 'closed' (acquires fail) or 'local' (a conservative local budget).",
+    ),
+    ratelimiter_expected_replicas: int = typer.Option(
+        DEFAULTS.ratelimiter_expected_replicas, help="Replicas sharing the budget (sizes the local one)."
+    ),
     log_level: str = typer.Option("WARNING", help="Python logging level."),
     auth_file: str = typer.Option(
         None,
@@ -138,6 +145,8 @@ def serve(
         keep_checkpoints=keep_checkpoints,
         ratelimiter_address=ratelimiter,
         limits_path=limits,
+        ratelimiter_on_unavailable=ratelimiter_on_unavailable,
+        ratelimiter_expected_replicas=ratelimiter_expected_replicas,
         auth_file=auth_file,
         jwt_keys_file=jwt_keys,
         jwt_issuer=jwt_issuer,
@@ -158,6 +167,9 @@ def serve(
         tenant_runs_burst=tenant_runs_burst,
         tenant_max_runs_in_flight=tenant_max_runs_in_flight,
     )
+    if ratelimiter_on_unavailable not in ("closed", "local"):
+        typer.echo("error: --ratelimiter-on-unavailable must be 'closed' or 'local'", err=True)
+        raise typer.Exit(2)
     try:
         check_security(settings)
     except ValueError as exc:  # a file that cannot be read or used, a refused exposure

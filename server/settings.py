@@ -59,6 +59,11 @@ class ServerSettings:
     # How often each replica looks for queued runs and lapsed leases without being told
     # (PostgreSQL tells replicas at once through notifications; this is the backstop).
     queue_poll_seconds: float = 0.5
+    # When the sidecar cannot be reached: "closed" fails the node's acquire (its run fails
+    # cleanly), "local" grants from a conservative in-process budget (each limit divided by
+    # ratelimiter_expected_replicas) until the sidecar answers again.
+    ratelimiter_on_unavailable: str = "closed"
+    ratelimiter_expected_replicas: int = 1
     # Group commit: most writes committed in one transaction.
     max_writes_per_commit: int = 5_000
 

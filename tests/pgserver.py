@@ -58,6 +58,7 @@ class PostgresServer:
         self.data = self.base / "data"
         self.log = self.base / "server.log"
         self.port = 0
+        self._options = ""
         self.user = RUN_AS if self.as_root else (os.environ.get("USER") or "postgres")
 
     @property
@@ -88,10 +89,28 @@ class PostgresServer:
             )
             try:
                 self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
+                self._options = options
                 return
             except RuntimeError:
                 if attempt == 4:
                     raise
+
+    def restart(self) -> None:
+        """Stop (fast: open transactions are rolled back, connections cut) and start again,
+        on the same port."""
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-o",
+            self._options,
+            "-m",
+            "fast",
+            "-w",
+            "restart",
+        )
 
     def stop(self) -> None:
         try:

@@ -48,6 +48,8 @@ def open_run_limiter(settings: ServerSettings) -> Limiter | None:
             settings.ratelimiter_address,
             credentials=credentials,
             metadata=[("x-api-key", key)] if key else [],
+            on_unavailable=settings.ratelimiter_on_unavailable,
+            expected_replicas=settings.ratelimiter_expected_replicas,
         )
     if settings.limits_path:
         return open_limiter(None, load_settings(settings.limits_path))

@@ -66,6 +66,9 @@ class ServerSettings:
     ratelimiter_expected_replicas: int = 1
     # Group commit: most writes committed in one transaction.
     max_writes_per_commit: int = 5_000
+    # While the database cannot be reached (restart, failover), group commits and reads are
+    # retried for up to this long before the calls waiting on them fail.
+    db_retry_seconds: float = 30.0
 
     # -- who may call (SECURITY.md) ----------------------------------------------------------
     # Principals file: API keys (by SHA-256) and client-certificate names, each mapped to an

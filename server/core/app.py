@@ -63,8 +63,10 @@ class Core:
         self.settings = settings
         self._specs = specs
         self.engine = create_engine(settings.db_url)
-        self.writer = GroupCommitWriter(self.engine, settings.max_writes_per_commit)
-        self.reader = Reader(self.engine)
+        self.writer = GroupCommitWriter(
+            self.engine, settings.max_writes_per_commit, settings.db_retry_seconds
+        )
+        self.reader = Reader(self.engine, retry_seconds=settings.db_retry_seconds)
         if saver is None:
             from stepstream.server.storage.checkpointer import SQLAlchemyCheckpointSaver
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Executable
 
 from stepstream.server.storage.db import create_sqlite_writer_engine
+from stepstream.server.storage.retry import retrying
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +43,12 @@ class _Pending:
 
 
 class GroupCommitWriter:
-    def __init__(self, engine: AsyncEngine, max_writes_per_commit: int = 5_000) -> None:
+    def __init__(
+        self, engine: AsyncEngine, max_writes_per_commit: int = 5_000, retry_seconds: float = 30.0
+    ) -> None:
         self._engine = engine
+        # How long a batch is retried while the database is unreachable (storage/retry.py).
+        self._retry_seconds = retry_seconds
         self._max = max_writes_per_commit
         self._queue: list[_Pending] = []
         self._wakeup = asyncio.Event()
@@ -116,7 +122,7 @@ class GroupCommitWriter:
                 continue
             batch = self._take_batch()
             try:
-                await self._commit(batch)
+                await retrying(functools.partial(self._commit, batch), self._retry_seconds, "a group commit")
             except Exception as exc:
                 # One bad write must not fail its neighbours: retry each caller alone.
                 log.info("a batch of %d writes failed (%s); retrying each caller alone", len(batch), exc)

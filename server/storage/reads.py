@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stepstream.server.storage.db import create_sqlite_reader_engine, is_file_sqlite
+from stepstream.server.storage.retry import retrying
 
 T = TypeVar("T")
 
@@ -30,12 +31,15 @@ READER_THREADS = 4
 
 
 class Reader:
-    def __init__(self, engine: AsyncEngine, threads: int = READER_THREADS) -> None:
+    def __init__(
+        self, engine: AsyncEngine, threads: int = READER_THREADS, retry_seconds: float = 30.0
+    ) -> None:
         """`threads` reader threads on SQLite files; with 0, or on other back ends, reads use `engine`."""
         self.engine = engine
         self._sync_engine: sa.Engine | None = None
         self._threads: concurrent.futures.ThreadPoolExecutor | None = None
         self._closed = False
+        self.retry_seconds = retry_seconds
         # In-memory SQLite is one database per connection: a second engine would not see it.
         if threads > 0 and is_file_sqlite(engine.url):
             self._sync_engine = create_sqlite_reader_engine(engine.url, threads)
@@ -47,6 +51,10 @@ class Reader:
             raise RuntimeError("the database reader is closed")
         if self._threads is not None:
             return await asyncio.get_running_loop().run_in_executor(self._threads, self._run_sync, fn)
+        # Reads are safe to repeat: ride out a database restart (storage/retry.py).
+        return await retrying(lambda: self._run_async(fn), self.retry_seconds, "a read")
+
+    async def _run_async(self, fn: Callable[[sa.Connection], T]) -> T:
         async with self.engine.connect() as conn:
             return await conn.run_sync(fn)
 

@@ -9,6 +9,7 @@ from the table needs a role nobody has: denied by default.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -107,8 +108,9 @@ def _wrap(handler: grpc.RpcMethodHandler, check: Callable[[Context], Awaitable[P
 
         async def unary_stream(request: Any, context: Context) -> AsyncIterator[Any]:
             current_principal.set(await check(context))
-            async for item in inner_us(request, context):
-                yield item
+            async with contextlib.aclosing(inner_us(request, context)) as items:
+                async for item in items:
+                    yield item
 
         return grpc.unary_stream_rpc_method_handler(
             unary_stream, h.request_deserializer, h.response_serializer
@@ -127,8 +129,9 @@ def _wrap(handler: grpc.RpcMethodHandler, check: Callable[[Context], Awaitable[P
 
     async def stream_stream(requests: Any, context: Context) -> AsyncIterator[Any]:
         current_principal.set(await check(context))
-        async for item in inner_ss(requests, context):
-            yield item
+        async with contextlib.aclosing(inner_ss(requests, context)) as items:
+            async for item in items:
+                yield item
 
     return grpc.stream_stream_rpc_method_handler(stream_stream, h.request_deserializer, h.response_serializer)
 

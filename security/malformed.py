@@ -8,6 +8,7 @@ with a field violation on "request" (for a stream, at the message that failed).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -80,8 +81,9 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[m
             async def unary_stream(request: Any, context: Any) -> AsyncIterator[Any]:
                 if isinstance(request, Malformed):
                     await _refuse(context, request.reason)
-                async for item in inner_us(request, context):
-                    yield item
+                async with contextlib.aclosing(inner_us(request, context)) as items:
+                    async for item in items:
+                        yield item
 
             return grpc.unary_stream_rpc_method_handler(unary_stream, decode, encode)
         if h.stream_unary:
@@ -94,7 +96,8 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[m
         inner_ss = h.stream_stream
 
         async def stream_stream(requests: Any, context: Any) -> AsyncIterator[Any]:
-            async for item in inner_ss(_checked(requests, context), context):
-                yield item
+            async with contextlib.aclosing(inner_ss(_checked(requests, context), context)) as items:
+                async for item in items:
+                    yield item
 
         return grpc.stream_stream_rpc_method_handler(stream_stream, decode, encode)

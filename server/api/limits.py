@@ -9,6 +9,7 @@ field and the limit, before any work or any write happens.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import re
@@ -163,8 +164,9 @@ class RequestLimitsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc
                 check_request(request, limits)
             except InvalidArgument as exc:
                 await refuse(exc, context)
-            async for item in inner_stream(request, context):
-                yield item
+            async with contextlib.aclosing(inner_stream(request, context)) as items:
+                async for item in items:
+                    yield item
 
         return grpc.unary_stream_rpc_method_handler(
             unary_stream, handler.request_deserializer, handler.response_serializer

@@ -146,8 +146,11 @@ class EventLog:
                     queue.put_nowait(None)
 
     def close(self, run_id: str) -> None:
-        """Forget a run's live feed (its events stay stored)."""
-        self._feeds.pop(run_id, None)
+        """Forget a run's live feed (its events stay stored); its followers go on from the database."""
+        feed = self._feeds.pop(run_id, None)
+        if feed is not None:
+            for queue in feed.subscribers:
+                queue.put_nowait(None)
 
     async def follow(
         self, run_id: str, after_seq: int, event_filter: EventFilter
@@ -197,11 +200,16 @@ class EventLog:
         while True:
             event = await queue.get()
             if event is None:
-                return
+                break
             batch = [event]
             while not queue.empty() and (item := queue.get_nowait()) is not None:
                 batch.append(item)
+            last = max(last, batch[-1].seq)
             yield batch
+        # The live feed ended (after its terminal event, follow() has already returned) or was
+        # closed without publishing one: the rest, if any, is in the database.
+        async for stored in self._follow_stored(run_id, last):
+            yield stored
 
     async def _follow_stored(self, run_id: str, last: int) -> AsyncIterator[list[RunEvent]]:
         """A run executing elsewhere (or already over): follow the database."""

@@ -244,7 +244,8 @@ class RunManager:
             if self._by_session.get(session_id) == run.run_id:
                 del self._by_session[session_id]
             if is_unique_violation(exc):
-                if req.run_id and await self._existing_run(req) is not None:
+                # Run ids are one namespace: taken by this owner or another, the answer is the same.
+                if req.run_id and await self._store.run_id_taken(req.run_id):
                     raise AlreadyExists(f"run id {req.run_id!r} is taken") from None
                 if can_execute:
                     raise _SessionTaken from None

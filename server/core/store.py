@@ -269,6 +269,10 @@ class Store:
             raise NotFound(f"run {run_id!r} not found")
         return run
 
+    async def run_id_taken(self, run_id: str) -> bool:
+        """Whether any owner holds `run_id` (caller-chosen ids are one namespace; SECURITY.md)."""
+        return await self.reader.run(_scalar(_RUN_STATUS, {"run_id": run_id})) is not None
+
     async def list_runs(
         self, owner: str, session_id: str, statuses: Sequence[str], size: int, token: str
     ) -> tuple[list[rec.Run], str]:

@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test bench bench-full protos tools lint clean deploy-tools certs
+.PHONY: setup demo test bench bench-full protos tools lint clean deploy-tools certs jaeger jaeger-build
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/stepstream demo
 
-test: tools deploy-tools
+test: tools deploy-tools jaeger-build
 	$(PY) -m pytest
 
 bench: $(STAMP)
@@ -36,6 +36,13 @@ tools: $(STAMP)
 # Development certificates (CA, localhost server, clients) in certs/; never for production.
 certs: $(STAMP)
 	$(PY) -m stepstream.security.devcerts certs
+
+# A local Jaeger v2 (built once with Go, cached in ~/.cache/stepstream): see docs/tracing.md.
+jaeger-build:
+	$(PYTHON) tools/jaeger.py build
+
+jaeger: $(STAMP)
+	$(PY) tools/jaeger.py run
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

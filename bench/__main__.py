@@ -18,6 +18,7 @@ BENCHMARKS = (
     "bench.checkpointer_postgres",
     "bench.scaleout",
     "bench.ratelimiter",
+    "bench.tracing",
 )
 
 

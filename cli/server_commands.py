@@ -114,6 +114,7 @@ def serve(
     from stepstream.server.api.auth import check_security
     from stepstream.server.api.server import run_forever
     from stepstream.server.core.registry import ConfigError, read_config
+    from stepstream.telemetry import TelemetryConfigError
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if config:
@@ -177,7 +178,7 @@ def serve(
         raise typer.Exit(2) from None
     try:
         run_forever(settings)
-    except ConfigError as exc:
+    except (ConfigError, TelemetryConfigError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
 

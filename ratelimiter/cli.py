@@ -74,7 +74,13 @@ def ratelimiter(
     def ready(bound: int) -> None:
         typer.echo(f"ratelimiter listening on {settings.host}:{bound}")
 
-    run(settings, ready)
+    from stepstream.telemetry import TelemetryConfigError
+
+    try:
+        run(settings, ready)
+    except TelemetryConfigError as exc:
+        typer.echo(f"telemetry config error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 def register(app: typer.Typer) -> None:

@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import signal
+import socket
 from collections.abc import Callable
 
 import grpc
@@ -24,6 +26,8 @@ from stepstream.ratelimiter.core import LimiterCore
 from stepstream.ratelimiter.servicer import RateLimiterServicer
 from stepstream.security.malformed import MalformedRequestInterceptor
 from stepstream.security.tls import server_credentials
+from stepstream.telemetry import configure_from_env, current
+from stepstream.telemetry.propagation import server_interceptors
 from stepstream.v1 import ratelimit_pb2, ratelimit_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -61,7 +65,8 @@ async def start(settings: LimiterSettings) -> RunningLimiter:
     """Listen on settings.host:settings.port (0: any free port) and serve."""
     interceptor = auth_interceptor(settings)
     server = grpc.aio.server(
-        interceptors=[interceptor, MalformedRequestInterceptor()],
+        # Callers' trace contexts become current for their calls (each acquire gets its span: servicer.py).
+        interceptors=[*server_interceptors(current()), interceptor, MalformedRequestInterceptor()],
         options=[
             ("grpc.so_reuseport", 0),
             ("grpc.max_receive_message_length", settings.max_message_bytes),
@@ -109,6 +114,7 @@ async def start(settings: LimiterSettings) -> RunningLimiter:
 
 async def serve(settings: LimiterSettings, ready: Callable[[int], None] | None = None) -> None:
     """Run until SIGINT or SIGTERM."""
+    telemetry = configure_from_env("stepstream-ratelimiter", f"{socket.gethostname()}-{os.getpid()}")
     running = await start(settings)
     if ready:
         ready(running.port)
@@ -119,6 +125,7 @@ async def serve(settings: LimiterSettings, ready: Callable[[int], None] | None =
             loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await running.stop()
+    telemetry.shutdown()
 
 
 def run(settings: LimiterSettings, ready: Callable[[int], None] | None = None) -> None:

@@ -14,6 +14,7 @@ import grpc
 from google.protobuf import any_pb2, duration_pb2, timestamp_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
+from opentelemetry.trace import Span
 
 from stepstream.ratelimiter.config import LimitSpec
 from stepstream.ratelimiter.core import LimiterCore
@@ -24,6 +25,8 @@ from stepstream.ratelimiter.errors import (
     TooManyWaiters,
     UnknownKey,
 )
+from stepstream.ratelimiter.telemetry import LimiterTelemetry
+from stepstream.ratelimiter.telemetry import for_process as limiter_telemetry
 from stepstream.ratelimiter.types import Decision, Mode, Priority
 from stepstream.v1 import ratelimit_pb2 as pb
 from stepstream.v1 import ratelimit_pb2_grpc as pb_grpc
@@ -139,11 +142,16 @@ def acquire_response(decision: Decision) -> pb.AcquireResponse:
 class RateLimiterServicer(pb_grpc.RateLimiterServiceServicer):
     def __init__(self, core: LimiterCore) -> None:
         self.core = core
+        # Spans for acquires when tracing is on.
+        self.telemetry = limiter_telemetry()
 
     async def Acquire(
         self, request: pb.AcquireRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.AcquireResponse:
         # The hot path: no closure, no helper coroutine (each costs a few µs per grant).
+        span = None
+        if self.telemetry is not None:
+            span = self.telemetry.call_span(request.key, request.cost or 1)
         try:
             key, cost, max_wait, priority = _acquire_args(request)
             remaining = context.time_remaining()
@@ -152,7 +160,11 @@ class RateLimiterServicer(pb_grpc.RateLimiterServiceServicer):
                 max_wait = max(min(max_wait, remaining - 0.05), 0.0)
             decision = await self.core.acquire(key, cost, max_wait, priority)
         except LimiterError as exc:
+            if span is not None:
+                LimiterTelemetry.end_item_span(span, None, exc)
             await _abort(context, exc)
+        if span is not None:
+            LimiterTelemetry.end_item_span(span, decision)
         return acquire_response(decision)
 
     async def AcquireStream(
@@ -164,9 +176,12 @@ class RateLimiterServicer(pb_grpc.RateLimiterServiceServicer):
         out: asyncio.Queue[pb.AcquireStreamResponse | None] = asyncio.Queue()
         waiting: set[asyncio.Future[Decision]] = set()
         core = self.core
+        observed = self.telemetry
 
-        def answer(request_id: int, future: asyncio.Future[Decision]) -> None:
+        def answer(request_id: int, span: Span | None, future: asyncio.Future[Decision]) -> None:
             waiting.discard(future)
+            if span is not None:
+                LimiterTelemetry.end_item_span_when_done(span, future)
             if future.cancelled():
                 return
             exc = future.exception()
@@ -182,17 +197,26 @@ class RateLimiterServicer(pb_grpc.RateLimiterServiceServicer):
         async def read() -> None:
             try:
                 async for item in request_iterator:
+                    span = None
+                    if observed is not None and item.trace_context:
+                        span = observed.stream_item_span(
+                            item.acquire.key, item.acquire.cost or 1, dict(item.trace_context)
+                        )
                     # No task per acquire: a decision now, or a future with a callback.
                     try:
                         result = core.submit(*_acquire_args(item.acquire))
                     except LimiterError as exc:
+                        if span is not None:
+                            LimiterTelemetry.end_item_span(span, None, exc)
                         out.put_nowait(_stream_error(item.id, exc))
                         continue
                     if isinstance(result, Decision):
+                        if span is not None:
+                            LimiterTelemetry.end_item_span(span, result)
                         out.put_nowait(pb.AcquireStreamResponse(id=item.id, acquire=acquire_response(result)))
                     else:
                         waiting.add(result)
-                        result.add_done_callback(functools.partial(answer, item.id))
+                        result.add_done_callback(functools.partial(answer, item.id, span))
                 if waiting:
                     await asyncio.wait(set(waiting))
             finally:

@@ -20,6 +20,7 @@ PACKAGES = {
     "client": "clients/python/stepstream_client",
     "mockapi": "mockapi",
     "security": "security",
+    "telemetry": "telemetry",
     "v1": "gen/python/stepstream/v1",
 }
 

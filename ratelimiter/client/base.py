@@ -9,6 +9,7 @@ from collections.abc import Generator
 from types import TracebackType
 from typing import Any
 
+from stepstream.ratelimiter import telemetry
 from stepstream.ratelimiter.config import LimitSpec
 from stepstream.ratelimiter.types import Decision, Mode, Priority
 
@@ -102,6 +103,12 @@ class Acquisition:
         self._grant: Grant | None = None
 
     async def _run(self) -> Grant:
+        observed = telemetry.for_process()
+        if observed is not None:
+            return await observed.acquire(self.key, self.cost, self._take)
+        return await self._take()
+
+    async def _take(self) -> Grant:
         decision = await self._limiter.decide(self.key, self.cost, self.timeout, self.priority)
         if not decision.granted:
             raise RateLimitRefused(self.key, decision.retry_after_s)

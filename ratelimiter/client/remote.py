@@ -28,6 +28,8 @@ from stepstream.ratelimiter.config import LimiterSettings, LimitSpec, parse_limi
 from stepstream.ratelimiter.servicer import STORE_UNAVAILABLE
 from stepstream.ratelimiter.servicer import duration as _duration
 from stepstream.ratelimiter.types import Decision, Mode, Priority
+from stepstream.telemetry import current as current_telemetry
+from stepstream.telemetry.propagation import client_interceptors
 from stepstream.v1 import ratelimit_pb2 as pb
 from stepstream.v1 import ratelimit_pb2_grpc as pb_grpc
 
@@ -145,10 +147,17 @@ class RemoteLimiter(Limiter):
         loop = asyncio.get_running_loop()
         entry = self._channels.get(loop)
         if entry is None:
+            # Unary calls carry the caller's trace context in their metadata; the shared
+            # AcquireStream carries it per message instead (client/stream.py).
+            interceptors = client_interceptors(current_telemetry(), untraced_methods=("AcquireStream",))
             if self._credentials is None:
-                channel = grpc.aio.insecure_channel(self.target, options=_CHANNEL_OPTIONS)
+                channel = grpc.aio.insecure_channel(
+                    self.target, options=_CHANNEL_OPTIONS, interceptors=interceptors
+                )
             else:
-                channel = grpc.aio.secure_channel(self.target, self._credentials, options=_CHANNEL_OPTIONS)
+                channel = grpc.aio.secure_channel(
+                    self.target, self._credentials, options=_CHANNEL_OPTIONS, interceptors=interceptors
+                )
             entry = self._channels[loop] = (channel, pb_grpc.RateLimiterServiceStub(channel))
         return entry[1]
 

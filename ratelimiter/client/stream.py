@@ -14,6 +14,7 @@ import collections
 
 import grpc
 
+from stepstream.ratelimiter.telemetry import outgoing_carrier
 from stepstream.v1 import ratelimit_pb2 as pb
 from stepstream.v1 import ratelimit_pb2_grpc as pb_grpc
 
@@ -49,7 +50,10 @@ class AcquireStream:
         self._next_id += 1
         future: asyncio.Future[pb.AcquireStreamResponse] = self._loop.create_future()
         self._pending[request_id] = future
-        self._outbox.append(pb.AcquireStreamRequest(id=request_id, acquire=request))
+        # One stream carries many callers: each acquire carries its own caller's trace context.
+        self._outbox.append(
+            pb.AcquireStreamRequest(id=request_id, acquire=request, trace_context=outgoing_carrier())
+        )
         self._ready.set()
         try:
             async with asyncio.timeout(timeout):

@@ -20,6 +20,8 @@ from stepstream.server.api.limits import RequestLimits, RequestLimitsInterceptor
 from stepstream.server.api.servicers import GraphServicer, RunServicer, SessionServicer
 from stepstream.server.core.app import Core
 from stepstream.server.settings import ServerSettings
+from stepstream.telemetry import configure_from_env, current
+from stepstream.telemetry.propagation import server_interceptors
 from stepstream.v1 import (
     graphs_pb2,
     graphs_pb2_grpc,
@@ -68,7 +70,8 @@ class StepstreamServer:
         gc.set_threshold(*GC_THRESHOLDS)
         limit = self.settings.max_message_bytes
         server = grpc.aio.server(
-            interceptors=self.interceptors,
+            # The caller's trace context (W3C traceparent) is current for its call, when tracing is on.
+            interceptors=[*server_interceptors(current()), *self.interceptors],
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
@@ -107,6 +110,8 @@ class StepstreamServer:
 
 
 async def serve(settings: ServerSettings) -> None:
+    # Before the core is built: it takes its tracer and meters from what this sets up.
+    telemetry = configure_from_env("stepstream", settings.replica)
     server = StepstreamServer(settings)
     port = await server.start()
     stop = asyncio.Event()
@@ -126,6 +131,7 @@ async def serve(settings: ServerSettings) -> None:
     await stop.wait()
     log.info("stopping: draining runs for up to %.0f s", settings.shutdown_grace_seconds)
     await server.stop()
+    telemetry.shutdown()
 
 
 def run_forever(settings: ServerSettings) -> None:

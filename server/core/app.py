@@ -13,6 +13,7 @@ from typing import Any
 from stepstream.ratelimiter.client import Limiter, open_limiter
 from stepstream.ratelimiter.config import load_settings
 from stepstream.security.tls import sidecar_credentials
+from stepstream.server.core import claims
 from stepstream.server.core import records as rec
 from stepstream.server.core.admission import TenantAdmission
 from stepstream.server.core.dispatch import Dispatcher
@@ -25,6 +26,7 @@ from stepstream.server.core.registry import GraphRegistry, GraphSpec, read_confi
 from stepstream.server.core.runs import RunManager, StartRequest
 from stepstream.server.core.sessions import SessionManager
 from stepstream.server.core.store import Store
+from stepstream.server.core.tracing import RunTelemetry
 from stepstream.server.settings import ServerSettings
 from stepstream.server.storage.batch import GroupCommitWriter
 from stepstream.server.storage.db import create_engine, upgrade_async
@@ -76,6 +78,8 @@ class Core:
         self.registry = GraphRegistry()
         self.eventlog = EventLog(self.store, self.writer)
         self.limiter = open_run_limiter(settings)
+        # Traces and metrics of runs when this process set telemetry up (stepstream.telemetry).
+        self.telemetry = RunTelemetry.for_replica(settings.replica)
         self.executor = RunExecutor(
             self.registry,
             self.eventlog,
@@ -84,8 +88,11 @@ class Core:
             settings.replica,
             settings.default_recursion_limit,
             self.limiter,
+            self.telemetry,
         )
         self.runs = RunManager(settings, self.registry, self.store, self.eventlog, self.executor, self.writer)
+        if self.telemetry is not None:
+            self.eventlog.on_streamed = self.telemetry.streamed
         self.sessions = SessionManager(self.registry, self.store, self.writer, self.runs, saver)
         self.dispatcher = Dispatcher(settings, self.runs, self.eventlog, self.writer, self.engine)
         self.admission = TenantAdmission(
@@ -113,6 +120,10 @@ class Core:
         await self.dispatcher.start()
         if self.settings.session_ttl_seconds or self.settings.keep_checkpoints:
             self._retention = asyncio.create_task(self._retain(), name="retention")
+        if self.telemetry is not None:
+            self.telemetry.watch_runs(
+                lambda: self.runs.executing, lambda: self.reader.run(claims.queue_depth)
+            )
 
     async def stop(self, grace: float | None = None) -> None:
         await self.runs.drain(self.settings.shutdown_grace_seconds if grace is None else grace)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from stepstream.server.core.events import EventFilter, RunEvent
@@ -64,6 +64,8 @@ class EventLog:
         # Joins of runs executing elsewhere, woken when the database says their run has news.
         self._remote: dict[str, set[asyncio.Event]] = {}
         self.notified = False
+        # Told how many events each batch sent to a subscriber held (the events-streamed metric).
+        self.on_streamed: Callable[[int], None] | None = None
 
     def wake_all(self) -> None:
         for waiting in self._remote.values():
@@ -170,6 +172,8 @@ class EventLog:
                 last = fresh[-1].seq
                 chosen = [e for e in fresh if event_filter.accepts(e)]
                 if chosen:
+                    if self.on_streamed is not None:
+                        self.on_streamed(len(chosen))
                     yield chosen
                 if fresh[-1].terminal:
                     return

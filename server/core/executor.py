@@ -22,6 +22,7 @@ from stepstream.server.core.eventlog import EventLog
 from stepstream.server.core.jsonio import dumps, loads
 from stepstream.server.core.registry import GraphRegistry
 from stepstream.server.core.store import NOTIFY_QUEUE, Store
+from stepstream.server.core.tracing import Attempt, RunTelemetry
 from stepstream.server.core.translate import StreamTranslator
 
 log = logging.getLogger(__name__)
@@ -96,8 +97,11 @@ class RunExecutor:
         replica: str,
         recursion_limit: int,
         limiter: Limiter | None = None,
+        telemetry: RunTelemetry | None = None,
     ) -> None:
         self._limiter = limiter
+        # Traces and metrics of runs; None when telemetry is off (the hooks below cost a check).
+        self.telemetry = telemetry
         self._registry = registry
         self._eventlog = eventlog
         self._store = store
@@ -106,11 +110,26 @@ class RunExecutor:
         self._recursion_limit = recursion_limit
 
     async def execute(self, execution: Execution) -> rec.Run:
+        attempt = self.telemetry.attempt(execution.run) if self.telemetry is not None else None
+        if attempt is None:
+            return await self._limited(execution, None)
+        if (stored := attempt.stored_context()) is not None:
+            self._eventlog.append(execution.run.run_id, [], [stored])
+        try:
+            with attempt.active():
+                ended = await self._limited(execution, attempt)
+        except BaseException as exc:
+            attempt.end(dataclasses.replace(execution.run, status=rec.FAILED, error_type=type(exc).__name__))
+            raise
+        attempt.end(ended, execution.cancel_reason)
+        return ended
+
+    async def _limited(self, execution: Execution, attempt: Attempt | None) -> rec.Run:
         # Nodes (and the tasks LangGraph starts for them) find the limiter in their context.
         with use_limiter(self._limiter) if self._limiter is not None else contextlib.nullcontext():
-            return await self._execute(execution)
+            return await self._execute(execution, attempt)
 
-    async def _execute(self, execution: Execution) -> rec.Run:
+    async def _execute(self, execution: Execution, attempt: Attempt | None) -> rec.Run:
         run = execution.run
         translator = StreamTranslator()
         outcome: dict[str, Any] = {}
@@ -131,6 +150,8 @@ class RunExecutor:
                 items = list(translator.feed(part))
                 if items:
                     await self._checkpoints_committed(run, items)
+                    if attempt is not None:
+                        attempt.observe(items)
                     self._eventlog.append(run.run_id, items)
             if translator.interrupted or run.options.interrupt_before or run.options.interrupt_after:
                 state = await loaded.graph.aget_state(config)

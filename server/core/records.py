@@ -98,6 +98,8 @@ class Run:
     error_message: str = ""
     input_json: str | None = None
     command_json: str | None = None
+    # W3C trace context of the run (JSON; see core/tracing.py), so a resumed run continues its trace.
+    trace_context: str | None = None
 
     @property
     def active(self) -> bool:

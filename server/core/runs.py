@@ -44,6 +44,7 @@ from stepstream.server.core.executor import Execution, RunExecutor
 from stepstream.server.core.jsonio import dumps
 from stepstream.server.core.registry import GraphRegistry, LoadedGraph
 from stepstream.server.core.store import NOTIFY_QUEUE, Store, is_unique_violation
+from stepstream.server.core.tracing import caller_trace_context
 from stepstream.server.settings import ServerSettings
 from stepstream.server.storage.batch import GroupCommitWriter, Write
 
@@ -217,6 +218,7 @@ class RunManager:
             attempt=1 if can_execute else 0,
             input_json=req.input_json or None,
             command_json=command_json,
+            trace_context=caller_trace_context(),
         )
         writes: list[Write] = []
         if new_session is not None:

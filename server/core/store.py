@@ -158,6 +158,7 @@ def run_from_row(row: Mapping[str, Any] | sa.RowMapping) -> rec.Run:
         error_message=row["error_message"] or "",
         input_json=row["input_json"],
         command_json=row["command_json"],
+        trace_context=row["trace_context"],
     )
 
 
@@ -224,6 +225,7 @@ class Store:
             "attempt": run.attempt,
             "replica": replica,
             "lease_expires_at": lease_expires_at,
+            "trace_context": run.trace_context,
         }
 
     @staticmethod

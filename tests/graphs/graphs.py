@@ -193,3 +193,17 @@ limited_builder.add_node("call_api", call_api)
 limited_builder.add_conditional_edges(START, plan_calls, ["call_api"])
 limited_builder.add_edge("call_api", END)
 limited = limited_builder.compile()
+
+
+@rate_limited("test-api", timeout=60)
+async def paced_node(state: Slow) -> dict[str, Any]:
+    await asyncio.sleep(state.get("delay", 0.2))
+    return {"done": [len(state.get("done", []))]}
+
+
+# `slow`, with a rate-limit token per tick: long enough to kill mid-run, and it calls the limiter.
+paced_builder = StateGraph(Slow)
+paced_builder.add_node("tick", paced_node)
+paced_builder.add_edge(START, "tick")
+paced_builder.add_conditional_edges("tick", slow_next, ["tick", END])
+paced = paced_builder.compile()

@@ -339,8 +339,12 @@ func (x *AcquireResponse) GetMode() BudgetMode {
 type AcquireStreamRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Chosen by the caller, unique among its requests in flight on the stream.
-	Id            uint64          `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	Acquire       *AcquireRequest `protobuf:"bytes,2,opt,name=acquire,proto3" json:"acquire,omitempty"`
+	Id      uint64          `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Acquire *AcquireRequest `protobuf:"bytes,2,opt,name=acquire,proto3" json:"acquire,omitempty"`
+	// The caller's W3C trace context ("traceparent", optionally "tracestate"):
+	// one stream serves many callers, so each acquire carries its own, and the
+	// sidecar's span for it joins the caller's trace. Empty: untraced.
+	TraceContext  map[string]string `protobuf:"bytes,3,rep,name=trace_context,json=traceContext,proto3" json:"trace_context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -385,6 +389,13 @@ func (x *AcquireStreamRequest) GetId() uint64 {
 func (x *AcquireStreamRequest) GetAcquire() *AcquireRequest {
 	if x != nil {
 		return x.Acquire
+	}
+	return nil
+}
+
+func (x *AcquireStreamRequest) GetTraceContext() map[string]string {
+	if x != nil {
+		return x.TraceContext
 	}
 	return nil
 }
@@ -1241,10 +1252,14 @@ const file_stepstream_v1_ratelimit_proto_rawDesc = "" +
 	"retryAfter\x129\n" +
 	"\n" +
 	"granted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tgrantedAt\x12-\n" +
-	"\x04mode\x18\x05 \x01(\x0e2\x19.stepstream.v1.BudgetModeR\x04mode\"_\n" +
+	"\x04mode\x18\x05 \x01(\x0e2\x19.stepstream.v1.BudgetModeR\x04mode\"\xfc\x01\n" +
 	"\x14AcquireStreamRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x127\n" +
-	"\aacquire\x18\x02 \x01(\v2\x1d.stepstream.v1.AcquireRequestR\aacquire\"\xa5\x01\n" +
+	"\aacquire\x18\x02 \x01(\v2\x1d.stepstream.v1.AcquireRequestR\aacquire\x12Z\n" +
+	"\rtrace_context\x18\x03 \x03(\v25.stepstream.v1.AcquireStreamRequest.TraceContextEntryR\ftraceContext\x1a?\n" +
+	"\x11TraceContextEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa5\x01\n" +
 	"\x15AcquireStreamResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x128\n" +
 	"\aacquire\x18\x02 \x01(\v2\x1e.stepstream.v1.AcquireResponseR\aacquire\x12\x1d\n" +
@@ -1344,7 +1359,7 @@ func file_stepstream_v1_ratelimit_proto_rawDescGZIP() []byte {
 }
 
 var file_stepstream_v1_ratelimit_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_stepstream_v1_ratelimit_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_stepstream_v1_ratelimit_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_stepstream_v1_ratelimit_proto_goTypes = []any{
 	(Priority)(0),                   // 0: stepstream.v1.Priority
 	(AcquireOutcome)(0),             // 1: stepstream.v1.AcquireOutcome
@@ -1366,57 +1381,59 @@ var file_stepstream_v1_ratelimit_proto_goTypes = []any{
 	(*ListLimitsResponse)(nil),      // 17: stepstream.v1.ListLimitsResponse
 	(*DescribeLimitRequest)(nil),    // 18: stepstream.v1.DescribeLimitRequest
 	(*DescribeLimitResponse)(nil),   // 19: stepstream.v1.DescribeLimitResponse
-	(*durationpb.Duration)(nil),     // 20: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 21: google.protobuf.Timestamp
+	nil,                             // 20: stepstream.v1.AcquireStreamRequest.TraceContextEntry
+	(*durationpb.Duration)(nil),     // 21: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 22: google.protobuf.Timestamp
 }
 var file_stepstream_v1_ratelimit_proto_depIdxs = []int32{
-	20, // 0: stepstream.v1.AcquireRequest.max_wait:type_name -> google.protobuf.Duration
+	21, // 0: stepstream.v1.AcquireRequest.max_wait:type_name -> google.protobuf.Duration
 	0,  // 1: stepstream.v1.AcquireRequest.priority:type_name -> stepstream.v1.Priority
 	1,  // 2: stepstream.v1.AcquireResponse.outcome:type_name -> stepstream.v1.AcquireOutcome
-	20, // 3: stepstream.v1.AcquireResponse.wait:type_name -> google.protobuf.Duration
-	20, // 4: stepstream.v1.AcquireResponse.retry_after:type_name -> google.protobuf.Duration
-	21, // 5: stepstream.v1.AcquireResponse.granted_at:type_name -> google.protobuf.Timestamp
+	21, // 3: stepstream.v1.AcquireResponse.wait:type_name -> google.protobuf.Duration
+	21, // 4: stepstream.v1.AcquireResponse.retry_after:type_name -> google.protobuf.Duration
+	22, // 5: stepstream.v1.AcquireResponse.granted_at:type_name -> google.protobuf.Timestamp
 	2,  // 6: stepstream.v1.AcquireResponse.mode:type_name -> stepstream.v1.BudgetMode
 	3,  // 7: stepstream.v1.AcquireStreamRequest.acquire:type_name -> stepstream.v1.AcquireRequest
-	4,  // 8: stepstream.v1.AcquireStreamResponse.acquire:type_name -> stepstream.v1.AcquireResponse
-	20, // 9: stepstream.v1.AcquireLeaseRequest.max_wait:type_name -> google.protobuf.Duration
-	0,  // 10: stepstream.v1.AcquireLeaseRequest.priority:type_name -> stepstream.v1.Priority
-	20, // 11: stepstream.v1.AcquireLeaseRequest.ttl:type_name -> google.protobuf.Duration
-	1,  // 12: stepstream.v1.AcquireLeaseResponse.outcome:type_name -> stepstream.v1.AcquireOutcome
-	20, // 13: stepstream.v1.AcquireLeaseResponse.wait:type_name -> google.protobuf.Duration
-	20, // 14: stepstream.v1.AcquireLeaseResponse.expires_in:type_name -> google.protobuf.Duration
-	20, // 15: stepstream.v1.AcquireLeaseResponse.retry_after:type_name -> google.protobuf.Duration
-	21, // 16: stepstream.v1.AcquireLeaseResponse.granted_at:type_name -> google.protobuf.Timestamp
-	2,  // 17: stepstream.v1.AcquireLeaseResponse.mode:type_name -> stepstream.v1.BudgetMode
-	20, // 18: stepstream.v1.ReportThrottledRequest.retry_after:type_name -> google.protobuf.Duration
-	20, // 19: stepstream.v1.ReportThrottledResponse.paused_for:type_name -> google.protobuf.Duration
-	20, // 20: stepstream.v1.Limit.period:type_name -> google.protobuf.Duration
-	15, // 21: stepstream.v1.ListLimitsResponse.limits:type_name -> stepstream.v1.Limit
-	15, // 22: stepstream.v1.DescribeLimitResponse.limit:type_name -> stepstream.v1.Limit
-	20, // 23: stepstream.v1.DescribeLimitResponse.full_in:type_name -> google.protobuf.Duration
-	20, // 24: stepstream.v1.DescribeLimitResponse.paused_for:type_name -> google.protobuf.Duration
-	2,  // 25: stepstream.v1.DescribeLimitResponse.mode:type_name -> stepstream.v1.BudgetMode
-	3,  // 26: stepstream.v1.RateLimiterService.Acquire:input_type -> stepstream.v1.AcquireRequest
-	5,  // 27: stepstream.v1.RateLimiterService.AcquireStream:input_type -> stepstream.v1.AcquireStreamRequest
-	7,  // 28: stepstream.v1.RateLimiterService.AcquireLease:input_type -> stepstream.v1.AcquireLeaseRequest
-	9,  // 29: stepstream.v1.RateLimiterService.ReleaseLease:input_type -> stepstream.v1.ReleaseLeaseRequest
-	11, // 30: stepstream.v1.RateLimiterService.Reconcile:input_type -> stepstream.v1.ReconcileRequest
-	13, // 31: stepstream.v1.RateLimiterService.ReportThrottled:input_type -> stepstream.v1.ReportThrottledRequest
-	16, // 32: stepstream.v1.RateLimiterService.ListLimits:input_type -> stepstream.v1.ListLimitsRequest
-	18, // 33: stepstream.v1.RateLimiterService.DescribeLimit:input_type -> stepstream.v1.DescribeLimitRequest
-	4,  // 34: stepstream.v1.RateLimiterService.Acquire:output_type -> stepstream.v1.AcquireResponse
-	6,  // 35: stepstream.v1.RateLimiterService.AcquireStream:output_type -> stepstream.v1.AcquireStreamResponse
-	8,  // 36: stepstream.v1.RateLimiterService.AcquireLease:output_type -> stepstream.v1.AcquireLeaseResponse
-	10, // 37: stepstream.v1.RateLimiterService.ReleaseLease:output_type -> stepstream.v1.ReleaseLeaseResponse
-	12, // 38: stepstream.v1.RateLimiterService.Reconcile:output_type -> stepstream.v1.ReconcileResponse
-	14, // 39: stepstream.v1.RateLimiterService.ReportThrottled:output_type -> stepstream.v1.ReportThrottledResponse
-	17, // 40: stepstream.v1.RateLimiterService.ListLimits:output_type -> stepstream.v1.ListLimitsResponse
-	19, // 41: stepstream.v1.RateLimiterService.DescribeLimit:output_type -> stepstream.v1.DescribeLimitResponse
-	34, // [34:42] is the sub-list for method output_type
-	26, // [26:34] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	20, // 8: stepstream.v1.AcquireStreamRequest.trace_context:type_name -> stepstream.v1.AcquireStreamRequest.TraceContextEntry
+	4,  // 9: stepstream.v1.AcquireStreamResponse.acquire:type_name -> stepstream.v1.AcquireResponse
+	21, // 10: stepstream.v1.AcquireLeaseRequest.max_wait:type_name -> google.protobuf.Duration
+	0,  // 11: stepstream.v1.AcquireLeaseRequest.priority:type_name -> stepstream.v1.Priority
+	21, // 12: stepstream.v1.AcquireLeaseRequest.ttl:type_name -> google.protobuf.Duration
+	1,  // 13: stepstream.v1.AcquireLeaseResponse.outcome:type_name -> stepstream.v1.AcquireOutcome
+	21, // 14: stepstream.v1.AcquireLeaseResponse.wait:type_name -> google.protobuf.Duration
+	21, // 15: stepstream.v1.AcquireLeaseResponse.expires_in:type_name -> google.protobuf.Duration
+	21, // 16: stepstream.v1.AcquireLeaseResponse.retry_after:type_name -> google.protobuf.Duration
+	22, // 17: stepstream.v1.AcquireLeaseResponse.granted_at:type_name -> google.protobuf.Timestamp
+	2,  // 18: stepstream.v1.AcquireLeaseResponse.mode:type_name -> stepstream.v1.BudgetMode
+	21, // 19: stepstream.v1.ReportThrottledRequest.retry_after:type_name -> google.protobuf.Duration
+	21, // 20: stepstream.v1.ReportThrottledResponse.paused_for:type_name -> google.protobuf.Duration
+	21, // 21: stepstream.v1.Limit.period:type_name -> google.protobuf.Duration
+	15, // 22: stepstream.v1.ListLimitsResponse.limits:type_name -> stepstream.v1.Limit
+	15, // 23: stepstream.v1.DescribeLimitResponse.limit:type_name -> stepstream.v1.Limit
+	21, // 24: stepstream.v1.DescribeLimitResponse.full_in:type_name -> google.protobuf.Duration
+	21, // 25: stepstream.v1.DescribeLimitResponse.paused_for:type_name -> google.protobuf.Duration
+	2,  // 26: stepstream.v1.DescribeLimitResponse.mode:type_name -> stepstream.v1.BudgetMode
+	3,  // 27: stepstream.v1.RateLimiterService.Acquire:input_type -> stepstream.v1.AcquireRequest
+	5,  // 28: stepstream.v1.RateLimiterService.AcquireStream:input_type -> stepstream.v1.AcquireStreamRequest
+	7,  // 29: stepstream.v1.RateLimiterService.AcquireLease:input_type -> stepstream.v1.AcquireLeaseRequest
+	9,  // 30: stepstream.v1.RateLimiterService.ReleaseLease:input_type -> stepstream.v1.ReleaseLeaseRequest
+	11, // 31: stepstream.v1.RateLimiterService.Reconcile:input_type -> stepstream.v1.ReconcileRequest
+	13, // 32: stepstream.v1.RateLimiterService.ReportThrottled:input_type -> stepstream.v1.ReportThrottledRequest
+	16, // 33: stepstream.v1.RateLimiterService.ListLimits:input_type -> stepstream.v1.ListLimitsRequest
+	18, // 34: stepstream.v1.RateLimiterService.DescribeLimit:input_type -> stepstream.v1.DescribeLimitRequest
+	4,  // 35: stepstream.v1.RateLimiterService.Acquire:output_type -> stepstream.v1.AcquireResponse
+	6,  // 36: stepstream.v1.RateLimiterService.AcquireStream:output_type -> stepstream.v1.AcquireStreamResponse
+	8,  // 37: stepstream.v1.RateLimiterService.AcquireLease:output_type -> stepstream.v1.AcquireLeaseResponse
+	10, // 38: stepstream.v1.RateLimiterService.ReleaseLease:output_type -> stepstream.v1.ReleaseLeaseResponse
+	12, // 39: stepstream.v1.RateLimiterService.Reconcile:output_type -> stepstream.v1.ReconcileResponse
+	14, // 40: stepstream.v1.RateLimiterService.ReportThrottled:output_type -> stepstream.v1.ReportThrottledResponse
+	17, // 41: stepstream.v1.RateLimiterService.ListLimits:output_type -> stepstream.v1.ListLimitsResponse
+	19, // 42: stepstream.v1.RateLimiterService.DescribeLimit:output_type -> stepstream.v1.DescribeLimitResponse
+	35, // [35:43] is the sub-list for method output_type
+	27, // [27:35] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_stepstream_v1_ratelimit_proto_init() }
@@ -1430,7 +1447,7 @@ func file_stepstream_v1_ratelimit_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stepstream_v1_ratelimit_proto_rawDesc), len(file_stepstream_v1_ratelimit_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -27,7 +27,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dstepstream/v1/ratelimit.proto\x12\rstepstream.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x83\x01\n\x0e\x41\x63quireRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04\x63ost\x18\x02 \x01(\x03\x12+\n\x08max_wait\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x08priority\x18\x04 \x01(\x0e\x32\x17.stepstream.v1.Priority\"\xf3\x01\n\x0f\x41\x63quireResponse\x12.\n\x07outcome\x18\x01 \x01(\x0e\x32\x1d.stepstream.v1.AcquireOutcome\x12\'\n\x04wait\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0bretry_after\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\ngranted_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x04mode\x18\x05 \x01(\x0e\x32\x19.stepstream.v1.BudgetMode\"R\n\x14\x41\x63quireStreamRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12.\n\x07\x61\x63quire\x18\x02 \x01(\x0b\x32\x1d.stepstream.v1.AcquireRequest\"\x7f\n\x15\x41\x63quireStreamResponse\x12\n\n\x02id\x18\x01 \x01(\x04\x12/\n\x07\x61\x63quire\x18\x02 \x01(\x0b\x32\x1e.stepstream.v1.AcquireResponse\x12\x12\n\nerror_code\x18\x03 \x01(\x05\x12\x15\n\rerror_message\x18\x04 \x01(\t\"\xb2\x01\n\x13\x41\x63quireLeaseRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0e\n\x06tokens\x18\x02 \x01(\x03\x12+\n\x08max_wait\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x08priority\x18\x04 \x01(\x0e\x32\x17.stepstream.v1.Priority\x12&\n\x03ttl\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xc9\x02\n\x14\x41\x63quireLeaseResponse\x12.\n\x07outcome\x18\x01 \x01(\x0e\x32\x1d.stepstream.v1.AcquireOutcome\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12\x0e\n\x06tokens\x18\x03 \x01(\x03\x12\'\n\x04wait\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12-\n\nexpires_in\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0bretry_after\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\ngranted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x04mode\x18\x08 \x01(\x0e\x32\x19.stepstream.v1.BudgetMode\"5\n\x13ReleaseLeaseRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x0c\n\x04used\x18\x02 \x01(\x03\"(\n\x14ReleaseLeaseResponse\x12\x10\n\x08returned\x18\x01 \x01(\x03\"A\n\x10ReconcileRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08reserved\x18\x02 \x01(\x03\x12\x0e\n\x06\x61\x63tual\x18\x03 \x01(\x03\"\x13\n\x11ReconcileResponse\"U\n\x16ReportThrottledRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12.\n\x0bretry_after\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"H\n\x17ReportThrottledResponse\x12-\n\npaused_for\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"j\n\x05Limit\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04rate\x18\x02 \x01(\x01\x12)\n\x06period\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05\x62urst\x18\x04 \x01(\x03\x12\x0c\n\x04unit\x18\x05 \x01(\t\"\x13\n\x11ListLimitsRequest\":\n\x12ListLimitsResponse\x12$\n\x06limits\x18\x01 \x03(\x0b\x32\x14.stepstream.v1.Limit\"#\n\x14\x44\x65scribeLimitRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"\xe4\x01\n\x15\x44\x65scribeLimitResponse\x12#\n\x05limit\x18\x01 \x01(\x0b\x32\x14.stepstream.v1.Limit\x12\x11\n\tavailable\x18\x02 \x01(\x03\x12*\n\x07\x66ull_in\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12-\n\npaused_for\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0f\n\x07waiting\x18\x05 \x01(\x03\x12\'\n\x04mode\x18\x06 \x01(\x0e\x32\x19.stepstream.v1.BudgetMode*g\n\x08Priority\x12\x18\n\x14PRIORITY_UNSPECIFIED\x10\x00\x12\x18\n\x14PRIORITY_INTERACTIVE\x10\x01\x12\x13\n\x0fPRIORITY_NORMAL\x10\x02\x12\x12\n\x0ePRIORITY_BATCH\x10\x03*k\n\x0e\x41\x63quireOutcome\x12\x1f\n\x1b\x41\x43QUIRE_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41\x43QUIRE_OUTCOME_GRANTED\x10\x01\x12\x1b\n\x17\x41\x43QUIRE_OUTCOME_REFUSED\x10\x02*X\n\nBudgetMode\x12\x1b\n\x17\x42UDGET_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x42UDGET_MODE_SHARED\x10\x01\x12\x15\n\x11\x42UDGET_MODE_LOCAL\x10\x02\x32\xd1\x05\n\x12RateLimiterService\x12H\n\x07\x41\x63quire\x12\x1d.stepstream.v1.AcquireRequest\x1a\x1e.stepstream.v1.AcquireResponse\x12^\n\rAcquireStream\x12#.stepstream.v1.AcquireStreamRequest\x1a$.stepstream.v1.AcquireStreamResponse(\x01\x30\x01\x12W\n\x0c\x41\x63quireLease\x12\".stepstream.v1.AcquireLeaseRequest\x1a#.stepstream.v1.AcquireLeaseResponse\x12W\n\x0cReleaseLease\x12\".stepstream.v1.ReleaseLeaseRequest\x1a#.stepstream.v1.ReleaseLeaseResponse\x12N\n\tReconcile\x12\x1f.stepstream.v1.ReconcileRequest\x1a .stepstream.v1.ReconcileResponse\x12`\n\x0fReportThrottled\x12%.stepstream.v1.ReportThrottledRequest\x1a&.stepstream.v1.ReportThrottledResponse\x12Q\n\nListLimits\x12 .stepstream.v1.ListLimitsRequest\x1a!.stepstream.v1.ListLimitsResponse\x12Z\n\rDescribeLimit\x12#.stepstream.v1.DescribeLimitRequest\x1a$.stepstream.v1.DescribeLimitResponseB\\\n\x11\x64\x65v.stepstream.v1P\x01ZEgithub.com/stepstream/stepstream/clients/go/stepstreamv1;stepstreamv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dstepstream/v1/ratelimit.proto\x12\rstepstream.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x83\x01\n\x0e\x41\x63quireRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04\x63ost\x18\x02 \x01(\x03\x12+\n\x08max_wait\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x08priority\x18\x04 \x01(\x0e\x32\x17.stepstream.v1.Priority\"\xf3\x01\n\x0f\x41\x63quireResponse\x12.\n\x07outcome\x18\x01 \x01(\x0e\x32\x1d.stepstream.v1.AcquireOutcome\x12\'\n\x04wait\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0bretry_after\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\ngranted_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x04mode\x18\x05 \x01(\x0e\x32\x19.stepstream.v1.BudgetMode\"\xd5\x01\n\x14\x41\x63quireStreamRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12.\n\x07\x61\x63quire\x18\x02 \x01(\x0b\x32\x1d.stepstream.v1.AcquireRequest\x12L\n\rtrace_context\x18\x03 \x03(\x0b\x32\x35.stepstream.v1.AcquireStreamRequest.TraceContextEntry\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x7f\n\x15\x41\x63quireStreamResponse\x12\n\n\x02id\x18\x01 \x01(\x04\x12/\n\x07\x61\x63quire\x18\x02 \x01(\x0b\x32\x1e.stepstream.v1.AcquireResponse\x12\x12\n\nerror_code\x18\x03 \x01(\x05\x12\x15\n\rerror_message\x18\x04 \x01(\t\"\xb2\x01\n\x13\x41\x63quireLeaseRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0e\n\x06tokens\x18\x02 \x01(\x03\x12+\n\x08max_wait\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x08priority\x18\x04 \x01(\x0e\x32\x17.stepstream.v1.Priority\x12&\n\x03ttl\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xc9\x02\n\x14\x41\x63quireLeaseResponse\x12.\n\x07outcome\x18\x01 \x01(\x0e\x32\x1d.stepstream.v1.AcquireOutcome\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12\x0e\n\x06tokens\x18\x03 \x01(\x03\x12\'\n\x04wait\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12-\n\nexpires_in\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0bretry_after\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\ngranted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x04mode\x18\x08 \x01(\x0e\x32\x19.stepstream.v1.BudgetMode\"5\n\x13ReleaseLeaseRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x0c\n\x04used\x18\x02 \x01(\x03\"(\n\x14ReleaseLeaseResponse\x12\x10\n\x08returned\x18\x01 \x01(\x03\"A\n\x10ReconcileRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08reserved\x18\x02 \x01(\x03\x12\x0e\n\x06\x61\x63tual\x18\x03 \x01(\x03\"\x13\n\x11ReconcileResponse\"U\n\x16ReportThrottledRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12.\n\x0bretry_after\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"H\n\x17ReportThrottledResponse\x12-\n\npaused_for\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"j\n\x05Limit\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04rate\x18\x02 \x01(\x01\x12)\n\x06period\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05\x62urst\x18\x04 \x01(\x03\x12\x0c\n\x04unit\x18\x05 \x01(\t\"\x13\n\x11ListLimitsRequest\":\n\x12ListLimitsResponse\x12$\n\x06limits\x18\x01 \x03(\x0b\x32\x14.stepstream.v1.Limit\"#\n\x14\x44\x65scribeLimitRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\"\xe4\x01\n\x15\x44\x65scribeLimitResponse\x12#\n\x05limit\x18\x01 \x01(\x0b\x32\x14.stepstream.v1.Limit\x12\x11\n\tavailable\x18\x02 \x01(\x03\x12*\n\x07\x66ull_in\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12-\n\npaused_for\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0f\n\x07waiting\x18\x05 \x01(\x03\x12\'\n\x04mode\x18\x06 \x01(\x0e\x32\x19.stepstream.v1.BudgetMode*g\n\x08Priority\x12\x18\n\x14PRIORITY_UNSPECIFIED\x10\x00\x12\x18\n\x14PRIORITY_INTERACTIVE\x10\x01\x12\x13\n\x0fPRIORITY_NORMAL\x10\x02\x12\x12\n\x0ePRIORITY_BATCH\x10\x03*k\n\x0e\x41\x63quireOutcome\x12\x1f\n\x1b\x41\x43QUIRE_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41\x43QUIRE_OUTCOME_GRANTED\x10\x01\x12\x1b\n\x17\x41\x43QUIRE_OUTCOME_REFUSED\x10\x02*X\n\nBudgetMode\x12\x1b\n\x17\x42UDGET_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x42UDGET_MODE_SHARED\x10\x01\x12\x15\n\x11\x42UDGET_MODE_LOCAL\x10\x02\x32\xd1\x05\n\x12RateLimiterService\x12H\n\x07\x41\x63quire\x12\x1d.stepstream.v1.AcquireRequest\x1a\x1e.stepstream.v1.AcquireResponse\x12^\n\rAcquireStream\x12#.stepstream.v1.AcquireStreamRequest\x1a$.stepstream.v1.AcquireStreamResponse(\x01\x30\x01\x12W\n\x0c\x41\x63quireLease\x12\".stepstream.v1.AcquireLeaseRequest\x1a#.stepstream.v1.AcquireLeaseResponse\x12W\n\x0cReleaseLease\x12\".stepstream.v1.ReleaseLeaseRequest\x1a#.stepstream.v1.ReleaseLeaseResponse\x12N\n\tReconcile\x12\x1f.stepstream.v1.ReconcileRequest\x1a .stepstream.v1.ReconcileResponse\x12`\n\x0fReportThrottled\x12%.stepstream.v1.ReportThrottledRequest\x1a&.stepstream.v1.ReportThrottledResponse\x12Q\n\nListLimits\x12 .stepstream.v1.ListLimitsRequest\x1a!.stepstream.v1.ListLimitsResponse\x12Z\n\rDescribeLimit\x12#.stepstream.v1.DescribeLimitRequest\x1a$.stepstream.v1.DescribeLimitResponseB\\\n\x11\x64\x65v.stepstream.v1P\x01ZEgithub.com/stepstream/stepstream/clients/go/stepstreamv1;stepstreamv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,46 +35,50 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'stepstream.v1.ratelimit_pb2
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\021dev.stepstream.v1P\001ZEgithub.com/stepstream/stepstream/clients/go/stepstreamv1;stepstreamv1'
-  _globals['_PRIORITY']._serialized_start=2022
-  _globals['_PRIORITY']._serialized_end=2125
-  _globals['_ACQUIREOUTCOME']._serialized_start=2127
-  _globals['_ACQUIREOUTCOME']._serialized_end=2234
-  _globals['_BUDGETMODE']._serialized_start=2236
-  _globals['_BUDGETMODE']._serialized_end=2324
+  _globals['_ACQUIRESTREAMREQUEST_TRACECONTEXTENTRY']._loaded_options = None
+  _globals['_ACQUIRESTREAMREQUEST_TRACECONTEXTENTRY']._serialized_options = b'8\001'
+  _globals['_PRIORITY']._serialized_start=2154
+  _globals['_PRIORITY']._serialized_end=2257
+  _globals['_ACQUIREOUTCOME']._serialized_start=2259
+  _globals['_ACQUIREOUTCOME']._serialized_end=2366
+  _globals['_BUDGETMODE']._serialized_start=2368
+  _globals['_BUDGETMODE']._serialized_end=2456
   _globals['_ACQUIREREQUEST']._serialized_start=114
   _globals['_ACQUIREREQUEST']._serialized_end=245
   _globals['_ACQUIRERESPONSE']._serialized_start=248
   _globals['_ACQUIRERESPONSE']._serialized_end=491
-  _globals['_ACQUIRESTREAMREQUEST']._serialized_start=493
-  _globals['_ACQUIRESTREAMREQUEST']._serialized_end=575
-  _globals['_ACQUIRESTREAMRESPONSE']._serialized_start=577
-  _globals['_ACQUIRESTREAMRESPONSE']._serialized_end=704
-  _globals['_ACQUIRELEASEREQUEST']._serialized_start=707
-  _globals['_ACQUIRELEASEREQUEST']._serialized_end=885
-  _globals['_ACQUIRELEASERESPONSE']._serialized_start=888
-  _globals['_ACQUIRELEASERESPONSE']._serialized_end=1217
-  _globals['_RELEASELEASEREQUEST']._serialized_start=1219
-  _globals['_RELEASELEASEREQUEST']._serialized_end=1272
-  _globals['_RELEASELEASERESPONSE']._serialized_start=1274
-  _globals['_RELEASELEASERESPONSE']._serialized_end=1314
-  _globals['_RECONCILEREQUEST']._serialized_start=1316
-  _globals['_RECONCILEREQUEST']._serialized_end=1381
-  _globals['_RECONCILERESPONSE']._serialized_start=1383
-  _globals['_RECONCILERESPONSE']._serialized_end=1402
-  _globals['_REPORTTHROTTLEDREQUEST']._serialized_start=1404
-  _globals['_REPORTTHROTTLEDREQUEST']._serialized_end=1489
-  _globals['_REPORTTHROTTLEDRESPONSE']._serialized_start=1491
-  _globals['_REPORTTHROTTLEDRESPONSE']._serialized_end=1563
-  _globals['_LIMIT']._serialized_start=1565
-  _globals['_LIMIT']._serialized_end=1671
-  _globals['_LISTLIMITSREQUEST']._serialized_start=1673
-  _globals['_LISTLIMITSREQUEST']._serialized_end=1692
-  _globals['_LISTLIMITSRESPONSE']._serialized_start=1694
-  _globals['_LISTLIMITSRESPONSE']._serialized_end=1752
-  _globals['_DESCRIBELIMITREQUEST']._serialized_start=1754
-  _globals['_DESCRIBELIMITREQUEST']._serialized_end=1789
-  _globals['_DESCRIBELIMITRESPONSE']._serialized_start=1792
-  _globals['_DESCRIBELIMITRESPONSE']._serialized_end=2020
-  _globals['_RATELIMITERSERVICE']._serialized_start=2327
-  _globals['_RATELIMITERSERVICE']._serialized_end=3048
+  _globals['_ACQUIRESTREAMREQUEST']._serialized_start=494
+  _globals['_ACQUIRESTREAMREQUEST']._serialized_end=707
+  _globals['_ACQUIRESTREAMREQUEST_TRACECONTEXTENTRY']._serialized_start=656
+  _globals['_ACQUIRESTREAMREQUEST_TRACECONTEXTENTRY']._serialized_end=707
+  _globals['_ACQUIRESTREAMRESPONSE']._serialized_start=709
+  _globals['_ACQUIRESTREAMRESPONSE']._serialized_end=836
+  _globals['_ACQUIRELEASEREQUEST']._serialized_start=839
+  _globals['_ACQUIRELEASEREQUEST']._serialized_end=1017
+  _globals['_ACQUIRELEASERESPONSE']._serialized_start=1020
+  _globals['_ACQUIRELEASERESPONSE']._serialized_end=1349
+  _globals['_RELEASELEASEREQUEST']._serialized_start=1351
+  _globals['_RELEASELEASEREQUEST']._serialized_end=1404
+  _globals['_RELEASELEASERESPONSE']._serialized_start=1406
+  _globals['_RELEASELEASERESPONSE']._serialized_end=1446
+  _globals['_RECONCILEREQUEST']._serialized_start=1448
+  _globals['_RECONCILEREQUEST']._serialized_end=1513
+  _globals['_RECONCILERESPONSE']._serialized_start=1515
+  _globals['_RECONCILERESPONSE']._serialized_end=1534
+  _globals['_REPORTTHROTTLEDREQUEST']._serialized_start=1536
+  _globals['_REPORTTHROTTLEDREQUEST']._serialized_end=1621
+  _globals['_REPORTTHROTTLEDRESPONSE']._serialized_start=1623
+  _globals['_REPORTTHROTTLEDRESPONSE']._serialized_end=1695
+  _globals['_LIMIT']._serialized_start=1697
+  _globals['_LIMIT']._serialized_end=1803
+  _globals['_LISTLIMITSREQUEST']._serialized_start=1805
+  _globals['_LISTLIMITSREQUEST']._serialized_end=1824
+  _globals['_LISTLIMITSRESPONSE']._serialized_start=1826
+  _globals['_LISTLIMITSRESPONSE']._serialized_end=1884
+  _globals['_DESCRIBELIMITREQUEST']._serialized_start=1886
+  _globals['_DESCRIBELIMITREQUEST']._serialized_end=1921
+  _globals['_DESCRIBELIMITRESPONSE']._serialized_start=1924
+  _globals['_DESCRIBELIMITRESPONSE']._serialized_end=2152
+  _globals['_RATELIMITERSERVICE']._serialized_start=2459
+  _globals['_RATELIMITERSERVICE']._serialized_end=3180
 # @@protoc_insertion_point(module_scope)

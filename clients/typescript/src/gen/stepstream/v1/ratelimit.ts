@@ -197,7 +197,20 @@ export interface AcquireResponse {
 export interface AcquireStreamRequest {
   /** Chosen by the caller, unique among its requests in flight on the stream. */
   id: number;
-  acquire: AcquireRequest | undefined;
+  acquire:
+    | AcquireRequest
+    | undefined;
+  /**
+   * The caller's W3C trace context ("traceparent", optionally "tracestate"):
+   * one stream serves many callers, so each acquire carries its own, and the
+   * sidecar's span for it joins the caller's trace. Empty: untraced.
+   */
+  traceContext: { [key: string]: string };
+}
+
+export interface AcquireStreamRequest_TraceContextEntry {
+  key: string;
+  value: string;
 }
 
 export interface AcquireStreamResponse {
@@ -577,7 +590,7 @@ export const AcquireResponse: MessageFns<AcquireResponse> = {
 };
 
 function createBaseAcquireStreamRequest(): AcquireStreamRequest {
-  return { id: 0, acquire: undefined };
+  return { id: 0, acquire: undefined, traceContext: {} };
 }
 
 export const AcquireStreamRequest: MessageFns<AcquireStreamRequest> = {
@@ -588,6 +601,9 @@ export const AcquireStreamRequest: MessageFns<AcquireStreamRequest> = {
     if (message.acquire !== undefined) {
       AcquireRequest.encode(message.acquire, writer.uint32(18).fork()).join();
     }
+    globalThis.Object.entries(message.traceContext).forEach(([key, value]: [string, string]) => {
+      AcquireStreamRequest_TraceContextEntry.encode({ key: key as any, value }, writer.uint32(26).fork()).join();
+    });
     return writer;
   },
 
@@ -620,6 +636,17 @@ export const AcquireStreamRequest: MessageFns<AcquireStreamRequest> = {
             message.acquire = AcquireRequest.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            const entry3 = AcquireStreamRequest_TraceContextEntry.decode(reader, reader.uint32());
+            if (entry3.value !== undefined) {
+              message.traceContext[entry3.key] = entry3.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -636,6 +663,33 @@ export const AcquireStreamRequest: MessageFns<AcquireStreamRequest> = {
     return {
       id: isSet(object.id) ? globalThis.Number(object.id) : 0,
       acquire: isSet(object.acquire) ? AcquireRequest.fromJSON(object.acquire) : undefined,
+      traceContext: isObject(object.traceContext)
+        ? (globalThis.Object.entries(object.traceContext) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.trace_context)
+        ? (globalThis.Object.entries(object.trace_context) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -646,6 +700,15 @@ export const AcquireStreamRequest: MessageFns<AcquireStreamRequest> = {
     }
     if (message.acquire !== undefined) {
       obj.acquire = AcquireRequest.toJSON(message.acquire);
+    }
+    if (message.traceContext) {
+      const entries = globalThis.Object.entries(message.traceContext) as [string, string][];
+      if (entries.length > 0) {
+        obj.traceContext = {};
+        entries.forEach(([k, v]) => {
+          obj.traceContext[k] = v;
+        });
+      }
     }
     return obj;
   },
@@ -659,6 +722,104 @@ export const AcquireStreamRequest: MessageFns<AcquireStreamRequest> = {
     message.acquire = (object.acquire !== undefined && object.acquire !== null)
       ? AcquireRequest.fromPartial(object.acquire)
       : undefined;
+    message.traceContext = (globalThis.Object.entries(object.traceContext ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseAcquireStreamRequest_TraceContextEntry(): AcquireStreamRequest_TraceContextEntry {
+  return { key: "", value: "" };
+}
+
+export const AcquireStreamRequest_TraceContextEntry: MessageFns<AcquireStreamRequest_TraceContextEntry> = {
+  encode(message: AcquireStreamRequest_TraceContextEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AcquireStreamRequest_TraceContextEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAcquireStreamRequest_TraceContextEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AcquireStreamRequest_TraceContextEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: AcquireStreamRequest_TraceContextEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AcquireStreamRequest_TraceContextEntry>, I>>(
+    base?: I,
+  ): AcquireStreamRequest_TraceContextEntry {
+    return AcquireStreamRequest_TraceContextEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AcquireStreamRequest_TraceContextEntry>, I>>(
+    object: I,
+  ): AcquireStreamRequest_TraceContextEntry {
+    const message = createBaseAcquireStreamRequest_TraceContextEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -2445,6 +2606,10 @@ function longToNumber(int64: { toString(): string }): number {
     throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
   }
   return num;
+}
+
+function isObject(value: any): boolean {
+  return typeof value === "object" && value !== null;
 }
 
 function isSet(value: any): boolean {

@@ -41,6 +41,18 @@ private static final long serialVersionUID = 0L;
     return dev.stepstream.v1.Ratelimit.internal_static_stepstream_v1_AcquireStreamRequest_descriptor;
   }
 
+  @SuppressWarnings({"rawtypes"})
+  @java.lang.Override
+  protected com.google.protobuf.MapFieldReflectionAccessor internalGetMapFieldReflection(
+      int number) {
+    switch (number) {
+      case 3:
+        return internalGetTraceContext();
+      default:
+        throw new RuntimeException(
+            "Invalid map field number: " + number);
+    }
+  }
   @java.lang.Override
   protected com.google.protobuf.GeneratedMessage.FieldAccessorTable
       internalGetFieldAccessorTable() {
@@ -91,6 +103,109 @@ private static final long serialVersionUID = 0L;
     return acquire_ == null ? dev.stepstream.v1.AcquireRequest.getDefaultInstance() : acquire_;
   }
 
+  public static final int TRACE_CONTEXT_FIELD_NUMBER = 3;
+  private static final class TraceContextDefaultEntryHolder {
+    static final com.google.protobuf.MapEntry<
+        java.lang.String, java.lang.String> defaultEntry =
+            com.google.protobuf.MapEntry
+            .<java.lang.String, java.lang.String>newDefaultInstance(
+                dev.stepstream.v1.Ratelimit.internal_static_stepstream_v1_AcquireStreamRequest_TraceContextEntry_descriptor, 
+                com.google.protobuf.WireFormat.FieldType.STRING,
+                "",
+                com.google.protobuf.WireFormat.FieldType.STRING,
+                "");
+  }
+  @SuppressWarnings("serial")
+  private com.google.protobuf.MapField<
+      java.lang.String, java.lang.String> traceContext_;
+  private com.google.protobuf.MapField<java.lang.String, java.lang.String>
+  internalGetTraceContext() {
+    if (traceContext_ == null) {
+      return com.google.protobuf.MapField.emptyMapField(
+          TraceContextDefaultEntryHolder.defaultEntry);
+    }
+    return traceContext_;
+  }
+  public int getTraceContextCount() {
+    return internalGetTraceContext().getMap().size();
+  }
+  /**
+   * <pre>
+   * The caller's W3C trace context ("traceparent", optionally "tracestate"):
+   * one stream serves many callers, so each acquire carries its own, and the
+   * sidecar's span for it joins the caller's trace. Empty: untraced.
+   * </pre>
+   *
+   * <code>map&lt;string, string&gt; trace_context = 3;</code>
+   */
+  @java.lang.Override
+  public boolean containsTraceContext(
+      java.lang.String key) {
+    if (key == null) { throw new NullPointerException("map key"); }
+    return internalGetTraceContext().getMap().containsKey(key);
+  }
+  /**
+   * Use {@link #getTraceContextMap()} instead.
+   */
+  @java.lang.Override
+  @java.lang.Deprecated
+  public java.util.Map<java.lang.String, java.lang.String> getTraceContext() {
+    return getTraceContextMap();
+  }
+  /**
+   * <pre>
+   * The caller's W3C trace context ("traceparent", optionally "tracestate"):
+   * one stream serves many callers, so each acquire carries its own, and the
+   * sidecar's span for it joins the caller's trace. Empty: untraced.
+   * </pre>
+   *
+   * <code>map&lt;string, string&gt; trace_context = 3;</code>
+   */
+  @java.lang.Override
+  public java.util.Map<java.lang.String, java.lang.String> getTraceContextMap() {
+    return internalGetTraceContext().getMap();
+  }
+  /**
+   * <pre>
+   * The caller's W3C trace context ("traceparent", optionally "tracestate"):
+   * one stream serves many callers, so each acquire carries its own, and the
+   * sidecar's span for it joins the caller's trace. Empty: untraced.
+   * </pre>
+   *
+   * <code>map&lt;string, string&gt; trace_context = 3;</code>
+   */
+  @java.lang.Override
+  public /* nullable */
+java.lang.String getTraceContextOrDefault(
+      java.lang.String key,
+      /* nullable */
+java.lang.String defaultValue) {
+    if (key == null) { throw new NullPointerException("map key"); }
+    java.util.Map<java.lang.String, java.lang.String> map =
+        internalGetTraceContext().getMap();
+    return map.containsKey(key) ? map.get(key) : defaultValue;
+  }
+  /**
+   * <pre>
+   * The caller's W3C trace context ("traceparent", optionally "tracestate"):
+   * one stream serves many callers, so each acquire carries its own, and the
+   * sidecar's span for it joins the caller's trace. Empty: untraced.
+   * </pre>
+   *
+   * <code>map&lt;string, string&gt; trace_context = 3;</code>
+   */
+  @java.lang.Override
+  public java.lang.String getTraceContextOrThrow(
+      java.lang.String key) {
+    if (key == null) { throw new NullPointerException("map key"); }
+    java.util.Map<java.lang.String, java.lang.String> map =
+        internalGetTraceContext().getMap();
+    if (!map.containsKey(key)) {
+      throw new java.lang.IllegalArgumentException();
+    }
+    return map.get(key);
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -111,6 +226,12 @@ private static final long serialVersionUID = 0L;
     if (((bitField0_ & 0x00000001) != 0)) {
       output.writeMessage(2, getAcquire());
     }
+    com.google.protobuf.GeneratedMessage
+      .serializeStringMapTo(
+        output,
+        internalGetTraceContext(),
+        TraceContextDefaultEntryHolder.defaultEntry,
+        3);
     getUnknownFields().writeTo(output);
   }
   private int computeSerializedSize_0() {
@@ -122,6 +243,16 @@ private static final long serialVersionUID = 0L;
     if (((bitField0_ & 0x00000001) != 0)) {
       size += com.google.protobuf.CodedOutputStream
         .computeMessageSize(2, getAcquire());
+    }
+    for (java.util.Map.Entry<java.lang.String, java.lang.String> entry
+         : internalGetTraceContext().getMap().entrySet()) {
+      com.google.protobuf.MapEntry<java.lang.String, java.lang.String>
+      traceContext__ = TraceContextDefaultEntryHolder.defaultEntry.newBuilderForType()
+          .setKey(entry.getKey())
+          .setValue(entry.getValue())
+          .buildPartial();
+      size += com.google.protobuf.CodedOutputStream
+          .computeMessageSize(3, traceContext__);
     }
     return size;
   }
@@ -154,6 +285,8 @@ private static final long serialVersionUID = 0L;
       if (!getAcquire()
           .equals(other.getAcquire())) return false;
     }
+    if (!internalGetTraceContext().equals(
+        other.internalGetTraceContext())) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -171,6 +304,10 @@ private static final long serialVersionUID = 0L;
     if (hasAcquire()) {
       hash = (37 * hash) + ACQUIRE_FIELD_NUMBER;
       hash = (53 * hash) + getAcquire().hashCode();
+    }
+    if (!internalGetTraceContext().getMap().isEmpty()) {
+      hash = (37 * hash) + TRACE_CONTEXT_FIELD_NUMBER;
+      hash = (53 * hash) + internalGetTraceContext().hashCode();
     }
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
@@ -281,6 +418,28 @@ private static final long serialVersionUID = 0L;
       return dev.stepstream.v1.Ratelimit.internal_static_stepstream_v1_AcquireStreamRequest_descriptor;
     }
 
+    @SuppressWarnings({"rawtypes"})
+    protected com.google.protobuf.MapFieldReflectionAccessor internalGetMapFieldReflection(
+        int number) {
+      switch (number) {
+        case 3:
+          return internalGetTraceContext();
+        default:
+          throw new RuntimeException(
+              "Invalid map field number: " + number);
+      }
+    }
+    @SuppressWarnings({"rawtypes"})
+    protected com.google.protobuf.MapFieldReflectionAccessor internalGetMutableMapFieldReflection(
+        int number) {
+      switch (number) {
+        case 3:
+          return internalGetMutableTraceContext();
+        default:
+          throw new RuntimeException(
+              "Invalid map field number: " + number);
+      }
+    }
     @java.lang.Override
     protected com.google.protobuf.GeneratedMessage.FieldAccessorTable
         internalGetFieldAccessorTable() {
@@ -315,6 +474,7 @@ private static final long serialVersionUID = 0L;
         acquireBuilder_.dispose();
         acquireBuilder_ = null;
       }
+      internalGetMutableTraceContext().clear();
       return this;
     }
 
@@ -358,6 +518,10 @@ private static final long serialVersionUID = 0L;
             : acquireBuilder_.build();
         to_bitField0_ |= 0x00000001;
       }
+      if (((from_bitField0_ & 0x00000004) != 0)) {
+        result.traceContext_ = internalGetTraceContext();
+        result.traceContext_.makeImmutable();
+      }
       result.bitField0_ |= to_bitField0_;
     }
 
@@ -379,6 +543,9 @@ private static final long serialVersionUID = 0L;
       if (other.hasAcquire()) {
         mergeAcquire(other.getAcquire());
       }
+      internalGetMutableTraceContext().mergeFrom(
+          other.internalGetTraceContext());
+      bitField0_ |= 0x00000004;
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
       return this;
@@ -417,6 +584,15 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000002;
               break;
             } // case 18
+            case 26: {
+              com.google.protobuf.MapEntry<java.lang.String, java.lang.String>
+              traceContext__ = input.readMessage(
+                  TraceContextDefaultEntryHolder.defaultEntry.getParserForType(), extensionRegistry);
+              internalGetMutableTraceContext().getMutableMap().put(
+                  traceContext__.getKey(), traceContext__.getValue());
+              bitField0_ |= 0x00000004;
+              break;
+            } // case 26
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -597,6 +773,175 @@ private static final long serialVersionUID = 0L;
         acquire_ = null;
       }
       return acquireBuilder_;
+    }
+
+    private com.google.protobuf.MapField<
+        java.lang.String, java.lang.String> traceContext_;
+    private com.google.protobuf.MapField<java.lang.String, java.lang.String>
+        internalGetTraceContext() {
+      if (traceContext_ == null) {
+        return com.google.protobuf.MapField.emptyMapField(
+            TraceContextDefaultEntryHolder.defaultEntry);
+      }
+      return traceContext_;
+    }
+    private com.google.protobuf.MapField<java.lang.String, java.lang.String>
+        internalGetMutableTraceContext() {
+      if (traceContext_ == null) {
+        traceContext_ = com.google.protobuf.MapField.newMapField(
+            TraceContextDefaultEntryHolder.defaultEntry);
+      }
+      if (!traceContext_.isMutable()) {
+        traceContext_ = traceContext_.copy();
+      }
+      bitField0_ |= 0x00000004;
+      onChanged();
+      return traceContext_;
+    }
+    public int getTraceContextCount() {
+      return internalGetTraceContext().getMap().size();
+    }
+    /**
+     * <pre>
+     * The caller's W3C trace context ("traceparent", optionally "tracestate"):
+     * one stream serves many callers, so each acquire carries its own, and the
+     * sidecar's span for it joins the caller's trace. Empty: untraced.
+     * </pre>
+     *
+     * <code>map&lt;string, string&gt; trace_context = 3;</code>
+     */
+    @java.lang.Override
+    public boolean containsTraceContext(
+        java.lang.String key) {
+      if (key == null) { throw new NullPointerException("map key"); }
+      return internalGetTraceContext().getMap().containsKey(key);
+    }
+    /**
+     * Use {@link #getTraceContextMap()} instead.
+     */
+    @java.lang.Override
+    @java.lang.Deprecated
+    public java.util.Map<java.lang.String, java.lang.String> getTraceContext() {
+      return getTraceContextMap();
+    }
+    /**
+     * <pre>
+     * The caller's W3C trace context ("traceparent", optionally "tracestate"):
+     * one stream serves many callers, so each acquire carries its own, and the
+     * sidecar's span for it joins the caller's trace. Empty: untraced.
+     * </pre>
+     *
+     * <code>map&lt;string, string&gt; trace_context = 3;</code>
+     */
+    @java.lang.Override
+    public java.util.Map<java.lang.String, java.lang.String> getTraceContextMap() {
+      return internalGetTraceContext().getMap();
+    }
+    /**
+     * <pre>
+     * The caller's W3C trace context ("traceparent", optionally "tracestate"):
+     * one stream serves many callers, so each acquire carries its own, and the
+     * sidecar's span for it joins the caller's trace. Empty: untraced.
+     * </pre>
+     *
+     * <code>map&lt;string, string&gt; trace_context = 3;</code>
+     */
+    @java.lang.Override
+    public /* nullable */
+java.lang.String getTraceContextOrDefault(
+        java.lang.String key,
+        /* nullable */
+java.lang.String defaultValue) {
+      if (key == null) { throw new NullPointerException("map key"); }
+      java.util.Map<java.lang.String, java.lang.String> map =
+          internalGetTraceContext().getMap();
+      return map.containsKey(key) ? map.get(key) : defaultValue;
+    }
+    /**
+     * <pre>
+     * The caller's W3C trace context ("traceparent", optionally "tracestate"):
+     * one stream serves many callers, so each acquire carries its own, and the
+     * sidecar's span for it joins the caller's trace. Empty: untraced.
+     * </pre>
+     *
+     * <code>map&lt;string, string&gt; trace_context = 3;</code>
+     */
+    @java.lang.Override
+    public java.lang.String getTraceContextOrThrow(
+        java.lang.String key) {
+      if (key == null) { throw new NullPointerException("map key"); }
+      java.util.Map<java.lang.String, java.lang.String> map =
+          internalGetTraceContext().getMap();
+      if (!map.containsKey(key)) {
+        throw new java.lang.IllegalArgumentException();
+      }
+      return map.get(key);
+    }
+    public Builder clearTraceContext() {
+      bitField0_ = (bitField0_ & ~0x00000004);
+      internalGetMutableTraceContext().getMutableMap()
+          .clear();
+      return this;
+    }
+    /**
+     * <pre>
+     * The caller's W3C trace context ("traceparent", optionally "tracestate"):
+     * one stream serves many callers, so each acquire carries its own, and the
+     * sidecar's span for it joins the caller's trace. Empty: untraced.
+     * </pre>
+     *
+     * <code>map&lt;string, string&gt; trace_context = 3;</code>
+     */
+    public Builder removeTraceContext(
+        java.lang.String key) {
+      if (key == null) { throw new NullPointerException("map key"); }
+      internalGetMutableTraceContext().getMutableMap()
+          .remove(key);
+      return this;
+    }
+    /**
+     * Use alternate mutation accessors instead.
+     */
+    @java.lang.Deprecated
+    public java.util.Map<java.lang.String, java.lang.String>
+        getMutableTraceContext() {
+      bitField0_ |= 0x00000004;
+      return internalGetMutableTraceContext().getMutableMap();
+    }
+    /**
+     * <pre>
+     * The caller's W3C trace context ("traceparent", optionally "tracestate"):
+     * one stream serves many callers, so each acquire carries its own, and the
+     * sidecar's span for it joins the caller's trace. Empty: untraced.
+     * </pre>
+     *
+     * <code>map&lt;string, string&gt; trace_context = 3;</code>
+     */
+    public Builder putTraceContext(
+        java.lang.String key,
+        java.lang.String value) {
+      if (key == null) { throw new NullPointerException("map key"); }
+      if (value == null) { throw new NullPointerException("map value"); }
+      internalGetMutableTraceContext().getMutableMap()
+          .put(key, value);
+      bitField0_ |= 0x00000004;
+      return this;
+    }
+    /**
+     * <pre>
+     * The caller's W3C trace context ("traceparent", optionally "tracestate"):
+     * one stream serves many callers, so each acquire carries its own, and the
+     * sidecar's span for it joins the caller's trace. Empty: untraced.
+     * </pre>
+     *
+     * <code>map&lt;string, string&gt; trace_context = 3;</code>
+     */
+    public Builder putAllTraceContext(
+        java.util.Map<java.lang.String, java.lang.String> values) {
+      internalGetMutableTraceContext().getMutableMap()
+          .putAll(values);
+      bitField0_ |= 0x00000004;
+      return this;
     }
 
     // @@protoc_insertion_point(builder_scope:stepstream.v1.AcquireStreamRequest)

@@ -35,4 +35,68 @@ public interface AcquireStreamRequestOrBuilder extends
    * <code>.stepstream.v1.AcquireRequest acquire = 2;</code>
    */
   dev.stepstream.v1.AcquireRequestOrBuilder getAcquireOrBuilder();
+
+  /**
+   * <pre>
+   * The caller's W3C trace context ("traceparent", optionally "tracestate"):
+   * one stream serves many callers, so each acquire carries its own, and the
+   * sidecar's span for it joins the caller's trace. Empty: untraced.
+   * </pre>
+   *
+   * <code>map&lt;string, string&gt; trace_context = 3;</code>
+   */
+  int getTraceContextCount();
+  /**
+   * <pre>
+   * The caller's W3C trace context ("traceparent", optionally "tracestate"):
+   * one stream serves many callers, so each acquire carries its own, and the
+   * sidecar's span for it joins the caller's trace. Empty: untraced.
+   * </pre>
+   *
+   * <code>map&lt;string, string&gt; trace_context = 3;</code>
+   */
+  boolean containsTraceContext(
+      java.lang.String key);
+  /**
+   * Use {@link #getTraceContextMap()} instead.
+   */
+  @java.lang.Deprecated
+  java.util.Map<java.lang.String, java.lang.String>
+  getTraceContext();
+  /**
+   * <pre>
+   * The caller's W3C trace context ("traceparent", optionally "tracestate"):
+   * one stream serves many callers, so each acquire carries its own, and the
+   * sidecar's span for it joins the caller's trace. Empty: untraced.
+   * </pre>
+   *
+   * <code>map&lt;string, string&gt; trace_context = 3;</code>
+   */
+  java.util.Map<java.lang.String, java.lang.String>
+  getTraceContextMap();
+  /**
+   * <pre>
+   * The caller's W3C trace context ("traceparent", optionally "tracestate"):
+   * one stream serves many callers, so each acquire carries its own, and the
+   * sidecar's span for it joins the caller's trace. Empty: untraced.
+   * </pre>
+   *
+   * <code>map&lt;string, string&gt; trace_context = 3;</code>
+   */
+  /* nullable */
+java.lang.String getTraceContextOrDefault(
+      java.lang.String key,
+      /* nullable */
+java.lang.String defaultValue);
+  /**
+   * <pre>
+   * The caller's W3C trace context ("traceparent", optionally "tracestate"):
+   * one stream serves many callers, so each acquire carries its own, and the
+   * sidecar's span for it joins the caller's trace. Empty: untraced.
+   * </pre>
+   *
+   * <code>map&lt;string, string&gt; trace_context = 3;</code>
+   */
+  java.lang.String getTraceContextOrThrow(
+      java.lang.String key);
 }

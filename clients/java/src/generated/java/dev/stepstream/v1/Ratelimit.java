@@ -43,6 +43,11 @@ public final class Ratelimit extends com.google.protobuf.GeneratedFile {
     com.google.protobuf.GeneratedMessage.FieldAccessorTable
       internal_static_stepstream_v1_AcquireStreamRequest_fieldAccessorTable;
   static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_stepstream_v1_AcquireStreamRequest_TraceContextEntry_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_stepstream_v1_AcquireStreamRequest_TraceContextEntry_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
     internal_static_stepstream_v1_AcquireStreamResponse_descriptor;
   static final 
     com.google.protobuf.GeneratedMessage.FieldAccessorTable
@@ -133,73 +138,77 @@ public final class Ratelimit extends com.google.protobuf.GeneratedFile {
       "try_after\030\003 \001(\0132\031.google.protobuf.Durati" +
       "on\022.\n\ngranted_at\030\004 \001(\0132\032.google.protobuf" +
       ".Timestamp\022\'\n\004mode\030\005 \001(\0162\031.stepstream.v1" +
-      ".BudgetMode\"R\n\024AcquireStreamRequest\022\n\n\002i" +
-      "d\030\001 \001(\004\022.\n\007acquire\030\002 \001(\0132\035.stepstream.v1" +
-      ".AcquireRequest\"\177\n\025AcquireStreamResponse" +
-      "\022\n\n\002id\030\001 \001(\004\022/\n\007acquire\030\002 \001(\0132\036.stepstre" +
-      "am.v1.AcquireResponse\022\022\n\nerror_code\030\003 \001(" +
-      "\005\022\025\n\rerror_message\030\004 \001(\t\"\262\001\n\023AcquireLeas" +
-      "eRequest\022\013\n\003key\030\001 \001(\t\022\016\n\006tokens\030\002 \001(\003\022+\n" +
-      "\010max_wait\030\003 \001(\0132\031.google.protobuf.Durati" +
-      "on\022)\n\010priority\030\004 \001(\0162\027.stepstream.v1.Pri" +
-      "ority\022&\n\003ttl\030\005 \001(\0132\031.google.protobuf.Dur" +
-      "ation\"\311\002\n\024AcquireLeaseResponse\022.\n\007outcom" +
-      "e\030\001 \001(\0162\035.stepstream.v1.AcquireOutcome\022\020" +
-      "\n\010lease_id\030\002 \001(\t\022\016\n\006tokens\030\003 \001(\003\022\'\n\004wait" +
-      "\030\004 \001(\0132\031.google.protobuf.Duration\022-\n\nexp" +
-      "ires_in\030\005 \001(\0132\031.google.protobuf.Duration" +
-      "\022.\n\013retry_after\030\006 \001(\0132\031.google.protobuf." +
-      "Duration\022.\n\ngranted_at\030\007 \001(\0132\032.google.pr" +
-      "otobuf.Timestamp\022\'\n\004mode\030\010 \001(\0162\031.stepstr" +
-      "eam.v1.BudgetMode\"5\n\023ReleaseLeaseRequest" +
-      "\022\020\n\010lease_id\030\001 \001(\t\022\014\n\004used\030\002 \001(\003\"(\n\024Rele" +
-      "aseLeaseResponse\022\020\n\010returned\030\001 \001(\003\"A\n\020Re" +
-      "concileRequest\022\013\n\003key\030\001 \001(\t\022\020\n\010reserved\030" +
-      "\002 \001(\003\022\016\n\006actual\030\003 \001(\003\"\023\n\021ReconcileRespon" +
-      "se\"U\n\026ReportThrottledRequest\022\013\n\003key\030\001 \001(" +
-      "\t\022.\n\013retry_after\030\002 \001(\0132\031.google.protobuf" +
-      ".Duration\"H\n\027ReportThrottledResponse\022-\n\n" +
-      "paused_for\030\001 \001(\0132\031.google.protobuf.Durat" +
-      "ion\"j\n\005Limit\022\013\n\003key\030\001 \001(\t\022\014\n\004rate\030\002 \001(\001\022" +
-      ")\n\006period\030\003 \001(\0132\031.google.protobuf.Durati" +
-      "on\022\r\n\005burst\030\004 \001(\003\022\014\n\004unit\030\005 \001(\t\"\023\n\021ListL" +
-      "imitsRequest\":\n\022ListLimitsResponse\022$\n\006li" +
-      "mits\030\001 \003(\0132\024.stepstream.v1.Limit\"#\n\024Desc" +
-      "ribeLimitRequest\022\013\n\003key\030\001 \001(\t\"\344\001\n\025Descri" +
-      "beLimitResponse\022#\n\005limit\030\001 \001(\0132\024.stepstr" +
-      "eam.v1.Limit\022\021\n\tavailable\030\002 \001(\003\022*\n\007full_" +
-      "in\030\003 \001(\0132\031.google.protobuf.Duration\022-\n\np" +
-      "aused_for\030\004 \001(\0132\031.google.protobuf.Durati" +
-      "on\022\017\n\007waiting\030\005 \001(\003\022\'\n\004mode\030\006 \001(\0162\031.step" +
-      "stream.v1.BudgetMode*g\n\010Priority\022\030\n\024PRIO" +
-      "RITY_UNSPECIFIED\020\000\022\030\n\024PRIORITY_INTERACTI" +
-      "VE\020\001\022\023\n\017PRIORITY_NORMAL\020\002\022\022\n\016PRIORITY_BA" +
-      "TCH\020\003*k\n\016AcquireOutcome\022\037\n\033ACQUIRE_OUTCO" +
-      "ME_UNSPECIFIED\020\000\022\033\n\027ACQUIRE_OUTCOME_GRAN" +
-      "TED\020\001\022\033\n\027ACQUIRE_OUTCOME_REFUSED\020\002*X\n\nBu" +
-      "dgetMode\022\033\n\027BUDGET_MODE_UNSPECIFIED\020\000\022\026\n" +
-      "\022BUDGET_MODE_SHARED\020\001\022\025\n\021BUDGET_MODE_LOC" +
-      "AL\020\0022\321\005\n\022RateLimiterService\022H\n\007Acquire\022\035" +
-      ".stepstream.v1.AcquireRequest\032\036.stepstre" +
-      "am.v1.AcquireResponse\022^\n\rAcquireStream\022#" +
-      ".stepstream.v1.AcquireStreamRequest\032$.st" +
-      "epstream.v1.AcquireStreamResponse(\0010\001\022W\n" +
-      "\014AcquireLease\022\".stepstream.v1.AcquireLea" +
-      "seRequest\032#.stepstream.v1.AcquireLeaseRe" +
-      "sponse\022W\n\014ReleaseLease\022\".stepstream.v1.R" +
-      "eleaseLeaseRequest\032#.stepstream.v1.Relea" +
-      "seLeaseResponse\022N\n\tReconcile\022\037.stepstrea" +
-      "m.v1.ReconcileRequest\032 .stepstream.v1.Re" +
-      "concileResponse\022`\n\017ReportThrottled\022%.ste" +
-      "pstream.v1.ReportThrottledRequest\032&.step" +
-      "stream.v1.ReportThrottledResponse\022Q\n\nLis" +
-      "tLimits\022 .stepstream.v1.ListLimitsReques" +
-      "t\032!.stepstream.v1.ListLimitsResponse\022Z\n\r" +
-      "DescribeLimit\022#.stepstream.v1.DescribeLi" +
-      "mitRequest\032$.stepstream.v1.DescribeLimit" +
-      "ResponseB\\\n\021dev.stepstream.v1P\001ZEgithub." +
-      "com/stepstream/stepstream/clients/go/ste" +
-      "pstreamv1;stepstreamv1b\006proto3"
+      ".BudgetMode\"\325\001\n\024AcquireStreamRequest\022\n\n\002" +
+      "id\030\001 \001(\004\022.\n\007acquire\030\002 \001(\0132\035.stepstream.v" +
+      "1.AcquireRequest\022L\n\rtrace_context\030\003 \003(\0132" +
+      "5.stepstream.v1.AcquireStreamRequest.Tra" +
+      "ceContextEntry\0323\n\021TraceContextEntry\022\013\n\003k" +
+      "ey\030\001 \001(\t\022\r\n\005value\030\002 \001(\t:\0028\001\"\177\n\025AcquireSt" +
+      "reamResponse\022\n\n\002id\030\001 \001(\004\022/\n\007acquire\030\002 \001(" +
+      "\0132\036.stepstream.v1.AcquireResponse\022\022\n\nerr" +
+      "or_code\030\003 \001(\005\022\025\n\rerror_message\030\004 \001(\t\"\262\001\n" +
+      "\023AcquireLeaseRequest\022\013\n\003key\030\001 \001(\t\022\016\n\006tok" +
+      "ens\030\002 \001(\003\022+\n\010max_wait\030\003 \001(\0132\031.google.pro" +
+      "tobuf.Duration\022)\n\010priority\030\004 \001(\0162\027.steps" +
+      "tream.v1.Priority\022&\n\003ttl\030\005 \001(\0132\031.google." +
+      "protobuf.Duration\"\311\002\n\024AcquireLeaseRespon" +
+      "se\022.\n\007outcome\030\001 \001(\0162\035.stepstream.v1.Acqu" +
+      "ireOutcome\022\020\n\010lease_id\030\002 \001(\t\022\016\n\006tokens\030\003" +
+      " \001(\003\022\'\n\004wait\030\004 \001(\0132\031.google.protobuf.Dur" +
+      "ation\022-\n\nexpires_in\030\005 \001(\0132\031.google.proto" +
+      "buf.Duration\022.\n\013retry_after\030\006 \001(\0132\031.goog" +
+      "le.protobuf.Duration\022.\n\ngranted_at\030\007 \001(\013" +
+      "2\032.google.protobuf.Timestamp\022\'\n\004mode\030\010 \001" +
+      "(\0162\031.stepstream.v1.BudgetMode\"5\n\023Release" +
+      "LeaseRequest\022\020\n\010lease_id\030\001 \001(\t\022\014\n\004used\030\002" +
+      " \001(\003\"(\n\024ReleaseLeaseResponse\022\020\n\010returned" +
+      "\030\001 \001(\003\"A\n\020ReconcileRequest\022\013\n\003key\030\001 \001(\t\022" +
+      "\020\n\010reserved\030\002 \001(\003\022\016\n\006actual\030\003 \001(\003\"\023\n\021Rec" +
+      "oncileResponse\"U\n\026ReportThrottledRequest" +
+      "\022\013\n\003key\030\001 \001(\t\022.\n\013retry_after\030\002 \001(\0132\031.goo" +
+      "gle.protobuf.Duration\"H\n\027ReportThrottled" +
+      "Response\022-\n\npaused_for\030\001 \001(\0132\031.google.pr" +
+      "otobuf.Duration\"j\n\005Limit\022\013\n\003key\030\001 \001(\t\022\014\n" +
+      "\004rate\030\002 \001(\001\022)\n\006period\030\003 \001(\0132\031.google.pro" +
+      "tobuf.Duration\022\r\n\005burst\030\004 \001(\003\022\014\n\004unit\030\005 " +
+      "\001(\t\"\023\n\021ListLimitsRequest\":\n\022ListLimitsRe" +
+      "sponse\022$\n\006limits\030\001 \003(\0132\024.stepstream.v1.L" +
+      "imit\"#\n\024DescribeLimitRequest\022\013\n\003key\030\001 \001(" +
+      "\t\"\344\001\n\025DescribeLimitResponse\022#\n\005limit\030\001 \001" +
+      "(\0132\024.stepstream.v1.Limit\022\021\n\tavailable\030\002 " +
+      "\001(\003\022*\n\007full_in\030\003 \001(\0132\031.google.protobuf.D" +
+      "uration\022-\n\npaused_for\030\004 \001(\0132\031.google.pro" +
+      "tobuf.Duration\022\017\n\007waiting\030\005 \001(\003\022\'\n\004mode\030" +
+      "\006 \001(\0162\031.stepstream.v1.BudgetMode*g\n\010Prio" +
+      "rity\022\030\n\024PRIORITY_UNSPECIFIED\020\000\022\030\n\024PRIORI" +
+      "TY_INTERACTIVE\020\001\022\023\n\017PRIORITY_NORMAL\020\002\022\022\n" +
+      "\016PRIORITY_BATCH\020\003*k\n\016AcquireOutcome\022\037\n\033A" +
+      "CQUIRE_OUTCOME_UNSPECIFIED\020\000\022\033\n\027ACQUIRE_" +
+      "OUTCOME_GRANTED\020\001\022\033\n\027ACQUIRE_OUTCOME_REF" +
+      "USED\020\002*X\n\nBudgetMode\022\033\n\027BUDGET_MODE_UNSP" +
+      "ECIFIED\020\000\022\026\n\022BUDGET_MODE_SHARED\020\001\022\025\n\021BUD" +
+      "GET_MODE_LOCAL\020\0022\321\005\n\022RateLimiterService\022" +
+      "H\n\007Acquire\022\035.stepstream.v1.AcquireReques" +
+      "t\032\036.stepstream.v1.AcquireResponse\022^\n\rAcq" +
+      "uireStream\022#.stepstream.v1.AcquireStream" +
+      "Request\032$.stepstream.v1.AcquireStreamRes" +
+      "ponse(\0010\001\022W\n\014AcquireLease\022\".stepstream.v" +
+      "1.AcquireLeaseRequest\032#.stepstream.v1.Ac" +
+      "quireLeaseResponse\022W\n\014ReleaseLease\022\".ste" +
+      "pstream.v1.ReleaseLeaseRequest\032#.stepstr" +
+      "eam.v1.ReleaseLeaseResponse\022N\n\tReconcile" +
+      "\022\037.stepstream.v1.ReconcileRequest\032 .step" +
+      "stream.v1.ReconcileResponse\022`\n\017ReportThr" +
+      "ottled\022%.stepstream.v1.ReportThrottledRe" +
+      "quest\032&.stepstream.v1.ReportThrottledRes" +
+      "ponse\022Q\n\nListLimits\022 .stepstream.v1.List" +
+      "LimitsRequest\032!.stepstream.v1.ListLimits" +
+      "Response\022Z\n\rDescribeLimit\022#.stepstream.v" +
+      "1.DescribeLimitRequest\032$.stepstream.v1.D" +
+      "escribeLimitResponseB\\\n\021dev.stepstream.v" +
+      "1P\001ZEgithub.com/stepstream/stepstream/cl" +
+      "ients/go/stepstreamv1;stepstreamv1b\006prot" +
+      "o3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -224,7 +233,13 @@ public final class Ratelimit extends com.google.protobuf.GeneratedFile {
     internal_static_stepstream_v1_AcquireStreamRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_stepstream_v1_AcquireStreamRequest_descriptor,
-        new java.lang.String[] { "Id", "Acquire", });
+        new java.lang.String[] { "Id", "Acquire", "TraceContext", });
+    internal_static_stepstream_v1_AcquireStreamRequest_TraceContextEntry_descriptor =
+      internal_static_stepstream_v1_AcquireStreamRequest_descriptor.getNestedType(0);
+    internal_static_stepstream_v1_AcquireStreamRequest_TraceContextEntry_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_stepstream_v1_AcquireStreamRequest_TraceContextEntry_descriptor,
+        new java.lang.String[] { "Key", "Value", });
     internal_static_stepstream_v1_AcquireStreamResponse_descriptor =
       getDescriptor().getMessageType(3);
     internal_static_stepstream_v1_AcquireStreamResponse_fieldAccessorTable = new

@@ -83,6 +83,22 @@ class Soak:
 SOAK = Soak()
 
 
+def tiny(scenarios: tuple[Scenario, ...], systems: tuple[System, ...]) -> tuple[tuple[Scenario, ...], Soak]:
+    """A load small enough for a test: the harness end to end in seconds, figures meaningless."""
+    small = tuple(
+        dataclasses.replace(
+            s,
+            concurrency=((1, 4), (1, 4)),
+            duration=(0.5, 0.5),
+            warmup=(0.1, 0.1),
+            max_warmup=(10.0, 10.0),
+            max_window=(5.0, 5.0),
+        )
+        for s in scenarios
+    )
+    return small, Soak(count=50, quick_systems=tuple(s.key for s in systems), stall_seconds=5.0)
+
+
 def record(system: System, scenario: str, concurrency: int, **fields: Any) -> dict[str, Any]:
     return {
         "system": system.key,
@@ -180,7 +196,7 @@ class Bench:
     quick: bool
     systems: tuple[System, ...]
     scenarios: tuple[Scenario, ...]
-    soak: bool
+    soak: Soak | None
     res: Resources
     hold: HoldServer
     records: list[dict[str, Any]] = dataclasses.field(default_factory=list)
@@ -272,23 +288,24 @@ class Bench:
             result["peak_rss_mib"] = sum(peak_rss_mib(pid) or 0.0 for pid in pids)
         return record(system, scenario.key, c, status="ok", **result)
 
-    async def run_soak(self, system: System) -> None:
-        count = SOAK.count
-        if self.quick and system.key not in SOAK.quick_systems:
+    async def run_soak(self, system: System, soak: Soak) -> None:
+        count = soak.count
+        if self.quick and system.key not in soak.quick_systems:
             reason = "in the full run only (make bench-full)"
-            self.records.append(record(system, SOAK.key, count, status="not run", reason=reason))
+            self.records.append(record(system, soak.key, count, status="not run", reason=reason))
             return
         try:
             async with self.deployed(system, count) as (deployment, worker):
                 self.note(f"{system.key}: soak of {count:,} runs")
-                result = await self.soak_once(deployment, worker, count)
-            self.records.append(record(system, SOAK.key, count, status="ok", **result))
+                result = await self.soak_once(deployment, worker, soak)
+            self.records.append(record(system, soak.key, count, status="ok", **result))
         except Exception as exc:
             reason = f"{type(exc).__name__}: {str(exc)[:240]}"
-            self.records.append(record(system, SOAK.key, count, status="failed", reason=reason))
+            self.records.append(record(system, soak.key, count, status="failed", reason=reason))
             self.note(f"{system.key} soak: {exc}")
 
-    async def soak_once(self, deployment: Deployment, worker: Worker, count: int) -> dict[str, Any]:
+    async def soak_once(self, deployment: Deployment, worker: Worker, soak: Soak) -> dict[str, Any]:
+        count = soak.count
         await self.hold.call("/reset", "POST")
         pids = deployment.serving_pids()
         for pid in pids:
@@ -305,7 +322,7 @@ class Bench:
                     break
                 if stats["peak_open"] > peak:
                     peak, changed = stats["peak_open"], time.perf_counter()
-                elif time.perf_counter() - changed > SOAK.stall_seconds:
+                elif time.perf_counter() - changed > soak.stall_seconds:
                     break
                 await asyncio.sleep(0.25)
             in_flight_after = time.perf_counter() - began
@@ -341,10 +358,15 @@ def versions() -> dict[str, str]:
 
 
 async def run(
-    quick: bool, only: list[str] | None = None, scenarios: list[str] | None = None
+    quick: bool, only: list[str] | None = None, scenarios: list[str] | None = None, small: bool = False
 ) -> dict[str, Any]:
+    """Measure; `only` and `scenarios` narrow by key, `small` is the test's tiny load."""
     systems = tuple(s for s in SYSTEMS if not only or s.key in only)
     chosen = tuple(s for s in SCENARIOS if not scenarios or s.key in scenarios)
+    soak: Soak | None = SOAK if not scenarios or "soak" in scenarios else None
+    if small:
+        chosen, tiny_soak = tiny(chosen, systems)
+        soak = soak and tiny_soak
     began = time.time()
     start_load = os.getloadavg()
     with (
@@ -353,16 +375,16 @@ async def run(
         HoldServer() as hold,
     ):
         res = Resources(pathlib.Path(tmp), api.url)
-        bench = Bench(quick, systems, chosen, not scenarios or "soak" in scenarios, res, hold)
+        bench = Bench(quick, systems, chosen, soak, res, hold)
         try:
             # The peers' environments, made on first use, before anything is timed.
             venvs = {name for s in systems for name in s.venvs}
             await asyncio.gather(*(res.venv(name) for name in sorted(venvs)), return_exceptions=True)
             for system in systems:
                 await bench.run_system(system)
-            if bench.soak:
+            if soak is not None:
                 for system in systems:
-                    await bench.run_soak(system)
+                    await bench.run_soak(system, soak)
         finally:
             res.close()
     return {
@@ -371,8 +393,7 @@ async def run(
         "seconds": round(time.time() - began),
         "machine": {**machine(), "load_average_at_start": start_load},
         "versions": versions(),
-        "scenarios": [dataclasses.asdict(s) for s in chosen]
-        + ([dataclasses.asdict(SOAK)] if bench.soak else []),
+        "scenarios": [dataclasses.asdict(s) for s in chosen] + ([dataclasses.asdict(soak)] if soak else []),
         "systems": [{"key": s.key, "label": s.label, "family": s.family} for s in systems],
         "records": bench.records,
     }

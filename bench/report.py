@@ -145,16 +145,13 @@ def ratio_tables(res: Results, scenario: str) -> list[str]:
     return lines
 
 
-def api_use(r: Record) -> tuple[float | None, int, float | None]:
-    """(least share of an API's allowed rate used over the window, 429s, busiest-5-s share)."""
+def api_use(r: Record) -> tuple[float | None, int]:
+    """(the smaller share of an API's allowed rate served over the window, 429s sent)."""
     endpoints = (r.get("api") or {}).get("endpoints", {})
     seconds = r.get("api_seconds") or 0
     shares = [e["served"] / seconds / e["rate"] for e in endpoints.values() if e.get("rate") and seconds]
-    peaks = [
-        e["peak_rate_5s"] / e["rate"] for e in endpoints.values() if e.get("rate") and e.get("peak_rate_5s")
-    ]
     refused = sum(int(e.get("rate_limited", 0)) for e in endpoints.values())
-    return (min(shares) if shares else None, refused, min(peaks) if peaks else None)
+    return (min(shares) if shares else None, refused)
 
 
 def research_table(res: Results) -> list[str]:

@@ -80,7 +80,8 @@ class Stepstream:
 
         async def start(i: int) -> str:
             async with gate:
-                return (await clients[i % len(clients)].runs.start("waiting", payload)).run_id
+                run = await clients[i % len(clients)].runs.start("waiting", payload)
+                return str(run.run_id)
 
         run_ids = await asyncio.gather(*(start(i) for i in range(count)))
         started = time.perf_counter() - began

@@ -47,15 +47,12 @@ class MapReduce(TypedDict, total=False):
     total: int
 
 
-class Task(TypedDict):
-    i: int
-
-
 def plan(state: MapReduce) -> list[Send]:
-    return [Send("work", Task(i=i)) for i in range(state.get("n", MAP_TASKS))]
+    return [Send("work", {"i": i}) for i in range(state.get("n", MAP_TASKS))]
 
 
-async def work(task: Task) -> dict[str, Any]:
+async def work(task: dict[str, Any]) -> dict[str, Any]:
+    """A map task: its input is its Send payload, not the graph state."""
     await asyncio.sleep(MAP_TASK_SECONDS)  # one task's I/O
     return {"results": [task["i"]]}
 

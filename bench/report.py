@@ -157,8 +157,8 @@ def api_use(r: Record) -> tuple[float | None, int]:
 def research_table(res: Results) -> list[str]:
     lines = [
         "| system | clients | runs/s | p50 ms | p99 ms | first event p50 ms "
-        "| API rate used | HTTP 429s | peak RSS MiB | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| API rate used | HTTP 429s | peak RSS MiB | CPU ms/run server / client | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for c in res.concurrencies("research"):
         for key in res.systems("research"):
@@ -166,14 +166,14 @@ def research_table(res: Results) -> list[str]:
             if r is None:
                 continue
             if r["status"] != "ok":
-                lines.append(f"| {res.labels[key]} | {c} | - | - | - | - | - | - | - | {why(r)} |")
+                lines.append(f"| {res.labels[key]} | {c} | - | - | - | - | - | - | - | - | {why(r)} |")
                 continue
             share, refused = api_use(r)
             used = "-" if share is None else f"{share:.0%}"
             lines.append(
                 f"| {res.labels[key]} | {c} | {num(r['runs_per_s'])} | {ms(r['p50_ms'])} | {ms(r['p99_ms'])} "
                 f"| {ms(r['first_event_p50_ms'])} | {used} | {refused:,} | {num(r.get('peak_rss_mib'))} "
-                f"| {errors_cell(r)} |"
+                f"| {cpu_cell(r)} | {errors_cell(r)} |"
             )
     return lines
 
@@ -251,6 +251,54 @@ def aims(res: Results) -> list[str]:
     return lines
 
 
+def headline(data: dict[str, Any]) -> list[str]:
+    """One row per system: the figures the aims are about (also shown in the README)."""
+    res = Results(data)
+    top = {sc: max(res.concurrencies(sc), default=0) for sc in ("linear", "mapreduce", "research")}
+    lines = [
+        f"| system | (a) runs/s, {top['linear']} clients | (a) p50 ms, 1 client "
+        f"| (b) runs/s, {top['mapreduce']} clients | (b) p50 ms, 1 client "
+        f"| (c) API rate used / 429s, {top['research']} clients | (d) 10,000 in flight: peak RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+
+    def show(key: str, scenario: str, c: int, field: str, fmt: Any) -> str:
+        r = res.get(key, scenario, c)
+        if r is None:
+            return "-"
+        if r["status"] != "ok":
+            return str(r["status"])
+        value = r.get(field)
+        return "-" if value is None else str(fmt(value))
+
+    for s in data["systems"]:
+        key = s["key"]
+        research = res.get(key, "research", top["research"])
+        if research is None:
+            api = "-"
+        elif research["status"] != "ok":
+            api = research["status"]
+        else:
+            share, refused = api_use(research)
+            api = "-" if share is None else f"{share:.0%} / {refused:,}"
+        soak = next((r for r in res.records if r["system"] == key and r["scenario"] == "soak"), None)
+        if soak is None:
+            held = "-"
+        elif soak["status"] != "ok":
+            held = soak["status"]
+        else:
+            held = f"{soak.get('peak_rss_mib') or 0:,.0f}" + (
+                "" if soak["succeeded"] == soak["count"] <= soak["peak_in_flight"] else " (incomplete)"
+            )
+        lines.append(
+            f"| {s['label']} | {show(key, 'linear', top['linear'], 'runs_per_s', num)} "
+            f"| {show(key, 'linear', 1, 'p50_ms', ms)} "
+            f"| {show(key, 'mapreduce', top['mapreduce'], 'runs_per_s', num)} "
+            f"| {show(key, 'mapreduce', 1, 'p50_ms', ms)} | {api} | {held} |"
+        )
+    return lines
+
+
 def header(data: dict[str, Any]) -> list[str]:
     m, v = data["machine"], data["versions"]
     load = ", ".join(f"{x:.1f}" for x in m["load_average_at_start"])
@@ -278,7 +326,8 @@ sidecar), not PostgreSQL's. Ratios are stepstream / the other system, from this 
 def render(data: dict[str, Any]) -> str:
     res = Results(data)
     titles = {s["key"]: f"({s['letter']}) {s['title']}" for s in data["scenarios"]}
-    lines = ["## Systems side by side", "", *header(data), "", METHOD, "", "### Aims", "", *aims(res), ""]
+    lines = ["## Systems side by side", "", *header(data), "", METHOD, "", *headline(data), ""]
+    lines += ["Cells that did not run say why in the tables below.", "", "### Aims", "", *aims(res), ""]
     for scenario in ("linear", "mapreduce"):
         if scenario in titles:
             lines += [f"### {titles[scenario]}", "", *cell_table(res, scenario), ""]

@@ -228,10 +228,8 @@ class StepstreamSystem(System):
                 limiter_args.append("--no-migrate")
             # A short drain on SIGTERM: the clients are gone when a deployment is torn down.
             args = [*limiter_args, "--grace", "1"]
-            for _ in range(self.replicas):
-                server = ServerProcess(db, CONFIG, *args, env=env, cwd=workdir)
-                await asyncio.to_thread(server.start)
-                servers.append(server)
+            servers += [ServerProcess(db, CONFIG, *args, env=env, cwd=workdir) for _ in range(self.replicas)]
+            await asyncio.gather(*(asyncio.to_thread(server.start) for server in servers))
 
             def pids() -> list[int]:
                 found = [s.pid for s in servers if s.pid is not None]

@@ -14,6 +14,7 @@ client CPU per run than the server spends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -24,6 +25,10 @@ from bench.load import Report, RunOnce, Timing, main
 CLIENTS_PER_SDK = 16
 EXPECTED_UPDATES = {"linear": 3, "mapreduce": 11}
 SOAK_CALLS_IN_FLIGHT = 256
+# Runs not started this long after the first, or not ended this long after the last was started,
+# count as failed (a peer may never end a run whose worker lost it).
+SOAK_START_SECONDS = 300.0
+SOAK_SETTLE_SECONDS = 600.0
 
 
 def _check(part: Any) -> None:
@@ -113,22 +118,37 @@ class SdkPeer:
                 run = await client.runs.create(thread_id, "waiting", input=payload)
                 return thread_id, run["run_id"]
 
-        started_runs = await asyncio.gather(*(start(i) for i in range(count)), return_exceptions=True)
+        starts = [asyncio.create_task(start(i)) for i in range(count)]
+        _, late = await asyncio.wait(starts, timeout=SOAK_START_SECONDS)
+        for task in late:
+            task.cancel()
+        started_runs: list[Any] = await asyncio.gather(*starts, return_exceptions=True)
+        started_runs = [
+            TimeoutError(f"not started within {SOAK_START_SECONDS:.0f} s") if task in late else run
+            for task, run in zip(starts, started_runs, strict=True)
+        ]
         started = time.perf_counter() - began
+        give_up_at = time.perf_counter() + SOAK_SETTLE_SECONDS
 
-        async def join(i: int, ids: tuple[str, str]) -> bool:
+        async def join(i: int, ids: tuple[str, str] | BaseException) -> bool:
+            if isinstance(ids, BaseException):
+                raise ids  # it never started
             async with gate:
                 client = clients[i % len(clients)]
-                await client.runs.join(*ids)
-                run = await client.runs.get(*ids)
-                return bool(run["status"] == "success")
+                # A join may give up on a run held longer than it waits (Aegra answers 500):
+                # the run's own status is what counts, polled until it ends.
+                with contextlib.suppress(Exception):
+                    await client.runs.join(*ids)
+                while (run := await client.runs.get(*ids))["status"] in ("pending", "running"):
+                    if time.perf_counter() > give_up_at:
+                        raise TimeoutError(f"still {run['status']} {SOAK_SETTLE_SECONDS:.0f} s on")
+                    await asyncio.sleep(0.5)
+                if run["status"] != "success":
+                    raise RuntimeError(f"run ended {run['status']}")
+                return True
 
-        outcomes: list[Any] = [
-            r if isinstance(r, BaseException) else join(i, r) for i, r in enumerate(started_runs)
-        ]
-        results = await asyncio.gather(
-            *(o if not isinstance(o, BaseException) else _raise(o) for o in outcomes), return_exceptions=True
-        )
+        joins = (join(i, r) for i, r in enumerate(started_runs))
+        results = await asyncio.gather(*joins, return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]
         return {
             "count": count,
@@ -141,10 +161,6 @@ class SdkPeer:
     async def close(self) -> None:
         for client in self.clients:
             await client.aclose()
-
-
-async def _raise(error: BaseException) -> bool:
-    raise error
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import dataclasses
 import pathlib
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -19,7 +18,8 @@ from typing import Any
 
 from bench.peers import envs
 from bench.peers.servers import Aegra, LangGraphDev
-from stepstream.server.process import ServerProcess
+from stepstream.server.cluster import LocalCluster
+from stepstream.server.process import LimiterProcess, ServerProcess
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "bench" / "graphs" / "stepstream.json"
@@ -171,34 +171,6 @@ def _plain_postgres_url(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
-class Sidecar:
-    """`stepstream ratelimiter` over the examples' limits (memory back end): one budget for all replicas."""
-
-    def __init__(self) -> None:
-        self.proc: subprocess.Popen[str] | None = None
-        self.address = ""
-
-    def start(self) -> None:
-        cmd = [sys.executable, "-m", "stepstream.ratelimiter", "--config", str(LIMITS), "--port", "0"]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            if line.startswith("ratelimiter listening on "):
-                self.address = line.split()[-1]
-                break
-        else:
-            raise RuntimeError("the rate-limiter sidecar exited at start")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 @dataclasses.dataclass(frozen=True)
 class StepstreamSystem(System):
     backend: str = "sqlite"
@@ -212,38 +184,36 @@ class StepstreamSystem(System):
         else:
             db = await res.database()
         env = {"STEPSTREAM_MOCKAPI_URL": res.mockapi_url}
-        sidecar = Sidecar() if self.replicas > 1 else None
-        servers: list[ServerProcess] = []
-        try:
-            if sidecar is not None:
-                # Replicas share one budget per API only through the sidecar.
-                await asyncio.to_thread(sidecar.start)
-                limiter_args = ["--ratelimiter", sidecar.address]
-            else:
-                limiter_args = ["--limits", str(LIMITS)]
-            if self.replicas > 1:
-                from stepstream.server.storage.db import upgrade_async
-
-                await upgrade_async(db)  # once, before replicas start side by side
-                limiter_args.append("--no-migrate")
-            # A short drain on SIGTERM: the clients are gone when a deployment is torn down.
-            args = [*limiter_args, "--grace", "1"]
-            servers += [ServerProcess(db, CONFIG, *args, env=env, cwd=workdir) for _ in range(self.replicas)]
-            await asyncio.gather(*(asyncio.to_thread(server.start) for server in servers))
-
-            def pids() -> list[int]:
-                found = [s.pid for s in servers if s.pid is not None]
-                if sidecar is not None and sidecar.proc is not None:
-                    found.append(sidecar.proc.pid)
-                return found
-
-            driver = [sys.executable, "-m", "bench.drivers.stepstream_driver"]
-            yield Deployment(driver, {"addresses": [s.address for s in servers]}, pids)
-        finally:
-            for server in servers:
+        # A short drain on SIGTERM: the clients are gone when a deployment is torn down.
+        grace = ("--grace", "1")
+        driver = [sys.executable, "-m", "bench.drivers.stepstream_driver"]
+        if self.replicas == 1:
+            server = ServerProcess(db, CONFIG, "--limits", str(LIMITS), *grace, env=env, cwd=workdir)
+            try:
+                await asyncio.to_thread(server.start)
+                one = [server.pid] if server.pid else []
+                yield Deployment(driver, {"addresses": [server.address]}, lambda: one)
+            finally:
                 await asyncio.to_thread(server.stop)
-            if sidecar is not None:
-                sidecar.stop()
+            return
+        # One sidecar for every replica: one budget per API for all of them (no Redis needed).
+        limiter = LimiterProcess("--config", str(LIMITS), env=env, cwd=workdir)
+        try:
+            await asyncio.to_thread(limiter.start)
+            serve_args = ["--ratelimiter", limiter.address, *grace]
+            cluster = LocalCluster(db, CONFIG, self.replicas, serve_args=serve_args, env=env, cwd=workdir)
+            try:
+                await asyncio.to_thread(cluster.start)
+
+                def pids() -> list[int]:
+                    found = [r.server.pid for r in cluster.replicas]
+                    return [p for p in [*found, limiter.pid] if p]
+
+                yield Deployment(driver, {"addresses": cluster.addresses}, pids)
+            finally:
+                await asyncio.to_thread(cluster.stop)
+        finally:
+            await asyncio.to_thread(limiter.stop)
 
 
 NO_CHECKPOINTER = (("research", "its clarification interrupt needs a checkpointer"),)

@@ -62,6 +62,7 @@ async def closed_loop(
     run_timeout: float = 300.0,
     probes: Sequence[Probe] = (),
     drain: bool = True,
+    little: bool = True,
 ) -> dict[str, Any]:
     """`concurrency` clients each run, wait for the end, and run again.
 
@@ -74,7 +75,8 @@ async def closed_loop(
     end inside it are counted. Runs still in flight when it closes get as long
     again as the warm-up took, then are cancelled (at once without `drain`:
     the last cell before the system is torn down); neither counts. A run
-    longer than `run_timeout` is an error. Each probe is opened as the window
+    longer than `run_timeout` is an error. `little`: each call of `run_once` is one run
+    (not a session of several), so Little's law gives the throughput. Each probe is opened as the window
     opens and closed as it closes, with the runs it saw; what it returns goes
     into the result.
     """
@@ -83,6 +85,7 @@ async def closed_loop(
     closed: list[float] = []
     finished_first = 0
     runs: list[Timing] = []
+    cycles: list[float] = []
     errors: collections.Counter[str] = collections.Counter()
 
     def in_window(t: float) -> bool:
@@ -99,9 +102,23 @@ async def closed_loop(
     async def client(k: int) -> None:
         nonlocal finished_first
         index, first_done = k, False
+        last: list[Timing] = []  # the last run this client reported
+
+        def report_own(timing: Timing) -> None:
+            last[:] = [timing]
+            report(timing)
+
+        called = 0.0
         while not closed:
+            now = time.perf_counter()
+            if last and in_window(last[0].ended):
+                # A whole turn of this client, from one call to the next: the run plus whatever
+                # the client and its event loop took around it.
+                cycles.append(now - called)
+            last.clear()
+            called = now
             try:
-                await asyncio.wait_for(run_once(index, report), run_timeout)
+                await asyncio.wait_for(run_once(index, report_own), run_timeout)
             except Exception as exc:
                 if in_window(time.perf_counter()):
                     errors[f"{type(exc).__name__}: {str(exc)[:160]}"] += 1
@@ -132,7 +149,7 @@ async def closed_loop(
     latencies = [t.latency for t in runs]
     firsts = [t.first_event for t in runs if t.first_event is not None]
     counted = len(runs) / seconds
-    steady = done_at_open >= concurrency and bool(latencies)
+    steady = done_at_open >= concurrency and bool(cycles) and little
     return {
         "runs": len(runs),
         "errors": sum(errors.values()),
@@ -142,11 +159,13 @@ async def closed_loop(
         # Below `concurrency`: the window opened before the pipeline was full (max_warmup).
         "clients_done_at_open": done_at_open,
         "cancelled_at_end": len(late),
-        # Closed loop, no pause between runs: throughput = clients / mean latency (Little's law).
-        # A count over a short window is coarse when runs end in lockstep (a batch of 256 ends
-        # at once), so it is the cross-check, and the figure only when not steady.
-        "runs_per_s": concurrency / statistics.fmean(latencies) if steady else counted,
+        # Closed loop: throughput = clients / mean turn of a client (Little's law). A count over a
+        # short window is coarse when runs end in lockstep (a batch of 256 ends at once): it is
+        # the cross-check, and the figure for sessions of several runs and when the window
+        # opened before the pipeline was full.
+        "runs_per_s": concurrency / statistics.fmean(cycles) if steady else counted,
         "counted_runs_per_s": counted,
+        "turn_ms": statistics.fmean(cycles) * 1000 if cycles else None,
         "p50_ms": percentile(latencies, 0.50),
         "p99_ms": percentile(latencies, 0.99),
         "first_event_p50_ms": percentile(firsts, 0.50),
@@ -221,6 +240,8 @@ class CpuProbe:
             "server_cpu_ms_per_run": servers * per_run if self.pids else None,
             "client_cpu_ms_per_run": client * per_run,
             "machine_busy_cores": machine / seconds,
+            # Everything else busy meanwhile: PostgreSQL, the mock APIs, and whatever else runs here.
+            "other_cores": (machine - servers - client) / seconds,
         }
 
 
@@ -287,6 +308,7 @@ async def serve_requests(driver: Driver) -> None:
                     max_warmup=request.get("max_warmup", 120.0),
                     max_window=request.get("max_window", 120.0),
                     drain=request.get("drain", True),
+                    little=request.get("little", True),
                     probes=probes,
                 )
                 if own:

@@ -1,50 +1,79 @@
-"""`python -m bench [--quick]`: run every benchmark and print one markdown report.
+"""`python -m bench [--quick]`: the benchmarks, one markdown report.
 
-Each module in BENCHMARKS defines `run(quick: bool) -> str`, returning a
-markdown section whose figures are ratios against a baseline measured in the
-same run. The report is also written to bench/results/latest.md.
+- `systems` (bench/harness.py): every scenario on stepstream, in-process
+  LangGraph and the peers (LangGraph's own server, Aegra), side by side, with
+  the ratios and the aims; also PNG plots. The quick version is `make bench`.
+- the component sections (the checkpointer on SQLite and PostgreSQL, scale-out
+  on PostgreSQL, the rate limiter, the cost of tracing): each module defines
+  `run(quick: bool) -> str`, a markdown section of ratios against a baseline
+  measured in the same run. They run in the full version, or alone with
+  `--only NAME`.
+
+Each section writes bench/results/NAME.md; bench/results/latest.md joins the
+latest of each. A run narrowed with --systems or --scenarios writes under
+bench/results/tmp/ instead, so it never replaces the committed figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
+import json
 import pathlib
+import sys
 import time
 
-BENCHMARKS = (
-    "bench.serving",
-    "bench.checkpointer",
-    "bench.checkpointer_postgres",
-    "bench.scaleout",
-    "bench.ratelimiter",
-    "bench.tracing",
-)
+RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+COMPONENTS = ("checkpointer", "checkpointer_postgres", "scaleout", "ratelimiter", "tracing")
+SECTIONS = ("systems", *COMPONENTS)
+
+
+def run_systems(quick: bool, folder: pathlib.Path, systems: list[str], scenarios: list[str]) -> str:
+    from bench import harness, plots, report
+
+    data = asyncio.run(harness.run(quick, systems or None, scenarios or None))
+    (folder / "systems.json").write_text(json.dumps(data, indent=1))
+    plots.write(data, folder)
+    return report.render(data)
+
+
+def run_component(name: str, quick: bool) -> str:
+    module = importlib.import_module(f"bench.{name}")
+    stamp = f"_Measured {time.strftime('%Y-%m-%d %H:%M')} ({'quick' if quick else 'full'})._\n\n"
+    section: str = module.run(quick)
+    heading, _, rest = section.partition("\n")
+    return f"{heading}\n\n{stamp}{rest.lstrip()}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--quick", action="store_true", help="the short version (make bench)")
-    parser.add_argument("--only", action="append", default=[], help="run only these modules")
+    parser.add_argument(
+        "--only", action="append", default=[], choices=SECTIONS, help="run only these sections"
+    )
+    parser.add_argument("--systems", default="", help="comma-separated system keys (bench/systems.py)")
+    parser.add_argument("--scenarios", default="", help="comma-separated: linear, mapreduce, research, soak")
     args = parser.parse_args()
-    mode = "quick" if args.quick else "full"
-    sections = [f"# stepstream benchmarks\n\n{time.strftime('%Y-%m-%d %H:%M')} ({mode})\n"]
-    for name in BENCHMARKS:
-        if args.only and name.split(".")[-1] not in args.only:
-            continue
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        section = module.run(args.quick)
+    sections = args.only or (["systems"] if args.quick else list(SECTIONS))
+    narrowed = bool(args.systems or args.scenarios)
+    folder = RESULTS / "tmp" if narrowed else RESULTS
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in sections:
+        if name == "systems":
+            split = (
+                args.systems.split(",") if args.systems else [],
+                args.scenarios.split(",") if args.scenarios else [],
+            )
+            section = run_systems(args.quick, folder, *split)
+        else:
+            section = run_component(name, args.quick)
+        (folder / f"{name}.md").write_text(section + "\n")
         print(section, flush=True)
-        sections.append(section)
-    out = pathlib.Path(__file__).parent / "results" / "latest.md"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text("\n".join(sections))
-    print(f"report written to {out}")
+    parts = ["# stepstream benchmarks", ""]
+    parts += [(folder / f"{n}.md").read_text() for n in SECTIONS if (folder / f"{n}.md").exists()]
+    (folder / "latest.md").write_text("\n".join(parts))
+    print(f"report written to {folder / 'latest.md'}", file=sys.stderr)
 
 
 if __name__ == "__main__":

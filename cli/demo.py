@@ -14,6 +14,7 @@ import pathlib
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 import typer
@@ -38,6 +39,13 @@ TOPICS = [
     "black holes",
     "sparse attention",
 ]
+# Event kinds that carry the graph's output (the rest report progress).
+OUTPUT_KINDS = frozenset({"task_finished", "message_chunk", "interrupt_raised"})
+
+
+def clarified(topic: str) -> str:
+    """What the user answers when the assistant asks to sharpen `topic`."""
+    return f"{topic} in recent research"
 
 
 @dataclasses.dataclass
@@ -53,6 +61,8 @@ class Tally:
     run_latencies: list[float] = dataclasses.field(default_factory=list)
     http_429: int = 0
     answers: list[str] = dataclasses.field(default_factory=list)
+    # Told of each run as it ends: (seconds to its end, seconds to its first output).
+    on_run_end: Callable[[float, float | None], None] | None = None
 
 
 async def one_session(client: StepstreamClient, index: int, tally: Tally) -> None:
@@ -60,14 +70,14 @@ async def one_session(client: StepstreamClient, index: int, tally: Tally) -> Non
     async with client.session_stream(graph_id="research_assistant") as stream:
         tally.started += 1
         query: Any = {"query": topic}
-        clarified = False
+        clarifying = False
         while True:
             began = time.perf_counter()
-            run = await (
-                stream.resume(f"{topic} in recent research") if clarified else stream.start_run(query)
-            )
-            interrupted = False
+            run = await (stream.resume(clarified(topic)) if clarifying else stream.start_run(query))
+            interrupted, first_output = False, None
             async for event in stream.events(run.run_id):
+                if first_output is None and event.kind in OUTPUT_KINDS:
+                    first_output = time.perf_counter() - began
                 if isinstance(event.data, SuperstepStarted):
                     tally.supersteps += 1
                 elif isinstance(event.data, TaskStarted):
@@ -85,10 +95,12 @@ async def one_session(client: StepstreamClient, index: int, tally: Tally) -> Non
                     tally.failed += 1
                     return
             tally.run_latencies.append(time.perf_counter() - began)
+            if tally.on_run_end is not None:
+                tally.on_run_end(tally.run_latencies[-1], first_output)
             if not interrupted:
                 tally.done += 1
                 return
-            clarified = True
+            clarifying = True
             tally.clarifying += 1
 
 

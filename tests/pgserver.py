@@ -51,8 +51,10 @@ def _free_port() -> int:
 
 
 class PostgresServer:
-    def __init__(self, bin_dir: pathlib.Path | None = None) -> None:
+    def __init__(self, bin_dir: pathlib.Path | None = None, durable: bool = False) -> None:
+        """durable: keep PostgreSQL's own defaults (fsync, synchronous commit) instead of test speed."""
         self.bin_dir = bin_dir or find_bin_dir()
+        self.durable = durable
         self.as_root = os.geteuid() == 0
         self.base = pathlib.Path(tempfile.mkdtemp(prefix="stepstream-pg-"))
         self.data = self.base / "data"
@@ -83,10 +85,9 @@ class PostgresServer:
         self._run("initdb", "-D", str(self.data), "-U", self.user, "--auth=trust", "-E", "UTF8", "--no-sync")
         for attempt in range(5):
             self.port = _free_port()
-            options = (
-                f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
-            )
+            options = f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c max_connections=300"
+            if not self.durable:
+                options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
             try:
                 self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
                 self._options = options

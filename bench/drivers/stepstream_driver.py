@@ -1,0 +1,110 @@
+"""Load client of stepstream: the Python SDK over gRPC, every run on its own session.
+
+Given several addresses (replicas), the SDK rotates its calls over them. One
+SDK client per CLIENTS_PER_CHANNEL concurrent loops, so no single HTTP/2
+connection carries every stream. The research scenario is the demo's own
+session (`stepstream demo`): start, answer the clarification, stream the answer.
+
+`python -m bench.drivers.stepstream_driver` (requests on stdin, see bench/load.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from bench.load import Report, RunOnce, Timing, main
+from stepstream.cli.demo import Tally, one_session
+from stepstream.client import StepstreamClient
+
+CLIENTS_PER_CHANNEL = 32
+EXPECTED_TASKS = {"linear": 3, "mapreduce": 11}
+# Runs started or awaited at once in the soak (the rest queue in this client).
+SOAK_CALLS_IN_FLIGHT = 256
+
+
+class Stepstream:
+    def __init__(self) -> None:
+        self.addresses: list[str] = []
+        self.clients: list[StepstreamClient] = []
+
+    async def start(self, request: dict[str, Any]) -> None:
+        self.addresses = request["addresses"]
+
+    def _clients(self, concurrency: int) -> list[StepstreamClient]:
+        wanted = max(1, -(-concurrency // CLIENTS_PER_CHANNEL))
+        while len(self.clients) < wanted:
+            self.clients.append(StepstreamClient(self.addresses))
+        return self.clients[:wanted]
+
+    def runner(self, request: dict[str, Any]) -> RunOnce:
+        clients = self._clients(request["concurrency"])
+        concurrency = request["concurrency"]
+        graph_id = request["graph"]
+        if graph_id == "research_assistant":
+            return self._session_runner(clients, concurrency)
+        expected = EXPECTED_TASKS[graph_id]
+        payload = request["input"]
+
+        async def run_once(index: int, report: Report) -> None:
+            client = clients[(index % concurrency) % len(clients)]
+            began, first, finished, last = time.perf_counter(), None, 0, ""
+            async for event in client.runs.stream(graph_id, payload, kinds=["tasks"]):
+                if event.kind == "task_finished":
+                    finished += 1
+                    if first is None:
+                        first = time.perf_counter() - began
+                last = event.kind
+            if last != "run_finished" or finished != expected:
+                raise RuntimeError(f"run ended with {last} after {finished} tasks, expected {expected}")
+            report(Timing(time.perf_counter() - began, first))
+
+        return run_once
+
+    @staticmethod
+    def _session_runner(clients: list[StepstreamClient], concurrency: int) -> RunOnce:
+        async def session(index: int, report: Report) -> None:
+            tally = Tally(1, on_run_end=lambda latency, first: report(Timing(latency, first)))
+            await one_session(clients[(index % concurrency) % len(clients)], index, tally)
+            if tally.failed or not tally.done:
+                raise RuntimeError("session did not end with an answer")
+
+        return session
+
+    async def soak(self, request: dict[str, Any]) -> dict[str, Any]:
+        clients = self._clients(SOAK_CALLS_IN_FLIGHT)
+        count, payload = request["count"], {"url": request["url"]}
+        gate = asyncio.Semaphore(SOAK_CALLS_IN_FLIGHT)
+        began = time.perf_counter()
+
+        async def start(i: int) -> str:
+            async with gate:
+                run = await clients[i % len(clients)].runs.start("waiting", payload)
+                return str(run.run_id)
+
+        run_ids = await asyncio.gather(*(start(i) for i in range(count)))
+        started = time.perf_counter() - began
+
+        async def wait(i: int, run_id: str) -> str:
+            async with gate:
+                run = await clients[i % len(clients)].runs.wait(run_id, timeout=900)
+                return str(run.status)
+
+        statuses = await asyncio.gather(*(wait(i, r) for i, r in enumerate(run_ids)), return_exceptions=True)
+        failures = [s for s in statuses if s != "succeeded"]
+        return {
+            "count": count,
+            "started_seconds": started,
+            "total_seconds": time.perf_counter() - began,
+            "succeeded": count - len(failures),
+            "error_kinds": sorted({str(f)[:160] for f in failures})[:3],
+        }
+
+    async def close(self) -> None:
+        for client in self.clients:
+            await client.close()
+
+
+if __name__ == "__main__":
+    main(Stepstream())

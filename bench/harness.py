@@ -1,0 +1,409 @@
+"""Every scenario on every system, in one run on this machine: the figures behind the table.
+
+Systems are measured one after the other, each with a fresh deployment and a
+long-lived load client (bench/load.py) that runs its cells in turn. A system
+that cannot run (a peer that cannot be installed, no PostgreSQL) or a scenario
+it cannot do is recorded with the reason, and the run goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+
+from bench.holdserver import READY_PREFIX as HOLD_READY
+from bench.load import RESULT_PREFIX, peak_rss_mib, reset_peak_rss
+from bench.systems import SYSTEMS, Deployment, Resources, System
+from stepstream.cli.demo import TOPICS, clarified
+from stepstream.mockapi.runner import MockApiProcess
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    key: str
+    letter: str
+    title: str
+    graph: str
+    input: Any = None
+    # Client concurrencies, seconds measured and least seconds of warm-up: quick, then full.
+    concurrency: tuple[tuple[int, ...], tuple[int, ...]] = ((1, 256), (1, 32, 256))
+    duration: tuple[float, float] = (2.0, 8.0)
+    warmup: tuple[float, float] = (0.5, 2.0)
+    # The window opens after this long even if some clients have not finished a run yet,
+    # and stays open at most this long waiting for as many runs as clients.
+    max_warmup: tuple[float, float] = (6.0, 60.0)
+    max_window: tuple[float, float] = (6.0, 60.0)
+
+
+SCENARIOS = (
+    Scenario("linear", "a", "trivial 3-node linear graph", "linear", {"x": 0}),
+    Scenario(
+        "mapreduce",
+        "b",
+        "map-reduce: Send 10 tasks of 50 ms I/O, then reduce",
+        "mapreduce",
+        {"n": 10},
+        # One run's latency is its 50 ms of I/O plus overhead: the quick run measures throughput.
+        concurrency=((256,), (1, 32, 256)),
+    ),
+    Scenario(
+        "research",
+        "c",
+        "research assistant against the rate-limited mock APIs",
+        "research_assistant",
+        # At 32 clients a FIFO limiter's queue is a second deep: a short window sees many sessions
+        # end. At 256 every run waits ~10 s for its share of the APIs: the full run only.
+        concurrency=((32,), (1, 32, 256)),
+        duration=(3.0, 20.0),
+        warmup=(2.0, 5.0),
+        max_warmup=(8.0, 60.0),
+        max_window=(3.0, 60.0),
+    ),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Soak:
+    key: str = "soak"
+    letter: str = "d"
+    title: str = "soak: 10,000 runs in flight at once, each waiting on slow I/O"
+    count: int = 10_000
+    # Systems that run it in the quick mode (the full mode runs every system).
+    quick_systems: tuple[str, ...] = ("stepstream-sqlite",)
+    # The hold is released when every run waits on it, or when no new run arrived for this long.
+    stall_seconds: float = 30.0
+
+
+SOAK = Soak()
+
+
+def tiny(scenarios: tuple[Scenario, ...], systems: tuple[System, ...]) -> tuple[tuple[Scenario, ...], Soak]:
+    """A load small enough for a test: the harness end to end in seconds, figures meaningless."""
+    small = tuple(
+        dataclasses.replace(
+            s,
+            concurrency=((1, 4), (1, 4)),
+            duration=(0.5, 0.5),
+            warmup=(0.1, 0.1),
+            max_warmup=(10.0, 10.0),
+            max_window=(5.0, 5.0),
+        )
+        for s in scenarios
+    )
+    return small, Soak(count=50, quick_systems=tuple(s.key for s in systems), stall_seconds=5.0)
+
+
+def record(system: System, scenario: str, concurrency: int, **fields: Any) -> dict[str, Any]:
+    return {
+        "system": system.key,
+        "label": system.label,
+        "family": system.family,
+        "scenario": scenario,
+        "concurrency": concurrency,
+        **fields,
+    }
+
+
+class Worker:
+    """A load-client process: one JSON request per line in, one `bench-result` line out."""
+
+    def __init__(self, command: list[str], env: dict[str, str], log: pathlib.Path) -> None:
+        self.command, self.env, self.log = command, env, log
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> Worker:
+        with self.log.open("wb") as err:
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                cwd=ROOT,
+                env=self.env,
+                limit=1 << 24,
+            )
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    async def request(self, payload: dict[str, Any], timeout: float) -> dict[str, Any]:
+        assert self.proc is not None and self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write((json.dumps(payload) + "\n").encode())
+        await self.proc.stdin.drain()
+        deadline = time.monotonic() + timeout
+        while True:
+            line = await asyncio.wait_for(self.proc.stdout.readline(), max(1.0, deadline - time.monotonic()))
+            if not line:
+                tail = self.log.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+                raise RuntimeError(f"load client exited: {tail[0][:200]}")
+            text = line.decode(errors="replace")
+            if text.startswith(RESULT_PREFIX):
+                result: dict[str, Any] = json.loads(text[len(RESULT_PREFIX) :])
+                if "failed" in result:
+                    raise RuntimeError(result["failed"])
+                return result
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        with contextlib.suppress(Exception):
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(b'{"op": "stop"}\n')
+            await self.proc.stdin.drain()
+        try:
+            await asyncio.wait_for(self.proc.wait(), 30)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+class HoldServer:
+    """bench/holdserver.py as a child process."""
+
+    def __enter__(self) -> HoldServer:
+        cmd = [sys.executable, "-m", "bench.holdserver"]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.startswith(HOLD_READY):
+            raise RuntimeError("the hold server did not start")
+        self.url = line[len(HOLD_READY) :].strip()
+        return self
+
+    async def call(self, path: str, method: str = "GET") -> dict[str, Any]:
+        async with httpx.AsyncClient(timeout=30) as http:
+            reply = await http.request(method, self.url + path)
+            reply.raise_for_status()
+            result: dict[str, Any] = reply.json()
+            return result
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+@dataclasses.dataclass
+class Bench:
+    quick: bool
+    systems: tuple[System, ...]
+    scenarios: tuple[Scenario, ...]
+    soak: Soak | None
+    res: Resources
+    hold: HoldServer
+    records: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    @property
+    def mode(self) -> int:
+        return 0 if self.quick else 1
+
+    def note(self, text: str) -> None:
+        print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+    def concurrencies(self) -> list[int]:
+        return sorted({c for s in self.scenarios for c in s.concurrency[self.mode]})
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        env["STEPSTREAM_MOCKAPI_URL"] = self.res.mockapi_url
+        return env
+
+    @contextlib.asynccontextmanager
+    async def deployed(self, system: System, concurrency: int) -> AsyncIterator[tuple[Deployment, Worker]]:
+        async with system.deploy(self.res, concurrency) as deployment:
+            log = self.res.fresh_dir(f"{system.key}-client") / "client.log"
+            async with Worker(deployment.driver, self.env(), log) as worker:
+                await worker.request({"op": "start", **deployment.start}, timeout=120)
+                yield deployment, worker
+
+    def wanted(self, group: list[int]) -> Iterator[tuple[Scenario, int]]:
+        """Cells by growing concurrency: runs left in flight by one cell only ever meet the
+        warm-up of a cell with as many clients or more, never a latency measured at 1 client."""
+        for c in group:
+            for scenario in self.scenarios:
+                if c in scenario.concurrency[self.mode]:
+                    yield scenario, c
+
+    async def run_system(self, system: System) -> None:
+        groups = [[c] for c in self.concurrencies()] if system.per_concurrency else [self.concurrencies()]
+        for group in groups:
+            cells = list(self.wanted(group))
+            runnable = [(s, c) for s, c in cells if not system.cannot_run(s.key)]
+            for s, c in cells:
+                if (reason := system.cannot_run(s.key)) is not None:
+                    self.records.append(record(system, s.key, c, status="cannot run", reason=reason))
+            if not runnable:
+                continue
+            try:
+                async with self.deployed(system, max(group)) as (deployment, worker):
+                    for i, (scenario, c) in enumerate(runnable):
+                        following = runnable[i + 1][1] if i + 1 < len(runnable) else 0
+                        drain = following >= 1 and following < c
+                        self.records.append(await self.cell(system, deployment, worker, scenario, c, drain))
+            except Exception as exc:
+                done = {(r["scenario"], r["concurrency"]) for r in self.records if r["system"] == system.key}
+                for s, c in runnable:
+                    if (s.key, c) not in done:
+                        reason = f"{type(exc).__name__}: {str(exc)[:240]}"
+                        self.records.append(record(system, s.key, c, status="not measured", reason=reason))
+                self.note(f"{system.key}: {exc}")
+
+    async def cell(
+        self, system: System, deployment: Deployment, worker: Worker, scenario: Scenario, c: int, drain: bool
+    ) -> dict[str, Any]:
+        request = {
+            "op": "cell",
+            "graph": scenario.graph,
+            "input": scenario.input,
+            "concurrency": c,
+            "duration": scenario.duration[self.mode],
+            "warmup": scenario.warmup[self.mode],
+            "max_warmup": scenario.max_warmup[self.mode],
+            "max_window": scenario.max_window[self.mode],
+            # Runs in flight at the end need finish only before a cell with fewer clients.
+            "drain": drain,
+            "measure_own_rss": not deployment.serving_pids(),
+            "server_pids": deployment.serving_pids(),
+            # A research session is one or two runs: its throughput is counted, not derived.
+            "little": scenario.key != "research",
+        }
+        if scenario.key == "research":
+            request["topics"] = [[topic, clarified(topic)] for topic in TOPICS]
+            request["mockapi_url"] = self.res.mockapi_url
+        pids = deployment.serving_pids()
+        for pid in pids:
+            reset_peak_rss(pid)
+        self.note(f"{system.key}: {scenario.key} at {c} clients")
+        try:
+            result = await worker.request(request, timeout=900)
+        except Exception as exc:
+            return record(system, scenario.key, c, status="failed", reason=f"{type(exc).__name__}: {exc}")
+        if pids:
+            result["peak_rss_mib"] = sum(peak_rss_mib(pid) or 0.0 for pid in pids)
+        return record(system, scenario.key, c, status="ok", **result)
+
+    async def run_soak(self, system: System, soak: Soak) -> None:
+        count = soak.count
+        if self.quick and system.key not in soak.quick_systems:
+            reason = "in the full run only (make bench-full)"
+            self.records.append(record(system, soak.key, count, status="not run", reason=reason))
+            return
+        try:
+            async with self.deployed(system, count) as (deployment, worker):
+                self.note(f"{system.key}: soak of {count:,} runs")
+                result = await self.soak_once(deployment, worker, soak)
+            self.records.append(record(system, soak.key, count, status="ok", **result))
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {str(exc)[:240]}"
+            self.records.append(record(system, soak.key, count, status="failed", reason=reason))
+            self.note(f"{system.key} soak: {exc}")
+
+    async def soak_once(self, deployment: Deployment, worker: Worker, soak: Soak) -> dict[str, Any]:
+        count = soak.count
+        await self.hold.call("/reset", "POST")
+        pids = deployment.serving_pids()
+        for pid in pids:
+            reset_peak_rss(pid)
+        request = {"op": "soak", "count": count, "url": f"{self.hold.url}/hold"}
+        request["measure_own_rss"] = not pids
+        began = time.perf_counter()
+        task = asyncio.create_task(worker.request(request, timeout=1800))
+        peak, changed = 0, began
+        try:
+            while not task.done():
+                stats = await self.hold.call("/stats")
+                if stats["peak_open"] >= count:
+                    break
+                if stats["peak_open"] > peak:
+                    peak, changed = stats["peak_open"], time.perf_counter()
+                elif time.perf_counter() - changed > soak.stall_seconds:
+                    break
+                await asyncio.sleep(0.25)
+            in_flight_after = time.perf_counter() - began
+            stats = await self.hold.call("/stats")
+        finally:
+            await self.hold.call("/release", "POST")
+        result = await task
+        result.update(peak_in_flight=stats["peak_open"], all_in_flight_after_seconds=in_flight_after)
+        if pids:
+            result["peak_rss_mib"] = sum(peak_rss_mib(pid) or 0.0 for pid in pids)
+        return result
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {"cores": os.cpu_count(), "cpu": model, "load_average": os.getloadavg()}
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    found = {name: version(name) for name in ("langgraph", "langgraph-checkpoint-sqlite", "grpcio")}
+    with contextlib.suppress(Exception):
+        found["stepstream commit"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+    return found
+
+
+async def run(
+    quick: bool, only: list[str] | None = None, scenarios: list[str] | None = None, small: bool = False
+) -> dict[str, Any]:
+    """Measure; `only` and `scenarios` narrow by key, `small` is the test's tiny load."""
+    systems = tuple(s for s in SYSTEMS if not only or s.key in only)
+    chosen = tuple(s for s in SCENARIOS if not scenarios or s.key in scenarios)
+    soak: Soak | None = SOAK if not scenarios or "soak" in scenarios else None
+    if small:
+        chosen, tiny_soak = tiny(chosen, systems)
+        soak = soak and tiny_soak
+    began = time.time()
+    start_load = os.getloadavg()
+    with (
+        tempfile.TemporaryDirectory(prefix="stepstream-bench-") as tmp,
+        MockApiProcess() as api,
+        HoldServer() as hold,
+    ):
+        res = Resources(pathlib.Path(tmp), api.url)
+        bench = Bench(quick, systems, chosen, soak, res, hold)
+        try:
+            # The peers' environments, made on first use, before anything is timed.
+            venvs = {name for s in systems for name in s.venvs}
+            await asyncio.gather(*(res.venv(name) for name in sorted(venvs)), return_exceptions=True)
+            for system in systems:
+                await bench.run_system(system)
+            if soak is not None:
+                for system in systems:
+                    await bench.run_soak(system, soak)
+        finally:
+            res.close()
+    return {
+        "mode": "quick" if quick else "full",
+        "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(began)),
+        "seconds": round(time.time() - began),
+        "machine": {**machine(), "load_average_at_start": start_load},
+        "versions": versions(),
+        "scenarios": [dataclasses.asdict(s) for s in chosen] + ([dataclasses.asdict(soak)] if soak else []),
+        "systems": [{"key": s.key, "label": s.label, "family": s.family} for s in systems],
+        "records": bench.records,
+    }

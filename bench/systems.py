@@ -1,0 +1,246 @@
+"""The systems compared, each able to deploy itself and name the load client that drives it.
+
+A deployment is whatever serves the graphs (nothing for in-process LangGraph,
+whose load client is the system) plus the command and start request of its
+load client, and the processes whose peak RSS is the system's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import pathlib
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from bench.peers import envs
+from bench.peers.servers import Aegra, LangGraphDev
+from stepstream.server.cluster import LocalCluster
+from stepstream.server.process import LimiterProcess, ServerProcess
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "bench" / "graphs" / "stepstream.json"
+LIMITS = ROOT / "examples" / "limits.toml"
+
+
+@dataclasses.dataclass
+class Deployment:
+    driver: list[str]
+    start: dict[str, Any]
+    # The serving processes; empty when the load client itself is the system.
+    serving_pids: Callable[[], list[int]] = list
+
+
+class Resources:
+    """What systems share in one benchmark run, each made once when first needed."""
+
+    def __init__(self, workdir: pathlib.Path, mockapi_url: str) -> None:
+        self.workdir = workdir
+        self.mockapi_url = mockapi_url
+        self._postgres: Any = None
+        self._postgres_error: str | None = None
+        self._venvs: dict[str, pathlib.Path | str] = {}
+        self._lock = asyncio.Lock()
+
+    async def venv(self, name: str) -> pathlib.Path:
+        """The peer's venv; PeerUnavailable (with the first failure's reason) if it cannot be made."""
+        async with self._lock:
+            if name not in self._venvs:
+                try:
+                    self._venvs[name] = await asyncio.to_thread(envs.ensure, name)
+                except envs.PeerUnavailable as exc:
+                    self._venvs[name] = str(exc)
+        found = self._venvs[name]
+        if isinstance(found, str):
+            raise envs.PeerUnavailable(found)
+        return found
+
+    async def database(self) -> str:
+        """A new database on the run's PostgreSQL server (started on first use; durable settings)."""
+        from tests.pgserver import PostgresServer, create_database
+
+        async with self._lock:
+            if self._postgres is None and self._postgres_error is None:
+                try:
+                    server = PostgresServer(durable=True)
+                    await asyncio.to_thread(server.start)
+                    self._postgres = server
+                except Exception as exc:
+                    self._postgres_error = f"PostgreSQL could not start: {str(exc).strip()[:200]}"
+        if self._postgres_error:
+            raise envs.PeerUnavailable(self._postgres_error)
+        return await asyncio.to_thread(create_database, self._postgres.url)
+
+    def close(self) -> None:
+        if self._postgres is not None:
+            self._postgres.stop()
+
+    def fresh_dir(self, name: str) -> pathlib.Path:
+        path = self.workdir / f"{name}-{time.monotonic_ns()}"
+        path.mkdir(parents=True)
+        return path
+
+
+@dataclasses.dataclass(frozen=True)
+class System:
+    key: str
+    label: str
+    family: str  # "langgraph", "peer" or "stepstream": what its ratios are taken against
+    # A new deployment per client concurrency (its settings follow the load).
+    per_concurrency: bool = False
+    # Scenarios it cannot run, and why.
+    cannot: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def venvs(self) -> tuple[str, ...]:
+        """The peers' environments it needs."""
+        return ()
+
+    def cannot_run(self, scenario: str) -> str | None:
+        return dict(self.cannot).get(scenario)
+
+    def deploy(self, res: Resources, concurrency: int) -> contextlib.AbstractAsyncContextManager[Deployment]:
+        raise NotImplementedError
+
+
+def _inprocess_driver() -> list[str]:
+    return [sys.executable, "-m", "bench.drivers.inprocess"]
+
+
+def _sdk_driver(venv: pathlib.Path) -> list[str]:
+    return [str(venv / "bin" / "python"), "-m", "bench.drivers.sdk_peer"]
+
+
+@dataclasses.dataclass(frozen=True)
+class InProcessLangGraph(System):
+    saver: str = "none"
+
+    @contextlib.asynccontextmanager
+    async def deploy(self, res: Resources, concurrency: int) -> AsyncIterator[Deployment]:
+        path = res.fresh_dir(self.key) / "checkpoints.db"
+        yield Deployment(_inprocess_driver(), {"saver": self.saver, "sqlite_path": str(path)})
+
+
+@dataclasses.dataclass(frozen=True)
+class LangGraphServer(System):
+    jobs: int | None = None  # None: as many as the clients
+
+    @property
+    def venvs(self) -> tuple[str, ...]:
+        return ("langgraph-server",)
+
+    @contextlib.asynccontextmanager
+    async def deploy(self, res: Resources, concurrency: int) -> AsyncIterator[Deployment]:
+        venv = await res.venv("langgraph-server")
+        jobs = self.jobs or concurrency
+        env = {"STEPSTREAM_MOCKAPI_URL": res.mockapi_url}
+        server = LangGraphDev(venv, res.fresh_dir(self.key), env, jobs)
+        await asyncio.to_thread(server.start)
+        try:
+            yield Deployment(_sdk_driver(venv), {"url": server.url, "threads": False}, server.serving_pids)
+        finally:
+            await asyncio.to_thread(server.stop)
+
+
+@dataclasses.dataclass(frozen=True)
+class AegraServer(System):
+    @property
+    def venvs(self) -> tuple[str, ...]:
+        return ("aegra", "langgraph-server")  # the SDK load client lives in the latter
+
+    @contextlib.asynccontextmanager
+    async def deploy(self, res: Resources, concurrency: int) -> AsyncIterator[Deployment]:
+        venv = await res.venv("aegra")
+        client_venv = await res.venv("langgraph-server")
+        db = await res.database()
+        env = {"STEPSTREAM_MOCKAPI_URL": res.mockapi_url}
+        server = Aegra(venv, res.fresh_dir(self.key), env, _plain_postgres_url(db))
+        await asyncio.to_thread(server.start)
+        try:
+            yield Deployment(
+                _sdk_driver(client_venv), {"url": server.url, "threads": True}, server.serving_pids
+            )
+        finally:
+            await asyncio.to_thread(server.stop)
+
+
+def _plain_postgres_url(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class StepstreamSystem(System):
+    backend: str = "sqlite"
+    replicas: int = 1
+
+    @contextlib.asynccontextmanager
+    async def deploy(self, res: Resources, concurrency: int) -> AsyncIterator[Deployment]:
+        workdir = res.fresh_dir(self.key)
+        if self.backend == "sqlite":
+            db = f"sqlite+aiosqlite:///{workdir / 'stepstream.db'}"
+        else:
+            db = await res.database()
+        env = {"STEPSTREAM_MOCKAPI_URL": res.mockapi_url}
+        # A short drain on SIGTERM: the clients are gone when a deployment is torn down.
+        grace = ("--grace", "1")
+        driver = [sys.executable, "-m", "bench.drivers.stepstream_driver"]
+        if self.replicas == 1:
+            server = ServerProcess(db, CONFIG, "--limits", str(LIMITS), *grace, env=env, cwd=workdir)
+            try:
+                await asyncio.to_thread(server.start)
+                one = [server.pid] if server.pid else []
+                yield Deployment(driver, {"addresses": [server.address]}, lambda: one)
+            finally:
+                await asyncio.to_thread(server.stop)
+            return
+        # One sidecar for every replica: one budget per API for all of them (no Redis needed).
+        limiter = LimiterProcess("--config", str(LIMITS), env=env, cwd=workdir)
+        try:
+            await asyncio.to_thread(limiter.start)
+            serve_args = ["--ratelimiter", limiter.address, *grace]
+            cluster = LocalCluster(db, CONFIG, self.replicas, serve_args=serve_args, env=env, cwd=workdir)
+            try:
+                await asyncio.to_thread(cluster.start)
+
+                def pids() -> list[int]:
+                    found = [r.server.pid for r in cluster.replicas]
+                    return [p for p in [*found, limiter.pid] if p]
+
+                yield Deployment(driver, {"addresses": cluster.addresses}, pids)
+            finally:
+                await asyncio.to_thread(cluster.stop)
+        finally:
+            await asyncio.to_thread(limiter.stop)
+
+
+NO_CHECKPOINTER = (("research", "its clarification interrupt needs a checkpointer"),)
+
+SYSTEMS: tuple[System, ...] = (
+    InProcessLangGraph(
+        "inproc-none", "LangGraph in-process, no checkpointer", "langgraph", cannot=NO_CHECKPOINTER
+    ),
+    InProcessLangGraph("inproc-memory", "LangGraph in-process, InMemorySaver", "langgraph", saver="memory"),
+    InProcessLangGraph(
+        "inproc-sqlite", "LangGraph in-process, AsyncSqliteSaver", "langgraph", saver="sqlite"
+    ),
+    LangGraphServer("lg-server-10", "LangGraph server (langgraph dev), 10 jobs/worker", "peer", jobs=10),
+    LangGraphServer(
+        "lg-server-matched",
+        "LangGraph server (langgraph dev), jobs/worker = clients",
+        "peer",
+        per_concurrency=True,
+    ),
+    AegraServer("aegra", "Aegra on PostgreSQL", "peer"),
+    StepstreamSystem("stepstream-sqlite", "stepstream, SQLite", "stepstream"),
+    StepstreamSystem("stepstream-pg", "stepstream, PostgreSQL", "stepstream", backend="postgresql"),
+    StepstreamSystem(
+        "stepstream-pg-2",
+        "stepstream, PostgreSQL, 2 replicas",
+        "stepstream",
+        backend="postgresql",
+        replicas=2,
+    ),
+)

@@ -54,11 +54,19 @@ def main() -> None:
     )
     parser.add_argument("--systems", default="", help="comma-separated system keys (bench/systems.py)")
     parser.add_argument("--scenarios", default="", help="comma-separated: linear, mapreduce, research, soak")
+    parser.add_argument("--render", action="store_true", help="only re-render the report from systems.json")
     args = parser.parse_args()
     sections = args.only or (["systems"] if args.quick else list(SECTIONS))
     narrowed = bool(args.systems or args.scenarios)
     folder = RESULTS / "tmp" if narrowed else RESULTS
     folder.mkdir(parents=True, exist_ok=True)
+    if args.render:
+        from bench import plots, report
+
+        data = json.loads((folder / "systems.json").read_text())
+        plots.write(data, folder)
+        (folder / "systems.md").write_text(report.render(data) + "\n")
+        sections = []
     for name in sections:
         if name == "systems":
             split = (

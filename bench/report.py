@@ -115,6 +115,13 @@ def cell_table(res: Results, scenario: str) -> list[str]:
             if r["status"] != "ok":
                 lines.append(f"| {label} | {c} | - | - | - | - | - | - | - | {why(r)} |")
                 continue
+            if not r.get("runs"):
+                waited = (r.get("warmup_seconds") or 0) + (r.get("seconds") or 0)
+                lines.append(
+                    f"| {label} | {c} | 0 | - | - | - | - | - | {errors_cell(r)} "
+                    f"| no run ended in {waited:.0f} s |"
+                )
+                continue
             lines.append(
                 f"| {label} | {c} | {num(r['runs_per_s'])} | {ms(r['p50_ms'])} | {ms(r['p99_ms'])} "
                 f"| {ms(r['first_event_p50_ms'])} / {ms(r['first_event_p99_ms'])} "
@@ -204,6 +211,10 @@ def aims(res: Results) -> list[str]:
 
     def at_256(ours: str, theirs: str, scenario: str, target: float) -> tuple[str, bool | None]:
         value = res.rate_ratio(ours, theirs, scenario, 256)
+        other = res.get(theirs, scenario, 256)
+        if value is None and other is not None and other["status"] == "ok" and not other.get("runs"):
+            waited = (other.get("warmup_seconds") or 0) + (other.get("seconds") or 0)
+            return f"- ({res.labels[theirs]} ended no run in {waited:.0f} s)", None
         return ratio(value), None if value is None else value >= target
 
     for scenario, letter in (("linear", "a"), ("mapreduce", "b")):

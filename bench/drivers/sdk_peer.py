@@ -90,11 +90,13 @@ class SdkPeer:
                     thread_id, "research_assistant", stream_mode=["updates", "messages-tuple"], **kwargs
                 ):
                     _check(part)
-                    if part.event.startswith(("updates", "messages")) and first is None:
+                    if part.event.startswith(("updates", "messages", "values")) and first is None:
                         first = time.perf_counter() - began
-                    if part.event == "updates" and isinstance(part.data, dict):
+                    if isinstance(part.data, dict):
+                        # `langgraph dev` reports an interrupt as an update, Aegra as values.
                         interrupted = interrupted or "__interrupt__" in part.data
-                        answered = answered or bool((part.data.get("synthesize") or {}).get("answer"))
+                        if part.event == "updates":
+                            answered = answered or bool((part.data.get("synthesize") or {}).get("answer"))
                 report(Timing(time.perf_counter() - began, first))
                 if not interrupted:
                     if not answered:

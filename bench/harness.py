@@ -45,8 +45,8 @@ class Scenario:
     warmup: tuple[float, float] = (0.5, 2.0)
     # The window opens after this long even if some clients have not finished a run yet,
     # and stays open at most this long waiting for as many runs as clients.
-    max_warmup: tuple[float, float] = (6.0, 60.0)
-    max_window: tuple[float, float] = (6.0, 60.0)
+    max_warmup: tuple[float, float] = (5.0, 60.0)
+    max_window: tuple[float, float] = (5.0, 60.0)
 
 
 SCENARIOS = (
@@ -70,7 +70,7 @@ SCENARIOS = (
         concurrency=((32,), (1, 32, 256)),
         duration=(3.0, 20.0),
         warmup=(2.0, 5.0),
-        max_warmup=(8.0, 60.0),
+        max_warmup=(6.0, 60.0),
         max_window=(3.0, 60.0),
     ),
 )

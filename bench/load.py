@@ -150,6 +150,10 @@ async def closed_loop(
     firsts = [t.first_event for t in runs if t.first_event is not None]
     counted = len(runs) / seconds
     steady = done_at_open >= concurrency and bool(cycles) and little
+    rate = concurrency / statistics.fmean(cycles) if steady else counted
+    for side in ("server", "client"):
+        cores = closing.get(f"{side}_cores")
+        closing[f"{side}_cpu_ms_per_run"] = cores * 1000 / rate if cores is not None and rate else None
     return {
         "runs": len(runs),
         "errors": sum(errors.values()),
@@ -163,7 +167,7 @@ async def closed_loop(
         # short window is coarse when runs end in lockstep (a batch of 256 ends at once): it is
         # the cross-check, and the figure for sessions of several runs and when the window
         # opened before the pipeline was full.
-        "runs_per_s": concurrency / statistics.fmean(cycles) if steady else counted,
+        "runs_per_s": rate,
         "counted_runs_per_s": counted,
         "turn_ms": statistics.fmean(cycles) * 1000 if cycles else None,
         "p50_ms": percentile(latencies, 0.50),
@@ -235,10 +239,10 @@ class CpuProbe:
     async def close(self, runs: int) -> dict[str, Any]:
         now = self.read()
         servers, client, machine, seconds = (b - a for a, b in zip(self.marks, now, strict=True))
-        per_run = 1000 / runs if runs else float("nan")
         return {
-            "server_cpu_ms_per_run": servers * per_run if self.pids else None,
-            "client_cpu_ms_per_run": client * per_run,
+            # Cores busy over the window; per run once the window's throughput is known.
+            "server_cores": servers / seconds if self.pids else None,
+            "client_cores": client / seconds,
             "machine_busy_cores": machine / seconds,
             # Everything else busy meanwhile: PostgreSQL, the mock APIs, and whatever else runs here.
             "other_cores": (machine - servers - client) / seconds,

@@ -25,22 +25,42 @@ def _series(res: Results, scenario: str, key: str, field: str) -> tuple[list[int
     return xs, ys
 
 
+METRICS = (
+    ("runs_per_s", "runs/s"),
+    ("p50_ms", "p50 end-to-end ms"),
+    ("first_event_p50_ms", "p50 first event ms"),
+)
+
+
 def scenario_figure(res: Results, scenario: str, title: str, out: pathlib.Path) -> None:
-    fig, (left, mid, right) = plt.subplots(1, 3, figsize=(16, 5))
-    for key in res.systems(scenario):
-        style = STYLE.get(res.families[key], "-")
-        for axis, field in ((left, "runs_per_s"), (mid, "p50_ms"), (right, "first_event_p50_ms")):
-            xs, ys = _series(res, scenario, key, field)
-            if xs:
-                axis.plot(xs, ys, style, marker="o", label=res.labels[key])
-    for axis, name in ((left, "runs/s"), (mid, "p50 end-to-end ms"), (right, "p50 time to first event ms")):
-        axis.set_xscale("log", base=2)
-        axis.set_xlabel("clients")
-        axis.set_ylabel(name)
-        axis.grid(True, alpha=0.3)
-    mid.set_yscale("log")
-    right.set_yscale("log")
-    left.legend(fontsize=7)
+    clients = res.concurrencies(scenario)
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5))
+    if len(clients) == 1:
+        # One client count: a bar per system.
+        keys = [k for k in res.systems(scenario) if res.value(k, scenario, clients[0], "runs_per_s")]
+        for axis, (field, name) in zip(axes, METRICS, strict=True):
+            values = [res.value(k, scenario, clients[0], field) or 0.0 for k in keys]
+            axis.barh([res.labels[k] for k in keys], values)
+            axis.set_xscale("log")
+            axis.set_xlabel(f"{name}, {clients[0]} clients")
+            if axis is not axes[0]:
+                axis.set_yticks([])
+    else:
+        for key in res.systems(scenario):
+            style = STYLE.get(res.families[key], "-")
+            for axis, (field, _) in zip(axes, METRICS, strict=True):
+                xs, ys = _series(res, scenario, key, field)
+                if xs:
+                    axis.plot(xs, ys, style, marker="o", label=res.labels[key])
+        for axis, (_, name) in zip(axes, METRICS, strict=True):
+            axis.set_xscale("log")
+            axis.set_yscale("log")
+            axis.set_xticks(clients, [str(c) for c in clients])
+            axis.minorticks_off()
+            axis.set_xlabel("clients")
+            axis.set_ylabel(name)
+            axis.grid(True, alpha=0.3)
+        axes[0].legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(out, dpi=90)

@@ -274,6 +274,8 @@ def headline(data: dict[str, Any]) -> list[str]:
             return "-"
         if r["status"] != "ok":
             return str(r["status"])
+        if not r.get("runs"):
+            return "no run ended"
         value = r.get(field)
         return "-" if value is None else str(fmt(value))
 

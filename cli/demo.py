@@ -9,6 +9,7 @@ live progress, prints a summary, and stops every process it started.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import pathlib
 import statistics
@@ -22,7 +23,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from stepstream.client import StepstreamClient, SuperstepStarted, TaskStarted
+from stepstream.client import RunFailed, StepstreamClient, SuperstepStarted, TaskStarted
 from stepstream.mockapi.runner import MockApiProcess, fetch_stats
 from stepstream.server.process import ServerProcess
 
@@ -61,6 +62,8 @@ class Tally:
     run_latencies: list[float] = dataclasses.field(default_factory=list)
     http_429: int = 0
     answers: list[str] = dataclasses.field(default_factory=list)
+    # Why runs or sessions failed: "ErrorType: message" -> how many times.
+    failures: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     # Told of each run as it ends: (seconds to its end, seconds to its first output).
     on_run_end: Callable[[float, float | None], None] | None = None
 
@@ -91,8 +94,9 @@ async def one_session(client: StepstreamClient, index: int, tally: Tally) -> Non
                     if not interrupted and isinstance(values, dict):
                         tally.http_429 += sum((values.get("http_429") or {}).values())
                         tally.answers.append(str(values.get("answer", "")))
-                elif event.kind == "run_failed":
+                elif isinstance(event.data, RunFailed):
                     tally.failed += 1
+                    tally.failures[f"{event.data.error_type}: {event.data.error_message}"[:200]] += 1
                     return
             tally.run_latencies.append(time.perf_counter() - began)
             if tally.on_run_end is not None:
@@ -181,7 +185,7 @@ async def drive(address: str, sessions: int, concurrency: int, console: Console,
                 await one_session(client, i, tally)
             except Exception as exc:
                 tally.failed += 1
-                console.print(f"[red]session {i} failed: {type(exc).__name__}: {exc}[/red]")
+                tally.failures[f"{type(exc).__name__}: {exc}"[:200]] += 1
 
     async with StepstreamClient(address) as client:
         jobs = [asyncio.create_task(guarded(i)) for i in range(sessions)]
@@ -192,6 +196,8 @@ async def drive(address: str, sessions: int, concurrency: int, console: Console,
             live.update(progress_table(tally, time.perf_counter() - began))
     elapsed = time.perf_counter() - began
     console.print(summary_table(tally, elapsed, await fetch_stats(api_url)))
+    for reason, count in tally.failures.most_common(5):
+        console.print(f"[red]{count} failed: {reason}[/red]")
     if tally.answers:
         console.print(f"[dim]one answer:[/dim] {tally.answers[0][:300]}")
     return tally

@@ -77,6 +77,13 @@ class EndpointStats:
             best = max(best, end - start + 1)
         return best / window_s
 
+    def admitted_per_second(self) -> list[int]:
+        """Requests admitted in each whole second since the API started."""
+        counts = [0] * (int(self.admitted_at[-1]) + 1 if self.admitted_at else 0)
+        for t in self.admitted_at:
+            counts[int(t)] += 1
+        return counts
+
 
 class MockApi:
     """State shared by the handlers: limiters, counters, the latency source."""
@@ -105,6 +112,7 @@ class MockApi:
                     "served": self.stats[name].served,
                     "rate_limited": self.stats[name].rate_limited,
                     "peak_rate_5s": self.stats[name].peak_rate(),
+                    "admitted_per_s": self.stats[name].admitted_per_second(),
                     "rate": self.limiters[name].rate,
                     "burst": self.limiters[name].burst,
                 }

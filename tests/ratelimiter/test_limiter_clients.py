@@ -195,3 +195,44 @@ async def test_callers_woken_late_by_a_stall_are_spaced_out_again(monkeypatch: p
     paced, last_slot = await _calls_after_a_stall(True, monkeypatch)
     assert _most_in(paced, 0.02) <= 3
     assert paced[-1] - last_slot < 1.0
+
+
+async def _goes_on_a_busy_loop(limit: str, seconds: float = 2.0) -> list[float]:
+    """When 50 callers of a 50/s key went, the event loop blocked 6 ms at every turn meanwhile."""
+    local = LocalLimiter.from_limits({"api": limit})
+    calls: list[float] = []
+    stop = asyncio.Event()
+
+    async def caller() -> None:
+        while not stop.is_set():
+            await local.acquire("api", timeout=30)
+            calls.append(time.monotonic())
+
+    async def busy() -> None:
+        while not stop.is_set():
+            time.sleep(0.006)  # a turn of a busy server's loop: every timer fires a little late
+            await asyncio.sleep(0)
+
+    tasks = [asyncio.create_task(caller()) for _ in range(50)] + [asyncio.create_task(busy())]
+    began = time.monotonic()
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+        await local.close()
+    return sorted(t for t in calls if t < began + seconds)
+
+
+async def test_a_burst_lets_callers_woken_late_catch_up_on_a_busy_loop() -> None:
+    allowed = 50 * 2.0  # the rate over the run; the burst adds its size once
+    # Burst 1 is strict spacing: each caller goes a full interval after the previous one
+    # went, so every millisecond a busy loop wakes it late is lost for good.
+    strict = await _goes_on_a_busy_loop("50/s burst 1")
+    assert len(strict) < 0.8 * (allowed + 1)
+    # A burst of 5 lets the next callers make up that lateness: the whole rate is used,
+    # and the calls still never exceed rate x window + burst.
+    with_burst = await _goes_on_a_busy_loop("50/s burst 5")
+    assert len(with_burst) >= 0.95 * (allowed + 5)
+    assert _most_in(with_burst, 0.1) <= 50 * 0.1 + 5
+    assert _most_in(with_burst, 0.5) <= 50 * 0.5 + 5

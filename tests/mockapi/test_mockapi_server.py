@@ -130,6 +130,8 @@ async def test_stats_count_served_and_refused_per_endpoint(tiny: MockApiServer) 
     assert stats["endpoints"][ARXIV]["served"] == 1
     assert stats["endpoints"][ARXIV]["rate_limited"] == 0
     assert stats["endpoints"][WIKIPEDIA]["rate"] == TINY.rate
+    # Admitted requests in each second since the API started: the 2 within the burst.
+    assert sum(wikipedia["admitted_per_s"]) == 2
     reset = await reset_stats(tiny.url)
     assert reset["endpoints"][WIKIPEDIA]["requests"] == 0
 

@@ -174,7 +174,9 @@ class Core:
         self, owner: str, run_id: str, after_seq: int, event_filter: EventFilter
     ) -> AsyncIterator[list[RunEvent]]:
         """A run's events after `after_seq`, live until it ends; NOT_FOUND for another owner's run."""
-        await self.store.get_run(owner, run_id)
+        local = self.runs.executing_here(run_id)
+        if local is None or local.owner != owner:
+            await self.store.get_run(owner, run_id)  # NotFound for another owner's run
         async for batch in self.eventlog.follow(run_id, after_seq, event_filter):
             yield batch
 

@@ -43,6 +43,8 @@ class Execution:
     handing_back: bool = False
     # Set when another replica took the run over (our lease lapsed): stop and write nothing.
     fenced: bool = False
+    # The run's session was created with it, here: its thread has no checkpoint yet.
+    new_session: bool = False
 
 
 def graph_config(run: rec.Run, default_recursion_limit: int, default_max_concurrency: int) -> RunnableConfig:
@@ -126,7 +128,13 @@ class RunExecutor:
 
     async def _limited(self, execution: Execution, attempt: Attempt | None) -> rec.Run:
         # Nodes (and the tasks LangGraph starts for them) find the limiter in their context.
-        with use_limiter(self._limiter) if self._limiter is not None else contextlib.nullcontext():
+        new_thread = getattr(self._saver, "new_thread", None)
+        with (
+            use_limiter(self._limiter) if self._limiter is not None else contextlib.nullcontext(),
+            new_thread(execution.run.session_id)
+            if execution.new_session and new_thread is not None
+            else contextlib.nullcontext(),
+        ):
             return await self._execute(execution, attempt)
 
     async def _execute(self, execution: Execution, attempt: Attempt | None) -> rec.Run:

@@ -114,6 +114,11 @@ class RunManager:
     def local_run_ids(self) -> set[str]:
         return set(self._executions)
 
+    def executing_here(self, run_id: str) -> rec.Run | None:
+        """The run, if it executes in this process now."""
+        execution = self._executions.get(run_id)
+        return execution.run if execution is not None else None
+
     def note_queued(self, session_id: str | None) -> None:
         """A run was queued (on this session, if known), here or by another replica."""
         if session_id:
@@ -253,7 +258,7 @@ class RunManager:
                     raise _SessionTaken from None
             raise
         if can_execute:
-            self._launch(Execution(run))
+            self._launch(Execution(run, new_session=new_session is not None))
         else:
             self._eventlog.close(run.run_id)
             self._queued_sessions.add(session_id)

@@ -86,6 +86,9 @@ class SQLAlchemyCheckpointSaver(BaseCheckpointSaver[str]):
         # Checkpoint ids whose aput has committed (newest last), and those someone awaits.
         self._committed: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._commit_waiters: dict[str, asyncio.Future[None]] = {}
+        # Threads whose first run executes here on a session this process just created: the
+        # run's first checkpoint read is known to find nothing (see `new_thread`).
+        self._new_threads: set[str] = set()
         # The loop the sync wrappers hand work to; taken on first async use if not running yet.
         self._loop: asyncio.AbstractEventLoop | None = None
         with contextlib.suppress(RuntimeError):
@@ -100,8 +103,29 @@ class SQLAlchemyCheckpointSaver(BaseCheckpointSaver[str]):
 
     # --- async API ---------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def new_thread(self, thread_id: str) -> Iterator[None]:
+        """While the first run of a session created by this process executes here.
+
+        Its first read of the thread's latest checkpoint is answered "none" without a
+        query. Nothing else can have written to the thread: the session was stored with
+        this run, and a session runs one run at a time.
+        """
+        self._new_threads.add(thread_id)
+        try:
+            yield
+        finally:
+            self._new_threads.discard(thread_id)
+
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         self._remember_loop()
+        if self._new_threads:
+            conf = config["configurable"]
+            thread_id = conf.get("thread_id")
+            latest_of_root = not conf.get("checkpoint_ns") and not conf.get("checkpoint_id")
+            if latest_of_root and thread_id in self._new_threads:
+                self._new_threads.discard(thread_id)
+                return None
         return await self.reader.run(functools.partial(self._get_tuple, checkpoint_query(config)))
 
     async def alist(

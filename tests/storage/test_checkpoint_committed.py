@@ -32,3 +32,30 @@ async def test_waits_for_a_put_that_starts_later(tmp_path: pathlib.Path) -> None
     finally:
         await saver.aclose()
         await engine.dispose()
+
+
+async def test_a_new_threads_first_read_finds_nothing_without_a_query(tmp_path: pathlib.Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
+    await upgrade_async(url)
+    engine = create_engine(url)
+    saver = SQLAlchemyCheckpointSaver(engine)
+    latest = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+    try:
+        checkpoint = empty_checkpoint()
+        await saver.aput(latest, checkpoint, {"source": "input", "step": -1, "parents": {}}, {})
+        reads: list[object] = []
+        saver.reader.run = lambda fn: reads.append(fn) or asyncio.sleep(0, None)  # type: ignore[method-assign]
+        with saver.new_thread("t"):
+            # Answered "none" from what the caller declared, not from the database.
+            assert await saver.aget_tuple(latest) is None
+            assert reads == []
+            # Only the first read of the thread's latest checkpoint: the next ones ask.
+            await saver.aget_tuple(latest)
+            assert len(reads) == 1
+        del saver.reader.run
+        # Outside, the stored checkpoint is read as ever.
+        found = await saver.aget_tuple(latest)
+        assert found is not None and found.checkpoint["id"] == checkpoint["id"]
+    finally:
+        await saver.aclose()
+        await engine.dispose()

@@ -4,7 +4,8 @@ Every caller hands over a few statements with their parameters and awaits the
 commit of the transaction that holds them, so "done" is only ever said of work
 that is durable. While one transaction is being committed the next callers'
 writes pile up and go in the next one: the busier the replica, the more writes
-share a transaction, with no timer and no added latency when it is idle.
+share a transaction, with no timer (the writer only lets the loop turn a few
+times first, for writes that arrive as a cascade of callbacks).
 
 Within a transaction, writes of the same statement are sent together as one
 executemany, in the order of the statement's first appearance, and in
@@ -28,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Executable
 
 from stepstream.server.storage.db import create_sqlite_writer_engine
+from stepstream.server.storage.plain_sql import PlainStatements
 from stepstream.server.storage.retry import retrying
 
 log = logging.getLogger(__name__)
@@ -60,8 +62,10 @@ class GroupCommitWriter:
         # thread of our own holds the lock and commits a whole batch in a single hop.
         self._sync_engine: sa.Engine | None = None
         self._thread: concurrent.futures.ThreadPoolExecutor | None = None
+        self._plain: PlainStatements | None = None
         if engine.dialect.name == "sqlite":
             self._sync_engine = create_sqlite_writer_engine(engine.url)
+            self._plain = PlainStatements(self._sync_engine.dialect)
             self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
 
     def start(self) -> None:
@@ -120,6 +124,10 @@ class GroupCommitWriter:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
+            # Writes often arrive as a cascade of callbacks (a task's writes, its events, the
+            # next checkpoint): a few turns of the loop let them share this commit.
+            for _ in range(3):
+                await asyncio.sleep(0)
             batch = self._take_batch()
             try:
                 await retrying(functools.partial(self._commit, batch), self._retry_seconds, "a group commit")
@@ -167,10 +175,22 @@ class GroupCommitWriter:
         self.writes += sum(len(p.writes) for p in batch)
 
     def _commit_sync(self, groups: list[tuple[Executable, list[Mapping[str, Any]]]]) -> None:
-        assert self._sync_engine is not None
+        assert self._sync_engine is not None and self._plain is not None
         with self._sync_engine.begin() as conn:
-            for statement, params in groups:
-                conn.execute(statement, params if len(params) > 1 else params[0])
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                for statement, params in groups:
+                    by_keys: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+                    for row in params:
+                        by_keys.setdefault(tuple(row), []).append(row)
+                    for keys, rows in by_keys.items():
+                        plain = self._plain.get(statement, keys)
+                        if plain is None:
+                            conn.execute(statement, rows if len(rows) > 1 else rows[0])
+                        else:
+                            cursor.executemany(plain.sql, [plain.row(row) for row in rows])
+            finally:
+                cursor.close()
 
 
 async def execute_groups(

@@ -30,6 +30,8 @@ class SessionStreamHandler:
         self._owner = owner
         self._session: rec.Session | None = None
         self._filter = EventFilter()
+        # Whether the client asked for a run's committed events in one response each time.
+        self._batch_events = False
         self._out: asyncio.Queue[Response | None] = asyncio.Queue()
         self._followers: set[asyncio.Task[None]] = set()
         self._limits = RequestLimits.of(core.settings)
@@ -112,6 +114,7 @@ class SessionStreamHandler:
         if self._session is not None:
             raise FailedPrecondition("this stream already has a session; open another stream for another")
         self._filter = convert.event_filter(request.event_kinds, request.subgraphs)
+        self._batch_events = request.batch_events
         if request.session_id:
             self._session = await self._core.sessions.get(self._owner, request.session_id)
         elif request.resume_run_id:
@@ -137,5 +140,9 @@ class SessionStreamHandler:
 
     async def _follow(self, rid: str, run_id: str, after_seq: int) -> None:
         async for batch in self._core.eventlog.follow(run_id, after_seq, self._filter):
+            if self._batch_events:
+                events = sessions_pb2.RunEventBatch(events=[convert.event_pb(e) for e in batch])
+                self._out.put_nowait(Response(request_id=rid, events=events))
+                continue
             for event in batch:
                 self._out.put_nowait(Response(request_id=rid, event=convert.event_pb(event)))

@@ -128,3 +128,32 @@ def test_a_broken_stream_continues_from_its_cursor(api: Api) -> None:
     assert [e.seq for e in rest] == list(range(seen[-1].seq + 1, rest[-1].seq + 1))
     assert [e.seq for e in seen] == list(range(1, 5))
     again.close()
+
+
+def _events_of_one_run(api: Api, batch_events: bool) -> tuple[list[str], list[int]]:
+    """The response kinds, and how many events each carried, for one run of the linear graph."""
+    stream = Stream(api)
+    stream.send(request_id="o", open=sessions_pb2.OpenSession(graph_id="linear", batch_events=batch_events))
+    stream.next()
+    stream.send(request_id="s", start_run=sessions_pb2.StartRun(input_json='{"x": 1}'))
+    assert stream.next().WhichOneof("kind") == "run"
+    kinds, sizes, events = [], [], []
+    while not events or events[-1].WhichOneof("kind") != "run_finished":
+        reply = stream.next()
+        kinds.append(reply.WhichOneof("kind"))
+        carried = list(reply.events.events) if kinds[-1] == "events" else [reply.event]
+        sizes.append(len(carried))
+        events += carried
+    stream.close()
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    return kinds, sizes
+
+
+def test_events_come_in_committed_batches_when_the_stream_asks(api: Api) -> None:
+    kinds, sizes = _events_of_one_run(api, batch_events=False)
+    assert set(kinds) == {"event"}  # what clients that never ask keep getting
+    batched_kinds, batched_sizes = _events_of_one_run(api, batch_events=True)
+    assert set(batched_kinds) == {"events"}
+    # The same events, in fewer responses: the run's first two are stored together.
+    assert sum(batched_sizes) == sum(sizes)
+    assert len(batched_sizes) < len(sizes) and batched_sizes[0] >= 2

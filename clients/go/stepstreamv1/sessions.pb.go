@@ -1167,8 +1167,13 @@ type OpenSession struct {
 	Subgraphs bool `protobuf:"varint,5,opt,name=subgraphs,proto3" json:"subgraphs,omitempty"`
 	// Continue a stream that broke: with an existing session_id, also stream
 	// the events of this run after after_seq (the last seq received).
-	ResumeRunId   string `protobuf:"bytes,6,opt,name=resume_run_id,json=resumeRunId,proto3" json:"resume_run_id,omitempty"`
-	AfterSeq      uint64 `protobuf:"varint,7,opt,name=after_seq,json=afterSeq,proto3" json:"after_seq,omitempty"`
+	ResumeRunId string `protobuf:"bytes,6,opt,name=resume_run_id,json=resumeRunId,proto3" json:"resume_run_id,omitempty"`
+	AfterSeq    uint64 `protobuf:"varint,7,opt,name=after_seq,json=afterSeq,proto3" json:"after_seq,omitempty"`
+	// Deliver events in batches (SessionStreamResponse.events: what one commit
+	// stored of a run, often dozens of tokens) instead of one response each.
+	// Much cheaper for both ends on token streams; off by default so clients
+	// that only know SessionStreamResponse.event keep working.
+	BatchEvents   bool `protobuf:"varint,8,opt,name=batch_events,json=batchEvents,proto3" json:"batch_events,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1250,6 +1255,13 @@ func (x *OpenSession) GetAfterSeq() uint64 {
 		return x.AfterSeq
 	}
 	return 0
+}
+
+func (x *OpenSession) GetBatchEvents() bool {
+	if x != nil {
+		return x.BatchEvents
+	}
+	return false
 }
 
 type StartRun struct {
@@ -1430,6 +1442,7 @@ type SessionStreamResponse struct {
 	//	*SessionStreamResponse_StateUpdated
 	//	*SessionStreamResponse_Cancelled
 	//	*SessionStreamResponse_Error
+	//	*SessionStreamResponse_Events
 	Kind          isSessionStreamResponse_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1533,6 +1546,15 @@ func (x *SessionStreamResponse) GetError() *StreamError {
 	return nil
 }
 
+func (x *SessionStreamResponse) GetEvents() *RunEventBatch {
+	if x != nil {
+		if x, ok := x.Kind.(*SessionStreamResponse_Events); ok {
+			return x.Events
+		}
+	}
+	return nil
+}
+
 type isSessionStreamResponse_Kind interface {
 	isSessionStreamResponse_Kind()
 }
@@ -1567,6 +1589,12 @@ type SessionStreamResponse_Error struct {
 	Error *StreamError `protobuf:"bytes,15,opt,name=error,proto3,oneof"`
 }
 
+type SessionStreamResponse_Events struct {
+	// Events of the session's runs, in order, when the stream was opened with
+	// batch_events (instead of `event`).
+	Events *RunEventBatch `protobuf:"bytes,16,opt,name=events,proto3,oneof"`
+}
+
 func (*SessionStreamResponse_Session) isSessionStreamResponse_Kind() {}
 
 func (*SessionStreamResponse_Run) isSessionStreamResponse_Kind() {}
@@ -1578,6 +1606,52 @@ func (*SessionStreamResponse_StateUpdated) isSessionStreamResponse_Kind() {}
 func (*SessionStreamResponse_Cancelled) isSessionStreamResponse_Kind() {}
 
 func (*SessionStreamResponse_Error) isSessionStreamResponse_Kind() {}
+
+func (*SessionStreamResponse_Events) isSessionStreamResponse_Kind() {}
+
+type RunEventBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*RunEvent            `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunEventBatch) Reset() {
+	*x = RunEventBatch{}
+	mi := &file_stepstream_v1_sessions_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunEventBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunEventBatch) ProtoMessage() {}
+
+func (x *RunEventBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_stepstream_v1_sessions_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunEventBatch.ProtoReflect.Descriptor instead.
+func (*RunEventBatch) Descriptor() ([]byte, []int) {
+	return file_stepstream_v1_sessions_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *RunEventBatch) GetEvents() []*RunEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
 
 var File_stepstream_v1_sessions_proto protoreflect.FileDescriptor
 
@@ -1669,7 +1743,7 @@ const file_stepstream_v1_sessions_proto_rawDesc = "" +
 	"\x06resume\x18\f \x01(\v2\x16.stepstream.v1.CommandH\x00R\x06resume\x128\n" +
 	"\x06cancel\x18\r \x01(\v2\x1e.stepstream.v1.CancelActiveRunH\x00R\x06cancel\x12M\n" +
 	"\fupdate_state\x18\x0e \x01(\v2(.stepstream.v1.UpdateSessionStateRequestH\x00R\vupdateStateB\b\n" +
-	"\x06action\"\x86\x02\n" +
+	"\x06action\"\xa9\x02\n" +
 	"\vOpenSession\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x19\n" +
@@ -1679,7 +1753,8 @@ const file_stepstream_v1_sessions_proto_rawDesc = "" +
 	"eventKinds\x12\x1c\n" +
 	"\tsubgraphs\x18\x05 \x01(\bR\tsubgraphs\x12\"\n" +
 	"\rresume_run_id\x18\x06 \x01(\tR\vresumeRunId\x12\x1b\n" +
-	"\tafter_seq\x18\a \x01(\x04R\bafterSeq\"^\n" +
+	"\tafter_seq\x18\a \x01(\x04R\bafterSeq\x12!\n" +
+	"\fbatch_events\x18\b \x01(\bR\vbatchEvents\"^\n" +
 	"\bStartRun\x12\x1d\n" +
 	"\n" +
 	"input_json\x18\x01 \x01(\tR\tinputJson\x123\n" +
@@ -1690,7 +1765,7 @@ const file_stepstream_v1_sessions_proto_rawDesc = "" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x14\n" +
 	"\x05field\x18\x03 \x01(\tR\x05field\x12.\n" +
-	"\x13retry_after_seconds\x18\x04 \x01(\x01R\x11retryAfterSeconds\"\x85\x03\n" +
+	"\x13retry_after_seconds\x18\x04 \x01(\x01R\x11retryAfterSeconds\"\xbd\x03\n" +
 	"\x15SessionStreamResponse\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x122\n" +
@@ -1700,8 +1775,11 @@ const file_stepstream_v1_sessions_proto_rawDesc = "" +
 	"\x05event\x18\f \x01(\v2\x17.stepstream.v1.RunEventH\x00R\x05event\x12P\n" +
 	"\rstate_updated\x18\r \x01(\v2).stepstream.v1.UpdateSessionStateResponseH\x00R\fstateUpdated\x122\n" +
 	"\tcancelled\x18\x0e \x01(\v2\x12.stepstream.v1.RunH\x00R\tcancelled\x122\n" +
-	"\x05error\x18\x0f \x01(\v2\x1a.stepstream.v1.StreamErrorH\x00R\x05errorB\x06\n" +
-	"\x04kind*\x9b\x01\n" +
+	"\x05error\x18\x0f \x01(\v2\x1a.stepstream.v1.StreamErrorH\x00R\x05error\x126\n" +
+	"\x06events\x18\x10 \x01(\v2\x1c.stepstream.v1.RunEventBatchH\x00R\x06eventsB\x06\n" +
+	"\x04kind\"@\n" +
+	"\rRunEventBatch\x12/\n" +
+	"\x06events\x18\x01 \x03(\v2\x17.stepstream.v1.RunEventR\x06events*\x9b\x01\n" +
 	"\rSessionStatus\x12\x1e\n" +
 	"\x1aSESSION_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13SESSION_STATUS_IDLE\x10\x01\x12\x17\n" +
@@ -1733,7 +1811,7 @@ func file_stepstream_v1_sessions_proto_rawDescGZIP() []byte {
 }
 
 var file_stepstream_v1_sessions_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_stepstream_v1_sessions_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_stepstream_v1_sessions_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_stepstream_v1_sessions_proto_goTypes = []any{
 	(SessionStatus)(0),                 // 0: stepstream.v1.SessionStatus
 	(*Session)(nil),                    // 1: stepstream.v1.Session
@@ -1758,61 +1836,64 @@ var file_stepstream_v1_sessions_proto_goTypes = []any{
 	(*CancelActiveRun)(nil),            // 20: stepstream.v1.CancelActiveRun
 	(*StreamError)(nil),                // 21: stepstream.v1.StreamError
 	(*SessionStreamResponse)(nil),      // 22: stepstream.v1.SessionStreamResponse
-	(*timestamppb.Timestamp)(nil),      // 23: google.protobuf.Timestamp
-	(*TaskRef)(nil),                    // 24: stepstream.v1.TaskRef
-	(*Interrupt)(nil),                  // 25: stepstream.v1.Interrupt
-	(*Command)(nil),                    // 26: stepstream.v1.Command
-	(EventKind)(0),                     // 27: stepstream.v1.EventKind
-	(*RunOptions)(nil),                 // 28: stepstream.v1.RunOptions
-	(*Run)(nil),                        // 29: stepstream.v1.Run
-	(*RunEvent)(nil),                   // 30: stepstream.v1.RunEvent
+	(*RunEventBatch)(nil),              // 23: stepstream.v1.RunEventBatch
+	(*timestamppb.Timestamp)(nil),      // 24: google.protobuf.Timestamp
+	(*TaskRef)(nil),                    // 25: stepstream.v1.TaskRef
+	(*Interrupt)(nil),                  // 26: stepstream.v1.Interrupt
+	(*Command)(nil),                    // 27: stepstream.v1.Command
+	(EventKind)(0),                     // 28: stepstream.v1.EventKind
+	(*RunOptions)(nil),                 // 29: stepstream.v1.RunOptions
+	(*Run)(nil),                        // 30: stepstream.v1.Run
+	(*RunEvent)(nil),                   // 31: stepstream.v1.RunEvent
 }
 var file_stepstream_v1_sessions_proto_depIdxs = []int32{
 	0,  // 0: stepstream.v1.Session.status:type_name -> stepstream.v1.SessionStatus
-	23, // 1: stepstream.v1.Session.created_at:type_name -> google.protobuf.Timestamp
-	23, // 2: stepstream.v1.Session.updated_at:type_name -> google.protobuf.Timestamp
+	24, // 1: stepstream.v1.Session.created_at:type_name -> google.protobuf.Timestamp
+	24, // 2: stepstream.v1.Session.updated_at:type_name -> google.protobuf.Timestamp
 	1,  // 3: stepstream.v1.CreateSessionResponse.session:type_name -> stepstream.v1.Session
 	1,  // 4: stepstream.v1.GetSessionResponse.session:type_name -> stepstream.v1.Session
 	1,  // 5: stepstream.v1.ListSessionsResponse.sessions:type_name -> stepstream.v1.Session
-	24, // 6: stepstream.v1.SessionState.next_tasks:type_name -> stepstream.v1.TaskRef
-	25, // 7: stepstream.v1.SessionState.interrupts:type_name -> stepstream.v1.Interrupt
-	23, // 8: stepstream.v1.SessionState.created_at:type_name -> google.protobuf.Timestamp
+	25, // 6: stepstream.v1.SessionState.next_tasks:type_name -> stepstream.v1.TaskRef
+	26, // 7: stepstream.v1.SessionState.interrupts:type_name -> stepstream.v1.Interrupt
+	24, // 8: stepstream.v1.SessionState.created_at:type_name -> google.protobuf.Timestamp
 	10, // 9: stepstream.v1.GetSessionStateResponse.state:type_name -> stepstream.v1.SessionState
 	10, // 10: stepstream.v1.GetSessionHistoryResponse.states:type_name -> stepstream.v1.SessionState
 	18, // 11: stepstream.v1.SessionStreamRequest.open:type_name -> stepstream.v1.OpenSession
 	19, // 12: stepstream.v1.SessionStreamRequest.start_run:type_name -> stepstream.v1.StartRun
-	26, // 13: stepstream.v1.SessionStreamRequest.resume:type_name -> stepstream.v1.Command
+	27, // 13: stepstream.v1.SessionStreamRequest.resume:type_name -> stepstream.v1.Command
 	20, // 14: stepstream.v1.SessionStreamRequest.cancel:type_name -> stepstream.v1.CancelActiveRun
 	15, // 15: stepstream.v1.SessionStreamRequest.update_state:type_name -> stepstream.v1.UpdateSessionStateRequest
-	27, // 16: stepstream.v1.OpenSession.event_kinds:type_name -> stepstream.v1.EventKind
-	28, // 17: stepstream.v1.StartRun.options:type_name -> stepstream.v1.RunOptions
+	28, // 16: stepstream.v1.OpenSession.event_kinds:type_name -> stepstream.v1.EventKind
+	29, // 17: stepstream.v1.StartRun.options:type_name -> stepstream.v1.RunOptions
 	1,  // 18: stepstream.v1.SessionStreamResponse.session:type_name -> stepstream.v1.Session
-	29, // 19: stepstream.v1.SessionStreamResponse.run:type_name -> stepstream.v1.Run
-	30, // 20: stepstream.v1.SessionStreamResponse.event:type_name -> stepstream.v1.RunEvent
+	30, // 19: stepstream.v1.SessionStreamResponse.run:type_name -> stepstream.v1.Run
+	31, // 20: stepstream.v1.SessionStreamResponse.event:type_name -> stepstream.v1.RunEvent
 	16, // 21: stepstream.v1.SessionStreamResponse.state_updated:type_name -> stepstream.v1.UpdateSessionStateResponse
-	29, // 22: stepstream.v1.SessionStreamResponse.cancelled:type_name -> stepstream.v1.Run
+	30, // 22: stepstream.v1.SessionStreamResponse.cancelled:type_name -> stepstream.v1.Run
 	21, // 23: stepstream.v1.SessionStreamResponse.error:type_name -> stepstream.v1.StreamError
-	2,  // 24: stepstream.v1.SessionService.CreateSession:input_type -> stepstream.v1.CreateSessionRequest
-	4,  // 25: stepstream.v1.SessionService.GetSession:input_type -> stepstream.v1.GetSessionRequest
-	6,  // 26: stepstream.v1.SessionService.ListSessions:input_type -> stepstream.v1.ListSessionsRequest
-	8,  // 27: stepstream.v1.SessionService.DeleteSession:input_type -> stepstream.v1.DeleteSessionRequest
-	11, // 28: stepstream.v1.SessionService.GetSessionState:input_type -> stepstream.v1.GetSessionStateRequest
-	13, // 29: stepstream.v1.SessionService.GetSessionHistory:input_type -> stepstream.v1.GetSessionHistoryRequest
-	15, // 30: stepstream.v1.SessionService.UpdateSessionState:input_type -> stepstream.v1.UpdateSessionStateRequest
-	17, // 31: stepstream.v1.SessionService.SessionStream:input_type -> stepstream.v1.SessionStreamRequest
-	3,  // 32: stepstream.v1.SessionService.CreateSession:output_type -> stepstream.v1.CreateSessionResponse
-	5,  // 33: stepstream.v1.SessionService.GetSession:output_type -> stepstream.v1.GetSessionResponse
-	7,  // 34: stepstream.v1.SessionService.ListSessions:output_type -> stepstream.v1.ListSessionsResponse
-	9,  // 35: stepstream.v1.SessionService.DeleteSession:output_type -> stepstream.v1.DeleteSessionResponse
-	12, // 36: stepstream.v1.SessionService.GetSessionState:output_type -> stepstream.v1.GetSessionStateResponse
-	14, // 37: stepstream.v1.SessionService.GetSessionHistory:output_type -> stepstream.v1.GetSessionHistoryResponse
-	16, // 38: stepstream.v1.SessionService.UpdateSessionState:output_type -> stepstream.v1.UpdateSessionStateResponse
-	22, // 39: stepstream.v1.SessionService.SessionStream:output_type -> stepstream.v1.SessionStreamResponse
-	32, // [32:40] is the sub-list for method output_type
-	24, // [24:32] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	23, // 24: stepstream.v1.SessionStreamResponse.events:type_name -> stepstream.v1.RunEventBatch
+	31, // 25: stepstream.v1.RunEventBatch.events:type_name -> stepstream.v1.RunEvent
+	2,  // 26: stepstream.v1.SessionService.CreateSession:input_type -> stepstream.v1.CreateSessionRequest
+	4,  // 27: stepstream.v1.SessionService.GetSession:input_type -> stepstream.v1.GetSessionRequest
+	6,  // 28: stepstream.v1.SessionService.ListSessions:input_type -> stepstream.v1.ListSessionsRequest
+	8,  // 29: stepstream.v1.SessionService.DeleteSession:input_type -> stepstream.v1.DeleteSessionRequest
+	11, // 30: stepstream.v1.SessionService.GetSessionState:input_type -> stepstream.v1.GetSessionStateRequest
+	13, // 31: stepstream.v1.SessionService.GetSessionHistory:input_type -> stepstream.v1.GetSessionHistoryRequest
+	15, // 32: stepstream.v1.SessionService.UpdateSessionState:input_type -> stepstream.v1.UpdateSessionStateRequest
+	17, // 33: stepstream.v1.SessionService.SessionStream:input_type -> stepstream.v1.SessionStreamRequest
+	3,  // 34: stepstream.v1.SessionService.CreateSession:output_type -> stepstream.v1.CreateSessionResponse
+	5,  // 35: stepstream.v1.SessionService.GetSession:output_type -> stepstream.v1.GetSessionResponse
+	7,  // 36: stepstream.v1.SessionService.ListSessions:output_type -> stepstream.v1.ListSessionsResponse
+	9,  // 37: stepstream.v1.SessionService.DeleteSession:output_type -> stepstream.v1.DeleteSessionResponse
+	12, // 38: stepstream.v1.SessionService.GetSessionState:output_type -> stepstream.v1.GetSessionStateResponse
+	14, // 39: stepstream.v1.SessionService.GetSessionHistory:output_type -> stepstream.v1.GetSessionHistoryResponse
+	16, // 40: stepstream.v1.SessionService.UpdateSessionState:output_type -> stepstream.v1.UpdateSessionStateResponse
+	22, // 41: stepstream.v1.SessionService.SessionStream:output_type -> stepstream.v1.SessionStreamResponse
+	34, // [34:42] is the sub-list for method output_type
+	26, // [26:34] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_stepstream_v1_sessions_proto_init() }
@@ -1837,6 +1918,7 @@ func file_stepstream_v1_sessions_proto_init() {
 		(*SessionStreamResponse_StateUpdated)(nil),
 		(*SessionStreamResponse_Cancelled)(nil),
 		(*SessionStreamResponse_Error)(nil),
+		(*SessionStreamResponse_Events)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1844,7 +1926,7 @@ func file_stepstream_v1_sessions_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stepstream_v1_sessions_proto_rawDesc), len(file_stepstream_v1_sessions_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   22,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -76,6 +76,7 @@ class SessionStream:
             metadata_json=encode_optional(metadata),
             event_kinds=kinds_to_proto(kinds),
             subgraphs=subgraphs,
+            batch_events=True,
         )
         self._ids = itertools.count(1)
         self._write_lock = asyncio.Lock()
@@ -296,14 +297,12 @@ class SessionStream:
 
     def _dispatch(self, response: sessions_pb2.SessionStreamResponse) -> None:
         kind = response.WhichOneof("kind")
+        if kind == "events":
+            for message in response.events.events:
+                self._deliver(decode_event(message))
+            return
         if kind == "event":
-            event = decode_event(response.event)
-            if event.seq <= self._cursor.get(event.run_id, 0):
-                return  # delivered before the connection broke
-            self._cursor[event.run_id] = event.seq
-            if event.terminal:
-                self._ended.add(event.run_id)
-            self._queue.put_nowait(event)
+            self._deliver(decode_event(response.event))
             return
         answer: _Answer | StepstreamError
         if kind == "session":
@@ -326,6 +325,14 @@ class SessionStream:
             waiter.set_exception(answer)
         else:
             waiter.set_result(answer)
+
+    def _deliver(self, event: RunEvent) -> None:
+        if event.seq <= self._cursor.get(event.run_id, 0):
+            return  # delivered before the connection broke
+        self._cursor[event.run_id] = event.seq
+        if event.terminal:
+            self._ended.add(event.run_id)
+        self._queue.put_nowait(event)
 
     def _finish(self, reason: StepstreamError, queued: StepstreamError | None = None) -> None:
         """Fail every pending action with `reason` and end the event iteration once."""

@@ -528,6 +528,7 @@ class OpenSession(_message.Message):
     SUBGRAPHS_FIELD_NUMBER: _builtins.int
     RESUME_RUN_ID_FIELD_NUMBER: _builtins.int
     AFTER_SEQ_FIELD_NUMBER: _builtins.int
+    BATCH_EVENTS_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     """An existing session, or empty with graph_id set to create one."""
     graph_id: _builtins.str
@@ -539,6 +540,12 @@ class OpenSession(_message.Message):
     the events of this run after after_seq (the last seq received).
     """
     after_seq: _builtins.int
+    batch_events: _builtins.bool
+    """Deliver events in batches (SessionStreamResponse.events: what one commit
+    stored of a run, often dozens of tokens) instead of one response each.
+    Much cheaper for both ends on token streams; off by default so clients
+    that only know SessionStreamResponse.event keep working.
+    """
     @_builtins.property
     def event_kinds(self) -> _containers.RepeatedScalarFieldContainer[_events_pb2.EventKind.ValueType]:
         """Event kinds to deliver for every run on this stream; empty: all."""
@@ -553,10 +560,11 @@ class OpenSession(_message.Message):
         subgraphs: _builtins.bool = ...,
         resume_run_id: _builtins.str = ...,
         after_seq: _builtins.int = ...,
+        batch_events: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "event_kinds", b"event_kinds", "graph_id", b"graph_id", "metadata_json", b"metadata_json", "resume_run_id", b"resume_run_id", "session_id", b"session_id", "subgraphs", b"subgraphs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "batch_events", b"batch_events", "event_kinds", b"event_kinds", "graph_id", b"graph_id", "metadata_json", b"metadata_json", "resume_run_id", b"resume_run_id", "session_id", b"session_id", "subgraphs", b"subgraphs"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -646,6 +654,7 @@ class SessionStreamResponse(_message.Message):
     STATE_UPDATED_FIELD_NUMBER: _builtins.int
     CANCELLED_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     @_builtins.property
     def session(self) -> Global___Session:
@@ -671,6 +680,12 @@ class SessionStreamResponse(_message.Message):
     def error(self) -> Global___StreamError:
         """The action failed; the stream stays open."""
 
+    @_builtins.property
+    def events(self) -> Global___RunEventBatch:
+        """Events of the session's runs, in order, when the stream was opened with
+        batch_events (instead of `event`).
+        """
+
     def __init__(
         self,
         *,
@@ -681,13 +696,34 @@ class SessionStreamResponse(_message.Message):
         state_updated: Global___UpdateSessionStateResponse | None = ...,
         cancelled: _runs_pb2.Run | None = ...,
         error: Global___StreamError | None = ...,
+        events: Global___RunEventBatch | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cancelled", b"cancelled", "error", b"error", "event", b"event", "kind", b"kind", "run", b"run", "session", b"session", "state_updated", b"state_updated"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cancelled", b"cancelled", "error", b"error", "event", b"event", "events", b"events", "kind", b"kind", "run", b"run", "session", b"session", "state_updated", b"state_updated"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancelled", b"cancelled", "error", b"error", "event", b"event", "kind", b"kind", "request_id", b"request_id", "run", b"run", "session", b"session", "state_updated", b"state_updated"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancelled", b"cancelled", "error", b"error", "event", b"event", "events", b"events", "kind", b"kind", "request_id", b"request_id", "run", b"run", "session", b"session", "state_updated", b"state_updated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["session", "run", "event", "state_updated", "cancelled", "error"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["session", "run", "event", "state_updated", "cancelled", "error", "events"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
 Global___SessionStreamResponse: _TypeAlias = SessionStreamResponse  # noqa: Y015
+
+@_typing.final
+class RunEventBatch(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[_events_pb2.RunEvent]: ...
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[_events_pb2.RunEvent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunEventBatch: _TypeAlias = RunEventBatch  # noqa: Y015

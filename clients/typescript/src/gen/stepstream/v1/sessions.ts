@@ -232,6 +232,13 @@ export interface OpenSession {
    */
   resumeRunId: string;
   afterSeq: number;
+  /**
+   * Deliver events in batches (SessionStreamResponse.events: what one commit
+   * stored of a run, often dozens of tokens) instead of one response each.
+   * Much cheaper for both ends on token streams; off by default so clients
+   * that only know SessionStreamResponse.event keep working.
+   */
+  batchEvents: boolean;
 }
 
 export interface StartRun {
@@ -274,7 +281,17 @@ export interface SessionStreamResponse {
     | //
     /** The action failed; the stream stays open. */
     { $case: "error"; error: StreamError }
+    | //
+    /**
+     * Events of the session's runs, in order, when the stream was opened with
+     * batch_events (instead of `event`).
+     */
+    { $case: "events"; events: RunEventBatch }
     | undefined;
+}
+
+export interface RunEventBatch {
+  events: RunEvent[];
 }
 
 function createBaseSession(): Session {
@@ -2136,6 +2153,7 @@ function createBaseOpenSession(): OpenSession {
     subgraphs: false,
     resumeRunId: "",
     afterSeq: 0,
+    batchEvents: false,
   };
 }
 
@@ -2165,6 +2183,9 @@ export const OpenSession: MessageFns<OpenSession> = {
     }
     if (message.afterSeq !== 0) {
       writer.uint32(56).uint64(message.afterSeq);
+    }
+    if (message.batchEvents !== false) {
+      writer.uint32(64).bool(message.batchEvents);
     }
     return writer;
   },
@@ -2248,6 +2269,14 @@ export const OpenSession: MessageFns<OpenSession> = {
             message.afterSeq = longToNumber(reader.uint64());
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.batchEvents = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2293,6 +2322,11 @@ export const OpenSession: MessageFns<OpenSession> = {
         : isSet(object.after_seq)
         ? globalThis.Number(object.after_seq)
         : 0,
+      batchEvents: isSet(object.batchEvents)
+        ? globalThis.Boolean(object.batchEvents)
+        : isSet(object.batch_events)
+        ? globalThis.Boolean(object.batch_events)
+        : false,
     };
   },
 
@@ -2319,6 +2353,9 @@ export const OpenSession: MessageFns<OpenSession> = {
     if (message.afterSeq !== 0) {
       obj.afterSeq = Math.round(message.afterSeq);
     }
+    if (message.batchEvents !== false) {
+      obj.batchEvents = message.batchEvents;
+    }
     return obj;
   },
 
@@ -2334,6 +2371,7 @@ export const OpenSession: MessageFns<OpenSession> = {
     message.subgraphs = object.subgraphs ?? false;
     message.resumeRunId = object.resumeRunId ?? "";
     message.afterSeq = object.afterSeq ?? 0;
+    message.batchEvents = object.batchEvents ?? false;
     return message;
   },
 };
@@ -2645,6 +2683,9 @@ export const SessionStreamResponse: MessageFns<SessionStreamResponse> = {
       case "error":
         StreamError.encode(message.kind.error, writer.uint32(122).fork()).join();
         break;
+      case "events":
+        RunEventBatch.encode(message.kind.events, writer.uint32(130).fork()).join();
+        break;
     }
     return writer;
   },
@@ -2721,6 +2762,14 @@ export const SessionStreamResponse: MessageFns<SessionStreamResponse> = {
             message.kind = { $case: "error", error: StreamError.decode(reader, reader.uint32()) };
             continue;
           }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.kind = { $case: "events", events: RunEventBatch.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2754,6 +2803,8 @@ export const SessionStreamResponse: MessageFns<SessionStreamResponse> = {
         ? { $case: "cancelled", cancelled: Run.fromJSON(object.cancelled) }
         : isSet(object.error)
         ? { $case: "error", error: StreamError.fromJSON(object.error) }
+        : isSet(object.events)
+        ? { $case: "events", events: RunEventBatch.fromJSON(object.events) }
         : undefined,
     };
   },
@@ -2775,6 +2826,8 @@ export const SessionStreamResponse: MessageFns<SessionStreamResponse> = {
       obj.cancelled = Run.toJSON(message.kind.cancelled);
     } else if (message.kind?.$case === "error") {
       obj.error = StreamError.toJSON(message.kind.error);
+    } else if (message.kind?.$case === "events") {
+      obj.events = RunEventBatch.toJSON(message.kind.events);
     }
     return obj;
   },
@@ -2825,7 +2878,82 @@ export const SessionStreamResponse: MessageFns<SessionStreamResponse> = {
         }
         break;
       }
+      case "events": {
+        if (object.kind?.events !== undefined && object.kind?.events !== null) {
+          message.kind = { $case: "events", events: RunEventBatch.fromPartial(object.kind.events) };
+        }
+        break;
+      }
     }
+    return message;
+  },
+};
+
+function createBaseRunEventBatch(): RunEventBatch {
+  return { events: [] };
+}
+
+export const RunEventBatch: MessageFns<RunEventBatch> = {
+  encode(message: RunEventBatch, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.events) {
+      RunEvent.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RunEventBatch {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRunEventBatch();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.events.push(RunEvent.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RunEventBatch {
+    return {
+      events: globalThis.Array.isArray(object?.events) ? object.events.map((e: any) => RunEvent.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: RunEventBatch): unknown {
+    const obj: any = {};
+    if (message.events?.length) {
+      obj.events = message.events.map((e) => RunEvent.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RunEventBatch>, I>>(base?: I): RunEventBatch {
+    return RunEventBatch.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RunEventBatch>, I>>(object: I): RunEventBatch {
+    const message = createBaseRunEventBatch();
+    message.events = object.events?.map((e) => RunEvent.fromPartial(e)) || [];
     return message;
   },
 };

@@ -333,6 +333,24 @@ private static final long serialVersionUID = 0L;
     return afterSeq_;
   }
 
+  public static final int BATCH_EVENTS_FIELD_NUMBER = 8;
+  private boolean batchEvents_ = false;
+  /**
+   * <pre>
+   * Deliver events in batches (SessionStreamResponse.events: what one commit
+   * stored of a run, often dozens of tokens) instead of one response each.
+   * Much cheaper for both ends on token streams; off by default so clients
+   * that only know SessionStreamResponse.event keep working.
+   * </pre>
+   *
+   * <code>bool batch_events = 8;</code>
+   * @return The batchEvents.
+   */
+  @java.lang.Override
+  public boolean getBatchEvents() {
+    return batchEvents_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -373,6 +391,9 @@ private static final long serialVersionUID = 0L;
     if (afterSeq_ != 0L) {
       output.writeUInt64(7, afterSeq_);
     }
+    if (batchEvents_ != false) {
+      output.writeBool(8, batchEvents_);
+    }
     getUnknownFields().writeTo(output);
   }
   private int computeSerializedSize_0() {
@@ -408,6 +429,10 @@ private static final long serialVersionUID = 0L;
     if (afterSeq_ != 0L) {
       size += com.google.protobuf.CodedOutputStream
         .computeUInt64Size(7, afterSeq_);
+    }
+    if (batchEvents_ != false) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeBoolSize(8, batchEvents_);
     }
     return size;
   }
@@ -446,6 +471,8 @@ private static final long serialVersionUID = 0L;
         .equals(other.getResumeRunId())) return false;
     if (getAfterSeq()
         != other.getAfterSeq()) return false;
+    if (getBatchEvents()
+        != other.getBatchEvents()) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -475,6 +502,9 @@ private static final long serialVersionUID = 0L;
     hash = (37 * hash) + AFTER_SEQ_FIELD_NUMBER;
     hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
         getAfterSeq());
+    hash = (37 * hash) + BATCH_EVENTS_FIELD_NUMBER;
+    hash = (53 * hash) + com.google.protobuf.Internal.hashBoolean(
+        getBatchEvents());
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -613,6 +643,7 @@ private static final long serialVersionUID = 0L;
       subgraphs_ = false;
       resumeRunId_ = "";
       afterSeq_ = 0L;
+      batchEvents_ = false;
       return this;
     }
 
@@ -668,6 +699,9 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00000040) != 0)) {
         result.afterSeq_ = afterSeq_;
       }
+      if (((from_bitField0_ & 0x00000080) != 0)) {
+        result.batchEvents_ = batchEvents_;
+      }
     }
 
     @java.lang.Override
@@ -718,6 +752,9 @@ private static final long serialVersionUID = 0L;
       }
       if (other.getAfterSeq() != 0L) {
         setAfterSeq(other.getAfterSeq());
+      }
+      if (other.getBatchEvents() != false) {
+        setBatchEvents(other.getBatchEvents());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -791,6 +828,11 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000040;
               break;
             } // case 56
+            case 64: {
+              batchEvents_ = input.readBool();
+              bitField0_ |= 0x00000080;
+              break;
+            } // case 64
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -1399,6 +1441,59 @@ private static final long serialVersionUID = 0L;
     public Builder clearAfterSeq() {
       bitField0_ = (bitField0_ & ~0x00000040);
       afterSeq_ = 0L;
+      onChanged();
+      return this;
+    }
+
+    private boolean batchEvents_ ;
+    /**
+     * <pre>
+     * Deliver events in batches (SessionStreamResponse.events: what one commit
+     * stored of a run, often dozens of tokens) instead of one response each.
+     * Much cheaper for both ends on token streams; off by default so clients
+     * that only know SessionStreamResponse.event keep working.
+     * </pre>
+     *
+     * <code>bool batch_events = 8;</code>
+     * @return The batchEvents.
+     */
+    @java.lang.Override
+    public boolean getBatchEvents() {
+      return batchEvents_;
+    }
+    /**
+     * <pre>
+     * Deliver events in batches (SessionStreamResponse.events: what one commit
+     * stored of a run, often dozens of tokens) instead of one response each.
+     * Much cheaper for both ends on token streams; off by default so clients
+     * that only know SessionStreamResponse.event keep working.
+     * </pre>
+     *
+     * <code>bool batch_events = 8;</code>
+     * @param value The batchEvents to set.
+     * @return This builder for chaining.
+     */
+    public Builder setBatchEvents(boolean value) {
+
+      batchEvents_ = value;
+      bitField0_ |= 0x00000080;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Deliver events in batches (SessionStreamResponse.events: what one commit
+     * stored of a run, often dozens of tokens) instead of one response each.
+     * Much cheaper for both ends on token streams; off by default so clients
+     * that only know SessionStreamResponse.event keep working.
+     * </pre>
+     *
+     * <code>bool batch_events = 8;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearBatchEvents() {
+      bitField0_ = (bitField0_ & ~0x00000080);
+      batchEvents_ = false;
       onChanged();
       return this;
     }

@@ -141,4 +141,17 @@ public interface OpenSessionOrBuilder extends
    * @return The afterSeq.
    */
   long getAfterSeq();
+
+  /**
+   * <pre>
+   * Deliver events in batches (SessionStreamResponse.events: what one commit
+   * stored of a run, often dozens of tokens) instead of one response each.
+   * Much cheaper for both ends on token streams; off by default so clients
+   * that only know SessionStreamResponse.event keep working.
+   * </pre>
+   *
+   * <code>bool batch_events = 8;</code>
+   * @return The batchEvents.
+   */
+  boolean getBatchEvents();
 }

@@ -62,6 +62,7 @@ private static final long serialVersionUID = 0L;
     STATE_UPDATED(13),
     CANCELLED(14),
     ERROR(15),
+    EVENTS(16),
     KIND_NOT_SET(0);
     private final int value;
     private KindCase(int value) {
@@ -85,6 +86,7 @@ private static final long serialVersionUID = 0L;
         case 13: return STATE_UPDATED;
         case 14: return CANCELLED;
         case 15: return ERROR;
+        case 16: return EVENTS;
         case 0: return KIND_NOT_SET;
         default: return null;
       }
@@ -397,6 +399,52 @@ private static final long serialVersionUID = 0L;
     return dev.stepstream.v1.StreamError.getDefaultInstance();
   }
 
+  public static final int EVENTS_FIELD_NUMBER = 16;
+  /**
+   * <pre>
+   * Events of the session's runs, in order, when the stream was opened with
+   * batch_events (instead of `event`).
+   * </pre>
+   *
+   * <code>.stepstream.v1.RunEventBatch events = 16;</code>
+   * @return Whether the events field is set.
+   */
+  @java.lang.Override
+  public boolean hasEvents() {
+    return kindCase_ == 16;
+  }
+  /**
+   * <pre>
+   * Events of the session's runs, in order, when the stream was opened with
+   * batch_events (instead of `event`).
+   * </pre>
+   *
+   * <code>.stepstream.v1.RunEventBatch events = 16;</code>
+   * @return The events.
+   */
+  @java.lang.Override
+  public dev.stepstream.v1.RunEventBatch getEvents() {
+    if (kindCase_ == 16) {
+       return (dev.stepstream.v1.RunEventBatch) kind_;
+    }
+    return dev.stepstream.v1.RunEventBatch.getDefaultInstance();
+  }
+  /**
+   * <pre>
+   * Events of the session's runs, in order, when the stream was opened with
+   * batch_events (instead of `event`).
+   * </pre>
+   *
+   * <code>.stepstream.v1.RunEventBatch events = 16;</code>
+   */
+  @java.lang.Override
+  public dev.stepstream.v1.RunEventBatchOrBuilder getEventsOrBuilder() {
+    if (kindCase_ == 16) {
+       return (dev.stepstream.v1.RunEventBatch) kind_;
+    }
+    return dev.stepstream.v1.RunEventBatch.getDefaultInstance();
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -432,6 +480,9 @@ private static final long serialVersionUID = 0L;
     if (kindCase_ == 15) {
       output.writeMessage(15, (dev.stepstream.v1.StreamError) kind_);
     }
+    if (kindCase_ == 16) {
+      output.writeMessage(16, (dev.stepstream.v1.RunEventBatch) kind_);
+    }
     getUnknownFields().writeTo(output);
   }
   private int computeSerializedSize_0() {
@@ -462,6 +513,10 @@ private static final long serialVersionUID = 0L;
     if (kindCase_ == 15) {
       size += com.google.protobuf.CodedOutputStream
         .computeMessageSize(15, (dev.stepstream.v1.StreamError) kind_);
+    }
+    if (kindCase_ == 16) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(16, (dev.stepstream.v1.RunEventBatch) kind_);
     }
     return size;
   }
@@ -515,6 +570,10 @@ private static final long serialVersionUID = 0L;
         if (!getError()
             .equals(other.getError())) return false;
         break;
+      case 16:
+        if (!getEvents()
+            .equals(other.getEvents())) return false;
+        break;
       case 0:
       default:
     }
@@ -555,6 +614,10 @@ private static final long serialVersionUID = 0L;
       case 15:
         hash = (37 * hash) + ERROR_FIELD_NUMBER;
         hash = (53 * hash) + getError().hashCode();
+        break;
+      case 16:
+        hash = (37 * hash) + EVENTS_FIELD_NUMBER;
+        hash = (53 * hash) + getEvents().hashCode();
         break;
       case 0:
       default:
@@ -709,6 +772,9 @@ private static final long serialVersionUID = 0L;
       if (errorBuilder_ != null) {
         errorBuilder_.clear();
       }
+      if (eventsBuilder_ != null) {
+        eventsBuilder_.clear();
+      }
       kindCase_ = 0;
       kind_ = null;
       return this;
@@ -777,6 +843,10 @@ private static final long serialVersionUID = 0L;
           errorBuilder_ != null) {
         result.kind_ = errorBuilder_.build();
       }
+      if (kindCase_ == 16 &&
+          eventsBuilder_ != null) {
+        result.kind_ = eventsBuilder_.build();
+      }
     }
 
     @java.lang.Override
@@ -819,6 +889,10 @@ private static final long serialVersionUID = 0L;
         }
         case ERROR: {
           mergeError(other.getError());
+          break;
+        }
+        case EVENTS: {
+          mergeEvents(other.getEvents());
           break;
         }
         case KIND_NOT_SET: {
@@ -898,6 +972,13 @@ private static final long serialVersionUID = 0L;
               kindCase_ = 15;
               break;
             } // case 122
+            case 130: {
+              input.readMessage(
+                  internalGetEventsFieldBuilder().getBuilder(),
+                  extensionRegistry);
+              kindCase_ = 16;
+              break;
+            } // case 130
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -2068,6 +2149,193 @@ private static final long serialVersionUID = 0L;
       kindCase_ = 15;
       onChanged();
       return errorBuilder_;
+    }
+
+    private com.google.protobuf.SingleFieldBuilder<
+        dev.stepstream.v1.RunEventBatch, dev.stepstream.v1.RunEventBatch.Builder, dev.stepstream.v1.RunEventBatchOrBuilder> eventsBuilder_;
+    /**
+     * <pre>
+     * Events of the session's runs, in order, when the stream was opened with
+     * batch_events (instead of `event`).
+     * </pre>
+     *
+     * <code>.stepstream.v1.RunEventBatch events = 16;</code>
+     * @return Whether the events field is set.
+     */
+    @java.lang.Override
+    public boolean hasEvents() {
+      return kindCase_ == 16;
+    }
+    /**
+     * <pre>
+     * Events of the session's runs, in order, when the stream was opened with
+     * batch_events (instead of `event`).
+     * </pre>
+     *
+     * <code>.stepstream.v1.RunEventBatch events = 16;</code>
+     * @return The events.
+     */
+    @java.lang.Override
+    public dev.stepstream.v1.RunEventBatch getEvents() {
+      if (eventsBuilder_ == null) {
+        if (kindCase_ == 16) {
+          return (dev.stepstream.v1.RunEventBatch) kind_;
+        }
+        return dev.stepstream.v1.RunEventBatch.getDefaultInstance();
+      } else {
+        if (kindCase_ == 16) {
+          return eventsBuilder_.getMessage();
+        }
+        return dev.stepstream.v1.RunEventBatch.getDefaultInstance();
+      }
+    }
+    /**
+     * <pre>
+     * Events of the session's runs, in order, when the stream was opened with
+     * batch_events (instead of `event`).
+     * </pre>
+     *
+     * <code>.stepstream.v1.RunEventBatch events = 16;</code>
+     */
+    public Builder setEvents(dev.stepstream.v1.RunEventBatch value) {
+      if (eventsBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        kind_ = value;
+        onChanged();
+      } else {
+        eventsBuilder_.setMessage(value);
+      }
+      kindCase_ = 16;
+      return this;
+    }
+    /**
+     * <pre>
+     * Events of the session's runs, in order, when the stream was opened with
+     * batch_events (instead of `event`).
+     * </pre>
+     *
+     * <code>.stepstream.v1.RunEventBatch events = 16;</code>
+     */
+    public Builder setEvents(
+        dev.stepstream.v1.RunEventBatch.Builder builderForValue) {
+      if (eventsBuilder_ == null) {
+        kind_ = builderForValue.build();
+        onChanged();
+      } else {
+        eventsBuilder_.setMessage(builderForValue.build());
+      }
+      kindCase_ = 16;
+      return this;
+    }
+    /**
+     * <pre>
+     * Events of the session's runs, in order, when the stream was opened with
+     * batch_events (instead of `event`).
+     * </pre>
+     *
+     * <code>.stepstream.v1.RunEventBatch events = 16;</code>
+     */
+    public Builder mergeEvents(dev.stepstream.v1.RunEventBatch value) {
+      if (eventsBuilder_ == null) {
+        if (kindCase_ == 16 &&
+            kind_ != dev.stepstream.v1.RunEventBatch.getDefaultInstance()) {
+          kind_ = dev.stepstream.v1.RunEventBatch.newBuilder((dev.stepstream.v1.RunEventBatch) kind_)
+              .mergeFrom(value).buildPartial();
+        } else {
+          kind_ = value;
+        }
+        onChanged();
+      } else {
+        if (kindCase_ == 16) {
+          eventsBuilder_.mergeFrom(value);
+        } else {
+          eventsBuilder_.setMessage(value);
+        }
+      }
+      kindCase_ = 16;
+      return this;
+    }
+    /**
+     * <pre>
+     * Events of the session's runs, in order, when the stream was opened with
+     * batch_events (instead of `event`).
+     * </pre>
+     *
+     * <code>.stepstream.v1.RunEventBatch events = 16;</code>
+     */
+    public Builder clearEvents() {
+      if (eventsBuilder_ == null) {
+        if (kindCase_ == 16) {
+          kindCase_ = 0;
+          kind_ = null;
+          onChanged();
+        }
+      } else {
+        if (kindCase_ == 16) {
+          kindCase_ = 0;
+          kind_ = null;
+        }
+        eventsBuilder_.clear();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Events of the session's runs, in order, when the stream was opened with
+     * batch_events (instead of `event`).
+     * </pre>
+     *
+     * <code>.stepstream.v1.RunEventBatch events = 16;</code>
+     */
+    public dev.stepstream.v1.RunEventBatch.Builder getEventsBuilder() {
+      return internalGetEventsFieldBuilder().getBuilder();
+    }
+    /**
+     * <pre>
+     * Events of the session's runs, in order, when the stream was opened with
+     * batch_events (instead of `event`).
+     * </pre>
+     *
+     * <code>.stepstream.v1.RunEventBatch events = 16;</code>
+     */
+    @java.lang.Override
+    public dev.stepstream.v1.RunEventBatchOrBuilder getEventsOrBuilder() {
+      if ((kindCase_ == 16) && (eventsBuilder_ != null)) {
+        return eventsBuilder_.getMessageOrBuilder();
+      } else {
+        if (kindCase_ == 16) {
+          return (dev.stepstream.v1.RunEventBatch) kind_;
+        }
+        return dev.stepstream.v1.RunEventBatch.getDefaultInstance();
+      }
+    }
+    /**
+     * <pre>
+     * Events of the session's runs, in order, when the stream was opened with
+     * batch_events (instead of `event`).
+     * </pre>
+     *
+     * <code>.stepstream.v1.RunEventBatch events = 16;</code>
+     */
+    private com.google.protobuf.SingleFieldBuilder<
+        dev.stepstream.v1.RunEventBatch, dev.stepstream.v1.RunEventBatch.Builder, dev.stepstream.v1.RunEventBatchOrBuilder> 
+        internalGetEventsFieldBuilder() {
+      if (eventsBuilder_ == null) {
+        if (!(kindCase_ == 16)) {
+          kind_ = dev.stepstream.v1.RunEventBatch.getDefaultInstance();
+        }
+        eventsBuilder_ = new com.google.protobuf.SingleFieldBuilder<
+            dev.stepstream.v1.RunEventBatch, dev.stepstream.v1.RunEventBatch.Builder, dev.stepstream.v1.RunEventBatchOrBuilder>(
+                (dev.stepstream.v1.RunEventBatch) kind_,
+                getParentForChildren(),
+                isClean());
+        kind_ = null;
+      }
+      kindCase_ = 16;
+      onChanged();
+      return eventsBuilder_;
     }
 
     // @@protoc_insertion_point(builder_scope:stepstream.v1.SessionStreamResponse)

@@ -185,5 +185,35 @@ public interface SessionStreamResponseOrBuilder extends
    */
   dev.stepstream.v1.StreamErrorOrBuilder getErrorOrBuilder();
 
+  /**
+   * <pre>
+   * Events of the session's runs, in order, when the stream was opened with
+   * batch_events (instead of `event`).
+   * </pre>
+   *
+   * <code>.stepstream.v1.RunEventBatch events = 16;</code>
+   * @return Whether the events field is set.
+   */
+  boolean hasEvents();
+  /**
+   * <pre>
+   * Events of the session's runs, in order, when the stream was opened with
+   * batch_events (instead of `event`).
+   * </pre>
+   *
+   * <code>.stepstream.v1.RunEventBatch events = 16;</code>
+   * @return The events.
+   */
+  dev.stepstream.v1.RunEventBatch getEvents();
+  /**
+   * <pre>
+   * Events of the session's runs, in order, when the stream was opened with
+   * batch_events (instead of `event`).
+   * </pre>
+   *
+   * <code>.stepstream.v1.RunEventBatch events = 16;</code>
+   */
+  dev.stepstream.v1.RunEventBatchOrBuilder getEventsOrBuilder();
+
   dev.stepstream.v1.SessionStreamResponse.KindCase getKindCase();
 }

@@ -137,6 +137,11 @@ public final class Sessions extends com.google.protobuf.GeneratedFile {
   static final 
     com.google.protobuf.GeneratedMessage.FieldAccessorTable
       internal_static_stepstream_v1_SessionStreamResponse_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_stepstream_v1_RunEventBatch_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_stepstream_v1_RunEventBatch_fieldAccessorTable;
 
   public static com.google.protobuf.Descriptors.FileDescriptor
       getDescriptor() {
@@ -195,51 +200,54 @@ public final class Sessions extends com.google.protobuf.GeneratedFile {
       "\0220\n\006cancel\030\r \001(\0132\036.stepstream.v1.CancelA" +
       "ctiveRunH\000\022@\n\014update_state\030\016 \001(\0132(.steps" +
       "tream.v1.UpdateSessionStateRequestH\000B\010\n\006" +
-      "action\"\266\001\n\013OpenSession\022\022\n\nsession_id\030\001 \001" +
+      "action\"\314\001\n\013OpenSession\022\022\n\nsession_id\030\001 \001" +
       "(\t\022\020\n\010graph_id\030\002 \001(\t\022\025\n\rmetadata_json\030\003 " +
       "\001(\t\022-\n\013event_kinds\030\004 \003(\0162\030.stepstream.v1" +
       ".EventKind\022\021\n\tsubgraphs\030\005 \001(\010\022\025\n\rresume_" +
-      "run_id\030\006 \001(\t\022\021\n\tafter_seq\030\007 \001(\004\"J\n\010Start" +
-      "Run\022\022\n\ninput_json\030\001 \001(\t\022*\n\007options\030\002 \001(\013" +
-      "2\031.stepstream.v1.RunOptions\"#\n\017CancelAct" +
-      "iveRun\022\020\n\010rollback\030\001 \001(\010\"X\n\013StreamError\022" +
-      "\014\n\004code\030\001 \001(\005\022\017\n\007message\030\002 \001(\t\022\r\n\005field\030" +
-      "\003 \001(\t\022\033\n\023retry_after_seconds\030\004 \001(\001\"\305\002\n\025S" +
-      "essionStreamResponse\022\022\n\nrequest_id\030\001 \001(\t" +
-      "\022)\n\007session\030\n \001(\0132\026.stepstream.v1.Sessio" +
-      "nH\000\022!\n\003run\030\013 \001(\0132\022.stepstream.v1.RunH\000\022(" +
-      "\n\005event\030\014 \001(\0132\027.stepstream.v1.RunEventH\000" +
-      "\022B\n\rstate_updated\030\r \001(\0132).stepstream.v1." +
-      "UpdateSessionStateResponseH\000\022\'\n\tcancelle" +
-      "d\030\016 \001(\0132\022.stepstream.v1.RunH\000\022+\n\005error\030\017" +
-      " \001(\0132\032.stepstream.v1.StreamErrorH\000B\006\n\004ki" +
-      "nd*\233\001\n\rSessionStatus\022\036\n\032SESSION_STATUS_U" +
-      "NSPECIFIED\020\000\022\027\n\023SESSION_STATUS_IDLE\020\001\022\027\n" +
-      "\023SESSION_STATUS_BUSY\020\002\022\036\n\032SESSION_STATUS" +
-      "_INTERRUPTED\020\003\022\030\n\024SESSION_STATUS_ERROR\020\004" +
-      "2\211\006\n\016SessionService\022Z\n\rCreateSession\022#.s" +
-      "tepstream.v1.CreateSessionRequest\032$.step" +
-      "stream.v1.CreateSessionResponse\022Q\n\nGetSe" +
-      "ssion\022 .stepstream.v1.GetSessionRequest\032" +
-      "!.stepstream.v1.GetSessionResponse\022W\n\014Li" +
-      "stSessions\022\".stepstream.v1.ListSessionsR" +
-      "equest\032#.stepstream.v1.ListSessionsRespo" +
-      "nse\022Z\n\rDeleteSession\022#.stepstream.v1.Del" +
-      "eteSessionRequest\032$.stepstream.v1.Delete" +
-      "SessionResponse\022`\n\017GetSessionState\022%.ste" +
-      "pstream.v1.GetSessionStateRequest\032&.step" +
-      "stream.v1.GetSessionStateResponse\022f\n\021Get" +
-      "SessionHistory\022\'.stepstream.v1.GetSessio" +
-      "nHistoryRequest\032(.stepstream.v1.GetSessi" +
-      "onHistoryResponse\022i\n\022UpdateSessionState\022" +
-      "(.stepstream.v1.UpdateSessionStateReques" +
-      "t\032).stepstream.v1.UpdateSessionStateResp" +
-      "onse\022^\n\rSessionStream\022#.stepstream.v1.Se" +
-      "ssionStreamRequest\032$.stepstream.v1.Sessi" +
-      "onStreamResponse(\0010\001B\\\n\021dev.stepstream.v" +
-      "1P\001ZEgithub.com/stepstream/stepstream/cl" +
-      "ients/go/stepstreamv1;stepstreamv1b\006prot" +
-      "o3"
+      "run_id\030\006 \001(\t\022\021\n\tafter_seq\030\007 \001(\004\022\024\n\014batch" +
+      "_events\030\010 \001(\010\"J\n\010StartRun\022\022\n\ninput_json\030" +
+      "\001 \001(\t\022*\n\007options\030\002 \001(\0132\031.stepstream.v1.R" +
+      "unOptions\"#\n\017CancelActiveRun\022\020\n\010rollback" +
+      "\030\001 \001(\010\"X\n\013StreamError\022\014\n\004code\030\001 \001(\005\022\017\n\007m" +
+      "essage\030\002 \001(\t\022\r\n\005field\030\003 \001(\t\022\033\n\023retry_aft" +
+      "er_seconds\030\004 \001(\001\"\365\002\n\025SessionStreamRespon" +
+      "se\022\022\n\nrequest_id\030\001 \001(\t\022)\n\007session\030\n \001(\0132" +
+      "\026.stepstream.v1.SessionH\000\022!\n\003run\030\013 \001(\0132\022" +
+      ".stepstream.v1.RunH\000\022(\n\005event\030\014 \001(\0132\027.st" +
+      "epstream.v1.RunEventH\000\022B\n\rstate_updated\030" +
+      "\r \001(\0132).stepstream.v1.UpdateSessionState" +
+      "ResponseH\000\022\'\n\tcancelled\030\016 \001(\0132\022.stepstre" +
+      "am.v1.RunH\000\022+\n\005error\030\017 \001(\0132\032.stepstream." +
+      "v1.StreamErrorH\000\022.\n\006events\030\020 \001(\0132\034.steps" +
+      "tream.v1.RunEventBatchH\000B\006\n\004kind\"8\n\rRunE" +
+      "ventBatch\022\'\n\006events\030\001 \003(\0132\027.stepstream.v" +
+      "1.RunEvent*\233\001\n\rSessionStatus\022\036\n\032SESSION_" +
+      "STATUS_UNSPECIFIED\020\000\022\027\n\023SESSION_STATUS_I" +
+      "DLE\020\001\022\027\n\023SESSION_STATUS_BUSY\020\002\022\036\n\032SESSIO" +
+      "N_STATUS_INTERRUPTED\020\003\022\030\n\024SESSION_STATUS" +
+      "_ERROR\020\0042\211\006\n\016SessionService\022Z\n\rCreateSes" +
+      "sion\022#.stepstream.v1.CreateSessionReques" +
+      "t\032$.stepstream.v1.CreateSessionResponse\022" +
+      "Q\n\nGetSession\022 .stepstream.v1.GetSession" +
+      "Request\032!.stepstream.v1.GetSessionRespon" +
+      "se\022W\n\014ListSessions\022\".stepstream.v1.ListS" +
+      "essionsRequest\032#.stepstream.v1.ListSessi" +
+      "onsResponse\022Z\n\rDeleteSession\022#.stepstrea" +
+      "m.v1.DeleteSessionRequest\032$.stepstream.v" +
+      "1.DeleteSessionResponse\022`\n\017GetSessionSta" +
+      "te\022%.stepstream.v1.GetSessionStateReques" +
+      "t\032&.stepstream.v1.GetSessionStateRespons" +
+      "e\022f\n\021GetSessionHistory\022\'.stepstream.v1.G" +
+      "etSessionHistoryRequest\032(.stepstream.v1." +
+      "GetSessionHistoryResponse\022i\n\022UpdateSessi" +
+      "onState\022(.stepstream.v1.UpdateSessionSta" +
+      "teRequest\032).stepstream.v1.UpdateSessionS" +
+      "tateResponse\022^\n\rSessionStream\022#.stepstre" +
+      "am.v1.SessionStreamRequest\032$.stepstream." +
+      "v1.SessionStreamResponse(\0010\001B\\\n\021dev.step" +
+      "stream.v1P\001ZEgithub.com/stepstream/steps" +
+      "tream/clients/go/stepstreamv1;stepstream" +
+      "v1b\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -356,7 +364,7 @@ public final class Sessions extends com.google.protobuf.GeneratedFile {
     internal_static_stepstream_v1_OpenSession_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_stepstream_v1_OpenSession_descriptor,
-        new java.lang.String[] { "SessionId", "GraphId", "MetadataJson", "EventKinds", "Subgraphs", "ResumeRunId", "AfterSeq", });
+        new java.lang.String[] { "SessionId", "GraphId", "MetadataJson", "EventKinds", "Subgraphs", "ResumeRunId", "AfterSeq", "BatchEvents", });
     internal_static_stepstream_v1_StartRun_descriptor =
       getDescriptor().getMessageType(18);
     internal_static_stepstream_v1_StartRun_fieldAccessorTable = new
@@ -380,7 +388,13 @@ public final class Sessions extends com.google.protobuf.GeneratedFile {
     internal_static_stepstream_v1_SessionStreamResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_stepstream_v1_SessionStreamResponse_descriptor,
-        new java.lang.String[] { "RequestId", "Session", "Run", "Event", "StateUpdated", "Cancelled", "Error", "Kind", });
+        new java.lang.String[] { "RequestId", "Session", "Run", "Event", "StateUpdated", "Cancelled", "Error", "Events", "Kind", });
+    internal_static_stepstream_v1_RunEventBatch_descriptor =
+      getDescriptor().getMessageType(22);
+    internal_static_stepstream_v1_RunEventBatch_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_stepstream_v1_RunEventBatch_descriptor,
+        new java.lang.String[] { "Events", });
     descriptor.resolveAllFeaturesImmutable();
     com.google.protobuf.TimestampProto.getDescriptor();
     dev.stepstream.v1.Common.getDescriptor();

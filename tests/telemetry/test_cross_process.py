@@ -161,14 +161,20 @@ def test_a_run_killed_on_one_replica_and_resumed_on_another_is_one_trace(
     # Every acquire has its server half in the sidecar, under the replica's acquire span.
     sidecar_spans = [s for s in spans if s.service == "stepstream-ratelimiter"]
     assert sidecar_spans, "no span from the sidecar in the run's trace"
-    died_with_a = []
+    died_with_a: list[ReceivedSpan] = []
+    unanswered = 0
     for span in sidecar_spans:
         assert span.name == "acquire test-api" and span.kind == SpanKind.SERVER.value + 1
+        if span.parent_id not in by_id:
+            # A's own acquire span, open or not yet exported when A was killed mid-acquire.
+            unanswered += 1
+            continue
         caller = by_id[span.parent_id]
         assert caller.name == "acquire test-api" and caller.service == "stepstream"
         if caller.parent_id in by_id:
             assert by_id[caller.parent_id].name == "task tick"
         else:
             died_with_a.append(caller)  # the task that was running when A was killed
-    assert len(died_with_a) <= 1 and all(c.instance == instance_a for c in died_with_a)
-    assert {by_id[s.parent_id].instance for s in sidecar_spans} == instances
+    # One task runs at a time: at most one acquire was under way when A died.
+    assert unanswered + len(died_with_a) <= 1 and all(c.instance == instance_a for c in died_with_a)
+    assert {by_id[s.parent_id].instance for s in sidecar_spans if s.parent_id in by_id} == instances

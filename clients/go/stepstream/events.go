@@ -23,6 +23,17 @@ func IsTerminal(event *pb.RunEvent) bool {
 	return false
 }
 
+// ResponseEvents returns the run events a session stream response carries, in
+// order: one for SessionStreamResponse.event, a batch's events for
+// SessionStreamResponse.events (streams opened with batch_events), none for
+// the answers to actions.
+func ResponseEvents(response *pb.SessionStreamResponse) []*pb.RunEvent {
+	if event := response.GetEvent(); event != nil {
+		return []*pb.RunEvent{event}
+	}
+	return response.GetEvents().GetEvents()
+}
+
 // Cursor remembers the last seq delivered of each run and drops what was
 // seen already, so a stream reopened from it yields every event once, in order.
 type Cursor struct {
@@ -80,9 +91,10 @@ func (c *Cursor) Unfinished() (runID string, afterSeq uint64, ok bool) {
 // unfinished run after the last seq seen.
 func ReopenSession(open *pb.OpenSession, sessionID string, cursor *Cursor) *pb.OpenSession {
 	reopen := &pb.OpenSession{
-		SessionId:  sessionID,
-		EventKinds: open.GetEventKinds(),
-		Subgraphs:  open.GetSubgraphs(),
+		SessionId:   sessionID,
+		EventKinds:  open.GetEventKinds(),
+		Subgraphs:   open.GetSubgraphs(),
+		BatchEvents: open.GetBatchEvents(),
 	}
 	if runID, afterSeq, ok := cursor.Unfinished(); ok {
 		reopen.ResumeRunId, reopen.AfterSeq = runID, afterSeq

@@ -67,9 +67,31 @@ func TestCursorDropsDeliveredEvents(t *testing.T) {
 	if !cursor.Ended("b") || cursor.Seen("b") != 2 {
 		t.Fatal("events after the last one were taken")
 	}
-	reopen := ReopenSession(&pb.OpenSession{GraphId: "g", Subgraphs: true}, "s1", cursor)
-	if reopen.GetSessionId() != "s1" || reopen.GetGraphId() != "" || !reopen.GetSubgraphs() ||
+	reopen := ReopenSession(&pb.OpenSession{GraphId: "g", Subgraphs: true, BatchEvents: true}, "s1", cursor)
+	if reopen.GetSessionId() != "s1" || reopen.GetGraphId() != "" || !reopen.GetSubgraphs() || !reopen.GetBatchEvents() ||
 		reopen.GetResumeRunId() != "a" || reopen.GetAfterSeq() != 3 {
 		t.Fatalf("ReopenSession = %v", reopen)
+	}
+}
+
+func TestResponseEventsSingleOrBatched(t *testing.T) {
+	single := &pb.SessionStreamResponse{Kind: &pb.SessionStreamResponse_Event{Event: event("a", 1, false)}}
+	if got := ResponseEvents(single); len(got) != 1 || got[0].GetSeq() != 1 {
+		t.Fatalf("single event: %v", got)
+	}
+	batch := &pb.SessionStreamResponse{Kind: &pb.SessionStreamResponse_Events{Events: &pb.RunEventBatch{
+		Events: []*pb.RunEvent{event("a", 2, false), event("a", 3, false), event("a", 4, true)},
+	}}}
+	got := ResponseEvents(batch)
+	if len(got) != 3 || got[0].GetSeq() != 2 || got[1].GetSeq() != 3 || !IsTerminal(got[2]) {
+		t.Fatalf("batch: %v", got)
+	}
+	answer := &pb.SessionStreamResponse{RequestId: "r1", Kind: &pb.SessionStreamResponse_Run{Run: &pb.Run{RunId: "a"}}}
+	if got := ResponseEvents(answer); len(got) != 0 {
+		t.Fatalf("an answer carries events: %v", got)
+	}
+	empty := &pb.SessionStreamResponse{Kind: &pb.SessionStreamResponse_Events{Events: &pb.RunEventBatch{}}}
+	if got := ResponseEvents(empty); len(got) != 0 {
+		t.Fatalf("an empty batch carries events: %v", got)
 	}
 }

@@ -146,7 +146,8 @@ func converse(ctx context.Context, sessions pb.SessionServiceClient) error {
 	}
 	session := &sessionStream{stream: stream, ended: map[string]*pb.RunEvent{}}
 	opened, err := session.do(&pb.SessionStreamRequest{Action: &pb.SessionStreamRequest_Open{
-		Open: &pb.OpenSession{GraphId: graphID},
+		// Batched events: one response per commit of a run instead of one per event.
+		Open: &pb.OpenSession{GraphId: graphID, BatchEvents: true},
 	}})
 	if err != nil {
 		return err
@@ -209,12 +210,14 @@ func (s *sessionStream) do(request *pb.SessionStreamRequest) (*pb.SessionStreamR
 		if failure := response.GetError(); failure != nil {
 			return nil, fmt.Errorf("%s: code %d: %s", request.GetRequestId(), failure.GetCode(), failure.GetMessage())
 		}
-		if event := response.GetEvent(); event != nil {
-			if err := printEvent(event); err != nil {
-				return nil, err
-			}
-			if stepstream.IsTerminal(event) {
-				s.ended[event.GetRunId()] = event
+		if events := stepstream.ResponseEvents(response); len(events) > 0 {
+			for _, event := range events {
+				if err := printEvent(event); err != nil {
+					return nil, err
+				}
+				if stepstream.IsTerminal(event) {
+					s.ended[event.GetRunId()] = event
+				}
 			}
 			continue
 		}
@@ -237,15 +240,16 @@ func (s *sessionStream) events(runID string) (*pb.RunEvent, error) {
 		if err != nil {
 			return nil, err
 		}
-		event := response.GetEvent()
-		if event == nil || event.GetRunId() != runID {
-			continue
-		}
-		if err := printEvent(event); err != nil {
-			return nil, err
-		}
-		if stepstream.IsTerminal(event) {
-			return event, nil
+		for _, event := range stepstream.ResponseEvents(response) {
+			if event.GetRunId() != runID {
+				continue
+			}
+			if err := printEvent(event); err != nil {
+				return nil, err
+			}
+			if stepstream.IsTerminal(event) {
+				return event, nil
+			}
 		}
 	}
 }

@@ -19,6 +19,7 @@ import {
   graphs,
   isTerminal,
   runs,
+  sessionEvents,
   sessions,
   toJson,
 } from "../src";
@@ -72,11 +73,16 @@ async function runInBackground(client: runs.RunServiceClient): Promise<void> {
   await follow(client, run.runId);
 }
 
+/** What a session stream delivers, one at a time: a run event, or an answer to an action. */
+type Received = { event: RunEvent } | { answer: sessions.SessionStreamResponse };
+
 /** One action at a time on a session stream, reading until the server answers it. */
 class SessionStream {
   private next = 0;
   private readonly responses: AsyncIterator<sessions.SessionStreamResponse>;
   private readonly ended = new Map<string, RunEvent>();
+  // The rest of a batch of events, handed out before the next response is read.
+  private readonly pending: RunEvent[] = [];
 
   constructor(
     private readonly stream: ClientDuplexStream<sessions.SessionStreamRequest, sessions.SessionStreamResponse>,
@@ -92,22 +98,40 @@ class SessionStream {
     return value;
   }
 
+  private async receive(): Promise<Received> {
+    for (;;) {
+      const event = this.pending.shift();
+      if (event !== undefined) {
+        return { event };
+      }
+      const response = await this.read();
+      const carried = sessionEvents(response);
+      if (carried === undefined) {
+        return { answer: response };
+      }
+      this.pending.push(...carried);
+    }
+  }
+
   async do(action: sessions.SessionStreamRequest["action"]): Promise<sessions.SessionStreamResponse> {
     const requestId = `r${++this.next}`;
     this.stream.write(sessions.SessionStreamRequest.fromPartial({ requestId, action }));
     for (;;) {
-      const response = await this.read();
-      if (response.kind?.$case === "error") {
-        const { code, message } = response.kind.error;
-        throw new Error(`${requestId}: code ${code}: ${message}`);
-      }
-      if (response.kind?.$case === "event") {
-        const event = response.kind.event;
+      const received = await this.receive();
+      if ("event" in received) {
+        const { event } = received;
         printEvent(event);
         if (isTerminal(event)) {
           this.ended.set(event.runId, event);
         }
-      } else if (response.requestId === requestId) {
+        continue;
+      }
+      const response = received.answer;
+      if (response.kind?.$case === "error") {
+        const { code, message } = response.kind.error;
+        throw new Error(`${requestId}: code ${code}: ${message}`);
+      }
+      if (response.requestId === requestId) {
         return response;
       }
     }
@@ -120,13 +144,13 @@ class SessionStream {
       return seen;
     }
     for (;;) {
-      const response = await this.read();
-      if (response.kind?.$case !== "event" || response.kind.event.runId !== runId) {
+      const received = await this.receive();
+      if (!("event" in received) || received.event.runId !== runId) {
         continue;
       }
-      printEvent(response.kind.event);
-      if (isTerminal(response.kind.event)) {
-        return response.kind.event;
+      printEvent(received.event);
+      if (isTerminal(received.event)) {
+        return received.event;
       }
     }
   }
@@ -147,7 +171,9 @@ function runOf(response: sessions.SessionStreamResponse): string {
 async function converse(client: sessions.SessionServiceClient): Promise<void> {
   const session = new SessionStream(client.sessionStream());
   try {
-    const opened = await session.do({ $case: "open", open: sessions.OpenSession.fromPartial({ graphId: GRAPH_ID }) });
+    // batchEvents: each commit's events (often dozens of tokens) come as one response.
+    const open = sessions.OpenSession.fromPartial({ graphId: GRAPH_ID, batchEvents: true });
+    const opened = await session.do({ $case: "open", open });
     if (opened.kind?.$case !== "session") {
       throw new Error(`expected the session, got ${opened.kind?.$case}`);
     }

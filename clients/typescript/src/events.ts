@@ -1,6 +1,6 @@
 // Event kinds, and a cursor that makes a reopened stream deliver each event once.
 import { RunEvent } from "./gen/stepstream/v1/events";
-import { OpenSession } from "./gen/stepstream/v1/sessions";
+import { OpenSession, SessionStreamResponse } from "./gen/stepstream/v1/sessions";
 
 const TERMINAL = new Set(["runFinished", "runFailed", "runCancelled"]);
 
@@ -13,6 +13,22 @@ export function eventKind(event: RunEvent): string {
 /** True for a run's last event: finished, failed or cancelled. */
 export function isTerminal(event: RunEvent): boolean {
   return TERMINAL.has(event.kind?.$case ?? "");
+}
+
+/**
+ * The run events a session stream response carries, in order: one for `event`,
+ * all of a batch for `events` (streams opened with batchEvents); undefined for
+ * any other response (the answers to actions).
+ */
+export function sessionEvents(response: SessionStreamResponse): RunEvent[] | undefined {
+  switch (response.kind?.$case) {
+    case "event":
+      return [response.kind.event];
+    case "events":
+      return response.kind.events.events;
+    default:
+      return undefined;
+  }
 }
 
 /** The last seq delivered of each run; drops events seen already. */
@@ -66,6 +82,7 @@ export function reopenSession(open: OpenSession, sessionId: string, cursor: Curs
     sessionId,
     eventKinds: open.eventKinds,
     subgraphs: open.subgraphs,
+    batchEvents: open.batchEvents,
     resumeRunId: unfinished?.runId ?? "",
     afterSeq: unfinished?.afterSeq ?? 0,
   });

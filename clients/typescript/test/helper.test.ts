@@ -2,9 +2,18 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { Cursor, eventKind, fromJson, isTerminal, reopenSession, toJson, toOptionalJson } from "../src";
+import {
+  Cursor,
+  eventKind,
+  fromJson,
+  isTerminal,
+  reopenSession,
+  sessionEvents,
+  toJson,
+  toOptionalJson,
+} from "../src";
 import { RunEvent } from "../src/gen/stepstream/v1/events";
-import { OpenSession } from "../src/gen/stepstream/v1/sessions";
+import { OpenSession, SessionStreamResponse } from "../src/gen/stepstream/v1/sessions";
 
 function event(runId: string, seq: number, finished = false): RunEvent {
   const kind: RunEvent["kind"] = finished
@@ -48,12 +57,31 @@ test("the cursor drops what was delivered and everything after the last event", 
 test("a reopened session continues the latest unfinished run", () => {
   const cursor = new Cursor();
   cursor.take([event("a", 4)]);
-  const open = OpenSession.fromPartial({ graphId: "g", eventKinds: [1], subgraphs: true });
+  const open = OpenSession.fromPartial({ graphId: "g", eventKinds: [1], subgraphs: true, batchEvents: true });
   const reopen = reopenSession(open, "s1", cursor);
   assert.equal(reopen.sessionId, "s1");
   assert.equal(reopen.graphId, "");
   assert.deepEqual(reopen.eventKinds, [1]);
   assert.equal(reopen.subgraphs, true);
+  assert.equal(reopen.batchEvents, true);
   assert.equal(reopen.resumeRunId, "a");
   assert.equal(reopen.afterSeq, 4);
+});
+
+test("session responses carry one event, a batch in order, or none", () => {
+  const single = SessionStreamResponse.fromPartial({ kind: { $case: "event", event: event("a", 1) } });
+  assert.deepEqual(sessionEvents(single)?.map((e) => `${e.runId}${e.seq}`), ["a1"]);
+  const batch = SessionStreamResponse.fromPartial({
+    kind: { $case: "events", events: { events: [event("a", 2), event("a", 3), event("a", 4, true)] } },
+  });
+  assert.deepEqual(sessionEvents(batch)?.map((e) => `${e.runId}${e.seq}`), ["a2", "a3", "a4"]);
+  assert.equal(isTerminal(sessionEvents(batch)!.at(-1)!), true);
+  const empty = SessionStreamResponse.fromPartial({ kind: { $case: "events", events: { events: [] } } });
+  assert.deepEqual(sessionEvents(empty), []);
+  const answer = SessionStreamResponse.fromPartial({
+    requestId: "r1",
+    kind: { $case: "run", run: { runId: "a" } },
+  });
+  assert.equal(sessionEvents(answer), undefined);
+  assert.equal(sessionEvents(SessionStreamResponse.fromPartial({})), undefined);
 });

@@ -1,6 +1,8 @@
 package dev.stepstream.client;
 
 import dev.stepstream.v1.RunEvent;
+import dev.stepstream.v1.SessionStreamResponse;
+import java.util.List;
 import java.util.Locale;
 
 /** Event kinds by their proto field names. */
@@ -18,6 +20,18 @@ public final class Events {
     return switch (event.getKindCase()) {
       case RUN_FINISHED, RUN_FAILED, RUN_CANCELLED -> true;
       default -> false;
+    };
+  }
+
+  /**
+   * The run events a session stream response carries, in order: one for {@code event}, the whole
+   * batch for {@code events} (streams opened with {@code batch_events}), none for any other kind.
+   */
+  public static List<RunEvent> of(SessionStreamResponse response) {
+    return switch (response.getKindCase()) {
+      case EVENT -> List.of(response.getEvent());
+      case EVENTS -> response.getEvents().getEventsList();
+      default -> List.of();
     };
   }
 }

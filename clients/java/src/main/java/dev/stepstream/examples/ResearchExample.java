@@ -23,6 +23,7 @@ import io.grpc.Grpc;
 import io.grpc.InsecureChannelCredentials;
 import io.grpc.ManagedChannel;
 import io.grpc.stub.StreamObserver;
+import java.util.ArrayDeque;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -123,7 +124,7 @@ public final class ResearchExample {
     SessionStream session = new SessionStream(SessionServiceGrpc.newStub(channel));
     try {
       SessionStreamResponse opened =
-          session.send(SessionStreamRequest.newBuilder().setOpen(OpenSession.newBuilder().setGraphId(GRAPH_ID)));
+          session.send(SessionStreamRequest.newBuilder().setOpen(OpenSession.newBuilder().setGraphId(GRAPH_ID).setBatchEvents(true)));
       System.out.println("session " + opened.getSession().getSessionId());
 
       String input = Json.encode(Map.of("query", VAGUE_QUESTION));
@@ -148,10 +149,15 @@ public final class ResearchExample {
     }
   }
 
-  /** One action at a time on a session stream, reading until the server answers it. */
+  /**
+   * One action at a time on a session stream, reading until the server answers it. The session is
+   * opened with batch_events: each commit's events of a run come as one response, which is much
+   * cheaper than one response per event on token streams.
+   */
   private static final class SessionStream {
     private static final Object END = new Object();
     private final BlockingQueue<Object> responses = new LinkedBlockingQueue<>();
+    private final ArrayDeque<RunEvent> unread = new ArrayDeque<>();
     private final StreamObserver<SessionStreamRequest> requests;
     private final Map<String, RunEvent> ended = new HashMap<>();
     private int next;
@@ -177,33 +183,44 @@ public final class ResearchExample {
               });
     }
 
-    private SessionStreamResponse read() throws InterruptedException {
-      Object item = responses.take();
-      if (item instanceof SessionStreamResponse response) {
-        return response;
+    /** The next event (batches are read one event at a time), or else the next other response. */
+    private Object read() throws InterruptedException {
+      while (unread.isEmpty()) {
+        Object item = responses.take();
+        if (item instanceof SessionStreamResponse response) {
+          if (!response.hasEvent() && !response.hasEvents()) {
+            return response;
+          }
+          unread.addAll(Events.of(response));
+        } else {
+          responses.add(item); // every later read sees the end too
+          if (item instanceof Throwable error) {
+            throw new IllegalStateException("the session stream failed: " + error, error);
+          }
+          throw new IllegalStateException("the session stream ended");
+        }
       }
-      responses.add(item); // every later read sees the end too
-      if (item instanceof Throwable error) {
-        throw new IllegalStateException("the session stream failed: " + error, error);
-      }
-      throw new IllegalStateException("the session stream ended");
+      return unread.poll();
     }
 
     SessionStreamResponse send(SessionStreamRequest.Builder request) throws InterruptedException {
       String requestId = "r" + ++next;
       requests.onNext(request.setRequestId(requestId).build());
       while (true) {
-        SessionStreamResponse response = read();
+        Object item = read();
+        if (item instanceof RunEvent event) {
+          printEvent(event);
+          if (Events.isTerminal(event)) {
+            ended.put(event.getRunId(), event);
+          }
+          continue;
+        }
+        SessionStreamResponse response = (SessionStreamResponse) item;
         if (response.hasError()) {
           throw new IllegalStateException(
               requestId + ": code " + response.getError().getCode() + ": " + response.getError().getMessage());
         }
-        if (response.hasEvent()) {
-          printEvent(response.getEvent());
-          if (Events.isTerminal(response.getEvent())) {
-            ended.put(response.getEvent().getRunId(), response.getEvent());
-          }
-        } else if (response.getRequestId().equals(requestId)) {
+        if (response.getRequestId().equals(requestId)) {
           return response;
         }
       }
@@ -216,13 +233,12 @@ public final class ResearchExample {
         return seen;
       }
       while (true) {
-        SessionStreamResponse response = read();
-        if (!response.hasEvent() || !response.getEvent().getRunId().equals(runId)) {
+        if (!(read() instanceof RunEvent event) || !event.getRunId().equals(runId)) {
           continue;
         }
-        printEvent(response.getEvent());
-        if (Events.isTerminal(response.getEvent())) {
-          return response.getEvent();
+        printEvent(event);
+        if (Events.isTerminal(event)) {
+          return event;
         }
       }
     }

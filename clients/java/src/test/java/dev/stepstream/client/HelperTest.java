@@ -8,7 +8,10 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.stepstream.v1.OpenSession;
 import dev.stepstream.v1.RunEvent;
+import dev.stepstream.v1.Run;
+import dev.stepstream.v1.RunEventBatch;
 import dev.stepstream.v1.RunFinished;
+import dev.stepstream.v1.SessionStreamResponse;
 import dev.stepstream.v1.SuperstepFinished;
 import java.util.List;
 import java.util.Map;
@@ -41,6 +44,21 @@ class HelperTest {
     assertEquals("", Events.kind(RunEvent.getDefaultInstance()));
     assertFalse(Events.isTerminal(event("r", 1, false)));
     assertTrue(Events.isTerminal(event("r", 2, true)));
+  }
+
+  @Test
+  void responsesCarryTheirEventsSingleOrBatchedInOrder() {
+    RunEvent first = event("a", 1, false);
+    RunEvent last = event("a", 2, true);
+    assertEquals(List.of(first), Events.of(SessionStreamResponse.newBuilder().setEvent(first).build()));
+    SessionStreamResponse batch =
+        SessionStreamResponse.newBuilder()
+            .setEvents(RunEventBatch.newBuilder().addEvents(first).addEvents(last))
+            .build();
+    assertEquals(List.of(first, last), Events.of(batch));
+    assertEquals(List.of(), Events.of(SessionStreamResponse.newBuilder().setEvents(RunEventBatch.getDefaultInstance()).build()));
+    assertEquals(List.of(), Events.of(SessionStreamResponse.newBuilder().setRun(Run.newBuilder().setRunId("a")).build()));
+    assertEquals(List.of(), Events.of(SessionStreamResponse.getDefaultInstance()));
   }
 
   @Test

@@ -9,15 +9,15 @@ from the table needs a role nobody has: denied by default.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import grpc
 
 from stepstream.security.credentials import Authenticator, AuthError, Principal
+from stepstream.security.handlers import Context, with_check
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,6 @@ OPEN_PREFIXES = (
 current_principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
     "current_principal", default=None
 )
-
-Context = Any  # grpc.aio.ServicerContext
 
 
 def peer_common_names(context: Context) -> list[str]:
@@ -65,7 +63,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         method: str = details.method  # type: ignore[attr-defined]
         if handler is None or method.startswith(self._open):
             return handler
-        return _wrap(handler, self._checker(method))
+        check = self._checker(method)
+
+        async def run_as_principal(_request: Any, context: Context) -> None:
+            current_principal.set(await check(context))
+
+        return with_check(handler, run_as_principal)
 
     def _checker(self, method: str) -> Callable[[Context], Awaitable[Principal]]:
         needed = self._roles.get(method, frozenset())
@@ -90,50 +93,6 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return principal
 
         return check
-
-
-def _wrap(handler: grpc.RpcMethodHandler, check: Callable[[Context], Awaitable[Principal]]) -> Any:
-    """The same handler, its behaviour preceded by the check and run as the principal."""
-    h: Any = handler
-    if h.unary_unary:
-        inner_uu = h.unary_unary
-
-        async def unary_unary(request: Any, context: Context) -> Any:
-            current_principal.set(await check(context))
-            return await inner_uu(request, context)
-
-        return grpc.unary_unary_rpc_method_handler(unary_unary, h.request_deserializer, h.response_serializer)
-    if h.unary_stream:
-        inner_us = h.unary_stream
-
-        async def unary_stream(request: Any, context: Context) -> AsyncIterator[Any]:
-            current_principal.set(await check(context))
-            async with contextlib.aclosing(inner_us(request, context)) as items:
-                async for item in items:
-                    yield item
-
-        return grpc.unary_stream_rpc_method_handler(
-            unary_stream, h.request_deserializer, h.response_serializer
-        )
-    if h.stream_unary:
-        inner_su = h.stream_unary
-
-        async def stream_unary(requests: Any, context: Context) -> Any:
-            current_principal.set(await check(context))
-            return await inner_su(requests, context)
-
-        return grpc.stream_unary_rpc_method_handler(
-            stream_unary, h.request_deserializer, h.response_serializer
-        )
-    inner_ss = h.stream_stream
-
-    async def stream_stream(requests: Any, context: Context) -> AsyncIterator[Any]:
-        current_principal.set(await check(context))
-        async with contextlib.aclosing(inner_ss(requests, context)) as items:
-            async for item in items:
-                yield item
-
-    return grpc.stream_stream_rpc_method_handler(stream_stream, h.request_deserializer, h.response_serializer)
 
 
 def principal_of(default: Principal) -> Principal:

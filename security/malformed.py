@@ -8,7 +8,6 @@ with a field violation on "request" (for a stream, at the message that failed).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -17,6 +16,8 @@ from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
+
+from stepstream.security.handlers import with_check
 
 
 class Malformed:
@@ -65,39 +66,9 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[m
         h: Any = await continuation(details)
         if h is None or h.request_deserializer is None:
             return h
-        decode, encode = _decoder(h.request_deserializer), h.response_serializer
-        if h.unary_unary:
-            inner_uu = h.unary_unary
 
-            async def unary_unary(request: Any, context: Any) -> Any:
-                if isinstance(request, Malformed):
-                    await _refuse(context, request.reason)
-                return await inner_uu(request, context)
+        async def refuse_malformed(request: Any, context: Any) -> None:
+            if isinstance(request, Malformed):
+                await _refuse(context, request.reason)
 
-            return grpc.unary_unary_rpc_method_handler(unary_unary, decode, encode)
-        if h.unary_stream:
-            inner_us = h.unary_stream
-
-            async def unary_stream(request: Any, context: Any) -> AsyncIterator[Any]:
-                if isinstance(request, Malformed):
-                    await _refuse(context, request.reason)
-                async with contextlib.aclosing(inner_us(request, context)) as items:
-                    async for item in items:
-                        yield item
-
-            return grpc.unary_stream_rpc_method_handler(unary_stream, decode, encode)
-        if h.stream_unary:
-            inner_su = h.stream_unary
-
-            async def stream_unary(requests: Any, context: Any) -> Any:
-                return await inner_su(_checked(requests, context), context)
-
-            return grpc.stream_unary_rpc_method_handler(stream_unary, decode, encode)
-        inner_ss = h.stream_stream
-
-        async def stream_stream(requests: Any, context: Any) -> AsyncIterator[Any]:
-            async with contextlib.aclosing(inner_ss(_checked(requests, context), context)) as items:
-                async for item in items:
-                    yield item
-
-        return grpc.stream_stream_rpc_method_handler(stream_stream, decode, encode)
+        return with_check(h, refuse_malformed, _checked, _decoder(h.request_deserializer))

@@ -9,7 +9,6 @@ field and the limit, before any work or any write happens.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import re
@@ -21,6 +20,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from grpc_status import rpc_status
 
+from stepstream.security.handlers import with_check
 from stepstream.server.api.status import status_of
 from stepstream.server.core.errors import InvalidArgument
 from stepstream.server.settings import ServerSettings
@@ -141,33 +141,10 @@ class RequestLimitsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc
             return handler
         limits = self._limits
 
-        async def refuse(exc: InvalidArgument, context: Any) -> None:
-            await context.abort_with_status(rpc_status.to_status(status_of(exc)))
-
-        if handler.unary_unary:
-            inner = handler.unary_unary
-
-            async def unary_unary(request: Any, context: Any) -> Any:
-                try:
-                    check_request(request, limits)
-                except InvalidArgument as exc:
-                    await refuse(exc, context)
-                return await inner(request, context)
-
-            return grpc.unary_unary_rpc_method_handler(
-                unary_unary, handler.request_deserializer, handler.response_serializer
-            )
-        inner_stream = handler.unary_stream
-
-        async def unary_stream(request: Any, context: Any) -> Any:
+        async def checked(request: Any, context: Any) -> None:
             try:
                 check_request(request, limits)
             except InvalidArgument as exc:
-                await refuse(exc, context)
-            async with contextlib.aclosing(inner_stream(request, context)) as items:
-                async for item in items:
-                    yield item
+                await context.abort_with_status(rpc_status.to_status(status_of(exc)))
 
-        return grpc.unary_stream_rpc_method_handler(
-            unary_stream, handler.request_deserializer, handler.response_serializer
-        )
+        return with_check(handler, checked)

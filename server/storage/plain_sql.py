@@ -10,7 +10,8 @@ on the same connection and in the same transaction.
 Only plain statements take this path: every parameter is passed as it is
 (text, numbers, bytes, None; sqlite3 takes them all, the same as SQLAlchemy's
 processors for the schema's Float and LargeBinary columns would give it), and
-none is an expanding IN list. Anything else returns None here and goes through SQLAlchemy as before.
+none is an expanding IN list. Anything else returns None here and goes
+through SQLAlchemy as before.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
+
+# Compiled statements kept at most (a few dozen in use).
+MAX_CACHED = 1_024
 
 
 class PlainStatement:
@@ -52,6 +56,10 @@ class PlainStatements:
         if cached is not None and cached[0] is statement:
             return cached[1]
         plain = self._compile(statement, keys)
+        if len(self._cache) >= MAX_CACHED:
+            # The writer's statements are module constants; a caller building them per write
+            # must not make this grow without end (each entry holds its statement).
+            self._cache.clear()
         self._cache[(id(statement), keys)] = (statement, plain)
         return plain
 

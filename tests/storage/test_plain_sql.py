@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from stepstream.server.storage.batch import GroupCommitWriter
 from stepstream.server.storage.db import create_engine, create_sqlite_writer_engine
-from stepstream.server.storage.plain_sql import PlainStatements
+from stepstream.server.storage.plain_sql import MAX_CACHED, PlainStatements
 
 metadata = sa.MetaData()
 items = sa.Table(
@@ -81,3 +81,10 @@ async def test_the_writer_stores_the_same_rows_either_way(tmp_path: pathlib.Path
     finally:
         await writer.close()
         await engine.dispose()
+
+
+def test_statements_built_per_write_do_not_grow_the_cache_without_end(tmp_path: pathlib.Path) -> None:
+    plain = _plain(tmp_path)
+    for i in range(MAX_CACHED + 10):
+        assert plain.get(items.update().where(items.c.id == i).values(state="x"), ()) is not None
+    assert len(plain._cache) <= MAX_CACHED

@@ -44,6 +44,22 @@ Report = Callable[[Timing], None]
 RunOnce = Callable[[int, Report], Awaitable[None]]
 
 
+def soak_result(count: int, began: float, started: float, outcomes: Sequence[Any]) -> dict[str, Any]:
+    """A soak's figures from each run's outcome: True for a run that succeeded, else why not."""
+    failures = [o for o in outcomes if o is not True]
+    return {
+        "count": count,
+        "started_seconds": started,
+        "total_seconds": time.perf_counter() - began,
+        "succeeded": len(outcomes) - len(failures),
+        "error_kinds": sorted({_why(f)[:160] for f in failures})[:3],
+    }
+
+
+def _why(outcome: Any) -> str:
+    return f"{type(outcome).__name__}: {outcome}" if isinstance(outcome, BaseException) else str(outcome)
+
+
 def percentile(values: list[float], q: float) -> float | None:
     """Nearest-rank percentile, in milliseconds."""
     if not values:

@@ -23,7 +23,7 @@ from typing import Any
 
 from langgraph.types import Command
 
-from bench.load import Report, RunOnce, Timing, main
+from bench.load import Report, RunOnce, Timing, main, soak_result
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 GRAPHS = ROOT / "bench" / "graphs" / "graphs.py"
@@ -120,22 +120,15 @@ class InProcess:
         graph, count = self.graphs["waiting"], request["count"]
         began = time.perf_counter()
 
-        async def one() -> bool:
+        async def one() -> bool | str:
             config = {"configurable": {"thread_id": uuid.uuid4().hex}}
             out = await graph.ainvoke({"url": request["url"]}, config)
-            return bool(out.get("status") == 200)
+            return out.get("status") == 200 or f"HTTP status {out.get('status')}"
 
         tasks = [asyncio.create_task(one()) for _ in range(count)]
         started = time.perf_counter() - began
         outcomes = await asyncio.gather(*tasks, return_exceptions=True)
-        errors = [o for o in outcomes if isinstance(o, BaseException)]
-        return {
-            "count": count,
-            "started_seconds": started,
-            "total_seconds": time.perf_counter() - began,
-            "succeeded": sum(1 for o in outcomes if o is True),
-            "error_kinds": sorted({f"{type(e).__name__}: {e}"[:160] for e in errors})[:3],
-        }
+        return soak_result(count, began, started, outcomes)
 
     async def close(self) -> None:
         if self.saver_cm is not None:

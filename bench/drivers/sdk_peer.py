@@ -20,7 +20,7 @@ from typing import Any
 
 from langgraph_sdk import get_client
 
-from bench.load import Report, RunOnce, Timing, main
+from bench.load import Report, RunOnce, Timing, main, soak_result
 
 CLIENTS_PER_SDK = 16
 EXPECTED_UPDATES = {"linear": 3, "mapreduce": 11}
@@ -151,14 +151,7 @@ class SdkPeer:
 
         joins = (join(i, r) for i, r in enumerate(started_runs))
         results = await asyncio.gather(*joins, return_exceptions=True)
-        errors = [r for r in results if isinstance(r, BaseException)]
-        return {
-            "count": count,
-            "started_seconds": started,
-            "total_seconds": time.perf_counter() - began,
-            "succeeded": sum(1 for r in results if r is True),
-            "error_kinds": sorted({f"{type(e).__name__}: {e}"[:160] for e in errors})[:3],
-        }
+        return soak_result(count, began, started, results)
 
     async def close(self) -> None:
         for client in self.clients:

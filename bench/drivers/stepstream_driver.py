@@ -14,7 +14,7 @@ import asyncio
 import time
 from typing import Any
 
-from bench.load import Report, RunOnce, Timing, main
+from bench.load import Report, RunOnce, Timing, main, soak_result
 from stepstream.cli.demo import Tally, one_session
 from stepstream.client import StepstreamClient
 
@@ -92,14 +92,7 @@ class Stepstream:
                 return str(run.status)
 
         statuses = await asyncio.gather(*(wait(i, r) for i, r in enumerate(run_ids)), return_exceptions=True)
-        failures = [s for s in statuses if s != "succeeded"]
-        return {
-            "count": count,
-            "started_seconds": started,
-            "total_seconds": time.perf_counter() - began,
-            "succeeded": count - len(failures),
-            "error_kinds": sorted({str(f)[:160] for f in failures})[:3],
-        }
+        return soak_result(count, began, started, [s == "succeeded" or s for s in statuses])
 
     async def close(self) -> None:
         for client in self.clients:

@@ -7,9 +7,9 @@ writes pile up and go in the next one: the busier the replica, the more writes
 share a transaction, with no timer (the writer only lets the loop turn a few
 times first, for writes that arrive as a cascade of callbacks).
 
-Within a transaction, writes of the same statement (with the same parameter
-names) are sent together as one executemany, in the order of their first
-appearance, and in submission order within a statement. Callers therefore submit only inserts,
+Within a transaction, writes of the same statement are sent together as one
+executemany, in the order of the statement's first appearance, and in
+submission order within a statement. Callers therefore submit only inserts,
 upserts and updates whose effect does not depend on other statements of the
 batch; deletes go through `DatabaseWriter.transaction` instead.
 """
@@ -156,14 +156,12 @@ class GroupCommitWriter:
         return batch
 
     async def _commit(self, batch: Sequence[_Pending]) -> None:
-        # One executemany per statement and set of parameter names (rows of one executemany
-        # must all name the same parameters).
-        groups: dict[tuple[int, tuple[str, ...]], tuple[Executable, list[Mapping[str, Any]]]] = {}
+        groups: dict[int, tuple[Executable, list[Mapping[str, Any]]]] = {}
         for pending in batch:
             for statement, params in pending.writes:
-                group = groups.get((id(statement), tuple(params)))
+                group = groups.get(id(statement))
                 if group is None:
-                    groups[(id(statement), tuple(params))] = (statement, [params])
+                    groups[id(statement)] = (statement, [params])
                 else:
                     group[1].append(params)
         if self._thread is not None:
@@ -181,12 +179,16 @@ class GroupCommitWriter:
         with self._sync_engine.begin() as conn:
             cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
             try:
-                for statement, rows in groups:
-                    plain = self._plain.get(statement, tuple(rows[0]))
-                    if plain is None:
-                        conn.execute(statement, rows if len(rows) > 1 else rows[0])
-                    else:
-                        cursor.executemany(plain.sql, [plain.row(row) for row in rows])
+                for statement, params in groups:
+                    by_keys: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+                    for row in params:
+                        by_keys.setdefault(tuple(row), []).append(row)
+                    for keys, rows in by_keys.items():
+                        plain = self._plain.get(statement, keys)
+                        if plain is None:
+                            conn.execute(statement, rows if len(rows) > 1 else rows[0])
+                        else:
+                            cursor.executemany(plain.sql, [plain.row(row) for row in rows])
             finally:
                 cursor.close()
 

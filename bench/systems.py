@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 import pathlib
 import sys
 import time
@@ -24,6 +25,8 @@ from stepstream.server.process import LimiterProcess, ServerProcess
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "bench" / "graphs" / "stepstream.json"
 LIMITS = ROOT / "examples" / "limits.toml"
+# `serve --workers` as one would run it on this machine: a server process per core.
+WORKERS = max(2, os.cpu_count() or 1)
 
 
 @dataclasses.dataclass
@@ -171,10 +174,24 @@ def _plain_postgres_url(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every process below it (a server's workers and sidecar)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        with contextlib.suppress(OSError):
+            for task in pathlib.Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
 @dataclasses.dataclass(frozen=True)
 class StepstreamSystem(System):
     backend: str = "sqlite"
     replicas: int = 1
+    # Server processes of the one replica (`serve --workers`).
+    workers: int = 1
 
     @contextlib.asynccontextmanager
     async def deploy(self, res: Resources, concurrency: int) -> AsyncIterator[Deployment]:
@@ -188,11 +205,12 @@ class StepstreamSystem(System):
         grace = ("--grace", "1")
         driver = [sys.executable, "-m", "bench.drivers.stepstream_driver"]
         if self.replicas == 1:
-            server = ServerProcess(db, CONFIG, "--limits", str(LIMITS), *grace, env=env, cwd=workdir)
+            args = ("--limits", str(LIMITS), "--workers", str(self.workers), *grace)
+            server = ServerProcess(db, CONFIG, *args, env=env, cwd=workdir)
             try:
                 await asyncio.to_thread(server.start)
-                one = [server.pid] if server.pid else []
-                yield Deployment(driver, {"addresses": [server.address]}, lambda: one)
+                pid = server.pid or 0
+                yield Deployment(driver, {"addresses": [server.address]}, lambda: process_tree(pid))
             finally:
                 await asyncio.to_thread(server.stop)
             return
@@ -235,6 +253,12 @@ SYSTEMS: tuple[System, ...] = (
     ),
     AegraServer("aegra", "Aegra on PostgreSQL", "peer"),
     StepstreamSystem("stepstream-sqlite", "stepstream, SQLite", "stepstream"),
+    StepstreamSystem(
+        "stepstream-sqlite-workers",
+        f"stepstream, SQLite, {WORKERS} workers",
+        "stepstream",
+        workers=WORKERS,
+    ),
     StepstreamSystem("stepstream-pg", "stepstream, PostgreSQL", "stepstream", backend="postgresql"),
     StepstreamSystem(
         "stepstream-pg-2",

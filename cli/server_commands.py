@@ -37,6 +37,9 @@ def serve(
     db: str = typer.Option(DEFAULTS.db_url, "--db", help="SQLAlchemy URL (SQLite file by default)."),
     host: str = typer.Option(DEFAULTS.host, "--host"),
     port: int = typer.Option(DEFAULTS.port, "--port", help="0 picks a free port (printed at start)."),
+    workers: int = typer.Option(
+        DEFAULTS.workers, "--workers", min=1, help="Server processes sharing the port (one core each)."
+    ),
     max_active_runs: int = typer.Option(DEFAULTS.max_active_runs, help="Runs executing at once."),
     max_queued_runs: int = typer.Option(DEFAULTS.max_queued_runs, help="Runs waiting beyond that."),
     grace: float = typer.Option(DEFAULTS.shutdown_grace_seconds, help="Seconds to drain on SIGTERM."),
@@ -136,6 +139,7 @@ def serve(
         replica=replica or DEFAULTS.replica,
         host=host,
         port=port,
+        workers=workers,
         db_url=db,
         config_path=config,
         migrate_on_start=not no_migrate,
@@ -177,7 +181,16 @@ def serve(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     try:
-        run_forever(settings)
+        if workers > 1:
+            from stepstream.server.workers import WorkerFailed, serve_workers
+
+            try:
+                serve_workers(settings, log_level.upper())
+            except (WorkerFailed, OSError) as exc:
+                typer.echo(f"error: {exc}", err=True)
+                raise typer.Exit(2) from None
+        else:
+            run_forever(settings)
     except (ConfigError, TelemetryConfigError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -16,6 +16,12 @@ class ServerSettings:
     # Where the service listens.
     host: str = "127.0.0.1"
     port: int = 50051
+    # Server processes sharing the port (`serve --workers`, server/workers.py): one process
+    # uses one core; each worker is a replica of its own on the same database.
+    workers: int = 1
+    # Let other processes listen on the same port (SO_REUSEPORT); set for the workers only,
+    # so a second server started by mistake on a taken port fails instead of sharing it.
+    reuse_port: bool = False
     # SQLAlchemy URL; the embedded default is a SQLite file in the working folder.
     db_url: str = "sqlite+aiosqlite:///stepstream.db"
     # Graph registry: a stepstream or langgraph.json file ("graphs": {id: "path:attr"}).

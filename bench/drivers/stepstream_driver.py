@@ -1,8 +1,9 @@
 """Load client of stepstream: the Python SDK over gRPC, every run on its own session.
 
 Given several addresses (replicas), the SDK rotates its calls over them. One
-SDK client per CLIENTS_PER_CHANNEL concurrent loops, so no single HTTP/2
-connection carries every stream. The research scenario is the demo's own
+HTTP/2 connection per CLIENTS_PER_CONNECTION concurrent loops, so no single
+connection carries every stream and a server with several worker processes
+(`serve --workers`) gets connections to spread over them. The research scenario is the demo's own
 session (`stepstream demo`): start, answer the clarification, stream the answer.
 
 `python -m bench.drivers.stepstream_driver` (requests on stdin, see bench/load.py).
@@ -18,7 +19,7 @@ from bench.load import Report, RunOnce, Timing, main, soak_result
 from stepstream.cli.demo import Tally, one_session
 from stepstream.client import StepstreamClient
 
-CLIENTS_PER_CHANNEL = 32
+CLIENTS_PER_CONNECTION = 32
 EXPECTED_TASKS = {"linear": 3, "mapreduce": 11}
 # Runs started or awaited at once in the soak (the rest queue in this client).
 SOAK_CALLS_IN_FLIGHT = 256
@@ -27,28 +28,26 @@ SOAK_CALLS_IN_FLIGHT = 256
 class Stepstream:
     def __init__(self) -> None:
         self.addresses: list[str] = []
-        self.clients: list[StepstreamClient] = []
+        self.clients: dict[int, StepstreamClient] = {}
 
     async def start(self, request: dict[str, Any]) -> None:
         self.addresses = request["addresses"]
 
-    def _clients(self, concurrency: int) -> list[StepstreamClient]:
-        wanted = max(1, -(-concurrency // CLIENTS_PER_CHANNEL))
-        while len(self.clients) < wanted:
-            self.clients.append(StepstreamClient(self.addresses))
-        return self.clients[:wanted]
+    def _client(self, concurrency: int) -> StepstreamClient:
+        connections = max(1, -(-concurrency // CLIENTS_PER_CONNECTION))
+        if connections not in self.clients:
+            self.clients[connections] = StepstreamClient(self.addresses, connections=connections)
+        return self.clients[connections]
 
     def runner(self, request: dict[str, Any]) -> RunOnce:
-        clients = self._clients(request["concurrency"])
-        concurrency = request["concurrency"]
+        client = self._client(request["concurrency"])
         graph_id = request["graph"]
         if graph_id == "research_assistant":
-            return self._session_runner(clients, concurrency)
+            return self._session_runner(client)
         expected = EXPECTED_TASKS[graph_id]
         payload = request["input"]
 
         async def run_once(index: int, report: Report) -> None:
-            client = clients[(index % concurrency) % len(clients)]
             began, first, finished, last = time.perf_counter(), None, 0, ""
             async for event in client.runs.stream(graph_id, payload, kinds=["tasks"]):
                 if event.kind == "task_finished":
@@ -63,24 +62,24 @@ class Stepstream:
         return run_once
 
     @staticmethod
-    def _session_runner(clients: list[StepstreamClient], concurrency: int) -> RunOnce:
+    def _session_runner(client: StepstreamClient) -> RunOnce:
         async def session(index: int, report: Report) -> None:
             tally = Tally(1, on_run_end=lambda latency, first: report(Timing(latency, first)))
-            await one_session(clients[(index % concurrency) % len(clients)], index, tally)
+            await one_session(client, index, tally)
             if tally.failed or not tally.done:
                 raise RuntimeError("session did not end with an answer")
 
         return session
 
     async def soak(self, request: dict[str, Any]) -> dict[str, Any]:
-        clients = self._clients(SOAK_CALLS_IN_FLIGHT)
+        client = self._client(SOAK_CALLS_IN_FLIGHT)
         count, payload = request["count"], {"url": request["url"]}
         gate = asyncio.Semaphore(SOAK_CALLS_IN_FLIGHT)
         began = time.perf_counter()
 
         async def start(i: int) -> str:
             async with gate:
-                run = await clients[i % len(clients)].runs.start("waiting", payload)
+                run = await client.runs.start("waiting", payload)
                 return str(run.run_id)
 
         run_ids = await asyncio.gather(*(start(i) for i in range(count)))
@@ -88,14 +87,14 @@ class Stepstream:
 
         async def wait(i: int, run_id: str) -> str:
             async with gate:
-                run = await clients[i % len(clients)].runs.wait(run_id, timeout=900)
+                run = await client.runs.wait(run_id, timeout=900)
                 return str(run.status)
 
         statuses = await asyncio.gather(*(wait(i, r) for i, r in enumerate(run_ids)), return_exceptions=True)
         return soak_result(count, began, started, [s == "succeeded" or s for s in statuses])
 
     async def close(self) -> None:
-        for client in self.clients:
+        for client in self.clients.values():
             await client.close()
 
 

@@ -7,6 +7,7 @@ import concurrent.futures
 import gc
 import logging
 import signal
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -75,7 +76,7 @@ class StepstreamServer:
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
-                ("grpc.so_reuseport", 0),
+                ("grpc.so_reuseport", int(self.settings.reuse_port)),
             ],
         )
         graphs_pb2_grpc.add_GraphServiceServicer_to_server(GraphServicer(self.core), server)
@@ -109,7 +110,11 @@ class StepstreamServer:
             await self.server.stop(1.0)
 
 
-async def serve(settings: ServerSettings) -> None:
+def _print(banner: str) -> None:
+    print(banner, flush=True)
+
+
+async def serve(settings: ServerSettings, announce: Callable[[str], None] = _print) -> None:
     # Before the core is built: it takes its tracer and meters from what this sets up.
     telemetry = configure_from_env("stepstream", settings.replica)
     server = StepstreamServer(settings)
@@ -123,10 +128,8 @@ async def serve(settings: ServerSettings) -> None:
         "TLS" if settings.tls_cert_file else "plaintext",
         "auth on" if settings.auth_file or settings.jwt_keys_file else "AUTHENTICATION OFF",
     ]
-    print(
-        f"stepstream serving {graphs} on {settings.host}:{port} "
-        f"(db {settings.db_url}; {', '.join(security)})",
-        flush=True,
+    announce(
+        f"stepstream serving {graphs} on {settings.host}:{port} (db {settings.db_url}; {', '.join(security)})"
     )
     await stop.wait()
     log.info("stopping: draining runs for up to %.0f s", settings.shutdown_grace_seconds)
@@ -134,11 +137,11 @@ async def serve(settings: ServerSettings) -> None:
     telemetry.shutdown()
 
 
-def run_forever(settings: ServerSettings) -> None:
+def run_forever(settings: ServerSettings, announce: Callable[[str], None] = _print) -> None:
     try:
         import uvloop
 
         runner: Any = uvloop.run
     except ImportError:
         runner = asyncio.run
-    runner(serve(settings))
+    runner(serve(settings, announce))

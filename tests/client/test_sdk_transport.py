@@ -90,6 +90,24 @@ async def test_unary_calls_rotate_over_replicas(make_server: Any) -> None:
     assert a.runs.calls["GetRun"] == 2 and b.runs.calls["GetRun"] == 2
 
 
+async def test_several_connections_per_address_rotate_and_fail_over_as_one_address(
+    make_server: Any, dead_address: str
+) -> None:
+    a, b = await make_server(), await make_server()
+    async with StepstreamClient([a.address, b.address], connections=3) as client:
+        assert client.addresses == (a.address, b.address)
+        for _ in range(6):
+            assert (await client.runs.get("r1")).run_id == "r1"
+    assert a.runs.calls["GetRun"] == 3 and b.runs.calls["GetRun"] == 3
+    async with StepstreamClient([dead_address, b.address], connections=3) as client:
+        # A dead address is tried once per call, not once per connection, then set aside.
+        for _ in range(4):
+            assert (await client.runs.get("r1")).run_id == "r1"
+    assert b.runs.calls["GetRun"] == 3 + 4
+    with pytest.raises(ValueError, match="connections"):
+        StepstreamClient(a.address, connections=0)
+
+
 async def test_reads_fail_over_past_a_dead_replica(make_server: Any, dead_address: str) -> None:
     server = await make_server()
     async with StepstreamClient([dead_address, server.address]) as client:

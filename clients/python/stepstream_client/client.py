@@ -61,6 +61,7 @@ class StepstreamClient:
         tls_ca_file: str | None = None,
         tls_cert_file: str | None = None,
         tls_key_file: str | None = None,
+        connections: int = 1,
     ) -> None:
         """
         credentials: TLS channel credentials; None for plaintext (or the tls_* files below).
@@ -72,6 +73,8 @@ class StepstreamClient:
         api_key: sent as `x-api-key` with every call; token: a JWT, sent as `authorization: Bearer`.
         tls_ca_file: connect over TLS trusting this CA (PEM); tls_cert_file and tls_key_file:
           a client certificate, for servers that require one (mTLS).
+        connections: HTTP/2 connections per address, calls rotating over them; more than one
+          spreads a busy client over the worker processes of a `serve --workers` server.
         """
         addresses = [address] if isinstance(address, str) else list(address)
         pairs = list(metadata.items() if isinstance(metadata, Mapping) else metadata)
@@ -92,6 +95,7 @@ class StepstreamClient:
             credentials=credentials,
             max_message_bytes=max_message_bytes,
             channel_options=channel_options,
+            connections=connections,
         )
         self.graphs = Graphs(self._pool)
         self.sessions = Sessions(self._pool)
@@ -99,7 +103,7 @@ class StepstreamClient:
 
     @property
     def addresses(self) -> tuple[str, ...]:
-        return tuple(ep.address for ep in self._pool.endpoints)
+        return self._pool.addresses
 
     def session_stream(
         self,

@@ -1,8 +1,13 @@
-"""One grpc.aio channel per server address, balanced round-robin, failed over.
+"""grpc.aio channels to the server addresses, balanced round-robin, failed over.
 
 Replicas are equal (any of them serves any request), so balancing is a plain
-rotation. A call that fails with UNAVAILABLE is tried on the next address
-when that cannot do a write twice: always for reads, and for writes only
+rotation. Each address gets `connections` channels, each its own HTTP/2
+connection: on a server running several worker processes on one port
+(`serve --workers`), the kernel hands each new connection to one worker, so a
+client needs several connections to use them all.
+
+A call that fails with UNAVAILABLE is tried on the next address when that
+cannot do a write twice: always for reads, and for writes only
 when the request never reached a server (the connection could not be made).
 An address that failed is tried last for a short while.
 """
@@ -80,17 +85,26 @@ class ChannelPool:
         credentials: grpc.ChannelCredentials | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         channel_options: Sequence[tuple[str, Any]] = (),
+        connections: int = 1,
     ) -> None:
         if not addresses:
             raise ValueError("at least one server address is needed")
+        if connections < 1:
+            raise ValueError("connections must be at least 1")
         options = [
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.primary_user_agent", "stepstream-python"),
             *channel_options,
         ]
+        if connections > 1:
+            # Channels of one process with equal arguments share one connection unless told not to.
+            options.append(("grpc.use_local_subchannel_pool", 1))
         self.settings = settings or CallSettings()
-        self.endpoints = [self._endpoint(a, credentials, options) for a in addresses]
+        self.addresses = tuple(dict.fromkeys(addresses))
+        self.endpoints = [
+            self._endpoint(a, credentials, options) for _ in range(connections) for a in self.addresses
+        ]
         self._next = itertools.count()
 
     @staticmethod
@@ -110,15 +124,21 @@ class ChannelPool:
         )
 
     def order(self) -> list[Endpoint]:
-        """Endpoints to try for one call: the next in rotation first, recently failed ones last."""
+        """Endpoints to try for one call, one per address: the next in rotation first,
+        recently failed addresses last."""
         start = next(self._next) % len(self.endpoints)
         rotated = self.endpoints[start:] + self.endpoints[:start]
+        one_each: dict[str, Endpoint] = {}
+        for endpoint in rotated:
+            one_each.setdefault(endpoint.address, endpoint)
         now = time.monotonic()
-        return sorted(rotated, key=lambda ep: ep.down_until > now)
+        return sorted(one_each.values(), key=lambda ep: ep.down_until > now)
 
-    @staticmethod
-    def mark_down(endpoint: Endpoint) -> None:
-        endpoint.down_until = time.monotonic() + _DOWN_SECONDS
+    def mark_down(self, endpoint: Endpoint) -> None:
+        until = time.monotonic() + _DOWN_SECONDS
+        for each in self.endpoints:
+            if each.address == endpoint.address:
+                each.down_until = until
 
     async def call(self, invoke: Callable[[Endpoint], Awaitable[T]], *, idempotent: bool) -> T:
         """Run one unary call, failing over on UNAVAILABLE where that is safe."""

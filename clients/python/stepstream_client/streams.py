@@ -27,6 +27,8 @@ from stepstream.v1 import events_pb2, runs_pb2
 
 _FIRST_DELAY = 0.05
 _MAX_DELAY = 2.0
+# Seconds to wait for the server to close a stream whose last event has come.
+_CLOSE_SECONDS = 1.0
 
 
 class _Backoff:
@@ -72,6 +74,21 @@ class _Cursor:
         return fresh
 
 
+async def _closed_by_server(call: Any) -> None:
+    """Read a stream to its end after the run's last event.
+
+    The server closes the stream right after that event. Reading its status costs
+    little; cancelling the call instead (what leaving it open would come to) costs
+    both sides a reset stream and the server a cancelled handler.
+    """
+    try:
+        async with asyncio.timeout(_CLOSE_SECONDS):
+            async for _ in call:
+                pass
+    except (TimeoutError, grpc.RpcError):
+        pass  # the events are all in; the finally's cancel() ends it
+
+
 async def _run_is_over(pool: ChannelPool, cursor: _Cursor) -> bool:
     """After a clean end without the last event: true when nothing more will come."""
     try:
@@ -107,6 +124,8 @@ async def follow_run(
                 events = cursor.take(response.events)
                 if events:
                     backoff.reset()
+                if cursor.ended:
+                    await _closed_by_server(call)
                 for event in events:
                     yield event
                 if cursor.ended:
@@ -135,7 +154,10 @@ async def stream_new_run(
         call: Any = endpoint.runs.StreamRun(request, metadata=pool.settings.metadata)
         try:
             async for response in call:
-                for event in cursor.take(response.events):
+                events = cursor.take(response.events)
+                if cursor.ended:
+                    await _closed_by_server(call)
+                for event in events:
                     yield event
                 if cursor.ended:
                     return

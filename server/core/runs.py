@@ -364,7 +364,13 @@ class RunManager:
                 execution.cancel_reason = reason
                 ended = self._ended[run_id]
                 execution.task.cancel()
-                return await asyncio.shield(ended)
+                left = max(0.0, deadline - time.monotonic())
+                try:
+                    return await asyncio.wait_for(asyncio.shield(ended), left)
+                except TimeoutError:
+                    # Its task is stuck past the cancel (a write that never commits): say so.
+                    log.error("run %s did not stop within %.0f s of its cancel", run_id, left)
+                    raise Unavailable(f"run {run_id!r} could not be cancelled in time; retry") from None
             run = await self._store.get_run(owner, run_id)
             if not run.active:
                 raise FailedPrecondition(f"run {run_id!r} already ended ({run.status})")

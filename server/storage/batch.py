@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -36,6 +37,13 @@ log = logging.getLogger(__name__)
 
 Write = tuple[Executable, Mapping[str, Any]]
 T = TypeVar("T")
+
+# A commit still not done after this long is logged: its callers are all waiting on it.
+SLOW_COMMIT_SECONDS = 10.0
+
+
+def _warn_slow(callers: int) -> None:
+    log.warning("a group commit for %d callers has taken over %.0f s", callers, SLOW_COMMIT_SECONDS)
 
 
 @dataclass
@@ -71,6 +79,20 @@ class GroupCommitWriter:
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._loop(), name="group-commit-writer")
+            self._task.add_done_callback(self._stopped)
+
+    def _stopped(self, task: asyncio.Task[None]) -> None:
+        """Should the loop ever die, fail what waits on it instead of leaving it waiting forever."""
+        error = None if task.cancelled() else task.exception()
+        if error is None and (self._closed or task.cancelled()) and not self._queue:
+            return
+        log.error("the group-commit writer stopped with %d writes queued", len(self._queue), exc_info=error)
+        self._closed = True
+        failure = error or RuntimeError("the database writer stopped")
+        for pending in self._queue:
+            if not pending.done.done():
+                pending.done.set_exception(failure)
+        self._queue.clear()
 
     async def write(self, writes: Sequence[Write]) -> None:
         """Return once `writes` are committed; raise what the database raised for them."""
@@ -110,7 +132,9 @@ class GroupCommitWriter:
         self._closed = True
         self._wakeup.set()
         if self._task is not None:
-            await self._task
+            # A loop that died has been logged (and its callers failed) by _stopped.
+            with contextlib.suppress(Exception):
+                await self._task
             self._task = None
         if self._thread is not None and self._sync_engine is not None:
             await asyncio.get_running_loop().run_in_executor(self._thread, self._sync_engine.dispose)
@@ -156,6 +180,13 @@ class GroupCommitWriter:
         return batch
 
     async def _commit(self, batch: Sequence[_Pending]) -> None:
+        slow = asyncio.get_running_loop().call_later(SLOW_COMMIT_SECONDS, _warn_slow, len(batch))
+        try:
+            await self._commit_batch(batch)
+        finally:
+            slow.cancel()
+
+    async def _commit_batch(self, batch: Sequence[_Pending]) -> None:
         groups: dict[int, tuple[Executable, list[Mapping[str, Any]]]] = {}
         for pending in batch:
             for statement, params in pending.writes:

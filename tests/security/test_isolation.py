@@ -38,7 +38,8 @@ def alices(alice: Api) -> Iterator[Ids]:
         "busy_run": busy.run_id,
     }
     yield ids
-    alice.runs.CancelRun(runs_pb2.CancelRunRequest(run_id=ids["busy_run"]))
+    # Bounded: a run that cannot be stopped fails the teardown instead of hanging the suite.
+    alice.runs.CancelRun(runs_pb2.CancelRunRequest(run_id=ids["busy_run"]), timeout=60)
 
 
 def _snapshot(api: Api, ids: Ids) -> Any:

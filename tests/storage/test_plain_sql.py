@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import pathlib
 
+import pytest
 import sqlalchemy as sa
 
 from stepstream.server.storage.batch import GroupCommitWriter
@@ -88,3 +90,26 @@ def test_statements_built_per_write_do_not_grow_the_cache_without_end(tmp_path: 
     for i in range(MAX_CACHED + 10):
         assert plain.get(items.update().where(items.c.id == i).values(state="x"), ()) is not None
     assert len(plain._cache) <= MAX_CACHED
+
+
+async def test_writes_waiting_on_a_writer_that_stopped_fail_instead_of_waiting_forever(
+    tmp_path: pathlib.Path,
+) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'w.db'}")
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    writer = GroupCommitWriter(engine)
+
+    def broken() -> list[object]:
+        raise RuntimeError("a bug in the writer loop")
+
+    # A fault of the loop itself (not of one batch's writes, which are retried caller by caller).
+    writer._take_batch = broken  # type: ignore[assignment,method-assign]
+    try:
+        waiting = writer.submit([(items.insert(), {"id": 1, "name": "a"})])
+        with pytest.raises(RuntimeError, match="a bug in the writer loop"):
+            await asyncio.wait_for(waiting, 10)
+        with pytest.raises(RuntimeError, match="closed"):
+            writer.submit([(items.insert(), {"id": 2, "name": "b"})])
+    finally:
+        await engine.dispose()

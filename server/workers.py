@@ -31,9 +31,12 @@ import signal
 import socket
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stepstream.server.settings import ServerSettings
+
+if TYPE_CHECKING:
+    from stepstream.server.process import LimiterProcess
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +113,9 @@ class WorkerSupervisor:
         self.log_level = log_level
         self.context = multiprocessing.get_context("spawn")
         self.port = 0
-        self.limiter: Any = None  # a LimiterProcess when one was started here
+        # The sidecar started here for the workers (with a limits file), and the limiter they use.
+        self.limiter: LimiterProcess | None = None
+        self.limiter_address = settings.ratelimiter_address
         self.workers: dict[int, multiprocessing.process.BaseProcess] = {}
         self.stopping = threading.Event()
         self._keeper: socket.socket | None = None
@@ -123,20 +128,18 @@ class WorkerSupervisor:
             upgrade(self.settings.db_url)
         self._keeper = _reserve_port(self.settings.host, self.settings.port)
         self.port = self._keeper.getsockname()[1]
-        limiter = self.settings.ratelimiter_address
-        if limiter is None and self.settings.limits_path:
+        if self.limiter_address is None and self.settings.limits_path:
             from stepstream.server.process import LimiterProcess
 
             self.limiter = LimiterProcess("--config", self.settings.limits_path, "--host", "127.0.0.1")
-            limiter = self.limiter.start()
-        self._limiter_address = limiter
+            self.limiter_address = self.limiter.start()
         # Started together, awaited in turn: each takes a second or two to import and open.
         pending = {i: self._spawn(i) for i in range(1, self.settings.workers + 1)}
         banners = [self._await_serving(i, receive) for i, receive in pending.items()]
         return f"{banners[0]} with {self.settings.workers} workers"
 
     def _spawn(self, index: int) -> Any:
-        settings = worker_settings(self.settings, index, self.port, self._limiter_address)
+        settings = worker_settings(self.settings, index, self.port, self.limiter_address)
         receive, send = self.context.Pipe(duplex=False)
         process = self.context.Process(
             target=_worker_main, args=(settings, send, self.log_level), name=f"stepstream-worker-{index}"

@@ -3,8 +3,9 @@
 Given several addresses (replicas), the SDK rotates its calls over them. One
 HTTP/2 connection per CLIENTS_PER_CONNECTION concurrent loops, so no single
 connection carries every stream and a server with several worker processes
-(`serve --workers`) gets connections to spread over them. The research scenario is the demo's own
-session (`stepstream demo`): start, answer the clarification, stream the answer.
+(`serve --workers`) gets connections to spread over them. The research
+scenario is the demo's own session (`stepstream demo`): start, answer the
+clarification, stream the answer.
 
 `python -m bench.drivers.stepstream_driver` (requests on stdin, see bench/load.py).
 """
@@ -77,20 +78,20 @@ class Stepstream:
         gate = asyncio.Semaphore(SOAK_CALLS_IN_FLIGHT)
         began = time.perf_counter()
 
-        async def start(i: int) -> str:
+        async def start() -> str:
             async with gate:
                 run = await client.runs.start("waiting", payload)
                 return str(run.run_id)
 
-        run_ids = await asyncio.gather(*(start(i) for i in range(count)))
+        run_ids = await asyncio.gather(*(start() for _ in range(count)))
         started = time.perf_counter() - began
 
-        async def wait(i: int, run_id: str) -> str:
+        async def wait(run_id: str) -> str:
             async with gate:
                 run = await client.runs.wait(run_id, timeout=900)
                 return str(run.status)
 
-        statuses = await asyncio.gather(*(wait(i, r) for i, r in enumerate(run_ids)), return_exceptions=True)
+        statuses = await asyncio.gather(*(wait(r) for r in run_ids), return_exceptions=True)
         return soak_result(count, began, started, [s == "succeeded" or s for s in statuses])
 
     async def close(self) -> None:

@@ -1,9 +1,10 @@
 """Load client of stepstream: the Python SDK over gRPC, every run on its own session.
 
 Given several addresses (replicas), the SDK rotates its calls over them. One
-HTTP/2 connection per CLIENTS_PER_CONNECTION concurrent loops, so no single
-connection carries every stream and a server with several worker processes
-(`serve --workers`) gets connections to spread over them. The research
+HTTP/2 connection per CLIENTS_PER_CONNECTION concurrent loops, and at least
+MIN_CONNECTIONS once there are that many loops: a server with several worker
+processes (`serve --workers`) hands each connection to one worker, so a single
+connection would leave the others idle. The research
 scenario is the demo's own session (`stepstream demo`): start, answer the
 clarification, stream the answer.
 
@@ -21,6 +22,7 @@ from stepstream.cli.demo import Tally, one_session
 from stepstream.client import StepstreamClient
 
 CLIENTS_PER_CONNECTION = 32
+MIN_CONNECTIONS = 4
 EXPECTED_TASKS = {"linear": 3, "mapreduce": 11}
 # Runs started or awaited at once in the soak (the rest queue in this client).
 SOAK_CALLS_IN_FLIGHT = 256
@@ -35,7 +37,7 @@ class Stepstream:
         self.addresses = request["addresses"]
 
     def _client(self, concurrency: int) -> StepstreamClient:
-        connections = max(1, -(-concurrency // CLIENTS_PER_CONNECTION))
+        connections = min(concurrency, max(MIN_CONNECTIONS, -(-concurrency // CLIENTS_PER_CONNECTION)))
         if connections not in self.clients:
             self.clients[connections] = StepstreamClient(self.addresses, connections=connections)
         return self.clients[connections]

@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from stepstream.server.settings import ServerSettings
+from stepstream.server.settings import WORKER_CONNECTION_AGE_SECONDS, ServerSettings
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 DEFAULTS = ServerSettings()
@@ -39,6 +39,13 @@ def serve(
     port: int = typer.Option(DEFAULTS.port, "--port", help="0 picks a free port (printed at start)."),
     workers: int = typer.Option(
         DEFAULTS.workers, "--workers", min=1, help="Server processes sharing the port (one core each)."
+    ),
+    max_connection_age: float = typer.Option(
+        None,
+        "--max-connection-age",
+        min=0,
+        help="Seconds before a client connection is asked to reconnect, so workers even out "
+        f"(default {WORKER_CONNECTION_AGE_SECONDS:.0f} with --workers, else never; 0: never).",
     ),
     max_active_runs: int = typer.Option(DEFAULTS.max_active_runs, help="Runs executing at once."),
     max_queued_runs: int = typer.Option(DEFAULTS.max_queued_runs, help="Runs waiting beyond that."),
@@ -140,6 +147,7 @@ def serve(
         host=host,
         port=port,
         workers=workers,
+        max_connection_age_seconds=max_connection_age,
         db_url=db,
         config_path=config,
         migrate_on_start=not no_migrate,

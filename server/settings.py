@@ -11,6 +11,10 @@ def default_replica_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+# Connection age of `serve --workers` when none is given (max_connection_age_seconds).
+WORKER_CONNECTION_AGE_SECONDS = 60.0
+
+
 @dataclasses.dataclass(frozen=True)
 class ServerSettings:
     # Where the service listens.
@@ -22,6 +26,11 @@ class ServerSettings:
     # Let other processes listen on the same port (SO_REUSEPORT); set for the workers only,
     # so a second server started by mistake on a taken port fails instead of sharing it.
     reuse_port: bool = False
+    # Seconds after which a client connection is asked to reconnect (HTTP/2 GOAWAY); calls in
+    # flight, long session streams included, finish on the old one. The kernel hands each new
+    # connection to a worker at random, so reconnecting evens out workers that drew many.
+    # None: WORKER_CONNECTION_AGE_SECONDS with --workers, never otherwise; 0: never.
+    max_connection_age_seconds: float | None = None
     # SQLAlchemy URL; the embedded default is a SQLite file in the working folder.
     db_url: str = "sqlite+aiosqlite:///stepstream.db"
     # Graph registry: a stepstream or langgraph.json file ("graphs": {id: "path:attr"}).

@@ -33,7 +33,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from stepstream.server.settings import ServerSettings
+from stepstream.server.settings import WORKER_CONNECTION_AGE_SECONDS, ServerSettings
 
 if TYPE_CHECKING:
     from stepstream.server.process import LimiterProcess
@@ -59,6 +59,8 @@ def worker_settings(settings: ServerSettings, index: int, port: int, limiter: st
         "workers": 1,
         "migrate_on_start": False,
     }
+    if settings.max_connection_age_seconds is None:
+        changes["max_connection_age_seconds"] = WORKER_CONNECTION_AGE_SECONDS
     if limiter is not None:
         changes.update(ratelimiter_address=limiter, limits_path=None)
         # Falling back to a local budget divides each limit among the processes sharing it.

@@ -44,6 +44,13 @@ SERVICE_NAMES = (
 )
 
 
+def connection_age_options(seconds: float | None) -> list[tuple[str, int]]:
+    """gRPC's max connection age (it adds ±10% jitter); no grace limit, so no call is ever cut."""
+    if not seconds:
+        return []
+    return [("grpc.max_connection_age_ms", max(1, int(seconds * 1000)))]
+
+
 class StepstreamServer:
     def __init__(self, settings: ServerSettings, core: Core | None = None) -> None:
         self.settings = settings
@@ -77,6 +84,7 @@ class StepstreamServer:
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
                 ("grpc.so_reuseport", int(self.settings.reuse_port)),
+                *connection_age_options(self.settings.max_connection_age_seconds),
             ],
         )
         graphs_pb2_grpc.add_GraphServiceServicer_to_server(GraphServicer(self.core), server)

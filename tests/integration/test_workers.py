@@ -192,13 +192,54 @@ def test_the_sdk_opens_the_connections_it_is_asked_for(two_workers: Workers) -> 
     assert asyncio.run(scenario()) == 4
 
 
-def _established_to(port: int) -> int:
-    """Client-side TCP connections to `port` on this machine (state ESTABLISHED)."""
-    count = 0
+def test_old_connections_are_replaced_without_cutting_a_call(tmp_path: pathlib.Path) -> None:
+    """With a connection age, clients reconnect (and land on a worker anew); streams finish."""
+    db = tmp_path / "db.sqlite"
+    server = ServerProcess(f"sqlite+aiosqlite:///{db}", "--workers", "2", "--max-connection-age", "0.5")
+    server.start()
+    port = int(server.address.rsplit(":", 1)[1])
+
+    async def scenario() -> tuple[str, int, set[int]]:
+        async with StepstreamClient(server.address, connections=1) as client:
+
+            async def slow_run() -> str:
+                last = ""
+                # Eight steps of 0.3 s: the stream outlives several connection ages.
+                async for event in client.runs.stream("slow", {"steps": 8, "delay": 0.3}):
+                    last = event.kind
+                return last
+
+            run = asyncio.create_task(slow_run())
+            calls, ports = 0, set()
+            while not run.done():
+                await client.graphs.list()
+                calls += 1
+                ports |= _client_ports(port)
+                await asyncio.sleep(0.1)
+            return await run, calls, ports
+
+    try:
+        last, calls, ports = asyncio.run(scenario())
+    finally:
+        server.stop()
+    assert last == "run_finished"
+    assert calls >= 10
+    # The slow run's connection, and at least one made after an age had passed.
+    assert len(ports) >= 2, ports
+
+
+def _client_ports(port: int) -> set[int]:
+    """Local ports of this machine's ESTABLISHED TCP connections to `port`."""
+    found = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in pathlib.Path(table).read_text().splitlines()[1:]:
             fields = line.split()
             remote_port = int(fields[2].rsplit(":", 1)[1], 16)
             if remote_port == port and fields[3] == "01":
-                count += 1
-    return count
+                found.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return found
+
+
+def _established_to(port: int) -> int:
+    """Client-side TCP connections to `port` on this machine (state ESTABLISHED)."""
+    return len(_client_ports(port))

@@ -8,6 +8,7 @@ import (
 	"iter"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -100,6 +101,9 @@ func FollowRun(
 
 var errStopped = errors.New("the caller stopped iterating")
 
+// closeWait bounds the wait for the server to close a stream whose run's last event has come.
+const closeWait = time.Second
+
 // joinOnce reads one JoinRun stream to its end; nil means it ended cleanly.
 func joinOnce(
 	ctx context.Context, client pb.RunServiceClient, request *pb.JoinRunRequest,
@@ -119,13 +123,33 @@ func joinOnce(
 		if err != nil {
 			return err
 		}
-		for _, event := range cursor.Take(response.GetEvents()...) {
+		events := cursor.Take(response.GetEvents()...)
+		ended := cursor.Ended(request.GetRunId())
+		if ended {
+			closedByServer(stream, cancel)
+		}
+		for _, event := range events {
 			if !deliver(event) {
 				return errStopped
 			}
 		}
-		if cursor.Ended(request.GetRunId()) {
+		if ended {
 			return nil
+		}
+	}
+}
+
+// closedByServer reads a stream to its end after the run's last event, before
+// that event is delivered (a caller may stop there). The server closes the
+// stream right after that event; cancelling the call first instead costs both
+// sides a reset HTTP/2 stream and the server a cancelled handler. A close that
+// has not come within closeWait is not waited for: cancel ends the call.
+func closedByServer(stream grpc.ServerStreamingClient[pb.JoinRunResponse], cancel context.CancelFunc) {
+	late := time.AfterFunc(closeWait, cancel)
+	defer late.Stop()
+	for {
+		if _, err := stream.Recv(); err != nil {
+			return // io.EOF, or an error now that the events are all in: either way done
 		}
 	}
 }

@@ -1,7 +1,13 @@
 package stepstream
 
 import (
+	"context"
+	"io"
 	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
 
 	pb "github.com/stepstream/stepstream/clients/go/stepstreamv1"
 )
@@ -93,5 +99,91 @@ func TestResponseEventsSingleOrBatched(t *testing.T) {
 	empty := &pb.SessionStreamResponse{Kind: &pb.SessionStreamResponse_Events{Events: &pb.RunEventBatch{}}}
 	if got := ResponseEvents(empty); len(got) != 0 {
 		t.Fatalf("an empty batch carries events: %v", got)
+	}
+}
+
+// fakeRuns answers JoinRun with one fakeStream; FollowRun calls nothing else once the run has ended.
+type fakeRuns struct {
+	pb.RunServiceClient
+	stream *fakeStream
+}
+
+func (f *fakeRuns) JoinRun(
+	ctx context.Context, _ *pb.JoinRunRequest, _ ...grpc.CallOption,
+) (grpc.ServerStreamingClient[pb.JoinRunResponse], error) {
+	f.stream.ctx = ctx
+	return f.stream, nil
+}
+
+// fakeStream sends its responses, then closes, or with stayOpen waits for the call to be cancelled.
+type fakeStream struct {
+	grpc.ClientStream
+	ctx       context.Context
+	responses []*pb.JoinRunResponse
+	stayOpen  bool
+	closed    bool // the close (io.EOF) was read
+	cancelled bool // the call was cancelled before its close was read
+}
+
+func (s *fakeStream) Recv() (*pb.JoinRunResponse, error) {
+	if len(s.responses) > 0 {
+		response := s.responses[0]
+		s.responses = s.responses[1:]
+		return response, nil
+	}
+	if s.stayOpen {
+		<-s.ctx.Done()
+		return nil, status.FromContextError(s.ctx.Err()).Err()
+	}
+	s.closed, s.cancelled = true, s.ctx.Err() != nil
+	return nil, io.EOF
+}
+
+// followFake follows a run of three events through stream, stopping at the last
+// one, and tells whether by then the stream had closed, or been cancelled.
+func followFake(t *testing.T, stream *fakeStream) (seqs []uint64, closed, cancelled bool) {
+	t.Helper()
+	stream.responses = []*pb.JoinRunResponse{
+		{Events: []*pb.RunEvent{event("r", 1, false)}},
+		{Events: []*pb.RunEvent{event("r", 2, false), event("r", 3, true)}},
+	}
+	for event, err := range FollowRun(context.Background(), &fakeRuns{stream: stream}, &pb.JoinRunRequest{RunId: "r"}, FollowOptions{}) {
+		if err != nil {
+			t.Fatalf("FollowRun: %v", err)
+		}
+		seqs = append(seqs, event.GetSeq())
+		if IsTerminal(event) {
+			return seqs, stream.closed, stream.ctx.Err() != nil
+		}
+	}
+	t.Fatalf("FollowRun ended after %v without the last event", seqs)
+	return
+}
+
+func TestFollowRunReadsToTheServersClose(t *testing.T) {
+	stream := &fakeStream{}
+	seqs, closed, cancelled := followFake(t, stream)
+	if len(seqs) != 3 || seqs[2] != 3 {
+		t.Fatalf("delivered %v", seqs)
+	}
+	if !closed || stream.cancelled || cancelled {
+		t.Fatalf("the last event came before the stream was read to its close (closed %v, cancelled %v)",
+			closed, stream.cancelled || cancelled)
+	}
+}
+
+func TestFollowRunCancelsAStreamLeftOpen(t *testing.T) {
+	stream := &fakeStream{stayOpen: true}
+	start := time.Now()
+	seqs, _, cancelled := followFake(t, stream)
+	waited := time.Since(start)
+	if len(seqs) != 3 || seqs[2] != 3 {
+		t.Fatalf("delivered %v", seqs)
+	}
+	if !cancelled {
+		t.Fatal("the last event came before the stream left open was cancelled")
+	}
+	if waited < closeWait || waited > closeWait+time.Second {
+		t.Fatalf("gave up on the close after %v, want %v", waited, closeWait)
 	}
 }

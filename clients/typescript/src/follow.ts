@@ -1,5 +1,5 @@
 // A run's events through JoinRun, rejoined from the last seq seen when the stream breaks.
-import { Metadata, ServiceError, status } from "@grpc/grpc-js";
+import { ClientReadableStream, Metadata, ServiceError, status } from "@grpc/grpc-js";
 import { setTimeout as sleep } from "node:timers/promises";
 
 import { Cursor } from "./events";
@@ -13,6 +13,9 @@ export interface FollowOptions {
   firstDelayMs?: number;
   maxDelayMs?: number;
 }
+
+// Milliseconds to wait for the server to close a stream whose run's last event has come.
+const CLOSE_MS = 1_000;
 
 const ENDED = new Set([
   RunStatus.RUN_STATUS_SUCCEEDED,
@@ -53,15 +56,22 @@ export async function* followRun(
   let delay = firstDelayMs;
   for (;;) {
     const call = client.joinRun(JoinRunRequest.fromPartial({ ...request, afterSeq: cursor.seen(runId) }));
+    // Listened for from the start: the status may come before the loop has the last event.
+    const closed = new Promise<void>((resolve) => call.once("status", () => resolve()));
     let failure: unknown;
     try {
       for await (const response of call) {
-        for (const event of cursor.take(response.events)) {
+        const events = cursor.take(response.events);
+        const ended = cursor.hasEnded(runId);
+        if (ended) {
+          await closedByServer(call, closed);
+        }
+        for (const event of events) {
           brokenSince = undefined;
           delay = firstDelayMs;
           yield event;
         }
-        if (cursor.hasEnded(runId)) {
+        if (ended) {
           return;
         }
       }
@@ -87,6 +97,19 @@ export async function* followRun(
     await sleep(delay);
     delay = Math.min(delay * 2, maxDelayMs);
   }
+}
+
+/**
+ * Waits for the server to close a stream after the run's last event, before that event is
+ * delivered (a caller may stop there). The server closes the stream right after that event;
+ * cancelling the call first instead costs both sides a reset HTTP/2 stream and the server a
+ * cancelled handler. A close later than CLOSE_MS is not waited for: the call is cancelled, which
+ * ends it with a CANCELLED status.
+ */
+async function closedByServer(call: ClientReadableStream<unknown>, closed: Promise<void>): Promise<void> {
+  const late = setTimeout(() => call.cancel(), CLOSE_MS);
+  await closed;
+  clearTimeout(late);
 }
 
 async function runIsOver(client: RunServiceClient, runId: string, seen: number): Promise<boolean> {

@@ -13,7 +13,10 @@ import io.grpc.StatusRuntimeException;
 import java.time.Duration;
 import java.util.EnumSet;
 import java.util.Iterator;
+import java.util.List;
 import java.util.Set;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
 import java.util.function.Consumer;
 
 /**
@@ -33,6 +36,9 @@ public final class RunFollower {
           RunStatus.RUN_STATUS_INTERRUPTED,
           RunStatus.RUN_STATUS_FAILED,
           RunStatus.RUN_STATUS_CANCELLED);
+
+  /** How long to wait for the server to close a stream whose run's last event has come. */
+  static final Duration CLOSE_WAIT = Duration.ofSeconds(1);
 
   private final RunServiceGrpc.RunServiceBlockingStub runs;
   private final Duration reconnectTimeout;
@@ -73,7 +79,7 @@ public final class RunFollower {
       StatusRuntimeException failure;
       Context.CancellableContext call = Context.current().withCancellation();
       try {
-        call.run(() -> readOnce(join, cursor, onEvent));
+        call.run(() -> readOnce(join, cursor, onEvent, call));
         if (cursor.hasEnded(runId) || runIsOver(runId, cursor.seen(runId))) {
           return;
         }
@@ -105,14 +111,42 @@ public final class RunFollower {
     }
   }
 
-  /** Reads one JoinRun stream until it ends or the run's last event. */
-  private void readOnce(JoinRunRequest join, Cursor cursor, Consumer<RunEvent> onEvent) {
+  /** Reads one JoinRun stream, started in {@code call}, until it ends or the run's last event. */
+  private void readOnce(
+      JoinRunRequest join, Cursor cursor, Consumer<RunEvent> onEvent, Context.CancellableContext call) {
     Iterator<JoinRunResponse> responses = runs.joinRun(join);
     while (responses.hasNext()) {
-      cursor.take(responses.next().getEventsList()).forEach(onEvent);
-      if (cursor.hasEnded(join.getRunId())) {
+      List<RunEvent> events = cursor.take(responses.next().getEventsList());
+      boolean ended = cursor.hasEnded(join.getRunId());
+      if (ended) {
+        closedByServer(responses, call);
+      }
+      events.forEach(onEvent);
+      if (ended) {
         return;
       }
+    }
+  }
+
+  /**
+   * Reads a stream to its end after the run's last event, before that event is delivered. The
+   * server closes the stream right after that event; cancelling the call first instead costs both
+   * sides a reset HTTP/2 stream and the server a cancelled handler. A close that has not come
+   * within {@link #CLOSE_WAIT} is not waited for: cancelling {@code call} ends the stream.
+   */
+  static void closedByServer(Iterator<?> responses, Context.CancellableContext call) {
+    CompletableFuture<Void> late =
+        CompletableFuture.runAsync(
+            () -> call.cancel(null),
+            CompletableFuture.delayedExecutor(CLOSE_WAIT.toMillis(), TimeUnit.MILLISECONDS));
+    try {
+      while (responses.hasNext()) {
+        responses.next();
+      }
+    } catch (StatusRuntimeException e) {
+      // the events are all in: an error now, or the late cancel, changes nothing
+    } finally {
+      late.cancel(false);
     }
   }
 

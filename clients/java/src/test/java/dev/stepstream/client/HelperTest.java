@@ -13,11 +13,19 @@ import dev.stepstream.v1.RunEventBatch;
 import dev.stepstream.v1.RunFinished;
 import dev.stepstream.v1.SessionStreamResponse;
 import dev.stepstream.v1.SuperstepFinished;
+import io.grpc.Context;
+import io.grpc.Status;
+import java.time.Duration;
+import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.CountDownLatch;
 import org.junit.jupiter.api.Test;
 
-/** The helper's pure parts; the stubs and RunFollower run against a live server in tests/clients_polyglot. */
+/**
+ * The helper's pure parts, and how RunFollower ends a stream; the stubs and RunFollower run against a
+ * live server in tests/clients_polyglot.
+ */
 class HelperTest {
   private static RunEvent event(String runId, long seq, boolean finished) {
     RunEvent.Builder event = RunEvent.newBuilder().setRunId(runId).setSeq(seq);
@@ -78,5 +86,72 @@ class HelperTest {
     assertTrue(reopen.getSubgraphs());
     assertEquals("a", reopen.getResumeRunId());
     assertEquals(3, reopen.getAfterSeq());
+  }
+
+  /**
+   * What a stream has left after the run's last event: one response, then the server's close, or
+   * with stayOpen nothing more until the call is cancelled (as grpc's blocking iterator, which
+   * then throws CANCELLED).
+   */
+  private static final class Rest implements Iterator<String> {
+    private final Context.CancellableContext call;
+    private final boolean stayOpen;
+    private int left = 1;
+    boolean closed; // the close was read
+    boolean cancelledFirst; // the call was cancelled before its close was read
+
+    Rest(Context.CancellableContext call, boolean stayOpen) {
+      this.call = call;
+      this.stayOpen = stayOpen;
+    }
+
+    @Override
+    public boolean hasNext() {
+      if (left > 0) {
+        return true;
+      }
+      if (!stayOpen) {
+        closed = true;
+        cancelledFirst = call.isCancelled();
+        return false;
+      }
+      CountDownLatch cancelled = new CountDownLatch(1);
+      call.addListener(context -> cancelled.countDown(), Runnable::run);
+      try {
+        cancelled.await();
+      } catch (InterruptedException e) {
+        throw new AssertionError(e);
+      }
+      throw Status.CANCELLED.asRuntimeException();
+    }
+
+    @Override
+    public String next() {
+      left--;
+      return "response";
+    }
+  }
+
+  @Test
+  void aStreamIsReadToTheServersCloseWithoutCancelling() {
+    Context.CancellableContext call = Context.current().withCancellation();
+    Rest rest = new Rest(call, false);
+    RunFollower.closedByServer(rest, call);
+    assertTrue(rest.closed, "the stream was not read to its close");
+    assertFalse(rest.cancelledFirst || call.isCancelled(), "the call was cancelled");
+    call.cancel(null);
+  }
+
+  @Test
+  void aStreamLeftOpenIsCancelledAfterTheWait() {
+    Context.CancellableContext call = Context.current().withCancellation();
+    Rest rest = new Rest(call, true);
+    long start = System.nanoTime();
+    RunFollower.closedByServer(rest, call);
+    Duration waited = Duration.ofNanos(System.nanoTime() - start);
+    assertTrue(call.isCancelled(), "the call left open was not cancelled");
+    assertTrue(
+        waited.compareTo(RunFollower.CLOSE_WAIT) >= 0 && waited.compareTo(RunFollower.CLOSE_WAIT.multipliedBy(2)) < 0,
+        "gave up on the close after " + waited);
   }
 }

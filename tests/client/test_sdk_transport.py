@@ -14,6 +14,7 @@ from stepstream.client import (
     StepstreamClient,
     UnavailableError,
 )
+from stepstream.client.pool import Lease
 from stepstream.v1 import runs_pb2
 
 pytestmark = pytest.mark.timeout(30)
@@ -106,6 +107,29 @@ async def test_several_connections_per_address_rotate_and_fail_over_as_one_addre
     assert b.runs.calls["GetRun"] == 3 + 4
     with pytest.raises(ValueError, match="connections"):
         StepstreamClient(a.address, connections=0)
+
+
+async def test_a_call_goes_to_the_connection_with_the_fewest_calls_in_flight(make_server: Any) -> None:
+    a, b = await make_server(), await make_server()
+    async with StepstreamClient([a.address, b.address], connections=3) as client:
+        pool = client._pool
+        busy_a = [Lease(e) for e in [e for e in pool.endpoints if e.address == a.address][:2]]
+        # Of a's three connections the idle one; b, with nothing in flight, first.
+        first, second = pool.order()
+        assert (first.address, first.in_flight) == (b.address, 0)
+        assert second.address == a.address and second.in_flight == 0
+        for lease in busy_a:
+            lease.release()
+            lease.release()  # a lease is released once, however often asked
+        assert all(e.in_flight == 0 for e in pool.endpoints)
+        # Unary calls, run streams (broken and rejoined) and session streams give their hold back.
+        a.runs.break_after = 4
+        await client.runs.get("r1")
+        [e async for e in client.runs.stream("linear", {"x": 0})]
+        async with client.session_stream(graph_id="linear") as session:
+            assert sum(e.in_flight for e in pool.endpoints) == 1
+            assert session.session is not None
+        assert all(e.in_flight == 0 for e in pool.endpoints)
 
 
 async def test_reads_fail_over_past_a_dead_replica(make_server: Any, dead_address: str) -> None:

@@ -1,10 +1,13 @@
-"""grpc.aio channels to the server addresses, balanced round-robin, failed over.
+"""grpc.aio channels to the server addresses, balanced by calls in flight, failed over.
 
-Replicas are equal (any of them serves any request), so balancing is a plain
-rotation. Each address gets `connections` channels, each its own HTTP/2
-connection: on a server running several worker processes on one port
-(`serve --workers`), the kernel hands each new connection to one worker, so a
-client needs several connections to use them all.
+Replicas are equal (any of them serves any request). Each address gets
+`connections` channels, each its own HTTP/2 connection: on a server running
+several worker processes on one port (`serve --workers`), the kernel hands each
+new connection to one worker at random, so a client needs several connections
+to use them all, and they rarely land evenly. A call therefore goes to the
+connection with the fewest calls in flight (ties in rotation): a worker that
+drew more connections answers more slowly, its calls stay in flight longer,
+and the next calls go to the others.
 
 A call that fails with UNAVAILABLE is tried on the next address when that
 cannot do a write twice: always for reads, and for writes only
@@ -50,6 +53,29 @@ class Endpoint:
     sessions: Any
     runs: Any
     down_until: float = 0.0
+    # Unary calls, run streams and session streams open on this connection.
+    in_flight: int = 0
+
+
+class Lease:
+    """One call's hold on an endpoint, counted in its `in_flight` until released (once)."""
+
+    __slots__ = ("endpoint",)
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint: Endpoint | None = endpoint
+        endpoint.in_flight += 1
+
+    def release(self) -> None:
+        if self.endpoint is not None:
+            self.endpoint.in_flight -= 1
+            self.endpoint = None
+
+    def __enter__(self) -> Lease:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.release()
 
 
 def never_sent(error: grpc.RpcError) -> bool:
@@ -124,15 +150,22 @@ class ChannelPool:
         )
 
     def order(self) -> list[Endpoint]:
-        """Endpoints to try for one call, one per address: the next in rotation first,
-        recently failed addresses last."""
-        start = next(self._next) % len(self.endpoints)
-        rotated = self.endpoints[start:] + self.endpoints[:start]
+        """Endpoints to try for one call, one per address: of each address its connection with
+        the fewest calls in flight; the address with the fewest first, recently failed ones last.
+        Ties go by rotation."""
+        count = len(self.endpoints)
+        start = next(self._next) % count
         one_each: dict[str, Endpoint] = {}
-        for endpoint in rotated:
-            one_each.setdefault(endpoint.address, endpoint)
+        totals: dict[str, int] = {}
+        for i in range(count):
+            endpoint = self.endpoints[(start + i) % count]
+            address = endpoint.address
+            totals[address] = totals.get(address, 0) + endpoint.in_flight
+            chosen = one_each.get(address)
+            if chosen is None or endpoint.in_flight < chosen.in_flight:
+                one_each[address] = endpoint
         now = time.monotonic()
-        return sorted(one_each.values(), key=lambda ep: ep.down_until > now)
+        return sorted(one_each.values(), key=lambda ep: (ep.down_until > now, totals[ep.address]))
 
     def mark_down(self, endpoint: Endpoint) -> None:
         until = time.monotonic() + _DOWN_SECONDS
@@ -145,7 +178,8 @@ class ChannelPool:
         last: grpc.RpcError | None = None
         for endpoint in self.order():
             try:
-                return await invoke(endpoint)
+                with Lease(endpoint):
+                    return await invoke(endpoint)
             except grpc.RpcError as error:
                 if not is_unavailable(error):
                     raise from_rpc_error(error) from error

@@ -38,7 +38,7 @@ from stepstream.client.events import EventKind, RunEvent, decode_event, kinds_to
 from stepstream.client.jsonio import Json, encode_optional
 from stepstream.client.models import Run, Session
 from stepstream.client.options import UNSET, Command, RunOptions
-from stepstream.client.pool import ChannelPool
+from stepstream.client.pool import ChannelPool, Endpoint, Lease
 from stepstream.client.sessions import update_state_request
 from stepstream.v1 import sessions_pb2
 
@@ -81,6 +81,8 @@ class SessionStream:
         self._ids = itertools.count(1)
         self._write_lock = asyncio.Lock()
         self.session: Session | None = None
+        # The open stream's hold on its connection (the pool sends other calls to quieter ones).
+        self._lease: Lease | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -114,6 +116,7 @@ class SessionStream:
         for endpoint in self._pool.order():
             self._reset()
             self._call = endpoint.sessions.SessionStream(metadata=self._pool.settings.metadata)
+            self._hold(endpoint)
             self._reader = asyncio.create_task(self._read(), name="stepstream-session-stream")
             try:
                 answer = await self._send(sessions_pb2.SessionStreamRequest(open=self._open))
@@ -291,6 +294,7 @@ class SessionStream:
                     return False
                 async with self._write_lock:
                     self._call = call
+                self._hold(endpoint)
                 return True
             await asyncio.sleep(REOPEN_PAUSE_S)
         return False
@@ -334,8 +338,15 @@ class SessionStream:
             self._ended.add(event.run_id)
         self._queue.put_nowait(event)
 
+    def _hold(self, endpoint: Endpoint) -> None:
+        if self._lease is not None:
+            self._lease.release()
+        self._lease = Lease(endpoint)
+
     def _finish(self, reason: StepstreamError, queued: StepstreamError | None = None) -> None:
         """Fail every pending action with `reason` and end the event iteration once."""
+        if self._lease is not None:
+            self._lease.release()
         if self._closed is not None:
             return
         self._closed = reason

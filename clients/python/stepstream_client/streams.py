@@ -22,7 +22,7 @@ import grpc
 from stepstream.client.errors import StepstreamError, UnavailableError, from_rpc_error
 from stepstream.client.events import RunEvent, decode_event
 from stepstream.client.models import RunStatus
-from stepstream.client.pool import ChannelPool, is_unavailable, never_sent
+from stepstream.client.pool import ChannelPool, Lease, is_unavailable, never_sent
 from stepstream.v1 import events_pb2, runs_pb2
 
 _FIRST_DELAY = 0.05
@@ -119,6 +119,7 @@ async def follow_run(
             run_id=run_id, after_seq=cursor.seq, event_kinds=kinds, subgraphs=subgraphs
         )
         call: Any = endpoint.runs.JoinRun(request, metadata=pool.settings.metadata)
+        lease = Lease(endpoint)
         try:
             async for response in call:
                 events = cursor.take(response.events)
@@ -138,6 +139,7 @@ async def follow_run(
             continue
         finally:
             call.cancel()
+            lease.release()
         if await _run_is_over(pool, cursor):
             return
         await backoff.wait(UnavailableError(f"the event stream of run {run_id} ended before the run"))
@@ -152,6 +154,7 @@ async def stream_new_run(
     unreached: grpc.RpcError | None = None
     for endpoint in pool.order():
         call: Any = endpoint.runs.StreamRun(request, metadata=pool.settings.metadata)
+        lease = Lease(endpoint)
         try:
             async for response in call:
                 events = cursor.take(response.events)
@@ -176,6 +179,7 @@ async def stream_new_run(
             break
         finally:
             call.cancel()
+            lease.release()
     else:
         assert unreached is not None
         raise from_rpc_error(unreached) from unreached

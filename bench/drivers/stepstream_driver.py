@@ -23,7 +23,7 @@ from stepstream.cli.demo import Tally, one_session
 from stepstream.client import StepstreamClient
 
 CLIENTS_PER_CONNECTION = 16
-MIN_CONNECTIONS = 4
+MIN_CONNECTIONS = 8
 EXPECTED_TASKS = {"linear": 3, "mapreduce": 11}
 # Runs started or awaited at once in the soak (the rest queue in this client).
 SOAK_CALLS_IN_FLIGHT = 256

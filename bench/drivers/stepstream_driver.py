@@ -1,6 +1,6 @@
 """Load client of stepstream: the Python SDK over gRPC, every run on its own session.
 
-Given several addresses (replicas), the SDK rotates its calls over them. One
+Given several addresses (replicas), the SDK spreads its calls over them. One
 HTTP/2 connection per CLIENTS_PER_CONNECTION concurrent loops, and at least
 MIN_CONNECTIONS once there are that many loops: a server with several worker
 processes (`serve --workers`) hands each connection to one worker at random, so

@@ -35,10 +35,10 @@ def tls_credentials(
 class StepstreamClient:
     """An async client of one stepstream deployment.
 
-    `address` is "host:port", or a list of them (replicas): calls rotate
-    over the addresses and fail over to the next on UNAVAILABLE where a retry
-    cannot repeat a write. Use it as an async context manager, or call
-    `close()`.
+    `address` is "host:port", or a list of them (replicas): each call goes to
+    the address with the fewest calls in flight (ties in rotation) and fails
+    over to the next on UNAVAILABLE where a retry cannot repeat a write. Use it
+    as an async context manager, or call `close()`.
 
         async with StepstreamClient("127.0.0.1:50051") as client:
             run = await client.runs.start("linear", {"x": 1})
@@ -73,8 +73,9 @@ class StepstreamClient:
         api_key: sent as `x-api-key` with every call; token: a JWT, sent as `authorization: Bearer`.
         tls_ca_file: connect over TLS trusting this CA (PEM); tls_cert_file and tls_key_file:
           a client certificate, for servers that require one (mTLS).
-        connections: HTTP/2 connections per address, calls rotating over them; more than one
-          spreads a busy client over the worker processes of a `serve --workers` server.
+        connections: HTTP/2 connections per address, each call on the one with the fewest calls
+          in flight; more than one spreads a busy client over the worker processes of a
+          `serve --workers` server.
         """
         addresses = [address] if isinstance(address, str) else list(address)
         pairs = list(metadata.items() if isinstance(metadata, Mapping) else metadata)

@@ -98,7 +98,7 @@ def notes_cell(r: Record) -> str:
     notes = []
     done, c = r.get("clients_done_at_open"), r["concurrency"]
     if done is not None and done < c:
-        notes.append(f"window opened with {done} of {c} clients past their first run")
+        notes.append(f"window opened with {done} of {c} clients past their warm-up runs")
     return "; ".join(notes)
 
 

@@ -252,6 +252,12 @@ class Bench:
             for s, c in cells:
                 if (reason := system.cannot_run(s.key)) is not None:
                     self.records.append(record(system, s.key, c, status="cannot run", reason=reason))
+            if self.quick:
+                later = [(s, c) for s, c in runnable if (s.key, c) in system.full_run_only]
+                for s, c in later:
+                    reason = "in the full run only (make bench-full)"
+                    self.records.append(record(system, s.key, c, status="not run", reason=reason))
+                runnable = [cell for cell in runnable if cell not in later]
             if not runnable:
                 continue
             try:

@@ -96,6 +96,9 @@ class System:
     per_concurrency: bool = False
     # Scenarios it cannot run, and why.
     cannot: tuple[tuple[str, str], ...] = ()
+    # Cells (scenario, clients) that only the full run measures: none of the aims reads them, and
+    # the quick run must fit in 5 minutes.
+    full_run_only: tuple[tuple[str, int], ...] = ()
 
     @property
     def venvs(self) -> tuple[str, ...]:
@@ -240,7 +243,13 @@ SYSTEMS: tuple[System, ...] = (
     InProcessLangGraph(
         "inproc-none", "LangGraph in-process, no checkpointer", "langgraph", cannot=NO_CHECKPOINTER
     ),
-    InProcessLangGraph("inproc-memory", "LangGraph in-process, InMemorySaver", "langgraph", saver="memory"),
+    InProcessLangGraph(
+        "inproc-memory",
+        "LangGraph in-process, InMemorySaver",
+        "langgraph",
+        saver="memory",
+        full_run_only=(("research", 32),),
+    ),
     InProcessLangGraph(
         "inproc-sqlite", "LangGraph in-process, AsyncSqliteSaver", "langgraph", saver="sqlite"
     ),
@@ -250,8 +259,10 @@ SYSTEMS: tuple[System, ...] = (
         "LangGraph server (langgraph dev), jobs/worker = clients",
         "peer",
         per_concurrency=True,
+        # A server of its own per client count: each of these cells would cost one more start.
+        full_run_only=(("linear", 1), ("research", 32)),
     ),
-    AegraServer("aegra", "Aegra on PostgreSQL", "peer"),
+    AegraServer("aegra", "Aegra on PostgreSQL", "peer", full_run_only=(("research", 32),)),
     StepstreamSystem("stepstream-sqlite", "stepstream, SQLite", "stepstream"),
     StepstreamSystem(
         "stepstream-sqlite-workers",

@@ -71,7 +71,7 @@ SCENARIOS = (
         # end. At 256 every run waits ~10 s for its share of the APIs: the full run only.
         concurrency=((32,), (1, 32, 256)),
         duration=(3.0, 20.0),
-        warmup=(2.0, 5.0),
+        warmup=(1.0, 5.0),
         max_warmup=(6.0, 60.0),
         max_window=(3.0, 60.0),
         # A session is throttled by the APIs' rate, not by a burst of starts: one is warm-up enough.

@@ -251,7 +251,11 @@ SYSTEMS: tuple[System, ...] = (
         full_run_only=(("research", 32),),
     ),
     InProcessLangGraph(
-        "inproc-sqlite", "LangGraph in-process, AsyncSqliteSaver", "langgraph", saver="sqlite"
+        "inproc-sqlite",
+        "LangGraph in-process, AsyncSqliteSaver",
+        "langgraph",
+        saver="sqlite",
+        full_run_only=(("research", 32),),
     ),
     LangGraphServer("lg-server-10", "LangGraph server (langgraph dev), 10 jobs/worker", "peer", jobs=10),
     LangGraphServer(

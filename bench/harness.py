@@ -43,8 +43,8 @@ class Scenario:
     concurrency: tuple[tuple[int, ...], tuple[int, ...]] = ((1, 256), (1, 32, 256))
     duration: tuple[float, float] = (2.0, 8.0)
     warmup: tuple[float, float] = (0.5, 2.0)
-    # The window opens after this long even if some clients have not finished a run yet,
-    # and stays open at most this long waiting for as many runs as clients.
+    # The window opens after this long even if some clients have not finished their warm-up
+    # runs yet, and stays open at most this long waiting for as many runs as clients.
     max_warmup: tuple[float, float] = (25.0, 60.0)
     max_window: tuple[float, float] = (5.0, 60.0)
     # Runs each client finishes before the window opens (bench/load.py: closed_loop).

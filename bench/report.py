@@ -338,19 +338,22 @@ def header(data: dict[str, Any]) -> list[str]:
     ]
 
 
-METHOD = """How: each system runs the same graphs (bench/graphs, examples/research_assistant) on this
-machine, one system at a time, its load client in a process of its own on the same cores.
-Closed loop: N clients each start a run, read its events to the end, and start the next. The
-window opens once every client has finished two runs (one session in (c)), or at a cap of 25 s
-(6 s in (c); the cell's note says so); runs/s = N / the mean time a client takes from one start
-to the next (Little's law; the plain count over the window, coarse when runs end in lockstep,
-is in systems.json), or the count for the research sessions. "First event" is the first event
-of graph output (a node's update, a token, an interrupt). stepstream is driven by its Python
-SDK (gRPC streams, every run on its own session; 2 replicas: a LocalCluster as `stepstream up`
-runs them, one rate-limiter sidecar, each call to the replica with fewer in flight), the
-LangGraph-API servers by langgraph-sdk streaming runs (`langgraph dev`: stateless runs; Aegra,
-which has none: a thread per run, created inside the timed run), with their default settings
-otherwise. SQLite runs WAL with synchronous=NORMAL for stepstream and the in-process
+METHOD = """How: each system runs the same graphs (bench/graphs, examples/research_assistant)
+on this machine, one system at a time, its load client in a process of its own on the same
+cores. Closed loop: N clients each start a run, read its events to the end, and start the next.
+The window opens once every client has finished two runs (one session in (c)), or at a cap of
+25 s (6 s in (c); the cell's note says so); runs/s = N / the mean time a client takes from one
+start to the next (Little's law; the plain count over the window, coarse when runs end in
+lockstep, is in systems.json), or the count for the research sessions. "First event" is the
+first event of graph output (a node's update, a token, an interrupt). stepstream is driven by
+its Python SDK (gRPC streams, every run on its own session; 2 replicas: a LocalCluster as
+`stepstream up` runs them, one rate-limiter sidecar, each call to the replica with fewer in
+flight), the LangGraph-API servers by langgraph-sdk streaming runs (`langgraph dev`: stateless
+runs; Aegra, which has none: a thread per run, created inside the timed run), with their
+default settings otherwise. stepstream serves with `--durability async`, LangGraph's default
+that the peers run with: a run's next superstep starts while the last checkpoint commits (a
+superstep is still reported only once committed; stepstream's default, sync, waits for the
+commit first). SQLite runs WAL with synchronous=NORMAL for stepstream and the in-process
 AsyncSqliteSaver alike; PostgreSQL (stepstream and Aegra, one server) keeps its durable
 defaults. Peak RSS and CPU/run are the serving processes' (in-process: the process itself; 2
 replicas: both plus the sidecar), not PostgreSQL's. Ratios: stepstream / the other."""

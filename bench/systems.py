@@ -27,6 +27,10 @@ CONFIG = ROOT / "bench" / "graphs" / "stepstream.json"
 LIMITS = ROOT / "examples" / "limits.toml"
 # `serve --workers` as one would run it on this machine: a server process per core.
 WORKERS = max(2, os.cpu_count() or 1)
+# The durability the peers run with: LangGraph's default, in its server and in-process savers
+# alike (a run's next superstep starts while the last checkpoint commits). stepstream's own
+# default, "sync", waits for that commit first.
+DURABILITY = ("--durability", "async")
 
 
 @dataclasses.dataclass
@@ -208,7 +212,7 @@ class StepstreamSystem(System):
         grace = ("--grace", "1")
         driver = [sys.executable, "-m", "bench.drivers.stepstream_driver"]
         if self.replicas == 1:
-            args = ("--limits", str(LIMITS), "--workers", str(self.workers), *grace)
+            args = ("--limits", str(LIMITS), "--workers", str(self.workers), *DURABILITY, *grace)
             server = ServerProcess(db, CONFIG, *args, env=env, cwd=workdir)
             try:
                 await asyncio.to_thread(server.start)
@@ -221,7 +225,7 @@ class StepstreamSystem(System):
         limiter = LimiterProcess("--config", str(LIMITS), env=env, cwd=workdir)
         try:
             await asyncio.to_thread(limiter.start)
-            serve_args = ["--ratelimiter", limiter.address, *grace]
+            serve_args = ["--ratelimiter", limiter.address, *DURABILITY, *grace]
             cluster = LocalCluster(db, CONFIG, self.replicas, serve_args=serve_args, env=env, cwd=workdir)
             try:
                 await asyncio.to_thread(cluster.start)

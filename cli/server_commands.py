@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import enum
 import logging
+from typing import Annotated
 
 import typer
 
@@ -10,6 +12,14 @@ from stepstream.server.settings import WORKER_CONNECTION_AGE_SECONDS, ServerSett
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 DEFAULTS = ServerSettings()
+
+
+class Durability(enum.StrEnum):
+    SYNC = "sync"
+    ASYNC = "async"
+
+
+DEFAULT_DURABILITY = Durability(DEFAULTS.durability)
 
 
 @db_app.command("upgrade")
@@ -52,6 +62,14 @@ def serve(
     grace: float = typer.Option(DEFAULTS.shutdown_grace_seconds, help="Seconds to drain on SIGTERM."),
     session_ttl: float = typer.Option(0.0, help="Delete sessions idle this many seconds (0: never)."),
     keep_checkpoints: int = typer.Option(0, help="Checkpoints kept per session (0: all)."),
+    durability: Annotated[
+        Durability,
+        typer.Option(
+            help="'sync': a superstep starts once the one before is durable; 'async': while it "
+            "commits (LangGraph's default, more runs/s; a replica that dies may run one more "
+            "superstep again)."
+        ),
+    ] = DEFAULT_DURABILITY,
     no_migrate: bool = typer.Option(False, "--no-migrate", help="Do not apply migrations at start."),
     ratelimiter: str = typer.Option(None, "--ratelimiter", help="Address of the rate-limiter sidecar."),
     limits: str = typer.Option(None, "--limits", help="Limits file for the in-process limiter (no sidecar)."),
@@ -156,6 +174,7 @@ def serve(
         shutdown_grace_seconds=grace,
         session_ttl_seconds=session_ttl,
         keep_checkpoints=keep_checkpoints,
+        durability=durability.value,
         ratelimiter_address=ratelimiter,
         limits_path=limits,
         ratelimiter_on_unavailable=ratelimiter_on_unavailable,

@@ -51,6 +51,12 @@ class ServerSettings:
     sync_node_threads: int = 32
     # LangGraph's recursion_limit when a run does not set one.
     default_recursion_limit: int = 25
+    # When a run's next superstep starts. "sync": once the last one's checkpoint has committed,
+    # so a replica that dies mid-run runs again at most the superstep it was in. "async"
+    # (LangGraph's own default): while it commits, so a run's supersteps share commits (more
+    # runs/s); a replica that dies may then run again the superstep before too. Either way a
+    # superstep is reported finished only once its checkpoint has committed.
+    durability: str = "sync"
     # Largest gRPC message accepted or sent, in bytes.
     max_message_bytes: int = 4 * 1024 * 1024
     # Retention, enforced in the background: sessions idle longer than this are

@@ -89,6 +89,7 @@ class Core:
             settings.default_recursion_limit,
             self.limiter,
             self.telemetry,
+            settings.durability,
         )
         self.runs = RunManager(settings, self.registry, self.store, self.eventlog, self.executor, self.writer)
         if self.telemetry is not None:

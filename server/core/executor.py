@@ -21,6 +21,7 @@ from stepstream.server.core import records as rec
 from stepstream.server.core.eventlog import EventLog
 from stepstream.server.core.jsonio import dumps, loads
 from stepstream.server.core.registry import GraphRegistry
+from stepstream.server.core.release import OrderedRelease
 from stepstream.server.core.store import NOTIFY_QUEUE, Store
 from stepstream.server.core.tracing import Attempt, RunTelemetry
 from stepstream.server.core.translate import StreamTranslator
@@ -28,6 +29,7 @@ from stepstream.server.core.translate import StreamTranslator
 log = logging.getLogger(__name__)
 
 STREAM_MODES: list[StreamMode] = ["debug", "messages", "custom", "values"]
+DURABILITY = ("sync", "async")
 
 
 @dataclasses.dataclass
@@ -85,6 +87,19 @@ def graph_input(run: rec.Run) -> Any:
     return None
 
 
+async def _settle(released: OrderedRelease[Any], commits: list[asyncio.Future[None]]) -> None:
+    """After a run stopped early: release what committed, and wait for the saves still queued."""
+    with contextlib.suppress(Exception):
+        await released.flush()
+    await asyncio.gather(*commits, return_exceptions=True)
+
+
+def _discard(commits: list[asyncio.Future[None]]) -> None:
+    """Nobody waits for these commits any more: a failed one is not an unretrieved error."""
+    for done in commits:
+        done.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+
 def _interrupt_dicts(interrupts: Any) -> list[dict[str, Any]]:
     return [{"interrupt_id": i.id, "value_json": dumps(i.value), "namespace": []} for i in interrupts]
 
@@ -100,7 +115,12 @@ class RunExecutor:
         recursion_limit: int,
         limiter: Limiter | None = None,
         telemetry: RunTelemetry | None = None,
+        durability: str = "sync",
     ) -> None:
+        if durability not in DURABILITY:
+            raise ValueError(f"durability must be one of {', '.join(DURABILITY)}, not {durability!r}")
+        # "sync": a superstep starts once the one before is durable; "async": while it commits.
+        self._durability = durability
         self._limiter = limiter
         # Traces and metrics of runs; None when telemetry is off (the hooks below cost a check).
         self.telemetry = telemetry
@@ -141,6 +161,15 @@ class RunExecutor:
         run = execution.run
         translator = StreamTranslator()
         outcome: dict[str, Any] = {}
+
+        def release(items: list[Any]) -> None:
+            if attempt is not None:
+                attempt.observe(items)
+            self._eventlog.append(run.run_id, items)
+
+        released: OrderedRelease[list[Any]] = OrderedRelease(release)
+        # The commits of the run's checkpoint saves, when the saver defers them (see _saves).
+        commits: list[asyncio.Future[None]] = []
         try:
             loaded = self._registry.get(run.graph_id)
             config = graph_config(run, self._recursion_limit, loaded.spec.max_concurrency)
@@ -154,13 +183,16 @@ class RunExecutor:
                 interrupt_after=list(run.options.interrupt_after) or None,
                 control=execution.control,
             )
-            async for part in stream:
-                items = list(translator.feed(part))
-                if items:
-                    await self._checkpoints_committed(run, items)
-                    if attempt is not None:
-                        attempt.observe(items)
-                    self._eventlog.append(run.run_id, items)
+            with self._saves() as commits:
+                async for part in stream:
+                    items = list(translator.feed(part))
+                    if items:
+                        released.push(items, self._checkpoints_committed(run, items))
+                        if self._durability == "sync":
+                            # The graph waits here: its next superstep starts once this one is durable.
+                            await released.flush()
+            await released.flush()
+            await asyncio.gather(*commits)
             if translator.interrupted or run.options.interrupt_before or run.options.interrupt_after:
                 state = await loaded.graph.aget_state(config)
                 interrupts = _interrupt_dicts(state.interrupts)
@@ -169,13 +201,18 @@ class RunExecutor:
             if not outcome:
                 outcome = {"status": rec.SUCCEEDED, "values": translator.last_values}
         except GraphDrained:
+            await _settle(released, commits)
             return await self._hand_back(run)
         except asyncio.CancelledError:
+            released.drop()
+            _discard(commits)
             if execution.fenced:
                 return dataclasses.replace(run, status=rec.QUEUED)
             if execution.handing_back:
                 return await self._hand_back(run)
             if execution.rollback:
+                # Saves still queued would otherwise land after the delete.
+                await asyncio.gather(*commits, return_exceptions=True)
                 await self._saver.adelete_for_runs([run.run_id])
             outcome = {"status": rec.CANCELLED, "reason": execution.cancel_reason or "cancelled"}
         except Exception as exc:
@@ -183,18 +220,36 @@ class RunExecutor:
                 "run %s failed: %s: %s", run.run_id, type(exc).__name__, exc, exc_info=not translator.seen
             )
             outcome = {"status": rec.FAILED, "error": exc}
+            # What the graph reported before it failed: supersteps whose checkpoints committed.
+            await _settle(released, commits)
         return await self._finish(execution, outcome)
 
-    async def _checkpoints_committed(self, run: rec.Run, items: list[Any]) -> None:
-        """A superstep is reported done only once its checkpoint is durable."""
+    def _saves(self) -> contextlib.AbstractContextManager[list[asyncio.Future[None]]]:
+        """With "async" durability, checkpoint saves that return once queued.
+
+        The graph goes on while its checkpoints commit (LangGraph's default), so the
+        supersteps of a run share commits instead of taking one each, in turn. Nothing
+        is reported before its checkpoint has committed: a superstep's events wait in
+        `OrderedRelease`, and the run ends only after every save has committed.
+        """
+        deferred = getattr(self._saver, "deferred_commits", None)
+        if self._durability == "async" and deferred is not None:
+            return deferred()  # type: ignore[no-any-return]
+        return contextlib.nullcontext([])
+
+    def _checkpoints_committed(self, run: rec.Run, items: list[Any]) -> asyncio.Future[None] | None:
+        """Resolves once the checkpoints of the supersteps `items` report finished are durable."""
         wait = getattr(self._saver, "checkpoint_committed", None)
-        if wait is None:
-            return
-        for kind, _, data in items:
-            if kind == ev.SUPERSTEP_FINISHED and not await wait(
-                data["checkpoint_id"], thread_id=run.session_id
-            ):
-                log.warning("run %s: checkpoint %s not committed in time", run.run_id, data["checkpoint_id"])
+        ids = [data["checkpoint_id"] for kind, _, data in items if kind == ev.SUPERSTEP_FINISHED]
+        if wait is None or not ids:
+            return None
+
+        async def committed() -> None:
+            for checkpoint_id in ids:
+                if not await wait(checkpoint_id, thread_id=run.session_id):
+                    log.warning("run %s: checkpoint %s not committed in time", run.run_id, checkpoint_id)
+
+        return asyncio.ensure_future(committed())
 
     async def _finish(self, execution: Execution, outcome: dict[str, Any]) -> rec.Run:
         run = execution.run

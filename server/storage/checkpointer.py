@@ -4,7 +4,9 @@ Sessions, runs and checkpoints share one database and one migration history
 (DESIGN §5). Checkpoints and pending writes are written through the
 `GroupCommitWriter`, so the supersteps of many concurrent runs share
 transactions, and `aput`/`aput_writes` return only once their transaction has
-committed. Channel values are stored once per channel version
+committed, except inside `deferred_commits` (a run executing in the service):
+there they return once the writes are queued, and the run waits for their
+commit itself. Channel values are stored once per channel version
 (checkpoint_tables.py), so storage grows with what changed.
 
 The sync methods are thin wrappers that run the async ones on the event loop
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import functools
 import random
 from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
@@ -63,6 +66,11 @@ COMMIT_WAIT_S = 30.0
 # How long it waits for a put of its own before asking the database.
 STORED_CHECK_S = 0.5
 REMEMBERED_COMMITS = 50_000
+
+# The writes queued by the run executing in this context, inside `deferred_commits`.
+_deferred: contextvars.ContextVar[list[asyncio.Future[None]] | None] = contextvars.ContextVar(
+    "stepstream_deferred_commits", default=None
+)
 
 
 class SQLAlchemyCheckpointSaver(BaseCheckpointSaver[str]):
@@ -117,8 +125,60 @@ class SQLAlchemyCheckpointSaver(BaseCheckpointSaver[str]):
         finally:
             self._new_threads.discard(thread_id)
 
+    @contextlib.contextmanager
+    def deferred_commits(self) -> Iterator[list[asyncio.Future[None]]]:
+        """Within: `aput` and `aput_writes` queue their writes and return without awaiting the commit.
+
+        LangGraph chains a run's checkpoint saves (each starts once the one before
+        returned): waiting for every commit there made each superstep of a run a
+        transaction of its own, in turn. Deferred, a run's saves reach the writer
+        together and share commits. Yields the commit futures, which the caller
+        awaits before it says the run is over; `checkpoint_committed` still says
+        when each checkpoint is durable, and reads in the context wait for them.
+        """
+        pending: list[asyncio.Future[None]] = []
+        token = _deferred.set(pending)
+        try:
+            yield pending
+        finally:
+            _deferred.reset(token)
+
+    async def _queued(self, writes: Any, checkpoint_id: str | None = None) -> None:
+        """Write, and return at the commit; inside `deferred_commits`, return once queued."""
+        done = self.writer.submit(writes)
+        pending = _deferred.get()
+        if pending is None:
+            try:
+                await done
+            except BaseException as exc:
+                if checkpoint_id is not None:
+                    self._mark_failed(checkpoint_id, exc)
+                raise
+            if checkpoint_id is not None:
+                self._mark_committed(checkpoint_id)
+            return
+        pending.append(done)
+        if checkpoint_id is not None:
+            done.add_done_callback(functools.partial(self._settled, checkpoint_id))
+
+    def _settled(self, checkpoint_id: str, done: asyncio.Future[None]) -> None:
+        if done.cancelled():
+            self._mark_failed(checkpoint_id, asyncio.CancelledError())
+        elif (error := done.exception()) is not None:
+            self._mark_failed(checkpoint_id, error)
+        else:
+            self._mark_committed(checkpoint_id)
+
+    @staticmethod
+    async def _own_writes_committed() -> None:
+        """Reads of a run with deferred commits see what the run wrote (LangGraph reads at starts)."""
+        pending = _deferred.get()
+        if pending:
+            await asyncio.gather(*pending)
+
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         self._remember_loop()
+        await self._own_writes_committed()
         if self._new_threads:
             conf = config["configurable"]
             thread_id = conf.get("thread_id")
@@ -137,6 +197,7 @@ class SQLAlchemyCheckpointSaver(BaseCheckpointSaver[str]):
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
         self._remember_loop()
+        await self._own_writes_committed()
         query = search(self.engine.dialect.name, config, filter, before)
         remaining = limit
         # Without a filter SQL alone decides, so a small limit fetches only what it returns.
@@ -166,8 +227,7 @@ class SQLAlchemyCheckpointSaver(BaseCheckpointSaver[str]):
         writes, next_config = checkpoint_rows(
             self._stmts, self.serde, config, checkpoint, metadata, new_versions
         )
-        await self.writer.write(writes)
-        self._mark_committed(checkpoint["id"])
+        await self._queued(writes, checkpoint["id"])
         return next_config
 
     async def checkpoint_committed(
@@ -180,7 +240,7 @@ class SQLAlchemyCheckpointSaver(BaseCheckpointSaver[str]):
         service awaits this before telling anyone the superstep is done. A run
         resumed here may announce a checkpoint another process stored: given the
         thread, the database is asked when no put of ours commits it soon. False
-        if it is not committed within `timeout`.
+        if it is not committed within `timeout`; raises what the put raised if it failed.
         """
         if checkpoint_id in self._committed:
             return True
@@ -209,6 +269,12 @@ class SQLAlchemyCheckpointSaver(BaseCheckpointSaver[str]):
         )
         return bool(await self.reader.run(lambda conn: conn.execute(query.limit(1)).first()))
 
+    def _mark_failed(self, checkpoint_id: str, error: BaseException) -> None:
+        """Whoever waits for the checkpoint learns its save failed, instead of waiting in vain."""
+        waiter = self._commit_waiters.pop(checkpoint_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(error)
+
     def _mark_committed(self, checkpoint_id: str) -> None:
         waiter = self._commit_waiters.pop(checkpoint_id, None)
         if waiter is not None and not waiter.done():
@@ -224,7 +290,7 @@ class SQLAlchemyCheckpointSaver(BaseCheckpointSaver[str]):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        await self.writer.write(task_write_rows(self._stmts, self.serde, config, writes, task_id, task_path))
+        await self._queued(task_write_rows(self._stmts, self.serde, config, writes, task_id, task_path))
 
     async def adelete_thread(self, thread_id: str) -> None:
         await maintenance.delete_threads(self.engine, [str(thread_id)])

@@ -1,0 +1,65 @@
+"""Release a run's events in order, each batch only once the checkpoints it reports are durable.
+
+A superstep is reported finished only after its checkpoint has committed. The
+executor used to wait for that commit before it took the next part of the
+graph's stream, which held the graph itself: every superstep of every run
+waited for a group commit before the next could start. The graph now goes on
+at once (LangGraph's own "async" durability: the save runs while the next
+superstep executes), and the wait moves here: a batch that reports a
+superstep finished is held, with every batch after it, until its checkpoint
+is committed; batches with nothing to wait for pass straight through when
+nothing is held before them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+Batch = TypeVar("Batch")
+
+
+class OrderedRelease(Generic[Batch]):
+    def __init__(self, release: Callable[[Batch], Any]) -> None:
+        self._release = release
+        self._held: collections.deque[tuple[Batch, asyncio.Future[Any] | None]] = collections.deque()
+        self._task: asyncio.Task[None] | None = None
+
+    def push(self, batch: Batch, gate: asyncio.Future[Any] | None = None) -> None:
+        """Release `batch` after every batch pushed before it, and after `gate` if given."""
+        if gate is None and not self._held:
+            self._release(batch)
+            return
+        self._held.append((batch, gate))
+        if self._task is None:
+            self._task = asyncio.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while self._held:
+                batch, gate = self._held[0]
+                if gate is not None:
+                    await gate
+                self._held.popleft()
+                self._release(batch)
+        finally:
+            if self._task is asyncio.current_task():
+                self._task = None
+
+    async def flush(self) -> None:
+        """Wait until everything pushed so far is released."""
+        while self._task is not None:
+            await asyncio.shield(self._task)
+
+    def drop(self) -> None:
+        """Forget what is held (the run was cancelled or taken over): it is never released."""
+        for _, gate in self._held:
+            if gate is not None:
+                gate.cancel()
+        self._held.clear()
+        if self._task is not None:
+            # A task cancelled before it started never runs its `finally`.
+            self._task.cancel()
+            self._task = None

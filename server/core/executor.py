@@ -186,11 +186,14 @@ class RunExecutor:
             with self._saves() as commits:
                 async for part in stream:
                     items = list(translator.feed(part))
-                    if items:
-                        released.push(items, self._checkpoints_committed(run, items))
-                        if self._durability == "sync":
-                            # The graph waits here: its next superstep starts once this one is durable.
-                            await released.flush()
+                    if not items:
+                        continue
+                    if self._durability == "sync":
+                        # The graph waits here: its next superstep starts once this one is durable.
+                        await self._checkpoints_committed(run, items)
+                        release(items)
+                    else:
+                        released.push(items, self._gate(run, items))
             await released.flush()
             await asyncio.gather(*commits)
             if translator.interrupted or run.options.interrupt_before or run.options.interrupt_after:
@@ -237,19 +240,22 @@ class RunExecutor:
             return deferred()  # type: ignore[no-any-return]
         return contextlib.nullcontext([])
 
-    def _checkpoints_committed(self, run: rec.Run, items: list[Any]) -> asyncio.Future[None] | None:
-        """Resolves once the checkpoints of the supersteps `items` report finished are durable."""
+    async def _checkpoints_committed(self, run: rec.Run, items: list[Any]) -> None:
+        """A superstep is reported done only once its checkpoint is durable."""
         wait = getattr(self._saver, "checkpoint_committed", None)
-        ids = [data["checkpoint_id"] for kind, _, data in items if kind == ev.SUPERSTEP_FINISHED]
-        if wait is None or not ids:
-            return None
+        if wait is None:
+            return
+        for kind, _, data in items:
+            if kind == ev.SUPERSTEP_FINISHED and not await wait(
+                data["checkpoint_id"], thread_id=run.session_id
+            ):
+                log.warning("run %s: checkpoint %s not committed in time", run.run_id, data["checkpoint_id"])
 
-        async def committed() -> None:
-            for checkpoint_id in ids:
-                if not await wait(checkpoint_id, thread_id=run.session_id):
-                    log.warning("run %s: checkpoint %s not committed in time", run.run_id, checkpoint_id)
-
-        return asyncio.ensure_future(committed())
+    def _gate(self, run: rec.Run, items: list[Any]) -> asyncio.Future[None] | None:
+        """What `items` must wait for before they are told: their supersteps' checkpoints."""
+        if any(kind == ev.SUPERSTEP_FINISHED for kind, _, _ in items):
+            return asyncio.ensure_future(self._checkpoints_committed(run, items))
+        return None
 
     async def _finish(self, execution: Execution, outcome: dict[str, Any]) -> rec.Run:
         run = execution.run

@@ -267,8 +267,9 @@ SYSTEMS: tuple[System, ...] = (
         "LangGraph server (langgraph dev), jobs/worker = clients",
         "peer",
         per_concurrency=True,
-        # A server of its own per client count: each of these cells would cost one more start.
-        full_run_only=(("linear", 1), ("research", 32)),
+        # A server of its own per client count: each of these cells would cost one more start
+        # (and map-reduce at 256, some 16 s, would take the quick run past its 5 minutes).
+        full_run_only=(("linear", 1), ("research", 32), ("mapreduce", 256)),
     ),
     AegraServer("aegra", "Aegra on PostgreSQL", "peer", full_run_only=(("research", 32),)),
     StepstreamSystem("stepstream-sqlite", "stepstream, SQLite", "stepstream"),

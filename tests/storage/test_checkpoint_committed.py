@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import pathlib
+from collections.abc import AsyncIterator
 
 import pytest
 from langgraph.checkpoint.base import empty_checkpoint
@@ -12,103 +13,86 @@ from stepstream.server.storage.checkpointer import SQLAlchemyCheckpointSaver
 from stepstream.server.storage.db import create_engine, upgrade_async
 
 
-async def test_waits_for_a_put_that_starts_later(tmp_path: pathlib.Path) -> None:
+@pytest.fixture
+async def saver(tmp_path: pathlib.Path) -> AsyncIterator[SQLAlchemyCheckpointSaver]:
     url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
     await upgrade_async(url)
     engine = create_engine(url)
     saver = SQLAlchemyCheckpointSaver(engine)
-    try:
-        checkpoint = empty_checkpoint()
-        config = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
-        waiting = asyncio.create_task(saver.checkpoint_committed(checkpoint["id"], timeout=10))
-        await asyncio.sleep(0.05)
-        assert not waiting.done()  # nothing written yet
-        await saver.aput(config, checkpoint, {"source": "input", "step": -1, "parents": {}}, {})
-        assert await waiting
-        assert await saver.aget_tuple({"configurable": {"thread_id": "t", "checkpoint_id": checkpoint["id"]}})
-        # Asked after the commit: answered at once.
-        assert await saver.checkpoint_committed(checkpoint["id"], timeout=0.01)
-        # Never written: gives up after the timeout.
-        assert not await saver.checkpoint_committed("no-such-checkpoint", timeout=0.05)
-    finally:
-        await saver.aclose()
-        await engine.dispose()
+    yield saver
+    await saver.aclose()
+    await engine.dispose()
 
 
-async def test_a_new_threads_first_read_finds_nothing_without_a_query(tmp_path: pathlib.Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
-    await upgrade_async(url)
-    engine = create_engine(url)
-    saver = SQLAlchemyCheckpointSaver(engine)
+async def test_waits_for_a_put_that_starts_later(saver: SQLAlchemyCheckpointSaver) -> None:
+    checkpoint = empty_checkpoint()
+    config = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+    waiting = asyncio.create_task(saver.checkpoint_committed(checkpoint["id"], timeout=10))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()  # nothing written yet
+    await saver.aput(config, checkpoint, {"source": "input", "step": -1, "parents": {}}, {})
+    assert await waiting
+    assert await saver.aget_tuple({"configurable": {"thread_id": "t", "checkpoint_id": checkpoint["id"]}})
+    # Asked after the commit: answered at once.
+    assert await saver.checkpoint_committed(checkpoint["id"], timeout=0.01)
+    # Never written: gives up after the timeout.
+    assert not await saver.checkpoint_committed("no-such-checkpoint", timeout=0.05)
+
+
+async def test_a_new_threads_first_read_finds_nothing_without_a_query(
+    saver: SQLAlchemyCheckpointSaver,
+) -> None:
     latest = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
-    try:
-        checkpoint = empty_checkpoint()
-        await saver.aput(latest, checkpoint, {"source": "input", "step": -1, "parents": {}}, {})
-        reads: list[object] = []
-        saver.reader.run = lambda fn: reads.append(fn) or asyncio.sleep(0, None)  # type: ignore[method-assign]
-        with saver.new_thread("t"):
-            # Answered "none" from what the caller declared, not from the database.
-            assert await saver.aget_tuple(latest) is None
-            assert reads == []
-            # Only the first read of the thread's latest checkpoint: the next ones ask.
-            await saver.aget_tuple(latest)
-            assert len(reads) == 1
-        del saver.reader.run
-        # Outside, the stored checkpoint is read as ever.
-        found = await saver.aget_tuple(latest)
-        assert found is not None and found.checkpoint["id"] == checkpoint["id"]
-    finally:
-        await saver.aclose()
-        await engine.dispose()
+    checkpoint = empty_checkpoint()
+    await saver.aput(latest, checkpoint, {"source": "input", "step": -1, "parents": {}}, {})
+    reads: list[object] = []
+    saver.reader.run = lambda fn: reads.append(fn) or asyncio.sleep(0, None)  # type: ignore[method-assign]
+    with saver.new_thread("t"):
+        # Answered "none" from what the caller declared, not from the database.
+        assert await saver.aget_tuple(latest) is None
+        assert reads == []
+        # Only the first read of the thread's latest checkpoint: the next ones ask.
+        await saver.aget_tuple(latest)
+        assert len(reads) == 1
+    del saver.reader.run
+    # Outside, the stored checkpoint is read as ever.
+    found = await saver.aget_tuple(latest)
+    assert found is not None and found.checkpoint["id"] == checkpoint["id"]
 
 
-async def test_deferred_saves_return_queued_and_report_their_commit(tmp_path: pathlib.Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
-    await upgrade_async(url)
-    engine = create_engine(url)
-    saver = SQLAlchemyCheckpointSaver(engine)
+async def test_deferred_saves_return_queued_and_report_their_commit(saver: SQLAlchemyCheckpointSaver) -> None:
     config = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
     metadata = {"source": "input", "step": -1, "parents": {}}
-    try:
-        checkpoint = empty_checkpoint()
-        with saver.deferred_commits() as commits:
-            saved = await saver.aput(config, checkpoint, metadata, {})
-            await saver.aput_writes(saved, [("x", 1)], task_id="task")
-            assert len(commits) == 2  # both queued, neither awaited by the saves themselves
-            # A read in the same context waits for the context's own saves.
-            found = await saver.aget_tuple(config)
-            assert found is not None and found.checkpoint["id"] == checkpoint["id"]
-            assert found.pending_writes == [("task", "x", 1)]
-        await asyncio.gather(*commits)
-        assert await saver.checkpoint_committed(checkpoint["id"], timeout=0.01)
-        # Outside the context a save returns at its commit, as before.
-        later = empty_checkpoint()
-        await saver.aput(config, later, {**metadata, "step": 0}, {})
-        assert await saver.checkpoint_committed(later["id"], timeout=0.01)
-    finally:
-        await saver.aclose()
-        await engine.dispose()
+    checkpoint = empty_checkpoint()
+    with saver.deferred_commits() as commits:
+        saved = await saver.aput(config, checkpoint, metadata, {})
+        await saver.aput_writes(saved, [("x", 1)], task_id="task")
+        assert len(commits) == 2  # both queued, neither awaited by the saves themselves
+        # A read in the same context waits for the context's own saves.
+        found = await saver.aget_tuple(config)
+        assert found is not None and found.checkpoint["id"] == checkpoint["id"]
+        assert found.pending_writes == [("task", "x", 1)]
+    await asyncio.gather(*commits)
+    assert await saver.checkpoint_committed(checkpoint["id"], timeout=0.01)
+    # Outside the context a save returns at its commit, as before.
+    later = empty_checkpoint()
+    await saver.aput(config, later, {**metadata, "step": 0}, {})
+    assert await saver.checkpoint_committed(later["id"], timeout=0.01)
 
 
-async def test_a_failed_deferred_save_fails_whoever_waits_for_its_checkpoint(tmp_path: pathlib.Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
-    await upgrade_async(url)
-    engine = create_engine(url)
-    saver = SQLAlchemyCheckpointSaver(engine)
+async def test_a_failed_deferred_save_fails_whoever_waits_for_its_checkpoint(
+    saver: SQLAlchemyCheckpointSaver,
+) -> None:
     config = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
-    try:
-        checkpoint = empty_checkpoint()
-        # The commit of this save is ours to settle: it fails, as a lost database would make it.
-        commit: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        saver.writer.submit = lambda writes: commit  # type: ignore[method-assign]
-        waiting = asyncio.create_task(saver.checkpoint_committed(checkpoint["id"], timeout=10))
-        with saver.deferred_commits() as commits:
-            await saver.aput(config, checkpoint, {"source": "input", "step": -1, "parents": {}}, {})
-        assert commits == [commit] and not waiting.done()
-        commit.set_exception(OSError("database is gone"))
-        with pytest.raises(OSError, match="database is gone"):
-            await waiting
-        del saver.writer.submit
-    finally:
-        await saver.aclose()
-        await engine.dispose()
+    checkpoint = empty_checkpoint()
+    # The commit of this save is ours to settle: it fails, as a lost database would make it.
+    commit: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    saver.writer.submit = lambda writes: commit  # type: ignore[method-assign]
+    waiting = asyncio.create_task(saver.checkpoint_committed(checkpoint["id"], timeout=10))
+    with saver.deferred_commits() as commits:
+        await saver.aput(config, checkpoint, {"source": "input", "step": -1, "parents": {}}, {})
+    assert commits == [commit] and not waiting.done()
+    commit.set_exception(OSError("database is gone"))
+    with pytest.raises(OSError, match="database is gone"):
+        await waiting
+    del saver.writer.submit

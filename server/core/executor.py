@@ -87,11 +87,16 @@ def graph_input(run: rec.Run) -> Any:
     return None
 
 
+async def _committed(commits: list[asyncio.Future[None]], raise_errors: bool = True) -> None:
+    """Wait for the commits of a run's saves; shielded, so a cancelled wait cancels no write."""
+    await asyncio.shield(asyncio.gather(*commits, return_exceptions=not raise_errors))
+
+
 async def _settle(released: OrderedRelease[Any], commits: list[asyncio.Future[None]]) -> None:
     """After a run stopped early: release what committed, and wait for the saves still queued."""
     with contextlib.suppress(Exception):
         await released.flush()
-    await asyncio.gather(*commits, return_exceptions=True)
+    await _committed(commits, raise_errors=False)
 
 
 def _discard(commits: list[asyncio.Future[None]]) -> None:
@@ -195,7 +200,7 @@ class RunExecutor:
                     else:
                         released.push(items, self._gate(run, items))
             await released.flush()
-            await asyncio.gather(*commits)
+            await _committed(commits)
             if translator.interrupted or run.options.interrupt_before or run.options.interrupt_after:
                 state = await loaded.graph.aget_state(config)
                 interrupts = _interrupt_dicts(state.interrupts)
@@ -215,7 +220,7 @@ class RunExecutor:
                 return await self._hand_back(run)
             if execution.rollback:
                 # Saves still queued would otherwise land after the delete.
-                await asyncio.gather(*commits, return_exceptions=True)
+                await _committed(commits, raise_errors=False)
                 await self._saver.adelete_for_runs([run.run_id])
             outcome = {"status": rec.CANCELLED, "reason": execution.cancel_reason or "cancelled"}
         except Exception as exc:

@@ -144,26 +144,23 @@ class SQLAlchemyCheckpointSaver(BaseCheckpointSaver[str]):
             _deferred.reset(token)
 
     async def _queued(self, writes: Any, checkpoint_id: str | None = None) -> None:
-        """Write, and return at the commit; inside `deferred_commits`, return once queued."""
+        """Write, and return at the commit; inside `deferred_commits`, return once queued.
+
+        The commit is recorded from the writer's future itself, so a caller cancelled
+        while it waits (the writes still commit) neither loses nor falsifies it.
+        """
         done = self.writer.submit(writes)
-        pending = _deferred.get()
-        if pending is None:
-            try:
-                await done
-            except BaseException as exc:
-                if checkpoint_id is not None:
-                    self._mark_failed(checkpoint_id, exc)
-                raise
-            if checkpoint_id is not None:
-                self._mark_committed(checkpoint_id)
-            return
-        pending.append(done)
         if checkpoint_id is not None:
             done.add_done_callback(functools.partial(self._settled, checkpoint_id))
+        pending = _deferred.get()
+        if pending is None:
+            await asyncio.shield(done)
+        else:
+            pending.append(done)
 
     def _settled(self, checkpoint_id: str, done: asyncio.Future[None]) -> None:
         if done.cancelled():
-            self._mark_failed(checkpoint_id, asyncio.CancelledError())
+            self._mark_failed(checkpoint_id, RuntimeError(f"the save of checkpoint {checkpoint_id} stopped"))
         elif (error := done.exception()) is not None:
             self._mark_failed(checkpoint_id, error)
         else:
@@ -174,7 +171,7 @@ class SQLAlchemyCheckpointSaver(BaseCheckpointSaver[str]):
         """Reads of a run with deferred commits see what the run wrote (LangGraph reads at starts)."""
         pending = _deferred.get()
         if pending:
-            await asyncio.gather(*pending)
+            await asyncio.shield(asyncio.gather(*pending))
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         self._remember_loop()

@@ -96,3 +96,20 @@ async def test_a_failed_deferred_save_fails_whoever_waits_for_its_checkpoint(
     with pytest.raises(OSError, match="database is gone"):
         await waiting
     del saver.writer.submit
+
+
+async def test_a_save_whose_caller_was_cancelled_still_commits_and_says_so(
+    saver: SQLAlchemyCheckpointSaver,
+) -> None:
+    config = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+    checkpoint = empty_checkpoint()
+    put = asyncio.create_task(
+        saver.aput(config, checkpoint, {"source": "input", "step": -1, "parents": {}}, {})
+    )
+    await asyncio.sleep(0)  # the writes are queued ...
+    put.cancel()  # ... and the caller stops waiting for them
+    with pytest.raises(asyncio.CancelledError):
+        await put
+    # The writes were not taken back: they commit, and the saver knows it without asking the database.
+    assert await saver.checkpoint_committed(checkpoint["id"], timeout=5)
+    assert await saver.aget_tuple(config) is not None

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import enum
 import logging
 from typing import Annotated
 
 import typer
 
-from stepstream.server.settings import WORKER_CONNECTION_AGE_SECONDS, ServerSettings
+from stepstream.server.settings import WORKER_CONNECTION_AGE_SECONDS, Durability, ServerSettings
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 DEFAULTS = ServerSettings()
-
-
-class Durability(enum.StrEnum):
-    SYNC = "sync"
-    ASYNC = "async"
-
-
-DEFAULT_DURABILITY = Durability(DEFAULTS.durability)
 
 
 @db_app.command("upgrade")
@@ -69,7 +60,7 @@ def serve(
             "commits (LangGraph's default, more runs/s; a replica that dies may run one more "
             "superstep again)."
         ),
-    ] = DEFAULT_DURABILITY,
+    ] = DEFAULTS.durability,
     no_migrate: bool = typer.Option(False, "--no-migrate", help="Do not apply migrations at start."),
     ratelimiter: str = typer.Option(None, "--ratelimiter", help="Address of the rate-limiter sidecar."),
     limits: str = typer.Option(None, "--limits", help="Limits file for the in-process limiter (no sidecar)."),
@@ -174,7 +165,7 @@ def serve(
         shutdown_grace_seconds=grace,
         session_ttl_seconds=session_ttl,
         keep_checkpoints=keep_checkpoints,
-        durability=durability.value,
+        durability=durability,
         ratelimiter_address=ratelimiter,
         limits_path=limits,
         ratelimiter_on_unavailable=ratelimiter_on_unavailable,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 import os
 import socket
 
@@ -13,6 +14,13 @@ def default_replica_name() -> str:
 
 # Connection age of `serve --workers` when none is given (max_connection_age_seconds).
 WORKER_CONNECTION_AGE_SECONDS = 60.0
+
+
+class Durability(enum.StrEnum):
+    """When a run's next superstep starts (ServerSettings.durability)."""
+
+    SYNC = "sync"
+    ASYNC = "async"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +64,7 @@ class ServerSettings:
     # (LangGraph's own default): while it commits, so a run's supersteps share commits (more
     # runs/s); a replica that dies may then run again the superstep before too. Either way a
     # superstep is reported finished only once its checkpoint has committed.
-    durability: str = "sync"
+    durability: Durability = Durability.SYNC
     # Largest gRPC message accepted or sent, in bytes.
     max_message_bytes: int = 4 * 1024 * 1024
     # Retention, enforced in the background: sessions idle longer than this are

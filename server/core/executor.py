@@ -25,11 +25,11 @@ from stepstream.server.core.release import OrderedRelease
 from stepstream.server.core.store import NOTIFY_QUEUE, Store
 from stepstream.server.core.tracing import Attempt, RunTelemetry
 from stepstream.server.core.translate import StreamTranslator
+from stepstream.server.settings import Durability
 
 log = logging.getLogger(__name__)
 
 STREAM_MODES: list[StreamMode] = ["debug", "messages", "custom", "values"]
-DURABILITY = ("sync", "async")
 
 
 @dataclasses.dataclass
@@ -120,12 +120,10 @@ class RunExecutor:
         recursion_limit: int,
         limiter: Limiter | None = None,
         telemetry: RunTelemetry | None = None,
-        durability: str = "sync",
+        durability: Durability = Durability.SYNC,
     ) -> None:
-        if durability not in DURABILITY:
-            raise ValueError(f"durability must be one of {', '.join(DURABILITY)}, not {durability!r}")
         # "sync": a superstep starts once the one before is durable; "async": while it commits.
-        self._durability = durability
+        self._durability = Durability(durability)
         self._limiter = limiter
         # Traces and metrics of runs; None when telemetry is off (the hooks below cost a check).
         self.telemetry = telemetry
@@ -193,7 +191,7 @@ class RunExecutor:
                     items = list(translator.feed(part))
                     if not items:
                         continue
-                    if self._durability == "sync":
+                    if self._durability is Durability.SYNC:
                         # The graph waits here: its next superstep starts once this one is durable.
                         await self._checkpoints_committed(run, items)
                         release(items)
@@ -241,7 +239,7 @@ class RunExecutor:
         `OrderedRelease`, and the run ends only after every save has committed.
         """
         deferred = getattr(self._saver, "deferred_commits", None)
-        if self._durability == "async" and deferred is not None:
+        if self._durability is Durability.ASYNC and deferred is not None:
             return deferred()  # type: ignore[no-any-return]
         return contextlib.nullcontext([])
 

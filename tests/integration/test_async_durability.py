@@ -11,29 +11,17 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.integration import test_policies, test_runs, test_session_stream
+from tests.integration import test_runs
+from tests.integration.cases import SERVER_CASES, case_id
 from tests.integration.rpc import Api
 from tests.support import ServerProcess
 
 SAME_AS_SYNC: list[Callable[[Api], None]] = [
-    test_runs.test_linear_run_streams_supersteps_and_tasks_in_order,
-    test_runs.test_join_after_seq_replays_the_rest_exactly_once,
+    *SERVER_CASES,
     test_runs.test_event_kind_selection_is_kept_on_rejoin,
     test_runs.test_subgraph_events_carry_their_namespace_and_are_opt_in,
     test_runs.test_chat_model_tokens_stream_as_message_chunks,
     test_runs.test_custom_events_and_max_concurrency,
-    test_runs.test_failed_task_fails_the_run_with_its_error,
-    test_runs.test_interrupt_then_resume_on_the_same_session,
-    test_runs.test_a_retried_start_with_the_same_run_id_returns_the_same_run,
-    test_runs.test_a_finished_superstep_is_already_durable_when_announced,
-    # Cancels and rollbacks: the paths where saves may still be queued when a run stops.
-    test_policies.test_reject_refuses_a_second_run_and_keeps_the_first,
-    test_policies.test_enqueue_runs_one_after_the_other,
-    test_policies.test_interrupt_stops_the_active_run_and_keeps_its_checkpoints,
-    test_policies.test_rollback_drops_the_active_runs_work,
-    test_policies.test_cancel_leaves_a_checkpoint_the_session_continues_from,
-    test_session_stream.test_interrupt_answered_on_the_same_stream,
-    test_session_stream.test_cancel_on_the_stream_and_session_status,
 ]
 
 
@@ -52,7 +40,7 @@ def server_address(async_server: ServerProcess) -> str:
     return async_server.address
 
 
-@pytest.mark.parametrize("case", SAME_AS_SYNC, ids=lambda case: case.__name__.removeprefix("test_"))
+@pytest.mark.parametrize("case", SAME_AS_SYNC, ids=case_id)
 def test_same_as_with_sync_durability(api: Api, case: Callable[[Api], None]) -> None:
     case(api)
 

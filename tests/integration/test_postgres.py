@@ -16,27 +16,11 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from stepstream.v1 import runs_pb2, sessions_pb2
-from tests.integration import test_policies, test_runs, test_session_stream
+from tests.integration.cases import SERVER_CASES, case_id
 from tests.integration.rpc import Api
 from tests.integration.test_lifecycle import check_sigkill_recovery
 from tests.pgserver import create_database
 from tests.support import ServerProcess
-
-SAME_AS_SQLITE: list[Callable[[Api], None]] = [
-    test_runs.test_linear_run_streams_supersteps_and_tasks_in_order,
-    test_runs.test_join_after_seq_replays_the_rest_exactly_once,
-    test_runs.test_failed_task_fails_the_run_with_its_error,
-    test_runs.test_interrupt_then_resume_on_the_same_session,
-    test_runs.test_a_retried_start_with_the_same_run_id_returns_the_same_run,
-    test_runs.test_a_finished_superstep_is_already_durable_when_announced,
-    test_policies.test_reject_refuses_a_second_run_and_keeps_the_first,
-    test_policies.test_enqueue_runs_one_after_the_other,
-    test_policies.test_interrupt_stops_the_active_run_and_keeps_its_checkpoints,
-    test_policies.test_rollback_drops_the_active_runs_work,
-    test_policies.test_cancel_leaves_a_checkpoint_the_session_continues_from,
-    test_session_stream.test_interrupt_answered_on_the_same_stream,
-    test_session_stream.test_cancel_on_the_stream_and_session_status,
-]
 
 
 def _count_rows(url: str) -> dict[str, int]:
@@ -75,7 +59,7 @@ def pg_api(pg_server: ServerProcess) -> Iterator[Api]:
     client.close()
 
 
-@pytest.mark.parametrize("case", SAME_AS_SQLITE, ids=lambda case: case.__name__.removeprefix("test_"))
+@pytest.mark.parametrize("case", SERVER_CASES, ids=case_id)
 def test_same_as_on_sqlite(pg_api: Api, case: Callable[[Api], None]) -> None:
     case(pg_api)
 

@@ -344,9 +344,10 @@ cores. Closed loop: N clients each start a run, read its events to the end, and 
 The window opens once every client has finished two runs (one session in (c)), or at a cap of
 25 s (6 s in (c); the cell's note says so); runs/s = N / the mean time a client takes from one
 start to the next (Little's law; the plain count over the window, coarse when runs end in
-lockstep, is in systems.json), or the count for the research sessions. "First event" is the
-first event of graph output (a node's update, a token, an interrupt). stepstream is driven by
-its Python SDK (gRPC streams, every run on its own session; 2 replicas: a LocalCluster as
+lockstep, is in systems.json), or the count for the research sessions. A cell's runs still in
+flight end before a cell of another scenario, or with fewer clients, starts. "First event" is
+the first event of graph output (a node's update, a token, an interrupt). stepstream is driven
+by its Python SDK (gRPC streams, every run on its own session; 2 replicas: a LocalCluster as
 `stepstream up` runs them, one rate-limiter sidecar, each call to the replica with fewer in
 flight), the LangGraph-API servers by langgraph-sdk streaming runs (`langgraph dev`: stateless
 runs; Aegra, which has none: a thread per run, created inside the timed run), with their

@@ -4,8 +4,9 @@ Given several addresses (replicas), the SDK spreads its calls over them. One
 HTTP/2 connection per CLIENTS_PER_CONNECTION concurrent loops, and at least
 MIN_CONNECTIONS once there are that many loops: a server with several worker
 processes (`serve --workers`) hands each connection to one worker at random, so
-a single connection would leave the others idle, and a few can land unevenly
-(8 connections on 2 workers: 6 to 2 or worse 29% of the time). The research
+a single connection would leave the others idle. They can land unevenly (8
+connections on 2 workers: 6 to 2 or worse 29% of the time); the SDK balances its
+calls over the workers, which it learns from each call's trailer. The research
 scenario is the demo's own session (`stepstream demo`): start, answer the
 clarification, stream the answer.
 

@@ -10,7 +10,7 @@ import grpc
 from stepstream.security.interceptor import current_principal
 from stepstream.server.api import convert
 from stepstream.server.api.session_stream import SessionStreamHandler
-from stepstream.server.api.status import streaming, unary
+from stepstream.server.api.status import replica_trailer, streaming, unary
 from stepstream.server.core.app import Core
 from stepstream.server.core.errors import InvalidArgument
 from stepstream.server.core.jsonio import parse_field
@@ -37,6 +37,7 @@ def owner_of(core: Core, context: Context) -> str:
 class GraphServicer(graphs_pb2_grpc.GraphServiceServicer):
     def __init__(self, core: Core) -> None:
         self._core = core
+        self.trailer = replica_trailer(core.settings.replica)
 
     def _graph_pb(self, graph_id: str) -> graphs_pb2.Graph:
         loaded = self._core.registry.get(graph_id)
@@ -64,6 +65,7 @@ class GraphServicer(graphs_pb2_grpc.GraphServiceServicer):
 class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
     def __init__(self, core: Core) -> None:
         self._core = core
+        self.trailer = replica_trailer(core.settings.replica)
         self._sessions = core.sessions
 
     @unary
@@ -118,6 +120,7 @@ class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
         return await update_state(self._core, owner_of(self._core, context), request)
 
     async def SessionStream(self, request_iterator: Any, context: Context) -> AsyncIterator[Any]:
+        context.set_trailing_metadata(self.trailer)
         handler = SessionStreamHandler(self._core, owner_of(self._core, context))
         async for response in handler.serve(request_iterator):
             yield response
@@ -134,6 +137,7 @@ async def update_state(core: Core, owner: str, request: sessions_pb2.UpdateSessi
 class RunServicer(runs_pb2_grpc.RunServiceServicer):
     def __init__(self, core: Core) -> None:
         self._core = core
+        self.trailer = replica_trailer(core.settings.replica)
 
     async def _start(self, request: runs_pb2.StartRunRequest, context: Context) -> Any:
         return await self._core.start_run(

@@ -1,4 +1,10 @@
-"""Domain errors ⇄ gRPC status codes, with google.rpc details a client can act on."""
+"""Domain errors ⇄ gRPC status codes, with google.rpc details a client can act on.
+
+Every call also ends with a trailer naming the replica that answered it. Workers of
+`serve --workers` share one port, so a client cannot tell from an address which
+process a connection reached; the SDK groups its connections by this trailer and
+balances calls over processes, not over connections.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,14 @@ from grpc_status import rpc_status
 from stepstream.server.core import errors
 
 log = logging.getLogger(__name__)
+
+REPLICA_TRAILER = "stepstream-replica"
+
+
+def replica_trailer(replica: str) -> tuple[tuple[str, str], ...]:
+    """The trailing metadata every call of `replica` ends with (a servicer's `trailer`)."""
+    return ((REPLICA_TRAILER, replica),)
+
 
 _CODES: dict[type[errors.StepstreamError], int] = {
     errors.NotFound: code_pb2.NOT_FOUND,
@@ -58,10 +72,11 @@ Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
 
 
 def unary(method: Handler) -> Handler:
-    """Map the core's errors to status codes for a unary handler."""
+    """Map the core's errors to status codes for a unary handler (of a servicer with a `trailer`)."""
 
     @functools.wraps(method)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        context.set_trailing_metadata(self.trailer)
         try:
             return await method(self, request, context)
         except Exception as exc:
@@ -71,12 +86,14 @@ def unary(method: Handler) -> Handler:
 
 
 def streaming(method: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
-    """Map the core's errors to status codes for a server-streaming handler."""
+    """Map the core's errors to status codes for a server-streaming handler (of a servicer with
+    a `trailer`)."""
 
     @functools.wraps(method)
     async def wrapper(
         self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
+        context.set_trailing_metadata(self.trailer)
         try:
             async for item in method(self, request, context):
                 yield item

@@ -132,6 +132,25 @@ async def test_a_call_goes_to_the_connection_with_the_fewest_calls_in_flight(mak
         assert all(e.in_flight == 0 for e in pool.endpoints)
 
 
+async def test_connections_that_reached_one_replica_share_its_count_of_calls(make_server: Any) -> None:
+    a = await make_server()
+    async with StepstreamClient(a.address, connections=4) as client:
+        pool = client._pool
+        w1, w1_idle, w1_too, w2 = pool.endpoints
+        # Not known yet: each connection counts alone, so an idle one of w1 could be chosen.
+        busy = [Lease(w1), Lease(w1), Lease(w2)]
+        assert {pool.order()[0].in_flight for _ in range(8)} == {0}
+        for endpoint, replica in ((w1, "w1"), (w1_idle, "w1"), (w1_too, "w1"), (w2, "w2")):
+            endpoint.replica = replica
+        # Known: w1 holds 2 calls and w2 one, so w2's connection gets the next, busy as it is.
+        assert [pool.order()[0] for _ in range(8)] == [w2] * 8
+        busy += [Lease(w2), Lease(w2)]
+        # w2 holds 3 now: the next goes to w1, on its connections with the fewest.
+        assert {id(pool.order()[0]) for _ in range(8)} == {id(w1_idle), id(w1_too)}
+        for lease in busy:
+            lease.release()
+
+
 async def test_reads_fail_over_past_a_dead_replica(make_server: Any, dead_address: str) -> None:
     server = await make_server()
     async with StepstreamClient([dead_address, server.address]) as client:

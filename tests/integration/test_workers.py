@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from stepstream.client import StepstreamClient
+from stepstream.client.pool import Lease
 from tests.support import ROOT, ServerProcess
 
 LIMITS = ROOT / "tests" / "graphs" / "limits.toml"
@@ -190,6 +191,41 @@ def test_the_sdk_opens_the_connections_it_is_asked_for(two_workers: Workers) -> 
             return _established_to(port)
 
     assert asyncio.run(scenario()) == 4
+
+
+def test_the_sdk_learns_each_connections_worker_and_balances_calls_over_workers(
+    two_workers: Workers,
+) -> None:
+    server, db = two_workers
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        async with StepstreamClient(server.address, connections=CONNECTIONS) as client:
+            endpoints = client._pool.endpoints
+            # Each call's trailer names the worker that answered: streams and unary calls.
+            for _ in range(4):
+                await asyncio.gather(*(_finish(client) for _ in range(CONNECTIONS)))
+                await asyncio.gather(*(client.graphs.list() for _ in range(CONNECTIONS)))
+            learned = [e.replica for e in endpoints]
+            # A worker with calls in flight on one of its connections gets no new call on
+            # another of its idle ones while the other worker has fewer.
+            busy_worker = endpoints[0].replica
+            leases = [Lease(endpoints[0]) for _ in range(3)]
+            chosen = [client._pool.order()[0].replica for _ in range(len(endpoints))]
+            for lease in leases:
+                lease.release()
+            return learned, [busy_worker, *chosen]
+
+    learned, (busy_worker, *chosen) = asyncio.run(scenario())
+    workers = set(_replicas(db))
+    assert len(workers) == 2 and set(learned) == workers, (learned, workers)
+    assert chosen == [next(iter(workers - {busy_worker}))] * len(chosen)
+
+
+async def _finish(client: StepstreamClient) -> None:
+    last = ""
+    async for event in client.runs.stream("linear", {"x": 0}, kinds=["tasks"]):
+        last = event.kind
+    assert last == "run_finished"
 
 
 def test_old_connections_are_replaced_without_cutting_a_call(tmp_path: pathlib.Path) -> None:

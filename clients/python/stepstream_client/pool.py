@@ -4,10 +4,12 @@ Replicas are equal (any of them serves any request). Each address gets
 `connections` channels, each its own HTTP/2 connection: on a server running
 several worker processes on one port (`serve --workers`), the kernel hands each
 new connection to one worker at random, so a client needs several connections
-to use them all, and they rarely land evenly. A call therefore goes to the
-connection with the fewest calls in flight (ties in rotation): a worker that
-drew more connections answers more slowly, its calls stay in flight longer,
-and the next calls go to the others.
+to use them all, and they rarely land evenly. Every call ends with a trailer
+naming the replica (the worker) that answered it, so the pool knows which
+connections share a process. A call goes to the replica with the fewest calls in
+flight, and of its connections to the one with the fewest (ties in rotation): a
+worker that drew 10 of 16 connections gets half the calls, not 10/16 of them.
+A connection whose replica is not known yet counts as a replica of its own.
 
 A call that fails with UNAVAILABLE is tried on the next address when that
 cannot do a write twice: always for reads, and for writes only
@@ -34,6 +36,8 @@ T = TypeVar("T")
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 # Seconds an address that answered UNAVAILABLE is moved to the back of the rotation.
 _DOWN_SECONDS = 2.0
+# Trailing metadata naming the replica that answered a call (the server sets it on every call).
+REPLICA_TRAILER = "stepstream-replica"
 # Texts grpc-core uses when no connection could be made: the request was never sent.
 _NOT_CONNECTED = ("failed to connect", "connection refused", "connections to all backends failing")
 
@@ -55,6 +59,15 @@ class Endpoint:
     down_until: float = 0.0
     # Unary calls, run streams and session streams open on this connection.
     in_flight: int = 0
+    # The replica that answered the last call on this connection ("" until one ends); a
+    # connection that reconnects may reach another, which its next call's trailer tells.
+    replica: str = ""
+
+    def learn_replica(self, trailing_metadata: Any) -> None:
+        """Note the replica named in a finished call's trailing metadata (grpc.aio.Metadata)."""
+        replica = trailing_metadata.get(REPLICA_TRAILER) if trailing_metadata else None
+        if replica:
+            self.replica = replica
 
 
 class Lease:
@@ -150,22 +163,32 @@ class ChannelPool:
         )
 
     def order(self) -> list[Endpoint]:
-        """Endpoints to try for one call, one per address: of each address its connection with
-        the fewest calls in flight; the address with the fewest first, recently failed ones last.
-        Ties go by rotation."""
+        """Endpoints to try for one call, one per address: of each address the replica with the
+        fewest calls in flight, and of its connections the one with the fewest; the address with
+        the fewest first, recently failed ones last. Ties go by rotation."""
         count = len(self.endpoints)
         start = next(self._next) % count
+        rotated = [self.endpoints[(start + i) % count] for i in range(count)]
+        per_replica: dict[tuple[str, str | int], int] = {}
+        for endpoint in rotated:
+            group = self._replica_of(endpoint)
+            per_replica[group] = per_replica.get(group, 0) + endpoint.in_flight
         one_each: dict[str, Endpoint] = {}
+        load: dict[str, tuple[int, int]] = {}
         totals: dict[str, int] = {}
-        for i in range(count):
-            endpoint = self.endpoints[(start + i) % count]
+        for endpoint in rotated:
             address = endpoint.address
             totals[address] = totals.get(address, 0) + endpoint.in_flight
-            chosen = one_each.get(address)
-            if chosen is None or endpoint.in_flight < chosen.in_flight:
-                one_each[address] = endpoint
+            mine = (per_replica[self._replica_of(endpoint)], endpoint.in_flight)
+            if address not in one_each or mine < load[address]:
+                one_each[address], load[address] = endpoint, mine
         now = time.monotonic()
         return sorted(one_each.values(), key=lambda ep: (ep.down_until > now, totals[ep.address]))
+
+    @staticmethod
+    def _replica_of(endpoint: Endpoint) -> tuple[str, str | int]:
+        # Connections whose replica is unknown are each a group of their own.
+        return (endpoint.address, endpoint.replica or id(endpoint))
 
     def mark_down(self, endpoint: Endpoint) -> None:
         until = time.monotonic() + _DOWN_SECONDS
@@ -204,7 +227,10 @@ class ChannelPool:
 
         async def invoke(endpoint: Endpoint) -> Any:
             stub = getattr(endpoint, service)
-            return await getattr(stub, method)(request, timeout=deadline, metadata=self.settings.metadata)
+            call = getattr(stub, method)(request, timeout=deadline, metadata=self.settings.metadata)
+            response = await call
+            endpoint.learn_replica(await call.trailing_metadata())
+            return response
 
         return await self.call(invoke, idempotent=idempotent)
 

@@ -22,7 +22,7 @@ import grpc
 from stepstream.client.errors import StepstreamError, UnavailableError, from_rpc_error
 from stepstream.client.events import RunEvent, decode_event
 from stepstream.client.models import RunStatus
-from stepstream.client.pool import ChannelPool, Lease, is_unavailable, never_sent
+from stepstream.client.pool import ChannelPool, Endpoint, Lease, is_unavailable, never_sent
 from stepstream.v1 import events_pb2, runs_pb2
 
 _FIRST_DELAY = 0.05
@@ -74,8 +74,8 @@ class _Cursor:
         return fresh
 
 
-async def _closed_by_server(call: Any) -> None:
-    """Read a stream to its end after the run's last event.
+async def _closed_by_server(call: Any, endpoint: Endpoint) -> None:
+    """Read a stream to its end after the run's last event, and the replica in its trailer.
 
     The server closes the stream right after that event. Reading its status costs
     little; cancelling the call instead (what leaving it open would come to) costs
@@ -85,6 +85,7 @@ async def _closed_by_server(call: Any) -> None:
         async with asyncio.timeout(_CLOSE_SECONDS):
             async for _ in call:
                 pass
+            endpoint.learn_replica(await call.trailing_metadata())
     except (TimeoutError, grpc.RpcError):
         pass  # the events are all in; the finally's cancel() ends it
 
@@ -126,7 +127,7 @@ async def follow_run(
                 if events:
                     backoff.reset()
                 if cursor.ended:
-                    await _closed_by_server(call)
+                    await _closed_by_server(call, endpoint)
                 for event in events:
                     yield event
                 if cursor.ended:
@@ -159,7 +160,7 @@ async def stream_new_run(
             async for response in call:
                 events = cursor.take(response.events)
                 if cursor.ended:
-                    await _closed_by_server(call)
+                    await _closed_by_server(call, endpoint)
                 for event in events:
                     yield event
                 if cursor.ended:

@@ -20,7 +20,6 @@ import dataclasses
 import logging
 import re
 import time
-import uuid
 import weakref
 from collections.abc import Collection
 from typing import Any
@@ -41,6 +40,7 @@ from stepstream.server.core.errors import (
 )
 from stepstream.server.core.eventlog import EventLog
 from stepstream.server.core.executor import Execution, RunExecutor
+from stepstream.server.core.ids import new_id
 from stepstream.server.core.jsonio import dumps
 from stepstream.server.core.registry import GraphRegistry, LoadedGraph
 from stepstream.server.core.store import NOTIFY_QUEUE, Store, is_unique_violation
@@ -212,7 +212,7 @@ class RunManager:
         can_execute = ahead == 0 and self.free_slots > 0
         command_json = dumps(dataclasses.asdict(req.command)) if req.command else None
         run = rec.Run(
-            run_id=req.run_id or str(uuid.uuid4()),
+            run_id=req.run_id or new_id(),
             owner=req.owner,
             session_id=session_id,
             graph_id=req.graph_id,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-import uuid
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -13,6 +12,7 @@ from langgraph.types import StateSnapshot
 
 from stepstream.server.core import records as rec
 from stepstream.server.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from stepstream.server.core.ids import new_id
 from stepstream.server.core.jsonio import dumps
 from stepstream.server.core.registry import GraphRegistry
 from stepstream.server.core.runs import RunManager
@@ -72,9 +72,7 @@ class SessionManager:
         if metadata is not None and not isinstance(metadata, dict):
             raise InvalidArgument("metadata_json", "must be a JSON object")
         now = time.time()
-        return rec.Session(
-            session_id or str(uuid.uuid4()), owner, graph_id, rec.IDLE, metadata or {}, now, now
-        )
+        return rec.Session(session_id or new_id(), owner, graph_id, rec.IDLE, metadata or {}, now, now)
 
     async def create(self, owner: str, graph_id: str, session_id: str, metadata: Any) -> rec.Session:
         session = self.new_session(owner, graph_id, session_id, metadata)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 from stepstream.v1 import events_pb2, runs_pb2, sessions_pb2
 from tests.integration.rpc import Api, kinds, resume
@@ -104,6 +105,18 @@ def test_interrupt_then_resume_on_the_same_session(api: Api) -> None:
     second = api.stream(session_id=run.session_id, command=resume("ada"))
     assert json.loads(second[-1].run_finished.values_json) == {"question": "name?", "answer": "ada"}
     assert api.values(run.session_id)["answer"] == "ada"
+
+
+def test_the_server_makes_time_ordered_ids_and_keeps_a_clients(api: Api) -> None:
+    made = api.runs.StartRun(runs_pb2.StartRunRequest(graph_id="linear", input_json='{"x": 1}')).run
+    later = api.runs.StartRun(runs_pb2.StartRunRequest(graph_id="linear", input_json='{"x": 1}')).run
+    for made_id in (made.run_id, made.session_id, later.run_id, later.session_id):
+        assert uuid.UUID(made_id).version == 7
+    assert made.run_id < later.run_id and made.session_id < later.session_id
+    chosen = api.runs.StartRun(
+        runs_pb2.StartRunRequest(graph_id="linear", input_json='{"x": 1}', run_id="client-chosen-ids")
+    ).run
+    assert chosen.run_id == "client-chosen-ids"
 
 
 def test_a_retried_start_with_the_same_run_id_returns_the_same_run(api: Api) -> None:

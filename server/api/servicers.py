@@ -34,11 +34,15 @@ def owner_of(core: Core, context: Context) -> str:
     return principal.owner if principal is not None else core.settings.default_owner
 
 
-class GraphServicer(graphs_pb2_grpc.GraphServiceServicer):
+class _Servicer:
+    """What every servicer here holds: the core, and the trailer its calls end with (status.py)."""
+
     def __init__(self, core: Core) -> None:
         self._core = core
         self.trailer = replica_trailer(core.settings.replica)
 
+
+class GraphServicer(_Servicer, graphs_pb2_grpc.GraphServiceServicer):
     def _graph_pb(self, graph_id: str) -> graphs_pb2.Graph:
         loaded = self._core.registry.get(graph_id)
         schemas = loaded.schemas()
@@ -62,10 +66,9 @@ class GraphServicer(graphs_pb2_grpc.GraphServiceServicer):
         return graphs_pb2.GetGraphResponse(graph=self._graph_pb(request.graph_id))
 
 
-class SessionServicer(sessions_pb2_grpc.SessionServiceServicer):
+class SessionServicer(_Servicer, sessions_pb2_grpc.SessionServiceServicer):
     def __init__(self, core: Core) -> None:
-        self._core = core
-        self.trailer = replica_trailer(core.settings.replica)
+        super().__init__(core)
         self._sessions = core.sessions
 
     @unary
@@ -134,11 +137,7 @@ async def update_state(core: Core, owner: str, request: sessions_pb2.UpdateSessi
     return sessions_pb2.UpdateSessionStateResponse(checkpoint_id=checkpoint_id)
 
 
-class RunServicer(runs_pb2_grpc.RunServiceServicer):
-    def __init__(self, core: Core) -> None:
-        self._core = core
-        self.trailer = replica_trailer(core.settings.replica)
-
+class RunServicer(_Servicer, runs_pb2_grpc.RunServiceServicer):
     async def _start(self, request: runs_pb2.StartRunRequest, context: Context) -> Any:
         return await self._core.start_run(
             owner_of(self._core, context),

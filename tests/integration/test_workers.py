@@ -46,16 +46,17 @@ def _replicas(db: pathlib.Path) -> dict[str, int]:
         return dict(conn.execute("SELECT replica, count(*) FROM runs GROUP BY replica").fetchall())
 
 
+async def _linear_run(client: StepstreamClient) -> str:
+    """Stream one linear run; the kind of its last event."""
+    last = ""
+    async for event in client.runs.stream("linear", {"x": 0}, kinds=["tasks"]):
+        last = event.kind
+    return last
+
+
 async def _linear_runs(address: str, count: int) -> list[str]:
     async with StepstreamClient(address, connections=CONNECTIONS) as client:
-
-        async def one() -> str:
-            last = ""
-            async for event in client.runs.stream("linear", {"x": 0}, kinds=["tasks"]):
-                last = event.kind
-            return last
-
-        return list(await asyncio.gather(*(one() for _ in range(count))))
+        return list(await asyncio.gather(*(_linear_run(client) for _ in range(count))))
 
 
 Workers = tuple[ServerProcess, pathlib.Path]
@@ -203,7 +204,8 @@ def test_the_sdk_learns_each_connections_worker_and_balances_calls_over_workers(
             endpoints = client._pool.endpoints
             # Each call's trailer names the worker that answered: streams and unary calls.
             for _ in range(4):
-                await asyncio.gather(*(_finish(client) for _ in range(CONNECTIONS)))
+                ended = await asyncio.gather(*(_linear_run(client) for _ in range(CONNECTIONS)))
+                assert ended == ["run_finished"] * CONNECTIONS
                 await asyncio.gather(*(client.graphs.list() for _ in range(CONNECTIONS)))
             learned = [e.replica for e in endpoints]
             # A worker with calls in flight on one of its connections gets no new call on
@@ -219,13 +221,6 @@ def test_the_sdk_learns_each_connections_worker_and_balances_calls_over_workers(
     workers = set(_replicas(db))
     assert len(workers) == 2 and set(learned) == workers, (learned, workers)
     assert chosen == [next(iter(workers - {busy_worker}))] * len(chosen)
-
-
-async def _finish(client: StepstreamClient) -> None:
-    last = ""
-    async for event in client.runs.stream("linear", {"x": 0}, kinds=["tasks"]):
-        last = event.kind
-    assert last == "run_finished"
 
 
 def test_old_connections_are_replaced_without_cutting_a_call(tmp_path: pathlib.Path) -> None:

@@ -169,21 +169,21 @@ class ChannelPool:
         count = len(self.endpoints)
         start = next(self._next) % count
         rotated = [self.endpoints[(start + i) % count] for i in range(count)]
+        groups = [self._replica_of(endpoint) for endpoint in rotated]
         per_replica: dict[tuple[str, str | int], int] = {}
-        for endpoint in rotated:
-            group = self._replica_of(endpoint)
-            per_replica[group] = per_replica.get(group, 0) + endpoint.in_flight
-        one_each: dict[str, Endpoint] = {}
-        load: dict[str, tuple[int, int]] = {}
         totals: dict[str, int] = {}
-        for endpoint in rotated:
-            address = endpoint.address
-            totals[address] = totals.get(address, 0) + endpoint.in_flight
-            mine = (per_replica[self._replica_of(endpoint)], endpoint.in_flight)
-            if address not in one_each or mine < load[address]:
-                one_each[address], load[address] = endpoint, mine
+        for endpoint, group in zip(rotated, groups, strict=True):
+            per_replica[group] = per_replica.get(group, 0) + endpoint.in_flight
+            totals[endpoint.address] = totals.get(endpoint.address, 0) + endpoint.in_flight
+        # Per address: (calls of its replica, calls of the connection), the endpoint; first wins ties.
+        best: dict[str, tuple[tuple[int, int], Endpoint]] = {}
+        for endpoint, group in zip(rotated, groups, strict=True):
+            load = (per_replica[group], endpoint.in_flight)
+            if endpoint.address not in best or load < best[endpoint.address][0]:
+                best[endpoint.address] = (load, endpoint)
+        one_each = [endpoint for _, endpoint in best.values()]
         now = time.monotonic()
-        return sorted(one_each.values(), key=lambda ep: (ep.down_until > now, totals[ep.address]))
+        return sorted(one_each, key=lambda ep: (ep.down_until > now, totals[ep.address]))
 
     @staticmethod
     def _replica_of(endpoint: Endpoint) -> tuple[str, str | int]:

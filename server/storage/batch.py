@@ -7,6 +7,12 @@ writes pile up and go in the next one: the busier the replica, the more writes
 share a transaction, with no timer (the writer only lets the loop turn a few
 times first, for writes that arrive as a cascade of callbacks).
 
+A submission may name earlier submissions it depends on (`after`): it then
+commits in the same transaction as they do or a later one, and only if they
+committed; should one of them fail, it fails too, with nothing written. A
+run's events use this to share the transaction of the checkpoint they report
+instead of waiting for its commit and taking one of their own.
+
 Within a transaction, writes of the same statement are sent together as one
 executemany, in the order of the statement's first appearance, and in
 submission order within a statement. Callers therefore submit only inserts,
@@ -49,7 +55,18 @@ def _warn_slow(callers: int) -> None:
 @dataclass
 class _Pending:
     writes: Sequence[Write]
+    # Submissions queued before this one that must commit for it to (see the module's doc).
+    after: Sequence[asyncio.Future[None]] = ()
     done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+    def failed_dependency(self) -> BaseException | None:
+        """Why a submission this one depends on did not commit, if one did not."""
+        for dependency in self.after:
+            if dependency.cancelled():
+                return RuntimeError("writes this batch depended on were dropped")
+            if dependency.done() and (error := dependency.exception()) is not None:
+                return error
+        return None
 
 
 class GroupCommitWriter:
@@ -98,12 +115,21 @@ class GroupCommitWriter:
         """Return once `writes` are committed; raise what the database raised for them."""
         await self.submit(writes)
 
-    def submit(self, writes: Sequence[Write]) -> asyncio.Future[None]:
-        """Queue `writes`; the future resolves when they are committed."""
+    def submit(
+        self, writes: Sequence[Write], after: Sequence[asyncio.Future[None]] = ()
+    ) -> asyncio.Future[None]:
+        """Queue `writes`; the future resolves when they are committed.
+
+        `after`: futures this writer returned for earlier submissions. The writes
+        commit with them or after them, and fail without being written if one fails.
+        """
         if self._closed:
             raise RuntimeError("the database writer is closed")
-        pending = _Pending(writes)
-        if not writes:
+        pending = _Pending(writes, tuple(d for d in after if not (d.done() and d.exception() is None)))
+        if (error := pending.failed_dependency()) is not None:
+            pending.done.set_exception(error)
+            return pending.done
+        if not writes and not pending.after:
             pending.done.set_result(None)
             return pending.done
         self._queue.append(pending)
@@ -153,18 +179,26 @@ class GroupCommitWriter:
             for _ in range(3):
                 await asyncio.sleep(0)
             batch = self._take_batch()
+            if not batch:
+                continue
             try:
                 await retrying(functools.partial(self._commit, batch), self._retry_seconds, "a group commit")
             except Exception as exc:
                 # One bad write must not fail its neighbours: retry each caller alone.
                 log.info("a batch of %d writes failed (%s); retrying each caller alone", len(batch), exc)
                 for pending in batch:
+                    if (error := pending.failed_dependency()) is not None:
+                        pending.done.set_exception(error)
+                        continue
                     try:
                         await self._commit([pending])
                     except Exception as exc:
                         log.warning("writes failed: %s", exc)
                         if not pending.done.done():
                             pending.done.set_exception(exc)
+                    else:
+                        if not pending.done.done():
+                            pending.done.set_result(None)
                 continue
             for pending in batch:
                 if not pending.done.done():
@@ -175,6 +209,9 @@ class GroupCommitWriter:
         count = 0
         while self._queue and (not batch or count + len(self._queue[0].writes) <= self._max):
             pending = self._queue.pop(0)
+            if (error := pending.failed_dependency()) is not None:
+                pending.done.set_exception(error)  # what it depends on failed in an earlier batch
+                continue
             batch.append(pending)
             count += len(pending.writes)
         return batch

@@ -71,6 +71,15 @@ def make_saver(tmp_path: pathlib.Path, backend: str, request: pytest.FixtureRequ
 
 
 @pytest.fixture
+async def database_url(tmp_path: pathlib.Path, backend: str, request: pytest.FixtureRequest) -> str:
+    """A new empty database on the test's back end (no tables: the test makes its own)."""
+    if backend == "postgres":
+        admin_url = POSTGRES_ADMIN_URL or str(request.getfixturevalue("postgres_url"))
+        return await _new_postgres_database(admin_url)
+    return f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+
+
+@pytest.fixture
 async def saver(make_saver: SaverFactory) -> AsyncIterator[SQLAlchemyCheckpointSaver]:
     async with make_saver() as s:
         yield s

@@ -36,6 +36,7 @@ class _RunFeed:
         "flushed",
         "next_seq",
         "pending",
+        "pending_after",
         "pending_writes",
         "recent",
         "recent_from",
@@ -50,6 +51,8 @@ class _RunFeed:
         # Events appended during the current loop iteration, stored together by one flush.
         self.pending: list[RunEvent] = []
         self.pending_writes: list[Write] = []
+        # Submissions of the writer (checkpoint saves) the pending events must not be stored without.
+        self.pending_after: list[asyncio.Future[None]] = []
         self.flushed: asyncio.Future[None] | None = None
         # Published events from seq recent_from on (earlier ones are only in the database).
         self.recent: list[RunEvent] = []
@@ -89,8 +92,12 @@ class EventLog:
         run_id: str,
         items: Sequence[tuple[str, tuple[str, ...], dict[str, Any]]],
         extra_writes: Sequence[Write] = (),
+        after: Sequence[asyncio.Future[None]] = (),
     ) -> asyncio.Future[None]:
         """Number, store and (after commit) publish events; extra writes share their transaction.
+
+        `after`: earlier submissions to the writer (the saves of the checkpoints the
+        events report); the events are stored with or after them, and never without.
 
         What a run appends within one turn of the event loop (a token burst, a
         superstep's task events) is stored as one submission: the future is
@@ -102,6 +109,7 @@ class EventLog:
             feed.pending.append(RunEvent(run_id, feed.next_seq, now, kind, namespace, data))
             feed.next_seq += 1
         feed.pending_writes.extend(extra_writes)
+        feed.pending_after.extend(after)
         if feed.flushed is None:
             loop = asyncio.get_running_loop()
             feed.flushed = loop.create_future()
@@ -109,13 +117,13 @@ class EventLog:
         return feed.flushed
 
     def _flush(self, feed: _RunFeed) -> None:
-        batch, writes, flushed = feed.pending, feed.pending_writes, feed.flushed
-        feed.pending, feed.pending_writes, feed.flushed = [], [], None
+        batch, writes, after, flushed = feed.pending, feed.pending_writes, feed.pending_after, feed.flushed
+        feed.pending, feed.pending_writes, feed.pending_after, feed.flushed = [], [], [], None
         assert flushed is not None
         if self._store.notifies and batch:
             writes = [*writes, *self._store.notify_writes(NOTIFY_EVENTS + batch[0].run_id)]
         try:
-            done = self._writer.submit([*writes_for_events(feed.session_id, batch), *writes])
+            done = self._writer.submit([*writes_for_events(feed.session_id, batch), *writes], after)
         except Exception as exc:
             flushed.set_exception(exc)
             return

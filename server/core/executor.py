@@ -165,10 +165,10 @@ class RunExecutor:
         translator = StreamTranslator()
         outcome: dict[str, Any] = {}
 
-        def release(items: list[Any]) -> None:
+        def release(items: list[Any], saves: list[asyncio.Future[None]] | None = None) -> None:
             if attempt is not None:
                 attempt.observe(items)
-            self._eventlog.append(run.run_id, items)
+            self._eventlog.append(run.run_id, items, after=saves or ())
 
         released: OrderedRelease[list[Any]] = OrderedRelease(release)
         # The commits of the run's checkpoint saves, when the saver defers them (see _saves).
@@ -198,8 +198,8 @@ class RunExecutor:
                     else:
                         released.push(items, self._gate(run, items))
             await released.flush()
-            await _committed(commits)
             if translator.interrupted or run.options.interrupt_before or run.options.interrupt_after:
+                await _committed(commits)
                 state = await loaded.graph.aget_state(config)
                 interrupts = _interrupt_dicts(state.interrupts)
                 if interrupts or state.next:
@@ -228,7 +228,20 @@ class RunExecutor:
             outcome = {"status": rec.FAILED, "error": exc}
             # What the graph reported before it failed: supersteps whose checkpoints committed.
             await _settle(released, commits)
-        return await self._finish(execution, outcome)
+        if outcome["status"] != rec.SUCCEEDED or not commits:
+            return await self._finish(execution, outcome)
+        try:
+            # Told in the transaction of the run's last saves (or after it), not one commit later.
+            return await self._finish(execution, outcome, after=commits)
+        except Exception as exc:
+            failed = next(
+                (c.exception() for c in commits if c.done() and not c.cancelled() and c.exception()), None
+            )
+            if failed is None:
+                raise
+            # A save failed, so the run did not succeed; nothing of its "finished" was stored.
+            log.info("run %s failed: a checkpoint save failed: %s", run.run_id, exc)
+            return await self._finish(execution, {"status": rec.FAILED, "error": failed})
 
     def _saves(self) -> contextlib.AbstractContextManager[list[asyncio.Future[None]]]:
         """With "async" durability, checkpoint saves that return once queued.
@@ -236,7 +249,8 @@ class RunExecutor:
         The graph goes on while its checkpoints commit (LangGraph's default), so the
         supersteps of a run share commits instead of taking one each, in turn. Nothing
         is reported before its checkpoint has committed: a superstep's events wait in
-        `OrderedRelease`, and the run ends only after every save has committed.
+        `OrderedRelease` for the save to be queued and are stored with or after it, and
+        the run's end is stored with or after all of its saves.
         """
         deferred = getattr(self._saver, "deferred_commits", None)
         if self._durability is Durability.ASYNC and deferred is not None:
@@ -254,13 +268,40 @@ class RunExecutor:
             ):
                 log.warning("run %s: checkpoint %s not committed in time", run.run_id, data["checkpoint_id"])
 
-    def _gate(self, run: rec.Run, items: list[Any]) -> asyncio.Future[None] | None:
-        """What `items` must wait for before they are told: their supersteps' checkpoints."""
+    def _gate(self, run: rec.Run, items: list[Any]) -> asyncio.Future[list[asyncio.Future[None]]] | None:
+        """What `items` wait for before they are stored: their supersteps' checkpoint saves."""
         if any(kind == ev.SUPERSTEP_FINISHED for kind, _, _ in items):
-            return asyncio.ensure_future(self._checkpoints_committed(run, items))
+            return asyncio.ensure_future(self._saves_reported(run, items))
         return None
 
-    async def _finish(self, execution: Execution, outcome: dict[str, Any]) -> rec.Run:
+    async def _saves_reported(self, run: rec.Run, items: list[Any]) -> list[asyncio.Future[None]]:
+        """The commits of the checkpoints `items` report, once their saves are queued.
+
+        The events are then stored in the same transaction as those saves or a later
+        one, and never without them (GroupCommitWriter's `after`), so a superstep is
+        still told only once its checkpoint is durable. Waiting for the commit itself
+        instead gave the events a transaction of their own, one commit later.
+        """
+        save_of = getattr(self._saver, "checkpoint_save", None)
+        if save_of is None:
+            await self._checkpoints_committed(run, items)
+            return []
+        saves = []
+        for kind, _, data in items:
+            if kind != ev.SUPERSTEP_FINISHED:
+                continue
+            try:
+                save = await save_of(data["checkpoint_id"], thread_id=run.session_id)
+            except TimeoutError:
+                log.warning("run %s: checkpoint %s was not saved in time", run.run_id, data["checkpoint_id"])
+                continue
+            if save is not None:
+                saves.append(save)
+        return saves
+
+    async def _finish(
+        self, execution: Execution, outcome: dict[str, Any], after: list[asyncio.Future[None]] | None = None
+    ) -> rec.Run:
         run = execution.run
         status = outcome["status"]
         values_json = dumps(outcome["values"]) if outcome.get("values") is not None else ""
@@ -288,7 +329,9 @@ class RunExecutor:
                 run.session_id, run.run_id, rec.SESSION_STATUS_AFTER[status], ended.ended_at or 0.0
             ),
         ]
-        await asyncio.shield(self._eventlog.append(run.run_id, [(event[0], (), event[1])], writes))
+        await asyncio.shield(
+            self._eventlog.append(run.run_id, [(event[0], (), event[1])], writes, after or ())
+        )
         return ended
 
     async def _hand_back(self, run: rec.Run) -> rec.Run:

@@ -1,14 +1,12 @@
-"""Release a run's events in order, each batch only once the checkpoints it reports are durable.
+"""Release a run's event batches in order, each once what it waits for is done.
 
-A superstep is reported finished only after its checkpoint has committed. The
-executor used to wait for that commit before it took the next part of the
-graph's stream, which held the graph itself: every superstep of every run
-waited for a group commit before the next could start. The graph now goes on
-at once (LangGraph's own "async" durability: the save runs while the next
-superstep executes), and the wait moves here: a batch that reports a
-superstep finished is held, with every batch after it, until its checkpoint
-is committed; batches with nothing to wait for pass straight through when
-nothing is held before them.
+A superstep is reported finished only after its checkpoint has committed. With
+"async" durability the graph goes on while its checkpoint saves commit (LangGraph's
+own default), and a batch that reports a superstep finished waits here, with
+every batch after it, until that checkpoint's save is queued on the group-commit
+writer. It is then stored in the same transaction as the save, or a later one, and
+never without it (the writer's `after`), and told once stored. Batches with nothing
+to wait for pass straight through when nothing is held before them.
 """
 
 from __future__ import annotations
@@ -22,7 +20,8 @@ Batch = TypeVar("Batch")
 
 
 class OrderedRelease(Generic[Batch]):
-    def __init__(self, release: Callable[[Batch], Any]) -> None:
+    def __init__(self, release: Callable[[Batch, Any], Any]) -> None:
+        # Called with each batch and what its gate resolved to (None without a gate).
         self._release = release
         self._held: collections.deque[tuple[Batch, asyncio.Future[Any] | None]] = collections.deque()
         self._task: asyncio.Task[None] | None = None
@@ -30,7 +29,7 @@ class OrderedRelease(Generic[Batch]):
     def push(self, batch: Batch, gate: asyncio.Future[Any] | None = None) -> None:
         """Release `batch` after every batch pushed before it, and after `gate` if given."""
         if gate is None and not self._held:
-            self._release(batch)
+            self._release(batch, None)
             return
         self._held.append((batch, gate))
         if self._task is None:
@@ -40,10 +39,9 @@ class OrderedRelease(Generic[Batch]):
         try:
             while self._held:
                 batch, gate = self._held[0]
-                if gate is not None:
-                    await gate
+                result = None if gate is None else await gate
                 self._held.popleft()
-                self._release(batch)
+                self._release(batch, result)
         finally:
             if self._task is asyncio.current_task():
                 self._task = None

@@ -91,9 +91,12 @@ class SQLAlchemyCheckpointSaver(BaseCheckpointSaver[str]):
         self.reader = reader or Reader(engine)
         self._owns_reader = reader is None
         self._stmts = Statements.for_dialect(engine.dialect.name)
-        # Checkpoint ids whose aput has committed (newest last), and those someone awaits.
+        # Checkpoint ids whose aput has committed (newest last); the commits of those queued
+        # and not yet settled, and of those that failed; and those someone waits to see queued.
         self._committed: collections.OrderedDict[str, None] = collections.OrderedDict()
-        self._commit_waiters: dict[str, asyncio.Future[None]] = {}
+        self._saving: dict[str, asyncio.Future[None]] = {}
+        self._failed: collections.OrderedDict[str, asyncio.Future[None]] = collections.OrderedDict()
+        self._save_waiters: dict[str, asyncio.Future[asyncio.Future[None] | None]] = {}
         # Threads whose first run executes here on a session this process just created: the
         # run's first checkpoint read is known to find nothing (see `new_thread`).
         self._new_threads: set[str] = set()
@@ -151,7 +154,11 @@ class SQLAlchemyCheckpointSaver(BaseCheckpointSaver[str]):
         """
         done = self.writer.submit(writes)
         if checkpoint_id is not None:
+            self._saving[checkpoint_id] = done
             done.add_done_callback(functools.partial(self._settled, checkpoint_id))
+            waiter = self._save_waiters.pop(checkpoint_id, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(done)
         pending = _deferred.get()
         if pending is None:
             await asyncio.shield(done)
@@ -159,12 +166,16 @@ class SQLAlchemyCheckpointSaver(BaseCheckpointSaver[str]):
             pending.append(done)
 
     def _settled(self, checkpoint_id: str, done: asyncio.Future[None]) -> None:
-        if done.cancelled():
-            self._mark_failed(checkpoint_id, RuntimeError(f"the save of checkpoint {checkpoint_id} stopped"))
-        elif (error := done.exception()) is not None:
-            self._mark_failed(checkpoint_id, error)
-        else:
-            self._mark_committed(checkpoint_id)
+        if self._saving.get(checkpoint_id) is done:
+            del self._saving[checkpoint_id]
+        if not done.cancelled() and done.exception() is None:
+            remembered: collections.OrderedDict[str, Any] = self._committed
+            remembered[checkpoint_id] = None
+        else:  # whoever asks later learns why, instead of waiting for a save that will not come
+            remembered = self._failed
+            remembered[checkpoint_id] = done
+        if len(remembered) > REMEMBERED_COMMITS:
+            remembered.popitem(last=False)
 
     @staticmethod
     async def _own_writes_committed() -> None:
@@ -227,58 +238,73 @@ class SQLAlchemyCheckpointSaver(BaseCheckpointSaver[str]):
         await self._queued(writes, checkpoint["id"])
         return next_config
 
+    async def checkpoint_save(
+        self, checkpoint_id: str, timeout: float = COMMIT_WAIT_S, thread_id: str | None = None
+    ) -> asyncio.Future[None] | None:
+        """The commit of `checkpoint_id`'s save, once its aput has queued it (it may not have started yet).
+
+        LangGraph announces a checkpoint before its background put runs. Writes that
+        report the checkpoint may be submitted with this future as their `after`:
+        they then share its transaction or follow it, and are never stored without
+        it. None when the checkpoint is already committed: by this saver, or (given
+        the thread) found stored by another process, as for a run resumed here.
+        Raises TimeoutError if the save is neither queued nor found within `timeout`.
+        """
+        if checkpoint_id in self._committed:
+            return None
+        if (saving := self._saving.get(checkpoint_id) or self._failed.get(checkpoint_id)) is not None:
+            return saving
+        loop = asyncio.get_running_loop()
+        waiter = self._save_waiters.get(checkpoint_id)
+        if waiter is None:
+            waiter = self._save_waiters[checkpoint_id] = loop.create_future()
+        deadline = loop.time() + timeout
+        try:
+            while True:
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise TimeoutError(f"checkpoint {checkpoint_id} was not saved in {timeout:g} s")
+                try:
+                    return await asyncio.wait_for(asyncio.shield(waiter), min(left, STORED_CHECK_S))
+                except TimeoutError:
+                    if thread_id is not None and await self._stored(thread_id, checkpoint_id):
+                        return None
+        finally:
+            if not waiter.done() and self._save_waiters.get(checkpoint_id) is waiter:
+                del self._save_waiters[checkpoint_id]
+
     async def checkpoint_committed(
         self, checkpoint_id: str, timeout: float = COMMIT_WAIT_S, thread_id: str | None = None
     ) -> bool:
-        """Wait until the aput of `checkpoint_id` has committed (it may not have started yet).
+        """Wait until the aput of `checkpoint_id` has committed (see `checkpoint_save`).
 
-        LangGraph announces a checkpoint before its background put runs, and with
-        max_concurrency that put can queue behind the next superstep's tasks: the
-        service awaits this before telling anyone the superstep is done. A run
-        resumed here may announce a checkpoint another process stored: given the
-        thread, the database is asked when no put of ours commits it soon. False
-        if it is not committed within `timeout`; raises what the put raised if it failed.
+        The service awaits this before telling anyone a superstep is done (with
+        "sync" durability). False if it is not committed within `timeout`; raises
+        what the put raised if it failed.
         """
-        if checkpoint_id in self._committed:
-            return True
-        waiter = self._commit_waiters.get(checkpoint_id)
-        if waiter is None:
-            waiter = self._commit_waiters[checkpoint_id] = asyncio.get_running_loop().create_future()
         deadline = asyncio.get_running_loop().time() + timeout
         try:
-            while True:
-                left = deadline - asyncio.get_running_loop().time()
-                if left <= 0:
-                    return False
-                try:
-                    await asyncio.wait_for(asyncio.shield(waiter), min(left, STORED_CHECK_S))
-                    return True
-                except TimeoutError:
-                    if thread_id is not None and await self._stored(thread_id, checkpoint_id):
-                        return True
-        finally:
-            if not waiter.done():
-                self._commit_waiters.pop(checkpoint_id, None)
+            save = await self.checkpoint_save(checkpoint_id, timeout, thread_id)
+        except TimeoutError:
+            return False
+        if save is None:
+            return True
+        try:
+            left = max(0.0, deadline - asyncio.get_running_loop().time())
+            await asyncio.wait_for(asyncio.shield(save), left)
+        except TimeoutError:
+            return False
+        except asyncio.CancelledError:
+            if save.cancelled():  # the save was dropped, not this wait
+                raise RuntimeError(f"the save of checkpoint {checkpoint_id} stopped") from None
+            raise
+        return True
 
     async def _stored(self, thread_id: str, checkpoint_id: str) -> bool:
         query = sa.select(sa.literal(1)).where(
             checkpoints.c.thread_id == thread_id, checkpoints.c.checkpoint_id == checkpoint_id
         )
         return bool(await self.reader.run(lambda conn: conn.execute(query.limit(1)).first()))
-
-    def _mark_failed(self, checkpoint_id: str, error: BaseException) -> None:
-        """Whoever waits for the checkpoint learns its save failed, instead of waiting in vain."""
-        waiter = self._commit_waiters.pop(checkpoint_id, None)
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(error)
-
-    def _mark_committed(self, checkpoint_id: str) -> None:
-        waiter = self._commit_waiters.pop(checkpoint_id, None)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-        self._committed[checkpoint_id] = None
-        if len(self._committed) > REMEMBERED_COMMITS:
-            self._committed.popitem(last=False)
 
     async def aput_writes(
         self,

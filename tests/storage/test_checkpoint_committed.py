@@ -113,3 +113,44 @@ async def test_a_save_whose_caller_was_cancelled_still_commits_and_says_so(
     # The writes were not taken back: they commit, and the saver knows it without asking the database.
     assert await saver.checkpoint_committed(checkpoint["id"], timeout=5)
     assert await saver.aget_tuple(config) is not None
+
+
+async def test_a_queued_save_is_handed_out_before_it_commits_and_forgotten_after(
+    saver: SQLAlchemyCheckpointSaver,
+) -> None:
+    config = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+    checkpoint = empty_checkpoint()
+    commit: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    saver.writer.submit = lambda writes: commit  # type: ignore[method-assign]
+    asked = asyncio.create_task(saver.checkpoint_save(checkpoint["id"], timeout=10))
+    await asyncio.sleep(0.01)
+    assert not asked.done()  # nothing queued yet
+    with saver.deferred_commits():
+        await saver.aput(config, checkpoint, {"source": "input", "step": -1, "parents": {}}, {})
+    # Queued, not committed: what reports the checkpoint may now be written after it.
+    assert await asked is commit and not commit.done()
+    assert await saver.checkpoint_save(checkpoint["id"]) is commit
+    commit.set_result(None)
+    await asyncio.sleep(0)
+    assert await saver.checkpoint_save(checkpoint["id"]) is None  # committed: nothing to wait for
+    del saver.writer.submit
+    with pytest.raises(TimeoutError):
+        await saver.checkpoint_save("no-such-checkpoint", timeout=0.05)
+
+
+async def test_a_failed_save_is_still_handed_out_so_what_depends_on_it_fails(
+    saver: SQLAlchemyCheckpointSaver,
+) -> None:
+    config = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+    checkpoint = empty_checkpoint()
+    commit: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    saver.writer.submit = lambda writes: commit  # type: ignore[method-assign]
+    with saver.deferred_commits():
+        await saver.aput(config, checkpoint, {"source": "input", "step": -1, "parents": {}}, {})
+    commit.set_exception(OSError("database is gone"))
+    await asyncio.sleep(0)
+    del saver.writer.submit
+    failed = await saver.checkpoint_save(checkpoint["id"], timeout=0.05)
+    assert failed is commit
+    with pytest.raises(OSError, match="database is gone"):
+        await saver.writer.submit([], after=[failed])

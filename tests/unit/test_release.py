@@ -9,9 +9,13 @@ import pytest
 from stepstream.server.core.release import OrderedRelease
 
 
+def _recorder(released: list[str]) -> OrderedRelease[str]:
+    return OrderedRelease(lambda batch, _: released.append(batch))
+
+
 async def test_batches_without_a_gate_pass_straight_through() -> None:
     released: list[str] = []
-    order = OrderedRelease(released.append)
+    order = _recorder(released)
     order.push("a")
     order.push("b")
     assert released == ["a", "b"]  # at once, no turn of the loop
@@ -20,7 +24,7 @@ async def test_batches_without_a_gate_pass_straight_through() -> None:
 
 async def test_a_gated_batch_holds_back_every_later_one_until_its_gate() -> None:
     released: list[str] = []
-    order = OrderedRelease(released.append)
+    order = _recorder(released)
     loop = asyncio.get_running_loop()
     first, second = loop.create_future(), loop.create_future()
     order.push("started")
@@ -40,9 +44,20 @@ async def test_a_gated_batch_holds_back_every_later_one_until_its_gate() -> None
     assert released[-1] == "ended"
 
 
+async def test_each_batch_is_released_with_what_its_gate_resolved_to() -> None:
+    released: list[tuple[str, object]] = []
+    order: OrderedRelease[str] = OrderedRelease(lambda batch, result: released.append((batch, result)))
+    gate = asyncio.get_running_loop().create_future()
+    order.push("step 1 finished", gate)
+    order.push("step 2 started")
+    gate.set_result(["the save of checkpoint 1"])
+    await order.flush()
+    assert released == [("step 1 finished", ["the save of checkpoint 1"]), ("step 2 started", None)]
+
+
 async def test_a_failed_gate_fails_the_flush_and_releases_nothing_after_it() -> None:
     released: list[str] = []
-    order = OrderedRelease(released.append)
+    order = _recorder(released)
     gate = asyncio.get_running_loop().create_future()
     order.push("step 1 finished", gate)
     order.push("step 2 started")
@@ -54,7 +69,7 @@ async def test_a_failed_gate_fails_the_flush_and_releases_nothing_after_it() -> 
 
 async def test_drop_forgets_what_is_held_and_cancels_its_gates() -> None:
     released: list[str] = []
-    order = OrderedRelease(released.append)
+    order = _recorder(released)
     gate = asyncio.get_running_loop().create_future()
     order.push("step 1 finished", gate)
     order.push("step 2 started")

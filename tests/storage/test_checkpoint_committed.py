@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import pathlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from langgraph.checkpoint.base import empty_checkpoint
@@ -22,6 +23,22 @@ async def saver(tmp_path: pathlib.Path) -> AsyncIterator[SQLAlchemyCheckpointSav
     yield saver
     await saver.aclose()
     await engine.dispose()
+
+
+def _commit_we_settle(saver: SQLAlchemyCheckpointSaver) -> asyncio.Future[None]:
+    """The writer hands out one commit that the test settles (as a database would), until `del`."""
+    commit: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    saver.writer.submit = lambda writes, after=(): commit  # type: ignore[method-assign]
+    return commit
+
+
+async def _deferred_input_put(
+    saver: SQLAlchemyCheckpointSaver, checkpoint: Any
+) -> list[asyncio.Future[None]]:
+    config = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+    with saver.deferred_commits() as commits:
+        await saver.aput(config, checkpoint, {"source": "input", "step": -1, "parents": {}}, {})
+    return commits
 
 
 async def test_waits_for_a_put_that_starts_later(saver: SQLAlchemyCheckpointSaver) -> None:
@@ -83,14 +100,11 @@ async def test_deferred_saves_return_queued_and_report_their_commit(saver: SQLAl
 async def test_a_failed_deferred_save_fails_whoever_waits_for_its_checkpoint(
     saver: SQLAlchemyCheckpointSaver,
 ) -> None:
-    config = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
     checkpoint = empty_checkpoint()
     # The commit of this save is ours to settle: it fails, as a lost database would make it.
-    commit: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    saver.writer.submit = lambda writes: commit  # type: ignore[method-assign]
+    commit = _commit_we_settle(saver)
     waiting = asyncio.create_task(saver.checkpoint_committed(checkpoint["id"], timeout=10))
-    with saver.deferred_commits() as commits:
-        await saver.aput(config, checkpoint, {"source": "input", "step": -1, "parents": {}}, {})
+    commits = await _deferred_input_put(saver, checkpoint)
     assert commits == [commit] and not waiting.done()
     commit.set_exception(OSError("database is gone"))
     with pytest.raises(OSError, match="database is gone"):
@@ -118,15 +132,12 @@ async def test_a_save_whose_caller_was_cancelled_still_commits_and_says_so(
 async def test_a_queued_save_is_handed_out_before_it_commits_and_forgotten_after(
     saver: SQLAlchemyCheckpointSaver,
 ) -> None:
-    config = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
     checkpoint = empty_checkpoint()
-    commit: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    saver.writer.submit = lambda writes: commit  # type: ignore[method-assign]
+    commit = _commit_we_settle(saver)
     asked = asyncio.create_task(saver.checkpoint_save(checkpoint["id"], timeout=10))
     await asyncio.sleep(0.01)
     assert not asked.done()  # nothing queued yet
-    with saver.deferred_commits():
-        await saver.aput(config, checkpoint, {"source": "input", "step": -1, "parents": {}}, {})
+    await _deferred_input_put(saver, checkpoint)
     # Queued, not committed: what reports the checkpoint may now be written after it.
     assert await asked is commit and not commit.done()
     assert await saver.checkpoint_save(checkpoint["id"]) is commit
@@ -141,12 +152,9 @@ async def test_a_queued_save_is_handed_out_before_it_commits_and_forgotten_after
 async def test_a_failed_save_is_still_handed_out_so_what_depends_on_it_fails(
     saver: SQLAlchemyCheckpointSaver,
 ) -> None:
-    config = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
     checkpoint = empty_checkpoint()
-    commit: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    saver.writer.submit = lambda writes: commit  # type: ignore[method-assign]
-    with saver.deferred_commits():
-        await saver.aput(config, checkpoint, {"source": "input", "step": -1, "parents": {}}, {})
+    commit = _commit_we_settle(saver)
+    await _deferred_input_put(saver, checkpoint)
     commit.set_exception(OSError("database is gone"))
     await asyncio.sleep(0)
     del saver.writer.submit

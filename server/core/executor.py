@@ -26,6 +26,7 @@ from stepstream.server.core.store import NOTIFY_QUEUE, Store
 from stepstream.server.core.tracing import Attempt, RunTelemetry
 from stepstream.server.core.translate import StreamTranslator
 from stepstream.server.settings import Durability
+from stepstream.server.storage.batch import first_failure
 
 log = logging.getLogger(__name__)
 
@@ -228,16 +229,13 @@ class RunExecutor:
             outcome = {"status": rec.FAILED, "error": exc}
             # What the graph reported before it failed: supersteps whose checkpoints committed.
             await _settle(released, commits)
-        if outcome["status"] != rec.SUCCEEDED or not commits:
+        if outcome["status"] != rec.SUCCEEDED:
             return await self._finish(execution, outcome)
         try:
             # Told in the transaction of the run's last saves (or after it), not one commit later.
             return await self._finish(execution, outcome, after=commits)
         except Exception as exc:
-            failed = next(
-                (c.exception() for c in commits if c.done() and not c.cancelled() and c.exception()), None
-            )
-            if failed is None:
+            if (failed := first_failure(commits)) is None:
                 raise
             # A save failed, so the run did not succeed; nothing of its "finished" was stored.
             log.info("run %s failed: a checkpoint save failed: %s", run.run_id, exc)

@@ -60,13 +60,21 @@ class _Pending:
     done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
     def failed_dependency(self) -> BaseException | None:
-        """Why a submission this one depends on did not commit, if one did not."""
-        for dependency in self.after:
-            if dependency.cancelled():
-                return RuntimeError("writes this batch depended on were dropped")
-            if dependency.done() and (error := dependency.exception()) is not None:
-                return error
-        return None
+        return first_failure(self.after)
+
+
+def _committed(submission: asyncio.Future[None]) -> bool:
+    return submission.done() and not submission.cancelled() and submission.exception() is None
+
+
+def first_failure(submissions: Sequence[asyncio.Future[None]]) -> BaseException | None:
+    """Why one of these submissions did not commit, if one is known not to have."""
+    for submission in submissions:
+        if submission.cancelled():
+            return RuntimeError("writes this batch depended on were dropped")
+        if submission.done() and (error := submission.exception()) is not None:
+            return error
+    return None
 
 
 class GroupCommitWriter:
@@ -125,7 +133,8 @@ class GroupCommitWriter:
         """
         if self._closed:
             raise RuntimeError("the database writer is closed")
-        pending = _Pending(writes, tuple(d for d in after if not (d.done() and d.exception() is None)))
+        # What already committed is nothing to wait for (a dropped one is a failure: kept).
+        pending = _Pending(writes, tuple(d for d in after if not _committed(d)))
         if (error := pending.failed_dependency()) is not None:
             pending.done.set_exception(error)
             return pending.done

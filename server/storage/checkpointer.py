@@ -73,6 +73,13 @@ _deferred: contextvars.ContextVar[list[asyncio.Future[None]] | None] = contextva
 )
 
 
+def _remember(recent: collections.OrderedDict[str, T], key: str, value: T) -> None:
+    """Add to a bounded record of settled saves, forgetting the oldest beyond REMEMBERED_COMMITS."""
+    recent[key] = value
+    if len(recent) > REMEMBERED_COMMITS:
+        recent.popitem(last=False)
+
+
 class SQLAlchemyCheckpointSaver(BaseCheckpointSaver[str]):
     def __init__(
         self,
@@ -169,13 +176,9 @@ class SQLAlchemyCheckpointSaver(BaseCheckpointSaver[str]):
         if self._saving.get(checkpoint_id) is done:
             del self._saving[checkpoint_id]
         if not done.cancelled() and done.exception() is None:
-            remembered: collections.OrderedDict[str, Any] = self._committed
-            remembered[checkpoint_id] = None
+            _remember(self._committed, checkpoint_id, None)
         else:  # whoever asks later learns why, instead of waiting for a save that will not come
-            remembered = self._failed
-            remembered[checkpoint_id] = done
-        if len(remembered) > REMEMBERED_COMMITS:
-            remembered.popitem(last=False)
+            _remember(self._failed, checkpoint_id, done)
 
     @staticmethod
     async def _own_writes_committed() -> None:

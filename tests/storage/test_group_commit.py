@@ -84,9 +84,14 @@ async def test_writes_that_depend_on_a_failed_submission_are_not_written(
     await asyncio.sleep(0)
     later = writer.submit(_insert(4), after=[failing])
     assert [await _outcome(d) for d in (failing, later)] == ["duplicate", "duplicate"]
-    # Once it is known to have failed, a dependent submission fails at once.
+    # Once it is known to have failed, a dependent submission fails at once; so it does on one
+    # that was dropped.
     with pytest.raises(DUPLICATE):
         await writer.submit(_insert(5), after=[failing])
+    dropped = asyncio.get_running_loop().create_future()
+    dropped.cancel()
+    with pytest.raises(RuntimeError, match="dropped"):
+        await writer.submit(_insert(6), after=[dropped])
     assert await _stored(engine) == {1: "first", 3: "x"}
 
 

@@ -84,7 +84,7 @@ def succeeded_runs(address: str) -> int:
 def test_a_v1_only_client_lists_the_services_and_streams_a_run(address: str) -> None:
     listed = buf_curl_v1("--list-services", f"http://{address}")
     assert listed.returncode == 0, listed.stderr
-    assert set(listed.stdout.split()) == SERVICES
+    assert set(listed.stdout.split()) >= SERVICES
 
     start = {"run": {"graph_id": "linear", "input_json": json.dumps({"x": 1})}}
     streamed = buf_curl_v1("--data", json.dumps(start), f"http://{address}/{STREAM_RUN}")
@@ -147,7 +147,7 @@ def test_both_versions_find_a_method_and_refuse_an_unknown_symbol(address: str, 
     assert missing.error_response.error_code == grpc.StatusCode.NOT_FOUND.value[0]
     assert missing.original_request.file_containing_symbol == "stepstream.v1.RunService.NoSuchMethod"
     # The stream answers on after a miss.
-    assert {service.name for service in listing.list_services_response.service} == SERVICES
+    assert {service.name for service in listing.list_services_response.service} >= SERVICES
 
 
 def test_v1_describes_itself(address: str) -> None:

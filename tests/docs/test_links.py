@@ -180,9 +180,12 @@ def test_paths_in_code_exist(doc: pathlib.Path) -> None:
 
 def test_the_checker_sees_a_missing_file_a_missing_heading_and_a_missing_path(tmp_path: pathlib.Path) -> None:
     """The checks above can fail: a doc with one broken citation of each kind is caught."""
-    doc = ROOT / "docs" / f"links-selftest-{tmp_path.name}.md"
+    # Inside the repository (links resolve against it) but in the ignored build/, where no
+    # other run of the suite looks for docs.
+    doc = ROOT / "build" / "links-selftest" / f"{tmp_path.name}.md"
+    doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text(
-        "# Title\n\n[ok](../README.md) [gone](no-such-page.md) [anchor](#title) [bad](#no-such-heading)\n"
+        "# Title\n\n[ok](../../README.md) [gone](no-such-page.md) [anchor](#title) [bad](#no-such-heading)\n"
         "`server/api/server.py` `server/api/no_such_module.py` `build/anything` `stepstream.client`\n"
         "```\ncat server/not-checked-in-a-fence.py\n```\n"
     )

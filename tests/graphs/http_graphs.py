@@ -71,11 +71,14 @@ async def prepare(state: Chat) -> dict[str, Any]:
     return {"turns": state.get("turns", 0) + 1}
 
 
+def chat_reply(said: str, words: int) -> str:
+    """What the chat graphs answer to `said`: an echo and `words` numbered words."""
+    return f"You said: {said}. " + " ".join(f"word{i}" for i in range(words))
+
+
 def _chat_node(pace: float, words: int) -> Any:
     async def model(state: Chat) -> dict[str, Any]:
-        said = _last_text(state.get("messages", []))
-        filler = " ".join(f"word{i}" for i in range(words))
-        reply = f"You said: {said}. {filler}".strip()
+        reply = chat_reply(_last_text(state.get("messages", [])), words)
         return {"messages": [await _model(reply, pace).ainvoke(state["messages"])]}
 
     return model
@@ -91,8 +94,10 @@ def _chat(pace: float, words: int) -> Any:
     return builder.compile()
 
 
-chat = _chat(pace=0.0, words=3)
-slow_chat = _chat(pace=0.15, words=40)
+CHAT_WORDS, SLOW_CHAT_WORDS = 3, 30
+chat = _chat(pace=0.0, words=CHAT_WORDS)
+# About 60 chunks 80 ms apart: a page can be reloaded while it streams.
+slow_chat = _chat(pace=0.08, words=SLOW_CHAT_WORDS)
 
 
 class Steps(TypedDict, total=False):

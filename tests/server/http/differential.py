@@ -15,6 +15,10 @@ build/peers on first use):
 Compare a running server with them (exit status 1 if anything differs):
 
     .venv/bin/python -m tests.server.http.differential check --url http://127.0.0.1:PORT
+
+Print what they show, one line per call (event names in order, status codes):
+
+    .venv/bin/python -m tests.server.http.differential summary
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from langgraph_sdk import get_client
 
 from tests.server.http.scenarios import SCENARIOS
 from tests.server.http.servers import HttpServer, langgraph_dev
-from tests.server.http.transcript import Recorder, compare, load, save
+from tests.server.http.transcript import Recorder, compare, load, save, summarise
 
 TRANSCRIPTS = pathlib.Path(__file__).resolve().parent / "transcripts"
 # Scenarios at once: enough to overlap the server's waits, few enough for two cores.
@@ -73,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("action", choices=("record", "check"))
+    parser.add_argument("action", choices=("record", "check", "summary"))
     parser.add_argument("--url", help="a running server (default: start langgraph dev)")
     parser.add_argument("--api-key", help="sent as x-api-key")
     parser.add_argument("--out", type=pathlib.Path, default=TRANSCRIPTS)
@@ -81,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     headers = {"x-api-key": args.api_key} if args.api_key else {}
     names = args.scenarios or None
+    if args.action == "summary":
+        for name, steps in load(args.out).items():
+            if names is None or name in names:
+                print(f"== {name}\n  " + "\n  ".join(summarise(steps)))
+        return 0
     if args.url:
         got = asyncio.run(record(args.url, headers, names))
     else:

@@ -39,10 +39,14 @@ async def _thread(client: LangGraphClient, r: Recorder, **kwargs: Any) -> str:
 
 
 async def _until_running(client: LangGraphClient, thread_id: str, run_id: str) -> None:
-    """Poll until the run has started (not recorded: how many polls it takes is timing)."""
+    """Poll until the run runs and its input is checkpointed (how many polls it takes is timing,
+    not recorded): from then on, cancelling or interrupting it leaves the same state every time."""
     for _ in range(600):
-        if (await client.runs.get(thread_id, run_id))["status"] == "running":
-            return
+        run = await client.runs.get(thread_id, run_id)
+        if run["status"] == "running":
+            state = await client.threads.get_state(thread_id)
+            if isinstance(state["values"], dict) and "ticks" in state["values"]:
+                return
         await asyncio.sleep(0.05)
     raise AssertionError(f"run {run_id} never started")
 

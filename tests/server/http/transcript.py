@@ -125,9 +125,10 @@ class Recorder:
         if content is not None:
             kwargs["headers"] = {"Content-Type": "application/json"}
         response = await self.http.request(method, path, **kwargs)
+        sent = content.decode() if content is not None else self.norm(json_body)
         self.steps.append(
-            {"call": label or f"{method} {self.norm.text(path)}", "status": response.status_code}
-            | {"body": self.norm(_body(response))}
+            {"call": label or f"{method} {self.norm.text(path)}", "request": sent}
+            | {"status": response.status_code, "body": self.norm(_body(response))}
         )
         return response
 
@@ -221,3 +222,34 @@ def _diff(expected: Any, actual: Any, path: str, out: list[str]) -> None:
 def _short(value: Any, width: int = 160) -> str:
     text = json.dumps(value, sort_keys=True, ensure_ascii=False)
     return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def summarise(steps: list[dict[str, Any]]) -> list[str]:
+    """One line per step: a stream's event names in order (`name xN` for N in a row, `#N-N` an
+    event id's shape), an error's status code and detail, a result's status, a note."""
+    lines = []
+    for step in steps:
+        call = step["call"]
+        if "events" in step:
+            names: list[list[Any]] = []
+            for event in step["events"]:
+                name = event["event"] + (f"#{event['id']}" if event["id"] else "")
+                if names and names[-1][0] == name:
+                    names[-1][1] += 1
+                else:
+                    names.append([name, 1])
+            shown = " ".join(name if n == 1 else f"{name} x{n}" for name, n in names)
+            lines.append(f"{call}: {shown}" + (f" then {step['status']}" if "status" in step else ""))
+        elif "status" in step:
+            body = step.get("body")
+            detail = body.get("detail", body) if isinstance(body, dict) else body
+            sent = f" {_short(step['request'], 100)}" if step.get("request") is not None else ""
+            lines.append(f"{call}{sent}: {step['status']} {_short(detail, 120)}")
+        elif "note" in step:
+            lines.append(f"{call}: {_short(step['note'], 200)}")
+        else:
+            result = step["result"]
+            status = result.get("status") if isinstance(result, dict) else None
+            kind = f"list of {len(result)}" if isinstance(result, list) else type(result).__name__
+            lines.append(f"{call}: {kind}" + (f" status={status}" if status else ""))
+    return lines

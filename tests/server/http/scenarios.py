@@ -19,7 +19,7 @@ from tests.server.http.transcript import Recorder, event_id_shape
 
 Scenario = Callable[[LangGraphClient, Recorder], Awaitable[None]]
 MODES = ("values", "updates", "messages-tuple", "messages", "custom", "tasks", "checkpoints", "debug")
-HELLO = {"messages": [{"role": "user", "content": "hello"}]}
+HELLO: Any = {"messages": [{"role": "user", "content": "hello"}]}
 SCENARIOS: dict[str, Scenario] = {}
 # LangGraph's server derives each graph's default assistant id from the graph id with this namespace.
 ASSISTANT_NAMESPACE = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
@@ -100,7 +100,7 @@ async def subgraphs(client: LangGraphClient, r: Recorder) -> None:
 @scenario("interrupt_resume")
 async def interrupt_resume(client: LangGraphClient, r: Recorder) -> None:
     """interrupt() reported in `values` (useStream's place) and in `updates`; Command(resume=...)."""
-    ask = {"messages": [{"role": "user", "content": "ship it"}]}
+    ask: Any = {"messages": [{"role": "user", "content": "ship it"}]}
     thread_id = await _thread(client, r)
     await r.stream("runs.stream approve values", client.runs.stream(thread_id, "approve", input=ask))
     await r.call("threads.get interrupted", lambda: client.threads.get(thread_id))
@@ -123,7 +123,7 @@ async def join_after_drop(client: LangGraphClient, r: Recorder) -> None:
     """A resumable stream dropped after its third tick, rejoined with the last id it saw."""
     thread_id = await _thread(client, r)
     modes: Any = ["custom", "values"]
-    ticks = {"log": ["go"], "ticks": 8, "pace": 0.15}
+    ticks: Any = {"log": ["go"], "ticks": 8, "pace": 0.15}
     first = await r.stream(
         "runs.stream slow dropped after tick 2",
         client.runs.stream(
@@ -167,21 +167,16 @@ async def wait(client: LangGraphClient, r: Recorder) -> None:
 def _multitask_scenario(strategy: str) -> Scenario:
     async def run(client: LangGraphClient, r: Recorder) -> None:
         thread_id = await _thread(client, r)
+        first_input: Any = {"log": ["first"], "ticks": 20, "pace": 0.05}
+        second_input: Any = {"log": ["second"], "ticks": 1, "pace": 0}
+        how: Any = strategy
         first = await r.call(
-            "runs.create slow (first)",
-            lambda: client.runs.create(
-                thread_id, "slow", input={"log": ["first"], "ticks": 20, "pace": 0.05}
-            ),
+            "runs.create slow (first)", lambda: client.runs.create(thread_id, "slow", input=first_input)
         )
         await _until_running(client, thread_id, first["run_id"])
         second = await r.call(
             f"runs.create slow (second, {strategy})",
-            lambda: client.runs.create(
-                thread_id,
-                "slow",
-                input={"log": ["second"], "ticks": 1, "pace": 0},
-                multitask_strategy=strategy,  # type: ignore[arg-type]
-            ),
+            lambda: client.runs.create(thread_id, "slow", input=second_input, multitask_strategy=how),
         )
         if second is not None:
             await r.call("runs.join second", lambda: client.runs.join(thread_id, second["run_id"]))

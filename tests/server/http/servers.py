@@ -12,8 +12,7 @@ import contextlib
 import dataclasses
 import json
 import pathlib
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
 
 from bench.peers import envs
 from bench.peers.servers import LangGraphDev, free_port
@@ -37,7 +36,7 @@ class HttpServer:
 class _HarnessLangGraphDev(LangGraphDev):
     """The bench's `langgraph dev` process, serving the harness graphs instead of the bench's."""
 
-    def write_config(self, extra: dict[str, Any] | None = None) -> pathlib.Path:
+    def write_config(self, extra: Mapping[str, object] | None = None) -> pathlib.Path:
         config = json.loads(LANGGRAPH_JSON.read_text())
         # Graph paths resolve against the working folder: point them back into the repository.
         config["graphs"] = {

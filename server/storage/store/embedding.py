@@ -109,5 +109,6 @@ def check_vectors(index: Index, vectors: Sequence[Sequence[float]], expected: in
     for vector in vectors:
         if len(vector) != index.dims:
             raise ValueError(
-                f"the embedding function returned a vector of {len(vector)} dimensions; index.dims is {index.dims}"
+                f"the embedding function returned a vector of {len(vector)} dimensions; "
+                f"index.dims is {index.dims}"
             )

@@ -190,7 +190,9 @@ class Executor:
         if query is not None:
             return await self._ranked(op, query)
         if not op.filter:
-            rows = await sql.page(self.conn, self.owner, op.namespace_prefix, self.live_at, op.limit, op.offset)
+            rows = await sql.page(
+                self.conn, self.owner, op.namespace_prefix, self.live_at, op.limit, op.offset
+            )
         else:
             matched: list[Row[Any]] = []
             async for row in sql.scan(self.conn, self.owner, op.namespace_prefix, self.live_at):
@@ -206,7 +208,9 @@ class Executor:
     async def _ranked(self, op: SearchOp, query: Sequence[float]) -> list[SearchItem]:
         """Items with vectors by similarity (best field), then the matching items without vectors."""
         scope = Scope(self.owner, op.namespace_prefix, self.live_at)
-        scores = {(s.namespace, s.key): s.score for s in await self.vector_index.nearest(self.conn, scope, query)}
+        scores = {
+            (s.namespace, s.key): s.score for s in await self.vector_index.nearest(self.conn, scope, query)
+        }
         rows = await sql.items(self.conn, self.owner, op.namespace_prefix, self.live_at)
         matched = [r for r in rows if filters.matches(orjson.loads(r.value), op.filter)]
         scored = sorted(

@@ -30,7 +30,9 @@ def check(filter: Mapping[str, Any] | None) -> None:
         raise ValueError(f"a search filter is a mapping of field to condition, got {type(filter).__name__}")
     for field, condition in filter.items():
         if isinstance(condition, Mapping):
-            unknown = [k for k in condition if isinstance(k, str) and k.startswith("$") and k not in OPERATORS]
+            unknown = [
+                k for k in condition if isinstance(k, str) and k.startswith("$") and k not in OPERATORS
+            ]
             if unknown:
                 raise ValueError(
                     f"unknown filter operator {unknown[0]!r} on field {field!r}: "

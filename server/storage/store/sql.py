@@ -92,7 +92,7 @@ async def refresh(conn: AsyncConnection, owner: str, items: Iterable[tuple[str, 
 async def get(
     conn: AsyncConnection, owner: str, namespace: str, keys: Sequence[str], live_at: float | None
 ) -> list[Row[Any]]:
-    stmt = sa.select(*ITEM_COLUMNS).where(
+    stmt: sa.Select[Any] = sa.select(*ITEM_COLUMNS).where(
         _i.owner == owner, _i.namespace == namespace, _i.key.in_(keys), *_live(live_at)
     )
     return list((await conn.execute(stmt)).all())

@@ -125,7 +125,9 @@ class ExactScanIndex:
         if items:
             await conn.execute(
                 sa.delete(store_vectors).where(
-                    v.owner == sa.bindparam("o"), v.namespace == sa.bindparam("ns"), v.key == sa.bindparam("k")
+                    v.owner == sa.bindparam("o"),
+                    v.namespace == sa.bindparam("ns"),
+                    v.key == sa.bindparam("k"),
                 ),
                 [{"o": owner, "ns": ns, "k": key} for ns, key in items],
             )
@@ -133,7 +135,13 @@ class ExactScanIndex:
             await conn.execute(
                 sa.insert(store_vectors),
                 [
-                    {"owner": owner, "namespace": r.namespace, "key": r.key, "field": r.field, "embedding": pack(r.vector)}
+                    {
+                        "owner": owner,
+                        "namespace": r.namespace,
+                        "key": r.key,
+                        "field": r.field,
+                        "embedding": pack(r.vector),
+                    }
                     for r in rows
                 ],
             )

@@ -11,7 +11,6 @@ is written.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,7 +22,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stepstream.server.storage.store import embedding, filters, namespaces, sql
-from stepstream.server.storage.store.vectors import Embedded, Scope, VectorIndex
+from stepstream.server.storage.store.vectors import Embedded, ItemRef, Scope, VectorIndex
 
 # The largest item value accepted, as JSON bytes (a store setting may lower or raise it).
 MAX_ITEM_BYTES = 1 << 20
@@ -45,12 +44,13 @@ class Plan:
     """A checked batch: its reads by position, and its writes deduplicated per item."""
 
     ops: list[Op]
+    settings: Settings
     puts: dict[tuple[str, str], PutOp] = field(default_factory=dict)
     encoded: dict[tuple[str, str], str] = field(default_factory=dict)
     # Query text -> vector, and per put item its (field, text) pairs then vectors.
     queries: dict[str, Sequence[float]] = field(default_factory=dict)
     to_embed: dict[tuple[str, str], list[tuple[str, str]]] = field(default_factory=dict)
-    vectors: list[Embedded] = field(default_factory=list)
+    vectors: dict[tuple[str, str], list[Embedded]] = field(default_factory=dict)
 
 
 def _check_page(what: str, limit: int, offset: int) -> None:
@@ -76,7 +76,7 @@ def _encode(op: PutOp, max_bytes: int) -> str:
 
 def plan(ops: Sequence[Op], settings: Settings, index: embedding.Index | None) -> Plan:
     """Check every op and encode every value; raise ValueError before anything is read or written."""
-    batch = Plan(list(ops))
+    batch = Plan(list(ops), settings)
     for op in batch.ops:
         namespaces.validate(op)
         if isinstance(op, SearchOp):
@@ -112,8 +112,9 @@ def texts(batch: Plan) -> list[str]:
 def attach_vectors(batch: Plan, index: embedding.Index, vectors: Sequence[Sequence[float]]) -> None:
     embedding.check_vectors(index, vectors, len(texts(batch)))
     it = iter(vectors)
+    owner = batch.settings.owner
     for (ns, key), pairs in batch.to_embed.items():
-        batch.vectors.extend(Embedded(ns, key, name, next(it)) for name, _ in pairs)
+        batch.vectors[(ns, key)] = [Embedded(owner, ns, key, name, next(it)) for name, _ in pairs]
 
 
 def _when(seconds: float) -> datetime:
@@ -142,76 +143,83 @@ def _found(row: Row[Any], score: float | None = None) -> SearchItem:
 
 
 class Executor:
-    """Runs a checked plan on one connection (in the caller's transaction)."""
+    """Runs checked plans, in order, on one connection and in the caller's transaction.
 
-    def __init__(
-        self, conn: AsyncConnection, settings: Settings, vector_index: VectorIndex, now: float
-    ) -> None:
+    Several callers' plans share a transaction when they arrive together (store.py): all of
+    them were pending at once, so running every read first and then every write, the last
+    write to an item winning, is one order in which they could have run one by one.
+    """
+
+    def __init__(self, conn: AsyncConnection, vector_index: VectorIndex, now: float, indexed: bool) -> None:
         self.conn = conn
-        self.owner = settings.owner
         self.vector_index = vector_index
         self.now = now
-        self.live_at = now if settings.omit_expired else None
-        self.to_refresh: set[tuple[str, str]] = set()
+        self.indexed = indexed
+        self.to_refresh: set[ItemRef] = set()
 
-    def _seen(self, row: Row[Any], refresh: bool) -> None:
+    def _live_at(self, batch: Plan) -> float | None:
+        return self.now if batch.settings.omit_expired else None
+
+    def _seen(self, owner: str, row: Row[Any], refresh: bool) -> None:
         if refresh and row.ttl_minutes is not None:
-            self.to_refresh.add((row.namespace, row.key))
+            self.to_refresh.add((owner, row.namespace, row.key))
 
-    async def run(self, batch: Plan, indexed: bool) -> list[Result]:
-        results: list[Result] = [None] * len(batch.ops)
-        gets: dict[str, list[int]] = defaultdict(list)
-        for i, op in enumerate(batch.ops):
-            if isinstance(op, GetOp):
-                gets[namespaces.to_text(op.namespace)].append(i)
-            elif isinstance(op, SearchOp):
-                query = batch.queries.get(op.query) if op.query and indexed else None
-                results[i] = await self._search(op, query)
-            elif isinstance(op, ListNamespacesOp):
-                prefix = namespaces.literal_prefix(op.match_conditions or ())
-                texts = await sql.namespace_texts(self.conn, self.owner, prefix, self.live_at)
-                results[i] = namespaces.listing(texts, op)
-        for ns, positions in gets.items():
-            ops = [batch.ops[i] for i in positions]
-            keys = sorted({op.key for op in ops if isinstance(op, GetOp)})
-            rows = {row.key: row for row in await sql.get(self.conn, self.owner, ns, keys, self.live_at)}
-            for i, op in zip(positions, ops, strict=True):
-                assert isinstance(op, GetOp)
-                row = rows.get(op.key)
-                if row is not None:
-                    results[i] = _item(row)
-                    self._seen(row, op.refresh_ttl)
-        await sql.refresh(self.conn, self.owner, sorted(self.to_refresh), self.now)
-        await self._write(batch, indexed)
+    async def run(self, plans: Sequence[Plan]) -> list[list[Result]]:
+        results = [await self._read(batch) for batch in plans]
+        await sql.refresh(self.conn, sorted(self.to_refresh), self.now)
+        await self._write(plans)
         return results
 
-    async def _search(self, op: SearchOp, query: Sequence[float] | None) -> list[SearchItem]:
+    async def _read(self, batch: Plan) -> list[Result]:
+        owner, live_at = batch.settings.owner, self._live_at(batch)
+        results: list[Result] = [None] * len(batch.ops)
+        gets: list[tuple[int, GetOp]] = []
+        for i, op in enumerate(batch.ops):
+            if isinstance(op, GetOp):
+                gets.append((i, op))
+            elif isinstance(op, SearchOp):
+                query = batch.queries.get(op.query) if op.query and self.indexed else None
+                results[i] = await self._search(batch, op, query)
+            elif isinstance(op, ListNamespacesOp):
+                prefix = namespaces.literal_prefix(op.match_conditions or ())
+                texts = await sql.namespace_texts(self.conn, owner, prefix, live_at)
+                results[i] = namespaces.listing(texts, op)
+        if gets:
+            wanted = sorted({(namespaces.to_text(op.namespace), op.key) for _, op in gets})
+            rows = {(r.namespace, r.key): r for r in await sql.get(self.conn, owner, wanted, live_at)}
+            for i, op in gets:
+                row = rows.get((namespaces.to_text(op.namespace), op.key))
+                if row is not None:
+                    results[i] = _item(row)
+                    self._seen(owner, row, op.refresh_ttl)
+        return results
+
+    async def _search(self, batch: Plan, op: SearchOp, query: Sequence[float] | None) -> list[SearchItem]:
+        owner, live_at = batch.settings.owner, self._live_at(batch)
         end = op.offset + op.limit
         if query is not None:
-            return await self._ranked(op, query)
+            return await self._ranked(batch, op, query)
         if not op.filter:
-            rows = await sql.page(
-                self.conn, self.owner, op.namespace_prefix, self.live_at, op.limit, op.offset
-            )
+            rows = await sql.page(self.conn, owner, op.namespace_prefix, live_at, op.limit, op.offset)
         else:
             matched: list[Row[Any]] = []
-            async for row in sql.scan(self.conn, self.owner, op.namespace_prefix, self.live_at):
+            async for row in sql.scan(self.conn, owner, op.namespace_prefix, live_at):
                 if filters.matches(orjson.loads(row.value), op.filter):
                     matched.append(row)
                     if len(matched) >= end:
                         break
             rows = matched[op.offset : end]
         for row in rows:
-            self._seen(row, op.refresh_ttl)
+            self._seen(owner, row, op.refresh_ttl)
         return [_found(row) for row in rows]
 
-    async def _ranked(self, op: SearchOp, query: Sequence[float]) -> list[SearchItem]:
+    async def _ranked(self, batch: Plan, op: SearchOp, query: Sequence[float]) -> list[SearchItem]:
         """Items with vectors by similarity (best field), then the matching items without vectors."""
-        scope = Scope(self.owner, op.namespace_prefix, self.live_at)
-        scores = {
-            (s.namespace, s.key): s.score for s in await self.vector_index.nearest(self.conn, scope, query)
-        }
-        rows = await sql.items(self.conn, self.owner, op.namespace_prefix, self.live_at)
+        owner, live_at = batch.settings.owner, self._live_at(batch)
+        scope = Scope(owner, op.namespace_prefix, live_at)
+        nearest = await self.vector_index.nearest(self.conn, scope, query)
+        scores = {(s.namespace, s.key): s.score for s in nearest}
+        rows = await sql.items(self.conn, owner, op.namespace_prefix, live_at)
         matched = [r for r in rows if filters.matches(orjson.loads(r.value), op.filter)]
         scored = sorted(
             (r for r in matched if (r.namespace, r.key) in scores),
@@ -220,22 +228,29 @@ class Executor:
         unscored = [r for r in matched if (r.namespace, r.key) not in scores]
         page = (scored + unscored)[op.offset : op.offset + op.limit]
         for row in page:
-            self._seen(row, op.refresh_ttl)
+            self._seen(owner, row, op.refresh_ttl)
         return [_found(r, scores.get((r.namespace, r.key))) for r in page]
 
-    async def _write(self, batch: Plan, indexed: bool) -> None:
-        if not batch.puts:
+    async def _write(self, plans: Sequence[Plan]) -> None:
+        last: dict[ItemRef, tuple[Plan, PutOp]] = {}
+        for batch in plans:
+            for (ns, key), op in batch.puts.items():
+                last[(batch.settings.owner, ns, key)] = (batch, op)
+        if not last:
             return
-        rows, deleted = [], []
-        # A fixed order, so concurrent batches lock the same items in the same order.
-        for (ns, key), op in sorted(batch.puts.items()):
+        rows: list[dict[str, Any]] = []
+        deleted: list[ItemRef] = []
+        vectors: list[Embedded] = []
+        # A fixed order, so concurrent transactions lock the same items in the same order.
+        for item, (batch, op) in sorted(last.items()):
+            owner, ns, key = item
             if op.value is None:
-                deleted.append((ns, key))
+                deleted.append(item)
                 continue
             ttl = float(op.ttl) if op.ttl is not None else None
             rows.append(
                 {
-                    "owner": self.owner,
+                    "owner": owner,
                     "namespace": ns,
                     "key": key,
                     "value": batch.encoded[(ns, key)],
@@ -245,8 +260,9 @@ class Executor:
                     "expires_at": self.now + ttl * 60.0 if ttl is not None else None,
                 }
             )
-        await sql.delete(self.conn, self.owner, deleted)
+            vectors.extend(batch.vectors.get((ns, key), ()))
+        await sql.delete(self.conn, deleted)
         await sql.upsert(self.conn, rows)
         # A put replaces the item's vectors (none when it is not indexed); a delete drops them.
-        replaced = sorted(batch.puts) if indexed else deleted
-        await self.vector_index.replace(self.conn, self.owner, replaced, batch.vectors)
+        replaced = sorted(last) if self.indexed else deleted
+        await self.vector_index.replace(self.conn, replaced, vectors)

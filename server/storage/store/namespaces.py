@@ -39,6 +39,8 @@ def validate(op: Op) -> None:
             raise InvalidNamespaceError("namespace cannot be empty: give at least one label")
         if not isinstance(op.key, str):
             raise ValueError(f"an item's key is a string, got {type(op.key).__name__}")
+        if "\x00" in op.key:
+            raise ValueError(f"an item's key cannot contain NUL characters: {op.key!r}")
     if isinstance(op, PutOp) and op.namespace[0] == "langgraph":
         raise InvalidNamespaceError(f'the root label "langgraph" is reserved: got {op.namespace}')
 

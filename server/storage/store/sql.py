@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stepstream.server.storage.store import namespaces
 from stepstream.server.storage.store.tables import store_items
+from stepstream.server.storage.store.vectors import ItemRef
 
 _i = store_items.c
 ITEM_COLUMNS = (_i.namespace, _i.key, _i.value, _i.created_at, _i.updated_at, _i.ttl_minutes)
@@ -77,23 +78,24 @@ async def upsert(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> No
         await conn.execute(_UPSERTS[conn.dialect.name], list(rows))
 
 
-async def delete(conn: AsyncConnection, owner: str, items: Iterable[tuple[str, str]]) -> None:
-    params = [{"o": owner, "ns": ns, "k": key} for ns, key in items]
+async def delete(conn: AsyncConnection, items: Iterable[ItemRef]) -> None:
+    params = [{"o": owner, "ns": ns, "k": key} for owner, ns, key in items]
     if params:
         await conn.execute(_DELETE, params)
 
 
-async def refresh(conn: AsyncConnection, owner: str, items: Iterable[tuple[str, str]], now: float) -> None:
-    params = [{"o": owner, "ns": ns, "k": key, "now": now} for ns, key in items]
+async def refresh(conn: AsyncConnection, items: Iterable[ItemRef], now: float) -> None:
+    params = [{"o": owner, "ns": ns, "k": key, "now": now} for owner, ns, key in items]
     if params:
         await conn.execute(_REFRESH, params)
 
 
 async def get(
-    conn: AsyncConnection, owner: str, namespace: str, keys: Sequence[str], live_at: float | None
+    conn: AsyncConnection, owner: str, items: Sequence[tuple[str, str]], live_at: float | None
 ) -> list[Row[Any]]:
+    """The items of `owner` among (namespace text, key) pairs: one statement for many gets."""
     stmt: sa.Select[Any] = sa.select(*ITEM_COLUMNS).where(
-        _i.owner == owner, _i.namespace == namespace, _i.key.in_(keys), *_live(live_at)
+        _i.owner == owner, sa.tuple_(_i.namespace, _i.key).in_(items), *_live(live_at)
     )
     return list((await conn.execute(stmt)).all())
 

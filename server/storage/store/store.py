@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stepstream.server.storage.store import embedding, execute, sql
 from stepstream.server.storage.store.execute import MAX_ITEM_BYTES
+from stepstream.server.storage.store.group import GroupRunner
 from stepstream.server.storage.store.vectors import ExactScanIndex, VectorIndex
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,8 @@ T = TypeVar("T")
 
 # How often expired items are deleted when the TTL config does not say (LangGraph's default too).
 DEFAULT_SWEEP_MINUTES = 5.0
+# The owner column's width (tables.py).
+MAX_OWNER_CHARS = 128
 
 
 @dataclass
@@ -44,6 +47,7 @@ class _Shared:
     vector_index: VectorIndex
     clock: Callable[[], float]
     max_item_bytes: int
+    runner: GroupRunner
     loop: asyncio.AbstractEventLoop | None = None
     sweeper: asyncio.Task[None] | None = None
     sweeps: int = field(default=0)
@@ -69,20 +73,19 @@ class SQLStore(BaseStore):
         self.index_config = index
         self.ttl_config = ttl
         self.owner = owner
-        self._shared = _Shared(
-            engine,
-            embedding.resolve(index),
-            vector_index or ExactScanIndex(),
-            clock,
-            max_item_bytes,
-        )
+        resolved = embedding.resolve(index)
+        vectors = vector_index or ExactScanIndex()
+        runner = GroupRunner(engine, vectors, clock, resolved is not None)
+        self._shared = _Shared(engine, resolved, vectors, clock, max_item_bytes, runner)
         with contextlib.suppress(RuntimeError):
             self._shared.loop = asyncio.get_running_loop()
 
     def scoped(self, owner: str) -> SQLStore:
         """The same store as tenant `owner` sees it: only that tenant's items."""
-        if not isinstance(owner, str) or not owner:
-            raise ValueError("a store tenant (owner) is a non-empty string")
+        if not isinstance(owner, str) or not 0 < len(owner) <= MAX_OWNER_CHARS or "\x00" in owner:
+            raise ValueError(
+                f"a store tenant (owner) is a non-empty string of at most {MAX_OWNER_CHARS} characters"
+            )
         view = copy.copy(self)
         view.owner = owner
         return view
@@ -106,9 +109,7 @@ class SQLStore(BaseStore):
             vectors = await asyncio.gather(*(embeddings.aembed_query(q) for q in queries))
             embedding.check_vectors(shared.index, vectors, len(queries))
             batch.queries = dict(zip(queries, vectors, strict=True))
-        async with shared.engine.begin() as conn:
-            executor = execute.Executor(conn, settings, shared.vector_index, shared.clock())
-            return await executor.run(batch, shared.index is not None)
+        return await shared.runner.submit(batch)
 
     def batch(self, ops: Iterable[Op]) -> list[Result]:
         return self._blocking(self.abatch(list(ops)))

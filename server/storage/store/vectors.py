@@ -34,10 +34,15 @@ except ImportError:  # pragma: no cover - numpy ships with the dev tools
 class Embedded:
     """One indexed text of an item, embedded."""
 
+    owner: str
     namespace: str  # text form (namespaces.to_text)
     key: str
     field: str
     vector: Sequence[float]
+
+
+# (owner, namespace text, key): one item of one tenant.
+ItemRef = tuple[str, str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +64,9 @@ class Scored:
 
 class VectorIndex(Protocol):
     async def replace(
-        self, conn: AsyncConnection, owner: str, items: Sequence[tuple[str, str]], rows: Sequence[Embedded]
+        self, conn: AsyncConnection, items: Sequence[ItemRef], rows: Sequence[Embedded]
     ) -> None:
-        """Drop every vector of `items` ((namespace text, key) pairs), then store `rows`."""
+        """Drop every vector of `items`, then store `rows`."""
         ...
 
     async def drop_expired(self, conn: AsyncConnection, now: float) -> None:
@@ -119,7 +124,7 @@ class ExactScanIndex:
     """Every vector in scope is read and scored: exact on SQLite and PostgreSQL alike."""
 
     async def replace(
-        self, conn: AsyncConnection, owner: str, items: Sequence[tuple[str, str]], rows: Sequence[Embedded]
+        self, conn: AsyncConnection, items: Sequence[ItemRef], rows: Sequence[Embedded]
     ) -> None:
         v = store_vectors.c
         if items:
@@ -129,14 +134,14 @@ class ExactScanIndex:
                     v.namespace == sa.bindparam("ns"),
                     v.key == sa.bindparam("k"),
                 ),
-                [{"o": owner, "ns": ns, "k": key} for ns, key in items],
+                [{"o": owner, "ns": ns, "k": key} for owner, ns, key in items],
             )
         if rows:
             await conn.execute(
                 sa.insert(store_vectors),
                 [
                     {
-                        "owner": owner,
+                        "owner": r.owner,
                         "namespace": r.namespace,
                         "key": r.key,
                         "field": r.field,

@@ -263,6 +263,15 @@ async def test_concurrent_writers_all_land(store: BaseStore) -> None:
     assert sorted(i.value["i"] for i in found) == list(range(40))
 
 
+async def test_concurrent_batches_share_transactions(ours: Backend) -> None:
+    async with ours.open() as store:
+        assert isinstance(store, SQLStore)
+        await asyncio.gather(*(store.aput(("g",), f"k{i}", {"i": i}) for i in range(30)))
+        assert len(await store.asearch(("g",), limit=50)) == 30
+        # All 30 were pending at once: they went to the database in fewer transactions than calls.
+        assert store._shared.runner.transactions < 30
+
+
 def test_sync_methods(sync_store: BaseStore) -> None:
     s = sync_store
     s.put(("sync", "a"), "k1", {"n": 1})
@@ -592,8 +601,9 @@ async def test_tenants_never_see_each_other(ours: Backend) -> None:
         await bob.adelete(("private", "a"), "only")  # bob cannot delete alice's item
         assert await alice.aget(("private", "a"), "only") is not None
         assert await alice.alist_namespaces() == [("memories",), ("private", "a")]
-        with pytest.raises(ValueError, match="tenant"):
-            base.scoped("")
+        for bad in ("", "x" * 129):
+            with pytest.raises(ValueError, match="tenant"):
+                base.scoped(bad)
 
 
 async def test_oversized_or_non_json_item_is_refused_and_nothing_stored(ours: Backend) -> None:
@@ -621,6 +631,8 @@ async def test_ops_given_to_batch_directly_are_checked(ours: Backend) -> None:
                 await store.abatch([op])
         with pytest.raises(ValueError, match="limit"):
             await store.abatch([SearchOp(("a",), limit=-1)])
+        with pytest.raises(ValueError, match="NUL"):
+            await store.aput(("a",), "nul\x00key", {"x": 1})
         with pytest.raises(ValueError, match="ttl"):
             await store.aput(("a",), "k", {"x": 1}, ttl=-5)
         assert await store.alist_namespaces() == []

@@ -1,0 +1,86 @@
+"""Concurrent callers' batches go to the database together.
+
+Each caller's plan (checked, embedded) is queued; one task at a time takes
+everything queued and runs it in one transaction. While that transaction is
+in flight the next callers queue up and share the next one: the busier the
+store, the more batches per commit, with no timer. A batch whose transaction
+fails is retried alone, so one caller's failure is never another's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+
+from langgraph.store.base import Result
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from stepstream.server.storage.store.execute import Executor, Plan
+from stepstream.server.storage.store.vectors import VectorIndex
+
+_Waiting = tuple[Plan, "asyncio.Future[list[Result]]"]
+
+
+class GroupRunner:
+    def __init__(
+        self, engine: AsyncEngine, vector_index: VectorIndex, clock: Callable[[], float], indexed: bool
+    ) -> None:
+        self.engine = engine
+        self.vector_index = vector_index
+        self.clock = clock
+        self.indexed = indexed
+        self._queue: list[_Waiting] = []
+        self._task: asyncio.Task[None] | None = None
+        self.transactions = 0  # for tests and benchmarks: how many transactions the batches took
+
+    async def submit(self, plan: Plan) -> list[Result]:
+        done: asyncio.Future[list[Result]] = asyncio.get_running_loop().create_future()
+        self._queue.append((plan, done))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain(), name="store-group-runner")
+        return await done
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                group, self._queue = self._queue, []
+                await self._run(group)
+        finally:  # cancelled with the loop: nobody may wait forever
+            for _, done in self._queue:
+                if not done.done():
+                    done.set_exception(RuntimeError("the store stopped before this batch ran"))
+            self._queue = []
+
+    async def _run(self, group: Sequence[_Waiting]) -> None:
+        try:
+            results = await self._transact([plan for plan, _ in group])
+        except Exception as exc:
+            if len(group) == 1:
+                _settle(group[0][1], exc)
+                return
+            for waiting in group:  # find whose batch failed; the others commit on their own
+                await self._run([waiting])
+            return
+        for (_, done), result in zip(group, results, strict=True):
+            _settle(done, result)
+
+    async def _transact(self, plans: Sequence[Plan]) -> list[list[Result]]:
+        # Reads alone need no transaction: autocommit spares a BEGIN and a COMMIT round trip.
+        writes = any(plan.puts for plan in plans)
+        async with self.engine.connect() as conn:
+            if not writes:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            executor = Executor(conn, self.vector_index, self.clock(), self.indexed)
+            results = await executor.run(plans)
+            await conn.commit()
+        self.transactions += 1
+        return results
+
+
+def _settle(done: asyncio.Future[list[Result]], outcome: list[Result] | BaseException) -> None:
+    if done.done():  # its caller was cancelled
+        return
+    if isinstance(outcome, BaseException):
+        done.set_exception(outcome)
+    else:
+        done.set_result(outcome)

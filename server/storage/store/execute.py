@@ -165,34 +165,37 @@ class Executor:
             self.to_refresh.add((owner, row.namespace, row.key))
 
     async def run(self, plans: Sequence[Plan]) -> list[list[Result]]:
-        results = [await self._read(batch) for batch in plans]
+        results: list[list[Result]] = [[None] * len(batch.ops) for batch in plans]
+        # Every get of the group, per tenant and expiry view, in one statement.
+        gets: dict[tuple[str, float | None], list[tuple[list[Result], int, GetOp]]] = {}
+        for batch, out in zip(plans, results, strict=True):
+            view = (batch.settings.owner, self._live_at(batch))
+            for i, op in enumerate(batch.ops):
+                if isinstance(op, GetOp):
+                    gets.setdefault(view, []).append((out, i, op))
+                else:
+                    out[i] = await self._read(batch, op)
+        for (owner, live_at), wanted in gets.items():
+            refs = sorted({(namespaces.to_text(op.namespace), op.key) for _, _, op in wanted})
+            rows = {(r.namespace, r.key): r for r in await sql.get(self.conn, owner, refs, live_at)}
+            for out, i, op in wanted:
+                row = rows.get((namespaces.to_text(op.namespace), op.key))
+                if row is not None:
+                    out[i] = _item(row)
+                    self._seen(owner, row, op.refresh_ttl)
         await sql.refresh(self.conn, sorted(self.to_refresh), self.now)
         await self._write(plans)
         return results
 
-    async def _read(self, batch: Plan) -> list[Result]:
-        owner, live_at = batch.settings.owner, self._live_at(batch)
-        results: list[Result] = [None] * len(batch.ops)
-        gets: list[tuple[int, GetOp]] = []
-        for i, op in enumerate(batch.ops):
-            if isinstance(op, GetOp):
-                gets.append((i, op))
-            elif isinstance(op, SearchOp):
-                query = batch.queries.get(op.query) if op.query and self.indexed else None
-                results[i] = await self._search(batch, op, query)
-            elif isinstance(op, ListNamespacesOp):
-                prefix = namespaces.literal_prefix(op.match_conditions or ())
-                texts = await sql.namespace_texts(self.conn, owner, prefix, live_at)
-                results[i] = namespaces.listing(texts, op)
-        if gets:
-            wanted = sorted({(namespaces.to_text(op.namespace), op.key) for _, op in gets})
-            rows = {(r.namespace, r.key): r for r in await sql.get(self.conn, owner, wanted, live_at)}
-            for i, op in gets:
-                row = rows.get((namespaces.to_text(op.namespace), op.key))
-                if row is not None:
-                    results[i] = _item(row)
-                    self._seen(owner, row, op.refresh_ttl)
-        return results
+    async def _read(self, batch: Plan, op: Op) -> Result:
+        if isinstance(op, SearchOp):
+            query = batch.queries.get(op.query) if op.query and self.indexed else None
+            return await self._search(batch, op, query)
+        if isinstance(op, ListNamespacesOp):
+            prefix = namespaces.literal_prefix(op.match_conditions or ())
+            texts = await sql.namespace_texts(self.conn, batch.settings.owner, prefix, self._live_at(batch))
+            return namespaces.listing(texts, op)
+        return None  # a put: written after every read
 
     async def _search(self, batch: Plan, op: SearchOp, query: Sequence[float] | None) -> list[SearchItem]:
         owner, live_at = batch.settings.owner, self._live_at(batch)

@@ -65,16 +65,30 @@ class GroupRunner:
             _settle(done, result)
 
     async def _transact(self, plans: Sequence[Plan]) -> list[list[Result]]:
-        # Reads alone need no transaction: autocommit spares a BEGIN and a COMMIT round trip.
-        writes = any(plan.puts for plan in plans)
         async with self.engine.connect() as conn:
-            if not writes:
+            if not self._needs_transaction(plans):
                 conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             executor = Executor(conn, self.vector_index, self.clock(), self.indexed)
             results = await executor.run(plans)
             await conn.commit()
         self.transactions += 1
         return results
+
+    def _needs_transaction(self, plans: Sequence[Plan]) -> bool:
+        """Whether the group's writes take more than one statement.
+
+        Reads need no transaction (at most one refresh statement follows them), and
+        neither does a group whose writes are one upsert on PostgreSQL: asyncpg runs
+        an executemany atomically. Autocommit spares a BEGIN and a COMMIT round trip.
+        SQLite's driver would commit an executemany row by row, so its writes always
+        take a transaction.
+        """
+        puts = [op for plan in plans for op in plan.puts.values()]
+        if not puts:
+            return False
+        if self.engine.dialect.name != "postgresql" or self.indexed:
+            return True
+        return any(op.value is None for op in puts)
 
 
 def _settle(done: asyncio.Future[list[Result]], outcome: list[Result] | BaseException) -> None:

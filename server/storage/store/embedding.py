@@ -1,8 +1,9 @@
 """Semantic-search configuration: LangGraph's `IndexConfig`, the embedder it names, the texts to embed.
 
 `embed` may be a LangChain `Embeddings`, a sync or async function from texts
-to vectors, or a string: "package.module:attr" or "path/to/file.py:attr" is
-imported (the attribute may be any of the former), anything else is handed to
+to vectors, or a string: "local:/path/to/model" is a sentence-transformers
+model on disk (local_model.py), "package.module:attr" or "path/to/file.py:attr"
+is imported (the attribute may be any of the former), anything else is handed to
 LangChain's provider strings ("openai:text-embedding-3-small"), which need
 LangChain and the provider's package.
 """
@@ -18,6 +19,8 @@ from typing import Any
 
 from langchain_core.embeddings import Embeddings
 from langgraph.store.base import IndexConfig, PutOp, ensure_embeddings, get_text_at_path, tokenize_path
+
+from stepstream.server.storage.store import local_model
 
 WHOLE_ITEM = "$"
 
@@ -62,6 +65,8 @@ def _load_attr(spec: str) -> Any | None:
 def resolve_embeddings(embed: Any) -> Embeddings:
     if embed is None:
         raise ValueError('index.embed is required: an Embeddings, a function, or "module:attr"')
+    if isinstance(embed, str) and embed.startswith(local_model.PREFIX):
+        return local_model.LocalModelEmbeddings(embed.removeprefix(local_model.PREFIX))
     if isinstance(embed, str):
         loaded = _load_attr(embed)
         if loaded is not None:

@@ -40,7 +40,7 @@ from langgraph.store.base import (
 from langgraph.store.memory import InMemoryStore
 
 from stepstream.server.storage.db import create_engine, upgrade
-from stepstream.server.storage.store import ItemTooLargeError, SQLStore
+from stepstream.server.storage.store import ItemTooLargeError, SQLStore, wiring
 from tests.pgserver import create_database
 
 T = TypeVar("T")
@@ -657,3 +657,47 @@ async def test_sync_methods_refuse_to_block_the_loop_they_serve(ours: Backend) -
             store.get(("l",), "k")
         item = await asyncio.to_thread(store.get, ("l",), "k")  # from a worker thread it works
         assert item is not None and item.value == {"x": 1}
+
+
+async def test_embed_named_by_a_string(ours: Backend, tmp_path: pathlib.Path) -> None:
+    module = tmp_path / "my_embeddings.py"
+    module.write_text("from bench.store import embed\ndef embed_texts(texts):\n    return embed(texts)\n")
+    for spec in (f"{module}:embed_texts", "bench.store:embed"):
+        async with ours.open(index={"dims": 64, "embed": spec, "fields": ["text"]}) as store:
+            await store.aput(("e",), "moon", {"text": "moon rocket"})
+            await store.aput(("e",), "pasta", {"text": "pasta sauce"})
+            assert [i.key for i in await store.asearch(("e",), query="moon rocket")] == ["moon", "pasta"]
+    with pytest.raises(ValueError, match="never downloaded"):
+        async with ours.open(index={"dims": 8, "embed": f"local:{tmp_path / 'no-model'}"}):
+            pass
+    with pytest.raises(ValueError, match="no attribute"):
+        async with ours.open(index={"dims": 8, "embed": "bench.store:missing"}):
+            pass
+    with pytest.raises(ValueError, match="dims"):
+        async with ours.open(index={"dims": 0, "embed": embed_words}):
+            pass
+
+
+async def test_wrong_embedding_size_is_refused_and_nothing_stored(ours: Backend) -> None:
+    async with ours.open(index={"dims": DIMS + 1, "embed": embed_words, "fields": ["text"]}) as store:
+        with pytest.raises(ValueError, match="dimensions"):
+            await store.aput(("w",), "k", {"text": "moon"})
+        assert await store.aget(("w",), "k") is None
+
+
+async def test_server_wiring_starts_and_stops_the_sweeper(ours: Backend) -> None:
+    engine = create_engine(ours._database())
+    try:
+        store = await wiring.open_store(engine, {"ttl": {"default_ttl": 10, "sweep_interval_minutes": 2}})
+        assert store.sweep_interval_seconds() == 120.0
+        sweeper = store._shared.sweeper
+        assert sweeper is not None and not sweeper.done()
+        await store.aput(("w",), "k", {"x": 1})
+        assert await store.aget(("w",), "k") is not None
+        await wiring.close_store(store)
+        assert sweeper.done() and store._shared.sweeper is None
+        assert (await wiring.open_store(engine, None))._shared.sweeper is None  # no TTLs, no sweeper
+        with pytest.raises(ValueError, match="unknown key 'indexes'"):
+            wiring.store_from_config(engine, {"indexes": {}})
+    finally:
+        await engine.dispose()

@@ -41,14 +41,14 @@ class GroupRunner:
         return await done
 
     async def _drain(self) -> None:
+        group: list[_Waiting] = []
         try:
             while self._queue:
                 group, self._queue = self._queue, []
                 await self._run(group)
         finally:  # cancelled with the loop: nobody may wait forever
-            for _, done in self._queue:
-                if not done.done():
-                    done.set_exception(RuntimeError("the store stopped before this batch ran"))
+            for _, done in [*group, *self._queue]:
+                _settle(done, RuntimeError("the store stopped before this batch was done"))
             self._queue = []
 
     async def _run(self, group: Sequence[_Waiting]) -> None:

@@ -2,8 +2,9 @@
 
 One instance serves one tenant (`owner`); `scoped(owner)` gives another
 tenant's view sharing the engine, the embedder and the TTL sweeper, so a
-tenant only ever reads and writes its own items. Each batch is one
-transaction; embeddings are computed before it opens, never inside it.
+tenant only ever reads and writes its own items. Each batch runs in one
+transaction, shared with the batches of callers pending at the same time
+(group.py); embeddings are computed before it opens, never inside it.
 
 The async methods are the real ones. The sync methods (for sync graph nodes,
 which run in worker threads) run them on the event loop the store serves and

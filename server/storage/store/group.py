@@ -1,10 +1,13 @@
 """Concurrent callers' batches go to the database together.
 
-Each caller's plan (checked, embedded) is queued; one task at a time takes
+Each caller's plan (checked, embedded) is queued; a runner task takes
 everything queued and runs it in one transaction. While that transaction is
 in flight the next callers queue up and share the next one: the busier the
-store, the more batches per commit, with no timer. A batch whose transaction
-fails is retried alone, so one caller's failure is never another's.
+store, the more batches per commit, with no timer. On PostgreSQL a few
+groups run at once, on their own connections (a group's searches run one
+after another, so one group at a time would leave the pool idle); SQLite has
+one writer anyway. A batch whose transaction fails is retried alone, so one
+caller's failure is never another's.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from stepstream.server.storage.store.execute import Executor, Plan
 from stepstream.server.storage.store.vectors import VectorIndex
 
 _Waiting = tuple[Plan, "asyncio.Future[list[Result]]"]
+# Groups in flight at once, per back end (others: one).
+PARALLEL_GROUPS = {"postgresql": 4}
 
 
 class GroupRunner:
@@ -30,14 +35,18 @@ class GroupRunner:
         self.clock = clock
         self.indexed = indexed
         self._queue: list[_Waiting] = []
-        self._task: asyncio.Task[None] | None = None
+        self._runners: set[asyncio.Task[None]] = set()
+        # A runner is started and has not yet taken the queue: new callers will go with it.
+        self._starting = False
+        self._parallel = PARALLEL_GROUPS.get(engine.dialect.name, 1)
         self.transactions = 0  # for tests and benchmarks: how many transactions the batches took
 
     async def submit(self, plan: Plan) -> list[Result]:
         done: asyncio.Future[list[Result]] = asyncio.get_running_loop().create_future()
         self._queue.append((plan, done))
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._drain(), name="store-group-runner")
+        if not self._starting and len(self._runners) < self._parallel:
+            self._starting = True
+            self._runners.add(asyncio.create_task(self._drain(), name="store-group-runner"))
         return await done
 
     async def _drain(self) -> None:
@@ -45,11 +54,17 @@ class GroupRunner:
         try:
             while self._queue:
                 group, self._queue = self._queue, []
+                self._starting = False
                 await self._run(group)
-        finally:  # cancelled with the loop: nobody may wait forever
-            for _, done in [*group, *self._queue]:
+                group = []
+        finally:
+            # No await between the last look at the queue and leaving the set: a caller that
+            # queues after this sees one runner fewer and starts another.
+            self._runners.discard(asyncio.current_task())  # type: ignore[arg-type]
+            # Only ever starts one runner too many (bounded); never leaves the queue unserved.
+            self._starting = False
+            for _, done in group:  # cancelled with the loop: nobody may wait forever
                 _settle(done, RuntimeError("the store stopped before this batch was done"))
-            self._queue = []
 
     async def _run(self, group: Sequence[_Waiting]) -> None:
         try:

@@ -206,7 +206,8 @@ class Executor:
             rows = await sql.page(self.conn, owner, op.namespace_prefix, live_at, op.limit, op.offset)
         else:
             matched: list[Row[Any]] = []
-            async for row in sql.scan(self.conn, owner, op.namespace_prefix, live_at):
+            # A filter usually passes a fair share of items: twice a page's rows is a first guess.
+            async for row in sql.scan(self.conn, owner, op.namespace_prefix, live_at, 2 * end + 8):
                 if filters.matches(orjson.loads(row.value), op.filter):
                     matched.append(row)
                     if len(matched) >= end:

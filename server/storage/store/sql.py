@@ -20,8 +20,8 @@ from stepstream.server.storage.store.vectors import ItemRef
 
 _i = store_items.c
 ITEM_COLUMNS = (_i.namespace, _i.key, _i.value, _i.created_at, _i.updated_at, _i.ttl_minutes)
-# Rows a filtered scan reads at a time: it stops as soon as a page is full.
-SCAN_CHUNK = 256
+# Rows a filtered scan reads at most at a time (it starts with what a page needs, then doubles).
+SCAN_CHUNK = 1024
 
 
 def _upsert(dialect: str) -> sa.Executable:
@@ -117,18 +117,20 @@ async def page(
 
 
 async def scan(
-    conn: AsyncConnection, owner: str, prefix: Sequence[str], live_at: float | None
+    conn: AsyncConnection, owner: str, prefix: Sequence[str], live_at: float | None, first: int
 ) -> AsyncIterator[Row[Any]]:
-    """Every item under the prefix, in search order, read a chunk at a time while the caller wants more."""
+    """Every item under the prefix, in search order, read a chunk at a time while the caller
+    wants more: `first` rows, then twice as many each time (up to SCAN_CHUNK)."""
     stmt = _search(owner, prefix, live_at)
-    offset = 0
+    offset, chunk = 0, max(1, min(first, SCAN_CHUNK))
     while True:
-        rows = (await conn.execute(stmt.limit(SCAN_CHUNK).offset(offset))).all()
+        rows = (await conn.execute(stmt.limit(chunk).offset(offset))).all()
         for row in rows:
             yield row
-        if len(rows) < SCAN_CHUNK:
+        if len(rows) < chunk:
             return
-        offset += SCAN_CHUNK
+        offset += chunk
+        chunk = min(chunk * 2, SCAN_CHUNK)
 
 
 async def items(

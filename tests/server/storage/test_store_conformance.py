@@ -429,6 +429,13 @@ async def test_search_pages_partition_the_results(store: BaseStore, filtered: bo
     assert sorted(i.value["i"] for i in await store.asearch(("page",), filter={"even": True})) == [0, 2, 4, 6]
 
 
+async def test_sparse_filter_pages_reach_past_the_first_rows(store: BaseStore) -> None:
+    await asyncio.gather(*(store.aput(("sparse",), f"k{i}", {"i": i, "hit": i % 10 == 0}) for i in range(60)))
+    pages = [await store.asearch(("sparse",), filter={"hit": True}, limit=3, offset=o) for o in (0, 3, 6)]
+    assert [len(p) for p in pages] == [3, 3, 0]
+    assert sorted(i.value["i"] for p in pages for i in p) == [0, 10, 20, 30, 40, 50]
+
+
 async def test_search_returns_items_with_their_times(store: BaseStore) -> None:
     await store.aput(("t",), "k", {"x": 1})
     got = await store.aget(("t",), "k")

@@ -142,12 +142,16 @@ def _backend(kind: str, request: pytest.FixtureRequest, tmp_path: pathlib.Path) 
     return Backend(kind)
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
+# PostgreSQL runs as a real server process: its cases carry the `process` marker.
+POSTGRES = pytest.param("postgres", marks=pytest.mark.process)
+
+
+@pytest.fixture(params=["memory", "sqlite", POSTGRES])
 def backend(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Backend:
     return _backend(str(request.param), request, tmp_path)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", POSTGRES])
 def ours(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Backend:
     """Only our store (what InMemoryStore does not offer)."""
     return _backend(str(request.param), request, tmp_path)

@@ -39,7 +39,8 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
 def _default_limits() -> dict[str, Shape]:
-    return {WIKIPEDIA: Limit.per_second(50, 10), ARXIV: Limit.per_second(50, 10), LLM: Window(500, 60.0)}
+    # Sliding windows, the strictest shape: no burst on top, whichever second one looks at.
+    return {WIKIPEDIA: Window(50, 1.0), ARXIV: Window(50, 1.0), LLM: Window(500, 60.0)}
 
 
 def _default_token_limits() -> dict[str, Shape]:

@@ -70,7 +70,7 @@ SCENARIOS = (
     Scenario(
         "research",
         "c",
-        "research assistant against the rate-limited mock APIs",
+        "research assistant against sliding-window APIs (20 requests in any 1 s)",
         "research_assistant",
         # At 32 clients a FIFO limiter's queue is a second deep: a short window sees many sessions
         # end. At 256 every run waits ~10 s for its share of the APIs: the full run only.

@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test bench bench-full protos tools lint clean deploy-tools certs jaeger jaeger-build
+.PHONY: setup system-deps demo test bench bench-full protos tools lint clean deploy-tools certs jaeger jaeger-build
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,15 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/stepstream demo
 
-test: tools deploy-tools jaeger-build
+# The first run on a fresh machine installs Debian packages (Redis, PostgreSQL, nginx, Chromium,
+# the clients' toolchains), the pinned Go/npm/Maven tools and builds Jaeger: ~15 minutes before
+# the first test; later runs find them all cached.
+test: system-deps tools deploy-tools jaeger-build
 	$(PY) -m pytest
+
+# Debian packages the tests start or drive (tools/system-deps.sh says which and why).
+system-deps:
+	@bash tools/system-deps.sh
 
 bench: $(STAMP)
 	$(PY) -m bench --quick
@@ -31,6 +38,7 @@ protos: $(STAMP)
 
 # The pinned generators, buf and grpcurl (Go, npm and Maven installs; cached per version).
 tools: $(STAMP)
+	@echo "tools: pinned generators, buf, grpcurl (built once per version, then cached)"
 	$(PY) protos/toolchain.py
 
 # Development certificates (CA, localhost server, clients) in certs/; never for production.
@@ -39,6 +47,7 @@ certs: $(STAMP)
 
 # A local Jaeger v2 (built once with Go, cached in ~/.cache/stepstream): see docs/tracing.md.
 jaeger-build:
+	@echo "jaeger-build: Jaeger v2 for the tracing tests (a Go build of ~7 minutes the first time, then cached)"
 	$(PYTHON) tools/jaeger.py build
 
 jaeger: $(STAMP)

@@ -3,7 +3,7 @@
 Every tool comes from its own ecosystem's registry through that ecosystem's client:
 
 - Go: `go install module@version` (protoc-gen-go at the google.golang.org/protobuf
-  version of clients/go/go.mod, protoc-gen-go-grpc and grpcurl at the versions below);
+  version of clients/go/go.mod, protoc-gen-go-grpc, grpcurl and ghz at the versions below);
 - TypeScript: ts-proto from clients/typescript's lockfile (`npm ci`), and buf from
   protos/'s lockfile;
 - Java: protoc (which carries the Java generator) and protoc-gen-grpc-java at the
@@ -31,6 +31,8 @@ PROTOS = ROOT / "protos"
 
 PROTOC_GEN_GO_GRPC = "v1.6.2"
 GRPCURL = "v1.9.4"
+# ghz, the gRPC load tool, asks for grpc.reflection.v1 first (tests/server/api/test_reflection_v1.py).
+GHZ = "v0.121.0"
 
 
 class ToolchainMissing(RuntimeError):
@@ -89,6 +91,10 @@ def protoc_gen_go_grpc() -> pathlib.Path:
 
 def grpcurl() -> pathlib.Path:
     return go_tool("github.com/fullstorydev/grpcurl/cmd/grpcurl", GRPCURL)
+
+
+def ghz() -> pathlib.Path:
+    return go_tool("github.com/bojand/ghz/cmd/ghz", GHZ)
 
 
 # -- npm -----------------------------------------------------------------------
@@ -161,6 +167,7 @@ def install_all() -> None:
         protoc_gen_go,
         protoc_gen_go_grpc,
         grpcurl,
+        ghz,
         protoc_gen_ts_proto,
         buf,
         java_protoc,

@@ -13,7 +13,6 @@ from collections.abc import Callable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from stepstream.ratelimiter import envoy
 from stepstream.ratelimiter.auth import auth_interceptor
@@ -26,6 +25,7 @@ from stepstream.ratelimiter.core import LimiterCore
 from stepstream.ratelimiter.servicer import RateLimiterServicer
 from stepstream.security.malformed import MalformedRequestInterceptor
 from stepstream.security.tls import server_credentials
+from stepstream.server.api.reflection import enable_reflection
 from stepstream.telemetry import configure_from_env, current
 from stepstream.telemetry.propagation import server_interceptors
 from stepstream.v1 import ratelimit_pb2, ratelimit_pb2_grpc
@@ -91,7 +91,7 @@ async def start(settings: LimiterSettings) -> RunningLimiter:
     envoy.add_to_server(core, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = (SERVICE_NAME, envoy.SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name)
-    reflection.enable_server_reflection((*names, reflection.SERVICE_NAME), server)
+    enable_reflection(names, server)
     address = f"{settings.host}:{settings.port}"
     if settings.tls_cert_file:
         credentials = server_credentials(

@@ -1,6 +1,6 @@
 """A throwaway PostgreSQL server for tests, started from the binaries installed on the machine.
 
-`.ci/run` apt-installs `postgresql` (Debian: /usr/lib/postgresql/<version>/bin). The
+`make system-deps` apt-installs `postgresql` (Debian: /usr/lib/postgresql/<version>/bin). The
 cluster lives in a temporary folder, listens on 127.0.0.1 on a free port (and on a
 unix socket in the same folder), trusts local connections, and is stopped by
 `pg_ctl stop` at the end. PostgreSQL refuses to run as root: as root, every command
@@ -39,7 +39,7 @@ def find_bin_dir() -> pathlib.Path:
         return pathlib.Path(on_path).parent
     raise RuntimeError(
         "PostgreSQL server binaries (initdb, pg_ctl) not found under "
-        f"{BIN_GLOB} nor on PATH: install them (`apt-get install postgresql`, as .ci/run does) "
+        f"{BIN_GLOB} nor on PATH: install them (`apt-get install postgresql`, as `make system-deps` does) "
         "or point STEPSTREAM_PG_BIN at their folder"
     )
 

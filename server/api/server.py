@@ -12,12 +12,12 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from stepstream.security.malformed import MalformedRequestInterceptor
 from stepstream.security.tls import server_credentials
 from stepstream.server.api.auth import auth_interceptor
 from stepstream.server.api.limits import RequestLimits, RequestLimitsInterceptor
+from stepstream.server.api.reflection import enable_reflection
 from stepstream.server.api.servicers import GraphServicer, RunServicer, SessionServicer
 from stepstream.server.core.app import Core
 from stepstream.server.settings import ServerSettings
@@ -91,9 +91,7 @@ class StepstreamServer:
         sessions_pb2_grpc.add_SessionServiceServicer_to_server(SessionServicer(self.core), server)
         runs_pb2_grpc.add_RunServiceServicer_to_server(RunServicer(self.core), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-        )
+        enable_reflection((*SERVICE_NAMES, health.SERVICE_NAME), server)
         address = f"{self.settings.host}:{self.settings.port}"
         if self.settings.tls_cert_file and self.settings.tls_key_file:
             credentials = server_credentials(

@@ -2,7 +2,7 @@
 
 Each example program takes the same arguments (`research ADDRESS`, `join ADDRESS
 RUN_ID [AFTER_SEQ]`) and prints the same line format, so one set of tests
-checks all three languages. Toolchains come from PATH (.ci/run installs them);
+checks all three languages. Toolchains come from PATH (`make system-deps` installs them);
 a missing one fails the test with the command to install it.
 """
 

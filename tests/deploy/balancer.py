@@ -46,7 +46,7 @@ class NginxBalancer:
     def __init__(self, upstreams: Mapping[str, str]) -> None:
         binary = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
         if binary is None:
-            raise RuntimeError("nginx is not installed (.ci/run installs the Debian package)")
+            raise RuntimeError("nginx is not installed: `make system-deps` installs the Debian package")
         self.binary = binary
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix="stepstream-nginx-"))
         self.port = free_port()

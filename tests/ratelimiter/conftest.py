@@ -57,7 +57,7 @@ class RedisServer:
     def __init__(self) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
-            raise RuntimeError("redis-server is not installed (.ci/run installs the Debian package)")
+            raise RuntimeError("redis-server is not installed: `make system-deps` installs it")
         self.binary = binary
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="stepstream-redis-")

@@ -36,8 +36,14 @@ type Graph struct {
 	// Tasks per superstep a run may execute at once unless a run asks otherwise
 	// (0: no limit).
 	DefaultMaxConcurrency uint32 `protobuf:"varint,7,opt,name=default_max_concurrency,json=defaultMaxConcurrency,proto3" json:"default_max_concurrency,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// JSON Schema (JSON text) of the per-run context the graph reads through
+	// LangGraph's Runtime (its context_schema); empty when it declares none.
+	ContextSchemaJson string `protobuf:"bytes,8,opt,name=context_schema_json,json=contextSchemaJson,proto3" json:"context_schema_json,omitempty"`
+	// Id of the graph's default assistant (derived from graph_id, the same on
+	// every replica).
+	DefaultAssistantId string `protobuf:"bytes,9,opt,name=default_assistant_id,json=defaultAssistantId,proto3" json:"default_assistant_id,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Graph) Reset() {
@@ -117,6 +123,20 @@ func (x *Graph) GetDefaultMaxConcurrency() uint32 {
 		return x.DefaultMaxConcurrency
 	}
 	return 0
+}
+
+func (x *Graph) GetContextSchemaJson() string {
+	if x != nil {
+		return x.ContextSchemaJson
+	}
+	return ""
+}
+
+func (x *Graph) GetDefaultAssistantId() string {
+	if x != nil {
+		return x.DefaultAssistantId
+	}
+	return ""
 }
 
 type ListGraphsRequest struct {
@@ -291,7 +311,7 @@ var File_stepstream_v1_graphs_proto protoreflect.FileDescriptor
 
 const file_stepstream_v1_graphs_proto_rawDesc = "" +
 	"\n" +
-	"\x1astepstream/v1/graphs.proto\x12\rstepstream.v1\"\x98\x02\n" +
+	"\x1astepstream/v1/graphs.proto\x12\rstepstream.v1\"\xfa\x02\n" +
 	"\x05Graph\x12\x19\n" +
 	"\bgraph_id\x18\x01 \x01(\tR\agraphId\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12*\n" +
@@ -299,7 +319,9 @@ const file_stepstream_v1_graphs_proto_rawDesc = "" +
 	"\x12output_schema_json\x18\x04 \x01(\tR\x10outputSchemaJson\x12*\n" +
 	"\x11state_schema_json\x18\x05 \x01(\tR\x0fstateSchemaJson\x12\x14\n" +
 	"\x05nodes\x18\x06 \x03(\tR\x05nodes\x126\n" +
-	"\x17default_max_concurrency\x18\a \x01(\rR\x15defaultMaxConcurrency\"\x13\n" +
+	"\x17default_max_concurrency\x18\a \x01(\rR\x15defaultMaxConcurrency\x12.\n" +
+	"\x13context_schema_json\x18\b \x01(\tR\x11contextSchemaJson\x120\n" +
+	"\x14default_assistant_id\x18\t \x01(\tR\x12defaultAssistantId\"\x13\n" +
 	"\x11ListGraphsRequest\"B\n" +
 	"\x12ListGraphsResponse\x12,\n" +
 	"\x06graphs\x18\x01 \x03(\v2\x14.stepstream.v1.GraphR\x06graphs\",\n" +

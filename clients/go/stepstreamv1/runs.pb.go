@@ -86,6 +86,59 @@ func (RunStatus) EnumDescriptor() ([]byte, []int) {
 	return file_stepstream_v1_runs_proto_rawDescGZIP(), []int{0}
 }
 
+// What becomes of a session a run created for itself once the run ends.
+type OnCompletion int32
+
+const (
+	// Same as ON_COMPLETION_KEEP.
+	OnCompletion_ON_COMPLETION_UNSPECIFIED OnCompletion = 0
+	OnCompletion_ON_COMPLETION_KEEP        OnCompletion = 1
+	// Delete the session (and its checkpoints) when the run ends: a stateless
+	// run. Only for runs that created their session (session_id empty).
+	OnCompletion_ON_COMPLETION_DELETE OnCompletion = 2
+)
+
+// Enum value maps for OnCompletion.
+var (
+	OnCompletion_name = map[int32]string{
+		0: "ON_COMPLETION_UNSPECIFIED",
+		1: "ON_COMPLETION_KEEP",
+		2: "ON_COMPLETION_DELETE",
+	}
+	OnCompletion_value = map[string]int32{
+		"ON_COMPLETION_UNSPECIFIED": 0,
+		"ON_COMPLETION_KEEP":        1,
+		"ON_COMPLETION_DELETE":      2,
+	}
+)
+
+func (x OnCompletion) Enum() *OnCompletion {
+	p := new(OnCompletion)
+	*p = x
+	return p
+}
+
+func (x OnCompletion) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (OnCompletion) Descriptor() protoreflect.EnumDescriptor {
+	return file_stepstream_v1_runs_proto_enumTypes[1].Descriptor()
+}
+
+func (OnCompletion) Type() protoreflect.EnumType {
+	return &file_stepstream_v1_runs_proto_enumTypes[1]
+}
+
+func (x OnCompletion) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use OnCompletion.Descriptor instead.
+func (OnCompletion) EnumDescriptor() ([]byte, []int) {
+	return file_stepstream_v1_runs_proto_rawDescGZIP(), []int{1}
+}
+
 // How a run executes.
 type RunOptions struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -202,10 +255,16 @@ type Run struct {
 	// Final state values (JSON object) once ended.
 	ValuesJson string `protobuf:"bytes,10,opt,name=values_json,json=valuesJson,proto3" json:"values_json,omitempty"`
 	// Pending interrupts, for RUN_STATUS_INTERRUPTED.
-	Interrupts    []*Interrupt `protobuf:"bytes,11,rep,name=interrupts,proto3" json:"interrupts,omitempty"`
-	ErrorType     string       `protobuf:"bytes,12,opt,name=error_type,json=errorType,proto3" json:"error_type,omitempty"`
-	ErrorMessage  string       `protobuf:"bytes,13,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
-	Options       *RunOptions  `protobuf:"bytes,14,opt,name=options,proto3" json:"options,omitempty"`
+	Interrupts   []*Interrupt `protobuf:"bytes,11,rep,name=interrupts,proto3" json:"interrupts,omitempty"`
+	ErrorType    string       `protobuf:"bytes,12,opt,name=error_type,json=errorType,proto3" json:"error_type,omitempty"`
+	ErrorMessage string       `protobuf:"bytes,13,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	Options      *RunOptions  `protobuf:"bytes,14,opt,name=options,proto3" json:"options,omitempty"`
+	// The assistant the run was started with (a graph's default assistant when
+	// the run named only a graph), and the version of it that ran.
+	AssistantId      string `protobuf:"bytes,15,opt,name=assistant_id,json=assistantId,proto3" json:"assistant_id,omitempty"`
+	AssistantVersion uint32 `protobuf:"varint,16,opt,name=assistant_version,json=assistantVersion,proto3" json:"assistant_version,omitempty"`
+	// The run's context as given (JSON object); empty when none.
+	ContextJson   string `protobuf:"bytes,17,opt,name=context_json,json=contextJson,proto3" json:"context_json,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -338,6 +397,27 @@ func (x *Run) GetOptions() *RunOptions {
 	return nil
 }
 
+func (x *Run) GetAssistantId() string {
+	if x != nil {
+		return x.AssistantId
+	}
+	return ""
+}
+
+func (x *Run) GetAssistantVersion() uint32 {
+	if x != nil {
+		return x.AssistantVersion
+	}
+	return 0
+}
+
+func (x *Run) GetContextJson() string {
+	if x != nil {
+		return x.ContextJson
+	}
+	return ""
+}
+
 type StartRunRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The graph to run. May be empty when session_id is set (the session's
@@ -355,7 +435,17 @@ type StartRunRequest struct {
 	// UUID) that makes the start safe to retry: a repeated start with the same
 	// id returns the run already started (and StreamRun streams it) instead of
 	// starting another. Empty: the server picks one.
-	RunId         string `protobuf:"bytes,6,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	RunId string `protobuf:"bytes,6,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// An assistant to run instead of naming graph_id: its graph with its saved
+	// config, context and metadata (the run's own values win key by key). A
+	// graph id is accepted too and means that graph's default assistant.
+	// NOT_FOUND when unknown. At most one of graph_id and assistant_id.
+	AssistantId string `protobuf:"bytes,7,opt,name=assistant_id,json=assistantId,proto3" json:"assistant_id,omitempty"`
+	// Per-run context read by nodes through LangGraph's Runtime (JSON object),
+	// validated against the graph's context_schema (Graph.context_schema_json);
+	// INVALID_ARGUMENT naming the field when it does not fit.
+	ContextJson   string       `protobuf:"bytes,8,opt,name=context_json,json=contextJson,proto3" json:"context_json,omitempty"`
+	OnCompletion  OnCompletion `protobuf:"varint,9,opt,name=on_completion,json=onCompletion,proto3,enum=stepstream.v1.OnCompletion" json:"on_completion,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -432,6 +522,27 @@ func (x *StartRunRequest) GetRunId() string {
 	return ""
 }
 
+func (x *StartRunRequest) GetAssistantId() string {
+	if x != nil {
+		return x.AssistantId
+	}
+	return ""
+}
+
+func (x *StartRunRequest) GetContextJson() string {
+	if x != nil {
+		return x.ContextJson
+	}
+	return ""
+}
+
+func (x *StartRunRequest) GetOnCompletion() OnCompletion {
+	if x != nil {
+		return x.OnCompletion
+	}
+	return OnCompletion_ON_COMPLETION_UNSPECIFIED
+}
+
 type StartRunResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Run           *Run                   `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
@@ -482,9 +593,13 @@ type StreamRunRequest struct {
 	// Kinds to deliver; empty: all.
 	EventKinds []EventKind `protobuf:"varint,2,rep,packed,name=event_kinds,json=eventKinds,proto3,enum=stepstream.v1.EventKind" json:"event_kinds,omitempty"`
 	// Include events from subgraphs.
-	Subgraphs     bool `protobuf:"varint,3,opt,name=subgraphs,proto3" json:"subgraphs,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Subgraphs bool `protobuf:"varint,3,opt,name=subgraphs,proto3" json:"subgraphs,omitempty"`
+	// Cancel the run when this stream's client goes away before the run ends
+	// (LangGraph's on_disconnect="cancel"); otherwise the run goes on and can be
+	// joined later.
+	CancelOnDisconnect bool `protobuf:"varint,4,opt,name=cancel_on_disconnect,json=cancelOnDisconnect,proto3" json:"cancel_on_disconnect,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *StreamRunRequest) Reset() {
@@ -534,6 +649,13 @@ func (x *StreamRunRequest) GetEventKinds() []EventKind {
 func (x *StreamRunRequest) GetSubgraphs() bool {
 	if x != nil {
 		return x.Subgraphs
+	}
+	return false
+}
+
+func (x *StreamRunRequest) GetCancelOnDisconnect() bool {
+	if x != nil {
+		return x.CancelOnDisconnect
 	}
 	return false
 }
@@ -1115,7 +1237,7 @@ const file_stepstream_v1_runs_proto_rawDesc = "" +
 	"\x11configurable_json\x18\x04 \x01(\tR\x10configurableJson\x12#\n" +
 	"\rmetadata_json\x18\x05 \x01(\tR\fmetadataJson\x12)\n" +
 	"\x10interrupt_before\x18\x06 \x03(\tR\x0finterruptBefore\x12'\n" +
-	"\x0finterrupt_after\x18\a \x03(\tR\x0einterruptAfter\"\xbe\x04\n" +
+	"\x0finterrupt_after\x18\a \x03(\tR\x0einterruptAfter\"\xb1\x05\n" +
 	"\x03Run\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x1d\n" +
 	"\n" +
@@ -1138,7 +1260,10 @@ const file_stepstream_v1_runs_proto_rawDesc = "" +
 	"\n" +
 	"error_type\x18\f \x01(\tR\terrorType\x12#\n" +
 	"\rerror_message\x18\r \x01(\tR\ferrorMessage\x123\n" +
-	"\aoptions\x18\x0e \x01(\v2\x19.stepstream.v1.RunOptionsR\aoptions\"\xe8\x01\n" +
+	"\aoptions\x18\x0e \x01(\v2\x19.stepstream.v1.RunOptionsR\aoptions\x12!\n" +
+	"\fassistant_id\x18\x0f \x01(\tR\vassistantId\x12+\n" +
+	"\x11assistant_version\x18\x10 \x01(\rR\x10assistantVersion\x12!\n" +
+	"\fcontext_json\x18\x11 \x01(\tR\vcontextJson\"\xf0\x02\n" +
 	"\x0fStartRunRequest\x12\x19\n" +
 	"\bgraph_id\x18\x01 \x01(\tR\agraphId\x12\x1d\n" +
 	"\n" +
@@ -1147,14 +1272,18 @@ const file_stepstream_v1_runs_proto_rawDesc = "" +
 	"input_json\x18\x03 \x01(\tR\tinputJson\x120\n" +
 	"\acommand\x18\x04 \x01(\v2\x16.stepstream.v1.CommandR\acommand\x123\n" +
 	"\aoptions\x18\x05 \x01(\v2\x19.stepstream.v1.RunOptionsR\aoptions\x12\x15\n" +
-	"\x06run_id\x18\x06 \x01(\tR\x05runId\"8\n" +
+	"\x06run_id\x18\x06 \x01(\tR\x05runId\x12!\n" +
+	"\fassistant_id\x18\a \x01(\tR\vassistantId\x12!\n" +
+	"\fcontext_json\x18\b \x01(\tR\vcontextJson\x12@\n" +
+	"\ron_completion\x18\t \x01(\x0e2\x1b.stepstream.v1.OnCompletionR\fonCompletion\"8\n" +
 	"\x10StartRunResponse\x12$\n" +
-	"\x03run\x18\x01 \x01(\v2\x12.stepstream.v1.RunR\x03run\"\x9d\x01\n" +
+	"\x03run\x18\x01 \x01(\v2\x12.stepstream.v1.RunR\x03run\"\xcf\x01\n" +
 	"\x10StreamRunRequest\x120\n" +
 	"\x03run\x18\x01 \x01(\v2\x1e.stepstream.v1.StartRunRequestR\x03run\x129\n" +
 	"\vevent_kinds\x18\x02 \x03(\x0e2\x18.stepstream.v1.EventKindR\n" +
 	"eventKinds\x12\x1c\n" +
-	"\tsubgraphs\x18\x03 \x01(\bR\tsubgraphs\"D\n" +
+	"\tsubgraphs\x18\x03 \x01(\bR\tsubgraphs\x120\n" +
+	"\x14cancel_on_disconnect\x18\x04 \x01(\bR\x12cancelOnDisconnect\"D\n" +
 	"\x11StreamRunResponse\x12/\n" +
 	"\x06events\x18\x01 \x03(\v2\x17.stepstream.v1.RunEventR\x06events\"\x9d\x01\n" +
 	"\x0eJoinRunRequest\x12\x15\n" +
@@ -1196,7 +1325,11 @@ const file_stepstream_v1_runs_proto_rawDesc = "" +
 	"\x14RUN_STATUS_SUCCEEDED\x10\x03\x12\x1a\n" +
 	"\x16RUN_STATUS_INTERRUPTED\x10\x04\x12\x15\n" +
 	"\x11RUN_STATUS_FAILED\x10\x05\x12\x18\n" +
-	"\x14RUN_STATUS_CANCELLED\x10\x062\xa5\x04\n" +
+	"\x14RUN_STATUS_CANCELLED\x10\x06*_\n" +
+	"\fOnCompletion\x12\x1d\n" +
+	"\x19ON_COMPLETION_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12ON_COMPLETION_KEEP\x10\x01\x12\x18\n" +
+	"\x14ON_COMPLETION_DELETE\x10\x022\xa5\x04\n" +
 	"\n" +
 	"RunService\x12K\n" +
 	"\bStartRun\x12\x1e.stepstream.v1.StartRunRequest\x1a\x1f.stepstream.v1.StartRunResponse\x12P\n" +
@@ -1220,73 +1353,75 @@ func file_stepstream_v1_runs_proto_rawDescGZIP() []byte {
 	return file_stepstream_v1_runs_proto_rawDescData
 }
 
-var file_stepstream_v1_runs_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_stepstream_v1_runs_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_stepstream_v1_runs_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_stepstream_v1_runs_proto_goTypes = []any{
 	(RunStatus)(0),                // 0: stepstream.v1.RunStatus
-	(*RunOptions)(nil),            // 1: stepstream.v1.RunOptions
-	(*Run)(nil),                   // 2: stepstream.v1.Run
-	(*StartRunRequest)(nil),       // 3: stepstream.v1.StartRunRequest
-	(*StartRunResponse)(nil),      // 4: stepstream.v1.StartRunResponse
-	(*StreamRunRequest)(nil),      // 5: stepstream.v1.StreamRunRequest
-	(*StreamRunResponse)(nil),     // 6: stepstream.v1.StreamRunResponse
-	(*JoinRunRequest)(nil),        // 7: stepstream.v1.JoinRunRequest
-	(*JoinRunResponse)(nil),       // 8: stepstream.v1.JoinRunResponse
-	(*GetRunRequest)(nil),         // 9: stepstream.v1.GetRunRequest
-	(*GetRunResponse)(nil),        // 10: stepstream.v1.GetRunResponse
-	(*ListRunsRequest)(nil),       // 11: stepstream.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),      // 12: stepstream.v1.ListRunsResponse
-	(*CancelRunRequest)(nil),      // 13: stepstream.v1.CancelRunRequest
-	(*CancelRunResponse)(nil),     // 14: stepstream.v1.CancelRunResponse
-	(*WaitRunRequest)(nil),        // 15: stepstream.v1.WaitRunRequest
-	(*WaitRunResponse)(nil),       // 16: stepstream.v1.WaitRunResponse
-	(BusyPolicy)(0),               // 17: stepstream.v1.BusyPolicy
-	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
-	(*Interrupt)(nil),             // 19: stepstream.v1.Interrupt
-	(*Command)(nil),               // 20: stepstream.v1.Command
-	(EventKind)(0),                // 21: stepstream.v1.EventKind
-	(*RunEvent)(nil),              // 22: stepstream.v1.RunEvent
+	(OnCompletion)(0),             // 1: stepstream.v1.OnCompletion
+	(*RunOptions)(nil),            // 2: stepstream.v1.RunOptions
+	(*Run)(nil),                   // 3: stepstream.v1.Run
+	(*StartRunRequest)(nil),       // 4: stepstream.v1.StartRunRequest
+	(*StartRunResponse)(nil),      // 5: stepstream.v1.StartRunResponse
+	(*StreamRunRequest)(nil),      // 6: stepstream.v1.StreamRunRequest
+	(*StreamRunResponse)(nil),     // 7: stepstream.v1.StreamRunResponse
+	(*JoinRunRequest)(nil),        // 8: stepstream.v1.JoinRunRequest
+	(*JoinRunResponse)(nil),       // 9: stepstream.v1.JoinRunResponse
+	(*GetRunRequest)(nil),         // 10: stepstream.v1.GetRunRequest
+	(*GetRunResponse)(nil),        // 11: stepstream.v1.GetRunResponse
+	(*ListRunsRequest)(nil),       // 12: stepstream.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),      // 13: stepstream.v1.ListRunsResponse
+	(*CancelRunRequest)(nil),      // 14: stepstream.v1.CancelRunRequest
+	(*CancelRunResponse)(nil),     // 15: stepstream.v1.CancelRunResponse
+	(*WaitRunRequest)(nil),        // 16: stepstream.v1.WaitRunRequest
+	(*WaitRunResponse)(nil),       // 17: stepstream.v1.WaitRunResponse
+	(BusyPolicy)(0),               // 18: stepstream.v1.BusyPolicy
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(*Interrupt)(nil),             // 20: stepstream.v1.Interrupt
+	(*Command)(nil),               // 21: stepstream.v1.Command
+	(EventKind)(0),                // 22: stepstream.v1.EventKind
+	(*RunEvent)(nil),              // 23: stepstream.v1.RunEvent
 }
 var file_stepstream_v1_runs_proto_depIdxs = []int32{
-	17, // 0: stepstream.v1.RunOptions.busy_policy:type_name -> stepstream.v1.BusyPolicy
+	18, // 0: stepstream.v1.RunOptions.busy_policy:type_name -> stepstream.v1.BusyPolicy
 	0,  // 1: stepstream.v1.Run.status:type_name -> stepstream.v1.RunStatus
-	18, // 2: stepstream.v1.Run.created_at:type_name -> google.protobuf.Timestamp
-	18, // 3: stepstream.v1.Run.started_at:type_name -> google.protobuf.Timestamp
-	18, // 4: stepstream.v1.Run.ended_at:type_name -> google.protobuf.Timestamp
-	19, // 5: stepstream.v1.Run.interrupts:type_name -> stepstream.v1.Interrupt
-	1,  // 6: stepstream.v1.Run.options:type_name -> stepstream.v1.RunOptions
-	20, // 7: stepstream.v1.StartRunRequest.command:type_name -> stepstream.v1.Command
-	1,  // 8: stepstream.v1.StartRunRequest.options:type_name -> stepstream.v1.RunOptions
-	2,  // 9: stepstream.v1.StartRunResponse.run:type_name -> stepstream.v1.Run
-	3,  // 10: stepstream.v1.StreamRunRequest.run:type_name -> stepstream.v1.StartRunRequest
-	21, // 11: stepstream.v1.StreamRunRequest.event_kinds:type_name -> stepstream.v1.EventKind
-	22, // 12: stepstream.v1.StreamRunResponse.events:type_name -> stepstream.v1.RunEvent
-	21, // 13: stepstream.v1.JoinRunRequest.event_kinds:type_name -> stepstream.v1.EventKind
-	22, // 14: stepstream.v1.JoinRunResponse.events:type_name -> stepstream.v1.RunEvent
-	2,  // 15: stepstream.v1.GetRunResponse.run:type_name -> stepstream.v1.Run
-	0,  // 16: stepstream.v1.ListRunsRequest.statuses:type_name -> stepstream.v1.RunStatus
-	2,  // 17: stepstream.v1.ListRunsResponse.runs:type_name -> stepstream.v1.Run
-	2,  // 18: stepstream.v1.CancelRunResponse.run:type_name -> stepstream.v1.Run
-	2,  // 19: stepstream.v1.WaitRunResponse.run:type_name -> stepstream.v1.Run
-	3,  // 20: stepstream.v1.RunService.StartRun:input_type -> stepstream.v1.StartRunRequest
-	5,  // 21: stepstream.v1.RunService.StreamRun:input_type -> stepstream.v1.StreamRunRequest
-	7,  // 22: stepstream.v1.RunService.JoinRun:input_type -> stepstream.v1.JoinRunRequest
-	9,  // 23: stepstream.v1.RunService.GetRun:input_type -> stepstream.v1.GetRunRequest
-	11, // 24: stepstream.v1.RunService.ListRuns:input_type -> stepstream.v1.ListRunsRequest
-	13, // 25: stepstream.v1.RunService.CancelRun:input_type -> stepstream.v1.CancelRunRequest
-	15, // 26: stepstream.v1.RunService.WaitRun:input_type -> stepstream.v1.WaitRunRequest
-	4,  // 27: stepstream.v1.RunService.StartRun:output_type -> stepstream.v1.StartRunResponse
-	6,  // 28: stepstream.v1.RunService.StreamRun:output_type -> stepstream.v1.StreamRunResponse
-	8,  // 29: stepstream.v1.RunService.JoinRun:output_type -> stepstream.v1.JoinRunResponse
-	10, // 30: stepstream.v1.RunService.GetRun:output_type -> stepstream.v1.GetRunResponse
-	12, // 31: stepstream.v1.RunService.ListRuns:output_type -> stepstream.v1.ListRunsResponse
-	14, // 32: stepstream.v1.RunService.CancelRun:output_type -> stepstream.v1.CancelRunResponse
-	16, // 33: stepstream.v1.RunService.WaitRun:output_type -> stepstream.v1.WaitRunResponse
-	27, // [27:34] is the sub-list for method output_type
-	20, // [20:27] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	19, // 2: stepstream.v1.Run.created_at:type_name -> google.protobuf.Timestamp
+	19, // 3: stepstream.v1.Run.started_at:type_name -> google.protobuf.Timestamp
+	19, // 4: stepstream.v1.Run.ended_at:type_name -> google.protobuf.Timestamp
+	20, // 5: stepstream.v1.Run.interrupts:type_name -> stepstream.v1.Interrupt
+	2,  // 6: stepstream.v1.Run.options:type_name -> stepstream.v1.RunOptions
+	21, // 7: stepstream.v1.StartRunRequest.command:type_name -> stepstream.v1.Command
+	2,  // 8: stepstream.v1.StartRunRequest.options:type_name -> stepstream.v1.RunOptions
+	1,  // 9: stepstream.v1.StartRunRequest.on_completion:type_name -> stepstream.v1.OnCompletion
+	3,  // 10: stepstream.v1.StartRunResponse.run:type_name -> stepstream.v1.Run
+	4,  // 11: stepstream.v1.StreamRunRequest.run:type_name -> stepstream.v1.StartRunRequest
+	22, // 12: stepstream.v1.StreamRunRequest.event_kinds:type_name -> stepstream.v1.EventKind
+	23, // 13: stepstream.v1.StreamRunResponse.events:type_name -> stepstream.v1.RunEvent
+	22, // 14: stepstream.v1.JoinRunRequest.event_kinds:type_name -> stepstream.v1.EventKind
+	23, // 15: stepstream.v1.JoinRunResponse.events:type_name -> stepstream.v1.RunEvent
+	3,  // 16: stepstream.v1.GetRunResponse.run:type_name -> stepstream.v1.Run
+	0,  // 17: stepstream.v1.ListRunsRequest.statuses:type_name -> stepstream.v1.RunStatus
+	3,  // 18: stepstream.v1.ListRunsResponse.runs:type_name -> stepstream.v1.Run
+	3,  // 19: stepstream.v1.CancelRunResponse.run:type_name -> stepstream.v1.Run
+	3,  // 20: stepstream.v1.WaitRunResponse.run:type_name -> stepstream.v1.Run
+	4,  // 21: stepstream.v1.RunService.StartRun:input_type -> stepstream.v1.StartRunRequest
+	6,  // 22: stepstream.v1.RunService.StreamRun:input_type -> stepstream.v1.StreamRunRequest
+	8,  // 23: stepstream.v1.RunService.JoinRun:input_type -> stepstream.v1.JoinRunRequest
+	10, // 24: stepstream.v1.RunService.GetRun:input_type -> stepstream.v1.GetRunRequest
+	12, // 25: stepstream.v1.RunService.ListRuns:input_type -> stepstream.v1.ListRunsRequest
+	14, // 26: stepstream.v1.RunService.CancelRun:input_type -> stepstream.v1.CancelRunRequest
+	16, // 27: stepstream.v1.RunService.WaitRun:input_type -> stepstream.v1.WaitRunRequest
+	5,  // 28: stepstream.v1.RunService.StartRun:output_type -> stepstream.v1.StartRunResponse
+	7,  // 29: stepstream.v1.RunService.StreamRun:output_type -> stepstream.v1.StreamRunResponse
+	9,  // 30: stepstream.v1.RunService.JoinRun:output_type -> stepstream.v1.JoinRunResponse
+	11, // 31: stepstream.v1.RunService.GetRun:output_type -> stepstream.v1.GetRunResponse
+	13, // 32: stepstream.v1.RunService.ListRuns:output_type -> stepstream.v1.ListRunsResponse
+	15, // 33: stepstream.v1.RunService.CancelRun:output_type -> stepstream.v1.CancelRunResponse
+	17, // 34: stepstream.v1.RunService.WaitRun:output_type -> stepstream.v1.WaitRunResponse
+	28, // [28:35] is the sub-list for method output_type
+	21, // [21:28] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_stepstream_v1_runs_proto_init() }
@@ -1301,7 +1436,7 @@ func file_stepstream_v1_runs_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stepstream_v1_runs_proto_rawDesc), len(file_stepstream_v1_runs_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,

@@ -82,6 +82,56 @@ func (SessionStatus) EnumDescriptor() ([]byte, []int) {
 	return file_stepstream_v1_sessions_proto_rawDescGZIP(), []int{0}
 }
 
+type SessionSortBy int32
+
+const (
+	// Same as SESSION_SORT_BY_CREATED_AT.
+	SessionSortBy_SESSION_SORT_BY_UNSPECIFIED SessionSortBy = 0
+	SessionSortBy_SESSION_SORT_BY_CREATED_AT  SessionSortBy = 1
+	SessionSortBy_SESSION_SORT_BY_UPDATED_AT  SessionSortBy = 2
+)
+
+// Enum value maps for SessionSortBy.
+var (
+	SessionSortBy_name = map[int32]string{
+		0: "SESSION_SORT_BY_UNSPECIFIED",
+		1: "SESSION_SORT_BY_CREATED_AT",
+		2: "SESSION_SORT_BY_UPDATED_AT",
+	}
+	SessionSortBy_value = map[string]int32{
+		"SESSION_SORT_BY_UNSPECIFIED": 0,
+		"SESSION_SORT_BY_CREATED_AT":  1,
+		"SESSION_SORT_BY_UPDATED_AT":  2,
+	}
+)
+
+func (x SessionSortBy) Enum() *SessionSortBy {
+	p := new(SessionSortBy)
+	*p = x
+	return p
+}
+
+func (x SessionSortBy) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SessionSortBy) Descriptor() protoreflect.EnumDescriptor {
+	return file_stepstream_v1_sessions_proto_enumTypes[1].Descriptor()
+}
+
+func (SessionSortBy) Type() protoreflect.EnumType {
+	return &file_stepstream_v1_sessions_proto_enumTypes[1]
+}
+
+func (x SessionSortBy) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SessionSortBy.Descriptor instead.
+func (SessionSortBy) EnumDescriptor() ([]byte, []int) {
+	return file_stepstream_v1_sessions_proto_rawDescGZIP(), []int{1}
+}
+
 type Session struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
@@ -368,7 +418,15 @@ type ListSessionsRequest struct {
 	// next_page_token of the previous page.
 	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	// Only sessions of this graph, when set.
-	GraphId       string `protobuf:"bytes,3,opt,name=graph_id,json=graphId,proto3" json:"graph_id,omitempty"`
+	GraphId string `protobuf:"bytes,3,opt,name=graph_id,json=graphId,proto3" json:"graph_id,omitempty"`
+	// Only sessions whose metadata contains this JSON object (every key with an
+	// equal value, nested objects compared the same way), when set.
+	MetadataJson string `protobuf:"bytes,4,opt,name=metadata_json,json=metadataJson,proto3" json:"metadata_json,omitempty"`
+	// Only sessions in these states, when set.
+	Statuses []SessionStatus `protobuf:"varint,5,rep,packed,name=statuses,proto3,enum=stepstream.v1.SessionStatus" json:"statuses,omitempty"`
+	SortBy   SessionSortBy   `protobuf:"varint,6,opt,name=sort_by,json=sortBy,proto3,enum=stepstream.v1.SessionSortBy" json:"sort_by,omitempty"`
+	// Newest first unless ascending.
+	Ascending     bool `protobuf:"varint,7,opt,name=ascending,proto3" json:"ascending,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -422,6 +480,34 @@ func (x *ListSessionsRequest) GetGraphId() string {
 		return x.GraphId
 	}
 	return ""
+}
+
+func (x *ListSessionsRequest) GetMetadataJson() string {
+	if x != nil {
+		return x.MetadataJson
+	}
+	return ""
+}
+
+func (x *ListSessionsRequest) GetStatuses() []SessionStatus {
+	if x != nil {
+		return x.Statuses
+	}
+	return nil
+}
+
+func (x *ListSessionsRequest) GetSortBy() SessionSortBy {
+	if x != nil {
+		return x.SortBy
+	}
+	return SessionSortBy_SESSION_SORT_BY_UNSPECIFIED
+}
+
+func (x *ListSessionsRequest) GetAscending() bool {
+	if x != nil {
+		return x.Ascending
+	}
+	return false
 }
 
 type ListSessionsResponse struct {
@@ -565,6 +651,200 @@ func (*DeleteSessionResponse) Descriptor() ([]byte, []int) {
 	return file_stepstream_v1_sessions_proto_rawDescGZIP(), []int{8}
 }
 
+type PatchSessionRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// JSON object merged into the metadata key by key; null values remove keys.
+	MetadataJson  string `protobuf:"bytes,2,opt,name=metadata_json,json=metadataJson,proto3" json:"metadata_json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PatchSessionRequest) Reset() {
+	*x = PatchSessionRequest{}
+	mi := &file_stepstream_v1_sessions_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PatchSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PatchSessionRequest) ProtoMessage() {}
+
+func (x *PatchSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stepstream_v1_sessions_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PatchSessionRequest.ProtoReflect.Descriptor instead.
+func (*PatchSessionRequest) Descriptor() ([]byte, []int) {
+	return file_stepstream_v1_sessions_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *PatchSessionRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *PatchSessionRequest) GetMetadataJson() string {
+	if x != nil {
+		return x.MetadataJson
+	}
+	return ""
+}
+
+type PatchSessionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Session       *Session               `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PatchSessionResponse) Reset() {
+	*x = PatchSessionResponse{}
+	mi := &file_stepstream_v1_sessions_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PatchSessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PatchSessionResponse) ProtoMessage() {}
+
+func (x *PatchSessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stepstream_v1_sessions_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PatchSessionResponse.ProtoReflect.Descriptor instead.
+func (*PatchSessionResponse) Descriptor() ([]byte, []int) {
+	return file_stepstream_v1_sessions_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *PatchSessionResponse) GetSession() *Session {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
+type CopySessionRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// Optional id for the copy (as CreateSessionRequest.session_id).
+	NewSessionId  string `protobuf:"bytes,2,opt,name=new_session_id,json=newSessionId,proto3" json:"new_session_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CopySessionRequest) Reset() {
+	*x = CopySessionRequest{}
+	mi := &file_stepstream_v1_sessions_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CopySessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CopySessionRequest) ProtoMessage() {}
+
+func (x *CopySessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stepstream_v1_sessions_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CopySessionRequest.ProtoReflect.Descriptor instead.
+func (*CopySessionRequest) Descriptor() ([]byte, []int) {
+	return file_stepstream_v1_sessions_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *CopySessionRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *CopySessionRequest) GetNewSessionId() string {
+	if x != nil {
+		return x.NewSessionId
+	}
+	return ""
+}
+
+type CopySessionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Session       *Session               `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CopySessionResponse) Reset() {
+	*x = CopySessionResponse{}
+	mi := &file_stepstream_v1_sessions_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CopySessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CopySessionResponse) ProtoMessage() {}
+
+func (x *CopySessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stepstream_v1_sessions_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CopySessionResponse.ProtoReflect.Descriptor instead.
+func (*CopySessionResponse) Descriptor() ([]byte, []int) {
+	return file_stepstream_v1_sessions_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *CopySessionResponse) GetSession() *Session {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
 // The state of a session at one checkpoint.
 type SessionState struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -588,7 +868,7 @@ type SessionState struct {
 
 func (x *SessionState) Reset() {
 	*x = SessionState{}
-	mi := &file_stepstream_v1_sessions_proto_msgTypes[9]
+	mi := &file_stepstream_v1_sessions_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -600,7 +880,7 @@ func (x *SessionState) String() string {
 func (*SessionState) ProtoMessage() {}
 
 func (x *SessionState) ProtoReflect() protoreflect.Message {
-	mi := &file_stepstream_v1_sessions_proto_msgTypes[9]
+	mi := &file_stepstream_v1_sessions_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -613,7 +893,7 @@ func (x *SessionState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionState.ProtoReflect.Descriptor instead.
 func (*SessionState) Descriptor() ([]byte, []int) {
-	return file_stepstream_v1_sessions_proto_rawDescGZIP(), []int{9}
+	return file_stepstream_v1_sessions_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SessionState) GetValuesJson() string {
@@ -697,7 +977,7 @@ type GetSessionStateRequest struct {
 
 func (x *GetSessionStateRequest) Reset() {
 	*x = GetSessionStateRequest{}
-	mi := &file_stepstream_v1_sessions_proto_msgTypes[10]
+	mi := &file_stepstream_v1_sessions_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -709,7 +989,7 @@ func (x *GetSessionStateRequest) String() string {
 func (*GetSessionStateRequest) ProtoMessage() {}
 
 func (x *GetSessionStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stepstream_v1_sessions_proto_msgTypes[10]
+	mi := &file_stepstream_v1_sessions_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -722,7 +1002,7 @@ func (x *GetSessionStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionStateRequest.ProtoReflect.Descriptor instead.
 func (*GetSessionStateRequest) Descriptor() ([]byte, []int) {
-	return file_stepstream_v1_sessions_proto_rawDescGZIP(), []int{10}
+	return file_stepstream_v1_sessions_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetSessionStateRequest) GetSessionId() string {
@@ -748,7 +1028,7 @@ type GetSessionStateResponse struct {
 
 func (x *GetSessionStateResponse) Reset() {
 	*x = GetSessionStateResponse{}
-	mi := &file_stepstream_v1_sessions_proto_msgTypes[11]
+	mi := &file_stepstream_v1_sessions_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -760,7 +1040,7 @@ func (x *GetSessionStateResponse) String() string {
 func (*GetSessionStateResponse) ProtoMessage() {}
 
 func (x *GetSessionStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stepstream_v1_sessions_proto_msgTypes[11]
+	mi := &file_stepstream_v1_sessions_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -773,7 +1053,7 @@ func (x *GetSessionStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionStateResponse.ProtoReflect.Descriptor instead.
 func (*GetSessionStateResponse) Descriptor() ([]byte, []int) {
-	return file_stepstream_v1_sessions_proto_rawDescGZIP(), []int{11}
+	return file_stepstream_v1_sessions_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetSessionStateResponse) GetState() *SessionState {
@@ -795,7 +1075,7 @@ type GetSessionHistoryRequest struct {
 
 func (x *GetSessionHistoryRequest) Reset() {
 	*x = GetSessionHistoryRequest{}
-	mi := &file_stepstream_v1_sessions_proto_msgTypes[12]
+	mi := &file_stepstream_v1_sessions_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -807,7 +1087,7 @@ func (x *GetSessionHistoryRequest) String() string {
 func (*GetSessionHistoryRequest) ProtoMessage() {}
 
 func (x *GetSessionHistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stepstream_v1_sessions_proto_msgTypes[12]
+	mi := &file_stepstream_v1_sessions_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -820,7 +1100,7 @@ func (x *GetSessionHistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionHistoryRequest.ProtoReflect.Descriptor instead.
 func (*GetSessionHistoryRequest) Descriptor() ([]byte, []int) {
-	return file_stepstream_v1_sessions_proto_rawDescGZIP(), []int{12}
+	return file_stepstream_v1_sessions_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetSessionHistoryRequest) GetSessionId() string {
@@ -854,7 +1134,7 @@ type GetSessionHistoryResponse struct {
 
 func (x *GetSessionHistoryResponse) Reset() {
 	*x = GetSessionHistoryResponse{}
-	mi := &file_stepstream_v1_sessions_proto_msgTypes[13]
+	mi := &file_stepstream_v1_sessions_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -866,7 +1146,7 @@ func (x *GetSessionHistoryResponse) String() string {
 func (*GetSessionHistoryResponse) ProtoMessage() {}
 
 func (x *GetSessionHistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stepstream_v1_sessions_proto_msgTypes[13]
+	mi := &file_stepstream_v1_sessions_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -879,7 +1159,7 @@ func (x *GetSessionHistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionHistoryResponse.ProtoReflect.Descriptor instead.
 func (*GetSessionHistoryResponse) Descriptor() ([]byte, []int) {
-	return file_stepstream_v1_sessions_proto_rawDescGZIP(), []int{13}
+	return file_stepstream_v1_sessions_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetSessionHistoryResponse) GetStates() []*SessionState {
@@ -911,7 +1191,7 @@ type UpdateSessionStateRequest struct {
 
 func (x *UpdateSessionStateRequest) Reset() {
 	*x = UpdateSessionStateRequest{}
-	mi := &file_stepstream_v1_sessions_proto_msgTypes[14]
+	mi := &file_stepstream_v1_sessions_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -923,7 +1203,7 @@ func (x *UpdateSessionStateRequest) String() string {
 func (*UpdateSessionStateRequest) ProtoMessage() {}
 
 func (x *UpdateSessionStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stepstream_v1_sessions_proto_msgTypes[14]
+	mi := &file_stepstream_v1_sessions_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -936,7 +1216,7 @@ func (x *UpdateSessionStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSessionStateRequest.ProtoReflect.Descriptor instead.
 func (*UpdateSessionStateRequest) Descriptor() ([]byte, []int) {
-	return file_stepstream_v1_sessions_proto_rawDescGZIP(), []int{14}
+	return file_stepstream_v1_sessions_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *UpdateSessionStateRequest) GetSessionId() string {
@@ -977,7 +1257,7 @@ type UpdateSessionStateResponse struct {
 
 func (x *UpdateSessionStateResponse) Reset() {
 	*x = UpdateSessionStateResponse{}
-	mi := &file_stepstream_v1_sessions_proto_msgTypes[15]
+	mi := &file_stepstream_v1_sessions_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -989,7 +1269,7 @@ func (x *UpdateSessionStateResponse) String() string {
 func (*UpdateSessionStateResponse) ProtoMessage() {}
 
 func (x *UpdateSessionStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stepstream_v1_sessions_proto_msgTypes[15]
+	mi := &file_stepstream_v1_sessions_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1002,7 +1282,7 @@ func (x *UpdateSessionStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateSessionStateResponse.ProtoReflect.Descriptor instead.
 func (*UpdateSessionStateResponse) Descriptor() ([]byte, []int) {
-	return file_stepstream_v1_sessions_proto_rawDescGZIP(), []int{15}
+	return file_stepstream_v1_sessions_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *UpdateSessionStateResponse) GetCheckpointId() string {
@@ -1030,7 +1310,7 @@ type SessionStreamRequest struct {
 
 func (x *SessionStreamRequest) Reset() {
 	*x = SessionStreamRequest{}
-	mi := &file_stepstream_v1_sessions_proto_msgTypes[16]
+	mi := &file_stepstream_v1_sessions_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1042,7 +1322,7 @@ func (x *SessionStreamRequest) String() string {
 func (*SessionStreamRequest) ProtoMessage() {}
 
 func (x *SessionStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stepstream_v1_sessions_proto_msgTypes[16]
+	mi := &file_stepstream_v1_sessions_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1055,7 +1335,7 @@ func (x *SessionStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionStreamRequest.ProtoReflect.Descriptor instead.
 func (*SessionStreamRequest) Descriptor() ([]byte, []int) {
-	return file_stepstream_v1_sessions_proto_rawDescGZIP(), []int{16}
+	return file_stepstream_v1_sessions_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SessionStreamRequest) GetRequestId() string {
@@ -1173,14 +1453,17 @@ type OpenSession struct {
 	// stored of a run, often dozens of tokens) instead of one response each.
 	// Much cheaper for both ends on token streams; off by default so clients
 	// that only know SessionStreamResponse.event keep working.
-	BatchEvents   bool `protobuf:"varint,8,opt,name=batch_events,json=batchEvents,proto3" json:"batch_events,omitempty"`
+	BatchEvents bool `protobuf:"varint,8,opt,name=batch_events,json=batchEvents,proto3" json:"batch_events,omitempty"`
+	// With an empty session_id: create the session for this assistant's graph
+	// (a graph id is accepted too); the stream's runs use the assistant.
+	AssistantId   string `protobuf:"bytes,9,opt,name=assistant_id,json=assistantId,proto3" json:"assistant_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *OpenSession) Reset() {
 	*x = OpenSession{}
-	mi := &file_stepstream_v1_sessions_proto_msgTypes[17]
+	mi := &file_stepstream_v1_sessions_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1192,7 +1475,7 @@ func (x *OpenSession) String() string {
 func (*OpenSession) ProtoMessage() {}
 
 func (x *OpenSession) ProtoReflect() protoreflect.Message {
-	mi := &file_stepstream_v1_sessions_proto_msgTypes[17]
+	mi := &file_stepstream_v1_sessions_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1205,7 +1488,7 @@ func (x *OpenSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenSession.ProtoReflect.Descriptor instead.
 func (*OpenSession) Descriptor() ([]byte, []int) {
-	return file_stepstream_v1_sessions_proto_rawDescGZIP(), []int{17}
+	return file_stepstream_v1_sessions_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *OpenSession) GetSessionId() string {
@@ -1264,17 +1547,26 @@ func (x *OpenSession) GetBatchEvents() bool {
 	return false
 }
 
+func (x *OpenSession) GetAssistantId() string {
+	if x != nil {
+		return x.AssistantId
+	}
+	return ""
+}
+
 type StartRun struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	InputJson     string                 `protobuf:"bytes,1,opt,name=input_json,json=inputJson,proto3" json:"input_json,omitempty"`
-	Options       *RunOptions            `protobuf:"bytes,2,opt,name=options,proto3" json:"options,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	InputJson string                 `protobuf:"bytes,1,opt,name=input_json,json=inputJson,proto3" json:"input_json,omitempty"`
+	Options   *RunOptions            `protobuf:"bytes,2,opt,name=options,proto3" json:"options,omitempty"`
+	// As StartRunRequest.context_json.
+	ContextJson   string `protobuf:"bytes,3,opt,name=context_json,json=contextJson,proto3" json:"context_json,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StartRun) Reset() {
 	*x = StartRun{}
-	mi := &file_stepstream_v1_sessions_proto_msgTypes[18]
+	mi := &file_stepstream_v1_sessions_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1286,7 +1578,7 @@ func (x *StartRun) String() string {
 func (*StartRun) ProtoMessage() {}
 
 func (x *StartRun) ProtoReflect() protoreflect.Message {
-	mi := &file_stepstream_v1_sessions_proto_msgTypes[18]
+	mi := &file_stepstream_v1_sessions_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1299,7 +1591,7 @@ func (x *StartRun) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRun.ProtoReflect.Descriptor instead.
 func (*StartRun) Descriptor() ([]byte, []int) {
-	return file_stepstream_v1_sessions_proto_rawDescGZIP(), []int{18}
+	return file_stepstream_v1_sessions_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *StartRun) GetInputJson() string {
@@ -1316,6 +1608,13 @@ func (x *StartRun) GetOptions() *RunOptions {
 	return nil
 }
 
+func (x *StartRun) GetContextJson() string {
+	if x != nil {
+		return x.ContextJson
+	}
+	return ""
+}
+
 type CancelActiveRun struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Rollback      bool                   `protobuf:"varint,1,opt,name=rollback,proto3" json:"rollback,omitempty"`
@@ -1325,7 +1624,7 @@ type CancelActiveRun struct {
 
 func (x *CancelActiveRun) Reset() {
 	*x = CancelActiveRun{}
-	mi := &file_stepstream_v1_sessions_proto_msgTypes[19]
+	mi := &file_stepstream_v1_sessions_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1337,7 +1636,7 @@ func (x *CancelActiveRun) String() string {
 func (*CancelActiveRun) ProtoMessage() {}
 
 func (x *CancelActiveRun) ProtoReflect() protoreflect.Message {
-	mi := &file_stepstream_v1_sessions_proto_msgTypes[19]
+	mi := &file_stepstream_v1_sessions_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1350,7 +1649,7 @@ func (x *CancelActiveRun) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelActiveRun.ProtoReflect.Descriptor instead.
 func (*CancelActiveRun) Descriptor() ([]byte, []int) {
-	return file_stepstream_v1_sessions_proto_rawDescGZIP(), []int{19}
+	return file_stepstream_v1_sessions_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CancelActiveRun) GetRollback() bool {
@@ -1375,7 +1674,7 @@ type StreamError struct {
 
 func (x *StreamError) Reset() {
 	*x = StreamError{}
-	mi := &file_stepstream_v1_sessions_proto_msgTypes[20]
+	mi := &file_stepstream_v1_sessions_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1387,7 +1686,7 @@ func (x *StreamError) String() string {
 func (*StreamError) ProtoMessage() {}
 
 func (x *StreamError) ProtoReflect() protoreflect.Message {
-	mi := &file_stepstream_v1_sessions_proto_msgTypes[20]
+	mi := &file_stepstream_v1_sessions_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1400,7 +1699,7 @@ func (x *StreamError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamError.ProtoReflect.Descriptor instead.
 func (*StreamError) Descriptor() ([]byte, []int) {
-	return file_stepstream_v1_sessions_proto_rawDescGZIP(), []int{20}
+	return file_stepstream_v1_sessions_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *StreamError) GetCode() int32 {
@@ -1450,7 +1749,7 @@ type SessionStreamResponse struct {
 
 func (x *SessionStreamResponse) Reset() {
 	*x = SessionStreamResponse{}
-	mi := &file_stepstream_v1_sessions_proto_msgTypes[21]
+	mi := &file_stepstream_v1_sessions_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1462,7 +1761,7 @@ func (x *SessionStreamResponse) String() string {
 func (*SessionStreamResponse) ProtoMessage() {}
 
 func (x *SessionStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stepstream_v1_sessions_proto_msgTypes[21]
+	mi := &file_stepstream_v1_sessions_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1475,7 +1774,7 @@ func (x *SessionStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionStreamResponse.ProtoReflect.Descriptor instead.
 func (*SessionStreamResponse) Descriptor() ([]byte, []int) {
-	return file_stepstream_v1_sessions_proto_rawDescGZIP(), []int{21}
+	return file_stepstream_v1_sessions_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SessionStreamResponse) GetRequestId() string {
@@ -1618,7 +1917,7 @@ type RunEventBatch struct {
 
 func (x *RunEventBatch) Reset() {
 	*x = RunEventBatch{}
-	mi := &file_stepstream_v1_sessions_proto_msgTypes[22]
+	mi := &file_stepstream_v1_sessions_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1630,7 +1929,7 @@ func (x *RunEventBatch) String() string {
 func (*RunEventBatch) ProtoMessage() {}
 
 func (x *RunEventBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_stepstream_v1_sessions_proto_msgTypes[22]
+	mi := &file_stepstream_v1_sessions_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1643,7 +1942,7 @@ func (x *RunEventBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunEventBatch.ProtoReflect.Descriptor instead.
 func (*RunEventBatch) Descriptor() ([]byte, []int) {
-	return file_stepstream_v1_sessions_proto_rawDescGZIP(), []int{22}
+	return file_stepstream_v1_sessions_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RunEventBatch) GetEvents() []*RunEvent {
@@ -1679,12 +1978,16 @@ const file_stepstream_v1_sessions_proto_rawDesc = "" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\"F\n" +
 	"\x12GetSessionResponse\x120\n" +
-	"\asession\x18\x01 \x01(\v2\x16.stepstream.v1.SessionR\asession\"l\n" +
+	"\asession\x18\x01 \x01(\v2\x16.stepstream.v1.SessionR\asession\"\xa0\x02\n" +
 	"\x13ListSessionsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\rR\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\x12\x19\n" +
-	"\bgraph_id\x18\x03 \x01(\tR\agraphId\"r\n" +
+	"\bgraph_id\x18\x03 \x01(\tR\agraphId\x12#\n" +
+	"\rmetadata_json\x18\x04 \x01(\tR\fmetadataJson\x128\n" +
+	"\bstatuses\x18\x05 \x03(\x0e2\x1c.stepstream.v1.SessionStatusR\bstatuses\x125\n" +
+	"\asort_by\x18\x06 \x01(\x0e2\x1c.stepstream.v1.SessionSortByR\x06sortBy\x12\x1c\n" +
+	"\tascending\x18\a \x01(\bR\tascending\"r\n" +
 	"\x14ListSessionsResponse\x122\n" +
 	"\bsessions\x18\x01 \x03(\v2\x16.stepstream.v1.SessionR\bsessions\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"K\n" +
@@ -1692,7 +1995,19 @@ const file_stepstream_v1_sessions_proto_rawDesc = "" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x14\n" +
 	"\x05force\x18\x02 \x01(\bR\x05force\"\x17\n" +
-	"\x15DeleteSessionResponse\"\x89\x03\n" +
+	"\x15DeleteSessionResponse\"Y\n" +
+	"\x13PatchSessionRequest\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12#\n" +
+	"\rmetadata_json\x18\x02 \x01(\tR\fmetadataJson\"H\n" +
+	"\x14PatchSessionResponse\x120\n" +
+	"\asession\x18\x01 \x01(\v2\x16.stepstream.v1.SessionR\asession\"Y\n" +
+	"\x12CopySessionRequest\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12$\n" +
+	"\x0enew_session_id\x18\x02 \x01(\tR\fnewSessionId\"G\n" +
+	"\x13CopySessionResponse\x120\n" +
+	"\asession\x18\x01 \x01(\v2\x16.stepstream.v1.SessionR\asession\"\x89\x03\n" +
 	"\fSessionState\x12\x1f\n" +
 	"\vvalues_json\x18\x01 \x01(\tR\n" +
 	"valuesJson\x12\x12\n" +
@@ -1743,7 +2058,7 @@ const file_stepstream_v1_sessions_proto_rawDesc = "" +
 	"\x06resume\x18\f \x01(\v2\x16.stepstream.v1.CommandH\x00R\x06resume\x128\n" +
 	"\x06cancel\x18\r \x01(\v2\x1e.stepstream.v1.CancelActiveRunH\x00R\x06cancel\x12M\n" +
 	"\fupdate_state\x18\x0e \x01(\v2(.stepstream.v1.UpdateSessionStateRequestH\x00R\vupdateStateB\b\n" +
-	"\x06action\"\xa9\x02\n" +
+	"\x06action\"\xcc\x02\n" +
 	"\vOpenSession\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x19\n" +
@@ -1754,11 +2069,13 @@ const file_stepstream_v1_sessions_proto_rawDesc = "" +
 	"\tsubgraphs\x18\x05 \x01(\bR\tsubgraphs\x12\"\n" +
 	"\rresume_run_id\x18\x06 \x01(\tR\vresumeRunId\x12\x1b\n" +
 	"\tafter_seq\x18\a \x01(\x04R\bafterSeq\x12!\n" +
-	"\fbatch_events\x18\b \x01(\bR\vbatchEvents\"^\n" +
+	"\fbatch_events\x18\b \x01(\bR\vbatchEvents\x12!\n" +
+	"\fassistant_id\x18\t \x01(\tR\vassistantId\"\x81\x01\n" +
 	"\bStartRun\x12\x1d\n" +
 	"\n" +
 	"input_json\x18\x01 \x01(\tR\tinputJson\x123\n" +
-	"\aoptions\x18\x02 \x01(\v2\x19.stepstream.v1.RunOptionsR\aoptions\"-\n" +
+	"\aoptions\x18\x02 \x01(\v2\x19.stepstream.v1.RunOptionsR\aoptions\x12!\n" +
+	"\fcontext_json\x18\x03 \x01(\tR\vcontextJson\"-\n" +
 	"\x0fCancelActiveRun\x12\x1a\n" +
 	"\brollback\x18\x01 \x01(\bR\brollback\"\x81\x01\n" +
 	"\vStreamError\x12\x12\n" +
@@ -1785,13 +2102,19 @@ const file_stepstream_v1_sessions_proto_rawDesc = "" +
 	"\x13SESSION_STATUS_IDLE\x10\x01\x12\x17\n" +
 	"\x13SESSION_STATUS_BUSY\x10\x02\x12\x1e\n" +
 	"\x1aSESSION_STATUS_INTERRUPTED\x10\x03\x12\x18\n" +
-	"\x14SESSION_STATUS_ERROR\x10\x042\x89\x06\n" +
+	"\x14SESSION_STATUS_ERROR\x10\x04*p\n" +
+	"\rSessionSortBy\x12\x1f\n" +
+	"\x1bSESSION_SORT_BY_UNSPECIFIED\x10\x00\x12\x1e\n" +
+	"\x1aSESSION_SORT_BY_CREATED_AT\x10\x01\x12\x1e\n" +
+	"\x1aSESSION_SORT_BY_UPDATED_AT\x10\x022\xb8\a\n" +
 	"\x0eSessionService\x12Z\n" +
 	"\rCreateSession\x12#.stepstream.v1.CreateSessionRequest\x1a$.stepstream.v1.CreateSessionResponse\x12Q\n" +
 	"\n" +
 	"GetSession\x12 .stepstream.v1.GetSessionRequest\x1a!.stepstream.v1.GetSessionResponse\x12W\n" +
 	"\fListSessions\x12\".stepstream.v1.ListSessionsRequest\x1a#.stepstream.v1.ListSessionsResponse\x12Z\n" +
-	"\rDeleteSession\x12#.stepstream.v1.DeleteSessionRequest\x1a$.stepstream.v1.DeleteSessionResponse\x12`\n" +
+	"\rDeleteSession\x12#.stepstream.v1.DeleteSessionRequest\x1a$.stepstream.v1.DeleteSessionResponse\x12W\n" +
+	"\fPatchSession\x12\".stepstream.v1.PatchSessionRequest\x1a#.stepstream.v1.PatchSessionResponse\x12T\n" +
+	"\vCopySession\x12!.stepstream.v1.CopySessionRequest\x1a\".stepstream.v1.CopySessionResponse\x12`\n" +
 	"\x0fGetSessionState\x12%.stepstream.v1.GetSessionStateRequest\x1a&.stepstream.v1.GetSessionStateResponse\x12f\n" +
 	"\x11GetSessionHistory\x12'.stepstream.v1.GetSessionHistoryRequest\x1a(.stepstream.v1.GetSessionHistoryResponse\x12i\n" +
 	"\x12UpdateSessionState\x12(.stepstream.v1.UpdateSessionStateRequest\x1a).stepstream.v1.UpdateSessionStateResponse\x12^\n" +
@@ -1810,90 +2133,103 @@ func file_stepstream_v1_sessions_proto_rawDescGZIP() []byte {
 	return file_stepstream_v1_sessions_proto_rawDescData
 }
 
-var file_stepstream_v1_sessions_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_stepstream_v1_sessions_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_stepstream_v1_sessions_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_stepstream_v1_sessions_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_stepstream_v1_sessions_proto_goTypes = []any{
 	(SessionStatus)(0),                 // 0: stepstream.v1.SessionStatus
-	(*Session)(nil),                    // 1: stepstream.v1.Session
-	(*CreateSessionRequest)(nil),       // 2: stepstream.v1.CreateSessionRequest
-	(*CreateSessionResponse)(nil),      // 3: stepstream.v1.CreateSessionResponse
-	(*GetSessionRequest)(nil),          // 4: stepstream.v1.GetSessionRequest
-	(*GetSessionResponse)(nil),         // 5: stepstream.v1.GetSessionResponse
-	(*ListSessionsRequest)(nil),        // 6: stepstream.v1.ListSessionsRequest
-	(*ListSessionsResponse)(nil),       // 7: stepstream.v1.ListSessionsResponse
-	(*DeleteSessionRequest)(nil),       // 8: stepstream.v1.DeleteSessionRequest
-	(*DeleteSessionResponse)(nil),      // 9: stepstream.v1.DeleteSessionResponse
-	(*SessionState)(nil),               // 10: stepstream.v1.SessionState
-	(*GetSessionStateRequest)(nil),     // 11: stepstream.v1.GetSessionStateRequest
-	(*GetSessionStateResponse)(nil),    // 12: stepstream.v1.GetSessionStateResponse
-	(*GetSessionHistoryRequest)(nil),   // 13: stepstream.v1.GetSessionHistoryRequest
-	(*GetSessionHistoryResponse)(nil),  // 14: stepstream.v1.GetSessionHistoryResponse
-	(*UpdateSessionStateRequest)(nil),  // 15: stepstream.v1.UpdateSessionStateRequest
-	(*UpdateSessionStateResponse)(nil), // 16: stepstream.v1.UpdateSessionStateResponse
-	(*SessionStreamRequest)(nil),       // 17: stepstream.v1.SessionStreamRequest
-	(*OpenSession)(nil),                // 18: stepstream.v1.OpenSession
-	(*StartRun)(nil),                   // 19: stepstream.v1.StartRun
-	(*CancelActiveRun)(nil),            // 20: stepstream.v1.CancelActiveRun
-	(*StreamError)(nil),                // 21: stepstream.v1.StreamError
-	(*SessionStreamResponse)(nil),      // 22: stepstream.v1.SessionStreamResponse
-	(*RunEventBatch)(nil),              // 23: stepstream.v1.RunEventBatch
-	(*timestamppb.Timestamp)(nil),      // 24: google.protobuf.Timestamp
-	(*TaskRef)(nil),                    // 25: stepstream.v1.TaskRef
-	(*Interrupt)(nil),                  // 26: stepstream.v1.Interrupt
-	(*Command)(nil),                    // 27: stepstream.v1.Command
-	(EventKind)(0),                     // 28: stepstream.v1.EventKind
-	(*RunOptions)(nil),                 // 29: stepstream.v1.RunOptions
-	(*Run)(nil),                        // 30: stepstream.v1.Run
-	(*RunEvent)(nil),                   // 31: stepstream.v1.RunEvent
+	(SessionSortBy)(0),                 // 1: stepstream.v1.SessionSortBy
+	(*Session)(nil),                    // 2: stepstream.v1.Session
+	(*CreateSessionRequest)(nil),       // 3: stepstream.v1.CreateSessionRequest
+	(*CreateSessionResponse)(nil),      // 4: stepstream.v1.CreateSessionResponse
+	(*GetSessionRequest)(nil),          // 5: stepstream.v1.GetSessionRequest
+	(*GetSessionResponse)(nil),         // 6: stepstream.v1.GetSessionResponse
+	(*ListSessionsRequest)(nil),        // 7: stepstream.v1.ListSessionsRequest
+	(*ListSessionsResponse)(nil),       // 8: stepstream.v1.ListSessionsResponse
+	(*DeleteSessionRequest)(nil),       // 9: stepstream.v1.DeleteSessionRequest
+	(*DeleteSessionResponse)(nil),      // 10: stepstream.v1.DeleteSessionResponse
+	(*PatchSessionRequest)(nil),        // 11: stepstream.v1.PatchSessionRequest
+	(*PatchSessionResponse)(nil),       // 12: stepstream.v1.PatchSessionResponse
+	(*CopySessionRequest)(nil),         // 13: stepstream.v1.CopySessionRequest
+	(*CopySessionResponse)(nil),        // 14: stepstream.v1.CopySessionResponse
+	(*SessionState)(nil),               // 15: stepstream.v1.SessionState
+	(*GetSessionStateRequest)(nil),     // 16: stepstream.v1.GetSessionStateRequest
+	(*GetSessionStateResponse)(nil),    // 17: stepstream.v1.GetSessionStateResponse
+	(*GetSessionHistoryRequest)(nil),   // 18: stepstream.v1.GetSessionHistoryRequest
+	(*GetSessionHistoryResponse)(nil),  // 19: stepstream.v1.GetSessionHistoryResponse
+	(*UpdateSessionStateRequest)(nil),  // 20: stepstream.v1.UpdateSessionStateRequest
+	(*UpdateSessionStateResponse)(nil), // 21: stepstream.v1.UpdateSessionStateResponse
+	(*SessionStreamRequest)(nil),       // 22: stepstream.v1.SessionStreamRequest
+	(*OpenSession)(nil),                // 23: stepstream.v1.OpenSession
+	(*StartRun)(nil),                   // 24: stepstream.v1.StartRun
+	(*CancelActiveRun)(nil),            // 25: stepstream.v1.CancelActiveRun
+	(*StreamError)(nil),                // 26: stepstream.v1.StreamError
+	(*SessionStreamResponse)(nil),      // 27: stepstream.v1.SessionStreamResponse
+	(*RunEventBatch)(nil),              // 28: stepstream.v1.RunEventBatch
+	(*timestamppb.Timestamp)(nil),      // 29: google.protobuf.Timestamp
+	(*TaskRef)(nil),                    // 30: stepstream.v1.TaskRef
+	(*Interrupt)(nil),                  // 31: stepstream.v1.Interrupt
+	(*Command)(nil),                    // 32: stepstream.v1.Command
+	(EventKind)(0),                     // 33: stepstream.v1.EventKind
+	(*RunOptions)(nil),                 // 34: stepstream.v1.RunOptions
+	(*Run)(nil),                        // 35: stepstream.v1.Run
+	(*RunEvent)(nil),                   // 36: stepstream.v1.RunEvent
 }
 var file_stepstream_v1_sessions_proto_depIdxs = []int32{
 	0,  // 0: stepstream.v1.Session.status:type_name -> stepstream.v1.SessionStatus
-	24, // 1: stepstream.v1.Session.created_at:type_name -> google.protobuf.Timestamp
-	24, // 2: stepstream.v1.Session.updated_at:type_name -> google.protobuf.Timestamp
-	1,  // 3: stepstream.v1.CreateSessionResponse.session:type_name -> stepstream.v1.Session
-	1,  // 4: stepstream.v1.GetSessionResponse.session:type_name -> stepstream.v1.Session
-	1,  // 5: stepstream.v1.ListSessionsResponse.sessions:type_name -> stepstream.v1.Session
-	25, // 6: stepstream.v1.SessionState.next_tasks:type_name -> stepstream.v1.TaskRef
-	26, // 7: stepstream.v1.SessionState.interrupts:type_name -> stepstream.v1.Interrupt
-	24, // 8: stepstream.v1.SessionState.created_at:type_name -> google.protobuf.Timestamp
-	10, // 9: stepstream.v1.GetSessionStateResponse.state:type_name -> stepstream.v1.SessionState
-	10, // 10: stepstream.v1.GetSessionHistoryResponse.states:type_name -> stepstream.v1.SessionState
-	18, // 11: stepstream.v1.SessionStreamRequest.open:type_name -> stepstream.v1.OpenSession
-	19, // 12: stepstream.v1.SessionStreamRequest.start_run:type_name -> stepstream.v1.StartRun
-	27, // 13: stepstream.v1.SessionStreamRequest.resume:type_name -> stepstream.v1.Command
-	20, // 14: stepstream.v1.SessionStreamRequest.cancel:type_name -> stepstream.v1.CancelActiveRun
-	15, // 15: stepstream.v1.SessionStreamRequest.update_state:type_name -> stepstream.v1.UpdateSessionStateRequest
-	28, // 16: stepstream.v1.OpenSession.event_kinds:type_name -> stepstream.v1.EventKind
-	29, // 17: stepstream.v1.StartRun.options:type_name -> stepstream.v1.RunOptions
-	1,  // 18: stepstream.v1.SessionStreamResponse.session:type_name -> stepstream.v1.Session
-	30, // 19: stepstream.v1.SessionStreamResponse.run:type_name -> stepstream.v1.Run
-	31, // 20: stepstream.v1.SessionStreamResponse.event:type_name -> stepstream.v1.RunEvent
-	16, // 21: stepstream.v1.SessionStreamResponse.state_updated:type_name -> stepstream.v1.UpdateSessionStateResponse
-	30, // 22: stepstream.v1.SessionStreamResponse.cancelled:type_name -> stepstream.v1.Run
-	21, // 23: stepstream.v1.SessionStreamResponse.error:type_name -> stepstream.v1.StreamError
-	23, // 24: stepstream.v1.SessionStreamResponse.events:type_name -> stepstream.v1.RunEventBatch
-	31, // 25: stepstream.v1.RunEventBatch.events:type_name -> stepstream.v1.RunEvent
-	2,  // 26: stepstream.v1.SessionService.CreateSession:input_type -> stepstream.v1.CreateSessionRequest
-	4,  // 27: stepstream.v1.SessionService.GetSession:input_type -> stepstream.v1.GetSessionRequest
-	6,  // 28: stepstream.v1.SessionService.ListSessions:input_type -> stepstream.v1.ListSessionsRequest
-	8,  // 29: stepstream.v1.SessionService.DeleteSession:input_type -> stepstream.v1.DeleteSessionRequest
-	11, // 30: stepstream.v1.SessionService.GetSessionState:input_type -> stepstream.v1.GetSessionStateRequest
-	13, // 31: stepstream.v1.SessionService.GetSessionHistory:input_type -> stepstream.v1.GetSessionHistoryRequest
-	15, // 32: stepstream.v1.SessionService.UpdateSessionState:input_type -> stepstream.v1.UpdateSessionStateRequest
-	17, // 33: stepstream.v1.SessionService.SessionStream:input_type -> stepstream.v1.SessionStreamRequest
-	3,  // 34: stepstream.v1.SessionService.CreateSession:output_type -> stepstream.v1.CreateSessionResponse
-	5,  // 35: stepstream.v1.SessionService.GetSession:output_type -> stepstream.v1.GetSessionResponse
-	7,  // 36: stepstream.v1.SessionService.ListSessions:output_type -> stepstream.v1.ListSessionsResponse
-	9,  // 37: stepstream.v1.SessionService.DeleteSession:output_type -> stepstream.v1.DeleteSessionResponse
-	12, // 38: stepstream.v1.SessionService.GetSessionState:output_type -> stepstream.v1.GetSessionStateResponse
-	14, // 39: stepstream.v1.SessionService.GetSessionHistory:output_type -> stepstream.v1.GetSessionHistoryResponse
-	16, // 40: stepstream.v1.SessionService.UpdateSessionState:output_type -> stepstream.v1.UpdateSessionStateResponse
-	22, // 41: stepstream.v1.SessionService.SessionStream:output_type -> stepstream.v1.SessionStreamResponse
-	34, // [34:42] is the sub-list for method output_type
-	26, // [26:34] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	29, // 1: stepstream.v1.Session.created_at:type_name -> google.protobuf.Timestamp
+	29, // 2: stepstream.v1.Session.updated_at:type_name -> google.protobuf.Timestamp
+	2,  // 3: stepstream.v1.CreateSessionResponse.session:type_name -> stepstream.v1.Session
+	2,  // 4: stepstream.v1.GetSessionResponse.session:type_name -> stepstream.v1.Session
+	0,  // 5: stepstream.v1.ListSessionsRequest.statuses:type_name -> stepstream.v1.SessionStatus
+	1,  // 6: stepstream.v1.ListSessionsRequest.sort_by:type_name -> stepstream.v1.SessionSortBy
+	2,  // 7: stepstream.v1.ListSessionsResponse.sessions:type_name -> stepstream.v1.Session
+	2,  // 8: stepstream.v1.PatchSessionResponse.session:type_name -> stepstream.v1.Session
+	2,  // 9: stepstream.v1.CopySessionResponse.session:type_name -> stepstream.v1.Session
+	30, // 10: stepstream.v1.SessionState.next_tasks:type_name -> stepstream.v1.TaskRef
+	31, // 11: stepstream.v1.SessionState.interrupts:type_name -> stepstream.v1.Interrupt
+	29, // 12: stepstream.v1.SessionState.created_at:type_name -> google.protobuf.Timestamp
+	15, // 13: stepstream.v1.GetSessionStateResponse.state:type_name -> stepstream.v1.SessionState
+	15, // 14: stepstream.v1.GetSessionHistoryResponse.states:type_name -> stepstream.v1.SessionState
+	23, // 15: stepstream.v1.SessionStreamRequest.open:type_name -> stepstream.v1.OpenSession
+	24, // 16: stepstream.v1.SessionStreamRequest.start_run:type_name -> stepstream.v1.StartRun
+	32, // 17: stepstream.v1.SessionStreamRequest.resume:type_name -> stepstream.v1.Command
+	25, // 18: stepstream.v1.SessionStreamRequest.cancel:type_name -> stepstream.v1.CancelActiveRun
+	20, // 19: stepstream.v1.SessionStreamRequest.update_state:type_name -> stepstream.v1.UpdateSessionStateRequest
+	33, // 20: stepstream.v1.OpenSession.event_kinds:type_name -> stepstream.v1.EventKind
+	34, // 21: stepstream.v1.StartRun.options:type_name -> stepstream.v1.RunOptions
+	2,  // 22: stepstream.v1.SessionStreamResponse.session:type_name -> stepstream.v1.Session
+	35, // 23: stepstream.v1.SessionStreamResponse.run:type_name -> stepstream.v1.Run
+	36, // 24: stepstream.v1.SessionStreamResponse.event:type_name -> stepstream.v1.RunEvent
+	21, // 25: stepstream.v1.SessionStreamResponse.state_updated:type_name -> stepstream.v1.UpdateSessionStateResponse
+	35, // 26: stepstream.v1.SessionStreamResponse.cancelled:type_name -> stepstream.v1.Run
+	26, // 27: stepstream.v1.SessionStreamResponse.error:type_name -> stepstream.v1.StreamError
+	28, // 28: stepstream.v1.SessionStreamResponse.events:type_name -> stepstream.v1.RunEventBatch
+	36, // 29: stepstream.v1.RunEventBatch.events:type_name -> stepstream.v1.RunEvent
+	3,  // 30: stepstream.v1.SessionService.CreateSession:input_type -> stepstream.v1.CreateSessionRequest
+	5,  // 31: stepstream.v1.SessionService.GetSession:input_type -> stepstream.v1.GetSessionRequest
+	7,  // 32: stepstream.v1.SessionService.ListSessions:input_type -> stepstream.v1.ListSessionsRequest
+	9,  // 33: stepstream.v1.SessionService.DeleteSession:input_type -> stepstream.v1.DeleteSessionRequest
+	11, // 34: stepstream.v1.SessionService.PatchSession:input_type -> stepstream.v1.PatchSessionRequest
+	13, // 35: stepstream.v1.SessionService.CopySession:input_type -> stepstream.v1.CopySessionRequest
+	16, // 36: stepstream.v1.SessionService.GetSessionState:input_type -> stepstream.v1.GetSessionStateRequest
+	18, // 37: stepstream.v1.SessionService.GetSessionHistory:input_type -> stepstream.v1.GetSessionHistoryRequest
+	20, // 38: stepstream.v1.SessionService.UpdateSessionState:input_type -> stepstream.v1.UpdateSessionStateRequest
+	22, // 39: stepstream.v1.SessionService.SessionStream:input_type -> stepstream.v1.SessionStreamRequest
+	4,  // 40: stepstream.v1.SessionService.CreateSession:output_type -> stepstream.v1.CreateSessionResponse
+	6,  // 41: stepstream.v1.SessionService.GetSession:output_type -> stepstream.v1.GetSessionResponse
+	8,  // 42: stepstream.v1.SessionService.ListSessions:output_type -> stepstream.v1.ListSessionsResponse
+	10, // 43: stepstream.v1.SessionService.DeleteSession:output_type -> stepstream.v1.DeleteSessionResponse
+	12, // 44: stepstream.v1.SessionService.PatchSession:output_type -> stepstream.v1.PatchSessionResponse
+	14, // 45: stepstream.v1.SessionService.CopySession:output_type -> stepstream.v1.CopySessionResponse
+	17, // 46: stepstream.v1.SessionService.GetSessionState:output_type -> stepstream.v1.GetSessionStateResponse
+	19, // 47: stepstream.v1.SessionService.GetSessionHistory:output_type -> stepstream.v1.GetSessionHistoryResponse
+	21, // 48: stepstream.v1.SessionService.UpdateSessionState:output_type -> stepstream.v1.UpdateSessionStateResponse
+	27, // 49: stepstream.v1.SessionService.SessionStream:output_type -> stepstream.v1.SessionStreamResponse
+	40, // [40:50] is the sub-list for method output_type
+	30, // [30:40] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_stepstream_v1_sessions_proto_init() }
@@ -1904,14 +2240,14 @@ func file_stepstream_v1_sessions_proto_init() {
 	file_stepstream_v1_common_proto_init()
 	file_stepstream_v1_events_proto_init()
 	file_stepstream_v1_runs_proto_init()
-	file_stepstream_v1_sessions_proto_msgTypes[16].OneofWrappers = []any{
+	file_stepstream_v1_sessions_proto_msgTypes[20].OneofWrappers = []any{
 		(*SessionStreamRequest_Open)(nil),
 		(*SessionStreamRequest_StartRun)(nil),
 		(*SessionStreamRequest_Resume)(nil),
 		(*SessionStreamRequest_Cancel)(nil),
 		(*SessionStreamRequest_UpdateState)(nil),
 	}
-	file_stepstream_v1_sessions_proto_msgTypes[21].OneofWrappers = []any{
+	file_stepstream_v1_sessions_proto_msgTypes[25].OneofWrappers = []any{
 		(*SessionStreamResponse_Session)(nil),
 		(*SessionStreamResponse_Run)(nil),
 		(*SessionStreamResponse_Event)(nil),
@@ -1925,8 +2261,8 @@ func file_stepstream_v1_sessions_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stepstream_v1_sessions_proto_rawDesc), len(file_stepstream_v1_sessions_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   23,
+			NumEnums:      2,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

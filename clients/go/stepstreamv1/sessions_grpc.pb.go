@@ -24,6 +24,8 @@ const (
 	SessionService_GetSession_FullMethodName         = "/stepstream.v1.SessionService/GetSession"
 	SessionService_ListSessions_FullMethodName       = "/stepstream.v1.SessionService/ListSessions"
 	SessionService_DeleteSession_FullMethodName      = "/stepstream.v1.SessionService/DeleteSession"
+	SessionService_PatchSession_FullMethodName       = "/stepstream.v1.SessionService/PatchSession"
+	SessionService_CopySession_FullMethodName        = "/stepstream.v1.SessionService/CopySession"
 	SessionService_GetSessionState_FullMethodName    = "/stepstream.v1.SessionService/GetSessionState"
 	SessionService_GetSessionHistory_FullMethodName  = "/stepstream.v1.SessionService/GetSessionHistory"
 	SessionService_UpdateSessionState_FullMethodName = "/stepstream.v1.SessionService/UpdateSessionState"
@@ -44,6 +46,11 @@ type SessionServiceClient interface {
 	// Deletes the session, its runs, events and checkpoints. FAILED_PRECONDITION
 	// while a run is active on it unless force is set (then the run is cancelled).
 	DeleteSession(ctx context.Context, in *DeleteSessionRequest, opts ...grpc.CallOption) (*DeleteSessionResponse, error)
+	// Merge keys into a session's metadata (a key set to JSON null is removed).
+	PatchSession(ctx context.Context, in *PatchSessionRequest, opts ...grpc.CallOption) (*PatchSessionResponse, error)
+	// A new session with a copy of this one's checkpoints and metadata; the two
+	// go on independently. FAILED_PRECONDITION while the source is busy.
+	CopySession(ctx context.Context, in *CopySessionRequest, opts ...grpc.CallOption) (*CopySessionResponse, error)
 	// The current state (or the state at a given checkpoint).
 	GetSessionState(ctx context.Context, in *GetSessionStateRequest, opts ...grpc.CallOption) (*GetSessionStateResponse, error)
 	// Checkpoint history, newest first, paged.
@@ -107,6 +114,26 @@ func (c *sessionServiceClient) DeleteSession(ctx context.Context, in *DeleteSess
 	return out, nil
 }
 
+func (c *sessionServiceClient) PatchSession(ctx context.Context, in *PatchSessionRequest, opts ...grpc.CallOption) (*PatchSessionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PatchSessionResponse)
+	err := c.cc.Invoke(ctx, SessionService_PatchSession_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *sessionServiceClient) CopySession(ctx context.Context, in *CopySessionRequest, opts ...grpc.CallOption) (*CopySessionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CopySessionResponse)
+	err := c.cc.Invoke(ctx, SessionService_CopySession_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *sessionServiceClient) GetSessionState(ctx context.Context, in *GetSessionStateRequest, opts ...grpc.CallOption) (*GetSessionStateResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetSessionStateResponse)
@@ -164,6 +191,11 @@ type SessionServiceServer interface {
 	// Deletes the session, its runs, events and checkpoints. FAILED_PRECONDITION
 	// while a run is active on it unless force is set (then the run is cancelled).
 	DeleteSession(context.Context, *DeleteSessionRequest) (*DeleteSessionResponse, error)
+	// Merge keys into a session's metadata (a key set to JSON null is removed).
+	PatchSession(context.Context, *PatchSessionRequest) (*PatchSessionResponse, error)
+	// A new session with a copy of this one's checkpoints and metadata; the two
+	// go on independently. FAILED_PRECONDITION while the source is busy.
+	CopySession(context.Context, *CopySessionRequest) (*CopySessionResponse, error)
 	// The current state (or the state at a given checkpoint).
 	GetSessionState(context.Context, *GetSessionStateRequest) (*GetSessionStateResponse, error)
 	// Checkpoint history, newest first, paged.
@@ -198,6 +230,12 @@ func (UnimplementedSessionServiceServer) ListSessions(context.Context, *ListSess
 }
 func (UnimplementedSessionServiceServer) DeleteSession(context.Context, *DeleteSessionRequest) (*DeleteSessionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteSession not implemented")
+}
+func (UnimplementedSessionServiceServer) PatchSession(context.Context, *PatchSessionRequest) (*PatchSessionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PatchSession not implemented")
+}
+func (UnimplementedSessionServiceServer) CopySession(context.Context, *CopySessionRequest) (*CopySessionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CopySession not implemented")
 }
 func (UnimplementedSessionServiceServer) GetSessionState(context.Context, *GetSessionStateRequest) (*GetSessionStateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetSessionState not implemented")
@@ -304,6 +342,42 @@ func _SessionService_DeleteSession_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SessionService_PatchSession_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PatchSessionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SessionServiceServer).PatchSession(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SessionService_PatchSession_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SessionServiceServer).PatchSession(ctx, req.(*PatchSessionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SessionService_CopySession_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CopySessionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SessionServiceServer).CopySession(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SessionService_CopySession_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SessionServiceServer).CopySession(ctx, req.(*CopySessionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _SessionService_GetSessionState_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetSessionStateRequest)
 	if err := dec(in); err != nil {
@@ -387,6 +461,14 @@ var SessionService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteSession",
 			Handler:    _SessionService_DeleteSession_Handler,
+		},
+		{
+			MethodName: "PatchSession",
+			Handler:    _SessionService_PatchSession_Handler,
+		},
+		{
+			MethodName: "CopySession",
+			Handler:    _SessionService_CopySession_Handler,
 		},
 		{
 			MethodName: "GetSessionState",

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1astepstream/v1/graphs.proto\x12\rstepstream.v1\"\xb0\x01\n\x05Graph\x12\x10\n\x08graph_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x19\n\x11input_schema_json\x18\x03 \x01(\t\x12\x1a\n\x12output_schema_json\x18\x04 \x01(\t\x12\x19\n\x11state_schema_json\x18\x05 \x01(\t\x12\r\n\x05nodes\x18\x06 \x03(\t\x12\x1f\n\x17\x64\x65\x66\x61ult_max_concurrency\x18\x07 \x01(\r\"\x13\n\x11ListGraphsRequest\":\n\x12ListGraphsResponse\x12$\n\x06graphs\x18\x01 \x03(\x0b\x32\x14.stepstream.v1.Graph\"#\n\x0fGetGraphRequest\x12\x10\n\x08graph_id\x18\x01 \x01(\t\"7\n\x10GetGraphResponse\x12#\n\x05graph\x18\x01 \x01(\x0b\x32\x14.stepstream.v1.Graph2\xae\x01\n\x0cGraphService\x12Q\n\nListGraphs\x12 .stepstream.v1.ListGraphsRequest\x1a!.stepstream.v1.ListGraphsResponse\x12K\n\x08GetGraph\x12\x1e.stepstream.v1.GetGraphRequest\x1a\x1f.stepstream.v1.GetGraphResponseB\\\n\x11\x64\x65v.stepstream.v1P\x01ZEgithub.com/stepstream/stepstream/clients/go/stepstreamv1;stepstreamv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1astepstream/v1/graphs.proto\x12\rstepstream.v1\"\xeb\x01\n\x05Graph\x12\x10\n\x08graph_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x19\n\x11input_schema_json\x18\x03 \x01(\t\x12\x1a\n\x12output_schema_json\x18\x04 \x01(\t\x12\x19\n\x11state_schema_json\x18\x05 \x01(\t\x12\r\n\x05nodes\x18\x06 \x03(\t\x12\x1f\n\x17\x64\x65\x66\x61ult_max_concurrency\x18\x07 \x01(\r\x12\x1b\n\x13\x63ontext_schema_json\x18\x08 \x01(\t\x12\x1c\n\x14\x64\x65\x66\x61ult_assistant_id\x18\t \x01(\t\"\x13\n\x11ListGraphsRequest\":\n\x12ListGraphsResponse\x12$\n\x06graphs\x18\x01 \x03(\x0b\x32\x14.stepstream.v1.Graph\"#\n\x0fGetGraphRequest\x12\x10\n\x08graph_id\x18\x01 \x01(\t\"7\n\x10GetGraphResponse\x12#\n\x05graph\x18\x01 \x01(\x0b\x32\x14.stepstream.v1.Graph2\xae\x01\n\x0cGraphService\x12Q\n\nListGraphs\x12 .stepstream.v1.ListGraphsRequest\x1a!.stepstream.v1.ListGraphsResponse\x12K\n\x08GetGraph\x12\x1e.stepstream.v1.GetGraphRequest\x1a\x1f.stepstream.v1.GetGraphResponseB\\\n\x11\x64\x65v.stepstream.v1P\x01ZEgithub.com/stepstream/stepstream/clients/go/stepstreamv1;stepstreamv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,15 +34,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\021dev.stepstream.v1P\001ZEgithub.com/stepstream/stepstream/clients/go/stepstreamv1;stepstreamv1'
   _globals['_GRAPH']._serialized_start=46
-  _globals['_GRAPH']._serialized_end=222
-  _globals['_LISTGRAPHSREQUEST']._serialized_start=224
-  _globals['_LISTGRAPHSREQUEST']._serialized_end=243
-  _globals['_LISTGRAPHSRESPONSE']._serialized_start=245
-  _globals['_LISTGRAPHSRESPONSE']._serialized_end=303
-  _globals['_GETGRAPHREQUEST']._serialized_start=305
-  _globals['_GETGRAPHREQUEST']._serialized_end=340
-  _globals['_GETGRAPHRESPONSE']._serialized_start=342
-  _globals['_GETGRAPHRESPONSE']._serialized_end=397
-  _globals['_GRAPHSERVICE']._serialized_start=400
-  _globals['_GRAPHSERVICE']._serialized_end=574
+  _globals['_GRAPH']._serialized_end=281
+  _globals['_LISTGRAPHSREQUEST']._serialized_start=283
+  _globals['_LISTGRAPHSREQUEST']._serialized_end=302
+  _globals['_LISTGRAPHSRESPONSE']._serialized_start=304
+  _globals['_LISTGRAPHSRESPONSE']._serialized_end=362
+  _globals['_GETGRAPHREQUEST']._serialized_start=364
+  _globals['_GETGRAPHREQUEST']._serialized_end=399
+  _globals['_GETGRAPHRESPONSE']._serialized_start=401
+  _globals['_GETGRAPHRESPONSE']._serialized_end=456
+  _globals['_GRAPHSERVICE']._serialized_start=459
+  _globals['_GRAPHSERVICE']._serialized_end=633
 # @@protoc_insertion_point(module_scope)

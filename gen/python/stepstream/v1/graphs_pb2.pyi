@@ -30,6 +30,8 @@ class Graph(_message.Message):
     STATE_SCHEMA_JSON_FIELD_NUMBER: _builtins.int
     NODES_FIELD_NUMBER: _builtins.int
     DEFAULT_MAX_CONCURRENCY_FIELD_NUMBER: _builtins.int
+    CONTEXT_SCHEMA_JSON_FIELD_NUMBER: _builtins.int
+    DEFAULT_ASSISTANT_ID_FIELD_NUMBER: _builtins.int
     graph_id: _builtins.str
     """The id under which the graph is registered in the config file."""
     description: _builtins.str
@@ -40,6 +42,14 @@ class Graph(_message.Message):
     default_max_concurrency: _builtins.int
     """Tasks per superstep a run may execute at once unless a run asks otherwise
     (0: no limit).
+    """
+    context_schema_json: _builtins.str
+    """JSON Schema (JSON text) of the per-run context the graph reads through
+    LangGraph's Runtime (its context_schema); empty when it declares none.
+    """
+    default_assistant_id: _builtins.str
+    """Id of the graph's default assistant (derived from graph_id, the same on
+    every replica).
     """
     @_builtins.property
     def nodes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -55,10 +65,12 @@ class Graph(_message.Message):
         state_schema_json: _builtins.str = ...,
         nodes: _abc.Iterable[_builtins.str] | None = ...,
         default_max_concurrency: _builtins.int = ...,
+        context_schema_json: _builtins.str = ...,
+        default_assistant_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_max_concurrency", b"default_max_concurrency", "description", b"description", "graph_id", b"graph_id", "input_schema_json", b"input_schema_json", "nodes", b"nodes", "output_schema_json", b"output_schema_json", "state_schema_json", b"state_schema_json"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context_schema_json", b"context_schema_json", "default_assistant_id", b"default_assistant_id", "default_max_concurrency", b"default_max_concurrency", "description", b"description", "graph_id", b"graph_id", "input_schema_json", b"input_schema_json", "nodes", b"nodes", "output_schema_json", b"output_schema_json", "state_schema_json", b"state_schema_json"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -52,6 +52,32 @@ RUN_STATUS_FAILED: RunStatus.ValueType  # 5
 RUN_STATUS_CANCELLED: RunStatus.ValueType  # 6
 Global___RunStatus: _TypeAlias = RunStatus  # noqa: Y015
 
+class _OnCompletion:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OnCompletionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OnCompletion.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ON_COMPLETION_UNSPECIFIED: _OnCompletion.ValueType  # 0
+    """Same as ON_COMPLETION_KEEP."""
+    ON_COMPLETION_KEEP: _OnCompletion.ValueType  # 1
+    ON_COMPLETION_DELETE: _OnCompletion.ValueType  # 2
+    """Delete the session (and its checkpoints) when the run ends: a stateless
+    run. Only for runs that created their session (session_id empty).
+    """
+
+class OnCompletion(_OnCompletion, metaclass=_OnCompletionEnumTypeWrapper):
+    """What becomes of a session a run created for itself once the run ends."""
+
+ON_COMPLETION_UNSPECIFIED: OnCompletion.ValueType  # 0
+"""Same as ON_COMPLETION_KEEP."""
+ON_COMPLETION_KEEP: OnCompletion.ValueType  # 1
+ON_COMPLETION_DELETE: OnCompletion.ValueType  # 2
+"""Delete the session (and its checkpoints) when the run ends: a stateless
+run. Only for runs that created their session (session_id empty).
+"""
+Global___OnCompletion: _TypeAlias = OnCompletion  # noqa: Y015
+
 @_typing.final
 class RunOptions(_message.Message):
     """How a run executes."""
@@ -120,6 +146,9 @@ class Run(_message.Message):
     ERROR_TYPE_FIELD_NUMBER: _builtins.int
     ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
     OPTIONS_FIELD_NUMBER: _builtins.int
+    ASSISTANT_ID_FIELD_NUMBER: _builtins.int
+    ASSISTANT_VERSION_FIELD_NUMBER: _builtins.int
+    CONTEXT_JSON_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     session_id: _builtins.str
     graph_id: _builtins.str
@@ -132,6 +161,13 @@ class Run(_message.Message):
     """Final state values (JSON object) once ended."""
     error_type: _builtins.str
     error_message: _builtins.str
+    assistant_id: _builtins.str
+    """The assistant the run was started with (a graph's default assistant when
+    the run named only a graph), and the version of it that ran.
+    """
+    assistant_version: _builtins.int
+    context_json: _builtins.str
+    """The run's context as given (JSON object); empty when none."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -161,10 +197,13 @@ class Run(_message.Message):
         error_type: _builtins.str = ...,
         error_message: _builtins.str = ...,
         options: Global___RunOptions | None = ...,
+        assistant_id: _builtins.str = ...,
+        assistant_version: _builtins.int = ...,
+        context_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "ended_at", b"ended_at", "options", b"options", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "created_at", b"created_at", "ended_at", b"ended_at", "error_message", b"error_message", "error_type", b"error_type", "graph_id", b"graph_id", "interrupts", b"interrupts", "last_seq", b"last_seq", "options", b"options", "run_id", b"run_id", "session_id", b"session_id", "started_at", b"started_at", "status", b"status", "values_json", b"values_json"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assistant_id", b"assistant_id", "assistant_version", b"assistant_version", "attempt", b"attempt", "context_json", b"context_json", "created_at", b"created_at", "ended_at", b"ended_at", "error_message", b"error_message", "error_type", b"error_type", "graph_id", b"graph_id", "interrupts", b"interrupts", "last_seq", b"last_seq", "options", b"options", "run_id", b"run_id", "session_id", b"session_id", "started_at", b"started_at", "status", b"status", "values_json", b"values_json"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -180,6 +219,9 @@ class StartRunRequest(_message.Message):
     COMMAND_FIELD_NUMBER: _builtins.int
     OPTIONS_FIELD_NUMBER: _builtins.int
     RUN_ID_FIELD_NUMBER: _builtins.int
+    ASSISTANT_ID_FIELD_NUMBER: _builtins.int
+    CONTEXT_JSON_FIELD_NUMBER: _builtins.int
+    ON_COMPLETION_FIELD_NUMBER: _builtins.int
     graph_id: _builtins.str
     """The graph to run. May be empty when session_id is set (the session's
     graph is used); when both are set they must agree.
@@ -196,6 +238,18 @@ class StartRunRequest(_message.Message):
     id returns the run already started (and StreamRun streams it) instead of
     starting another. Empty: the server picks one.
     """
+    assistant_id: _builtins.str
+    """An assistant to run instead of naming graph_id: its graph with its saved
+    config, context and metadata (the run's own values win key by key). A
+    graph id is accepted too and means that graph's default assistant.
+    NOT_FOUND when unknown. At most one of graph_id and assistant_id.
+    """
+    context_json: _builtins.str
+    """Per-run context read by nodes through LangGraph's Runtime (JSON object),
+    validated against the graph's context_schema (Graph.context_schema_json);
+    INVALID_ARGUMENT naming the field when it does not fit.
+    """
+    on_completion: Global___OnCompletion.ValueType
     @_builtins.property
     def command(self) -> _common_pb2.Command:
         """Resume interrupts / steer the graph instead of giving input."""
@@ -211,10 +265,13 @@ class StartRunRequest(_message.Message):
         command: _common_pb2.Command | None = ...,
         options: Global___RunOptions | None = ...,
         run_id: _builtins.str = ...,
+        assistant_id: _builtins.str = ...,
+        context_json: _builtins.str = ...,
+        on_completion: Global___OnCompletion.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "options", b"options"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "graph_id", b"graph_id", "input_json", b"input_json", "options", b"options", "run_id", b"run_id", "session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assistant_id", b"assistant_id", "command", b"command", "context_json", b"context_json", "graph_id", b"graph_id", "input_json", b"input_json", "on_completion", b"on_completion", "options", b"options", "run_id", b"run_id", "session_id", b"session_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -247,8 +304,14 @@ class StreamRunRequest(_message.Message):
     RUN_FIELD_NUMBER: _builtins.int
     EVENT_KINDS_FIELD_NUMBER: _builtins.int
     SUBGRAPHS_FIELD_NUMBER: _builtins.int
+    CANCEL_ON_DISCONNECT_FIELD_NUMBER: _builtins.int
     subgraphs: _builtins.bool
     """Include events from subgraphs."""
+    cancel_on_disconnect: _builtins.bool
+    """Cancel the run when this stream's client goes away before the run ends
+    (LangGraph's on_disconnect="cancel"); otherwise the run goes on and can be
+    joined later.
+    """
     @_builtins.property
     def run(self) -> Global___StartRunRequest: ...
     @_builtins.property
@@ -261,10 +324,11 @@ class StreamRunRequest(_message.Message):
         run: Global___StartRunRequest | None = ...,
         event_kinds: _abc.Iterable[_events_pb2.EventKind.ValueType] | None = ...,
         subgraphs: _builtins.bool = ...,
+        cancel_on_disconnect: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_kinds", b"event_kinds", "run", b"run", "subgraphs", b"subgraphs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_on_disconnect", b"cancel_on_disconnect", "event_kinds", b"event_kinds", "run", b"run", "subgraphs", b"subgraphs"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -29,7 +29,7 @@ from stepstream.v1 import events_pb2 as stepstream_dot_v1_dot_events__pb2
 from stepstream.v1 import runs_pb2 as stepstream_dot_v1_dot_runs__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cstepstream/v1/sessions.proto\x12\rstepstream.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1astepstream/v1/common.proto\x1a\x1astepstream/v1/events.proto\x1a\x18stepstream/v1/runs.proto\"\xd4\x01\n\x07Session\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08graph_id\x18\x02 \x01(\t\x12,\n\x06status\x18\x03 \x01(\x0e\x32\x1c.stepstream.v1.SessionStatus\x12\x15\n\rmetadata_json\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"S\n\x14\x43reateSessionRequest\x12\x10\n\x08graph_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x15\n\rmetadata_json\x18\x03 \x01(\t\"@\n\x15\x43reateSessionResponse\x12\'\n\x07session\x18\x01 \x01(\x0b\x32\x16.stepstream.v1.Session\"\'\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"=\n\x12GetSessionResponse\x12\'\n\x07session\x18\x01 \x01(\x0b\x32\x16.stepstream.v1.Session\"N\n\x13ListSessionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08graph_id\x18\x03 \x01(\t\"Y\n\x14ListSessionsResponse\x12(\n\x08sessions\x18\x01 \x03(\x0b\x32\x16.stepstream.v1.Session\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"9\n\x14\x44\x65leteSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"\x17\n\x15\x44\x65leteSessionResponse\"\x9e\x02\n\x0cSessionState\x12\x13\n\x0bvalues_json\x18\x01 \x01(\t\x12\x0c\n\x04next\x18\x02 \x03(\t\x12*\n\nnext_tasks\x18\x03 \x03(\x0b\x32\x16.stepstream.v1.TaskRef\x12,\n\ninterrupts\x18\x04 \x03(\x0b\x32\x18.stepstream.v1.Interrupt\x12\x15\n\rcheckpoint_id\x18\x05 \x01(\t\x12\x1c\n\x14parent_checkpoint_id\x18\x06 \x01(\t\x12\x0c\n\x04step\x18\x07 \x01(\x05\x12\x0e\n\x06source\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06run_id\x18\n \x01(\t\"C\n\x16GetSessionStateRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x15\n\rcheckpoint_id\x18\x02 \x01(\t\"E\n\x17GetSessionStateResponse\x12*\n\x05state\x18\x01 \x01(\x0b\x32\x1b.stepstream.v1.SessionState\"U\n\x18GetSessionHistoryRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"a\n\x19GetSessionHistoryResponse\x12+\n\x06states\x18\x01 \x03(\x0b\x32\x1b.stepstream.v1.SessionState\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"l\n\x19UpdateSessionStateRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0bvalues_json\x18\x02 \x01(\t\x12\x0f\n\x07\x61s_node\x18\x03 \x01(\t\x12\x15\n\rcheckpoint_id\x18\x04 \x01(\t\"3\n\x1aUpdateSessionStateResponse\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\"\xac\x02\n\x14SessionStreamRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12*\n\x04open\x18\n \x01(\x0b\x32\x1a.stepstream.v1.OpenSessionH\x00\x12,\n\tstart_run\x18\x0b \x01(\x0b\x32\x17.stepstream.v1.StartRunH\x00\x12(\n\x06resume\x18\x0c \x01(\x0b\x32\x16.stepstream.v1.CommandH\x00\x12\x30\n\x06\x63\x61ncel\x18\r \x01(\x0b\x32\x1e.stepstream.v1.CancelActiveRunH\x00\x12@\n\x0cupdate_state\x18\x0e \x01(\x0b\x32(.stepstream.v1.UpdateSessionStateRequestH\x00\x42\x08\n\x06\x61\x63tion\"\xcc\x01\n\x0bOpenSession\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08graph_id\x18\x02 \x01(\t\x12\x15\n\rmetadata_json\x18\x03 \x01(\t\x12-\n\x0b\x65vent_kinds\x18\x04 \x03(\x0e\x32\x18.stepstream.v1.EventKind\x12\x11\n\tsubgraphs\x18\x05 \x01(\x08\x12\x15\n\rresume_run_id\x18\x06 \x01(\t\x12\x11\n\tafter_seq\x18\x07 \x01(\x04\x12\x14\n\x0c\x62\x61tch_events\x18\x08 \x01(\x08\"J\n\x08StartRun\x12\x12\n\ninput_json\x18\x01 \x01(\t\x12*\n\x07options\x18\x02 \x01(\x0b\x32\x19.stepstream.v1.RunOptions\"#\n\x0f\x43\x61ncelActiveRun\x12\x10\n\x08rollback\x18\x01 \x01(\x08\"X\n\x0bStreamError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\x12\x1b\n\x13retry_after_seconds\x18\x04 \x01(\x01\"\xf5\x02\n\x15SessionStreamResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12)\n\x07session\x18\n \x01(\x0b\x32\x16.stepstream.v1.SessionH\x00\x12!\n\x03run\x18\x0b \x01(\x0b\x32\x12.stepstream.v1.RunH\x00\x12(\n\x05\x65vent\x18\x0c \x01(\x0b\x32\x17.stepstream.v1.RunEventH\x00\x12\x42\n\rstate_updated\x18\r \x01(\x0b\x32).stepstream.v1.UpdateSessionStateResponseH\x00\x12\'\n\tcancelled\x18\x0e \x01(\x0b\x32\x12.stepstream.v1.RunH\x00\x12+\n\x05\x65rror\x18\x0f \x01(\x0b\x32\x1a.stepstream.v1.StreamErrorH\x00\x12.\n\x06\x65vents\x18\x10 \x01(\x0b\x32\x1c.stepstream.v1.RunEventBatchH\x00\x42\x06\n\x04kind\"8\n\rRunEventBatch\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.stepstream.v1.RunEvent*\x9b\x01\n\rSessionStatus\x12\x1e\n\x1aSESSION_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13SESSION_STATUS_IDLE\x10\x01\x12\x17\n\x13SESSION_STATUS_BUSY\x10\x02\x12\x1e\n\x1aSESSION_STATUS_INTERRUPTED\x10\x03\x12\x18\n\x14SESSION_STATUS_ERROR\x10\x04\x32\x89\x06\n\x0eSessionService\x12Z\n\rCreateSession\x12#.stepstream.v1.CreateSessionRequest\x1a$.stepstream.v1.CreateSessionResponse\x12Q\n\nGetSession\x12 .stepstream.v1.GetSessionRequest\x1a!.stepstream.v1.GetSessionResponse\x12W\n\x0cListSessions\x12\".stepstream.v1.ListSessionsRequest\x1a#.stepstream.v1.ListSessionsResponse\x12Z\n\rDeleteSession\x12#.stepstream.v1.DeleteSessionRequest\x1a$.stepstream.v1.DeleteSessionResponse\x12`\n\x0fGetSessionState\x12%.stepstream.v1.GetSessionStateRequest\x1a&.stepstream.v1.GetSessionStateResponse\x12\x66\n\x11GetSessionHistory\x12\'.stepstream.v1.GetSessionHistoryRequest\x1a(.stepstream.v1.GetSessionHistoryResponse\x12i\n\x12UpdateSessionState\x12(.stepstream.v1.UpdateSessionStateRequest\x1a).stepstream.v1.UpdateSessionStateResponse\x12^\n\rSessionStream\x12#.stepstream.v1.SessionStreamRequest\x1a$.stepstream.v1.SessionStreamResponse(\x01\x30\x01\x42\\\n\x11\x64\x65v.stepstream.v1P\x01ZEgithub.com/stepstream/stepstream/clients/go/stepstreamv1;stepstreamv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cstepstream/v1/sessions.proto\x12\rstepstream.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1astepstream/v1/common.proto\x1a\x1astepstream/v1/events.proto\x1a\x18stepstream/v1/runs.proto\"\xd4\x01\n\x07Session\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08graph_id\x18\x02 \x01(\t\x12,\n\x06status\x18\x03 \x01(\x0e\x32\x1c.stepstream.v1.SessionStatus\x12\x15\n\rmetadata_json\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"S\n\x14\x43reateSessionRequest\x12\x10\n\x08graph_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x15\n\rmetadata_json\x18\x03 \x01(\t\"@\n\x15\x43reateSessionResponse\x12\'\n\x07session\x18\x01 \x01(\x0b\x32\x16.stepstream.v1.Session\"\'\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"=\n\x12GetSessionResponse\x12\'\n\x07session\x18\x01 \x01(\x0b\x32\x16.stepstream.v1.Session\"\xd7\x01\n\x13ListSessionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08graph_id\x18\x03 \x01(\t\x12\x15\n\rmetadata_json\x18\x04 \x01(\t\x12.\n\x08statuses\x18\x05 \x03(\x0e\x32\x1c.stepstream.v1.SessionStatus\x12-\n\x07sort_by\x18\x06 \x01(\x0e\x32\x1c.stepstream.v1.SessionSortBy\x12\x11\n\tascending\x18\x07 \x01(\x08\"Y\n\x14ListSessionsResponse\x12(\n\x08sessions\x18\x01 \x03(\x0b\x32\x16.stepstream.v1.Session\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"9\n\x14\x44\x65leteSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"\x17\n\x15\x44\x65leteSessionResponse\"@\n\x13PatchSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x15\n\rmetadata_json\x18\x02 \x01(\t\"?\n\x14PatchSessionResponse\x12\'\n\x07session\x18\x01 \x01(\x0b\x32\x16.stepstream.v1.Session\"@\n\x12\x43opySessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x16\n\x0enew_session_id\x18\x02 \x01(\t\">\n\x13\x43opySessionResponse\x12\'\n\x07session\x18\x01 \x01(\x0b\x32\x16.stepstream.v1.Session\"\x9e\x02\n\x0cSessionState\x12\x13\n\x0bvalues_json\x18\x01 \x01(\t\x12\x0c\n\x04next\x18\x02 \x03(\t\x12*\n\nnext_tasks\x18\x03 \x03(\x0b\x32\x16.stepstream.v1.TaskRef\x12,\n\ninterrupts\x18\x04 \x03(\x0b\x32\x18.stepstream.v1.Interrupt\x12\x15\n\rcheckpoint_id\x18\x05 \x01(\t\x12\x1c\n\x14parent_checkpoint_id\x18\x06 \x01(\t\x12\x0c\n\x04step\x18\x07 \x01(\x05\x12\x0e\n\x06source\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06run_id\x18\n \x01(\t\"C\n\x16GetSessionStateRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x15\n\rcheckpoint_id\x18\x02 \x01(\t\"E\n\x17GetSessionStateResponse\x12*\n\x05state\x18\x01 \x01(\x0b\x32\x1b.stepstream.v1.SessionState\"U\n\x18GetSessionHistoryRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"a\n\x19GetSessionHistoryResponse\x12+\n\x06states\x18\x01 \x03(\x0b\x32\x1b.stepstream.v1.SessionState\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"l\n\x19UpdateSessionStateRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0bvalues_json\x18\x02 \x01(\t\x12\x0f\n\x07\x61s_node\x18\x03 \x01(\t\x12\x15\n\rcheckpoint_id\x18\x04 \x01(\t\"3\n\x1aUpdateSessionStateResponse\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\"\xac\x02\n\x14SessionStreamRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12*\n\x04open\x18\n \x01(\x0b\x32\x1a.stepstream.v1.OpenSessionH\x00\x12,\n\tstart_run\x18\x0b \x01(\x0b\x32\x17.stepstream.v1.StartRunH\x00\x12(\n\x06resume\x18\x0c \x01(\x0b\x32\x16.stepstream.v1.CommandH\x00\x12\x30\n\x06\x63\x61ncel\x18\r \x01(\x0b\x32\x1e.stepstream.v1.CancelActiveRunH\x00\x12@\n\x0cupdate_state\x18\x0e \x01(\x0b\x32(.stepstream.v1.UpdateSessionStateRequestH\x00\x42\x08\n\x06\x61\x63tion\"\xe2\x01\n\x0bOpenSession\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08graph_id\x18\x02 \x01(\t\x12\x15\n\rmetadata_json\x18\x03 \x01(\t\x12-\n\x0b\x65vent_kinds\x18\x04 \x03(\x0e\x32\x18.stepstream.v1.EventKind\x12\x11\n\tsubgraphs\x18\x05 \x01(\x08\x12\x15\n\rresume_run_id\x18\x06 \x01(\t\x12\x11\n\tafter_seq\x18\x07 \x01(\x04\x12\x14\n\x0c\x62\x61tch_events\x18\x08 \x01(\x08\x12\x14\n\x0c\x61ssistant_id\x18\t \x01(\t\"`\n\x08StartRun\x12\x12\n\ninput_json\x18\x01 \x01(\t\x12*\n\x07options\x18\x02 \x01(\x0b\x32\x19.stepstream.v1.RunOptions\x12\x14\n\x0c\x63ontext_json\x18\x03 \x01(\t\"#\n\x0f\x43\x61ncelActiveRun\x12\x10\n\x08rollback\x18\x01 \x01(\x08\"X\n\x0bStreamError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\x12\x1b\n\x13retry_after_seconds\x18\x04 \x01(\x01\"\xf5\x02\n\x15SessionStreamResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12)\n\x07session\x18\n \x01(\x0b\x32\x16.stepstream.v1.SessionH\x00\x12!\n\x03run\x18\x0b \x01(\x0b\x32\x12.stepstream.v1.RunH\x00\x12(\n\x05\x65vent\x18\x0c \x01(\x0b\x32\x17.stepstream.v1.RunEventH\x00\x12\x42\n\rstate_updated\x18\r \x01(\x0b\x32).stepstream.v1.UpdateSessionStateResponseH\x00\x12\'\n\tcancelled\x18\x0e \x01(\x0b\x32\x12.stepstream.v1.RunH\x00\x12+\n\x05\x65rror\x18\x0f \x01(\x0b\x32\x1a.stepstream.v1.StreamErrorH\x00\x12.\n\x06\x65vents\x18\x10 \x01(\x0b\x32\x1c.stepstream.v1.RunEventBatchH\x00\x42\x06\n\x04kind\"8\n\rRunEventBatch\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.stepstream.v1.RunEvent*\x9b\x01\n\rSessionStatus\x12\x1e\n\x1aSESSION_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13SESSION_STATUS_IDLE\x10\x01\x12\x17\n\x13SESSION_STATUS_BUSY\x10\x02\x12\x1e\n\x1aSESSION_STATUS_INTERRUPTED\x10\x03\x12\x18\n\x14SESSION_STATUS_ERROR\x10\x04*p\n\rSessionSortBy\x12\x1f\n\x1bSESSION_SORT_BY_UNSPECIFIED\x10\x00\x12\x1e\n\x1aSESSION_SORT_BY_CREATED_AT\x10\x01\x12\x1e\n\x1aSESSION_SORT_BY_UPDATED_AT\x10\x02\x32\xb8\x07\n\x0eSessionService\x12Z\n\rCreateSession\x12#.stepstream.v1.CreateSessionRequest\x1a$.stepstream.v1.CreateSessionResponse\x12Q\n\nGetSession\x12 .stepstream.v1.GetSessionRequest\x1a!.stepstream.v1.GetSessionResponse\x12W\n\x0cListSessions\x12\".stepstream.v1.ListSessionsRequest\x1a#.stepstream.v1.ListSessionsResponse\x12Z\n\rDeleteSession\x12#.stepstream.v1.DeleteSessionRequest\x1a$.stepstream.v1.DeleteSessionResponse\x12W\n\x0cPatchSession\x12\".stepstream.v1.PatchSessionRequest\x1a#.stepstream.v1.PatchSessionResponse\x12T\n\x0b\x43opySession\x12!.stepstream.v1.CopySessionRequest\x1a\".stepstream.v1.CopySessionResponse\x12`\n\x0fGetSessionState\x12%.stepstream.v1.GetSessionStateRequest\x1a&.stepstream.v1.GetSessionStateResponse\x12\x66\n\x11GetSessionHistory\x12\'.stepstream.v1.GetSessionHistoryRequest\x1a(.stepstream.v1.GetSessionHistoryResponse\x12i\n\x12UpdateSessionState\x12(.stepstream.v1.UpdateSessionStateRequest\x1a).stepstream.v1.UpdateSessionStateResponse\x12^\n\rSessionStream\x12#.stepstream.v1.SessionStreamRequest\x1a$.stepstream.v1.SessionStreamResponse(\x01\x30\x01\x42\\\n\x11\x64\x65v.stepstream.v1P\x01ZEgithub.com/stepstream/stepstream/clients/go/stepstreamv1;stepstreamv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,8 +37,10 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'stepstream.v1.sessions_pb2'
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\021dev.stepstream.v1P\001ZEgithub.com/stepstream/stepstream/clients/go/stepstreamv1;stepstreamv1'
-  _globals['_SESSIONSTATUS']._serialized_start=2813
-  _globals['_SESSIONSTATUS']._serialized_end=2968
+  _globals['_SESSIONSTATUS']._serialized_start=3256
+  _globals['_SESSIONSTATUS']._serialized_end=3411
+  _globals['_SESSIONSORTBY']._serialized_start=3413
+  _globals['_SESSIONSORTBY']._serialized_end=3525
   _globals['_SESSION']._serialized_start=163
   _globals['_SESSION']._serialized_end=375
   _globals['_CREATESESSIONREQUEST']._serialized_start=377
@@ -49,42 +51,50 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETSESSIONREQUEST']._serialized_end=567
   _globals['_GETSESSIONRESPONSE']._serialized_start=569
   _globals['_GETSESSIONRESPONSE']._serialized_end=630
-  _globals['_LISTSESSIONSREQUEST']._serialized_start=632
-  _globals['_LISTSESSIONSREQUEST']._serialized_end=710
-  _globals['_LISTSESSIONSRESPONSE']._serialized_start=712
-  _globals['_LISTSESSIONSRESPONSE']._serialized_end=801
-  _globals['_DELETESESSIONREQUEST']._serialized_start=803
-  _globals['_DELETESESSIONREQUEST']._serialized_end=860
-  _globals['_DELETESESSIONRESPONSE']._serialized_start=862
-  _globals['_DELETESESSIONRESPONSE']._serialized_end=885
-  _globals['_SESSIONSTATE']._serialized_start=888
-  _globals['_SESSIONSTATE']._serialized_end=1174
-  _globals['_GETSESSIONSTATEREQUEST']._serialized_start=1176
-  _globals['_GETSESSIONSTATEREQUEST']._serialized_end=1243
-  _globals['_GETSESSIONSTATERESPONSE']._serialized_start=1245
-  _globals['_GETSESSIONSTATERESPONSE']._serialized_end=1314
-  _globals['_GETSESSIONHISTORYREQUEST']._serialized_start=1316
-  _globals['_GETSESSIONHISTORYREQUEST']._serialized_end=1401
-  _globals['_GETSESSIONHISTORYRESPONSE']._serialized_start=1403
-  _globals['_GETSESSIONHISTORYRESPONSE']._serialized_end=1500
-  _globals['_UPDATESESSIONSTATEREQUEST']._serialized_start=1502
-  _globals['_UPDATESESSIONSTATEREQUEST']._serialized_end=1610
-  _globals['_UPDATESESSIONSTATERESPONSE']._serialized_start=1612
-  _globals['_UPDATESESSIONSTATERESPONSE']._serialized_end=1663
-  _globals['_SESSIONSTREAMREQUEST']._serialized_start=1666
-  _globals['_SESSIONSTREAMREQUEST']._serialized_end=1966
-  _globals['_OPENSESSION']._serialized_start=1969
-  _globals['_OPENSESSION']._serialized_end=2173
-  _globals['_STARTRUN']._serialized_start=2175
-  _globals['_STARTRUN']._serialized_end=2249
-  _globals['_CANCELACTIVERUN']._serialized_start=2251
-  _globals['_CANCELACTIVERUN']._serialized_end=2286
-  _globals['_STREAMERROR']._serialized_start=2288
-  _globals['_STREAMERROR']._serialized_end=2376
-  _globals['_SESSIONSTREAMRESPONSE']._serialized_start=2379
-  _globals['_SESSIONSTREAMRESPONSE']._serialized_end=2752
-  _globals['_RUNEVENTBATCH']._serialized_start=2754
-  _globals['_RUNEVENTBATCH']._serialized_end=2810
-  _globals['_SESSIONSERVICE']._serialized_start=2971
-  _globals['_SESSIONSERVICE']._serialized_end=3748
+  _globals['_LISTSESSIONSREQUEST']._serialized_start=633
+  _globals['_LISTSESSIONSREQUEST']._serialized_end=848
+  _globals['_LISTSESSIONSRESPONSE']._serialized_start=850
+  _globals['_LISTSESSIONSRESPONSE']._serialized_end=939
+  _globals['_DELETESESSIONREQUEST']._serialized_start=941
+  _globals['_DELETESESSIONREQUEST']._serialized_end=998
+  _globals['_DELETESESSIONRESPONSE']._serialized_start=1000
+  _globals['_DELETESESSIONRESPONSE']._serialized_end=1023
+  _globals['_PATCHSESSIONREQUEST']._serialized_start=1025
+  _globals['_PATCHSESSIONREQUEST']._serialized_end=1089
+  _globals['_PATCHSESSIONRESPONSE']._serialized_start=1091
+  _globals['_PATCHSESSIONRESPONSE']._serialized_end=1154
+  _globals['_COPYSESSIONREQUEST']._serialized_start=1156
+  _globals['_COPYSESSIONREQUEST']._serialized_end=1220
+  _globals['_COPYSESSIONRESPONSE']._serialized_start=1222
+  _globals['_COPYSESSIONRESPONSE']._serialized_end=1284
+  _globals['_SESSIONSTATE']._serialized_start=1287
+  _globals['_SESSIONSTATE']._serialized_end=1573
+  _globals['_GETSESSIONSTATEREQUEST']._serialized_start=1575
+  _globals['_GETSESSIONSTATEREQUEST']._serialized_end=1642
+  _globals['_GETSESSIONSTATERESPONSE']._serialized_start=1644
+  _globals['_GETSESSIONSTATERESPONSE']._serialized_end=1713
+  _globals['_GETSESSIONHISTORYREQUEST']._serialized_start=1715
+  _globals['_GETSESSIONHISTORYREQUEST']._serialized_end=1800
+  _globals['_GETSESSIONHISTORYRESPONSE']._serialized_start=1802
+  _globals['_GETSESSIONHISTORYRESPONSE']._serialized_end=1899
+  _globals['_UPDATESESSIONSTATEREQUEST']._serialized_start=1901
+  _globals['_UPDATESESSIONSTATEREQUEST']._serialized_end=2009
+  _globals['_UPDATESESSIONSTATERESPONSE']._serialized_start=2011
+  _globals['_UPDATESESSIONSTATERESPONSE']._serialized_end=2062
+  _globals['_SESSIONSTREAMREQUEST']._serialized_start=2065
+  _globals['_SESSIONSTREAMREQUEST']._serialized_end=2365
+  _globals['_OPENSESSION']._serialized_start=2368
+  _globals['_OPENSESSION']._serialized_end=2594
+  _globals['_STARTRUN']._serialized_start=2596
+  _globals['_STARTRUN']._serialized_end=2692
+  _globals['_CANCELACTIVERUN']._serialized_start=2694
+  _globals['_CANCELACTIVERUN']._serialized_end=2729
+  _globals['_STREAMERROR']._serialized_start=2731
+  _globals['_STREAMERROR']._serialized_end=2819
+  _globals['_SESSIONSTREAMRESPONSE']._serialized_start=2822
+  _globals['_SESSIONSTREAMRESPONSE']._serialized_end=3195
+  _globals['_RUNEVENTBATCH']._serialized_start=3197
+  _globals['_RUNEVENTBATCH']._serialized_end=3253
+  _globals['_SESSIONSERVICE']._serialized_start=3528
+  _globals['_SESSIONSERVICE']._serialized_end=4480
 # @@protoc_insertion_point(module_scope)

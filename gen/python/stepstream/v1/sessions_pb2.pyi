@@ -53,6 +53,25 @@ SESSION_STATUS_ERROR: SessionStatus.ValueType  # 4
 """The last run failed."""
 Global___SessionStatus: _TypeAlias = SessionStatus  # noqa: Y015
 
+class _SessionSortBy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SessionSortByEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SessionSortBy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SESSION_SORT_BY_UNSPECIFIED: _SessionSortBy.ValueType  # 0
+    """Same as SESSION_SORT_BY_CREATED_AT."""
+    SESSION_SORT_BY_CREATED_AT: _SessionSortBy.ValueType  # 1
+    SESSION_SORT_BY_UPDATED_AT: _SessionSortBy.ValueType  # 2
+
+class SessionSortBy(_SessionSortBy, metaclass=_SessionSortByEnumTypeWrapper): ...
+
+SESSION_SORT_BY_UNSPECIFIED: SessionSortBy.ValueType  # 0
+"""Same as SESSION_SORT_BY_CREATED_AT."""
+SESSION_SORT_BY_CREATED_AT: SessionSortBy.ValueType  # 1
+SESSION_SORT_BY_UPDATED_AT: SessionSortBy.ValueType  # 2
+Global___SessionSortBy: _TypeAlias = SessionSortBy  # noqa: Y015
+
 @_typing.final
 class Session(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -184,22 +203,41 @@ class ListSessionsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     GRAPH_ID_FIELD_NUMBER: _builtins.int
+    METADATA_JSON_FIELD_NUMBER: _builtins.int
+    STATUSES_FIELD_NUMBER: _builtins.int
+    SORT_BY_FIELD_NUMBER: _builtins.int
+    ASCENDING_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """1..1000; 0 means 50."""
     page_token: _builtins.str
     """next_page_token of the previous page."""
     graph_id: _builtins.str
     """Only sessions of this graph, when set."""
+    metadata_json: _builtins.str
+    """Only sessions whose metadata contains this JSON object (every key with an
+    equal value, nested objects compared the same way), when set.
+    """
+    sort_by: Global___SessionSortBy.ValueType
+    ascending: _builtins.bool
+    """Newest first unless ascending."""
+    @_builtins.property
+    def statuses(self) -> _containers.RepeatedScalarFieldContainer[Global___SessionStatus.ValueType]:
+        """Only sessions in these states, when set."""
+
     def __init__(
         self,
         *,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         graph_id: _builtins.str = ...,
+        metadata_json: _builtins.str = ...,
+        statuses: _abc.Iterable[Global___SessionStatus.ValueType] | None = ...,
+        sort_by: Global___SessionSortBy.ValueType = ...,
+        ascending: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["graph_id", b"graph_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ascending", b"ascending", "graph_id", b"graph_id", "metadata_json", b"metadata_json", "page_size", b"page_size", "page_token", b"page_token", "sort_by", b"sort_by", "statuses", b"statuses"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -265,6 +303,92 @@ class DeleteSessionResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteSessionResponse: _TypeAlias = DeleteSessionResponse  # noqa: Y015
+
+@_typing.final
+class PatchSessionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    METADATA_JSON_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    metadata_json: _builtins.str
+    """JSON object merged into the metadata key by key; null values remove keys."""
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+        metadata_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["metadata_json", b"metadata_json", "session_id", b"session_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PatchSessionRequest: _TypeAlias = PatchSessionRequest  # noqa: Y015
+
+@_typing.final
+class PatchSessionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def session(self) -> Global___Session: ...
+    def __init__(
+        self,
+        *,
+        session: Global___Session | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["session", b"session"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["session", b"session"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PatchSessionResponse: _TypeAlias = PatchSessionResponse  # noqa: Y015
+
+@_typing.final
+class CopySessionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    NEW_SESSION_ID_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    new_session_id: _builtins.str
+    """Optional id for the copy (as CreateSessionRequest.session_id)."""
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+        new_session_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["new_session_id", b"new_session_id", "session_id", b"session_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CopySessionRequest: _TypeAlias = CopySessionRequest  # noqa: Y015
+
+@_typing.final
+class CopySessionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def session(self) -> Global___Session: ...
+    def __init__(
+        self,
+        *,
+        session: Global___Session | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["session", b"session"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["session", b"session"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CopySessionResponse: _TypeAlias = CopySessionResponse  # noqa: Y015
 
 @_typing.final
 class SessionState(_message.Message):
@@ -529,6 +653,7 @@ class OpenSession(_message.Message):
     RESUME_RUN_ID_FIELD_NUMBER: _builtins.int
     AFTER_SEQ_FIELD_NUMBER: _builtins.int
     BATCH_EVENTS_FIELD_NUMBER: _builtins.int
+    ASSISTANT_ID_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     """An existing session, or empty with graph_id set to create one."""
     graph_id: _builtins.str
@@ -546,6 +671,10 @@ class OpenSession(_message.Message):
     Much cheaper for both ends on token streams; off by default so clients
     that only know SessionStreamResponse.event keep working.
     """
+    assistant_id: _builtins.str
+    """With an empty session_id: create the session for this assistant's graph
+    (a graph id is accepted too); the stream's runs use the assistant.
+    """
     @_builtins.property
     def event_kinds(self) -> _containers.RepeatedScalarFieldContainer[_events_pb2.EventKind.ValueType]:
         """Event kinds to deliver for every run on this stream; empty: all."""
@@ -561,10 +690,11 @@ class OpenSession(_message.Message):
         resume_run_id: _builtins.str = ...,
         after_seq: _builtins.int = ...,
         batch_events: _builtins.bool = ...,
+        assistant_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "batch_events", b"batch_events", "event_kinds", b"event_kinds", "graph_id", b"graph_id", "metadata_json", b"metadata_json", "resume_run_id", b"resume_run_id", "session_id", b"session_id", "subgraphs", b"subgraphs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "assistant_id", b"assistant_id", "batch_events", b"batch_events", "event_kinds", b"event_kinds", "graph_id", b"graph_id", "metadata_json", b"metadata_json", "resume_run_id", b"resume_run_id", "session_id", b"session_id", "subgraphs", b"subgraphs"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -576,7 +706,10 @@ class StartRun(_message.Message):
 
     INPUT_JSON_FIELD_NUMBER: _builtins.int
     OPTIONS_FIELD_NUMBER: _builtins.int
+    CONTEXT_JSON_FIELD_NUMBER: _builtins.int
     input_json: _builtins.str
+    context_json: _builtins.str
+    """As StartRunRequest.context_json."""
     @_builtins.property
     def options(self) -> _runs_pb2.RunOptions: ...
     def __init__(
@@ -584,10 +717,11 @@ class StartRun(_message.Message):
         *,
         input_json: _builtins.str = ...,
         options: _runs_pb2.RunOptions | None = ...,
+        context_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["options", b"options"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input_json", b"input_json", "options", b"options"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context_json", b"context_json", "input_json", b"input_json", "options", b"options"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -57,6 +57,16 @@ class SessionServiceStub:
                 request_serializer=stepstream_dot_v1_dot_sessions__pb2.DeleteSessionRequest.SerializeToString,
                 response_deserializer=stepstream_dot_v1_dot_sessions__pb2.DeleteSessionResponse.FromString,
                 _registered_method=True)
+        self.PatchSession = channel.unary_unary(
+                '/stepstream.v1.SessionService/PatchSession',
+                request_serializer=stepstream_dot_v1_dot_sessions__pb2.PatchSessionRequest.SerializeToString,
+                response_deserializer=stepstream_dot_v1_dot_sessions__pb2.PatchSessionResponse.FromString,
+                _registered_method=True)
+        self.CopySession = channel.unary_unary(
+                '/stepstream.v1.SessionService/CopySession',
+                request_serializer=stepstream_dot_v1_dot_sessions__pb2.CopySessionRequest.SerializeToString,
+                response_deserializer=stepstream_dot_v1_dot_sessions__pb2.CopySessionResponse.FromString,
+                _registered_method=True)
         self.GetSessionState = channel.unary_unary(
                 '/stepstream.v1.SessionService/GetSessionState',
                 request_serializer=stepstream_dot_v1_dot_sessions__pb2.GetSessionStateRequest.SerializeToString,
@@ -106,6 +116,21 @@ class SessionServiceServicer:
     def DeleteSession(self, request, context):
         """Deletes the session, its runs, events and checkpoints. FAILED_PRECONDITION
         while a run is active on it unless force is set (then the run is cancelled).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PatchSession(self, request, context):
+        """Merge keys into a session's metadata (a key set to JSON null is removed).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CopySession(self, request, context):
+        """A new session with a copy of this one's checkpoints and metadata; the two
+        go on independently. FAILED_PRECONDITION while the source is busy.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -166,6 +191,16 @@ def add_SessionServiceServicer_to_server(servicer, server):
                     servicer.DeleteSession,
                     request_deserializer=stepstream_dot_v1_dot_sessions__pb2.DeleteSessionRequest.FromString,
                     response_serializer=stepstream_dot_v1_dot_sessions__pb2.DeleteSessionResponse.SerializeToString,
+            ),
+            'PatchSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.PatchSession,
+                    request_deserializer=stepstream_dot_v1_dot_sessions__pb2.PatchSessionRequest.FromString,
+                    response_serializer=stepstream_dot_v1_dot_sessions__pb2.PatchSessionResponse.SerializeToString,
+            ),
+            'CopySession': grpc.unary_unary_rpc_method_handler(
+                    servicer.CopySession,
+                    request_deserializer=stepstream_dot_v1_dot_sessions__pb2.CopySessionRequest.FromString,
+                    response_serializer=stepstream_dot_v1_dot_sessions__pb2.CopySessionResponse.SerializeToString,
             ),
             'GetSessionState': grpc.unary_unary_rpc_method_handler(
                     servicer.GetSessionState,
@@ -298,6 +333,60 @@ class SessionService:
             '/stepstream.v1.SessionService/DeleteSession',
             stepstream_dot_v1_dot_sessions__pb2.DeleteSessionRequest.SerializeToString,
             stepstream_dot_v1_dot_sessions__pb2.DeleteSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PatchSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stepstream.v1.SessionService/PatchSession',
+            stepstream_dot_v1_dot_sessions__pb2.PatchSessionRequest.SerializeToString,
+            stepstream_dot_v1_dot_sessions__pb2.PatchSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CopySession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stepstream.v1.SessionService/CopySession',
+            stepstream_dot_v1_dot_sessions__pb2.CopySessionRequest.SerializeToString,
+            stepstream_dot_v1_dot_sessions__pb2.CopySessionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -44,6 +44,12 @@ class SessionServiceStub:
     """Deletes the session, its runs, events and checkpoints. FAILED_PRECONDITION
     while a run is active on it unless force is set (then the run is cancelled).
     """
+    PatchSession: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.PatchSessionRequest, _sessions_pb2.PatchSessionResponse]
+    """Merge keys into a session's metadata (a key set to JSON null is removed)."""
+    CopySession: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.CopySessionRequest, _sessions_pb2.CopySessionResponse]
+    """A new session with a copy of this one's checkpoints and metadata; the two
+    go on independently. FAILED_PRECONDITION while the source is busy.
+    """
     GetSessionState: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.GetSessionStateRequest, _sessions_pb2.GetSessionStateResponse]
     """The current state (or the state at a given checkpoint)."""
     GetSessionHistory: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.GetSessionHistoryRequest, _sessions_pb2.GetSessionHistoryResponse]
@@ -74,6 +80,12 @@ class SessionServiceAsyncStub(SessionServiceStub):
     DeleteSession: _aio.UnaryUnaryMultiCallable[_sessions_pb2.DeleteSessionRequest, _sessions_pb2.DeleteSessionResponse]  # type: ignore[assignment]
     """Deletes the session, its runs, events and checkpoints. FAILED_PRECONDITION
     while a run is active on it unless force is set (then the run is cancelled).
+    """
+    PatchSession: _aio.UnaryUnaryMultiCallable[_sessions_pb2.PatchSessionRequest, _sessions_pb2.PatchSessionResponse]  # type: ignore[assignment]
+    """Merge keys into a session's metadata (a key set to JSON null is removed)."""
+    CopySession: _aio.UnaryUnaryMultiCallable[_sessions_pb2.CopySessionRequest, _sessions_pb2.CopySessionResponse]  # type: ignore[assignment]
+    """A new session with a copy of this one's checkpoints and metadata; the two
+    go on independently. FAILED_PRECONDITION while the source is busy.
     """
     GetSessionState: _aio.UnaryUnaryMultiCallable[_sessions_pb2.GetSessionStateRequest, _sessions_pb2.GetSessionStateResponse]  # type: ignore[assignment]
     """The current state (or the state at a given checkpoint)."""
@@ -126,6 +138,24 @@ class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_sessions_pb2.DeleteSessionResponse, _abc.Awaitable[_sessions_pb2.DeleteSessionResponse]]:
         """Deletes the session, its runs, events and checkpoints. FAILED_PRECONDITION
         while a run is active on it unless force is set (then the run is cancelled).
+        """
+
+    @_abc_1.abstractmethod
+    def PatchSession(
+        self,
+        request: _sessions_pb2.PatchSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_pb2.PatchSessionResponse, _abc.Awaitable[_sessions_pb2.PatchSessionResponse]]:
+        """Merge keys into a session's metadata (a key set to JSON null is removed)."""
+
+    @_abc_1.abstractmethod
+    def CopySession(
+        self,
+        request: _sessions_pb2.CopySessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_pb2.CopySessionResponse, _abc.Awaitable[_sessions_pb2.CopySessionResponse]]:
+        """A new session with a copy of this one's checkpoints and metadata; the two
+        go on independently. FAILED_PRECONDITION while the source is busy.
         """
 
     @_abc_1.abstractmethod

@@ -39,6 +39,16 @@ export interface Graph {
    * (0: no limit).
    */
   defaultMaxConcurrency: number;
+  /**
+   * JSON Schema (JSON text) of the per-run context the graph reads through
+   * LangGraph's Runtime (its context_schema); empty when it declares none.
+   */
+  contextSchemaJson: string;
+  /**
+   * Id of the graph's default assistant (derived from graph_id, the same on
+   * every replica).
+   */
+  defaultAssistantId: string;
 }
 
 export interface ListGraphsRequest {
@@ -65,6 +75,8 @@ function createBaseGraph(): Graph {
     stateSchemaJson: "",
     nodes: [],
     defaultMaxConcurrency: 0,
+    contextSchemaJson: "",
+    defaultAssistantId: "",
   };
 }
 
@@ -90,6 +102,12 @@ export const Graph: MessageFns<Graph> = {
     }
     if (message.defaultMaxConcurrency !== 0) {
       writer.uint32(56).uint32(message.defaultMaxConcurrency);
+    }
+    if (message.contextSchemaJson !== "") {
+      writer.uint32(66).string(message.contextSchemaJson);
+    }
+    if (message.defaultAssistantId !== "") {
+      writer.uint32(74).string(message.defaultAssistantId);
     }
     return writer;
   },
@@ -163,6 +181,22 @@ export const Graph: MessageFns<Graph> = {
             message.defaultMaxConcurrency = reader.uint32();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.contextSchemaJson = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.defaultAssistantId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -206,6 +240,16 @@ export const Graph: MessageFns<Graph> = {
         : isSet(object.default_max_concurrency)
         ? globalThis.Number(object.default_max_concurrency)
         : 0,
+      contextSchemaJson: isSet(object.contextSchemaJson)
+        ? globalThis.String(object.contextSchemaJson)
+        : isSet(object.context_schema_json)
+        ? globalThis.String(object.context_schema_json)
+        : "",
+      defaultAssistantId: isSet(object.defaultAssistantId)
+        ? globalThis.String(object.defaultAssistantId)
+        : isSet(object.default_assistant_id)
+        ? globalThis.String(object.default_assistant_id)
+        : "",
     };
   },
 
@@ -232,6 +276,12 @@ export const Graph: MessageFns<Graph> = {
     if (message.defaultMaxConcurrency !== 0) {
       obj.defaultMaxConcurrency = Math.round(message.defaultMaxConcurrency);
     }
+    if (message.contextSchemaJson !== "") {
+      obj.contextSchemaJson = message.contextSchemaJson;
+    }
+    if (message.defaultAssistantId !== "") {
+      obj.defaultAssistantId = message.defaultAssistantId;
+    }
     return obj;
   },
 
@@ -247,6 +297,8 @@ export const Graph: MessageFns<Graph> = {
     message.stateSchemaJson = object.stateSchemaJson ?? "";
     message.nodes = object.nodes?.map((e) => e) || [];
     message.defaultMaxConcurrency = object.defaultMaxConcurrency ?? 0;
+    message.contextSchemaJson = object.contextSchemaJson ?? "";
+    message.defaultAssistantId = object.defaultAssistantId ?? "";
     return message;
   },
 };

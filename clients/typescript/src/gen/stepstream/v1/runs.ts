@@ -94,6 +94,51 @@ export function runStatusToJSON(object: RunStatus): string {
   }
 }
 
+/** What becomes of a session a run created for itself once the run ends. */
+export enum OnCompletion {
+  /** ON_COMPLETION_UNSPECIFIED - Same as ON_COMPLETION_KEEP. */
+  ON_COMPLETION_UNSPECIFIED = 0,
+  ON_COMPLETION_KEEP = 1,
+  /**
+   * ON_COMPLETION_DELETE - Delete the session (and its checkpoints) when the run ends: a stateless
+   * run. Only for runs that created their session (session_id empty).
+   */
+  ON_COMPLETION_DELETE = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function onCompletionFromJSON(object: any): OnCompletion {
+  switch (object) {
+    case 0:
+    case "ON_COMPLETION_UNSPECIFIED":
+      return OnCompletion.ON_COMPLETION_UNSPECIFIED;
+    case 1:
+    case "ON_COMPLETION_KEEP":
+      return OnCompletion.ON_COMPLETION_KEEP;
+    case 2:
+    case "ON_COMPLETION_DELETE":
+      return OnCompletion.ON_COMPLETION_DELETE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return OnCompletion.UNRECOGNIZED;
+  }
+}
+
+export function onCompletionToJSON(object: OnCompletion): string {
+  switch (object) {
+    case OnCompletion.ON_COMPLETION_UNSPECIFIED:
+      return "ON_COMPLETION_UNSPECIFIED";
+    case OnCompletion.ON_COMPLETION_KEEP:
+      return "ON_COMPLETION_KEEP";
+    case OnCompletion.ON_COMPLETION_DELETE:
+      return "ON_COMPLETION_DELETE";
+    case OnCompletion.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** How a run executes. */
 export interface RunOptions {
   /**
@@ -134,7 +179,17 @@ export interface Run {
   interrupts: Interrupt[];
   errorType: string;
   errorMessage: string;
-  options: RunOptions | undefined;
+  options:
+    | RunOptions
+    | undefined;
+  /**
+   * The assistant the run was started with (a graph's default assistant when
+   * the run named only a graph), and the version of it that ran.
+   */
+  assistantId: string;
+  assistantVersion: number;
+  /** The run's context as given (JSON object); empty when none. */
+  contextJson: string;
 }
 
 export interface StartRunRequest {
@@ -162,6 +217,20 @@ export interface StartRunRequest {
    * starting another. Empty: the server picks one.
    */
   runId: string;
+  /**
+   * An assistant to run instead of naming graph_id: its graph with its saved
+   * config, context and metadata (the run's own values win key by key). A
+   * graph id is accepted too and means that graph's default assistant.
+   * NOT_FOUND when unknown. At most one of graph_id and assistant_id.
+   */
+  assistantId: string;
+  /**
+   * Per-run context read by nodes through LangGraph's Runtime (JSON object),
+   * validated against the graph's context_schema (Graph.context_schema_json);
+   * INVALID_ARGUMENT naming the field when it does not fit.
+   */
+  contextJson: string;
+  onCompletion: OnCompletion;
 }
 
 export interface StartRunResponse {
@@ -176,6 +245,12 @@ export interface StreamRunRequest {
   eventKinds: EventKind[];
   /** Include events from subgraphs. */
   subgraphs: boolean;
+  /**
+   * Cancel the run when this stream's client goes away before the run ends
+   * (LangGraph's on_disconnect="cancel"); otherwise the run goes on and can be
+   * joined later.
+   */
+  cancelOnDisconnect: boolean;
 }
 
 /** Events ready at the same moment travel together; each carries its own seq. */
@@ -455,6 +530,9 @@ function createBaseRun(): Run {
     errorType: "",
     errorMessage: "",
     options: undefined,
+    assistantId: "",
+    assistantVersion: 0,
+    contextJson: "",
   };
 }
 
@@ -501,6 +579,15 @@ export const Run: MessageFns<Run> = {
     }
     if (message.options !== undefined) {
       RunOptions.encode(message.options, writer.uint32(114).fork()).join();
+    }
+    if (message.assistantId !== "") {
+      writer.uint32(122).string(message.assistantId);
+    }
+    if (message.assistantVersion !== 0) {
+      writer.uint32(128).uint32(message.assistantVersion);
+    }
+    if (message.contextJson !== "") {
+      writer.uint32(138).string(message.contextJson);
     }
     return writer;
   },
@@ -630,6 +717,30 @@ export const Run: MessageFns<Run> = {
             message.options = RunOptions.decode(reader, reader.uint32());
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.assistantId = reader.string();
+            continue;
+          }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.assistantVersion = reader.uint32();
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.contextJson = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -700,6 +811,21 @@ export const Run: MessageFns<Run> = {
         ? globalThis.String(object.error_message)
         : "",
       options: isSet(object.options) ? RunOptions.fromJSON(object.options) : undefined,
+      assistantId: isSet(object.assistantId)
+        ? globalThis.String(object.assistantId)
+        : isSet(object.assistant_id)
+        ? globalThis.String(object.assistant_id)
+        : "",
+      assistantVersion: isSet(object.assistantVersion)
+        ? globalThis.Number(object.assistantVersion)
+        : isSet(object.assistant_version)
+        ? globalThis.Number(object.assistant_version)
+        : 0,
+      contextJson: isSet(object.contextJson)
+        ? globalThis.String(object.contextJson)
+        : isSet(object.context_json)
+        ? globalThis.String(object.context_json)
+        : "",
     };
   },
 
@@ -747,6 +873,15 @@ export const Run: MessageFns<Run> = {
     if (message.options !== undefined) {
       obj.options = RunOptions.toJSON(message.options);
     }
+    if (message.assistantId !== "") {
+      obj.assistantId = message.assistantId;
+    }
+    if (message.assistantVersion !== 0) {
+      obj.assistantVersion = Math.round(message.assistantVersion);
+    }
+    if (message.contextJson !== "") {
+      obj.contextJson = message.contextJson;
+    }
     return obj;
   },
 
@@ -771,12 +906,25 @@ export const Run: MessageFns<Run> = {
     message.options = (object.options !== undefined && object.options !== null)
       ? RunOptions.fromPartial(object.options)
       : undefined;
+    message.assistantId = object.assistantId ?? "";
+    message.assistantVersion = object.assistantVersion ?? 0;
+    message.contextJson = object.contextJson ?? "";
     return message;
   },
 };
 
 function createBaseStartRunRequest(): StartRunRequest {
-  return { graphId: "", sessionId: "", inputJson: "", command: undefined, options: undefined, runId: "" };
+  return {
+    graphId: "",
+    sessionId: "",
+    inputJson: "",
+    command: undefined,
+    options: undefined,
+    runId: "",
+    assistantId: "",
+    contextJson: "",
+    onCompletion: 0,
+  };
 }
 
 export const StartRunRequest: MessageFns<StartRunRequest> = {
@@ -798,6 +946,15 @@ export const StartRunRequest: MessageFns<StartRunRequest> = {
     }
     if (message.runId !== "") {
       writer.uint32(50).string(message.runId);
+    }
+    if (message.assistantId !== "") {
+      writer.uint32(58).string(message.assistantId);
+    }
+    if (message.contextJson !== "") {
+      writer.uint32(66).string(message.contextJson);
+    }
+    if (message.onCompletion !== 0) {
+      writer.uint32(72).int32(message.onCompletion);
     }
     return writer;
   },
@@ -863,6 +1020,30 @@ export const StartRunRequest: MessageFns<StartRunRequest> = {
             message.runId = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.assistantId = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.contextJson = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.onCompletion = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -899,6 +1080,21 @@ export const StartRunRequest: MessageFns<StartRunRequest> = {
         : isSet(object.run_id)
         ? globalThis.String(object.run_id)
         : "",
+      assistantId: isSet(object.assistantId)
+        ? globalThis.String(object.assistantId)
+        : isSet(object.assistant_id)
+        ? globalThis.String(object.assistant_id)
+        : "",
+      contextJson: isSet(object.contextJson)
+        ? globalThis.String(object.contextJson)
+        : isSet(object.context_json)
+        ? globalThis.String(object.context_json)
+        : "",
+      onCompletion: isSet(object.onCompletion)
+        ? onCompletionFromJSON(object.onCompletion)
+        : isSet(object.on_completion)
+        ? onCompletionFromJSON(object.on_completion)
+        : 0,
     };
   },
 
@@ -922,6 +1118,15 @@ export const StartRunRequest: MessageFns<StartRunRequest> = {
     if (message.runId !== "") {
       obj.runId = message.runId;
     }
+    if (message.assistantId !== "") {
+      obj.assistantId = message.assistantId;
+    }
+    if (message.contextJson !== "") {
+      obj.contextJson = message.contextJson;
+    }
+    if (message.onCompletion !== 0) {
+      obj.onCompletion = onCompletionToJSON(message.onCompletion);
+    }
     return obj;
   },
 
@@ -940,6 +1145,9 @@ export const StartRunRequest: MessageFns<StartRunRequest> = {
       ? RunOptions.fromPartial(object.options)
       : undefined;
     message.runId = object.runId ?? "";
+    message.assistantId = object.assistantId ?? "";
+    message.contextJson = object.contextJson ?? "";
+    message.onCompletion = object.onCompletion ?? 0;
     return message;
   },
 };
@@ -1012,7 +1220,7 @@ export const StartRunResponse: MessageFns<StartRunResponse> = {
 };
 
 function createBaseStreamRunRequest(): StreamRunRequest {
-  return { run: undefined, eventKinds: [], subgraphs: false };
+  return { run: undefined, eventKinds: [], subgraphs: false, cancelOnDisconnect: false };
 }
 
 export const StreamRunRequest: MessageFns<StreamRunRequest> = {
@@ -1029,6 +1237,9 @@ export const StreamRunRequest: MessageFns<StreamRunRequest> = {
     }
     if (message.subgraphs !== false) {
       writer.uint32(24).bool(message.subgraphs);
+    }
+    if (message.cancelOnDisconnect !== false) {
+      writer.uint32(32).bool(message.cancelOnDisconnect);
     }
     return writer;
   },
@@ -1080,6 +1291,14 @@ export const StreamRunRequest: MessageFns<StreamRunRequest> = {
             message.subgraphs = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.cancelOnDisconnect = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1101,6 +1320,11 @@ export const StreamRunRequest: MessageFns<StreamRunRequest> = {
         ? object.event_kinds.map((e: any) => eventKindFromJSON(e))
         : [],
       subgraphs: isSet(object.subgraphs) ? globalThis.Boolean(object.subgraphs) : false,
+      cancelOnDisconnect: isSet(object.cancelOnDisconnect)
+        ? globalThis.Boolean(object.cancelOnDisconnect)
+        : isSet(object.cancel_on_disconnect)
+        ? globalThis.Boolean(object.cancel_on_disconnect)
+        : false,
     };
   },
 
@@ -1115,6 +1339,9 @@ export const StreamRunRequest: MessageFns<StreamRunRequest> = {
     if (message.subgraphs !== false) {
       obj.subgraphs = message.subgraphs;
     }
+    if (message.cancelOnDisconnect !== false) {
+      obj.cancelOnDisconnect = message.cancelOnDisconnect;
+    }
     return obj;
   },
 
@@ -1128,6 +1355,7 @@ export const StreamRunRequest: MessageFns<StreamRunRequest> = {
       : undefined;
     message.eventKinds = object.eventKinds?.map((e) => e) || [];
     message.subgraphs = object.subgraphs ?? false;
+    message.cancelOnDisconnect = object.cancelOnDisconnect ?? false;
     return message;
   },
 };

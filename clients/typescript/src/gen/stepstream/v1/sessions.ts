@@ -85,6 +85,46 @@ export function sessionStatusToJSON(object: SessionStatus): string {
   }
 }
 
+export enum SessionSortBy {
+  /** SESSION_SORT_BY_UNSPECIFIED - Same as SESSION_SORT_BY_CREATED_AT. */
+  SESSION_SORT_BY_UNSPECIFIED = 0,
+  SESSION_SORT_BY_CREATED_AT = 1,
+  SESSION_SORT_BY_UPDATED_AT = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function sessionSortByFromJSON(object: any): SessionSortBy {
+  switch (object) {
+    case 0:
+    case "SESSION_SORT_BY_UNSPECIFIED":
+      return SessionSortBy.SESSION_SORT_BY_UNSPECIFIED;
+    case 1:
+    case "SESSION_SORT_BY_CREATED_AT":
+      return SessionSortBy.SESSION_SORT_BY_CREATED_AT;
+    case 2:
+    case "SESSION_SORT_BY_UPDATED_AT":
+      return SessionSortBy.SESSION_SORT_BY_UPDATED_AT;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return SessionSortBy.UNRECOGNIZED;
+  }
+}
+
+export function sessionSortByToJSON(object: SessionSortBy): string {
+  switch (object) {
+    case SessionSortBy.SESSION_SORT_BY_UNSPECIFIED:
+      return "SESSION_SORT_BY_UNSPECIFIED";
+    case SessionSortBy.SESSION_SORT_BY_CREATED_AT:
+      return "SESSION_SORT_BY_CREATED_AT";
+    case SessionSortBy.SESSION_SORT_BY_UPDATED_AT:
+      return "SESSION_SORT_BY_UPDATED_AT";
+    case SessionSortBy.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export interface Session {
   sessionId: string;
   graphId: string;
@@ -124,6 +164,16 @@ export interface ListSessionsRequest {
   pageToken: string;
   /** Only sessions of this graph, when set. */
   graphId: string;
+  /**
+   * Only sessions whose metadata contains this JSON object (every key with an
+   * equal value, nested objects compared the same way), when set.
+   */
+  metadataJson: string;
+  /** Only sessions in these states, when set. */
+  statuses: SessionStatus[];
+  sortBy: SessionSortBy;
+  /** Newest first unless ascending. */
+  ascending: boolean;
 }
 
 export interface ListSessionsResponse {
@@ -138,6 +188,26 @@ export interface DeleteSessionRequest {
 }
 
 export interface DeleteSessionResponse {
+}
+
+export interface PatchSessionRequest {
+  sessionId: string;
+  /** JSON object merged into the metadata key by key; null values remove keys. */
+  metadataJson: string;
+}
+
+export interface PatchSessionResponse {
+  session: Session | undefined;
+}
+
+export interface CopySessionRequest {
+  sessionId: string;
+  /** Optional id for the copy (as CreateSessionRequest.session_id). */
+  newSessionId: string;
+}
+
+export interface CopySessionResponse {
+  session: Session | undefined;
 }
 
 /** The state of a session at one checkpoint. */
@@ -239,11 +309,20 @@ export interface OpenSession {
    * that only know SessionStreamResponse.event keep working.
    */
   batchEvents: boolean;
+  /**
+   * With an empty session_id: create the session for this assistant's graph
+   * (a graph id is accepted too); the stream's runs use the assistant.
+   */
+  assistantId: string;
 }
 
 export interface StartRun {
   inputJson: string;
-  options: RunOptions | undefined;
+  options:
+    | RunOptions
+    | undefined;
+  /** As StartRunRequest.context_json. */
+  contextJson: string;
 }
 
 export interface CancelActiveRun {
@@ -788,7 +867,7 @@ export const GetSessionResponse: MessageFns<GetSessionResponse> = {
 };
 
 function createBaseListSessionsRequest(): ListSessionsRequest {
-  return { pageSize: 0, pageToken: "", graphId: "" };
+  return { pageSize: 0, pageToken: "", graphId: "", metadataJson: "", statuses: [], sortBy: 0, ascending: false };
 }
 
 export const ListSessionsRequest: MessageFns<ListSessionsRequest> = {
@@ -801,6 +880,22 @@ export const ListSessionsRequest: MessageFns<ListSessionsRequest> = {
     }
     if (message.graphId !== "") {
       writer.uint32(26).string(message.graphId);
+    }
+    if (message.metadataJson !== "") {
+      writer.uint32(34).string(message.metadataJson);
+    }
+    if (message.statuses.length !== 0) {
+      writer.uint32(42).fork();
+      for (const v of message.statuses) {
+        writer.int32(v);
+      }
+      writer.join();
+    }
+    if (message.sortBy !== 0) {
+      writer.uint32(48).int32(message.sortBy);
+    }
+    if (message.ascending !== false) {
+      writer.uint32(56).bool(message.ascending);
     }
     return writer;
   },
@@ -842,6 +937,48 @@ export const ListSessionsRequest: MessageFns<ListSessionsRequest> = {
             message.graphId = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.metadataJson = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag === 40) {
+              message.statuses.push(reader.int32() as any);
+
+              continue;
+            }
+
+            if (tag === 42) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.statuses.push(reader.int32() as any);
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.sortBy = reader.int32() as any;
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.ascending = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -871,6 +1008,20 @@ export const ListSessionsRequest: MessageFns<ListSessionsRequest> = {
         : isSet(object.graph_id)
         ? globalThis.String(object.graph_id)
         : "",
+      metadataJson: isSet(object.metadataJson)
+        ? globalThis.String(object.metadataJson)
+        : isSet(object.metadata_json)
+        ? globalThis.String(object.metadata_json)
+        : "",
+      statuses: globalThis.Array.isArray(object?.statuses)
+        ? object.statuses.map((e: any) => sessionStatusFromJSON(e))
+        : [],
+      sortBy: isSet(object.sortBy)
+        ? sessionSortByFromJSON(object.sortBy)
+        : isSet(object.sort_by)
+        ? sessionSortByFromJSON(object.sort_by)
+        : 0,
+      ascending: isSet(object.ascending) ? globalThis.Boolean(object.ascending) : false,
     };
   },
 
@@ -885,6 +1036,18 @@ export const ListSessionsRequest: MessageFns<ListSessionsRequest> = {
     if (message.graphId !== "") {
       obj.graphId = message.graphId;
     }
+    if (message.metadataJson !== "") {
+      obj.metadataJson = message.metadataJson;
+    }
+    if (message.statuses?.length) {
+      obj.statuses = message.statuses.map((e) => sessionStatusToJSON(e));
+    }
+    if (message.sortBy !== 0) {
+      obj.sortBy = sessionSortByToJSON(message.sortBy);
+    }
+    if (message.ascending !== false) {
+      obj.ascending = message.ascending;
+    }
     return obj;
   },
 
@@ -896,6 +1059,10 @@ export const ListSessionsRequest: MessageFns<ListSessionsRequest> = {
     message.pageSize = object.pageSize ?? 0;
     message.pageToken = object.pageToken ?? "";
     message.graphId = object.graphId ?? "";
+    message.metadataJson = object.metadataJson ?? "";
+    message.statuses = object.statuses?.map((e) => e) || [];
+    message.sortBy = object.sortBy ?? 0;
+    message.ascending = object.ascending ?? false;
     return message;
   },
 };
@@ -1126,6 +1293,330 @@ export const DeleteSessionResponse: MessageFns<DeleteSessionResponse> = {
   },
   fromPartial<I extends Exact<DeepPartial<DeleteSessionResponse>, I>>(_: I): DeleteSessionResponse {
     const message = createBaseDeleteSessionResponse();
+    return message;
+  },
+};
+
+function createBasePatchSessionRequest(): PatchSessionRequest {
+  return { sessionId: "", metadataJson: "" };
+}
+
+export const PatchSessionRequest: MessageFns<PatchSessionRequest> = {
+  encode(message: PatchSessionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    if (message.metadataJson !== "") {
+      writer.uint32(18).string(message.metadataJson);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PatchSessionRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePatchSessionRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.metadataJson = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PatchSessionRequest {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      metadataJson: isSet(object.metadataJson)
+        ? globalThis.String(object.metadataJson)
+        : isSet(object.metadata_json)
+        ? globalThis.String(object.metadata_json)
+        : "",
+    };
+  },
+
+  toJSON(message: PatchSessionRequest): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.metadataJson !== "") {
+      obj.metadataJson = message.metadataJson;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PatchSessionRequest>, I>>(base?: I): PatchSessionRequest {
+    return PatchSessionRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PatchSessionRequest>, I>>(object: I): PatchSessionRequest {
+    const message = createBasePatchSessionRequest();
+    message.sessionId = object.sessionId ?? "";
+    message.metadataJson = object.metadataJson ?? "";
+    return message;
+  },
+};
+
+function createBasePatchSessionResponse(): PatchSessionResponse {
+  return { session: undefined };
+}
+
+export const PatchSessionResponse: MessageFns<PatchSessionResponse> = {
+  encode(message: PatchSessionResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.session !== undefined) {
+      Session.encode(message.session, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PatchSessionResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePatchSessionResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.session = Session.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PatchSessionResponse {
+    return { session: isSet(object.session) ? Session.fromJSON(object.session) : undefined };
+  },
+
+  toJSON(message: PatchSessionResponse): unknown {
+    const obj: any = {};
+    if (message.session !== undefined) {
+      obj.session = Session.toJSON(message.session);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PatchSessionResponse>, I>>(base?: I): PatchSessionResponse {
+    return PatchSessionResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PatchSessionResponse>, I>>(object: I): PatchSessionResponse {
+    const message = createBasePatchSessionResponse();
+    message.session = (object.session !== undefined && object.session !== null)
+      ? Session.fromPartial(object.session)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseCopySessionRequest(): CopySessionRequest {
+  return { sessionId: "", newSessionId: "" };
+}
+
+export const CopySessionRequest: MessageFns<CopySessionRequest> = {
+  encode(message: CopySessionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    if (message.newSessionId !== "") {
+      writer.uint32(18).string(message.newSessionId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CopySessionRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCopySessionRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.newSessionId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CopySessionRequest {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      newSessionId: isSet(object.newSessionId)
+        ? globalThis.String(object.newSessionId)
+        : isSet(object.new_session_id)
+        ? globalThis.String(object.new_session_id)
+        : "",
+    };
+  },
+
+  toJSON(message: CopySessionRequest): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.newSessionId !== "") {
+      obj.newSessionId = message.newSessionId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CopySessionRequest>, I>>(base?: I): CopySessionRequest {
+    return CopySessionRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CopySessionRequest>, I>>(object: I): CopySessionRequest {
+    const message = createBaseCopySessionRequest();
+    message.sessionId = object.sessionId ?? "";
+    message.newSessionId = object.newSessionId ?? "";
+    return message;
+  },
+};
+
+function createBaseCopySessionResponse(): CopySessionResponse {
+  return { session: undefined };
+}
+
+export const CopySessionResponse: MessageFns<CopySessionResponse> = {
+  encode(message: CopySessionResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.session !== undefined) {
+      Session.encode(message.session, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CopySessionResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCopySessionResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.session = Session.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CopySessionResponse {
+    return { session: isSet(object.session) ? Session.fromJSON(object.session) : undefined };
+  },
+
+  toJSON(message: CopySessionResponse): unknown {
+    const obj: any = {};
+    if (message.session !== undefined) {
+      obj.session = Session.toJSON(message.session);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CopySessionResponse>, I>>(base?: I): CopySessionResponse {
+    return CopySessionResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CopySessionResponse>, I>>(object: I): CopySessionResponse {
+    const message = createBaseCopySessionResponse();
+    message.session = (object.session !== undefined && object.session !== null)
+      ? Session.fromPartial(object.session)
+      : undefined;
     return message;
   },
 };
@@ -2154,6 +2645,7 @@ function createBaseOpenSession(): OpenSession {
     resumeRunId: "",
     afterSeq: 0,
     batchEvents: false,
+    assistantId: "",
   };
 }
 
@@ -2186,6 +2678,9 @@ export const OpenSession: MessageFns<OpenSession> = {
     }
     if (message.batchEvents !== false) {
       writer.uint32(64).bool(message.batchEvents);
+    }
+    if (message.assistantId !== "") {
+      writer.uint32(74).string(message.assistantId);
     }
     return writer;
   },
@@ -2277,6 +2772,14 @@ export const OpenSession: MessageFns<OpenSession> = {
             message.batchEvents = reader.bool();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.assistantId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2327,6 +2830,11 @@ export const OpenSession: MessageFns<OpenSession> = {
         : isSet(object.batch_events)
         ? globalThis.Boolean(object.batch_events)
         : false,
+      assistantId: isSet(object.assistantId)
+        ? globalThis.String(object.assistantId)
+        : isSet(object.assistant_id)
+        ? globalThis.String(object.assistant_id)
+        : "",
     };
   },
 
@@ -2356,6 +2864,9 @@ export const OpenSession: MessageFns<OpenSession> = {
     if (message.batchEvents !== false) {
       obj.batchEvents = message.batchEvents;
     }
+    if (message.assistantId !== "") {
+      obj.assistantId = message.assistantId;
+    }
     return obj;
   },
 
@@ -2372,12 +2883,13 @@ export const OpenSession: MessageFns<OpenSession> = {
     message.resumeRunId = object.resumeRunId ?? "";
     message.afterSeq = object.afterSeq ?? 0;
     message.batchEvents = object.batchEvents ?? false;
+    message.assistantId = object.assistantId ?? "";
     return message;
   },
 };
 
 function createBaseStartRun(): StartRun {
-  return { inputJson: "", options: undefined };
+  return { inputJson: "", options: undefined, contextJson: "" };
 }
 
 export const StartRun: MessageFns<StartRun> = {
@@ -2387,6 +2899,9 @@ export const StartRun: MessageFns<StartRun> = {
     }
     if (message.options !== undefined) {
       RunOptions.encode(message.options, writer.uint32(18).fork()).join();
+    }
+    if (message.contextJson !== "") {
+      writer.uint32(26).string(message.contextJson);
     }
     return writer;
   },
@@ -2420,6 +2935,14 @@ export const StartRun: MessageFns<StartRun> = {
             message.options = RunOptions.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.contextJson = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2440,6 +2963,11 @@ export const StartRun: MessageFns<StartRun> = {
         ? globalThis.String(object.input_json)
         : "",
       options: isSet(object.options) ? RunOptions.fromJSON(object.options) : undefined,
+      contextJson: isSet(object.contextJson)
+        ? globalThis.String(object.contextJson)
+        : isSet(object.context_json)
+        ? globalThis.String(object.context_json)
+        : "",
     };
   },
 
@@ -2450,6 +2978,9 @@ export const StartRun: MessageFns<StartRun> = {
     }
     if (message.options !== undefined) {
       obj.options = RunOptions.toJSON(message.options);
+    }
+    if (message.contextJson !== "") {
+      obj.contextJson = message.contextJson;
     }
     return obj;
   },
@@ -2463,6 +2994,7 @@ export const StartRun: MessageFns<StartRun> = {
     message.options = (object.options !== undefined && object.options !== null)
       ? RunOptions.fromPartial(object.options)
       : undefined;
+    message.contextJson = object.contextJson ?? "";
     return message;
   },
 };
@@ -3008,6 +3540,30 @@ export const SessionServiceService = {
       Buffer.from(DeleteSessionResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): DeleteSessionResponse => DeleteSessionResponse.decode(value),
   },
+  /** Merge keys into a session's metadata (a key set to JSON null is removed). */
+  patchSession: {
+    path: "/stepstream.v1.SessionService/PatchSession" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PatchSessionRequest): Buffer => Buffer.from(PatchSessionRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PatchSessionRequest => PatchSessionRequest.decode(value),
+    responseSerialize: (value: PatchSessionResponse): Buffer =>
+      Buffer.from(PatchSessionResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PatchSessionResponse => PatchSessionResponse.decode(value),
+  },
+  /**
+   * A new session with a copy of this one's checkpoints and metadata; the two
+   * go on independently. FAILED_PRECONDITION while the source is busy.
+   */
+  copySession: {
+    path: "/stepstream.v1.SessionService/CopySession" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CopySessionRequest): Buffer => Buffer.from(CopySessionRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CopySessionRequest => CopySessionRequest.decode(value),
+    responseSerialize: (value: CopySessionResponse): Buffer => Buffer.from(CopySessionResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CopySessionResponse => CopySessionResponse.decode(value),
+  },
   /** The current state (or the state at a given checkpoint). */
   getSessionState: {
     path: "/stepstream.v1.SessionService/GetSessionState" as const,
@@ -3076,6 +3632,13 @@ export interface SessionServiceServer extends UntypedServiceImplementation {
    * while a run is active on it unless force is set (then the run is cancelled).
    */
   deleteSession: handleUnaryCall<DeleteSessionRequest, DeleteSessionResponse>;
+  /** Merge keys into a session's metadata (a key set to JSON null is removed). */
+  patchSession: handleUnaryCall<PatchSessionRequest, PatchSessionResponse>;
+  /**
+   * A new session with a copy of this one's checkpoints and metadata; the two
+   * go on independently. FAILED_PRECONDITION while the source is busy.
+   */
+  copySession: handleUnaryCall<CopySessionRequest, CopySessionResponse>;
   /** The current state (or the state at a given checkpoint). */
   getSessionState: handleUnaryCall<GetSessionStateRequest, GetSessionStateResponse>;
   /** Checkpoint history, newest first, paged. */
@@ -3160,6 +3723,41 @@ export interface SessionServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: DeleteSessionResponse) => void,
+  ): ClientUnaryCall;
+  /** Merge keys into a session's metadata (a key set to JSON null is removed). */
+  patchSession(
+    request: PatchSessionRequest,
+    callback: (error: ServiceError | null, response: PatchSessionResponse) => void,
+  ): ClientUnaryCall;
+  patchSession(
+    request: PatchSessionRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PatchSessionResponse) => void,
+  ): ClientUnaryCall;
+  patchSession(
+    request: PatchSessionRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PatchSessionResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * A new session with a copy of this one's checkpoints and metadata; the two
+   * go on independently. FAILED_PRECONDITION while the source is busy.
+   */
+  copySession(
+    request: CopySessionRequest,
+    callback: (error: ServiceError | null, response: CopySessionResponse) => void,
+  ): ClientUnaryCall;
+  copySession(
+    request: CopySessionRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CopySessionResponse) => void,
+  ): ClientUnaryCall;
+  copySession(
+    request: CopySessionRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CopySessionResponse) => void,
   ): ClientUnaryCall;
   /** The current state (or the state at a given checkpoint). */
   getSessionState(

@@ -36,6 +36,8 @@ private static final long serialVersionUID = 0L;
     stateSchemaJson_ = "";
     nodes_ =
         com.google.protobuf.LazyStringArrayList.emptyList();
+    contextSchemaJson_ = "";
+    defaultAssistantId_ = "";
   }
 
   public static final com.google.protobuf.Descriptors.Descriptor
@@ -336,6 +338,104 @@ private static final long serialVersionUID = 0L;
     return defaultMaxConcurrency_;
   }
 
+  public static final int CONTEXT_SCHEMA_JSON_FIELD_NUMBER = 8;
+  @SuppressWarnings("serial")
+  private volatile java.lang.Object contextSchemaJson_ = "";
+  /**
+   * <pre>
+   * JSON Schema (JSON text) of the per-run context the graph reads through
+   * LangGraph's Runtime (its context_schema); empty when it declares none.
+   * </pre>
+   *
+   * <code>string context_schema_json = 8;</code>
+   * @return The contextSchemaJson.
+   */
+  @java.lang.Override
+  public java.lang.String getContextSchemaJson() {
+    java.lang.Object ref = contextSchemaJson_;
+    if (ref instanceof java.lang.String) {
+      return (java.lang.String) ref;
+    } else {
+      com.google.protobuf.ByteString bs = 
+          (com.google.protobuf.ByteString) ref;
+      java.lang.String s = bs.toStringUtf8();
+      contextSchemaJson_ = s;
+      return s;
+    }
+  }
+  /**
+   * <pre>
+   * JSON Schema (JSON text) of the per-run context the graph reads through
+   * LangGraph's Runtime (its context_schema); empty when it declares none.
+   * </pre>
+   *
+   * <code>string context_schema_json = 8;</code>
+   * @return The bytes for contextSchemaJson.
+   */
+  @java.lang.Override
+  public com.google.protobuf.ByteString
+      getContextSchemaJsonBytes() {
+    java.lang.Object ref = contextSchemaJson_;
+    if (ref instanceof java.lang.String) {
+      com.google.protobuf.ByteString b = 
+          com.google.protobuf.ByteString.copyFromUtf8(
+              (java.lang.String) ref);
+      contextSchemaJson_ = b;
+      return b;
+    } else {
+      return (com.google.protobuf.ByteString) ref;
+    }
+  }
+
+  public static final int DEFAULT_ASSISTANT_ID_FIELD_NUMBER = 9;
+  @SuppressWarnings("serial")
+  private volatile java.lang.Object defaultAssistantId_ = "";
+  /**
+   * <pre>
+   * Id of the graph's default assistant (derived from graph_id, the same on
+   * every replica).
+   * </pre>
+   *
+   * <code>string default_assistant_id = 9;</code>
+   * @return The defaultAssistantId.
+   */
+  @java.lang.Override
+  public java.lang.String getDefaultAssistantId() {
+    java.lang.Object ref = defaultAssistantId_;
+    if (ref instanceof java.lang.String) {
+      return (java.lang.String) ref;
+    } else {
+      com.google.protobuf.ByteString bs = 
+          (com.google.protobuf.ByteString) ref;
+      java.lang.String s = bs.toStringUtf8();
+      defaultAssistantId_ = s;
+      return s;
+    }
+  }
+  /**
+   * <pre>
+   * Id of the graph's default assistant (derived from graph_id, the same on
+   * every replica).
+   * </pre>
+   *
+   * <code>string default_assistant_id = 9;</code>
+   * @return The bytes for defaultAssistantId.
+   */
+  @java.lang.Override
+  public com.google.protobuf.ByteString
+      getDefaultAssistantIdBytes() {
+    java.lang.Object ref = defaultAssistantId_;
+    if (ref instanceof java.lang.String) {
+      com.google.protobuf.ByteString b = 
+          com.google.protobuf.ByteString.copyFromUtf8(
+              (java.lang.String) ref);
+      defaultAssistantId_ = b;
+      return b;
+    } else {
+      return (com.google.protobuf.ByteString) ref;
+    }
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -371,6 +471,12 @@ private static final long serialVersionUID = 0L;
     if (defaultMaxConcurrency_ != 0) {
       output.writeUInt32(7, defaultMaxConcurrency_);
     }
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(contextSchemaJson_)) {
+      com.google.protobuf.GeneratedMessage.writeString(output, 8, contextSchemaJson_);
+    }
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(defaultAssistantId_)) {
+      com.google.protobuf.GeneratedMessage.writeString(output, 9, defaultAssistantId_);
+    }
     getUnknownFields().writeTo(output);
   }
   private int computeSerializedSize_0() {
@@ -401,6 +507,12 @@ private static final long serialVersionUID = 0L;
     if (defaultMaxConcurrency_ != 0) {
       size += com.google.protobuf.CodedOutputStream
         .computeUInt32Size(7, defaultMaxConcurrency_);
+    }
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(contextSchemaJson_)) {
+      size += com.google.protobuf.GeneratedMessage.computeStringSize(8, contextSchemaJson_);
+    }
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(defaultAssistantId_)) {
+      size += com.google.protobuf.GeneratedMessage.computeStringSize(9, defaultAssistantId_);
     }
     return size;
   }
@@ -440,6 +552,10 @@ private static final long serialVersionUID = 0L;
         .equals(other.getNodesList())) return false;
     if (getDefaultMaxConcurrency()
         != other.getDefaultMaxConcurrency()) return false;
+    if (!getContextSchemaJson()
+        .equals(other.getContextSchemaJson())) return false;
+    if (!getDefaultAssistantId()
+        .equals(other.getDefaultAssistantId())) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -467,6 +583,10 @@ private static final long serialVersionUID = 0L;
     }
     hash = (37 * hash) + DEFAULT_MAX_CONCURRENCY_FIELD_NUMBER;
     hash = (53 * hash) + getDefaultMaxConcurrency();
+    hash = (37 * hash) + CONTEXT_SCHEMA_JSON_FIELD_NUMBER;
+    hash = (53 * hash) + getContextSchemaJson().hashCode();
+    hash = (37 * hash) + DEFAULT_ASSISTANT_ID_FIELD_NUMBER;
+    hash = (53 * hash) + getDefaultAssistantId().hashCode();
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -606,6 +726,8 @@ private static final long serialVersionUID = 0L;
       nodes_ =
           com.google.protobuf.LazyStringArrayList.emptyList();
       defaultMaxConcurrency_ = 0;
+      contextSchemaJson_ = "";
+      defaultAssistantId_ = "";
       return this;
     }
 
@@ -661,6 +783,12 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00000040) != 0)) {
         result.defaultMaxConcurrency_ = defaultMaxConcurrency_;
       }
+      if (((from_bitField0_ & 0x00000080) != 0)) {
+        result.contextSchemaJson_ = contextSchemaJson_;
+      }
+      if (((from_bitField0_ & 0x00000100) != 0)) {
+        result.defaultAssistantId_ = defaultAssistantId_;
+      }
     }
 
     @java.lang.Override
@@ -712,6 +840,16 @@ private static final long serialVersionUID = 0L;
       }
       if (other.getDefaultMaxConcurrency() != 0) {
         setDefaultMaxConcurrency(other.getDefaultMaxConcurrency());
+      }
+      if (!other.getContextSchemaJson().isEmpty()) {
+        contextSchemaJson_ = other.contextSchemaJson_;
+        bitField0_ |= 0x00000080;
+        onChanged();
+      }
+      if (!other.getDefaultAssistantId().isEmpty()) {
+        defaultAssistantId_ = other.defaultAssistantId_;
+        bitField0_ |= 0x00000100;
+        onChanged();
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -774,6 +912,16 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000040;
               break;
             } // case 56
+            case 66: {
+              contextSchemaJson_ = input.readStringRequireUtf8();
+              bitField0_ |= 0x00000080;
+              break;
+            } // case 66
+            case 74: {
+              defaultAssistantId_ = input.readStringRequireUtf8();
+              bitField0_ |= 0x00000100;
+              break;
+            } // case 74
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -1381,6 +1529,200 @@ private static final long serialVersionUID = 0L;
     public Builder clearDefaultMaxConcurrency() {
       bitField0_ = (bitField0_ & ~0x00000040);
       defaultMaxConcurrency_ = 0;
+      onChanged();
+      return this;
+    }
+
+    private java.lang.Object contextSchemaJson_ = "";
+    /**
+     * <pre>
+     * JSON Schema (JSON text) of the per-run context the graph reads through
+     * LangGraph's Runtime (its context_schema); empty when it declares none.
+     * </pre>
+     *
+     * <code>string context_schema_json = 8;</code>
+     * @return The contextSchemaJson.
+     */
+    public java.lang.String getContextSchemaJson() {
+      java.lang.Object ref = contextSchemaJson_;
+      if (!(ref instanceof java.lang.String)) {
+        com.google.protobuf.ByteString bs =
+            (com.google.protobuf.ByteString) ref;
+        java.lang.String s = bs.toStringUtf8();
+        contextSchemaJson_ = s;
+        return s;
+      } else {
+        return (java.lang.String) ref;
+      }
+    }
+    /**
+     * <pre>
+     * JSON Schema (JSON text) of the per-run context the graph reads through
+     * LangGraph's Runtime (its context_schema); empty when it declares none.
+     * </pre>
+     *
+     * <code>string context_schema_json = 8;</code>
+     * @return The bytes for contextSchemaJson.
+     */
+    public com.google.protobuf.ByteString
+        getContextSchemaJsonBytes() {
+      java.lang.Object ref = contextSchemaJson_;
+      if (ref instanceof String) {
+        com.google.protobuf.ByteString b = 
+            com.google.protobuf.ByteString.copyFromUtf8(
+                (java.lang.String) ref);
+        contextSchemaJson_ = b;
+        return b;
+      } else {
+        return (com.google.protobuf.ByteString) ref;
+      }
+    }
+    /**
+     * <pre>
+     * JSON Schema (JSON text) of the per-run context the graph reads through
+     * LangGraph's Runtime (its context_schema); empty when it declares none.
+     * </pre>
+     *
+     * <code>string context_schema_json = 8;</code>
+     * @param value The contextSchemaJson to set.
+     * @return This builder for chaining.
+     */
+    public Builder setContextSchemaJson(
+        java.lang.String value) {
+      if (value == null) { throw new NullPointerException(); }
+      contextSchemaJson_ = value;
+      bitField0_ |= 0x00000080;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * JSON Schema (JSON text) of the per-run context the graph reads through
+     * LangGraph's Runtime (its context_schema); empty when it declares none.
+     * </pre>
+     *
+     * <code>string context_schema_json = 8;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearContextSchemaJson() {
+      contextSchemaJson_ = getDefaultInstance().getContextSchemaJson();
+      bitField0_ = (bitField0_ & ~0x00000080);
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * JSON Schema (JSON text) of the per-run context the graph reads through
+     * LangGraph's Runtime (its context_schema); empty when it declares none.
+     * </pre>
+     *
+     * <code>string context_schema_json = 8;</code>
+     * @param value The bytes for contextSchemaJson to set.
+     * @return This builder for chaining.
+     */
+    public Builder setContextSchemaJsonBytes(
+        com.google.protobuf.ByteString value) {
+      if (value == null) { throw new NullPointerException(); }
+      checkByteStringIsUtf8(value);
+      contextSchemaJson_ = value;
+      bitField0_ |= 0x00000080;
+      onChanged();
+      return this;
+    }
+
+    private java.lang.Object defaultAssistantId_ = "";
+    /**
+     * <pre>
+     * Id of the graph's default assistant (derived from graph_id, the same on
+     * every replica).
+     * </pre>
+     *
+     * <code>string default_assistant_id = 9;</code>
+     * @return The defaultAssistantId.
+     */
+    public java.lang.String getDefaultAssistantId() {
+      java.lang.Object ref = defaultAssistantId_;
+      if (!(ref instanceof java.lang.String)) {
+        com.google.protobuf.ByteString bs =
+            (com.google.protobuf.ByteString) ref;
+        java.lang.String s = bs.toStringUtf8();
+        defaultAssistantId_ = s;
+        return s;
+      } else {
+        return (java.lang.String) ref;
+      }
+    }
+    /**
+     * <pre>
+     * Id of the graph's default assistant (derived from graph_id, the same on
+     * every replica).
+     * </pre>
+     *
+     * <code>string default_assistant_id = 9;</code>
+     * @return The bytes for defaultAssistantId.
+     */
+    public com.google.protobuf.ByteString
+        getDefaultAssistantIdBytes() {
+      java.lang.Object ref = defaultAssistantId_;
+      if (ref instanceof String) {
+        com.google.protobuf.ByteString b = 
+            com.google.protobuf.ByteString.copyFromUtf8(
+                (java.lang.String) ref);
+        defaultAssistantId_ = b;
+        return b;
+      } else {
+        return (com.google.protobuf.ByteString) ref;
+      }
+    }
+    /**
+     * <pre>
+     * Id of the graph's default assistant (derived from graph_id, the same on
+     * every replica).
+     * </pre>
+     *
+     * <code>string default_assistant_id = 9;</code>
+     * @param value The defaultAssistantId to set.
+     * @return This builder for chaining.
+     */
+    public Builder setDefaultAssistantId(
+        java.lang.String value) {
+      if (value == null) { throw new NullPointerException(); }
+      defaultAssistantId_ = value;
+      bitField0_ |= 0x00000100;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Id of the graph's default assistant (derived from graph_id, the same on
+     * every replica).
+     * </pre>
+     *
+     * <code>string default_assistant_id = 9;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearDefaultAssistantId() {
+      defaultAssistantId_ = getDefaultInstance().getDefaultAssistantId();
+      bitField0_ = (bitField0_ & ~0x00000100);
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Id of the graph's default assistant (derived from graph_id, the same on
+     * every replica).
+     * </pre>
+     *
+     * <code>string default_assistant_id = 9;</code>
+     * @param value The bytes for defaultAssistantId to set.
+     * @return This builder for chaining.
+     */
+    public Builder setDefaultAssistantIdBytes(
+        com.google.protobuf.ByteString value) {
+      if (value == null) { throw new NullPointerException(); }
+      checkByteStringIsUtf8(value);
+      defaultAssistantId_ = value;
+      bitField0_ |= 0x00000100;
       onChanged();
       return this;
     }

@@ -138,4 +138,48 @@ public interface GraphOrBuilder extends
    * @return The defaultMaxConcurrency.
    */
   int getDefaultMaxConcurrency();
+
+  /**
+   * <pre>
+   * JSON Schema (JSON text) of the per-run context the graph reads through
+   * LangGraph's Runtime (its context_schema); empty when it declares none.
+   * </pre>
+   *
+   * <code>string context_schema_json = 8;</code>
+   * @return The contextSchemaJson.
+   */
+  java.lang.String getContextSchemaJson();
+  /**
+   * <pre>
+   * JSON Schema (JSON text) of the per-run context the graph reads through
+   * LangGraph's Runtime (its context_schema); empty when it declares none.
+   * </pre>
+   *
+   * <code>string context_schema_json = 8;</code>
+   * @return The bytes for contextSchemaJson.
+   */
+  com.google.protobuf.ByteString
+      getContextSchemaJsonBytes();
+
+  /**
+   * <pre>
+   * Id of the graph's default assistant (derived from graph_id, the same on
+   * every replica).
+   * </pre>
+   *
+   * <code>string default_assistant_id = 9;</code>
+   * @return The defaultAssistantId.
+   */
+  java.lang.String getDefaultAssistantId();
+  /**
+   * <pre>
+   * Id of the graph's default assistant (derived from graph_id, the same on
+   * every replica).
+   * </pre>
+   *
+   * <code>string default_assistant_id = 9;</code>
+   * @return The bytes for defaultAssistantId.
+   */
+  com.google.protobuf.ByteString
+      getDefaultAssistantIdBytes();
 }

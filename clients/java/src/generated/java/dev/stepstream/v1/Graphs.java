@@ -62,22 +62,24 @@ public final class Graphs extends com.google.protobuf.GeneratedFile {
   static {
     java.lang.String[] descriptorData = {
       "\n\032stepstream/v1/graphs.proto\022\rstepstream" +
-      ".v1\"\260\001\n\005Graph\022\020\n\010graph_id\030\001 \001(\t\022\023\n\013descr" +
+      ".v1\"\353\001\n\005Graph\022\020\n\010graph_id\030\001 \001(\t\022\023\n\013descr" +
       "iption\030\002 \001(\t\022\031\n\021input_schema_json\030\003 \001(\t\022" +
       "\032\n\022output_schema_json\030\004 \001(\t\022\031\n\021state_sch" +
       "ema_json\030\005 \001(\t\022\r\n\005nodes\030\006 \003(\t\022\037\n\027default" +
-      "_max_concurrency\030\007 \001(\r\"\023\n\021ListGraphsRequ" +
-      "est\":\n\022ListGraphsResponse\022$\n\006graphs\030\001 \003(" +
-      "\0132\024.stepstream.v1.Graph\"#\n\017GetGraphReque" +
-      "st\022\020\n\010graph_id\030\001 \001(\t\"7\n\020GetGraphResponse" +
-      "\022#\n\005graph\030\001 \001(\0132\024.stepstream.v1.Graph2\256\001" +
-      "\n\014GraphService\022Q\n\nListGraphs\022 .stepstrea" +
-      "m.v1.ListGraphsRequest\032!.stepstream.v1.L" +
-      "istGraphsResponse\022K\n\010GetGraph\022\036.stepstre" +
-      "am.v1.GetGraphRequest\032\037.stepstream.v1.Ge" +
-      "tGraphResponseB\\\n\021dev.stepstream.v1P\001ZEg" +
-      "ithub.com/stepstream/stepstream/clients/" +
-      "go/stepstreamv1;stepstreamv1b\006proto3"
+      "_max_concurrency\030\007 \001(\r\022\033\n\023context_schema" +
+      "_json\030\010 \001(\t\022\034\n\024default_assistant_id\030\t \001(" +
+      "\t\"\023\n\021ListGraphsRequest\":\n\022ListGraphsResp" +
+      "onse\022$\n\006graphs\030\001 \003(\0132\024.stepstream.v1.Gra" +
+      "ph\"#\n\017GetGraphRequest\022\020\n\010graph_id\030\001 \001(\t\"" +
+      "7\n\020GetGraphResponse\022#\n\005graph\030\001 \001(\0132\024.ste" +
+      "pstream.v1.Graph2\256\001\n\014GraphService\022Q\n\nLis" +
+      "tGraphs\022 .stepstream.v1.ListGraphsReques" +
+      "t\032!.stepstream.v1.ListGraphsResponse\022K\n\010" +
+      "GetGraph\022\036.stepstream.v1.GetGraphRequest" +
+      "\032\037.stepstream.v1.GetGraphResponseB\\\n\021dev" +
+      ".stepstream.v1P\001ZEgithub.com/stepstream/" +
+      "stepstream/clients/go/stepstreamv1;steps" +
+      "treamv1b\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -88,7 +90,7 @@ public final class Graphs extends com.google.protobuf.GeneratedFile {
     internal_static_stepstream_v1_Graph_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_stepstream_v1_Graph_descriptor,
-        new java.lang.String[] { "GraphId", "Description", "InputSchemaJson", "OutputSchemaJson", "StateSchemaJson", "Nodes", "DefaultMaxConcurrency", });
+        new java.lang.String[] { "GraphId", "Description", "InputSchemaJson", "OutputSchemaJson", "StateSchemaJson", "Nodes", "DefaultMaxConcurrency", "ContextSchemaJson", "DefaultAssistantId", });
     internal_static_stepstream_v1_ListGraphsRequest_descriptor =
       getDescriptor().getMessageType(1);
     internal_static_stepstream_v1_ListGraphsRequest_fieldAccessorTable = new

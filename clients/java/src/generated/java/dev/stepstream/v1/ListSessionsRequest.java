@@ -31,6 +31,9 @@ private static final long serialVersionUID = 0L;
   private ListSessionsRequest() {
     pageToken_ = "";
     graphId_ = "";
+    metadataJson_ = "";
+    statuses_ = emptyIntList();
+    sortBy_ = 0;
   }
 
   public static final com.google.protobuf.Descriptors.Descriptor
@@ -160,6 +163,167 @@ private static final long serialVersionUID = 0L;
     }
   }
 
+  public static final int METADATA_JSON_FIELD_NUMBER = 4;
+  @SuppressWarnings("serial")
+  private volatile java.lang.Object metadataJson_ = "";
+  /**
+   * <pre>
+   * Only sessions whose metadata contains this JSON object (every key with an
+   * equal value, nested objects compared the same way), when set.
+   * </pre>
+   *
+   * <code>string metadata_json = 4;</code>
+   * @return The metadataJson.
+   */
+  @java.lang.Override
+  public java.lang.String getMetadataJson() {
+    java.lang.Object ref = metadataJson_;
+    if (ref instanceof java.lang.String) {
+      return (java.lang.String) ref;
+    } else {
+      com.google.protobuf.ByteString bs = 
+          (com.google.protobuf.ByteString) ref;
+      java.lang.String s = bs.toStringUtf8();
+      metadataJson_ = s;
+      return s;
+    }
+  }
+  /**
+   * <pre>
+   * Only sessions whose metadata contains this JSON object (every key with an
+   * equal value, nested objects compared the same way), when set.
+   * </pre>
+   *
+   * <code>string metadata_json = 4;</code>
+   * @return The bytes for metadataJson.
+   */
+  @java.lang.Override
+  public com.google.protobuf.ByteString
+      getMetadataJsonBytes() {
+    java.lang.Object ref = metadataJson_;
+    if (ref instanceof java.lang.String) {
+      com.google.protobuf.ByteString b = 
+          com.google.protobuf.ByteString.copyFromUtf8(
+              (java.lang.String) ref);
+      metadataJson_ = b;
+      return b;
+    } else {
+      return (com.google.protobuf.ByteString) ref;
+    }
+  }
+
+  public static final int STATUSES_FIELD_NUMBER = 5;
+  @SuppressWarnings("serial")
+  private com.google.protobuf.Internal.IntList statuses_ =
+      emptyIntList();
+  private static final     com.google.protobuf.Internal.IntListAdapter.IntConverter<
+      dev.stepstream.v1.SessionStatus> statuses_converter_ =
+          new com.google.protobuf.Internal.IntListAdapter.IntConverter<
+              dev.stepstream.v1.SessionStatus>() {
+            public dev.stepstream.v1.SessionStatus convert(int from) {
+              dev.stepstream.v1.SessionStatus result = dev.stepstream.v1.SessionStatus.forNumber(from);
+              return result == null ? dev.stepstream.v1.SessionStatus.UNRECOGNIZED : result;
+            }
+          };
+  /**
+   * <pre>
+   * Only sessions in these states, when set.
+   * </pre>
+   *
+   * <code>repeated .stepstream.v1.SessionStatus statuses = 5;</code>
+   * @return A list containing the statuses.
+   */
+  @java.lang.Override
+  public java.util.List<dev.stepstream.v1.SessionStatus> getStatusesList() {
+    return new com.google.protobuf.Internal.IntListAdapter<
+        dev.stepstream.v1.SessionStatus>(statuses_, statuses_converter_);
+  }
+  /**
+   * <pre>
+   * Only sessions in these states, when set.
+   * </pre>
+   *
+   * <code>repeated .stepstream.v1.SessionStatus statuses = 5;</code>
+   * @return The count of statuses.
+   */
+  @java.lang.Override
+  public int getStatusesCount() {
+    return statuses_.size();
+  }
+  /**
+   * <pre>
+   * Only sessions in these states, when set.
+   * </pre>
+   *
+   * <code>repeated .stepstream.v1.SessionStatus statuses = 5;</code>
+   * @param index The index of the element to return.
+   * @return The statuses at the given index.
+   */
+  @java.lang.Override
+  public dev.stepstream.v1.SessionStatus getStatuses(int index) {
+    return statuses_converter_.convert(statuses_.getInt(index));
+  }
+  /**
+   * <pre>
+   * Only sessions in these states, when set.
+   * </pre>
+   *
+   * <code>repeated .stepstream.v1.SessionStatus statuses = 5;</code>
+   * @return A list containing the enum numeric values on the wire for statuses.
+   */
+  @java.lang.Override
+  public java.util.List<java.lang.Integer>
+  getStatusesValueList() {
+    return statuses_;
+  }
+  /**
+   * <pre>
+   * Only sessions in these states, when set.
+   * </pre>
+   *
+   * <code>repeated .stepstream.v1.SessionStatus statuses = 5;</code>
+   * @param index The index of the value to return.
+   * @return The enum numeric value on the wire of statuses at the given index.
+   */
+  @java.lang.Override
+  public int getStatusesValue(int index) {
+    return statuses_.getInt(index);
+  }
+  private int statusesMemoizedSerializedSize;
+
+  public static final int SORT_BY_FIELD_NUMBER = 6;
+  private int sortBy_ = 0;
+  /**
+   * <code>.stepstream.v1.SessionSortBy sort_by = 6;</code>
+   * @return The enum numeric value on the wire for sortBy.
+   */
+  @java.lang.Override public int getSortByValue() {
+    return sortBy_;
+  }
+  /**
+   * <code>.stepstream.v1.SessionSortBy sort_by = 6;</code>
+   * @return The sortBy.
+   */
+  @java.lang.Override public dev.stepstream.v1.SessionSortBy getSortBy() {
+    dev.stepstream.v1.SessionSortBy result = dev.stepstream.v1.SessionSortBy.forNumber(sortBy_);
+    return result == null ? dev.stepstream.v1.SessionSortBy.UNRECOGNIZED : result;
+  }
+
+  public static final int ASCENDING_FIELD_NUMBER = 7;
+  private boolean ascending_ = false;
+  /**
+   * <pre>
+   * Newest first unless ascending.
+   * </pre>
+   *
+   * <code>bool ascending = 7;</code>
+   * @return The ascending.
+   */
+  @java.lang.Override
+  public boolean getAscending() {
+    return ascending_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -174,6 +338,7 @@ private static final long serialVersionUID = 0L;
   @java.lang.Override
   public void writeTo(com.google.protobuf.CodedOutputStream output)
                       throws java.io.IOException {
+    getSerializedSize();
     if (pageSize_ != 0) {
       output.writeUInt32(1, pageSize_);
     }
@@ -182,6 +347,22 @@ private static final long serialVersionUID = 0L;
     }
     if (!com.google.protobuf.GeneratedMessage.isStringEmpty(graphId_)) {
       com.google.protobuf.GeneratedMessage.writeString(output, 3, graphId_);
+    }
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(metadataJson_)) {
+      com.google.protobuf.GeneratedMessage.writeString(output, 4, metadataJson_);
+    }
+    if (getStatusesList().size() > 0) {
+      output.writeUInt32NoTag(42);
+      output.writeUInt32NoTag(statusesMemoizedSerializedSize);
+    }
+    for (int i = 0; i < statuses_.size(); i++) {
+      output.writeEnumNoTag(statuses_.getInt(i));
+    }
+    if (sortBy_ != dev.stepstream.v1.SessionSortBy.SESSION_SORT_BY_UNSPECIFIED.getNumber()) {
+      output.writeEnum(6, sortBy_);
+    }
+    if (ascending_ != false) {
+      output.writeBool(7, ascending_);
     }
     getUnknownFields().writeTo(output);
   }
@@ -196,6 +377,29 @@ private static final long serialVersionUID = 0L;
     }
     if (!com.google.protobuf.GeneratedMessage.isStringEmpty(graphId_)) {
       size += com.google.protobuf.GeneratedMessage.computeStringSize(3, graphId_);
+    }
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(metadataJson_)) {
+      size += com.google.protobuf.GeneratedMessage.computeStringSize(4, metadataJson_);
+    }
+    {
+      int dataSize = 0;
+      for (int i = 0; i < statuses_.size(); i++) {
+        dataSize += com.google.protobuf.CodedOutputStream
+          .computeEnumSizeNoTag(statuses_.getInt(i));
+      }
+      size += dataSize;
+      if (!getStatusesList().isEmpty()) {  size += 1;
+        size += com.google.protobuf.CodedOutputStream
+          .computeUInt32SizeNoTag(dataSize);
+      }statusesMemoizedSerializedSize = dataSize;
+    }
+    if (sortBy_ != dev.stepstream.v1.SessionSortBy.SESSION_SORT_BY_UNSPECIFIED.getNumber()) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeEnumSize(6, sortBy_);
+    }
+    if (ascending_ != false) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeBoolSize(7, ascending_);
     }
     return size;
   }
@@ -227,6 +431,12 @@ private static final long serialVersionUID = 0L;
         .equals(other.getPageToken())) return false;
     if (!getGraphId()
         .equals(other.getGraphId())) return false;
+    if (!getMetadataJson()
+        .equals(other.getMetadataJson())) return false;
+    if (!statuses_.equals(other.statuses_)) return false;
+    if (sortBy_ != other.sortBy_) return false;
+    if (getAscending()
+        != other.getAscending()) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -244,6 +454,17 @@ private static final long serialVersionUID = 0L;
     hash = (53 * hash) + getPageToken().hashCode();
     hash = (37 * hash) + GRAPH_ID_FIELD_NUMBER;
     hash = (53 * hash) + getGraphId().hashCode();
+    hash = (37 * hash) + METADATA_JSON_FIELD_NUMBER;
+    hash = (53 * hash) + getMetadataJson().hashCode();
+    if (getStatusesCount() > 0) {
+      hash = (37 * hash) + STATUSES_FIELD_NUMBER;
+      hash = (53 * hash) + statuses_.hashCode();
+    }
+    hash = (37 * hash) + SORT_BY_FIELD_NUMBER;
+    hash = (53 * hash) + sortBy_;
+    hash = (37 * hash) + ASCENDING_FIELD_NUMBER;
+    hash = (53 * hash) + com.google.protobuf.Internal.hashBoolean(
+        getAscending());
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -378,6 +599,10 @@ private static final long serialVersionUID = 0L;
       pageSize_ = 0;
       pageToken_ = "";
       graphId_ = "";
+      metadataJson_ = "";
+      statuses_ = emptyIntList();
+      sortBy_ = 0;
+      ascending_ = false;
       return this;
     }
 
@@ -420,6 +645,19 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00000004) != 0)) {
         result.graphId_ = graphId_;
       }
+      if (((from_bitField0_ & 0x00000008) != 0)) {
+        result.metadataJson_ = metadataJson_;
+      }
+      if (((from_bitField0_ & 0x00000010) != 0)) {
+        statuses_.makeImmutable();
+        result.statuses_ = statuses_;
+      }
+      if (((from_bitField0_ & 0x00000020) != 0)) {
+        result.sortBy_ = sortBy_;
+      }
+      if (((from_bitField0_ & 0x00000040) != 0)) {
+        result.ascending_ = ascending_;
+      }
     }
 
     @java.lang.Override
@@ -446,6 +684,28 @@ private static final long serialVersionUID = 0L;
         graphId_ = other.graphId_;
         bitField0_ |= 0x00000004;
         onChanged();
+      }
+      if (!other.getMetadataJson().isEmpty()) {
+        metadataJson_ = other.metadataJson_;
+        bitField0_ |= 0x00000008;
+        onChanged();
+      }
+      if (!other.statuses_.isEmpty()) {
+        if (statuses_.isEmpty()) {
+          statuses_ = other.statuses_;
+          statuses_.makeImmutable();
+          bitField0_ |= 0x00000010;
+        } else {
+          ensureStatusesIsMutable();
+          statuses_.addAll(other.statuses_);
+        }
+        onChanged();
+      }
+      if (other.sortBy_ != 0) {
+        setSortByValue(other.getSortByValue());
+      }
+      if (other.getAscending() != false) {
+        setAscending(other.getAscending());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -488,6 +748,37 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000004;
               break;
             } // case 26
+            case 34: {
+              metadataJson_ = input.readStringRequireUtf8();
+              bitField0_ |= 0x00000008;
+              break;
+            } // case 34
+            case 40: {
+              int tmpRaw = input.readEnum();
+              ensureStatusesIsMutable();
+              statuses_.addInt(tmpRaw);
+              break;
+            } // case 40
+            case 42: {
+              int length = input.readRawVarint32();
+              int limit = input.pushLimit(length);
+              ensureStatusesIsMutable();
+              while (input.getBytesUntilLimit() > 0) {
+                statuses_.addInt(input.readEnum());
+              }
+              input.popLimit(limit);
+              break;
+            } // case 42
+            case 48: {
+              sortBy_ = input.readEnum();
+              bitField0_ |= 0x00000020;
+              break;
+            } // case 48
+            case 56: {
+              ascending_ = input.readBool();
+              bitField0_ |= 0x00000040;
+              break;
+            } // case 56
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -729,6 +1020,385 @@ private static final long serialVersionUID = 0L;
       checkByteStringIsUtf8(value);
       graphId_ = value;
       bitField0_ |= 0x00000004;
+      onChanged();
+      return this;
+    }
+
+    private java.lang.Object metadataJson_ = "";
+    /**
+     * <pre>
+     * Only sessions whose metadata contains this JSON object (every key with an
+     * equal value, nested objects compared the same way), when set.
+     * </pre>
+     *
+     * <code>string metadata_json = 4;</code>
+     * @return The metadataJson.
+     */
+    public java.lang.String getMetadataJson() {
+      java.lang.Object ref = metadataJson_;
+      if (!(ref instanceof java.lang.String)) {
+        com.google.protobuf.ByteString bs =
+            (com.google.protobuf.ByteString) ref;
+        java.lang.String s = bs.toStringUtf8();
+        metadataJson_ = s;
+        return s;
+      } else {
+        return (java.lang.String) ref;
+      }
+    }
+    /**
+     * <pre>
+     * Only sessions whose metadata contains this JSON object (every key with an
+     * equal value, nested objects compared the same way), when set.
+     * </pre>
+     *
+     * <code>string metadata_json = 4;</code>
+     * @return The bytes for metadataJson.
+     */
+    public com.google.protobuf.ByteString
+        getMetadataJsonBytes() {
+      java.lang.Object ref = metadataJson_;
+      if (ref instanceof String) {
+        com.google.protobuf.ByteString b = 
+            com.google.protobuf.ByteString.copyFromUtf8(
+                (java.lang.String) ref);
+        metadataJson_ = b;
+        return b;
+      } else {
+        return (com.google.protobuf.ByteString) ref;
+      }
+    }
+    /**
+     * <pre>
+     * Only sessions whose metadata contains this JSON object (every key with an
+     * equal value, nested objects compared the same way), when set.
+     * </pre>
+     *
+     * <code>string metadata_json = 4;</code>
+     * @param value The metadataJson to set.
+     * @return This builder for chaining.
+     */
+    public Builder setMetadataJson(
+        java.lang.String value) {
+      if (value == null) { throw new NullPointerException(); }
+      metadataJson_ = value;
+      bitField0_ |= 0x00000008;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Only sessions whose metadata contains this JSON object (every key with an
+     * equal value, nested objects compared the same way), when set.
+     * </pre>
+     *
+     * <code>string metadata_json = 4;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearMetadataJson() {
+      metadataJson_ = getDefaultInstance().getMetadataJson();
+      bitField0_ = (bitField0_ & ~0x00000008);
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Only sessions whose metadata contains this JSON object (every key with an
+     * equal value, nested objects compared the same way), when set.
+     * </pre>
+     *
+     * <code>string metadata_json = 4;</code>
+     * @param value The bytes for metadataJson to set.
+     * @return This builder for chaining.
+     */
+    public Builder setMetadataJsonBytes(
+        com.google.protobuf.ByteString value) {
+      if (value == null) { throw new NullPointerException(); }
+      checkByteStringIsUtf8(value);
+      metadataJson_ = value;
+      bitField0_ |= 0x00000008;
+      onChanged();
+      return this;
+    }
+
+    private com.google.protobuf.Internal.IntList statuses_ = emptyIntList();
+    private void ensureStatusesIsMutable() {
+      if (!statuses_.isModifiable()) {
+        statuses_ = makeMutableCopy(statuses_);
+      }
+      bitField0_ |= 0x00000010;
+    }
+    /**
+     * <pre>
+     * Only sessions in these states, when set.
+     * </pre>
+     *
+     * <code>repeated .stepstream.v1.SessionStatus statuses = 5;</code>
+     * @return A list containing the statuses.
+     */
+    public java.util.List<dev.stepstream.v1.SessionStatus> getStatusesList() {
+      return new com.google.protobuf.Internal.IntListAdapter<
+          dev.stepstream.v1.SessionStatus>(statuses_, statuses_converter_);
+    }
+    /**
+     * <pre>
+     * Only sessions in these states, when set.
+     * </pre>
+     *
+     * <code>repeated .stepstream.v1.SessionStatus statuses = 5;</code>
+     * @return The count of statuses.
+     */
+    public int getStatusesCount() {
+      return statuses_.size();
+    }
+    /**
+     * <pre>
+     * Only sessions in these states, when set.
+     * </pre>
+     *
+     * <code>repeated .stepstream.v1.SessionStatus statuses = 5;</code>
+     * @param index The index of the element to return.
+     * @return The statuses at the given index.
+     */
+    public dev.stepstream.v1.SessionStatus getStatuses(int index) {
+      return statuses_converter_.convert(statuses_.getInt(index));
+    }
+    /**
+     * <pre>
+     * Only sessions in these states, when set.
+     * </pre>
+     *
+     * <code>repeated .stepstream.v1.SessionStatus statuses = 5;</code>
+     * @param index The index to set the value at.
+     * @param value The statuses to set.
+     * @throws IllegalArgumentException if UNRECOGNIZED is provided.
+     * @return This builder for chaining.
+     */
+    public Builder setStatuses(
+        int index, dev.stepstream.v1.SessionStatus value) {
+      if (value == null) { throw new NullPointerException(); }
+      ensureStatusesIsMutable();
+      statuses_.setInt(index, value.getNumber());
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Only sessions in these states, when set.
+     * </pre>
+     *
+     * <code>repeated .stepstream.v1.SessionStatus statuses = 5;</code>
+     * @param value The statuses to add.
+     * @return This builder for chaining.
+     */
+    public Builder addStatuses(dev.stepstream.v1.SessionStatus value) {
+      if (value == null) { throw new NullPointerException(); }
+      ensureStatusesIsMutable();
+      statuses_.addInt(value.getNumber());
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Only sessions in these states, when set.
+     * </pre>
+     *
+     * <code>repeated .stepstream.v1.SessionStatus statuses = 5;</code>
+     * @param values The statuses to add.
+     * @throws IllegalArgumentException if UNRECOGNIZED is provided.
+     * @return This builder for chaining.
+     */
+    public Builder addAllStatuses(
+        java.lang.Iterable<? extends dev.stepstream.v1.SessionStatus> values) {
+      ensureStatusesIsMutable();
+      for (dev.stepstream.v1.SessionStatus value : values) {
+        statuses_.addInt(value.getNumber());
+      }
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Only sessions in these states, when set.
+     * </pre>
+     *
+     * <code>repeated .stepstream.v1.SessionStatus statuses = 5;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearStatuses() {
+      statuses_ = emptyIntList();
+      bitField0_ = (bitField0_ & ~0x00000010);
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Only sessions in these states, when set.
+     * </pre>
+     *
+     * <code>repeated .stepstream.v1.SessionStatus statuses = 5;</code>
+     * @return A list containing the enum numeric values on the wire for statuses.
+     */
+    public java.util.List<java.lang.Integer>
+    getStatusesValueList() {
+      statuses_.makeImmutable();
+      return statuses_;
+    }
+    /**
+     * <pre>
+     * Only sessions in these states, when set.
+     * </pre>
+     *
+     * <code>repeated .stepstream.v1.SessionStatus statuses = 5;</code>
+     * @param index The index of the value to return.
+     * @return The enum numeric value on the wire of statuses at the given index.
+     */
+    public int getStatusesValue(int index) {
+      return statuses_.getInt(index);
+    }
+    /**
+     * <pre>
+     * Only sessions in these states, when set.
+     * </pre>
+     *
+     * <code>repeated .stepstream.v1.SessionStatus statuses = 5;</code>
+     * @param index The index to set the value at.
+     * @param value The enum numeric value on the wire for statuses to set.
+     * @return This builder for chaining.
+     */
+    public Builder setStatusesValue(
+        int index, int value) {
+      ensureStatusesIsMutable();
+      statuses_.setInt(index, value);
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Only sessions in these states, when set.
+     * </pre>
+     *
+     * <code>repeated .stepstream.v1.SessionStatus statuses = 5;</code>
+     * @param value The enum numeric value on the wire for statuses to add.
+     * @return This builder for chaining.
+     */
+    public Builder addStatusesValue(int value) {
+      ensureStatusesIsMutable();
+      statuses_.addInt(value);
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Only sessions in these states, when set.
+     * </pre>
+     *
+     * <code>repeated .stepstream.v1.SessionStatus statuses = 5;</code>
+     * @param values The enum numeric values on the wire for statuses to add.
+     * @return This builder for chaining.
+     */
+    public Builder addAllStatusesValue(
+        java.lang.Iterable<java.lang.Integer> values) {
+      ensureStatusesIsMutable();
+      for (int value : values) {
+        statuses_.addInt(value);
+      }
+      onChanged();
+      return this;
+    }
+
+    private int sortBy_ = 0;
+    /**
+     * <code>.stepstream.v1.SessionSortBy sort_by = 6;</code>
+     * @return The enum numeric value on the wire for sortBy.
+     */
+    @java.lang.Override public int getSortByValue() {
+      return sortBy_;
+    }
+    /**
+     * <code>.stepstream.v1.SessionSortBy sort_by = 6;</code>
+     * @param value The enum numeric value on the wire for sortBy to set.
+     * @return This builder for chaining.
+     */
+    public Builder setSortByValue(int value) {
+      sortBy_ = value;
+      bitField0_ |= 0x00000020;
+      onChanged();
+      return this;
+    }
+    /**
+     * <code>.stepstream.v1.SessionSortBy sort_by = 6;</code>
+     * @return The sortBy.
+     */
+    @java.lang.Override
+    public dev.stepstream.v1.SessionSortBy getSortBy() {
+      dev.stepstream.v1.SessionSortBy result = dev.stepstream.v1.SessionSortBy.forNumber(sortBy_);
+      return result == null ? dev.stepstream.v1.SessionSortBy.UNRECOGNIZED : result;
+    }
+    /**
+     * <code>.stepstream.v1.SessionSortBy sort_by = 6;</code>
+     * @param value The sortBy to set.
+     * @throws IllegalArgumentException if UNRECOGNIZED is provided.
+     * @return This builder for chaining.
+     */
+    public Builder setSortBy(dev.stepstream.v1.SessionSortBy value) {
+      if (value == null) { throw new NullPointerException(); }
+      bitField0_ |= 0x00000020;
+      sortBy_ = value.getNumber();
+      onChanged();
+      return this;
+    }
+    /**
+     * <code>.stepstream.v1.SessionSortBy sort_by = 6;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearSortBy() {
+      bitField0_ = (bitField0_ & ~0x00000020);
+      sortBy_ = 0;
+      onChanged();
+      return this;
+    }
+
+    private boolean ascending_ ;
+    /**
+     * <pre>
+     * Newest first unless ascending.
+     * </pre>
+     *
+     * <code>bool ascending = 7;</code>
+     * @return The ascending.
+     */
+    @java.lang.Override
+    public boolean getAscending() {
+      return ascending_;
+    }
+    /**
+     * <pre>
+     * Newest first unless ascending.
+     * </pre>
+     *
+     * <code>bool ascending = 7;</code>
+     * @param value The ascending to set.
+     * @return This builder for chaining.
+     */
+    public Builder setAscending(boolean value) {
+
+      ascending_ = value;
+      bitField0_ |= 0x00000040;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Newest first unless ascending.
+     * </pre>
+     *
+     * <code>bool ascending = 7;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearAscending() {
+      bitField0_ = (bitField0_ & ~0x00000040);
+      ascending_ = false;
       onChanged();
       return this;
     }

@@ -60,4 +60,96 @@ public interface ListSessionsRequestOrBuilder extends
    */
   com.google.protobuf.ByteString
       getGraphIdBytes();
+
+  /**
+   * <pre>
+   * Only sessions whose metadata contains this JSON object (every key with an
+   * equal value, nested objects compared the same way), when set.
+   * </pre>
+   *
+   * <code>string metadata_json = 4;</code>
+   * @return The metadataJson.
+   */
+  java.lang.String getMetadataJson();
+  /**
+   * <pre>
+   * Only sessions whose metadata contains this JSON object (every key with an
+   * equal value, nested objects compared the same way), when set.
+   * </pre>
+   *
+   * <code>string metadata_json = 4;</code>
+   * @return The bytes for metadataJson.
+   */
+  com.google.protobuf.ByteString
+      getMetadataJsonBytes();
+
+  /**
+   * <pre>
+   * Only sessions in these states, when set.
+   * </pre>
+   *
+   * <code>repeated .stepstream.v1.SessionStatus statuses = 5;</code>
+   * @return A list containing the statuses.
+   */
+  java.util.List<dev.stepstream.v1.SessionStatus> getStatusesList();
+  /**
+   * <pre>
+   * Only sessions in these states, when set.
+   * </pre>
+   *
+   * <code>repeated .stepstream.v1.SessionStatus statuses = 5;</code>
+   * @return The count of statuses.
+   */
+  int getStatusesCount();
+  /**
+   * <pre>
+   * Only sessions in these states, when set.
+   * </pre>
+   *
+   * <code>repeated .stepstream.v1.SessionStatus statuses = 5;</code>
+   * @param index The index of the element to return.
+   * @return The statuses at the given index.
+   */
+  dev.stepstream.v1.SessionStatus getStatuses(int index);
+  /**
+   * <pre>
+   * Only sessions in these states, when set.
+   * </pre>
+   *
+   * <code>repeated .stepstream.v1.SessionStatus statuses = 5;</code>
+   * @return A list containing the enum numeric values on the wire for statuses.
+   */
+  java.util.List<java.lang.Integer>
+  getStatusesValueList();
+  /**
+   * <pre>
+   * Only sessions in these states, when set.
+   * </pre>
+   *
+   * <code>repeated .stepstream.v1.SessionStatus statuses = 5;</code>
+   * @param index The index of the value to return.
+   * @return The enum numeric value on the wire of statuses at the given index.
+   */
+  int getStatusesValue(int index);
+
+  /**
+   * <code>.stepstream.v1.SessionSortBy sort_by = 6;</code>
+   * @return The enum numeric value on the wire for sortBy.
+   */
+  int getSortByValue();
+  /**
+   * <code>.stepstream.v1.SessionSortBy sort_by = 6;</code>
+   * @return The sortBy.
+   */
+  dev.stepstream.v1.SessionSortBy getSortBy();
+
+  /**
+   * <pre>
+   * Newest first unless ascending.
+   * </pre>
+   *
+   * <code>bool ascending = 7;</code>
+   * @return The ascending.
+   */
+  boolean getAscending();
 }

@@ -34,6 +34,7 @@ private static final long serialVersionUID = 0L;
     metadataJson_ = "";
     eventKinds_ = emptyIntList();
     resumeRunId_ = "";
+    assistantId_ = "";
   }
 
   public static final com.google.protobuf.Descriptors.Descriptor
@@ -351,6 +352,55 @@ private static final long serialVersionUID = 0L;
     return batchEvents_;
   }
 
+  public static final int ASSISTANT_ID_FIELD_NUMBER = 9;
+  @SuppressWarnings("serial")
+  private volatile java.lang.Object assistantId_ = "";
+  /**
+   * <pre>
+   * With an empty session_id: create the session for this assistant's graph
+   * (a graph id is accepted too); the stream's runs use the assistant.
+   * </pre>
+   *
+   * <code>string assistant_id = 9;</code>
+   * @return The assistantId.
+   */
+  @java.lang.Override
+  public java.lang.String getAssistantId() {
+    java.lang.Object ref = assistantId_;
+    if (ref instanceof java.lang.String) {
+      return (java.lang.String) ref;
+    } else {
+      com.google.protobuf.ByteString bs = 
+          (com.google.protobuf.ByteString) ref;
+      java.lang.String s = bs.toStringUtf8();
+      assistantId_ = s;
+      return s;
+    }
+  }
+  /**
+   * <pre>
+   * With an empty session_id: create the session for this assistant's graph
+   * (a graph id is accepted too); the stream's runs use the assistant.
+   * </pre>
+   *
+   * <code>string assistant_id = 9;</code>
+   * @return The bytes for assistantId.
+   */
+  @java.lang.Override
+  public com.google.protobuf.ByteString
+      getAssistantIdBytes() {
+    java.lang.Object ref = assistantId_;
+    if (ref instanceof java.lang.String) {
+      com.google.protobuf.ByteString b = 
+          com.google.protobuf.ByteString.copyFromUtf8(
+              (java.lang.String) ref);
+      assistantId_ = b;
+      return b;
+    } else {
+      return (com.google.protobuf.ByteString) ref;
+    }
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -394,6 +444,9 @@ private static final long serialVersionUID = 0L;
     if (batchEvents_ != false) {
       output.writeBool(8, batchEvents_);
     }
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(assistantId_)) {
+      com.google.protobuf.GeneratedMessage.writeString(output, 9, assistantId_);
+    }
     getUnknownFields().writeTo(output);
   }
   private int computeSerializedSize_0() {
@@ -434,6 +487,9 @@ private static final long serialVersionUID = 0L;
       size += com.google.protobuf.CodedOutputStream
         .computeBoolSize(8, batchEvents_);
     }
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(assistantId_)) {
+      size += com.google.protobuf.GeneratedMessage.computeStringSize(9, assistantId_);
+    }
     return size;
   }
   @java.lang.Override
@@ -473,6 +529,8 @@ private static final long serialVersionUID = 0L;
         != other.getAfterSeq()) return false;
     if (getBatchEvents()
         != other.getBatchEvents()) return false;
+    if (!getAssistantId()
+        .equals(other.getAssistantId())) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -505,6 +563,8 @@ private static final long serialVersionUID = 0L;
     hash = (37 * hash) + BATCH_EVENTS_FIELD_NUMBER;
     hash = (53 * hash) + com.google.protobuf.Internal.hashBoolean(
         getBatchEvents());
+    hash = (37 * hash) + ASSISTANT_ID_FIELD_NUMBER;
+    hash = (53 * hash) + getAssistantId().hashCode();
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -644,6 +704,7 @@ private static final long serialVersionUID = 0L;
       resumeRunId_ = "";
       afterSeq_ = 0L;
       batchEvents_ = false;
+      assistantId_ = "";
       return this;
     }
 
@@ -702,6 +763,9 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00000080) != 0)) {
         result.batchEvents_ = batchEvents_;
       }
+      if (((from_bitField0_ & 0x00000100) != 0)) {
+        result.assistantId_ = assistantId_;
+      }
     }
 
     @java.lang.Override
@@ -755,6 +819,11 @@ private static final long serialVersionUID = 0L;
       }
       if (other.getBatchEvents() != false) {
         setBatchEvents(other.getBatchEvents());
+      }
+      if (!other.getAssistantId().isEmpty()) {
+        assistantId_ = other.assistantId_;
+        bitField0_ |= 0x00000100;
+        onChanged();
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -833,6 +902,11 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000080;
               break;
             } // case 64
+            case 74: {
+              assistantId_ = input.readStringRequireUtf8();
+              bitField0_ |= 0x00000100;
+              break;
+            } // case 74
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -1494,6 +1568,103 @@ private static final long serialVersionUID = 0L;
     public Builder clearBatchEvents() {
       bitField0_ = (bitField0_ & ~0x00000080);
       batchEvents_ = false;
+      onChanged();
+      return this;
+    }
+
+    private java.lang.Object assistantId_ = "";
+    /**
+     * <pre>
+     * With an empty session_id: create the session for this assistant's graph
+     * (a graph id is accepted too); the stream's runs use the assistant.
+     * </pre>
+     *
+     * <code>string assistant_id = 9;</code>
+     * @return The assistantId.
+     */
+    public java.lang.String getAssistantId() {
+      java.lang.Object ref = assistantId_;
+      if (!(ref instanceof java.lang.String)) {
+        com.google.protobuf.ByteString bs =
+            (com.google.protobuf.ByteString) ref;
+        java.lang.String s = bs.toStringUtf8();
+        assistantId_ = s;
+        return s;
+      } else {
+        return (java.lang.String) ref;
+      }
+    }
+    /**
+     * <pre>
+     * With an empty session_id: create the session for this assistant's graph
+     * (a graph id is accepted too); the stream's runs use the assistant.
+     * </pre>
+     *
+     * <code>string assistant_id = 9;</code>
+     * @return The bytes for assistantId.
+     */
+    public com.google.protobuf.ByteString
+        getAssistantIdBytes() {
+      java.lang.Object ref = assistantId_;
+      if (ref instanceof String) {
+        com.google.protobuf.ByteString b = 
+            com.google.protobuf.ByteString.copyFromUtf8(
+                (java.lang.String) ref);
+        assistantId_ = b;
+        return b;
+      } else {
+        return (com.google.protobuf.ByteString) ref;
+      }
+    }
+    /**
+     * <pre>
+     * With an empty session_id: create the session for this assistant's graph
+     * (a graph id is accepted too); the stream's runs use the assistant.
+     * </pre>
+     *
+     * <code>string assistant_id = 9;</code>
+     * @param value The assistantId to set.
+     * @return This builder for chaining.
+     */
+    public Builder setAssistantId(
+        java.lang.String value) {
+      if (value == null) { throw new NullPointerException(); }
+      assistantId_ = value;
+      bitField0_ |= 0x00000100;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * With an empty session_id: create the session for this assistant's graph
+     * (a graph id is accepted too); the stream's runs use the assistant.
+     * </pre>
+     *
+     * <code>string assistant_id = 9;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearAssistantId() {
+      assistantId_ = getDefaultInstance().getAssistantId();
+      bitField0_ = (bitField0_ & ~0x00000100);
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * With an empty session_id: create the session for this assistant's graph
+     * (a graph id is accepted too); the stream's runs use the assistant.
+     * </pre>
+     *
+     * <code>string assistant_id = 9;</code>
+     * @param value The bytes for assistantId to set.
+     * @return This builder for chaining.
+     */
+    public Builder setAssistantIdBytes(
+        com.google.protobuf.ByteString value) {
+      if (value == null) { throw new NullPointerException(); }
+      checkByteStringIsUtf8(value);
+      assistantId_ = value;
+      bitField0_ |= 0x00000100;
       onChanged();
       return this;
     }

@@ -154,4 +154,26 @@ public interface OpenSessionOrBuilder extends
    * @return The batchEvents.
    */
   boolean getBatchEvents();
+
+  /**
+   * <pre>
+   * With an empty session_id: create the session for this assistant's graph
+   * (a graph id is accepted too); the stream's runs use the assistant.
+   * </pre>
+   *
+   * <code>string assistant_id = 9;</code>
+   * @return The assistantId.
+   */
+  java.lang.String getAssistantId();
+  /**
+   * <pre>
+   * With an empty session_id: create the session for this assistant's graph
+   * (a graph id is accepted too); the stream's runs use the assistant.
+   * </pre>
+   *
+   * <code>string assistant_id = 9;</code>
+   * @return The bytes for assistantId.
+   */
+  com.google.protobuf.ByteString
+      getAssistantIdBytes();
 }

@@ -37,6 +37,8 @@ private static final long serialVersionUID = 0L;
     interrupts_ = java.util.Collections.emptyList();
     errorType_ = "";
     errorMessage_ = "";
+    assistantId_ = "";
+    contextJson_ = "";
   }
 
   public static final com.google.protobuf.Descriptors.Descriptor
@@ -513,6 +515,113 @@ private static final long serialVersionUID = 0L;
     return options_ == null ? dev.stepstream.v1.RunOptions.getDefaultInstance() : options_;
   }
 
+  public static final int ASSISTANT_ID_FIELD_NUMBER = 15;
+  @SuppressWarnings("serial")
+  private volatile java.lang.Object assistantId_ = "";
+  /**
+   * <pre>
+   * The assistant the run was started with (a graph's default assistant when
+   * the run named only a graph), and the version of it that ran.
+   * </pre>
+   *
+   * <code>string assistant_id = 15;</code>
+   * @return The assistantId.
+   */
+  @java.lang.Override
+  public java.lang.String getAssistantId() {
+    java.lang.Object ref = assistantId_;
+    if (ref instanceof java.lang.String) {
+      return (java.lang.String) ref;
+    } else {
+      com.google.protobuf.ByteString bs = 
+          (com.google.protobuf.ByteString) ref;
+      java.lang.String s = bs.toStringUtf8();
+      assistantId_ = s;
+      return s;
+    }
+  }
+  /**
+   * <pre>
+   * The assistant the run was started with (a graph's default assistant when
+   * the run named only a graph), and the version of it that ran.
+   * </pre>
+   *
+   * <code>string assistant_id = 15;</code>
+   * @return The bytes for assistantId.
+   */
+  @java.lang.Override
+  public com.google.protobuf.ByteString
+      getAssistantIdBytes() {
+    java.lang.Object ref = assistantId_;
+    if (ref instanceof java.lang.String) {
+      com.google.protobuf.ByteString b = 
+          com.google.protobuf.ByteString.copyFromUtf8(
+              (java.lang.String) ref);
+      assistantId_ = b;
+      return b;
+    } else {
+      return (com.google.protobuf.ByteString) ref;
+    }
+  }
+
+  public static final int ASSISTANT_VERSION_FIELD_NUMBER = 16;
+  private int assistantVersion_ = 0;
+  /**
+   * <code>uint32 assistant_version = 16;</code>
+   * @return The assistantVersion.
+   */
+  @java.lang.Override
+  public int getAssistantVersion() {
+    return assistantVersion_;
+  }
+
+  public static final int CONTEXT_JSON_FIELD_NUMBER = 17;
+  @SuppressWarnings("serial")
+  private volatile java.lang.Object contextJson_ = "";
+  /**
+   * <pre>
+   * The run's context as given (JSON object); empty when none.
+   * </pre>
+   *
+   * <code>string context_json = 17;</code>
+   * @return The contextJson.
+   */
+  @java.lang.Override
+  public java.lang.String getContextJson() {
+    java.lang.Object ref = contextJson_;
+    if (ref instanceof java.lang.String) {
+      return (java.lang.String) ref;
+    } else {
+      com.google.protobuf.ByteString bs = 
+          (com.google.protobuf.ByteString) ref;
+      java.lang.String s = bs.toStringUtf8();
+      contextJson_ = s;
+      return s;
+    }
+  }
+  /**
+   * <pre>
+   * The run's context as given (JSON object); empty when none.
+   * </pre>
+   *
+   * <code>string context_json = 17;</code>
+   * @return The bytes for contextJson.
+   */
+  @java.lang.Override
+  public com.google.protobuf.ByteString
+      getContextJsonBytes() {
+    java.lang.Object ref = contextJson_;
+    if (ref instanceof java.lang.String) {
+      com.google.protobuf.ByteString b = 
+          com.google.protobuf.ByteString.copyFromUtf8(
+              (java.lang.String) ref);
+      contextJson_ = b;
+      return b;
+    } else {
+      return (com.google.protobuf.ByteString) ref;
+    }
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -568,6 +677,15 @@ private static final long serialVersionUID = 0L;
     }
     if (((bitField0_ & 0x00000008) != 0)) {
       output.writeMessage(14, getOptions());
+    }
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(assistantId_)) {
+      com.google.protobuf.GeneratedMessage.writeString(output, 15, assistantId_);
+    }
+    if (assistantVersion_ != 0) {
+      output.writeUInt32(16, assistantVersion_);
+    }
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(contextJson_)) {
+      com.google.protobuf.GeneratedMessage.writeString(output, 17, contextJson_);
     }
     getUnknownFields().writeTo(output);
   }
@@ -627,6 +745,16 @@ private static final long serialVersionUID = 0L;
     if (((bitField0_ & 0x00000008) != 0)) {
       size += com.google.protobuf.CodedOutputStream
         .computeMessageSize(14, getOptions());
+    }
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(assistantId_)) {
+      size += com.google.protobuf.GeneratedMessage.computeStringSize(15, assistantId_);
+    }
+    if (assistantVersion_ != 0) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeUInt32Size(16, assistantVersion_);
+    }
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(contextJson_)) {
+      size += com.google.protobuf.GeneratedMessage.computeStringSize(17, contextJson_);
     }
     return size;
   }
@@ -691,6 +819,12 @@ private static final long serialVersionUID = 0L;
       if (!getOptions()
           .equals(other.getOptions())) return false;
     }
+    if (!getAssistantId()
+        .equals(other.getAssistantId())) return false;
+    if (getAssistantVersion()
+        != other.getAssistantVersion()) return false;
+    if (!getContextJson()
+        .equals(other.getContextJson())) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -741,6 +875,12 @@ private static final long serialVersionUID = 0L;
       hash = (37 * hash) + OPTIONS_FIELD_NUMBER;
       hash = (53 * hash) + getOptions().hashCode();
     }
+    hash = (37 * hash) + ASSISTANT_ID_FIELD_NUMBER;
+    hash = (53 * hash) + getAssistantId().hashCode();
+    hash = (37 * hash) + ASSISTANT_VERSION_FIELD_NUMBER;
+    hash = (53 * hash) + getAssistantVersion();
+    hash = (37 * hash) + CONTEXT_JSON_FIELD_NUMBER;
+    hash = (53 * hash) + getContextJson().hashCode();
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -918,6 +1058,9 @@ private static final long serialVersionUID = 0L;
         optionsBuilder_.dispose();
         optionsBuilder_ = null;
       }
+      assistantId_ = "";
+      assistantVersion_ = 0;
+      contextJson_ = "";
       return this;
     }
 
@@ -1016,6 +1159,15 @@ private static final long serialVersionUID = 0L;
             : optionsBuilder_.build();
         to_bitField0_ |= 0x00000008;
       }
+      if (((from_bitField0_ & 0x00004000) != 0)) {
+        result.assistantId_ = assistantId_;
+      }
+      if (((from_bitField0_ & 0x00008000) != 0)) {
+        result.assistantVersion_ = assistantVersion_;
+      }
+      if (((from_bitField0_ & 0x00010000) != 0)) {
+        result.contextJson_ = contextJson_;
+      }
       result.bitField0_ |= to_bitField0_;
     }
 
@@ -1107,6 +1259,19 @@ private static final long serialVersionUID = 0L;
       }
       if (other.hasOptions()) {
         mergeOptions(other.getOptions());
+      }
+      if (!other.getAssistantId().isEmpty()) {
+        assistantId_ = other.assistantId_;
+        bitField0_ |= 0x00004000;
+        onChanged();
+      }
+      if (other.getAssistantVersion() != 0) {
+        setAssistantVersion(other.getAssistantVersion());
+      }
+      if (!other.getContextJson().isEmpty()) {
+        contextJson_ = other.contextJson_;
+        bitField0_ |= 0x00010000;
+        onChanged();
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -1220,6 +1385,21 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00002000;
               break;
             } // case 114
+            case 122: {
+              assistantId_ = input.readStringRequireUtf8();
+              bitField0_ |= 0x00004000;
+              break;
+            } // case 122
+            case 128: {
+              assistantVersion_ = input.readUInt32();
+              bitField0_ |= 0x00008000;
+              break;
+            } // case 128
+            case 138: {
+              contextJson_ = input.readStringRequireUtf8();
+              bitField0_ |= 0x00010000;
+              break;
+            } // case 138
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -2623,6 +2803,227 @@ private static final long serialVersionUID = 0L;
         options_ = null;
       }
       return optionsBuilder_;
+    }
+
+    private java.lang.Object assistantId_ = "";
+    /**
+     * <pre>
+     * The assistant the run was started with (a graph's default assistant when
+     * the run named only a graph), and the version of it that ran.
+     * </pre>
+     *
+     * <code>string assistant_id = 15;</code>
+     * @return The assistantId.
+     */
+    public java.lang.String getAssistantId() {
+      java.lang.Object ref = assistantId_;
+      if (!(ref instanceof java.lang.String)) {
+        com.google.protobuf.ByteString bs =
+            (com.google.protobuf.ByteString) ref;
+        java.lang.String s = bs.toStringUtf8();
+        assistantId_ = s;
+        return s;
+      } else {
+        return (java.lang.String) ref;
+      }
+    }
+    /**
+     * <pre>
+     * The assistant the run was started with (a graph's default assistant when
+     * the run named only a graph), and the version of it that ran.
+     * </pre>
+     *
+     * <code>string assistant_id = 15;</code>
+     * @return The bytes for assistantId.
+     */
+    public com.google.protobuf.ByteString
+        getAssistantIdBytes() {
+      java.lang.Object ref = assistantId_;
+      if (ref instanceof String) {
+        com.google.protobuf.ByteString b = 
+            com.google.protobuf.ByteString.copyFromUtf8(
+                (java.lang.String) ref);
+        assistantId_ = b;
+        return b;
+      } else {
+        return (com.google.protobuf.ByteString) ref;
+      }
+    }
+    /**
+     * <pre>
+     * The assistant the run was started with (a graph's default assistant when
+     * the run named only a graph), and the version of it that ran.
+     * </pre>
+     *
+     * <code>string assistant_id = 15;</code>
+     * @param value The assistantId to set.
+     * @return This builder for chaining.
+     */
+    public Builder setAssistantId(
+        java.lang.String value) {
+      if (value == null) { throw new NullPointerException(); }
+      assistantId_ = value;
+      bitField0_ |= 0x00004000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * The assistant the run was started with (a graph's default assistant when
+     * the run named only a graph), and the version of it that ran.
+     * </pre>
+     *
+     * <code>string assistant_id = 15;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearAssistantId() {
+      assistantId_ = getDefaultInstance().getAssistantId();
+      bitField0_ = (bitField0_ & ~0x00004000);
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * The assistant the run was started with (a graph's default assistant when
+     * the run named only a graph), and the version of it that ran.
+     * </pre>
+     *
+     * <code>string assistant_id = 15;</code>
+     * @param value The bytes for assistantId to set.
+     * @return This builder for chaining.
+     */
+    public Builder setAssistantIdBytes(
+        com.google.protobuf.ByteString value) {
+      if (value == null) { throw new NullPointerException(); }
+      checkByteStringIsUtf8(value);
+      assistantId_ = value;
+      bitField0_ |= 0x00004000;
+      onChanged();
+      return this;
+    }
+
+    private int assistantVersion_ ;
+    /**
+     * <code>uint32 assistant_version = 16;</code>
+     * @return The assistantVersion.
+     */
+    @java.lang.Override
+    public int getAssistantVersion() {
+      return assistantVersion_;
+    }
+    /**
+     * <code>uint32 assistant_version = 16;</code>
+     * @param value The assistantVersion to set.
+     * @return This builder for chaining.
+     */
+    public Builder setAssistantVersion(int value) {
+
+      assistantVersion_ = value;
+      bitField0_ |= 0x00008000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <code>uint32 assistant_version = 16;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearAssistantVersion() {
+      bitField0_ = (bitField0_ & ~0x00008000);
+      assistantVersion_ = 0;
+      onChanged();
+      return this;
+    }
+
+    private java.lang.Object contextJson_ = "";
+    /**
+     * <pre>
+     * The run's context as given (JSON object); empty when none.
+     * </pre>
+     *
+     * <code>string context_json = 17;</code>
+     * @return The contextJson.
+     */
+    public java.lang.String getContextJson() {
+      java.lang.Object ref = contextJson_;
+      if (!(ref instanceof java.lang.String)) {
+        com.google.protobuf.ByteString bs =
+            (com.google.protobuf.ByteString) ref;
+        java.lang.String s = bs.toStringUtf8();
+        contextJson_ = s;
+        return s;
+      } else {
+        return (java.lang.String) ref;
+      }
+    }
+    /**
+     * <pre>
+     * The run's context as given (JSON object); empty when none.
+     * </pre>
+     *
+     * <code>string context_json = 17;</code>
+     * @return The bytes for contextJson.
+     */
+    public com.google.protobuf.ByteString
+        getContextJsonBytes() {
+      java.lang.Object ref = contextJson_;
+      if (ref instanceof String) {
+        com.google.protobuf.ByteString b = 
+            com.google.protobuf.ByteString.copyFromUtf8(
+                (java.lang.String) ref);
+        contextJson_ = b;
+        return b;
+      } else {
+        return (com.google.protobuf.ByteString) ref;
+      }
+    }
+    /**
+     * <pre>
+     * The run's context as given (JSON object); empty when none.
+     * </pre>
+     *
+     * <code>string context_json = 17;</code>
+     * @param value The contextJson to set.
+     * @return This builder for chaining.
+     */
+    public Builder setContextJson(
+        java.lang.String value) {
+      if (value == null) { throw new NullPointerException(); }
+      contextJson_ = value;
+      bitField0_ |= 0x00010000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * The run's context as given (JSON object); empty when none.
+     * </pre>
+     *
+     * <code>string context_json = 17;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearContextJson() {
+      contextJson_ = getDefaultInstance().getContextJson();
+      bitField0_ = (bitField0_ & ~0x00010000);
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * The run's context as given (JSON object); empty when none.
+     * </pre>
+     *
+     * <code>string context_json = 17;</code>
+     * @param value The bytes for contextJson to set.
+     * @return This builder for chaining.
+     */
+    public Builder setContextJsonBytes(
+        com.google.protobuf.ByteString value) {
+      if (value == null) { throw new NullPointerException(); }
+      checkByteStringIsUtf8(value);
+      contextJson_ = value;
+      bitField0_ |= 0x00010000;
+      onChanged();
+      return this;
     }
 
     // @@protoc_insertion_point(builder_scope:stepstream.v1.Run)

@@ -225,4 +225,52 @@ public interface RunOrBuilder extends
    * <code>.stepstream.v1.RunOptions options = 14;</code>
    */
   dev.stepstream.v1.RunOptionsOrBuilder getOptionsOrBuilder();
+
+  /**
+   * <pre>
+   * The assistant the run was started with (a graph's default assistant when
+   * the run named only a graph), and the version of it that ran.
+   * </pre>
+   *
+   * <code>string assistant_id = 15;</code>
+   * @return The assistantId.
+   */
+  java.lang.String getAssistantId();
+  /**
+   * <pre>
+   * The assistant the run was started with (a graph's default assistant when
+   * the run named only a graph), and the version of it that ran.
+   * </pre>
+   *
+   * <code>string assistant_id = 15;</code>
+   * @return The bytes for assistantId.
+   */
+  com.google.protobuf.ByteString
+      getAssistantIdBytes();
+
+  /**
+   * <code>uint32 assistant_version = 16;</code>
+   * @return The assistantVersion.
+   */
+  int getAssistantVersion();
+
+  /**
+   * <pre>
+   * The run's context as given (JSON object); empty when none.
+   * </pre>
+   *
+   * <code>string context_json = 17;</code>
+   * @return The contextJson.
+   */
+  java.lang.String getContextJson();
+  /**
+   * <pre>
+   * The run's context as given (JSON object); empty when none.
+   * </pre>
+   *
+   * <code>string context_json = 17;</code>
+   * @return The bytes for contextJson.
+   */
+  com.google.protobuf.ByteString
+      getContextJsonBytes();
 }

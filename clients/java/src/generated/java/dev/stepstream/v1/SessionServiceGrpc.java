@@ -141,6 +141,68 @@ public final class SessionServiceGrpc {
     return getDeleteSessionMethod;
   }
 
+  private static volatile io.grpc.MethodDescriptor<dev.stepstream.v1.PatchSessionRequest,
+      dev.stepstream.v1.PatchSessionResponse> getPatchSessionMethod;
+
+  @io.grpc.stub.annotations.RpcMethod(
+      fullMethodName = SERVICE_NAME + '/' + "PatchSession",
+      requestType = dev.stepstream.v1.PatchSessionRequest.class,
+      responseType = dev.stepstream.v1.PatchSessionResponse.class,
+      methodType = io.grpc.MethodDescriptor.MethodType.UNARY)
+  public static io.grpc.MethodDescriptor<dev.stepstream.v1.PatchSessionRequest,
+      dev.stepstream.v1.PatchSessionResponse> getPatchSessionMethod() {
+    io.grpc.MethodDescriptor<dev.stepstream.v1.PatchSessionRequest, dev.stepstream.v1.PatchSessionResponse> getPatchSessionMethod;
+    if ((getPatchSessionMethod = SessionServiceGrpc.getPatchSessionMethod) == null) {
+      synchronized (SessionServiceGrpc.class) {
+        if ((getPatchSessionMethod = SessionServiceGrpc.getPatchSessionMethod) == null) {
+          SessionServiceGrpc.getPatchSessionMethod = getPatchSessionMethod =
+              io.grpc.MethodDescriptor.<dev.stepstream.v1.PatchSessionRequest, dev.stepstream.v1.PatchSessionResponse>newBuilder()
+              .setType(io.grpc.MethodDescriptor.MethodType.UNARY)
+              .setFullMethodName(generateFullMethodName(SERVICE_NAME, "PatchSession"))
+              .setSampledToLocalTracing(true)
+              .setRequestMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  dev.stepstream.v1.PatchSessionRequest.getDefaultInstance()))
+              .setResponseMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  dev.stepstream.v1.PatchSessionResponse.getDefaultInstance()))
+              .setSchemaDescriptor(new SessionServiceMethodDescriptorSupplier("PatchSession"))
+              .build();
+        }
+      }
+    }
+    return getPatchSessionMethod;
+  }
+
+  private static volatile io.grpc.MethodDescriptor<dev.stepstream.v1.CopySessionRequest,
+      dev.stepstream.v1.CopySessionResponse> getCopySessionMethod;
+
+  @io.grpc.stub.annotations.RpcMethod(
+      fullMethodName = SERVICE_NAME + '/' + "CopySession",
+      requestType = dev.stepstream.v1.CopySessionRequest.class,
+      responseType = dev.stepstream.v1.CopySessionResponse.class,
+      methodType = io.grpc.MethodDescriptor.MethodType.UNARY)
+  public static io.grpc.MethodDescriptor<dev.stepstream.v1.CopySessionRequest,
+      dev.stepstream.v1.CopySessionResponse> getCopySessionMethod() {
+    io.grpc.MethodDescriptor<dev.stepstream.v1.CopySessionRequest, dev.stepstream.v1.CopySessionResponse> getCopySessionMethod;
+    if ((getCopySessionMethod = SessionServiceGrpc.getCopySessionMethod) == null) {
+      synchronized (SessionServiceGrpc.class) {
+        if ((getCopySessionMethod = SessionServiceGrpc.getCopySessionMethod) == null) {
+          SessionServiceGrpc.getCopySessionMethod = getCopySessionMethod =
+              io.grpc.MethodDescriptor.<dev.stepstream.v1.CopySessionRequest, dev.stepstream.v1.CopySessionResponse>newBuilder()
+              .setType(io.grpc.MethodDescriptor.MethodType.UNARY)
+              .setFullMethodName(generateFullMethodName(SERVICE_NAME, "CopySession"))
+              .setSampledToLocalTracing(true)
+              .setRequestMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  dev.stepstream.v1.CopySessionRequest.getDefaultInstance()))
+              .setResponseMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  dev.stepstream.v1.CopySessionResponse.getDefaultInstance()))
+              .setSchemaDescriptor(new SessionServiceMethodDescriptorSupplier("CopySession"))
+              .build();
+        }
+      }
+    }
+    return getCopySessionMethod;
+  }
+
   private static volatile io.grpc.MethodDescriptor<dev.stepstream.v1.GetSessionStateRequest,
       dev.stepstream.v1.GetSessionStateResponse> getGetSessionStateMethod;
 
@@ -369,6 +431,27 @@ public final class SessionServiceGrpc {
 
     /**
      * <pre>
+     * Merge keys into a session's metadata (a key set to JSON null is removed).
+     * </pre>
+     */
+    default void patchSession(dev.stepstream.v1.PatchSessionRequest request,
+        io.grpc.stub.StreamObserver<dev.stepstream.v1.PatchSessionResponse> responseObserver) {
+      io.grpc.stub.ServerCalls.asyncUnimplementedUnaryCall(getPatchSessionMethod(), responseObserver);
+    }
+
+    /**
+     * <pre>
+     * A new session with a copy of this one's checkpoints and metadata; the two
+     * go on independently. FAILED_PRECONDITION while the source is busy.
+     * </pre>
+     */
+    default void copySession(dev.stepstream.v1.CopySessionRequest request,
+        io.grpc.stub.StreamObserver<dev.stepstream.v1.CopySessionResponse> responseObserver) {
+      io.grpc.stub.ServerCalls.asyncUnimplementedUnaryCall(getCopySessionMethod(), responseObserver);
+    }
+
+    /**
+     * <pre>
      * The current state (or the state at a given checkpoint).
      * </pre>
      */
@@ -489,6 +572,29 @@ public final class SessionServiceGrpc {
 
     /**
      * <pre>
+     * Merge keys into a session's metadata (a key set to JSON null is removed).
+     * </pre>
+     */
+    public void patchSession(dev.stepstream.v1.PatchSessionRequest request,
+        io.grpc.stub.StreamObserver<dev.stepstream.v1.PatchSessionResponse> responseObserver) {
+      io.grpc.stub.ClientCalls.asyncUnaryCall(
+          getChannel().newCall(getPatchSessionMethod(), getCallOptions()), request, responseObserver);
+    }
+
+    /**
+     * <pre>
+     * A new session with a copy of this one's checkpoints and metadata; the two
+     * go on independently. FAILED_PRECONDITION while the source is busy.
+     * </pre>
+     */
+    public void copySession(dev.stepstream.v1.CopySessionRequest request,
+        io.grpc.stub.StreamObserver<dev.stepstream.v1.CopySessionResponse> responseObserver) {
+      io.grpc.stub.ClientCalls.asyncUnaryCall(
+          getChannel().newCall(getCopySessionMethod(), getCallOptions()), request, responseObserver);
+    }
+
+    /**
+     * <pre>
      * The current state (or the state at a given checkpoint).
      * </pre>
      */
@@ -590,6 +696,27 @@ public final class SessionServiceGrpc {
     public dev.stepstream.v1.DeleteSessionResponse deleteSession(dev.stepstream.v1.DeleteSessionRequest request) throws io.grpc.StatusException {
       return io.grpc.stub.ClientCalls.blockingV2UnaryCall(
           getChannel(), getDeleteSessionMethod(), getCallOptions(), request);
+    }
+
+    /**
+     * <pre>
+     * Merge keys into a session's metadata (a key set to JSON null is removed).
+     * </pre>
+     */
+    public dev.stepstream.v1.PatchSessionResponse patchSession(dev.stepstream.v1.PatchSessionRequest request) throws io.grpc.StatusException {
+      return io.grpc.stub.ClientCalls.blockingV2UnaryCall(
+          getChannel(), getPatchSessionMethod(), getCallOptions(), request);
+    }
+
+    /**
+     * <pre>
+     * A new session with a copy of this one's checkpoints and metadata; the two
+     * go on independently. FAILED_PRECONDITION while the source is busy.
+     * </pre>
+     */
+    public dev.stepstream.v1.CopySessionResponse copySession(dev.stepstream.v1.CopySessionRequest request) throws io.grpc.StatusException {
+      return io.grpc.stub.ClientCalls.blockingV2UnaryCall(
+          getChannel(), getCopySessionMethod(), getCallOptions(), request);
     }
 
     /**
@@ -697,6 +824,27 @@ public final class SessionServiceGrpc {
 
     /**
      * <pre>
+     * Merge keys into a session's metadata (a key set to JSON null is removed).
+     * </pre>
+     */
+    public dev.stepstream.v1.PatchSessionResponse patchSession(dev.stepstream.v1.PatchSessionRequest request) {
+      return io.grpc.stub.ClientCalls.blockingUnaryCall(
+          getChannel(), getPatchSessionMethod(), getCallOptions(), request);
+    }
+
+    /**
+     * <pre>
+     * A new session with a copy of this one's checkpoints and metadata; the two
+     * go on independently. FAILED_PRECONDITION while the source is busy.
+     * </pre>
+     */
+    public dev.stepstream.v1.CopySessionResponse copySession(dev.stepstream.v1.CopySessionRequest request) {
+      return io.grpc.stub.ClientCalls.blockingUnaryCall(
+          getChannel(), getCopySessionMethod(), getCallOptions(), request);
+    }
+
+    /**
+     * <pre>
      * The current state (or the state at a given checkpoint).
      * </pre>
      */
@@ -789,6 +937,29 @@ public final class SessionServiceGrpc {
 
     /**
      * <pre>
+     * Merge keys into a session's metadata (a key set to JSON null is removed).
+     * </pre>
+     */
+    public com.google.common.util.concurrent.ListenableFuture<dev.stepstream.v1.PatchSessionResponse> patchSession(
+        dev.stepstream.v1.PatchSessionRequest request) {
+      return io.grpc.stub.ClientCalls.futureUnaryCall(
+          getChannel().newCall(getPatchSessionMethod(), getCallOptions()), request);
+    }
+
+    /**
+     * <pre>
+     * A new session with a copy of this one's checkpoints and metadata; the two
+     * go on independently. FAILED_PRECONDITION while the source is busy.
+     * </pre>
+     */
+    public com.google.common.util.concurrent.ListenableFuture<dev.stepstream.v1.CopySessionResponse> copySession(
+        dev.stepstream.v1.CopySessionRequest request) {
+      return io.grpc.stub.ClientCalls.futureUnaryCall(
+          getChannel().newCall(getCopySessionMethod(), getCallOptions()), request);
+    }
+
+    /**
+     * <pre>
      * The current state (or the state at a given checkpoint).
      * </pre>
      */
@@ -827,10 +998,12 @@ public final class SessionServiceGrpc {
   private static final int METHODID_GET_SESSION = 1;
   private static final int METHODID_LIST_SESSIONS = 2;
   private static final int METHODID_DELETE_SESSION = 3;
-  private static final int METHODID_GET_SESSION_STATE = 4;
-  private static final int METHODID_GET_SESSION_HISTORY = 5;
-  private static final int METHODID_UPDATE_SESSION_STATE = 6;
-  private static final int METHODID_SESSION_STREAM = 7;
+  private static final int METHODID_PATCH_SESSION = 4;
+  private static final int METHODID_COPY_SESSION = 5;
+  private static final int METHODID_GET_SESSION_STATE = 6;
+  private static final int METHODID_GET_SESSION_HISTORY = 7;
+  private static final int METHODID_UPDATE_SESSION_STATE = 8;
+  private static final int METHODID_SESSION_STREAM = 9;
 
   private static final class MethodHandlers<Req, Resp> implements
       io.grpc.stub.ServerCalls.UnaryMethod<Req, Resp>,
@@ -864,6 +1037,14 @@ public final class SessionServiceGrpc {
         case METHODID_DELETE_SESSION:
           serviceImpl.deleteSession((dev.stepstream.v1.DeleteSessionRequest) request,
               (io.grpc.stub.StreamObserver<dev.stepstream.v1.DeleteSessionResponse>) responseObserver);
+          break;
+        case METHODID_PATCH_SESSION:
+          serviceImpl.patchSession((dev.stepstream.v1.PatchSessionRequest) request,
+              (io.grpc.stub.StreamObserver<dev.stepstream.v1.PatchSessionResponse>) responseObserver);
+          break;
+        case METHODID_COPY_SESSION:
+          serviceImpl.copySession((dev.stepstream.v1.CopySessionRequest) request,
+              (io.grpc.stub.StreamObserver<dev.stepstream.v1.CopySessionResponse>) responseObserver);
           break;
         case METHODID_GET_SESSION_STATE:
           serviceImpl.getSessionState((dev.stepstream.v1.GetSessionStateRequest) request,
@@ -926,6 +1107,20 @@ public final class SessionServiceGrpc {
               dev.stepstream.v1.DeleteSessionRequest,
               dev.stepstream.v1.DeleteSessionResponse>(
                 service, METHODID_DELETE_SESSION)))
+        .addMethod(
+          getPatchSessionMethod(),
+          io.grpc.stub.ServerCalls.asyncUnaryCall(
+            new MethodHandlers<
+              dev.stepstream.v1.PatchSessionRequest,
+              dev.stepstream.v1.PatchSessionResponse>(
+                service, METHODID_PATCH_SESSION)))
+        .addMethod(
+          getCopySessionMethod(),
+          io.grpc.stub.ServerCalls.asyncUnaryCall(
+            new MethodHandlers<
+              dev.stepstream.v1.CopySessionRequest,
+              dev.stepstream.v1.CopySessionResponse>(
+                service, METHODID_COPY_SESSION)))
         .addMethod(
           getGetSessionStateMethod(),
           io.grpc.stub.ServerCalls.asyncUnaryCall(
@@ -1006,6 +1201,8 @@ public final class SessionServiceGrpc {
               .addMethod(getGetSessionMethod())
               .addMethod(getListSessionsMethod())
               .addMethod(getDeleteSessionMethod())
+              .addMethod(getPatchSessionMethod())
+              .addMethod(getCopySessionMethod())
               .addMethod(getGetSessionStateMethod())
               .addMethod(getGetSessionHistoryMethod())
               .addMethod(getUpdateSessionStateMethod())

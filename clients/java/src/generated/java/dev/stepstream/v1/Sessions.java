@@ -73,6 +73,26 @@ public final class Sessions extends com.google.protobuf.GeneratedFile {
     com.google.protobuf.GeneratedMessage.FieldAccessorTable
       internal_static_stepstream_v1_DeleteSessionResponse_fieldAccessorTable;
   static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_stepstream_v1_PatchSessionRequest_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_stepstream_v1_PatchSessionRequest_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_stepstream_v1_PatchSessionResponse_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_stepstream_v1_PatchSessionResponse_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_stepstream_v1_CopySessionRequest_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_stepstream_v1_CopySessionRequest_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_stepstream_v1_CopySessionResponse_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_stepstream_v1_CopySessionResponse_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
     internal_static_stepstream_v1_SessionState_descriptor;
   static final 
     com.google.protobuf.GeneratedMessage.FieldAccessorTable
@@ -166,88 +186,106 @@ public final class Sessions extends com.google.protobuf.GeneratedFile {
       "ponse\022\'\n\007session\030\001 \001(\0132\026.stepstream.v1.S" +
       "ession\"\'\n\021GetSessionRequest\022\022\n\nsession_i" +
       "d\030\001 \001(\t\"=\n\022GetSessionResponse\022\'\n\007session" +
-      "\030\001 \001(\0132\026.stepstream.v1.Session\"N\n\023ListSe" +
-      "ssionsRequest\022\021\n\tpage_size\030\001 \001(\r\022\022\n\npage" +
-      "_token\030\002 \001(\t\022\020\n\010graph_id\030\003 \001(\t\"Y\n\024ListSe" +
-      "ssionsResponse\022(\n\010sessions\030\001 \003(\0132\026.steps" +
-      "tream.v1.Session\022\027\n\017next_page_token\030\002 \001(" +
-      "\t\"9\n\024DeleteSessionRequest\022\022\n\nsession_id\030" +
-      "\001 \001(\t\022\r\n\005force\030\002 \001(\010\"\027\n\025DeleteSessionRes" +
-      "ponse\"\236\002\n\014SessionState\022\023\n\013values_json\030\001 " +
-      "\001(\t\022\014\n\004next\030\002 \003(\t\022*\n\nnext_tasks\030\003 \003(\0132\026." +
-      "stepstream.v1.TaskRef\022,\n\ninterrupts\030\004 \003(" +
-      "\0132\030.stepstream.v1.Interrupt\022\025\n\rcheckpoin" +
-      "t_id\030\005 \001(\t\022\034\n\024parent_checkpoint_id\030\006 \001(\t" +
-      "\022\014\n\004step\030\007 \001(\005\022\016\n\006source\030\010 \001(\t\022.\n\ncreate" +
-      "d_at\030\t \001(\0132\032.google.protobuf.Timestamp\022\016" +
-      "\n\006run_id\030\n \001(\t\"C\n\026GetSessionStateRequest" +
-      "\022\022\n\nsession_id\030\001 \001(\t\022\025\n\rcheckpoint_id\030\002 " +
-      "\001(\t\"E\n\027GetSessionStateResponse\022*\n\005state\030" +
-      "\001 \001(\0132\033.stepstream.v1.SessionState\"U\n\030Ge" +
-      "tSessionHistoryRequest\022\022\n\nsession_id\030\001 \001" +
-      "(\t\022\021\n\tpage_size\030\002 \001(\r\022\022\n\npage_token\030\003 \001(" +
-      "\t\"a\n\031GetSessionHistoryResponse\022+\n\006states" +
-      "\030\001 \003(\0132\033.stepstream.v1.SessionState\022\027\n\017n" +
-      "ext_page_token\030\002 \001(\t\"l\n\031UpdateSessionSta" +
-      "teRequest\022\022\n\nsession_id\030\001 \001(\t\022\023\n\013values_" +
-      "json\030\002 \001(\t\022\017\n\007as_node\030\003 \001(\t\022\025\n\rcheckpoin" +
-      "t_id\030\004 \001(\t\"3\n\032UpdateSessionStateResponse" +
-      "\022\025\n\rcheckpoint_id\030\001 \001(\t\"\254\002\n\024SessionStrea" +
-      "mRequest\022\022\n\nrequest_id\030\001 \001(\t\022*\n\004open\030\n \001" +
-      "(\0132\032.stepstream.v1.OpenSessionH\000\022,\n\tstar" +
-      "t_run\030\013 \001(\0132\027.stepstream.v1.StartRunH\000\022(" +
-      "\n\006resume\030\014 \001(\0132\026.stepstream.v1.CommandH\000" +
-      "\0220\n\006cancel\030\r \001(\0132\036.stepstream.v1.CancelA" +
-      "ctiveRunH\000\022@\n\014update_state\030\016 \001(\0132(.steps" +
-      "tream.v1.UpdateSessionStateRequestH\000B\010\n\006" +
-      "action\"\314\001\n\013OpenSession\022\022\n\nsession_id\030\001 \001" +
-      "(\t\022\020\n\010graph_id\030\002 \001(\t\022\025\n\rmetadata_json\030\003 " +
-      "\001(\t\022-\n\013event_kinds\030\004 \003(\0162\030.stepstream.v1" +
-      ".EventKind\022\021\n\tsubgraphs\030\005 \001(\010\022\025\n\rresume_" +
-      "run_id\030\006 \001(\t\022\021\n\tafter_seq\030\007 \001(\004\022\024\n\014batch" +
-      "_events\030\010 \001(\010\"J\n\010StartRun\022\022\n\ninput_json\030" +
-      "\001 \001(\t\022*\n\007options\030\002 \001(\0132\031.stepstream.v1.R" +
-      "unOptions\"#\n\017CancelActiveRun\022\020\n\010rollback" +
-      "\030\001 \001(\010\"X\n\013StreamError\022\014\n\004code\030\001 \001(\005\022\017\n\007m" +
-      "essage\030\002 \001(\t\022\r\n\005field\030\003 \001(\t\022\033\n\023retry_aft" +
-      "er_seconds\030\004 \001(\001\"\365\002\n\025SessionStreamRespon" +
-      "se\022\022\n\nrequest_id\030\001 \001(\t\022)\n\007session\030\n \001(\0132" +
-      "\026.stepstream.v1.SessionH\000\022!\n\003run\030\013 \001(\0132\022" +
-      ".stepstream.v1.RunH\000\022(\n\005event\030\014 \001(\0132\027.st" +
-      "epstream.v1.RunEventH\000\022B\n\rstate_updated\030" +
-      "\r \001(\0132).stepstream.v1.UpdateSessionState" +
-      "ResponseH\000\022\'\n\tcancelled\030\016 \001(\0132\022.stepstre" +
-      "am.v1.RunH\000\022+\n\005error\030\017 \001(\0132\032.stepstream." +
-      "v1.StreamErrorH\000\022.\n\006events\030\020 \001(\0132\034.steps" +
-      "tream.v1.RunEventBatchH\000B\006\n\004kind\"8\n\rRunE" +
-      "ventBatch\022\'\n\006events\030\001 \003(\0132\027.stepstream.v" +
-      "1.RunEvent*\233\001\n\rSessionStatus\022\036\n\032SESSION_" +
-      "STATUS_UNSPECIFIED\020\000\022\027\n\023SESSION_STATUS_I" +
-      "DLE\020\001\022\027\n\023SESSION_STATUS_BUSY\020\002\022\036\n\032SESSIO" +
-      "N_STATUS_INTERRUPTED\020\003\022\030\n\024SESSION_STATUS" +
-      "_ERROR\020\0042\211\006\n\016SessionService\022Z\n\rCreateSes" +
-      "sion\022#.stepstream.v1.CreateSessionReques" +
-      "t\032$.stepstream.v1.CreateSessionResponse\022" +
-      "Q\n\nGetSession\022 .stepstream.v1.GetSession" +
-      "Request\032!.stepstream.v1.GetSessionRespon" +
-      "se\022W\n\014ListSessions\022\".stepstream.v1.ListS" +
-      "essionsRequest\032#.stepstream.v1.ListSessi" +
-      "onsResponse\022Z\n\rDeleteSession\022#.stepstrea" +
-      "m.v1.DeleteSessionRequest\032$.stepstream.v" +
-      "1.DeleteSessionResponse\022`\n\017GetSessionSta" +
-      "te\022%.stepstream.v1.GetSessionStateReques" +
-      "t\032&.stepstream.v1.GetSessionStateRespons" +
-      "e\022f\n\021GetSessionHistory\022\'.stepstream.v1.G" +
-      "etSessionHistoryRequest\032(.stepstream.v1." +
-      "GetSessionHistoryResponse\022i\n\022UpdateSessi" +
-      "onState\022(.stepstream.v1.UpdateSessionSta" +
-      "teRequest\032).stepstream.v1.UpdateSessionS" +
-      "tateResponse\022^\n\rSessionStream\022#.stepstre" +
-      "am.v1.SessionStreamRequest\032$.stepstream." +
-      "v1.SessionStreamResponse(\0010\001B\\\n\021dev.step" +
-      "stream.v1P\001ZEgithub.com/stepstream/steps" +
-      "tream/clients/go/stepstreamv1;stepstream" +
-      "v1b\006proto3"
+      "\030\001 \001(\0132\026.stepstream.v1.Session\"\327\001\n\023ListS" +
+      "essionsRequest\022\021\n\tpage_size\030\001 \001(\r\022\022\n\npag" +
+      "e_token\030\002 \001(\t\022\020\n\010graph_id\030\003 \001(\t\022\025\n\rmetad" +
+      "ata_json\030\004 \001(\t\022.\n\010statuses\030\005 \003(\0162\034.steps" +
+      "tream.v1.SessionStatus\022-\n\007sort_by\030\006 \001(\0162" +
+      "\034.stepstream.v1.SessionSortBy\022\021\n\tascendi" +
+      "ng\030\007 \001(\010\"Y\n\024ListSessionsResponse\022(\n\010sess" +
+      "ions\030\001 \003(\0132\026.stepstream.v1.Session\022\027\n\017ne" +
+      "xt_page_token\030\002 \001(\t\"9\n\024DeleteSessionRequ" +
+      "est\022\022\n\nsession_id\030\001 \001(\t\022\r\n\005force\030\002 \001(\010\"\027" +
+      "\n\025DeleteSessionResponse\"@\n\023PatchSessionR" +
+      "equest\022\022\n\nsession_id\030\001 \001(\t\022\025\n\rmetadata_j" +
+      "son\030\002 \001(\t\"?\n\024PatchSessionResponse\022\'\n\007ses" +
+      "sion\030\001 \001(\0132\026.stepstream.v1.Session\"@\n\022Co" +
+      "pySessionRequest\022\022\n\nsession_id\030\001 \001(\t\022\026\n\016" +
+      "new_session_id\030\002 \001(\t\">\n\023CopySessionRespo" +
+      "nse\022\'\n\007session\030\001 \001(\0132\026.stepstream.v1.Ses" +
+      "sion\"\236\002\n\014SessionState\022\023\n\013values_json\030\001 \001" +
+      "(\t\022\014\n\004next\030\002 \003(\t\022*\n\nnext_tasks\030\003 \003(\0132\026.s" +
+      "tepstream.v1.TaskRef\022,\n\ninterrupts\030\004 \003(\013" +
+      "2\030.stepstream.v1.Interrupt\022\025\n\rcheckpoint" +
+      "_id\030\005 \001(\t\022\034\n\024parent_checkpoint_id\030\006 \001(\t\022" +
+      "\014\n\004step\030\007 \001(\005\022\016\n\006source\030\010 \001(\t\022.\n\ncreated" +
+      "_at\030\t \001(\0132\032.google.protobuf.Timestamp\022\016\n" +
+      "\006run_id\030\n \001(\t\"C\n\026GetSessionStateRequest\022" +
+      "\022\n\nsession_id\030\001 \001(\t\022\025\n\rcheckpoint_id\030\002 \001" +
+      "(\t\"E\n\027GetSessionStateResponse\022*\n\005state\030\001" +
+      " \001(\0132\033.stepstream.v1.SessionState\"U\n\030Get" +
+      "SessionHistoryRequest\022\022\n\nsession_id\030\001 \001(" +
+      "\t\022\021\n\tpage_size\030\002 \001(\r\022\022\n\npage_token\030\003 \001(\t" +
+      "\"a\n\031GetSessionHistoryResponse\022+\n\006states\030" +
+      "\001 \003(\0132\033.stepstream.v1.SessionState\022\027\n\017ne" +
+      "xt_page_token\030\002 \001(\t\"l\n\031UpdateSessionStat" +
+      "eRequest\022\022\n\nsession_id\030\001 \001(\t\022\023\n\013values_j" +
+      "son\030\002 \001(\t\022\017\n\007as_node\030\003 \001(\t\022\025\n\rcheckpoint" +
+      "_id\030\004 \001(\t\"3\n\032UpdateSessionStateResponse\022" +
+      "\025\n\rcheckpoint_id\030\001 \001(\t\"\254\002\n\024SessionStream" +
+      "Request\022\022\n\nrequest_id\030\001 \001(\t\022*\n\004open\030\n \001(" +
+      "\0132\032.stepstream.v1.OpenSessionH\000\022,\n\tstart" +
+      "_run\030\013 \001(\0132\027.stepstream.v1.StartRunH\000\022(\n" +
+      "\006resume\030\014 \001(\0132\026.stepstream.v1.CommandH\000\022" +
+      "0\n\006cancel\030\r \001(\0132\036.stepstream.v1.CancelAc" +
+      "tiveRunH\000\022@\n\014update_state\030\016 \001(\0132(.stepst" +
+      "ream.v1.UpdateSessionStateRequestH\000B\010\n\006a" +
+      "ction\"\342\001\n\013OpenSession\022\022\n\nsession_id\030\001 \001(" +
+      "\t\022\020\n\010graph_id\030\002 \001(\t\022\025\n\rmetadata_json\030\003 \001" +
+      "(\t\022-\n\013event_kinds\030\004 \003(\0162\030.stepstream.v1." +
+      "EventKind\022\021\n\tsubgraphs\030\005 \001(\010\022\025\n\rresume_r" +
+      "un_id\030\006 \001(\t\022\021\n\tafter_seq\030\007 \001(\004\022\024\n\014batch_" +
+      "events\030\010 \001(\010\022\024\n\014assistant_id\030\t \001(\t\"`\n\010St" +
+      "artRun\022\022\n\ninput_json\030\001 \001(\t\022*\n\007options\030\002 " +
+      "\001(\0132\031.stepstream.v1.RunOptions\022\024\n\014contex" +
+      "t_json\030\003 \001(\t\"#\n\017CancelActiveRun\022\020\n\010rollb" +
+      "ack\030\001 \001(\010\"X\n\013StreamError\022\014\n\004code\030\001 \001(\005\022\017" +
+      "\n\007message\030\002 \001(\t\022\r\n\005field\030\003 \001(\t\022\033\n\023retry_" +
+      "after_seconds\030\004 \001(\001\"\365\002\n\025SessionStreamRes" +
+      "ponse\022\022\n\nrequest_id\030\001 \001(\t\022)\n\007session\030\n \001" +
+      "(\0132\026.stepstream.v1.SessionH\000\022!\n\003run\030\013 \001(" +
+      "\0132\022.stepstream.v1.RunH\000\022(\n\005event\030\014 \001(\0132\027" +
+      ".stepstream.v1.RunEventH\000\022B\n\rstate_updat" +
+      "ed\030\r \001(\0132).stepstream.v1.UpdateSessionSt" +
+      "ateResponseH\000\022\'\n\tcancelled\030\016 \001(\0132\022.steps" +
+      "tream.v1.RunH\000\022+\n\005error\030\017 \001(\0132\032.stepstre" +
+      "am.v1.StreamErrorH\000\022.\n\006events\030\020 \001(\0132\034.st" +
+      "epstream.v1.RunEventBatchH\000B\006\n\004kind\"8\n\rR" +
+      "unEventBatch\022\'\n\006events\030\001 \003(\0132\027.stepstrea" +
+      "m.v1.RunEvent*\233\001\n\rSessionStatus\022\036\n\032SESSI" +
+      "ON_STATUS_UNSPECIFIED\020\000\022\027\n\023SESSION_STATU" +
+      "S_IDLE\020\001\022\027\n\023SESSION_STATUS_BUSY\020\002\022\036\n\032SES" +
+      "SION_STATUS_INTERRUPTED\020\003\022\030\n\024SESSION_STA" +
+      "TUS_ERROR\020\004*p\n\rSessionSortBy\022\037\n\033SESSION_" +
+      "SORT_BY_UNSPECIFIED\020\000\022\036\n\032SESSION_SORT_BY" +
+      "_CREATED_AT\020\001\022\036\n\032SESSION_SORT_BY_UPDATED" +
+      "_AT\020\0022\270\007\n\016SessionService\022Z\n\rCreateSessio" +
+      "n\022#.stepstream.v1.CreateSessionRequest\032$" +
+      ".stepstream.v1.CreateSessionResponse\022Q\n\n" +
+      "GetSession\022 .stepstream.v1.GetSessionReq" +
+      "uest\032!.stepstream.v1.GetSessionResponse\022" +
+      "W\n\014ListSessions\022\".stepstream.v1.ListSess" +
+      "ionsRequest\032#.stepstream.v1.ListSessions" +
+      "Response\022Z\n\rDeleteSession\022#.stepstream.v" +
+      "1.DeleteSessionRequest\032$.stepstream.v1.D" +
+      "eleteSessionResponse\022W\n\014PatchSession\022\".s" +
+      "tepstream.v1.PatchSessionRequest\032#.steps" +
+      "tream.v1.PatchSessionResponse\022T\n\013CopySes" +
+      "sion\022!.stepstream.v1.CopySessionRequest\032" +
+      "\".stepstream.v1.CopySessionResponse\022`\n\017G" +
+      "etSessionState\022%.stepstream.v1.GetSessio" +
+      "nStateRequest\032&.stepstream.v1.GetSession" +
+      "StateResponse\022f\n\021GetSessionHistory\022\'.ste" +
+      "pstream.v1.GetSessionHistoryRequest\032(.st" +
+      "epstream.v1.GetSessionHistoryResponse\022i\n" +
+      "\022UpdateSessionState\022(.stepstream.v1.Upda" +
+      "teSessionStateRequest\032).stepstream.v1.Up" +
+      "dateSessionStateResponse\022^\n\rSessionStrea" +
+      "m\022#.stepstream.v1.SessionStreamRequest\032$" +
+      ".stepstream.v1.SessionStreamResponse(\0010\001" +
+      "B\\\n\021dev.stepstream.v1P\001ZEgithub.com/step" +
+      "stream/stepstream/clients/go/stepstreamv" +
+      "1;stepstreamv1b\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -292,7 +330,7 @@ public final class Sessions extends com.google.protobuf.GeneratedFile {
     internal_static_stepstream_v1_ListSessionsRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_stepstream_v1_ListSessionsRequest_descriptor,
-        new java.lang.String[] { "PageSize", "PageToken", "GraphId", });
+        new java.lang.String[] { "PageSize", "PageToken", "GraphId", "MetadataJson", "Statuses", "SortBy", "Ascending", });
     internal_static_stepstream_v1_ListSessionsResponse_descriptor =
       getDescriptor().getMessageType(6);
     internal_static_stepstream_v1_ListSessionsResponse_fieldAccessorTable = new
@@ -311,86 +349,110 @@ public final class Sessions extends com.google.protobuf.GeneratedFile {
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_stepstream_v1_DeleteSessionResponse_descriptor,
         new java.lang.String[] { });
-    internal_static_stepstream_v1_SessionState_descriptor =
+    internal_static_stepstream_v1_PatchSessionRequest_descriptor =
       getDescriptor().getMessageType(9);
+    internal_static_stepstream_v1_PatchSessionRequest_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_stepstream_v1_PatchSessionRequest_descriptor,
+        new java.lang.String[] { "SessionId", "MetadataJson", });
+    internal_static_stepstream_v1_PatchSessionResponse_descriptor =
+      getDescriptor().getMessageType(10);
+    internal_static_stepstream_v1_PatchSessionResponse_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_stepstream_v1_PatchSessionResponse_descriptor,
+        new java.lang.String[] { "Session", });
+    internal_static_stepstream_v1_CopySessionRequest_descriptor =
+      getDescriptor().getMessageType(11);
+    internal_static_stepstream_v1_CopySessionRequest_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_stepstream_v1_CopySessionRequest_descriptor,
+        new java.lang.String[] { "SessionId", "NewSessionId", });
+    internal_static_stepstream_v1_CopySessionResponse_descriptor =
+      getDescriptor().getMessageType(12);
+    internal_static_stepstream_v1_CopySessionResponse_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_stepstream_v1_CopySessionResponse_descriptor,
+        new java.lang.String[] { "Session", });
+    internal_static_stepstream_v1_SessionState_descriptor =
+      getDescriptor().getMessageType(13);
     internal_static_stepstream_v1_SessionState_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_stepstream_v1_SessionState_descriptor,
         new java.lang.String[] { "ValuesJson", "Next", "NextTasks", "Interrupts", "CheckpointId", "ParentCheckpointId", "Step", "Source", "CreatedAt", "RunId", });
     internal_static_stepstream_v1_GetSessionStateRequest_descriptor =
-      getDescriptor().getMessageType(10);
+      getDescriptor().getMessageType(14);
     internal_static_stepstream_v1_GetSessionStateRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_stepstream_v1_GetSessionStateRequest_descriptor,
         new java.lang.String[] { "SessionId", "CheckpointId", });
     internal_static_stepstream_v1_GetSessionStateResponse_descriptor =
-      getDescriptor().getMessageType(11);
+      getDescriptor().getMessageType(15);
     internal_static_stepstream_v1_GetSessionStateResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_stepstream_v1_GetSessionStateResponse_descriptor,
         new java.lang.String[] { "State", });
     internal_static_stepstream_v1_GetSessionHistoryRequest_descriptor =
-      getDescriptor().getMessageType(12);
+      getDescriptor().getMessageType(16);
     internal_static_stepstream_v1_GetSessionHistoryRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_stepstream_v1_GetSessionHistoryRequest_descriptor,
         new java.lang.String[] { "SessionId", "PageSize", "PageToken", });
     internal_static_stepstream_v1_GetSessionHistoryResponse_descriptor =
-      getDescriptor().getMessageType(13);
+      getDescriptor().getMessageType(17);
     internal_static_stepstream_v1_GetSessionHistoryResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_stepstream_v1_GetSessionHistoryResponse_descriptor,
         new java.lang.String[] { "States", "NextPageToken", });
     internal_static_stepstream_v1_UpdateSessionStateRequest_descriptor =
-      getDescriptor().getMessageType(14);
+      getDescriptor().getMessageType(18);
     internal_static_stepstream_v1_UpdateSessionStateRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_stepstream_v1_UpdateSessionStateRequest_descriptor,
         new java.lang.String[] { "SessionId", "ValuesJson", "AsNode", "CheckpointId", });
     internal_static_stepstream_v1_UpdateSessionStateResponse_descriptor =
-      getDescriptor().getMessageType(15);
+      getDescriptor().getMessageType(19);
     internal_static_stepstream_v1_UpdateSessionStateResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_stepstream_v1_UpdateSessionStateResponse_descriptor,
         new java.lang.String[] { "CheckpointId", });
     internal_static_stepstream_v1_SessionStreamRequest_descriptor =
-      getDescriptor().getMessageType(16);
+      getDescriptor().getMessageType(20);
     internal_static_stepstream_v1_SessionStreamRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_stepstream_v1_SessionStreamRequest_descriptor,
         new java.lang.String[] { "RequestId", "Open", "StartRun", "Resume", "Cancel", "UpdateState", "Action", });
     internal_static_stepstream_v1_OpenSession_descriptor =
-      getDescriptor().getMessageType(17);
+      getDescriptor().getMessageType(21);
     internal_static_stepstream_v1_OpenSession_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_stepstream_v1_OpenSession_descriptor,
-        new java.lang.String[] { "SessionId", "GraphId", "MetadataJson", "EventKinds", "Subgraphs", "ResumeRunId", "AfterSeq", "BatchEvents", });
+        new java.lang.String[] { "SessionId", "GraphId", "MetadataJson", "EventKinds", "Subgraphs", "ResumeRunId", "AfterSeq", "BatchEvents", "AssistantId", });
     internal_static_stepstream_v1_StartRun_descriptor =
-      getDescriptor().getMessageType(18);
+      getDescriptor().getMessageType(22);
     internal_static_stepstream_v1_StartRun_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_stepstream_v1_StartRun_descriptor,
-        new java.lang.String[] { "InputJson", "Options", });
+        new java.lang.String[] { "InputJson", "Options", "ContextJson", });
     internal_static_stepstream_v1_CancelActiveRun_descriptor =
-      getDescriptor().getMessageType(19);
+      getDescriptor().getMessageType(23);
     internal_static_stepstream_v1_CancelActiveRun_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_stepstream_v1_CancelActiveRun_descriptor,
         new java.lang.String[] { "Rollback", });
     internal_static_stepstream_v1_StreamError_descriptor =
-      getDescriptor().getMessageType(20);
+      getDescriptor().getMessageType(24);
     internal_static_stepstream_v1_StreamError_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_stepstream_v1_StreamError_descriptor,
         new java.lang.String[] { "Code", "Message", "Field", "RetryAfterSeconds", });
     internal_static_stepstream_v1_SessionStreamResponse_descriptor =
-      getDescriptor().getMessageType(21);
+      getDescriptor().getMessageType(25);
     internal_static_stepstream_v1_SessionStreamResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_stepstream_v1_SessionStreamResponse_descriptor,
         new java.lang.String[] { "RequestId", "Session", "Run", "Event", "StateUpdated", "Cancelled", "Error", "Events", "Kind", });
     internal_static_stepstream_v1_RunEventBatch_descriptor =
-      getDescriptor().getMessageType(22);
+      getDescriptor().getMessageType(26);
     internal_static_stepstream_v1_RunEventBatch_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_stepstream_v1_RunEventBatch_descriptor,

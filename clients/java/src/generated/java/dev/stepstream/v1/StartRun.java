@@ -30,6 +30,7 @@ private static final long serialVersionUID = 0L;
   }
   private StartRun() {
     inputJson_ = "";
+    contextJson_ = "";
   }
 
   public static final com.google.protobuf.Descriptors.Descriptor
@@ -116,6 +117,53 @@ private static final long serialVersionUID = 0L;
     return options_ == null ? dev.stepstream.v1.RunOptions.getDefaultInstance() : options_;
   }
 
+  public static final int CONTEXT_JSON_FIELD_NUMBER = 3;
+  @SuppressWarnings("serial")
+  private volatile java.lang.Object contextJson_ = "";
+  /**
+   * <pre>
+   * As StartRunRequest.context_json.
+   * </pre>
+   *
+   * <code>string context_json = 3;</code>
+   * @return The contextJson.
+   */
+  @java.lang.Override
+  public java.lang.String getContextJson() {
+    java.lang.Object ref = contextJson_;
+    if (ref instanceof java.lang.String) {
+      return (java.lang.String) ref;
+    } else {
+      com.google.protobuf.ByteString bs = 
+          (com.google.protobuf.ByteString) ref;
+      java.lang.String s = bs.toStringUtf8();
+      contextJson_ = s;
+      return s;
+    }
+  }
+  /**
+   * <pre>
+   * As StartRunRequest.context_json.
+   * </pre>
+   *
+   * <code>string context_json = 3;</code>
+   * @return The bytes for contextJson.
+   */
+  @java.lang.Override
+  public com.google.protobuf.ByteString
+      getContextJsonBytes() {
+    java.lang.Object ref = contextJson_;
+    if (ref instanceof java.lang.String) {
+      com.google.protobuf.ByteString b = 
+          com.google.protobuf.ByteString.copyFromUtf8(
+              (java.lang.String) ref);
+      contextJson_ = b;
+      return b;
+    } else {
+      return (com.google.protobuf.ByteString) ref;
+    }
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -136,6 +184,9 @@ private static final long serialVersionUID = 0L;
     if (((bitField0_ & 0x00000001) != 0)) {
       output.writeMessage(2, getOptions());
     }
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(contextJson_)) {
+      com.google.protobuf.GeneratedMessage.writeString(output, 3, contextJson_);
+    }
     getUnknownFields().writeTo(output);
   }
   private int computeSerializedSize_0() {
@@ -146,6 +197,9 @@ private static final long serialVersionUID = 0L;
     if (((bitField0_ & 0x00000001) != 0)) {
       size += com.google.protobuf.CodedOutputStream
         .computeMessageSize(2, getOptions());
+    }
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(contextJson_)) {
+      size += com.google.protobuf.GeneratedMessage.computeStringSize(3, contextJson_);
     }
     return size;
   }
@@ -178,6 +232,8 @@ private static final long serialVersionUID = 0L;
       if (!getOptions()
           .equals(other.getOptions())) return false;
     }
+    if (!getContextJson()
+        .equals(other.getContextJson())) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -195,6 +251,8 @@ private static final long serialVersionUID = 0L;
       hash = (37 * hash) + OPTIONS_FIELD_NUMBER;
       hash = (53 * hash) + getOptions().hashCode();
     }
+    hash = (37 * hash) + CONTEXT_JSON_FIELD_NUMBER;
+    hash = (53 * hash) + getContextJson().hashCode();
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -338,6 +396,7 @@ private static final long serialVersionUID = 0L;
         optionsBuilder_.dispose();
         optionsBuilder_ = null;
       }
+      contextJson_ = "";
       return this;
     }
 
@@ -381,6 +440,9 @@ private static final long serialVersionUID = 0L;
             : optionsBuilder_.build();
         to_bitField0_ |= 0x00000001;
       }
+      if (((from_bitField0_ & 0x00000004) != 0)) {
+        result.contextJson_ = contextJson_;
+      }
       result.bitField0_ |= to_bitField0_;
     }
 
@@ -403,6 +465,11 @@ private static final long serialVersionUID = 0L;
       }
       if (other.hasOptions()) {
         mergeOptions(other.getOptions());
+      }
+      if (!other.getContextJson().isEmpty()) {
+        contextJson_ = other.contextJson_;
+        bitField0_ |= 0x00000004;
+        onChanged();
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -442,6 +509,11 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000002;
               break;
             } // case 18
+            case 26: {
+              contextJson_ = input.readStringRequireUtf8();
+              bitField0_ |= 0x00000004;
+              break;
+            } // case 26
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -650,6 +722,98 @@ private static final long serialVersionUID = 0L;
         options_ = null;
       }
       return optionsBuilder_;
+    }
+
+    private java.lang.Object contextJson_ = "";
+    /**
+     * <pre>
+     * As StartRunRequest.context_json.
+     * </pre>
+     *
+     * <code>string context_json = 3;</code>
+     * @return The contextJson.
+     */
+    public java.lang.String getContextJson() {
+      java.lang.Object ref = contextJson_;
+      if (!(ref instanceof java.lang.String)) {
+        com.google.protobuf.ByteString bs =
+            (com.google.protobuf.ByteString) ref;
+        java.lang.String s = bs.toStringUtf8();
+        contextJson_ = s;
+        return s;
+      } else {
+        return (java.lang.String) ref;
+      }
+    }
+    /**
+     * <pre>
+     * As StartRunRequest.context_json.
+     * </pre>
+     *
+     * <code>string context_json = 3;</code>
+     * @return The bytes for contextJson.
+     */
+    public com.google.protobuf.ByteString
+        getContextJsonBytes() {
+      java.lang.Object ref = contextJson_;
+      if (ref instanceof String) {
+        com.google.protobuf.ByteString b = 
+            com.google.protobuf.ByteString.copyFromUtf8(
+                (java.lang.String) ref);
+        contextJson_ = b;
+        return b;
+      } else {
+        return (com.google.protobuf.ByteString) ref;
+      }
+    }
+    /**
+     * <pre>
+     * As StartRunRequest.context_json.
+     * </pre>
+     *
+     * <code>string context_json = 3;</code>
+     * @param value The contextJson to set.
+     * @return This builder for chaining.
+     */
+    public Builder setContextJson(
+        java.lang.String value) {
+      if (value == null) { throw new NullPointerException(); }
+      contextJson_ = value;
+      bitField0_ |= 0x00000004;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * As StartRunRequest.context_json.
+     * </pre>
+     *
+     * <code>string context_json = 3;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearContextJson() {
+      contextJson_ = getDefaultInstance().getContextJson();
+      bitField0_ = (bitField0_ & ~0x00000004);
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * As StartRunRequest.context_json.
+     * </pre>
+     *
+     * <code>string context_json = 3;</code>
+     * @param value The bytes for contextJson to set.
+     * @return This builder for chaining.
+     */
+    public Builder setContextJsonBytes(
+        com.google.protobuf.ByteString value) {
+      if (value == null) { throw new NullPointerException(); }
+      checkByteStringIsUtf8(value);
+      contextJson_ = value;
+      bitField0_ |= 0x00000004;
+      onChanged();
+      return this;
     }
 
     // @@protoc_insertion_point(builder_scope:stepstream.v1.StartRun)

@@ -37,4 +37,24 @@ public interface StartRunOrBuilder extends
    * <code>.stepstream.v1.RunOptions options = 2;</code>
    */
   dev.stepstream.v1.RunOptionsOrBuilder getOptionsOrBuilder();
+
+  /**
+   * <pre>
+   * As StartRunRequest.context_json.
+   * </pre>
+   *
+   * <code>string context_json = 3;</code>
+   * @return The contextJson.
+   */
+  java.lang.String getContextJson();
+  /**
+   * <pre>
+   * As StartRunRequest.context_json.
+   * </pre>
+   *
+   * <code>string context_json = 3;</code>
+   * @return The bytes for contextJson.
+   */
+  com.google.protobuf.ByteString
+      getContextJsonBytes();
 }

@@ -33,6 +33,9 @@ private static final long serialVersionUID = 0L;
     sessionId_ = "";
     inputJson_ = "";
     runId_ = "";
+    assistantId_ = "";
+    contextJson_ = "";
+    onCompletion_ = 0;
   }
 
   public static final com.google.protobuf.Descriptors.Descriptor
@@ -316,6 +319,128 @@ private static final long serialVersionUID = 0L;
     }
   }
 
+  public static final int ASSISTANT_ID_FIELD_NUMBER = 7;
+  @SuppressWarnings("serial")
+  private volatile java.lang.Object assistantId_ = "";
+  /**
+   * <pre>
+   * An assistant to run instead of naming graph_id: its graph with its saved
+   * config, context and metadata (the run's own values win key by key). A
+   * graph id is accepted too and means that graph's default assistant.
+   * NOT_FOUND when unknown. At most one of graph_id and assistant_id.
+   * </pre>
+   *
+   * <code>string assistant_id = 7;</code>
+   * @return The assistantId.
+   */
+  @java.lang.Override
+  public java.lang.String getAssistantId() {
+    java.lang.Object ref = assistantId_;
+    if (ref instanceof java.lang.String) {
+      return (java.lang.String) ref;
+    } else {
+      com.google.protobuf.ByteString bs = 
+          (com.google.protobuf.ByteString) ref;
+      java.lang.String s = bs.toStringUtf8();
+      assistantId_ = s;
+      return s;
+    }
+  }
+  /**
+   * <pre>
+   * An assistant to run instead of naming graph_id: its graph with its saved
+   * config, context and metadata (the run's own values win key by key). A
+   * graph id is accepted too and means that graph's default assistant.
+   * NOT_FOUND when unknown. At most one of graph_id and assistant_id.
+   * </pre>
+   *
+   * <code>string assistant_id = 7;</code>
+   * @return The bytes for assistantId.
+   */
+  @java.lang.Override
+  public com.google.protobuf.ByteString
+      getAssistantIdBytes() {
+    java.lang.Object ref = assistantId_;
+    if (ref instanceof java.lang.String) {
+      com.google.protobuf.ByteString b = 
+          com.google.protobuf.ByteString.copyFromUtf8(
+              (java.lang.String) ref);
+      assistantId_ = b;
+      return b;
+    } else {
+      return (com.google.protobuf.ByteString) ref;
+    }
+  }
+
+  public static final int CONTEXT_JSON_FIELD_NUMBER = 8;
+  @SuppressWarnings("serial")
+  private volatile java.lang.Object contextJson_ = "";
+  /**
+   * <pre>
+   * Per-run context read by nodes through LangGraph's Runtime (JSON object),
+   * validated against the graph's context_schema (Graph.context_schema_json);
+   * INVALID_ARGUMENT naming the field when it does not fit.
+   * </pre>
+   *
+   * <code>string context_json = 8;</code>
+   * @return The contextJson.
+   */
+  @java.lang.Override
+  public java.lang.String getContextJson() {
+    java.lang.Object ref = contextJson_;
+    if (ref instanceof java.lang.String) {
+      return (java.lang.String) ref;
+    } else {
+      com.google.protobuf.ByteString bs = 
+          (com.google.protobuf.ByteString) ref;
+      java.lang.String s = bs.toStringUtf8();
+      contextJson_ = s;
+      return s;
+    }
+  }
+  /**
+   * <pre>
+   * Per-run context read by nodes through LangGraph's Runtime (JSON object),
+   * validated against the graph's context_schema (Graph.context_schema_json);
+   * INVALID_ARGUMENT naming the field when it does not fit.
+   * </pre>
+   *
+   * <code>string context_json = 8;</code>
+   * @return The bytes for contextJson.
+   */
+  @java.lang.Override
+  public com.google.protobuf.ByteString
+      getContextJsonBytes() {
+    java.lang.Object ref = contextJson_;
+    if (ref instanceof java.lang.String) {
+      com.google.protobuf.ByteString b = 
+          com.google.protobuf.ByteString.copyFromUtf8(
+              (java.lang.String) ref);
+      contextJson_ = b;
+      return b;
+    } else {
+      return (com.google.protobuf.ByteString) ref;
+    }
+  }
+
+  public static final int ON_COMPLETION_FIELD_NUMBER = 9;
+  private int onCompletion_ = 0;
+  /**
+   * <code>.stepstream.v1.OnCompletion on_completion = 9;</code>
+   * @return The enum numeric value on the wire for onCompletion.
+   */
+  @java.lang.Override public int getOnCompletionValue() {
+    return onCompletion_;
+  }
+  /**
+   * <code>.stepstream.v1.OnCompletion on_completion = 9;</code>
+   * @return The onCompletion.
+   */
+  @java.lang.Override public dev.stepstream.v1.OnCompletion getOnCompletion() {
+    dev.stepstream.v1.OnCompletion result = dev.stepstream.v1.OnCompletion.forNumber(onCompletion_);
+    return result == null ? dev.stepstream.v1.OnCompletion.UNRECOGNIZED : result;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -348,6 +473,15 @@ private static final long serialVersionUID = 0L;
     if (!com.google.protobuf.GeneratedMessage.isStringEmpty(runId_)) {
       com.google.protobuf.GeneratedMessage.writeString(output, 6, runId_);
     }
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(assistantId_)) {
+      com.google.protobuf.GeneratedMessage.writeString(output, 7, assistantId_);
+    }
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(contextJson_)) {
+      com.google.protobuf.GeneratedMessage.writeString(output, 8, contextJson_);
+    }
+    if (onCompletion_ != dev.stepstream.v1.OnCompletion.ON_COMPLETION_UNSPECIFIED.getNumber()) {
+      output.writeEnum(9, onCompletion_);
+    }
     getUnknownFields().writeTo(output);
   }
   private int computeSerializedSize_0() {
@@ -371,6 +505,16 @@ private static final long serialVersionUID = 0L;
     }
     if (!com.google.protobuf.GeneratedMessage.isStringEmpty(runId_)) {
       size += com.google.protobuf.GeneratedMessage.computeStringSize(6, runId_);
+    }
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(assistantId_)) {
+      size += com.google.protobuf.GeneratedMessage.computeStringSize(7, assistantId_);
+    }
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(contextJson_)) {
+      size += com.google.protobuf.GeneratedMessage.computeStringSize(8, contextJson_);
+    }
+    if (onCompletion_ != dev.stepstream.v1.OnCompletion.ON_COMPLETION_UNSPECIFIED.getNumber()) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeEnumSize(9, onCompletion_);
     }
     return size;
   }
@@ -414,6 +558,11 @@ private static final long serialVersionUID = 0L;
     }
     if (!getRunId()
         .equals(other.getRunId())) return false;
+    if (!getAssistantId()
+        .equals(other.getAssistantId())) return false;
+    if (!getContextJson()
+        .equals(other.getContextJson())) return false;
+    if (onCompletion_ != other.onCompletion_) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -441,6 +590,12 @@ private static final long serialVersionUID = 0L;
     }
     hash = (37 * hash) + RUN_ID_FIELD_NUMBER;
     hash = (53 * hash) + getRunId().hashCode();
+    hash = (37 * hash) + ASSISTANT_ID_FIELD_NUMBER;
+    hash = (53 * hash) + getAssistantId().hashCode();
+    hash = (37 * hash) + CONTEXT_JSON_FIELD_NUMBER;
+    hash = (53 * hash) + getContextJson().hashCode();
+    hash = (37 * hash) + ON_COMPLETION_FIELD_NUMBER;
+    hash = (53 * hash) + onCompletion_;
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -593,6 +748,9 @@ private static final long serialVersionUID = 0L;
         optionsBuilder_ = null;
       }
       runId_ = "";
+      assistantId_ = "";
+      contextJson_ = "";
+      onCompletion_ = 0;
       return this;
     }
 
@@ -651,6 +809,15 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00000020) != 0)) {
         result.runId_ = runId_;
       }
+      if (((from_bitField0_ & 0x00000040) != 0)) {
+        result.assistantId_ = assistantId_;
+      }
+      if (((from_bitField0_ & 0x00000080) != 0)) {
+        result.contextJson_ = contextJson_;
+      }
+      if (((from_bitField0_ & 0x00000100) != 0)) {
+        result.onCompletion_ = onCompletion_;
+      }
       result.bitField0_ |= to_bitField0_;
     }
 
@@ -691,6 +858,19 @@ private static final long serialVersionUID = 0L;
         runId_ = other.runId_;
         bitField0_ |= 0x00000020;
         onChanged();
+      }
+      if (!other.getAssistantId().isEmpty()) {
+        assistantId_ = other.assistantId_;
+        bitField0_ |= 0x00000040;
+        onChanged();
+      }
+      if (!other.getContextJson().isEmpty()) {
+        contextJson_ = other.contextJson_;
+        bitField0_ |= 0x00000080;
+        onChanged();
+      }
+      if (other.onCompletion_ != 0) {
+        setOnCompletionValue(other.getOnCompletionValue());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -752,6 +932,21 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000020;
               break;
             } // case 50
+            case 58: {
+              assistantId_ = input.readStringRequireUtf8();
+              bitField0_ |= 0x00000040;
+              break;
+            } // case 58
+            case 66: {
+              contextJson_ = input.readStringRequireUtf8();
+              bitField0_ |= 0x00000080;
+              break;
+            } // case 66
+            case 72: {
+              onCompletion_ = input.readEnum();
+              bitField0_ |= 0x00000100;
+              break;
+            } // case 72
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -1436,6 +1631,267 @@ private static final long serialVersionUID = 0L;
       checkByteStringIsUtf8(value);
       runId_ = value;
       bitField0_ |= 0x00000020;
+      onChanged();
+      return this;
+    }
+
+    private java.lang.Object assistantId_ = "";
+    /**
+     * <pre>
+     * An assistant to run instead of naming graph_id: its graph with its saved
+     * config, context and metadata (the run's own values win key by key). A
+     * graph id is accepted too and means that graph's default assistant.
+     * NOT_FOUND when unknown. At most one of graph_id and assistant_id.
+     * </pre>
+     *
+     * <code>string assistant_id = 7;</code>
+     * @return The assistantId.
+     */
+    public java.lang.String getAssistantId() {
+      java.lang.Object ref = assistantId_;
+      if (!(ref instanceof java.lang.String)) {
+        com.google.protobuf.ByteString bs =
+            (com.google.protobuf.ByteString) ref;
+        java.lang.String s = bs.toStringUtf8();
+        assistantId_ = s;
+        return s;
+      } else {
+        return (java.lang.String) ref;
+      }
+    }
+    /**
+     * <pre>
+     * An assistant to run instead of naming graph_id: its graph with its saved
+     * config, context and metadata (the run's own values win key by key). A
+     * graph id is accepted too and means that graph's default assistant.
+     * NOT_FOUND when unknown. At most one of graph_id and assistant_id.
+     * </pre>
+     *
+     * <code>string assistant_id = 7;</code>
+     * @return The bytes for assistantId.
+     */
+    public com.google.protobuf.ByteString
+        getAssistantIdBytes() {
+      java.lang.Object ref = assistantId_;
+      if (ref instanceof String) {
+        com.google.protobuf.ByteString b = 
+            com.google.protobuf.ByteString.copyFromUtf8(
+                (java.lang.String) ref);
+        assistantId_ = b;
+        return b;
+      } else {
+        return (com.google.protobuf.ByteString) ref;
+      }
+    }
+    /**
+     * <pre>
+     * An assistant to run instead of naming graph_id: its graph with its saved
+     * config, context and metadata (the run's own values win key by key). A
+     * graph id is accepted too and means that graph's default assistant.
+     * NOT_FOUND when unknown. At most one of graph_id and assistant_id.
+     * </pre>
+     *
+     * <code>string assistant_id = 7;</code>
+     * @param value The assistantId to set.
+     * @return This builder for chaining.
+     */
+    public Builder setAssistantId(
+        java.lang.String value) {
+      if (value == null) { throw new NullPointerException(); }
+      assistantId_ = value;
+      bitField0_ |= 0x00000040;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * An assistant to run instead of naming graph_id: its graph with its saved
+     * config, context and metadata (the run's own values win key by key). A
+     * graph id is accepted too and means that graph's default assistant.
+     * NOT_FOUND when unknown. At most one of graph_id and assistant_id.
+     * </pre>
+     *
+     * <code>string assistant_id = 7;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearAssistantId() {
+      assistantId_ = getDefaultInstance().getAssistantId();
+      bitField0_ = (bitField0_ & ~0x00000040);
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * An assistant to run instead of naming graph_id: its graph with its saved
+     * config, context and metadata (the run's own values win key by key). A
+     * graph id is accepted too and means that graph's default assistant.
+     * NOT_FOUND when unknown. At most one of graph_id and assistant_id.
+     * </pre>
+     *
+     * <code>string assistant_id = 7;</code>
+     * @param value The bytes for assistantId to set.
+     * @return This builder for chaining.
+     */
+    public Builder setAssistantIdBytes(
+        com.google.protobuf.ByteString value) {
+      if (value == null) { throw new NullPointerException(); }
+      checkByteStringIsUtf8(value);
+      assistantId_ = value;
+      bitField0_ |= 0x00000040;
+      onChanged();
+      return this;
+    }
+
+    private java.lang.Object contextJson_ = "";
+    /**
+     * <pre>
+     * Per-run context read by nodes through LangGraph's Runtime (JSON object),
+     * validated against the graph's context_schema (Graph.context_schema_json);
+     * INVALID_ARGUMENT naming the field when it does not fit.
+     * </pre>
+     *
+     * <code>string context_json = 8;</code>
+     * @return The contextJson.
+     */
+    public java.lang.String getContextJson() {
+      java.lang.Object ref = contextJson_;
+      if (!(ref instanceof java.lang.String)) {
+        com.google.protobuf.ByteString bs =
+            (com.google.protobuf.ByteString) ref;
+        java.lang.String s = bs.toStringUtf8();
+        contextJson_ = s;
+        return s;
+      } else {
+        return (java.lang.String) ref;
+      }
+    }
+    /**
+     * <pre>
+     * Per-run context read by nodes through LangGraph's Runtime (JSON object),
+     * validated against the graph's context_schema (Graph.context_schema_json);
+     * INVALID_ARGUMENT naming the field when it does not fit.
+     * </pre>
+     *
+     * <code>string context_json = 8;</code>
+     * @return The bytes for contextJson.
+     */
+    public com.google.protobuf.ByteString
+        getContextJsonBytes() {
+      java.lang.Object ref = contextJson_;
+      if (ref instanceof String) {
+        com.google.protobuf.ByteString b = 
+            com.google.protobuf.ByteString.copyFromUtf8(
+                (java.lang.String) ref);
+        contextJson_ = b;
+        return b;
+      } else {
+        return (com.google.protobuf.ByteString) ref;
+      }
+    }
+    /**
+     * <pre>
+     * Per-run context read by nodes through LangGraph's Runtime (JSON object),
+     * validated against the graph's context_schema (Graph.context_schema_json);
+     * INVALID_ARGUMENT naming the field when it does not fit.
+     * </pre>
+     *
+     * <code>string context_json = 8;</code>
+     * @param value The contextJson to set.
+     * @return This builder for chaining.
+     */
+    public Builder setContextJson(
+        java.lang.String value) {
+      if (value == null) { throw new NullPointerException(); }
+      contextJson_ = value;
+      bitField0_ |= 0x00000080;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Per-run context read by nodes through LangGraph's Runtime (JSON object),
+     * validated against the graph's context_schema (Graph.context_schema_json);
+     * INVALID_ARGUMENT naming the field when it does not fit.
+     * </pre>
+     *
+     * <code>string context_json = 8;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearContextJson() {
+      contextJson_ = getDefaultInstance().getContextJson();
+      bitField0_ = (bitField0_ & ~0x00000080);
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Per-run context read by nodes through LangGraph's Runtime (JSON object),
+     * validated against the graph's context_schema (Graph.context_schema_json);
+     * INVALID_ARGUMENT naming the field when it does not fit.
+     * </pre>
+     *
+     * <code>string context_json = 8;</code>
+     * @param value The bytes for contextJson to set.
+     * @return This builder for chaining.
+     */
+    public Builder setContextJsonBytes(
+        com.google.protobuf.ByteString value) {
+      if (value == null) { throw new NullPointerException(); }
+      checkByteStringIsUtf8(value);
+      contextJson_ = value;
+      bitField0_ |= 0x00000080;
+      onChanged();
+      return this;
+    }
+
+    private int onCompletion_ = 0;
+    /**
+     * <code>.stepstream.v1.OnCompletion on_completion = 9;</code>
+     * @return The enum numeric value on the wire for onCompletion.
+     */
+    @java.lang.Override public int getOnCompletionValue() {
+      return onCompletion_;
+    }
+    /**
+     * <code>.stepstream.v1.OnCompletion on_completion = 9;</code>
+     * @param value The enum numeric value on the wire for onCompletion to set.
+     * @return This builder for chaining.
+     */
+    public Builder setOnCompletionValue(int value) {
+      onCompletion_ = value;
+      bitField0_ |= 0x00000100;
+      onChanged();
+      return this;
+    }
+    /**
+     * <code>.stepstream.v1.OnCompletion on_completion = 9;</code>
+     * @return The onCompletion.
+     */
+    @java.lang.Override
+    public dev.stepstream.v1.OnCompletion getOnCompletion() {
+      dev.stepstream.v1.OnCompletion result = dev.stepstream.v1.OnCompletion.forNumber(onCompletion_);
+      return result == null ? dev.stepstream.v1.OnCompletion.UNRECOGNIZED : result;
+    }
+    /**
+     * <code>.stepstream.v1.OnCompletion on_completion = 9;</code>
+     * @param value The onCompletion to set.
+     * @throws IllegalArgumentException if UNRECOGNIZED is provided.
+     * @return This builder for chaining.
+     */
+    public Builder setOnCompletion(dev.stepstream.v1.OnCompletion value) {
+      if (value == null) { throw new NullPointerException(); }
+      bitField0_ |= 0x00000100;
+      onCompletion_ = value.getNumber();
+      onChanged();
+      return this;
+    }
+    /**
+     * <code>.stepstream.v1.OnCompletion on_completion = 9;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearOnCompletion() {
+      bitField0_ = (bitField0_ & ~0x00000100);
+      onCompletion_ = 0;
       onChanged();
       return this;
     }

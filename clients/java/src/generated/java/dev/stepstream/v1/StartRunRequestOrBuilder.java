@@ -142,4 +142,65 @@ public interface StartRunRequestOrBuilder extends
    */
   com.google.protobuf.ByteString
       getRunIdBytes();
+
+  /**
+   * <pre>
+   * An assistant to run instead of naming graph_id: its graph with its saved
+   * config, context and metadata (the run's own values win key by key). A
+   * graph id is accepted too and means that graph's default assistant.
+   * NOT_FOUND when unknown. At most one of graph_id and assistant_id.
+   * </pre>
+   *
+   * <code>string assistant_id = 7;</code>
+   * @return The assistantId.
+   */
+  java.lang.String getAssistantId();
+  /**
+   * <pre>
+   * An assistant to run instead of naming graph_id: its graph with its saved
+   * config, context and metadata (the run's own values win key by key). A
+   * graph id is accepted too and means that graph's default assistant.
+   * NOT_FOUND when unknown. At most one of graph_id and assistant_id.
+   * </pre>
+   *
+   * <code>string assistant_id = 7;</code>
+   * @return The bytes for assistantId.
+   */
+  com.google.protobuf.ByteString
+      getAssistantIdBytes();
+
+  /**
+   * <pre>
+   * Per-run context read by nodes through LangGraph's Runtime (JSON object),
+   * validated against the graph's context_schema (Graph.context_schema_json);
+   * INVALID_ARGUMENT naming the field when it does not fit.
+   * </pre>
+   *
+   * <code>string context_json = 8;</code>
+   * @return The contextJson.
+   */
+  java.lang.String getContextJson();
+  /**
+   * <pre>
+   * Per-run context read by nodes through LangGraph's Runtime (JSON object),
+   * validated against the graph's context_schema (Graph.context_schema_json);
+   * INVALID_ARGUMENT naming the field when it does not fit.
+   * </pre>
+   *
+   * <code>string context_json = 8;</code>
+   * @return The bytes for contextJson.
+   */
+  com.google.protobuf.ByteString
+      getContextJsonBytes();
+
+  /**
+   * <code>.stepstream.v1.OnCompletion on_completion = 9;</code>
+   * @return The enum numeric value on the wire for onCompletion.
+   */
+  int getOnCompletionValue();
+  /**
+   * <code>.stepstream.v1.OnCompletion on_completion = 9;</code>
+   * @return The onCompletion.
+   */
+  dev.stepstream.v1.OnCompletion getOnCompletion();
 }

@@ -171,6 +171,23 @@ private static final long serialVersionUID = 0L;
     return subgraphs_;
   }
 
+  public static final int CANCEL_ON_DISCONNECT_FIELD_NUMBER = 4;
+  private boolean cancelOnDisconnect_ = false;
+  /**
+   * <pre>
+   * Cancel the run when this stream's client goes away before the run ends
+   * (LangGraph's on_disconnect="cancel"); otherwise the run goes on and can be
+   * joined later.
+   * </pre>
+   *
+   * <code>bool cancel_on_disconnect = 4;</code>
+   * @return The cancelOnDisconnect.
+   */
+  @java.lang.Override
+  public boolean getCancelOnDisconnect() {
+    return cancelOnDisconnect_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -199,6 +216,9 @@ private static final long serialVersionUID = 0L;
     if (subgraphs_ != false) {
       output.writeBool(3, subgraphs_);
     }
+    if (cancelOnDisconnect_ != false) {
+      output.writeBool(4, cancelOnDisconnect_);
+    }
     getUnknownFields().writeTo(output);
   }
   private int computeSerializedSize_0() {
@@ -222,6 +242,10 @@ private static final long serialVersionUID = 0L;
     if (subgraphs_ != false) {
       size += com.google.protobuf.CodedOutputStream
         .computeBoolSize(3, subgraphs_);
+    }
+    if (cancelOnDisconnect_ != false) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeBoolSize(4, cancelOnDisconnect_);
     }
     return size;
   }
@@ -255,6 +279,8 @@ private static final long serialVersionUID = 0L;
     if (!eventKinds_.equals(other.eventKinds_)) return false;
     if (getSubgraphs()
         != other.getSubgraphs()) return false;
+    if (getCancelOnDisconnect()
+        != other.getCancelOnDisconnect()) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -277,6 +303,9 @@ private static final long serialVersionUID = 0L;
     hash = (37 * hash) + SUBGRAPHS_FIELD_NUMBER;
     hash = (53 * hash) + com.google.protobuf.Internal.hashBoolean(
         getSubgraphs());
+    hash = (37 * hash) + CANCEL_ON_DISCONNECT_FIELD_NUMBER;
+    hash = (53 * hash) + com.google.protobuf.Internal.hashBoolean(
+        getCancelOnDisconnect());
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -421,6 +450,7 @@ private static final long serialVersionUID = 0L;
       }
       eventKinds_ = emptyIntList();
       subgraphs_ = false;
+      cancelOnDisconnect_ = false;
       return this;
     }
 
@@ -468,6 +498,9 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00000004) != 0)) {
         result.subgraphs_ = subgraphs_;
       }
+      if (((from_bitField0_ & 0x00000008) != 0)) {
+        result.cancelOnDisconnect_ = cancelOnDisconnect_;
+      }
       result.bitField0_ |= to_bitField0_;
     }
 
@@ -499,6 +532,9 @@ private static final long serialVersionUID = 0L;
       }
       if (other.getSubgraphs() != false) {
         setSubgraphs(other.getSubgraphs());
+      }
+      if (other.getCancelOnDisconnect() != false) {
+        setCancelOnDisconnect(other.getCancelOnDisconnect());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -554,6 +590,11 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000004;
               break;
             } // case 24
+            case 32: {
+              cancelOnDisconnect_ = input.readBool();
+              bitField0_ |= 0x00000008;
+              break;
+            } // case 32
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -918,6 +959,56 @@ private static final long serialVersionUID = 0L;
     public Builder clearSubgraphs() {
       bitField0_ = (bitField0_ & ~0x00000004);
       subgraphs_ = false;
+      onChanged();
+      return this;
+    }
+
+    private boolean cancelOnDisconnect_ ;
+    /**
+     * <pre>
+     * Cancel the run when this stream's client goes away before the run ends
+     * (LangGraph's on_disconnect="cancel"); otherwise the run goes on and can be
+     * joined later.
+     * </pre>
+     *
+     * <code>bool cancel_on_disconnect = 4;</code>
+     * @return The cancelOnDisconnect.
+     */
+    @java.lang.Override
+    public boolean getCancelOnDisconnect() {
+      return cancelOnDisconnect_;
+    }
+    /**
+     * <pre>
+     * Cancel the run when this stream's client goes away before the run ends
+     * (LangGraph's on_disconnect="cancel"); otherwise the run goes on and can be
+     * joined later.
+     * </pre>
+     *
+     * <code>bool cancel_on_disconnect = 4;</code>
+     * @param value The cancelOnDisconnect to set.
+     * @return This builder for chaining.
+     */
+    public Builder setCancelOnDisconnect(boolean value) {
+
+      cancelOnDisconnect_ = value;
+      bitField0_ |= 0x00000008;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Cancel the run when this stream's client goes away before the run ends
+     * (LangGraph's on_disconnect="cancel"); otherwise the run goes on and can be
+     * joined later.
+     * </pre>
+     *
+     * <code>bool cancel_on_disconnect = 4;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearCancelOnDisconnect() {
+      bitField0_ = (bitField0_ & ~0x00000008);
+      cancelOnDisconnect_ = false;
       onChanged();
       return this;
     }

@@ -84,4 +84,16 @@ public interface StreamRunRequestOrBuilder extends
    * @return The subgraphs.
    */
   boolean getSubgraphs();
+
+  /**
+   * <pre>
+   * Cancel the run when this stream's client goes away before the run ends
+   * (LangGraph's on_disconnect="cancel"); otherwise the run goes on and can be
+   * joined later.
+   * </pre>
+   *
+   * <code>bool cancel_on_disconnect = 4;</code>
+   * @return The cancelOnDisconnect.
+   */
+  boolean getCancelOnDisconnect();
 }

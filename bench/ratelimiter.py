@@ -61,7 +61,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def _redis() -> Iterator[str | None]:
+def redis_server() -> Iterator[str | None]:
+    """A throwaway redis-server on a free loopback port (its URL), or None if none is installed."""
     binary = shutil.which("redis-server")
     if binary is None:
         yield None
@@ -220,7 +221,7 @@ async def _bench(quick: bool) -> list[str]:
                 rows.append(_row(f"gRPC floor, {label}: servicer decides nothing (baseline)", c, *measured))
             await floor.close()
 
-    with _redis() as redis_url:
+    with redis_server() as redis_url:
         if redis_url is None:
             notes.append("redis-server is not installed: the Redis rows are missing.")
         else:

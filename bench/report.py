@@ -338,26 +338,27 @@ def header(data: dict[str, Any]) -> list[str]:
     ]
 
 
-METHOD = """How: each system runs the same graphs (bench/graphs, examples/research_assistant)
-on this machine, one system at a time, its load client in a process of its own on the same
-cores. Closed loop: N clients each start a run, read its events to the end, and start the next.
-The window opens once every client has finished two runs (one session in (c)), or at a cap of
-25 s (6 s in (c); the cell's note says so); runs/s = N / the mean time a client takes from one
+METHOD = """How: each system runs the same graphs (bench/graphs, examples/research_assistant) on this
+machine, one system at a time, its load client in a process of its own on the same cores.
+Closed loop: N clients each start a run, read its events to the end, and start the next. The
+window opens once every client has finished two runs (one session in (c)), or at a cap of 25 s
+(10 s in (c); the cell's note says so); runs/s = N / the mean time a client takes from one
 start to the next (Little's law; the plain count over the window, coarse when runs end in
 lockstep, is in systems.json), or the count for the research sessions. A cell's runs still in
 flight end before a cell of another scenario, or with fewer clients, starts. "First event" is
 the first event of graph output (a node's update, a token, an interrupt). stepstream is driven
 by its Python SDK (gRPC streams, every run on its own session; 2 replicas: a LocalCluster as
 `stepstream up` runs them, one rate-limiter sidecar, each call to the replica with fewer in
-flight), the LangGraph-API servers by langgraph-sdk streaming runs (`langgraph dev`: stateless
-runs; Aegra, which has none: a thread per run, created inside the timed run), with their
-default settings otherwise. stepstream serves with `--durability async`, LangGraph's default
-that the peers run with: a run's next superstep starts while the last checkpoint commits (a
-superstep is still reported only once committed; stepstream's default, sync, waits for the
-commit first). SQLite runs WAL with synchronous=NORMAL for stepstream and the in-process
-AsyncSqliteSaver alike; PostgreSQL (stepstream and Aegra, one server) keeps its durable
-defaults. Peak RSS and CPU/run are the serving processes' (in-process: the process itself; 2
-replicas: both plus the sidecar), not PostgreSQL's. Ratios: stepstream / the other."""
+flight; 3 replicas: `stepstream up --redis`, a sidecar per replica, all on one Redis), the
+LangGraph-API servers by langgraph-sdk streaming runs (`langgraph dev`: stateless runs; Aegra,
+which has none: a thread per run, created inside the timed run), with their default settings
+otherwise. stepstream serves with `--durability async`, LangGraph's default that the peers run
+with: a run's next superstep starts while the last checkpoint commits (a superstep is still
+reported only once committed; stepstream's default, sync, waits for the commit first). SQLite
+runs WAL with synchronous=NORMAL for stepstream and the in-process AsyncSqliteSaver alike;
+PostgreSQL (stepstream and Aegra, one server) keeps its durable defaults. Peak RSS and CPU/run
+are the serving processes' (in-process: the process itself; replicas: all of them plus the
+sidecars), not PostgreSQL's or Redis's. Ratios: stepstream / the other."""
 
 
 def render(data: dict[str, Any]) -> str:
@@ -372,11 +373,12 @@ def render(data: dict[str, Any]) -> str:
     if "research" in titles:
         lines += [f"### {titles['research']}", "", *research_table(res), ""]
         lines += [
-            "API rate used: requests the API admitted (did not refuse with 429) per second over the",
-            "window, as a share of its allowed rate (the smaller of the two APIs). Only stepstream has",
-            "a shared limiter; the",
-            "others meet the APIs' limits as 429s, which the graph honours (Retry-After) and gives up",
-            "after 3, answering from fewer sources.",
+            "The APIs allow 20 requests in any 1 s (a sliding window: no burst, whichever second one",
+            "looks at), below what the sessions ask on this machine; stepstream's limits say the same",
+            "(bench/limits.toml: `20 per 1s`). API rate used: requests the API admitted (did not refuse",
+            "with 429) per second over the window, as a share of its allowed rate (the smaller of the",
+            "two APIs). Only stepstream has a shared limiter; the others meet the APIs' limits as 429s,",
+            "which the graph honours (Retry-After) and gives up after 3, answering from fewer sources.",
             "",
             "![research](research.png)",
             "",

@@ -24,7 +24,8 @@ from stepstream.server.process import LimiterProcess, ServerProcess
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "bench" / "graphs" / "stepstream.json"
-LIMITS = ROOT / "examples" / "limits.toml"
+# The research APIs' limits as the bench's mock states them (harness.BENCH_API).
+LIMITS = ROOT / "bench" / "limits.toml"
 # `serve --workers` as one would run it on this machine: a server process per core.
 WORKERS = max(2, os.cpu_count() or 1)
 # The durability the peers run with: LangGraph's default, in its server and in-process savers
@@ -49,6 +50,8 @@ class Resources:
         self.mockapi_url = mockapi_url
         self._postgres: Any = None
         self._postgres_error: str | None = None
+        self._redis: contextlib.ExitStack | None = None
+        self._redis_url: str | None = None
         self._venvs: dict[str, pathlib.Path | str] = {}
         self._lock = asyncio.Lock()
 
@@ -81,9 +84,23 @@ class Resources:
             raise envs.PeerUnavailable(self._postgres_error)
         return await asyncio.to_thread(create_database, self._postgres.url)
 
+    async def redis(self) -> str:
+        """The run's Redis (started on first use); RuntimeError if redis-server is missing."""
+        from bench.ratelimiter import redis_server
+
+        async with self._lock:
+            if self._redis is None:
+                self._redis = contextlib.ExitStack()
+                self._redis_url = await asyncio.to_thread(self._redis.enter_context, redis_server())
+        if self._redis_url is None:
+            raise RuntimeError("redis-server is not installed")
+        return self._redis_url
+
     def close(self) -> None:
         if self._postgres is not None:
             self._postgres.stop()
+        if self._redis is not None:
+            self._redis.close()
 
     def fresh_dir(self, name: str) -> pathlib.Path:
         path = self.workdir / f"{name}-{time.monotonic_ns()}"
@@ -199,6 +216,9 @@ class StepstreamSystem(System):
     replicas: int = 1
     # Server processes of the one replica (`serve --workers`).
     workers: int = 1
+    # Replicas each with a sidecar of their own, all on one Redis (`stepstream up --redis`),
+    # instead of one sidecar for every replica.
+    sidecars_on_redis: bool = False
 
     @contextlib.asynccontextmanager
     async def deploy(self, res: Resources, concurrency: int) -> AsyncIterator[Deployment]:
@@ -221,6 +241,12 @@ class StepstreamSystem(System):
             finally:
                 await asyncio.to_thread(server.stop)
             return
+        if self.sidecars_on_redis:
+            async with self._cluster_on_redis(
+                res, db, driver, [*DURABILITY, *grace], env, workdir
+            ) as deployment:
+                yield deployment
+            return
         # One sidecar for every replica: one budget per API for all of them (no Redis needed).
         limiter = LimiterProcess("--config", str(LIMITS), env=env, cwd=workdir)
         try:
@@ -239,6 +265,40 @@ class StepstreamSystem(System):
                 await asyncio.to_thread(cluster.stop)
         finally:
             await asyncio.to_thread(limiter.stop)
+
+    @contextlib.asynccontextmanager
+    async def _cluster_on_redis(
+        self,
+        res: Resources,
+        db: str,
+        driver: list[str],
+        serve_args: list[str],
+        env: dict[str, str],
+        workdir: pathlib.Path,
+    ) -> AsyncIterator[Deployment]:
+        """As `stepstream up --limits --redis` runs it: every replica with its own sidecar."""
+        redis_url = await res.redis()
+        cluster = LocalCluster(
+            db,
+            CONFIG,
+            self.replicas,
+            limits=LIMITS,
+            redis_url=redis_url,
+            serve_args=serve_args,
+            env=env,
+            cwd=workdir,
+        )
+        try:
+            await asyncio.to_thread(cluster.start)
+
+            def pids() -> list[int]:
+                found = [r.server.pid for r in cluster.replicas]
+                found += [r.limiter.pid for r in cluster.replicas if r.limiter is not None]
+                return [p for p in found if p]
+
+            yield Deployment(driver, {"addresses": cluster.addresses}, pids)
+        finally:
+            await asyncio.to_thread(cluster.stop)
 
 
 NO_CHECKPOINTER = (("research", "its clarification interrupt needs a checkpointer"),)
@@ -291,5 +351,15 @@ SYSTEMS: tuple[System, ...] = (
         "stepstream",
         backend="postgresql",
         replicas=2,
+    ),
+    StepstreamSystem(
+        "stepstream-cluster-3",
+        "stepstream, PostgreSQL, 3 replicas + sidecars on Redis",
+        "stepstream",
+        backend="postgresql",
+        replicas=3,
+        sidecars_on_redis=True,
+        # The row is for the shared limit across replicas: (c) in the quick run, all in the full.
+        full_run_only=(("linear", 1), ("linear", 256), ("mapreduce", 256)),
     ),
 )

@@ -135,11 +135,14 @@ def progress_table(tally: Tally, elapsed: float) -> Table:
 
 
 def _rate_used(endpoint: dict[str, Any]) -> str:
-    achieved, allowed = endpoint.get("peak_rate_5s"), endpoint["rate"]
-    refused = f", {endpoint.get('rate_limited', 0)} refused"
-    if not achieved:
-        return "-" + refused
-    return f"{achieved:.0f}/s of {allowed:g}/s ({achieved / allowed:.0%}){refused}"
+    """The share of the API's own limit the sessions used, and what it refused."""
+    limit = endpoint.get("limits", {}).get("requests", {})
+    refused = f"{endpoint.get('rate_limited', 0)} refused"
+    busiest, whole = limit.get("share_busiest"), limit.get("share_used")
+    if whole is None:
+        return f"-, {refused}"
+    window = f"{busiest:.0%} in the busiest {limit['share_window_s']:g} s, " if busiest is not None else ""
+    return f"{window}{whole:.0%} over {limit['busy_s']:.0f} s of {limit['spec']}, {refused}"
 
 
 def summary_table(tally: Tally, elapsed: float, stats: dict[str, Any]) -> Table:
@@ -163,9 +166,9 @@ def summary_table(tally: Tally, elapsed: float, stats: dict[str, Any]) -> Table:
         ("HTTP 429s sent by the mock APIs", str(refused)),
         ("API requests served", str(sum(e.get("served", 0) for e in served.values()))),
         *[
-            (f"{name} rate used (busiest 5 s)", _rate_used(endpoint))
+            (f"{name} share of its limit used", _rate_used(endpoint))
             for name, endpoint in sorted(served.items())
-            if endpoint.get("rate")
+            if endpoint.get("rate") and endpoint.get("requests")
         ],
         ("failed runs", str(tally.failed)),
     ]

@@ -106,8 +106,16 @@ class FailoverBackend:
         open with a full burst on top of them)."""
         others = self._horizon_ns + int(self._retry * 1e9)
         for spec in self._used_while_down:
-            committed = self._local.committed_ns(self._scaled[spec])
-            await self._store.hold(spec, max(committed, others))
+            local = self._scaled[spec]
+            committed = self._local.committed_ns(local)
+            if spec.is_window:
+                # A window counts what was granted, wherever: the local grants go into
+                # the shared log where they were made (each sidecar hands back its own
+                # when it reconnects), and nothing is granted until the others have.
+                await self._store.record(spec, self._local.granted(local))
+                await self._store.pause(spec, max(committed, others))
+            else:
+                await self._store.hold(spec, max(committed, others))
         self._used_while_down.clear()
 
     def _mark_down(self, exc: BaseException) -> None:
@@ -129,7 +137,9 @@ class FailoverBackend:
             raise StoreUnavailable("the rate-limit store is unreachable and the limiter fails closed")
         return await local_call()
 
-    async def reserve(self, spec: LimitSpec, requests: Sequence[tuple[int, int]]) -> BatchResult:
+    async def reserve(
+        self, spec: LimitSpec, requests: Sequence[tuple[int, int]], ids: Sequence[str] = ()
+    ) -> BatchResult:
         local = self._local_spec(spec)
 
         async def from_local() -> BatchResult:
@@ -137,18 +147,52 @@ class FailoverBackend:
             # admitted when the local bucket is full and the excess charged as debt,
             # so the local budget still counts every token.
             fit = [(min(n, local.burst), wait) for n, wait in requests]
-            result = await self._local.reserve(local, fit)
+            result = await self._local.reserve(local, fit, ids)
             for (n, _), (f, _) in zip(requests[: len(result.waits_ns)], fit, strict=False):
                 if n > f:
                     await self._local.adjust(local, n - f)
             return result
 
-        return await self._call(lambda: self._store.reserve(spec, requests), from_local)
+        return await self._call(lambda: self._store.reserve(spec, requests, ids), from_local)
 
-    async def adjust(self, spec: LimitSpec, tokens: int) -> Mode:
+    async def reserve_many(
+        self, items: Sequence[tuple[LimitSpec, int]], max_wait_ns: int, grant_id: str
+    ) -> BatchResult:
+        return await self.reserve_set(
+            [s for s, _ in items], [([n for _, n in items], max_wait_ns)], [grant_id]
+        )
+
+    async def reserve_set(
+        self, specs: Sequence[LimitSpec], requests: Sequence[tuple[Sequence[int], int]], ids: Sequence[str]
+    ) -> BatchResult:
+        local = [self._local_spec(spec) for spec in specs]
+
+        async def from_local() -> BatchResult:
+            # Costs above a local budget's smaller size are capped, and the rest charged as debt.
+            fit = [([min(n, s.burst) for s, n in zip(local, costs, strict=True)], w) for costs, w in requests]
+            result = await self._local.reserve_set(local, fit, ids)
+            for i in range(len(result.waits_ns)):
+                for s, n, f in zip(local, requests[i][0], fit[i][0], strict=True):
+                    if n > f:
+                        await self._local.adjust(s, n - f, ids[i] if i < len(ids) else "", f)
+            return result
+
+        return await self._call(lambda: self._store.reserve_set(specs, requests, ids), from_local)
+
+    async def adjust(self, spec: LimitSpec, tokens: int, grant_id: str = "", reserved: int = 0) -> Mode:
         local = self._local_spec(spec)
         return await self._call(
-            lambda: self._store.adjust(spec, tokens), lambda: self._local.adjust(local, tokens)
+            lambda: self._store.adjust(spec, tokens, grant_id, reserved),
+            lambda: self._local.adjust(local, tokens, grant_id, reserved),
+        )
+
+    async def observe(self, spec: LimitSpec, remaining: int, reset_after_ns: int | None) -> tuple[int, Mode]:
+        local = self._local_spec(spec)
+        # The local budget learns too (its share of what is left), in case the store goes.
+        await self._local.observe(local, remaining // self._share, reset_after_ns)
+        return await self._call(
+            lambda: self._store.observe(spec, remaining, reset_after_ns),
+            lambda: self._local.observe(local, remaining // self._share, reset_after_ns),
         )
 
     async def pause(self, spec: LimitSpec, duration_ns: int) -> Mode:
@@ -168,6 +212,9 @@ class FailoverBackend:
         await self._call(
             lambda: self._store.hold(spec, duration_ns), lambda: self._local.hold(local, duration_ns)
         )
+
+    async def record(self, spec: LimitSpec, grants: Sequence[tuple[int, int]]) -> None:
+        await self._store.record(spec, grants)
 
     async def close(self) -> None:
         await self._store.close()

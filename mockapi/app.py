@@ -1,8 +1,11 @@
-"""The aiohttp application: Wikipedia- and arXiv-shaped search endpoints behind a rate limit.
+"""The aiohttp application: Wikipedia-, arXiv- and LLM-shaped endpoints behind rate limits.
 
-Each endpoint has its own limit, as the real services do; a request over it is
-refused at once with HTTP 429 and a Retry-After header, before any simulated
-latency, so a client that ignores the header sees a storm of cheap refusals.
+Each endpoint has its own requests limit and, where configured, a tokens limit
+beside it, in any shape (GCRA, sliding or fixed window; see `limits`). A request
+over either is refused at once with HTTP 429 and Retry-After, before any
+simulated latency, so a client that ignores the header sees a storm of cheap
+refusals; every answer carries the rate-limit headers real APIs send, so a
+client can learn the budget from them (see `headers`).
 """
 
 from __future__ import annotations
@@ -13,18 +16,19 @@ import random
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any, Final
 from urllib.parse import urlencode
 
 from aiohttp import web
 
 from stepstream.mockapi import content
-from stepstream.mockapi.ratelimit import Gcra
+from stepstream.mockapi.config import ARXIV, BUILTIN, LLM, WIKIPEDIA, MockApiConfig
+from stepstream.mockapi.headers import limit_headers
+from stepstream.mockapi.limits import UNLIMITED, Counter, Limit, Shape, Window, counter
+from stepstream.mockapi.stats import DEFAULT_SHARE_WINDOW_S, EndpointStats, describe
 
-WIKIPEDIA: Final = "wikipedia"
-ARXIV: Final = "arxiv"
-ENDPOINTS: Final = (WIKIPEDIA, ARXIV)
+__all__ = ["ARXIV", "BUILTIN", "LLM", "WIKIPEDIA", "Limit", "MockApiConfig", "Shape", "Window", "create_app"]
 
 _ATOM = "http://www.w3.org/2005/Atom"
 _OPENSEARCH = "http://a9.com/-/spec/opensearch/1.1/"
@@ -34,128 +38,180 @@ ET.register_namespace("opensearch", _OPENSEARCH)
 ET.register_namespace("arxiv", _ARXIV_NS)
 
 
-@dataclass(frozen=True)
-class Limit:
-    """`rate` requests per second with bursts of `burst`; a rate of 0 means unlimited."""
+class Endpoint:
+    """One endpoint's two limits (requests, tokens) and its counters."""
 
-    rate: float
-    burst: int
+    def __init__(self, name: str, requests: Shape, tokens: Shape) -> None:
+        self.name = name
+        self.requests: Counter = counter(requests)
+        self.tokens: Counter = counter(tokens)
+        self.stats = EndpointStats()
 
-    @classmethod
-    def per_second(cls, rate: float, burst: int | None = None) -> Limit:
-        # Default burst: a fifth of a second's worth, as public APIs tolerate short bunches.
-        return cls(rate, burst if burst is not None else max(1, math.ceil(rate / 5)))
+    def decide(self, tokens: int) -> tuple[str, float] | None:
+        """None when both limits allow the request now (and take it from both, all or
+        nothing); else which limit refused and the wait before a retry could pass."""
+        refusals = [
+            (which, decision.retry_after_s)
+            for which, live, cost in (("requests", self.requests, 1), ("tokens", self.tokens, tokens))
+            if not (decision := live.check(cost)).allowed
+        ]
+        if refusals:
+            return max(refusals, key=lambda refusal: refusal[1])
+        self.requests.take(1)
+        self.tokens.take(tokens)
+        return None
 
-
-@dataclass(frozen=True)
-class MockApiConfig:
-    limits: dict[str, Limit] = field(
-        default_factory=lambda: {WIKIPEDIA: Limit.per_second(50), ARXIV: Limit.per_second(50)}
-    )
-    # Each served request waits a uniform random time in this range, like a remote API.
-    latency_ms: tuple[float, float] = (20.0, 80.0)
-    seed: int | None = None
-
-
-@dataclass
-class EndpointStats:
-    requests: int = 0  # every request that reached the endpoint
-    served: int = 0  # answered 200 with results
-    rate_limited: int = 0  # refused with 429
-    # When each admitted request arrived (seconds since start), for the sustained rate.
-    admitted_at: list[float] = field(default_factory=list, repr=False)
-
-    def peak_rate(self, window_s: float = 5.0) -> float | None:
-        """Requests admitted per second in the busiest `window_s` seconds."""
-        times = self.admitted_at
-        if not times or times[-1] - times[0] < window_s:
-            return None
-        best, start = 0, 0
-        for end, t in enumerate(times):
-            while t - times[start] >= window_s:
-                start += 1
-            best = max(best, end - start + 1)
-        return best / window_s
-
-    def admitted_per_second(self) -> list[int]:
-        """Requests admitted in each whole second since the API started."""
-        counts = [0] * (int(self.admitted_at[-1]) + 1 if self.admitted_at else 0)
-        for t in self.admitted_at:
-            counts[int(t)] += 1
-        return counts
+    def snapshot(self, share_window_s: float) -> dict[str, Any]:
+        s = self.stats
+        req, tok = self.requests.shape, self.tokens.shape
+        return {
+            "requests": s.requests,
+            "served": s.served,
+            "rate_limited": s.rate_limited,
+            "refused_by": dict(s.refused_by),
+            "too_large": s.too_large,
+            "tokens_admitted": s.tokens_admitted,
+            "others_requests": s.others_requests,
+            "others_tokens": s.others_tokens,
+            "peak_rate_5s": s.peak_rate(),
+            "admitted_per_s": s.admitted_per_second(),
+            "rate": req.per_second_rate,
+            "burst": req.burst if isinstance(req, Limit) else None,
+            "limits": {
+                "requests": describe(req) | s.share(req, [1] * len(s.admitted_at), share_window_s),
+                "tokens": describe(tok) | s.share(tok, s.admitted_tokens, share_window_s),
+            },
+        }
 
 
 class MockApi:
-    """State shared by the handlers: limiters, counters, the latency source."""
+    """State shared by the handlers: endpoints, the latency source."""
 
     def __init__(self, config: MockApiConfig) -> None:
         self.config = config
-        unlimited = Limit(0, 1)
-        self.limiters = {
-            name: Gcra(config.limits.get(name, unlimited).rate, config.limits.get(name, unlimited).burst)
-            for name in ENDPOINTS
+        self.endpoints = {
+            name: Endpoint(name, config.limits.get(name, UNLIMITED), config.token_limits.get(name, UNLIMITED))
+            for name in config.endpoints
         }
-        self.stats = {name: EndpointStats() for name in ENDPOINTS}
         self.started = time.monotonic()
         self._rng = random.Random(config.seed)
 
-    async def simulate_latency(self) -> None:
-        low, high = self.config.latency_ms
+    async def _wait_ms(self, bounds: tuple[float, float]) -> None:
+        low, high = bounds
         if high > 0:
             await asyncio.sleep(self._rng.uniform(low, high) / 1000)
 
-    def snapshot(self) -> dict[str, Any]:
+    async def simulate_latency(self) -> None:
+        await self._wait_ms(self.config.latency_ms)
+
+    async def arrival_jitter(self) -> None:
+        await self._wait_ms(self.config.arrival_jitter_ms)
+
+    def snapshot(self, share_window_s: float = DEFAULT_SHARE_WINDOW_S) -> dict[str, Any]:
         return {
-            "endpoints": {
-                name: {
-                    "requests": self.stats[name].requests,
-                    "served": self.stats[name].served,
-                    "rate_limited": self.stats[name].rate_limited,
-                    "peak_rate_5s": self.stats[name].peak_rate(),
-                    "admitted_per_s": self.stats[name].admitted_per_second(),
-                    "rate": self.limiters[name].rate,
-                    "burst": self.limiters[name].burst,
-                }
-                for name in ENDPOINTS
-            },
+            "endpoints": {name: e.snapshot(share_window_s) for name, e in self.endpoints.items()},
             "latency_ms": list(self.config.latency_ms),
+            "arrival_jitter_ms": list(self.config.arrival_jitter_ms),
             "uptime_s": round(time.monotonic() - self.started, 3),
         }
 
     def reset(self) -> None:
-        self.stats = {name: EndpointStats() for name in ENDPOINTS}
+        """Zero the counters (not the limits' state: the API's budget stays spent)."""
+        self.started = time.monotonic()
+        for endpoint in self.endpoints.values():
+            endpoint.stats = EndpointStats()
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+TokensOf = Callable[[web.Request], Awaitable[int]]
 STATE: Final = web.AppKey("mockapi", MockApi)
+TOKENS: Final = web.RequestKey("tokens", int)
+BODY: Final = web.RequestKey("body", dict)
 
 
-def limited(endpoint: str, handler: Handler) -> Handler:
-    """Count the request, refuse it with 429 when over the endpoint's limit, else delay and serve."""
+async def no_tokens(request: web.Request) -> int:
+    return 0
+
+
+async def tokens_param(request: web.Request) -> int:
+    """`?tokens=N`, or a JSON body's "tokens" field: what the call says it used."""
+    raw: Any = request.query.get("tokens")
+    if raw is None and request.can_read_body:
+        body = await _json_body(request)
+        raw = body.get("tokens", 0)
+    return _whole(raw or 0, "tokens")
+
+
+def _whole(raw: Any, name: str) -> int:
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise web.HTTPBadRequest(text=f"{name} must be a whole number, got {raw!r}") from None
+    if value < 0:
+        raise web.HTTPBadRequest(text=f"{name} must be 0 or more, got {value}")
+    return value
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest(text="the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text="the body must be a JSON object")
+    return body
+
+
+def limited(endpoint: str, handler: Handler, tokens_of: TokensOf = no_tokens) -> Handler:
+    """Count the request, refuse it with 429 when over either limit, else delay and serve."""
 
     async def wrapped(request: web.Request) -> web.StreamResponse:
         api = request.app[STATE]
-        stats = api.stats[endpoint]
+        await api.arrival_jitter()
+        tokens = await tokens_of(request)
+        request[TOKENS] = tokens
+        ep = api.endpoints[endpoint]
+        stats = ep.stats
         stats.requests += 1
-        decision = api.limiters[endpoint].acquire()
-        if not decision.allowed:
+        refusal = ep.decide(tokens)
+        if refusal is not None:
+            which, wait = refusal
+            if math.isinf(wait):
+                stats.too_large += 1
+                raise web.HTTPRequestEntityTooLarge(
+                    max_size=ep.tokens.remaining(),
+                    actual_size=tokens,
+                    text=f"{tokens} tokens is more than {ep.tokens.shape.spec()} ever allows at once",
+                )
             stats.rate_limited += 1
+            stats.refused_by[which] += 1
             # RFC 9110 delay-seconds is a whole number: round up so a client that obeys it succeeds.
-            whole = max(1, math.ceil(decision.retry_after_s))
-            precise = round(decision.retry_after_s, 3)
-            return web.json_response(
-                {"error": "rate limited", "endpoint": endpoint, "retry_after": precise},
-                status=429,
-                headers={"Retry-After": str(whole)},
-            )
-        stats.admitted_at.append(time.monotonic() - api.started)
+            headers = limit_headers(ep.requests, ep.tokens, openai=_openai_style(endpoint, ep))
+            headers |= {
+                "Retry-After": str(max(1, math.ceil(wait))),
+                "retry-after-ms": str(math.ceil(wait * 1000)),
+            }
+            body = {
+                "error": "rate limited",
+                "endpoint": endpoint,
+                "limit": which,
+                "retry_after": round(wait, 3),
+            }
+            return web.json_response(body, status=429, headers=headers)
+        stats.admit(time.monotonic() - api.started, tokens)
+        headers = limit_headers(ep.requests, ep.tokens, openai=_openai_style(endpoint, ep))
         await api.simulate_latency()
         response = await handler(request)
+        response.headers.update(headers)
         if response.status == 200:
             stats.served += 1
         return response
 
     return wrapped
+
+
+def _openai_style(name: str, ep: Endpoint) -> bool:
+    return name == LLM or not isinstance(ep.tokens.shape, Limit) or not ep.tokens.shape.unlimited
 
 
 def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
@@ -230,8 +286,83 @@ async def arxiv_query(request: web.Request) -> web.Response:
     return web.Response(text=body, content_type="application/atom+xml")
 
 
+async def llm_tokens(request: web.Request) -> int:
+    """The tokens an LLM call uses: the body's "tokens" if it says, else an estimate as a
+    provider makes one (about 4 characters a token of the prompt, plus max_tokens)."""
+    body = await _json_body(request)
+    request[BODY] = body
+    if "tokens" in body:
+        return _whole(body["tokens"], "tokens")
+    messages = body.get("messages") or []
+    if not isinstance(messages, list):
+        raise web.HTTPBadRequest(text="messages must be a list of {role, content}")
+    chars = sum(len(str(m.get("content", ""))) for m in messages if isinstance(m, dict))
+    return math.ceil(chars / 4) + _whole(body.get("max_tokens", 16), "max_tokens")
+
+
+async def llm_chat(request: web.Request) -> web.Response:
+    """`POST /llm/v1/chat/completions`: an OpenAI-shaped answer whose usage block reports the
+    tokens the mock counted against the tokens limit."""
+    body: dict[str, Any] = request[BODY]
+    total = request[TOKENS]
+    completion = min(total, _whole(body.get("max_tokens", 16), "max_tokens"))
+    prompt = total - completion
+    text = " ".join(["token"] * min(completion, 64))
+    return web.json_response(
+        {
+            "id": f"chatcmpl-mock-{random.getrandbits(48):012x}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": str(body.get("model", "mock-llm")),
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+            ],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total},
+        }
+    )
+
+
+def generic(name: str) -> Handler:
+    """`GET|POST /api/{name}`: an endpoint with nothing but its limits, for tests of the shapes."""
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "endpoint": name, "usage": {"total_tokens": request[TOKENS]}})
+
+    return handler
+
+
+async def spend(request: web.Request) -> web.Response:
+    """`POST /spend/{name}?requests=K&tokens=T`: another consumer takes budget (all or nothing)
+    without being counted as the measured caller; answers with the same headers as the endpoint."""
+    api = request.app[STATE]
+    name = request.match_info["name"]
+    ep = api.endpoints.get(name)
+    if ep is None:
+        raise web.HTTPNotFound(text=f"no endpoint {name!r}; known: {', '.join(api.endpoints)}")
+    count = _whole(request.query.get("requests", 1), "requests")
+    tokens = _whole(request.query.get("tokens", 0), "tokens")
+    refusal = None
+    if ep.requests.check(count).allowed and ep.tokens.check(tokens).allowed:
+        ep.requests.take(count)
+        ep.tokens.take(tokens)
+        ep.stats.others_requests += count
+        ep.stats.others_tokens += tokens
+    else:
+        refusal = "over the limit"
+    headers = limit_headers(ep.requests, ep.tokens, openai=_openai_style(name, ep))
+    body = {"spent": refusal is None, "requests": count, "tokens": tokens}
+    return web.json_response(body, status=200 if refusal is None else 429, headers=headers)
+
+
 async def stats(request: web.Request) -> web.Response:
-    return web.json_response(request.app[STATE].snapshot())
+    raw = request.query.get("window", DEFAULT_SHARE_WINDOW_S)
+    try:
+        window = float(raw)
+    except ValueError:
+        raise web.HTTPBadRequest(text=f"window must be a number of seconds, got {raw!r}") from None
+    if not 0 < window <= 86_400:
+        raise web.HTTPBadRequest(text=f"window must be in (0, 86400] seconds, got {window}")
+    return web.json_response(request.app[STATE].snapshot(window))
 
 
 async def reset_stats(request: web.Request) -> web.Response:
@@ -245,9 +376,17 @@ async def health(request: web.Request) -> web.Response:
 
 def create_app(config: MockApiConfig | None = None) -> web.Application:
     app = web.Application()
-    app[STATE] = MockApi(config or MockApiConfig())
+    api = MockApi(config or MockApiConfig())
+    app[STATE] = api
     app.router.add_get("/wikipedia/w/api.php", limited(WIKIPEDIA, wikipedia_search))
     app.router.add_get("/arxiv/api/query", limited(ARXIV, arxiv_query))
+    app.router.add_post("/llm/v1/chat/completions", limited(LLM, llm_chat, llm_tokens))
+    for name in api.endpoints:
+        if name not in BUILTIN:
+            handler = limited(name, generic(name), tokens_param)
+            app.router.add_route("GET", f"/api/{name}", handler)
+            app.router.add_route("POST", f"/api/{name}", handler)
+    app.router.add_post("/spend/{name}", spend)
     app.router.add_get("/stats", stats)
     app.router.add_post("/stats/reset", reset_stats)
     app.router.add_get("/healthz", health)

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from types import TracebackType
 from typing import Any, Self
@@ -19,7 +20,8 @@ from typing import Any, Self
 import httpx
 from aiohttp import web
 
-from stepstream.mockapi.app import ARXIV, WIKIPEDIA, Limit, MockApiConfig, create_app
+from stepstream.mockapi.app import create_app
+from stepstream.mockapi.config import MockApiConfig, to_toml
 
 READY_PREFIX = "mockapi listening on "
 
@@ -61,19 +63,6 @@ class MockApiServer:
         await self.stop()
 
 
-def config_args(config: MockApiConfig) -> list[str]:
-    """The command-line options that reproduce `config` in a child process."""
-    args: list[str] = []
-    for name in (WIKIPEDIA, ARXIV):
-        limit = config.limits.get(name, Limit(0, 1))
-        args += [f"--{name}-rate", str(limit.rate), f"--{name}-burst", str(limit.burst)]
-    low, high = config.latency_ms
-    args += ["--latency-ms", f"{low}-{high}"]
-    if config.seed is not None:
-        args += ["--seed", str(config.seed)]
-    return args
-
-
 class MockApiProcess:
     """The mock API as a child process: `with MockApiProcess(config) as api: api.url`.
 
@@ -104,17 +93,22 @@ class MockApiProcess:
         return self._proc.pid if self._proc else None
 
     def start(self) -> Self:
-        self._proc = subprocess.Popen(
-            [*self.command, "--host", self.host, "--port", str(self.port), *config_args(self.config)],
-            stdout=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        try:
-            self.url = self._read_ready_line(self._proc)
-        except BaseException:
-            self.stop()
-            raise
+        # The whole config travels as a file, so every shape and option reaches the child as is;
+        # the child has read it once it prints its ready line.
+        with tempfile.NamedTemporaryFile("w", prefix="mockapi-", suffix=".toml") as file:
+            file.write(to_toml(self.config))
+            file.flush()
+            self._proc = subprocess.Popen(
+                [*self.command, "--host", self.host, "--port", str(self.port), "--config", file.name],
+                stdout=subprocess.PIPE,
+                text=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+            try:
+                self.url = self._read_ready_line(self._proc)
+            except BaseException:
+                self.stop()
+                raise
         self.port = int(self.url.rsplit(":", 1)[1])
         return self
 

@@ -94,6 +94,7 @@ class MockApi:
             for name in config.endpoints
         }
         self.started = time.monotonic()
+        self.started_wall = time.time()
         self._rng = random.Random(config.seed)
 
     async def _wait_ms(self, bounds: tuple[float, float]) -> None:
@@ -113,11 +114,13 @@ class MockApi:
             "latency_ms": list(self.config.latency_ms),
             "arrival_jitter_ms": list(self.config.arrival_jitter_ms),
             "uptime_s": round(time.monotonic() - self.started, 3),
+            "started_wall": self.started_wall,
         }
 
     def reset(self) -> None:
         """Zero the counters (not the limits' state: the API's budget stays spent)."""
         self.started = time.monotonic()
+        self.started_wall = time.time()
         for endpoint in self.endpoints.values():
             endpoint.stats = EndpointStats()
 
@@ -365,6 +368,19 @@ async def stats(request: web.Request) -> web.Response:
     return web.json_response(request.app[STATE].snapshot(window))
 
 
+async def arrivals(request: web.Request) -> web.Response:
+    """`GET /stats/arrivals/{name}`: when each admitted request was counted (seconds since the
+    start or the last reset, on the mock's monotonic clock) and its tokens, oldest first."""
+    api = request.app[STATE]
+    name = request.match_info["name"]
+    ep = api.endpoints.get(name)
+    if ep is None:
+        raise web.HTTPNotFound(text=f"no endpoint {name!r}; known: {', '.join(api.endpoints)}")
+    # started_wall + at is the wall-clock time of each arrival, the clock fixed windows count on.
+    body = {"started_wall": api.started_wall, "at": ep.stats.admitted_at, "tokens": ep.stats.admitted_tokens}
+    return web.json_response(body)
+
+
 async def reset_stats(request: web.Request) -> web.Response:
     request.app[STATE].reset()
     return web.json_response(request.app[STATE].snapshot())
@@ -389,5 +405,6 @@ def create_app(config: MockApiConfig | None = None) -> web.Application:
     app.router.add_post("/spend/{name}", spend)
     app.router.add_get("/stats", stats)
     app.router.add_post("/stats/reset", reset_stats)
+    app.router.add_get("/stats/arrivals/{name}", arrivals)
     app.router.add_get("/healthz", health)
     return app

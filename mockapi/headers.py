@@ -32,13 +32,13 @@ def is_limited(live: Counter) -> bool:
 
 
 def duration(seconds: float) -> str:
-    """A duration as OpenAI's headers write it."""
-    if seconds < 1:
-        return f"{math.ceil(seconds * 1000)}ms"
-    if seconds < 60:
-        return f"{seconds:.3f}".rstrip("0").rstrip(".") + "s"
-    minutes, rest = divmod(seconds, 60)
-    return f"{int(minutes)}m{rest:.3f}".rstrip("0").rstrip(".") + "s"
+    """A duration as OpenAI's headers write it, rounded up to the millisecond: `120ms`, `1.5s`, `6m0s`."""
+    ms = math.ceil(seconds * 1000 - 1e-6)
+    if ms < 1000:
+        return f"{ms}ms"
+    minutes, rest_ms = divmod(ms, 60_000)
+    text = f"{rest_ms // 1000}.{rest_ms % 1000:03d}".rstrip("0").rstrip(".") + "s"
+    return f"{minutes}m{text}" if minutes else text
 
 
 def limit_headers(requests: Counter, tokens: Counter, openai: bool) -> dict[str, str]:

@@ -113,7 +113,8 @@ class Window:
 
     def most_in(self, span_s: float) -> float:
         """The most this limit admits in any half-open interval of `span_s` seconds."""
-        windows = math.ceil(span_s / self.window_s - 1e-9)
+        # Any span longer than 0 can hold one full window's worth; the epsilon keeps 10.0 / 1.0 at 10.
+        windows = max(1, math.ceil(span_s / self.window_s - 1e-9))
         # A fixed-window counter can fill the window an interval starts in and each one it reaches.
         return self.limit * (windows + 1 if self.fixed else windows)
 

@@ -5,17 +5,24 @@ loader: a file with an unknown setting, a wrong type or an impossible limit is
 refused at start with the file, the key and the reason, because a limiter that
 silently ignores a typo grants the wrong budget for hours before anyone sees it.
 
-A limit is written either as a table or as one short string:
+A limit is written either as a table or as one short string, in one of two shapes:
 
     [limits]
-    wikipedia = "200/s burst 20"
-    arxiv = "1 per 3s"
-    llm-tokens = { rate = 90000, period = "1m", burst = 9000, unit = "tokens" }
+    wikipedia = "50 per 1s"                       # a window: never more than 50 in any 1 s
+    github = "5000 per 1h fixed"                  # a fixed window, phase unknown
+    openai-tpm = { rate = 90000, period = "1m", window = "sliding", unit = "tokens" }
+    internal = "200/s burst 20"                   # GCRA: a rate, plus a burst on top
+
+A limit without `burst` is a window limit (the API never counts more than N in any
+of its windows of W, whichever way it counts them); a limit with `burst` is GCRA
+(at most rate x W + burst in any window W). Until window limits existed, `N per W`
+meant GCRA with a burst of N/10, which overruns an API that allows no burst.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import math
 import pathlib
 import re
@@ -50,9 +57,12 @@ _UNITS_S: dict[str, float] = {
 }
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)?\s*([a-z]+)\s*$")
 _RATE_RE = re.compile(
-    r"^\s*(?P<rate>\d+(?:\.\d+)?)\s*(?:/|per)\s*(?P<period>\d*(?:\.\d+)?\s*[a-z]+)"
-    r"(?:\s+burst\s+(?P<burst>\d+))?\s*$"
+    r"^\s*(?P<rate>\d+(?:\.\d+)?)\s*(?:/|per)\s*(?P<period>\d*(?:\.\d+)?\s*[a-z]+?)"
+    r"(?:\s+burst\s+(?P<burst>\d+)|\s+(?P<window>sliding|fixed))?\s*$"
 )
+# The default spread allowed between a grant and the request's arrival at the API
+# (docs/ratelimiter.md: measured on loopback with three sidecars and 192 callers).
+DEFAULT_WINDOW_MARGIN_MS = 40.0
 
 
 class ConfigError(ValueError):
@@ -65,19 +75,56 @@ class ConfigError(ValueError):
         self.reason = reason
 
 
+class Shape(enum.Enum):
+    """How a limit counts; the values are what the config's `window` field says."""
+
+    # An exact token bucket: at most rate x W + burst in any window W.
+    GCRA = "gcra"
+    # Never more than `rate` in any window of `period_s`, wherever it starts.
+    SLIDING = "sliding"
+    # Never more than `rate` in one of the API's windows [k W + phase, (k+1) W + phase).
+    # With the phase unknown it is kept as a sliding window, which is safe for any phase.
+    FIXED = "fixed"
+
+
 @dataclasses.dataclass(frozen=True)
 class LimitSpec:
-    """`rate` tokens per `period_s` seconds, at most `burst` tokens at once."""
+    """`rate` tokens per `period_s` seconds, at most `burst` tokens at once.
+
+    Window shapes (SLIDING, FIXED) have burst == rate (the whole window may go at
+    once) and `margin_s`: the longest a granted request may take to reach the API.
+    """
 
     key: str
     rate: float
     period_s: float
     burst: int
     unit: str = "requests"
+    shape: Shape = Shape.GCRA
+    margin_s: float = 0.0
+    # FIXED only: where the API's windows start, seconds after multiples of period_s
+    # since the Unix epoch on the store's clock; None: unknown (counted as sliding).
+    phase_s: float | None = None
 
     @property
     def tokens_per_second(self) -> float:
         return self.rate / self.period_s
+
+    @property
+    def is_window(self) -> bool:
+        return self.shape is not Shape.GCRA
+
+    @property
+    def aligned(self) -> bool:
+        """A fixed window whose phase is known: counted per API window, not sliding."""
+        return self.shape is Shape.FIXED and self.phase_s is not None
+
+    def describe(self) -> str:
+        """The limit as a user would write it (for logs and ListLimits)."""
+        if not self.is_window:
+            return f"{self.rate:g} per {self.period_s:g}s burst {self.burst}"
+        text = f"{self.rate:g} per {self.period_s:g}s {self.shape.value}"
+        return text if self.phase_s is None else f"{text} phase {self.phase_s:g}s"
 
     def scaled(self, share: int) -> LimitSpec:
         """This limit divided among `share` replicas (the conservative local budget).
@@ -87,6 +134,9 @@ class LimitSpec:
         """
         if share <= 1:
             return self
+        if self.is_window:
+            n = max(1, int(self.rate) // share)
+            return dataclasses.replace(self, rate=float(n), burst=n)
         return dataclasses.replace(self, rate=self.rate / share, burst=max(1, self.burst // share))
 
 
@@ -117,6 +167,10 @@ class LimiterSettings:
     max_waiters_per_key: int = 10_000
     # Reservations asked of the store in one call (one Redis round trip).
     max_batch: int = 64
+    # Window limits: the longest a granted request may take to reach the API (answer
+    # of the RPC, the caller's wake-up, the trip to the API); a limit's own `margin`
+    # overrides it. Grants are spaced so that N fit in W + margin.
+    window_margin_ms: float = DEFAULT_WINDOW_MARGIN_MS
     # Pause after a reported 429 that carried no Retry-After, and the longest pause.
     default_pause_s: float = 1.0
     max_pause_s: float = 300.0
@@ -164,48 +218,132 @@ def parse_duration(text: str | int | float, source: str, key: str) -> float:
 
 
 def default_burst(rate: float) -> int:
-    # A tenth of a period's worth, as `200/s burst 20`; never below one token.
+    # A tenth of a period's worth, as `200/s burst 20`; never below one token (GCRA
+    # tables that give no burst were read this way before window limits existed).
     return max(1, math.ceil(rate / 10))
 
 
-def parse_limit(key: str, value: Any, source: str) -> LimitSpec:
+_TABLE_FIELDS = ("rate", "period", "burst", "window", "margin", "phase", "unit")
+
+
+def _table_of(value: Any, source: str, where: str) -> dict[str, Any]:
+    if isinstance(value, str):
+        match = _RATE_RE.match(value.lower())
+        if not match:
+            raise ConfigError(
+                source,
+                where,
+                f"bad limit {value!r} (use e.g. '50 per 1s', '500 per 1m fixed' or '200/s burst 20')",
+            )
+        table: dict[str, Any] = {"rate": float(match.group("rate")), "period": match.group("period")}
+        if match.group("burst"):
+            table["burst"] = int(match.group("burst"))
+        if match.group("window"):
+            table["window"] = match.group("window")
+        return table
+    if isinstance(value, Mapping):
+        table = dict(value)
+        unknown = set(table) - set(_TABLE_FIELDS)
+        if unknown:
+            raise ConfigError(
+                source, f"{where}.{sorted(unknown)[0]}", f"unknown field ({', '.join(_TABLE_FIELDS)})"
+            )
+        return table
+    raise ConfigError(source, where, f"expected a table or a string, got {type(value).__name__}")
+
+
+def _shape_of(table: Mapping[str, Any], source: str, where: str) -> Shape:
+    window = table.get("window")
+    if window is None:
+        # With a burst the limit is GCRA, as it always was; without, a sliding window.
+        return Shape.GCRA if "burst" in table else Shape.SLIDING
+    if window not in ("sliding", "fixed"):
+        raise ConfigError(source, f"{where}.window", f"must be 'sliding' or 'fixed', got {window!r}")
+    if "burst" in table:
+        raise ConfigError(
+            source,
+            f"{where}.burst",
+            "a window limit has no burst (the whole window may go at once): drop `burst`, "
+            "or drop `window` for a GCRA rate with a burst",
+        )
+    return Shape(window)
+
+
+def parse_limit(
+    key: str, value: Any, source: str, default_margin_s: float = DEFAULT_WINDOW_MARGIN_MS / 1000
+) -> LimitSpec:
     where = f"limits.{key}"
     if not isinstance(key, str) or not _KEY_RE.match(key):
         raise ConfigError(
             source, where, "a key is 1-128 letters, digits or . _ : / - and starts alphanumeric"
         )
-    if isinstance(value, str):
-        match = _RATE_RE.match(value.lower())
-        if not match:
-            raise ConfigError(source, where, f"bad limit {value!r} (use e.g. '200/s burst 20' or '1 per 3s')")
-        table: dict[str, Any] = {"rate": float(match.group("rate")), "period": match.group("period")}
-        if match.group("burst"):
-            table["burst"] = int(match.group("burst"))
-    elif isinstance(value, Mapping):
-        table = dict(value)
-    else:
-        raise ConfigError(source, where, f"expected a table or a string, got {type(value).__name__}")
-    unknown = set(table) - {"rate", "period", "burst", "unit"}
-    if unknown:
-        raise ConfigError(
-            source, f"{where}.{sorted(unknown)[0]}", "unknown field (rate, period, burst, unit)"
-        )
+    table = _table_of(value, source, where)
     if "rate" not in table:
         raise ConfigError(source, f"{where}.rate", "missing")
     rate = table["rate"]
     if isinstance(rate, bool) or not isinstance(rate, int | float) or not math.isfinite(rate) or rate <= 0:
         raise ConfigError(source, f"{where}.rate", f"must be a positive number, got {rate!r}")
     period = parse_duration(table.get("period", 1), source, f"{where}.period")
-    burst = table.get("burst", default_burst(float(rate)))
-    if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
-        raise ConfigError(source, f"{where}.burst", f"must be a whole number >= 1, got {burst!r}")
+    shape = _shape_of(table, source, where)
     unit = table.get("unit", "requests")
     if not isinstance(unit, str) or not unit:
         raise ConfigError(source, f"{where}.unit", "must be a non-empty string")
-    spec = LimitSpec(key=key, rate=float(rate), period_s=period, burst=burst, unit=unit)
+    if shape is Shape.GCRA:
+        for name in ("margin", "phase"):
+            if name in table:
+                raise ConfigError(source, f"{where}.{name}", "only window limits (no burst) take it")
+        burst = table.get("burst", default_burst(float(rate)))
+        if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+            raise ConfigError(source, f"{where}.burst", f"must be a whole number >= 1, got {burst!r}")
+        spec = LimitSpec(key=key, rate=float(rate), period_s=period, burst=burst, unit=unit)
+    else:
+        spec = _window_spec(key, table, source, where, float(rate), period, shape, unit, default_margin_s)
     if spec.tokens_per_second > MAX_TOKENS_PER_SECOND:
         raise ConfigError(source, f"{where}.rate", f"above {MAX_TOKENS_PER_SECOND} tokens per second")
     return spec
+
+
+def _offset(value: Any, source: str, key: str) -> float:
+    """A duration that may be zero ("0", "0s", 0)."""
+    if isinstance(value, str):
+        match = _DURATION_RE.match(value.lower())
+        if match and match.group(1) is not None and float(match.group(1)) == 0:
+            return 0.0
+    elif isinstance(value, int | float) and not isinstance(value, bool) and value == 0:
+        return 0.0
+    return parse_duration(value, source, key)
+
+
+def _window_spec(
+    key: str,
+    table: Mapping[str, Any],
+    source: str,
+    where: str,
+    rate: float,
+    period: float,
+    shape: Shape,
+    unit: str,
+    default_margin_s: float,
+) -> LimitSpec:
+    if rate != int(rate):
+        raise ConfigError(source, f"{where}.rate", f"a window counts whole requests or tokens, got {rate!r}")
+    margin = default_margin_s
+    if "margin" in table:
+        margin = _offset(table["margin"], source, f"{where}.margin")
+    if margin >= period:
+        raise ConfigError(source, f"{where}.margin", f"{margin:g} s is not below the window ({period:g} s)")
+    phase: float | None = None
+    if "phase" in table:
+        if shape is not Shape.FIXED:
+            raise ConfigError(source, f"{where}.phase", "only a fixed window has a phase")
+        raw = table["phase"]
+        phase = _offset(raw, source, f"{where}.phase")
+        if phase >= period:
+            raise ConfigError(source, f"{where}.phase", f"must be below the window ({period:g} s)")
+        if 2 * margin >= period:
+            raise ConfigError(source, f"{where}.margin", "an aligned fixed window needs a margin below W/2")
+    n = int(rate)
+    return LimitSpec(key, float(n), period, n, unit, shape, margin, phase)
 
 
 def _check_type(source: str, key: str, value: Any, expected: type) -> None:
@@ -242,6 +380,8 @@ def _validate_settings(s: LimiterSettings, source: str) -> None:
         value = getattr(s, name)
         if not math.isfinite(value) or value <= 0:
             raise ConfigError(source, name, f"must be positive, got {value!r}")
+    if not math.isfinite(s.window_margin_ms) or s.window_margin_ms < 0:
+        raise ConfigError(source, "window_margin_ms", f"must be >= 0, got {s.window_margin_ms!r}")
     if not math.isfinite(s.reserve_ahead_ms) or s.reserve_ahead_ms < 0:
         raise ConfigError(source, "reserve_ahead_ms", f"must be >= 0, got {s.reserve_ahead_ms!r}")
     if bool(s.tls_cert_file) != bool(s.tls_key_file):
@@ -276,7 +416,10 @@ def settings_from_mapping(data: Mapping[str, Any], source: str = "<config>") -> 
         raise ConfigError(source, "limits", "missing: declare at least one limit")
     if not isinstance(raw_limits, Mapping) or not raw_limits:
         raise ConfigError(source, "limits", "must be a non-empty table of key = limit")
-    values["limits"] = {str(k): parse_limit(k, v, source) for k, v in raw_limits.items()}
+    margin_s = float(values.get("window_margin_ms", DEFAULT_WINDOW_MARGIN_MS)) / 1000
+    if not math.isfinite(margin_s) or margin_s < 0:
+        raise ConfigError(source, "window_margin_ms", f"must be >= 0, got {margin_s * 1000!r}")
+    values["limits"] = {str(k): parse_limit(k, v, source, margin_s) for k, v in raw_limits.items()}
     try:
         return LimiterSettings(**values)
     except ConfigError as exc:

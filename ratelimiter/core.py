@@ -9,6 +9,12 @@ until the next slot is close when none fit, and never polls on behalf of a
 caller. A caller whose deadline cannot be met is refused at once with the
 earliest time a retry could pass, or at its deadline if other sidecars took the
 slots it was counting on.
+
+An acquire over several keys (an LLM call's requests and tokens) is one store
+call that finds the earliest slot every key can grant and takes from all of
+them at once, or from none: no key is held while another is awaited, so there
+is nothing to deadlock on, and each key's grants stay in time order across every
+sidecar, so nobody is overtaken for ever.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import heapq
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from stepstream.ratelimiter.backends.base import Backend, BatchResult
 from stepstream.ratelimiter.config import LimiterSettings, LimitSpec
@@ -43,6 +49,13 @@ class _KeyState:
         # Monotonic time the next slot is expected, for refusing hopeless deadlines at once.
         self.next_slot_ns = 0
         self.interval_ns = spec.period_s * NS / spec.rate
+
+    def min_wait_ns(self, tokens_ahead: int) -> float:
+        """A lower bound of how long `tokens_ahead` queued tokens take to be granted."""
+        if self.spec.is_window:
+            # A whole window's worth may go at once: only full windows ahead must pass.
+            return (tokens_ahead // self.spec.burst) * self.spec.period_s * NS
+        return tokens_ahead * self.interval_ns
 
 
 class LimiterCore:
@@ -78,10 +91,12 @@ class LimiterCore:
             raise InvalidRequest("max_wait", "must not be negative")
         return state, int(max_wait_s * NS)
 
-    def _first_try(self, state: _KeyState, result: BatchResult, max_wait_ns: int) -> Decision | None:
+    def _first_try(
+        self, state: _KeyState, result: BatchResult, max_wait_ns: int, grant_id: str = ""
+    ) -> Decision | None:
         """The decision of a fast-path reservation, or None when the caller must queue."""
         if result.waits_ns:
-            return _granted(result, result.waits_ns[0])
+            return _granted(result, result.waits_ns[0], grant_id)
         retry = result.retry_after_ns or 0
         state.next_slot_ns = max(state.next_slot_ns, time.monotonic_ns() + retry)
         if retry > max_wait_ns:
@@ -100,8 +115,9 @@ class LimiterCore:
         state, max_wait_ns = self._check(key, tokens, max_wait_s)
         if state.queue or state.busy:
             return None
-        result = reserve_now(state.spec, [(tokens, min(max_wait_ns, self._ahead_ns))])
-        return self._first_try(state, result, max_wait_ns)
+        grant_id = _grant_id()
+        result = reserve_now(state.spec, [(tokens, min(max_wait_ns, self._ahead_ns))], (grant_id,))
+        return self._first_try(state, result, max_wait_ns, grant_id)
 
     async def acquire(
         self, key: str, tokens: int = 1, max_wait_s: float = 0.0, priority: Priority = Priority.NORMAL
@@ -114,11 +130,14 @@ class LimiterCore:
             # dispatcher reserves for all of them in one store call (one Redis round
             # trip for a whole batch instead of one per caller).
             state.busy = True
+            grant_id = _grant_id()
             try:
-                result = await self.backend.reserve(state.spec, [(tokens, min(max_wait_ns, self._ahead_ns))])
+                result = await self.backend.reserve(
+                    state.spec, [(tokens, min(max_wait_ns, self._ahead_ns))], (grant_id,)
+                )
             finally:
                 state.busy = False
-            decision = self._first_try(state, result, max_wait_ns)
+            decision = self._first_try(state, result, max_wait_ns, grant_id)
             if decision is not None:
                 return decision
         return await self._wait_in_line(state, tokens, priority, now + max_wait_ns)
@@ -136,6 +155,7 @@ class LimiterCore:
             return Decision(False, retry_after_s=estimate / NS, mode=Mode.SHARED)
         loop = asyncio.get_running_loop()
         waiter = Waiter(tokens, priority, deadline_ns, loop.create_future())
+        waiter.grant_id = _grant_id()
         waiter.timer = loop.call_at(loop.time() + (deadline_ns - now) / NS, self._expire, state, waiter)
         state.queue.push(waiter)
         if state.dispatcher is None or state.dispatcher.done():
@@ -154,7 +174,7 @@ class LimiterCore:
             # The caller went away: leave the line, or give back a slot granted meanwhile.
             if waiter.future.done() and not waiter.future.cancelled() and waiter.future.exception() is None:
                 if waiter.future.result().granted:
-                    await asyncio.shield(self._give_back(state.spec, tokens))
+                    await asyncio.shield(self._give_back(state.spec, tokens, waiter.grant_id))
             else:
                 self._leave(state, waiter)
             raise
@@ -188,7 +208,7 @@ class LimiterCore:
     def _estimate_ns(self, state: _KeyState, priority: Priority) -> int:
         """A lower bound of the wait of a caller joining the line now."""
         until_slot = max(state.next_slot_ns - time.monotonic_ns(), 0)
-        return int(until_slot + state.queue.tokens_ahead(priority) * state.interval_ns)
+        return int(until_slot + state.min_wait_ns(state.queue.tokens_ahead(priority)))
 
     def _expire(self, state: _KeyState, waiter: Waiter) -> None:
         if waiter.dead or waiter.future.done():
@@ -204,7 +224,7 @@ class LimiterCore:
                 now = time.monotonic_ns()
                 requests = [(w.tokens, max(min(self._ahead_ns, w.deadline_ns - now), 0)) for w in batch]
                 try:
-                    result = await self.backend.reserve(state.spec, requests)
+                    result = await self.backend.reserve(state.spec, requests, [w.grant_id for w in batch])
                 except StoreUnavailable as exc:
                     for waiter in state.queue.drain():
                         self._settle(waiter, exc)
@@ -212,10 +232,10 @@ class LimiterCore:
                 for waiter, wait in zip(batch, result.waits_ns, strict=False):
                     if waiter.dead:
                         # Expired or cancelled while the store decided: the slot goes back.
-                        await self._give_back(state.spec, waiter.tokens)
+                        await self._give_back(state.spec, waiter.tokens, waiter.grant_id)
                         continue
                     state.queue.served(waiter)
-                    self._settle(waiter, _granted(result, wait))
+                    self._settle(waiter, _granted(result, wait, waiter.grant_id))
                 if result.retry_after_ns is None:
                     continue
                 head = batch[len(result.waits_ns)]
@@ -246,9 +266,45 @@ class LimiterCore:
         else:
             waiter.future.set_result(outcome)
 
-    async def _give_back(self, spec: LimitSpec, tokens: int) -> None:
+    async def _give_back(self, spec: LimitSpec, tokens: int, grant_id: str = "") -> None:
         with contextlib.suppress(Exception):
-            await self.backend.adjust(spec, -tokens)
+            await self.backend.adjust(spec, -tokens, grant_id, tokens)
+
+    # ---- several keys at once ------------------------------------------------------
+
+    async def acquire_many(
+        self, items: Sequence[tuple[str, int]], max_wait_s: float = 0.0, priority: Priority = Priority.NORMAL
+    ) -> Decision:
+        """Take tokens of several keys in one slot, all or nothing (e.g. 1 request and an
+        estimated 1,200 tokens), within `max_wait_s`; refuse with the earliest retry.
+
+        The slot is reserved in the store at once, however far ahead it lies, in the
+        order requests reach the store (so the priority does not reorder them)."""
+        if len(items) == 1:
+            key, tokens = items[0]
+            return await self.acquire(key, tokens, max_wait_s, priority)
+        if not items:
+            raise InvalidRequest("key", "must not be empty")
+        seen: set[str] = set()
+        specs: list[tuple[LimitSpec, int]] = []
+        max_wait_ns = 0
+        for key, tokens in items:
+            if key in seen:
+                raise InvalidRequest("also", f"key {key!r} is named twice: add its costs into one")
+            seen.add(key)
+            state, max_wait_ns = self._check(key, tokens, max_wait_s)
+            specs.append((state.spec, tokens))
+        grant_id = _grant_id()
+        result = await self.backend.reserve_many(specs, max_wait_ns, grant_id)
+        if result.waits_ns:
+            return _granted(result, result.waits_ns[0], grant_id)
+        retry = result.retry_after_ns or 0
+        return Decision(False, retry_after_s=retry / NS, mode=result.mode)
+
+    async def release_many(self, items: Sequence[tuple[str, int]], grant_id: str) -> None:
+        """Give back a grant over several keys that will not be used (its caller left)."""
+        for key, tokens in items:
+            await self._give_back(self._state(key).spec, tokens, grant_id)
 
     # ---- leases ------------------------------------------------------------------
 
@@ -297,8 +353,12 @@ class LimiterCore:
 
     # ---- feedback ----------------------------------------------------------------
 
-    async def reconcile(self, key: str, reserved: int, actual: int) -> Mode:
-        """Charge what was really used: the difference goes back, or is charged as debt."""
+    async def reconcile(self, key: str, reserved: int, actual: int, grant_id: str = "") -> Mode:
+        """Charge what was really used: the difference goes back, or is charged as debt.
+
+        With the grant's id a window limit settles that grant where it sits in the
+        window; without, extra use is counted now and an unused rest cannot be found,
+        so it is not given back (the safe side)."""
         state = self._state(key)
         if reserved < 0:
             raise InvalidRequest("reserved", "must not be negative")
@@ -306,7 +366,20 @@ class LimiterCore:
             raise InvalidRequest("actual", "must not be negative")
         if actual == reserved:
             return Mode.SHARED
-        return await self.backend.adjust(state.spec, actual - reserved)
+        return await self.backend.adjust(state.spec, actual - reserved, grant_id, reserved)
+
+    async def observe_remaining(self, key: str, remaining: int, reset_after_s: float | None = None) -> int:
+        """The API says it has `remaining` left (until `reset_after_s`): when that is less
+        than the key has, the difference is consumed in the shared budget, for every
+        replica. Returns the tokens consumed (0 when the API agrees or has more)."""
+        state = self._state(key)
+        if remaining < 0:
+            raise InvalidRequest("remaining", "must not be negative")
+        if reset_after_s is not None and reset_after_s < 0:
+            raise InvalidRequest("reset_after", "must not be negative")
+        reset_ns = None if reset_after_s is None else int(reset_after_s * NS)
+        consumed, _ = await self.backend.observe(state.spec, remaining, reset_ns)
+        return consumed
 
     async def report_throttled(self, key: str, retry_after_s: float = 0.0) -> float:
         """A caller got HTTP 429: pause the key for everyone; returns the pause in seconds."""
@@ -339,5 +412,9 @@ class LimiterCore:
         await self.backend.close()
 
 
-def _granted(result: BatchResult, wait_ns: int) -> Decision:
-    return Decision(True, wait_ns / NS, 0.0, (result.epoch_ns + wait_ns) / NS, result.mode)
+def _granted(result: BatchResult, wait_ns: int, grant_id: str = "") -> Decision:
+    return Decision(True, wait_ns / NS, 0.0, (result.epoch_ns + wait_ns) / NS, result.mode, grant_id)
+
+
+def _grant_id() -> str:
+    return secrets.token_hex(8)

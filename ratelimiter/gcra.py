@@ -102,3 +102,19 @@ def adjust(tat: int, now: int, delta: int) -> int:
     if delta >= 0:
         return max(tat, now) + delta
     return max(tat + delta, now) if tat > now else tat
+
+
+def earliest(tat: int, now: int, cost: int, tolerance: int) -> int:
+    """The earliest slot, not before now, at which `cost` ticks fit (for a grant that
+    may be placed later than that, as one slot shared by several keys is)."""
+    return max(now, tat + cost - tolerance)
+
+
+def commit(tat: int, at: int, cost: int) -> int:
+    """The TAT after a grant whose slot starts at `at` (any time from `earliest` on).
+
+    The grant takes the segment [max(tat, at), max(tat, at) + cost) of the virtual
+    schedule, which ends no later than at + tolerance: so any window [a, b] holds
+    grants worth at most b - a + tolerance ticks, whatever order slots are placed in.
+    """
+    return max(tat, at) + cost

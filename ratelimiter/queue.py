@@ -20,7 +20,7 @@ from stepstream.ratelimiter.types import PRIORITY_WEIGHTS, Decision, Priority
 class Waiter:
     """One queued caller; `future` receives its decision."""
 
-    __slots__ = ("dead", "deadline_ns", "future", "priority", "timer", "tokens")
+    __slots__ = ("dead", "deadline_ns", "future", "grant_id", "priority", "timer", "tokens")
 
     def __init__(
         self, tokens: int, priority: Priority, deadline_ns: int, future: asyncio.Future[Decision]
@@ -30,6 +30,8 @@ class Waiter:
         self.deadline_ns = deadline_ns
         self.future = future
         self.timer: asyncio.TimerHandle | None = None
+        # The name its grant is logged under (window limits give it back by name).
+        self.grant_id = ""
         # Left the line without being served (refused at its deadline, or cancelled).
         self.dead = False
 

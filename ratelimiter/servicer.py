@@ -16,7 +16,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from opentelemetry.trace import Span
 
-from stepstream.ratelimiter.config import LimitSpec
+from stepstream.ratelimiter.config import LimitSpec, Shape
 from stepstream.ratelimiter.core import LimiterCore
 from stepstream.ratelimiter.errors import (
     InvalidRequest,
@@ -65,10 +65,28 @@ def _mode(mode: Mode) -> pb.BudgetMode.ValueType:
     return cast("pb.BudgetMode.ValueType", int(mode))
 
 
+_SHAPES: dict[Shape, pb.LimitShape.ValueType] = {
+    Shape.GCRA: pb.LIMIT_SHAPE_GCRA,
+    Shape.SLIDING: pb.LIMIT_SHAPE_SLIDING,
+    Shape.FIXED: pb.LIMIT_SHAPE_FIXED,
+}
+SHAPE_OF: dict[int, Shape] = {int(v): k for k, v in _SHAPES.items()}
+
+
 def limit_message(spec: LimitSpec) -> pb.Limit:
-    return pb.Limit(
-        key=spec.key, rate=spec.rate, period=duration(spec.period_s), burst=spec.burst, unit=spec.unit
+    message = pb.Limit(
+        key=spec.key,
+        rate=spec.rate,
+        period=duration(spec.period_s),
+        burst=spec.burst,
+        unit=spec.unit,
+        shape=_SHAPES[spec.shape],
     )
+    if spec.is_window:
+        message.margin.CopyFrom(duration(spec.margin_s))
+    if spec.phase_s is not None:
+        message.phase.CopyFrom(duration(spec.phase_s))
+    return message
 
 
 ERROR_DOMAIN = "ratelimiter.stepstream.dev"
@@ -120,6 +138,11 @@ def _acquire_args(request: pb.AcquireRequest) -> tuple[str, int, float, Priority
     return request.key, request.cost or 1, seconds, priority_of(request.priority)
 
 
+def _items(request: pb.AcquireRequest) -> list[tuple[str, int]]:
+    """Every (key, cost) of an acquire over several keys."""
+    return [(request.key, request.cost or 1), *((kc.key, kc.cost or 1) for kc in request.also)]
+
+
 def _stream_error(request_id: int, exc: LimiterError) -> pb.AcquireStreamResponse:
     status = status_of(exc)
     return pb.AcquireStreamResponse(id=request_id, error_code=status.code, error_message=status.message)
@@ -131,6 +154,7 @@ def acquire_response(decision: Decision) -> pb.AcquireResponse:
         if decision.wait_s > 0:
             response.wait.CopyFrom(duration(decision.wait_s))
         response.granted_at.CopyFrom(timestamp(decision.granted_at))
+        response.grant_id = decision.grant_id
         return response
     return pb.AcquireResponse(
         outcome=pb.ACQUIRE_OUTCOME_REFUSED,
@@ -158,7 +182,10 @@ class RateLimiterServicer(pb_grpc.RateLimiterServiceServicer):
             if remaining is not None:
                 # Never hold a caller past its own RPC deadline: it could not use the slot.
                 max_wait = max(min(max_wait, remaining - 0.05), 0.0)
-            decision = await self.core.acquire(key, cost, max_wait, priority)
+            if request.also:
+                decision = await self.core.acquire_many(_items(request), max_wait, priority)
+            else:
+                decision = await self.core.acquire(key, cost, max_wait, priority)
         except LimiterError as exc:
             if span is not None:
                 LimiterTelemetry.end_item_span(span, None, exc)
@@ -204,7 +231,13 @@ class RateLimiterServicer(pb_grpc.RateLimiterServiceServicer):
                         )
                     # No task per acquire: a decision now, or a future with a callback.
                     try:
-                        result = core.submit(*_acquire_args(item.acquire))
+                        if item.acquire.also:
+                            _, _, max_wait, priority = _acquire_args(item.acquire)
+                            result: Decision | asyncio.Future[Decision] = loop.create_task(
+                                core.acquire_many(_items(item.acquire), max_wait, priority)
+                            )
+                        else:
+                            result = core.submit(*_acquire_args(item.acquire))
                     except LimiterError as exc:
                         if span is not None:
                             LimiterTelemetry.end_item_span(span, None, exc)
@@ -276,7 +309,7 @@ class RateLimiterServicer(pb_grpc.RateLimiterServiceServicer):
         self, request: pb.ReconcileRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.ReconcileResponse:
         async def call() -> pb.ReconcileResponse:
-            await self.core.reconcile(request.key, request.reserved, request.actual)
+            await self.core.reconcile(request.key, request.reserved, request.actual, request.grant_id)
             return pb.ReconcileResponse()
 
         return await _answer(context, call)
@@ -289,6 +322,18 @@ class RateLimiterServicer(pb_grpc.RateLimiterServiceServicer):
                 request.key, seconds_of(request.retry_after, "retry_after")
             )
             return pb.ReportThrottledResponse(paused_for=duration(paused))
+
+        return await _answer(context, call)
+
+    async def ObserveRemaining(
+        self, request: pb.ObserveRemainingRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> pb.ObserveRemainingResponse:
+        async def call() -> pb.ObserveRemainingResponse:
+            reset = (
+                seconds_of(request.reset_after, "reset_after") if request.HasField("reset_after") else None
+            )
+            consumed = await self.core.observe_remaining(request.key, request.remaining, reset)
+            return pb.ObserveRemainingResponse(consumed=consumed)
 
         return await _answer(context, call)
 

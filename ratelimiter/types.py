@@ -36,6 +36,8 @@ class Decision:
     # When the slot starts, on the store's clock (Unix seconds).
     granted_at: float = 0.0
     mode: Mode = Mode.SHARED
+    # Names the grant in window limits' logs, so Reconcile can settle that very grant.
+    grant_id: str = ""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

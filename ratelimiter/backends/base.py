@@ -36,12 +36,30 @@ class Peek:
 
 
 class Backend(Protocol):
-    async def reserve(self, spec: LimitSpec, requests: Sequence[tuple[int, int]]) -> BatchResult:
-        """Grant (tokens, max_wait_ns) requests in order; the first that cannot be granted stops."""
+    async def reserve(
+        self, spec: LimitSpec, requests: Sequence[tuple[int, int]], ids: Sequence[str] = ()
+    ) -> BatchResult:
+        """Grant (tokens, max_wait_ns) requests in order; the first that cannot be granted stops.
+
+        `ids` names each request's grant (window limits log it under that name, so
+        it can be given back or settled later); without them names are made up."""
         ...
 
-    async def adjust(self, spec: LimitSpec, tokens: int) -> Mode:
-        """Charge (tokens > 0) or give back (tokens < 0) budget."""
+    async def reserve_many(
+        self, items: Sequence[tuple[LimitSpec, int]], max_wait_ns: int, grant_id: str
+    ) -> BatchResult:
+        """One request over several keys, all or nothing: (spec, tokens) each, one slot
+        for all of them, the earliest at which every key can grant its tokens."""
+        ...
+
+    async def adjust(self, spec: LimitSpec, tokens: int, grant_id: str = "", reserved: int = 0) -> Mode:
+        """Charge (tokens > 0) or give back (tokens < 0) budget; with the grant's id (and
+        the tokens it `reserved`), a window limit changes that grant in its log."""
+        ...
+
+    async def observe(self, spec: LimitSpec, remaining: int, reset_after_ns: int | None) -> tuple[int, Mode]:
+        """The API says `remaining` tokens are left (until `reset_after_ns`, when known):
+        consume what it has fewer of than this key thinks. Returns the tokens consumed."""
         ...
 
     async def pause(self, spec: LimitSpec, duration_ns: int) -> Mode: ...

@@ -129,7 +129,9 @@ class FailoverBackend:
             raise StoreUnavailable("the rate-limit store is unreachable and the limiter fails closed")
         return await local_call()
 
-    async def reserve(self, spec: LimitSpec, requests: Sequence[tuple[int, int]]) -> BatchResult:
+    async def reserve(
+        self, spec: LimitSpec, requests: Sequence[tuple[int, int]], ids: Sequence[str] = ()
+    ) -> BatchResult:
         local = self._local_spec(spec)
 
         async def from_local() -> BatchResult:
@@ -137,18 +139,44 @@ class FailoverBackend:
             # admitted when the local bucket is full and the excess charged as debt,
             # so the local budget still counts every token.
             fit = [(min(n, local.burst), wait) for n, wait in requests]
-            result = await self._local.reserve(local, fit)
+            result = await self._local.reserve(local, fit, ids)
             for (n, _), (f, _) in zip(requests[: len(result.waits_ns)], fit, strict=False):
                 if n > f:
                     await self._local.adjust(local, n - f)
             return result
 
-        return await self._call(lambda: self._store.reserve(spec, requests), from_local)
+        return await self._call(lambda: self._store.reserve(spec, requests, ids), from_local)
 
-    async def adjust(self, spec: LimitSpec, tokens: int) -> Mode:
+    async def reserve_many(
+        self, items: Sequence[tuple[LimitSpec, int]], max_wait_ns: int, grant_id: str
+    ) -> BatchResult:
+        local = [(self._local_spec(spec), n) for spec, n in items]
+
+        async def from_local() -> BatchResult:
+            fit = [(s, min(n, s.burst)) for s, n in local]
+            result = await self._local.reserve_many(fit, max_wait_ns, grant_id)
+            if result.waits_ns:
+                for (s, n), (_, f) in zip(local, fit, strict=True):
+                    if n > f:
+                        await self._local.adjust(s, n - f, grant_id, f)
+            return result
+
+        return await self._call(lambda: self._store.reserve_many(items, max_wait_ns, grant_id), from_local)
+
+    async def adjust(self, spec: LimitSpec, tokens: int, grant_id: str = "", reserved: int = 0) -> Mode:
         local = self._local_spec(spec)
         return await self._call(
-            lambda: self._store.adjust(spec, tokens), lambda: self._local.adjust(local, tokens)
+            lambda: self._store.adjust(spec, tokens, grant_id, reserved),
+            lambda: self._local.adjust(local, tokens, grant_id, reserved),
+        )
+
+    async def observe(self, spec: LimitSpec, remaining: int, reset_after_ns: int | None) -> tuple[int, Mode]:
+        local = self._local_spec(spec)
+        # The local budget learns too (its share of what is left), in case the store goes.
+        await self._local.observe(local, remaining // self._share, reset_after_ns)
+        return await self._call(
+            lambda: self._store.observe(spec, remaining, reset_after_ns),
+            lambda: self._local.observe(local, remaining // self._share, reset_after_ns),
         )
 
     async def pause(self, spec: LimitSpec, duration_ns: int) -> Mode:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import functools
-from collections.abc import Generator
+from collections.abc import Generator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -66,38 +66,75 @@ class LimiterUnavailable(Exception):
 
 
 class Grant:
-    """Tokens granted to the caller; `actual` can be set to settle a token-weighted estimate."""
+    """Tokens granted to the caller, from one key or several at once.
 
-    __slots__ = ("_limiter", "actual", "cost", "granted_at", "key", "mode", "waited_s")
+    What was really used, when known after the call (e.g. an LLM's usage), is
+    settled on exit: `grant.actual = n` for the first key, or
+    `grant.report_usage("openai-tpm", n)` for any key.
+    """
 
-    def __init__(self, limiter: Limiter, key: str, cost: int, decision: Decision) -> None:
+    __slots__ = (
+        "_limiter",
+        "actual",
+        "cost",
+        "costs",
+        "grant_id",
+        "granted_at",
+        "key",
+        "mode",
+        "usage",
+        "waited_s",
+    )
+
+    def __init__(self, limiter: Limiter, costs: Mapping[str, int], decision: Decision) -> None:
         self._limiter = limiter
-        self.key = key
-        self.cost = cost
+        self.costs = dict(costs)
+        self.key, self.cost = next(iter(self.costs.items()))
         self.waited_s = decision.wait_s
         self.granted_at = decision.granted_at
         self.mode = decision.mode
-        # Tokens really used, when known after the call (e.g. LLM usage); settled on exit.
+        self.grant_id = decision.grant_id
+        # Tokens of the first key really used; settled on exit.
         self.actual: int | None = None
+        # Tokens really used per key, settled on exit.
+        self.usage: dict[str, int] = {}
 
-    async def settle(self, actual: int) -> None:
-        """Charge what was really used instead of the estimate `cost`."""
-        self.actual = None
-        if actual != self.cost:
-            await self._limiter.reconcile(self.key, self.cost, actual)
+    def report_usage(self, key: str, actual: int) -> None:
+        """Record what the call really used of `key` (settled on exit, or by `settle_all`)."""
+        if key not in self.costs:
+            raise KeyError(f"{key!r} is not one of this grant's keys ({', '.join(self.costs)})")
+        self.usage[key] = actual
+
+    async def settle(self, actual: int, key: str | None = None) -> None:
+        """Charge what was really used of `key` (default: the first) instead of its estimate."""
+        key = key or self.key
+        if key == self.key:
+            self.actual = None
+        self.usage.pop(key, None)
+        reserved = self.costs[key]
+        if actual != reserved:
+            await self._limiter.reconcile(key, reserved, actual, self.grant_id)
+
+    async def settle_all(self) -> None:
+        """Settle every usage reported so far."""
+        if self.actual is not None:
+            self.usage.setdefault(self.key, self.actual)
+            self.actual = None
+        for key, actual in list(self.usage.items()):
+            await self.settle(actual, key)
 
 
 class Acquisition:
     """`await limiter.acquire(...)` or `async with limiter.acquire(...)`: returns after the wait."""
 
-    __slots__ = ("_grant", "_limiter", "cost", "key", "priority", "timeout")
+    __slots__ = ("_grant", "_limiter", "cost", "costs", "key", "priority", "timeout")
 
     def __init__(
-        self, limiter: Limiter, key: str, cost: int, timeout: float | None, priority: Priority
+        self, limiter: Limiter, costs: Mapping[str, int], timeout: float | None, priority: Priority
     ) -> None:
         self._limiter = limiter
-        self.key = key
-        self.cost = cost
+        self.costs = dict(costs)
+        self.key, self.cost = next(iter(self.costs.items()))
         self.timeout = DEFAULT_TIMEOUT_S if timeout is None else timeout
         self.priority = priority
         self._grant: Grant | None = None
@@ -109,16 +146,20 @@ class Acquisition:
         return await self._take()
 
     async def _take(self) -> Grant:
-        decision = await self._limiter.decide(self.key, self.cost, self.timeout, self.priority)
+        if len(self.costs) == 1:
+            decision = await self._limiter.decide(self.key, self.cost, self.timeout, self.priority)
+        else:
+            decision = await self._limiter.decide_many(list(self.costs.items()), self.timeout, self.priority)
         if not decision.granted:
-            raise RateLimitRefused(self.key, decision.retry_after_s)
+            raise RateLimitRefused("+".join(self.costs), decision.retry_after_s)
         if decision.wait_s > 0:
             # The slot is reserved: sleeping until it starts is all that is left to do.
             await asyncio.sleep(decision.wait_s)
-        spec = self._limiter.limit_of(self.key)
-        if spec is not None and spec.rate > 0:
-            await self._limiter.pacer.release(spec, self.cost)
-        return Grant(self._limiter, self.key, self.cost, decision)
+        for key, cost in self.costs.items():
+            spec = self._limiter.limit_of(key)
+            if spec is not None and spec.rate > 0 and not spec.is_window:
+                await self._limiter.pacer.release(spec, cost)
+        return Grant(self._limiter, self.costs, decision)
 
     def __await__(self) -> Generator[Any, None, Grant]:
         return self._run().__await__()
@@ -131,8 +172,8 @@ class Acquisition:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         grant = self._grant
-        if grant is not None and grant.actual is not None:
-            await grant.settle(grant.actual)
+        if grant is not None:
+            await grant.settle_all()
 
 
 class Limiter(abc.ABC):
@@ -147,22 +188,59 @@ class Limiter(abc.ABC):
         return None
 
     def acquire(
-        self, key: str, cost: int = 1, timeout: float | None = None, priority: Priority = Priority.NORMAL
+        self,
+        key: str,
+        cost: int = 1,
+        timeout: float | None = None,
+        priority: Priority = Priority.NORMAL,
+        *,
+        also: Mapping[str, int] | None = None,
     ) -> Acquisition:
-        """Take `cost` tokens of `key`, waiting up to `timeout` seconds for a reserved slot."""
-        return Acquisition(self, key, cost, timeout, priority)
+        """Take `cost` tokens of `key`, and `also` tokens of other keys in the same slot
+        (all or nothing), waiting up to `timeout` seconds for a reserved slot."""
+        costs = {key: cost}
+        for other, n in (also or {}).items():
+            if other in costs:
+                raise ValueError(f"key {other!r} is named twice")
+            costs[other] = n
+        return Acquisition(self, costs, timeout, priority)
+
+    def acquire_many(
+        self,
+        costs: Mapping[str, int] | Sequence[tuple[str, int]],
+        timeout: float | None = None,
+        priority: Priority = Priority.NORMAL,
+    ) -> Acquisition:
+        """Take tokens of several keys in one slot, all or nothing: e.g.
+        `acquire_many({"openai-rpm": 1, "openai-tpm": 1200})`."""
+        items = list(costs.items()) if isinstance(costs, Mapping) else list(costs)
+        if not items:
+            raise ValueError("acquire_many needs at least one key")
+        first, cost = items[0]
+        return self.acquire(first, cost, timeout, priority, also=dict(items[1:]))
 
     @abc.abstractmethod
     async def decide(self, key: str, cost: int, timeout: float, priority: Priority) -> Decision:
         """The limiter's answer, without sleeping through the wait."""
+
+    async def decide_many(
+        self, items: Sequence[tuple[str, int]], timeout: float, priority: Priority
+    ) -> Decision:
+        """The answer for several keys in one slot, all or nothing."""
+        raise NotImplementedError(f"{type(self).__name__} cannot take several keys at once")
+
+    async def observe_remaining(self, key: str, remaining: int, reset_after_s: float | None = None) -> int:
+        """The API said it has `remaining` of `key` left: consume what it has fewer of than
+        the shared budget thinks, for every replica; returns the tokens consumed."""
+        return 0
 
     @abc.abstractmethod
     async def report_throttled(self, key: str, retry_after_s: float = 0.0) -> float:
         """An API answered 429: pause the key for every caller; returns the pause."""
 
     @abc.abstractmethod
-    async def reconcile(self, key: str, reserved: int, actual: int) -> None:
-        """Charge `actual` tokens instead of the `reserved` estimate."""
+    async def reconcile(self, key: str, reserved: int, actual: int, grant_id: str = "") -> None:
+        """Charge `actual` tokens instead of the `reserved` estimate (of grant `grant_id`)."""
 
     async def close(self) -> None:  # noqa: B027 - nothing to release by default
         """Release connections and background tasks."""

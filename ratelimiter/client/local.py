@@ -8,7 +8,7 @@ one event loop (its waiting lines live on the loop that first used it).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from stepstream.ratelimiter.backends.base import Backend
@@ -43,10 +43,15 @@ class LocalLimiter(Limiter):
         return self.core.limits.get(key)
 
     async def decide(self, key: str, cost: int, timeout: float, priority: Priority) -> Decision:
+        return await self.decide_many([(key, cost)], timeout, priority)
+
+    async def decide_many(
+        self, items: Sequence[tuple[str, int]], timeout: float, priority: Priority
+    ) -> Decision:
         if self.home_loop is None:
             self.home_loop = asyncio.get_running_loop()
         try:
-            return await self.core.acquire(key, cost, timeout, priority)
+            return await self.core.acquire_many(items, timeout, priority)
         except StoreUnavailable as exc:
             raise LimiterUnavailable(str(exc)) from exc
         except (InvalidRequest, UnknownKey, TooManyWaiters) as exc:
@@ -58,8 +63,11 @@ class LocalLimiter(Limiter):
     async def report_throttled(self, key: str, retry_after_s: float = 0.0) -> float:
         return await self.core.report_throttled(key, retry_after_s)
 
-    async def reconcile(self, key: str, reserved: int, actual: int) -> None:
-        await self.core.reconcile(key, reserved, actual)
+    async def reconcile(self, key: str, reserved: int, actual: int, grant_id: str = "") -> None:
+        await self.core.reconcile(key, reserved, actual, grant_id)
+
+    async def observe_remaining(self, key: str, remaining: int, reset_after_s: float | None = None) -> int:
+        return await self.core.observe_remaining(key, remaining, reset_after_s)
 
     async def close(self) -> None:
         await self.core.close()

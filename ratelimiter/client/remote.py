@@ -11,6 +11,7 @@ used again as soon as it answers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -24,8 +25,8 @@ from stepstream.ratelimiter.backends.memory import MemoryBackend
 from stepstream.ratelimiter.client.base import Limiter, LimiterRequestError, LimiterUnavailable
 from stepstream.ratelimiter.client.local import LocalLimiter
 from stepstream.ratelimiter.client.stream import AcquireStream, StreamItemError
-from stepstream.ratelimiter.config import LimiterSettings, LimitSpec, parse_limit
-from stepstream.ratelimiter.servicer import STORE_UNAVAILABLE
+from stepstream.ratelimiter.config import LimiterSettings, LimitSpec, Shape, parse_limit
+from stepstream.ratelimiter.servicer import SHAPE_OF, STORE_UNAVAILABLE
 from stepstream.ratelimiter.servicer import duration as _duration
 from stepstream.ratelimiter.types import Decision, Mode, Priority
 from stepstream.telemetry import current as current_telemetry
@@ -57,8 +58,17 @@ def _priority(priority: Priority) -> pb.Priority.ValueType:
 def _decision(resp: pb.AcquireResponse | pb.AcquireLeaseResponse) -> Decision:
     mode = Mode(resp.mode) if resp.mode else Mode.SHARED
     if resp.outcome == pb.ACQUIRE_OUTCOME_GRANTED:
-        return Decision(True, _seconds(resp.wait), 0.0, _seconds(resp.granted_at), mode)
+        grant_id = resp.grant_id if isinstance(resp, pb.AcquireResponse) else ""
+        return Decision(True, _seconds(resp.wait), 0.0, _seconds(resp.granted_at), mode, grant_id)
     return Decision(False, 0.0, _seconds(resp.retry_after), 0.0, mode)
+
+
+def _spec_of(lim: pb.Limit) -> LimitSpec:
+    shape = SHAPE_OF.get(lim.shape, Shape.GCRA)
+    phase = _seconds(lim.phase) if lim.HasField("phase") else None
+    return LimitSpec(
+        lim.key, lim.rate, _seconds(lim.period), int(lim.burst), lim.unit, shape, _seconds(lim.margin), phase
+    )
 
 
 def _store_closed(err: grpc.aio.AioRpcError) -> bool:
@@ -168,9 +178,7 @@ class RemoteLimiter(Limiter):
         """The sidecar's declared limits (remembered for the local fallback budget)."""
         resp = await self._stub().ListLimits(pb.ListLimitsRequest(), timeout=5.0, metadata=self._metadata)
         for lim in resp.limits:
-            self._limits[lim.key] = LimitSpec(
-                lim.key, lim.rate, _seconds(lim.period), int(lim.burst), lim.unit
-            )
+            self._limits[lim.key] = _spec_of(lim)
         return dict(self._limits)
 
     # ---- the fault mode -------------------------------------------------------------
@@ -206,15 +214,68 @@ class RemoteLimiter(Limiter):
         return self._local
 
     async def _local_decision(self, key: str, cost: int, timeout: float, priority: Priority) -> Decision:
-        local = self._fallback(key)
+        return await self._local_decision_many([(key, cost)], timeout, priority)
+
+    async def _local_decision_many(
+        self, items: Sequence[tuple[str, int]], timeout: float, priority: Priority
+    ) -> Decision:
+        local = self._fallback(items[0][0])
+        for key, _ in items[1:]:
+            self._fallback(key)
         # A cost above the smaller local burst is capped: better a slightly cheap
         # grant while cut off than a call that can never pass.
-        decision = await local.decide(key, min(cost, local.limits[key].burst), timeout, priority)
+        capped = [(key, min(cost, local.limits[key].burst)) for key, cost in items]
+        decision = await local.decide_many(capped, timeout, priority)
         return Decision(
-            decision.granted, decision.wait_s, decision.retry_after_s, decision.granted_at, Mode.LOCAL
+            decision.granted,
+            decision.wait_s,
+            decision.retry_after_s,
+            decision.granted_at,
+            Mode.LOCAL,
+            decision.grant_id,
         )
 
     # ---- acquire ----------------------------------------------------------------------
+
+    async def decide_many(
+        self, items: Sequence[tuple[str, int]], timeout: float, priority: Priority
+    ) -> Decision:
+        if len(items) == 1:
+            return await self.decide(items[0][0], items[0][1], timeout, priority)
+        if time.monotonic() < self._down_until:
+            return await self._local_decision_many(items, timeout, priority)
+        if not self._limits and self.on_unavailable == "local":
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                await self.limits()
+        (key, cost), rest = items[0], items[1:]
+        request = pb.AcquireRequest(
+            key=key,
+            cost=cost,
+            max_wait=_duration(timeout),
+            priority=_priority(priority),
+            also=[pb.KeyCost(key=k, cost=n) for k, n in rest],
+        )
+        try:
+            if self.transport == "stream":
+                return _decision(await self._acquire_stream().acquire(request, timeout + self.rpc_margin_s))
+            resp = await self._stub().Acquire(
+                request, timeout=timeout + self.rpc_margin_s, metadata=self._metadata
+            )
+            return _decision(resp)
+        except StreamItemError as err:
+            if err.code == code_pb2.UNAVAILABLE:
+                raise LimiterUnavailable(err.message) from err
+            raise LimiterRequestError(code_pb2.Code.Name(err.code), err.message) from err
+        except grpc.aio.AioRpcError as err:
+            if err.code() == grpc.StatusCode.UNAVAILABLE and _store_closed(err):
+                raise LimiterUnavailable(err.details() or "rate-limit store unavailable") from err
+            if err.code() not in _UNREACHABLE:
+                raise LimiterRequestError(err.code().name, err.details() or "") from err
+            self._unreachable(err)
+            return await self._local_decision_many(items, timeout, priority)
+        except (TimeoutError, ConnectionError) as err:
+            self._unreachable(err)
+            return await self._local_decision_many(items, timeout, priority)
 
     async def decide(self, key: str, cost: int, timeout: float, priority: Priority) -> Decision:
         if time.monotonic() < self._down_until:
@@ -324,16 +385,32 @@ class RemoteLimiter(Limiter):
             return await self._fallback(key).report_throttled(key, retry_after_s)
         return _seconds(resp.paused_for)
 
-    async def reconcile(self, key: str, reserved: int, actual: int) -> None:
+    async def reconcile(self, key: str, reserved: int, actual: int, grant_id: str = "") -> None:
         try:
-            request = pb.ReconcileRequest(key=key, reserved=reserved, actual=actual)
+            request = pb.ReconcileRequest(key=key, reserved=reserved, actual=actual, grant_id=grant_id)
             await self._stub().Reconcile(request, timeout=2.0, metadata=self._metadata)
         except grpc.aio.AioRpcError as err:
             if err.code() not in _UNREACHABLE:
                 raise
             self._unreachable(err)
             if self.on_unavailable == "local" and key in self._limits:
-                await self._fallback(key).reconcile(key, reserved, actual)
+                await self._fallback(key).reconcile(key, reserved, actual, grant_id)
+
+    async def observe_remaining(self, key: str, remaining: int, reset_after_s: float | None = None) -> int:
+        request = pb.ObserveRemainingRequest(key=key, remaining=max(remaining, 0))
+        if reset_after_s is not None:
+            request.reset_after.CopyFrom(_duration(reset_after_s))
+        try:
+            resp = await self._stub().ObserveRemaining(request, timeout=2.0, metadata=self._metadata)
+        except grpc.aio.AioRpcError as err:
+            if err.code() not in _UNREACHABLE:
+                raise
+            self._unreachable(err)
+            if self.on_unavailable == "local" and key in self._limits:
+                local = self._fallback(key)
+                return await local.observe_remaining(key, remaining // self.expected_replicas, reset_after_s)
+            return 0
+        return int(resp.consumed)
 
     async def close(self) -> None:
         for pool in self._pools.values():

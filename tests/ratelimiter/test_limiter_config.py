@@ -8,7 +8,13 @@ import sys
 
 import pytest
 
-from stepstream.ratelimiter.config import ConfigError, LimiterSettings, load_settings, parse_duration
+from stepstream.ratelimiter.config import (
+    ConfigError,
+    LimiterSettings,
+    Shape,
+    load_settings,
+    parse_duration,
+)
 
 BAD = sorted((pathlib.Path(__file__).parent / "bad_configs").iterdir())
 
@@ -25,7 +31,10 @@ store_timeout_ms = 40
 wikipedia = "200/s burst 20"
 arxiv = "1 per 3s"
 llm-tokens = { rate = 90000, period = "1m", burst = 9000, unit = "tokens" }
-slow = { rate = 0.5 }
+slow = { rate = 0.5, burst = 1 }
+github = "5000 per 1h fixed"
+minute = { rate = 500, period = "1m", window = "fixed", phase = "0s", margin = "20ms" }
+tpm = { rate = 90000, period = "1m", window = "sliding", unit = "tokens" }
 """
     )
     s = load_settings(path)
@@ -40,6 +49,20 @@ slow = { rate = 0.5 }
     assert (arxiv.rate, arxiv.period_s, arxiv.burst) == (1, 3.0, 1)
     assert (llm.rate, llm.period_s, llm.burst, llm.unit) == (90000, 60.0, 9000, "tokens")
     assert (slow.tokens_per_second, slow.burst) == (0.5, 1)
+    assert wiki.shape is Shape.GCRA and llm.shape is Shape.GCRA
+    # Without a burst a limit is a window: never more than N in any window of W.
+    assert (arxiv.shape, arxiv.margin_s, arxiv.phase_s) == (Shape.SLIDING, 0.04, None)
+    github, minute, tpm = (s.limits[k] for k in ("github", "minute", "tpm"))
+    assert (github.shape, github.rate, github.period_s, github.burst, github.aligned) == (
+        Shape.FIXED,
+        5000,
+        3600.0,
+        5000,
+        False,
+    )
+    assert (minute.shape, minute.phase_s, minute.margin_s, minute.aligned) == (Shape.FIXED, 0.0, 0.02, True)
+    assert (tpm.shape, tpm.unit, tpm.burst) == (Shape.SLIDING, "tokens", 90000)
+    assert github.scaled(3).rate == 1666 and github.scaled(3).burst == 1666
     # The local budget while cut off from Redis: a third each, never below one token at once.
     assert wiki.scaled(3).rate == pytest.approx(200 / 3) and wiki.scaled(3).burst == 6
     assert arxiv.scaled(3).burst == 1
@@ -47,10 +70,12 @@ slow = { rate = 0.5 }
 
 def test_yaml_and_command_line_overrides(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "limits.yaml"
-    path.write_text("port: 7000\nlimits:\n  arxiv: 1 per 3s\n")
+    path.write_text("port: 7000\nwindow_margin_ms: 25\nlimits:\n  arxiv: 1 per 3s\n")
     s = load_settings(path, {"wikipedia": "200/s"}, port=7001, redis_url=None)
     assert s.port == 7001 and set(s.limits) == {"arxiv", "wikipedia"}
-    assert s.limits["wikipedia"].burst == 20  # default: a tenth of a period's worth
+    # No burst: a sliding window of 200 per second, with the file's margin.
+    assert (s.limits["wikipedia"].burst, s.limits["wikipedia"].shape) == (200, Shape.SLIDING)
+    assert s.limits["arxiv"].margin_s == 0.025
     assert load_settings(None, {"a": "5/s"}).limits["a"].rate == 5
 
 

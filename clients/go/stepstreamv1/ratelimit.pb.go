@@ -185,6 +185,61 @@ func (BudgetMode) EnumDescriptor() ([]byte, []int) {
 	return file_stepstream_v1_ratelimit_proto_rawDescGZIP(), []int{2}
 }
 
+type LimitShape int32
+
+const (
+	LimitShape_LIMIT_SHAPE_UNSPECIFIED LimitShape = 0
+	// rate per period, plus at most burst at once.
+	LimitShape_LIMIT_SHAPE_GCRA LimitShape = 1
+	// At most `rate` in any window of `period`.
+	LimitShape_LIMIT_SHAPE_SLIDING LimitShape = 2
+	// At most `rate` in each of the API's windows of `period`.
+	LimitShape_LIMIT_SHAPE_FIXED LimitShape = 3
+)
+
+// Enum value maps for LimitShape.
+var (
+	LimitShape_name = map[int32]string{
+		0: "LIMIT_SHAPE_UNSPECIFIED",
+		1: "LIMIT_SHAPE_GCRA",
+		2: "LIMIT_SHAPE_SLIDING",
+		3: "LIMIT_SHAPE_FIXED",
+	}
+	LimitShape_value = map[string]int32{
+		"LIMIT_SHAPE_UNSPECIFIED": 0,
+		"LIMIT_SHAPE_GCRA":        1,
+		"LIMIT_SHAPE_SLIDING":     2,
+		"LIMIT_SHAPE_FIXED":       3,
+	}
+)
+
+func (x LimitShape) Enum() *LimitShape {
+	p := new(LimitShape)
+	*p = x
+	return p
+}
+
+func (x LimitShape) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (LimitShape) Descriptor() protoreflect.EnumDescriptor {
+	return file_stepstream_v1_ratelimit_proto_enumTypes[3].Descriptor()
+}
+
+func (LimitShape) Type() protoreflect.EnumType {
+	return &file_stepstream_v1_ratelimit_proto_enumTypes[3]
+}
+
+func (x LimitShape) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use LimitShape.Descriptor instead.
+func (LimitShape) EnumDescriptor() ([]byte, []int) {
+	return file_stepstream_v1_ratelimit_proto_rawDescGZIP(), []int{3}
+}
+
 type AcquireRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The limit's key, as declared in the sidecar's config.
@@ -192,8 +247,12 @@ type AcquireRequest struct {
 	// Tokens to take; 0 means 1. At most the key's burst.
 	Cost int64 `protobuf:"varint,2,opt,name=cost,proto3" json:"cost,omitempty"`
 	// Longest the caller will wait for a slot; absent or zero: grant now or refuse.
-	MaxWait       *durationpb.Duration `protobuf:"bytes,3,opt,name=max_wait,json=maxWait,proto3" json:"max_wait,omitempty"`
-	Priority      Priority             `protobuf:"varint,4,opt,name=priority,proto3,enum=stepstream.v1.Priority" json:"priority,omitempty"`
+	MaxWait  *durationpb.Duration `protobuf:"bytes,3,opt,name=max_wait,json=maxWait,proto3" json:"max_wait,omitempty"`
+	Priority Priority             `protobuf:"varint,4,opt,name=priority,proto3,enum=stepstream.v1.Priority" json:"priority,omitempty"`
+	// Further keys taken in the same slot, all or nothing (e.g. key "openai-rpm"
+	// cost 1, also "openai-tpm" cost 1200). Such a grant is reserved in the store at
+	// once, in arrival order, and the priority does not reorder it.
+	Also          []*KeyCost `protobuf:"bytes,5,rep,name=also,proto3" json:"also,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -256,6 +315,66 @@ func (x *AcquireRequest) GetPriority() Priority {
 	return Priority_PRIORITY_UNSPECIFIED
 }
 
+func (x *AcquireRequest) GetAlso() []*KeyCost {
+	if x != nil {
+		return x.Also
+	}
+	return nil
+}
+
+type KeyCost struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// 0 means 1.
+	Cost          int64 `protobuf:"varint,2,opt,name=cost,proto3" json:"cost,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyCost) Reset() {
+	*x = KeyCost{}
+	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyCost) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyCost) ProtoMessage() {}
+
+func (x *KeyCost) ProtoReflect() protoreflect.Message {
+	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyCost.ProtoReflect.Descriptor instead.
+func (*KeyCost) Descriptor() ([]byte, []int) {
+	return file_stepstream_v1_ratelimit_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *KeyCost) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *KeyCost) GetCost() int64 {
+	if x != nil {
+		return x.Cost
+	}
+	return 0
+}
+
 type AcquireResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Outcome AcquireOutcome         `protobuf:"varint,1,opt,name=outcome,proto3,enum=stepstream.v1.AcquireOutcome" json:"outcome,omitempty"`
@@ -265,15 +384,17 @@ type AcquireResponse struct {
 	RetryAfter *durationpb.Duration `protobuf:"bytes,3,opt,name=retry_after,json=retryAfter,proto3" json:"retry_after,omitempty"`
 	// GRANTED: when the slot starts, on the store's clock (Redis TIME for the
 	// Redis back end, the sidecar's wall clock for the memory back end).
-	GrantedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=granted_at,json=grantedAt,proto3" json:"granted_at,omitempty"`
-	Mode          BudgetMode             `protobuf:"varint,5,opt,name=mode,proto3,enum=stepstream.v1.BudgetMode" json:"mode,omitempty"`
+	GrantedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=granted_at,json=grantedAt,proto3" json:"granted_at,omitempty"`
+	Mode      BudgetMode             `protobuf:"varint,5,opt,name=mode,proto3,enum=stepstream.v1.BudgetMode" json:"mode,omitempty"`
+	// GRANTED: names the grant, for Reconcile (window limits settle that very grant).
+	GrantId       string `protobuf:"bytes,6,opt,name=grant_id,json=grantId,proto3" json:"grant_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AcquireResponse) Reset() {
 	*x = AcquireResponse{}
-	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[1]
+	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -285,7 +406,7 @@ func (x *AcquireResponse) String() string {
 func (*AcquireResponse) ProtoMessage() {}
 
 func (x *AcquireResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[1]
+	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -298,7 +419,7 @@ func (x *AcquireResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcquireResponse.ProtoReflect.Descriptor instead.
 func (*AcquireResponse) Descriptor() ([]byte, []int) {
-	return file_stepstream_v1_ratelimit_proto_rawDescGZIP(), []int{1}
+	return file_stepstream_v1_ratelimit_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *AcquireResponse) GetOutcome() AcquireOutcome {
@@ -336,6 +457,13 @@ func (x *AcquireResponse) GetMode() BudgetMode {
 	return BudgetMode_BUDGET_MODE_UNSPECIFIED
 }
 
+func (x *AcquireResponse) GetGrantId() string {
+	if x != nil {
+		return x.GrantId
+	}
+	return ""
+}
+
 type AcquireStreamRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Chosen by the caller, unique among its requests in flight on the stream.
@@ -351,7 +479,7 @@ type AcquireStreamRequest struct {
 
 func (x *AcquireStreamRequest) Reset() {
 	*x = AcquireStreamRequest{}
-	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[2]
+	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -363,7 +491,7 @@ func (x *AcquireStreamRequest) String() string {
 func (*AcquireStreamRequest) ProtoMessage() {}
 
 func (x *AcquireStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[2]
+	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -376,7 +504,7 @@ func (x *AcquireStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcquireStreamRequest.ProtoReflect.Descriptor instead.
 func (*AcquireStreamRequest) Descriptor() ([]byte, []int) {
-	return file_stepstream_v1_ratelimit_proto_rawDescGZIP(), []int{2}
+	return file_stepstream_v1_ratelimit_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *AcquireStreamRequest) GetId() uint64 {
@@ -415,7 +543,7 @@ type AcquireStreamResponse struct {
 
 func (x *AcquireStreamResponse) Reset() {
 	*x = AcquireStreamResponse{}
-	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[3]
+	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -427,7 +555,7 @@ func (x *AcquireStreamResponse) String() string {
 func (*AcquireStreamResponse) ProtoMessage() {}
 
 func (x *AcquireStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[3]
+	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -440,7 +568,7 @@ func (x *AcquireStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcquireStreamResponse.ProtoReflect.Descriptor instead.
 func (*AcquireStreamResponse) Descriptor() ([]byte, []int) {
-	return file_stepstream_v1_ratelimit_proto_rawDescGZIP(), []int{3}
+	return file_stepstream_v1_ratelimit_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *AcquireStreamResponse) GetId() uint64 {
@@ -486,7 +614,7 @@ type AcquireLeaseRequest struct {
 
 func (x *AcquireLeaseRequest) Reset() {
 	*x = AcquireLeaseRequest{}
-	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[4]
+	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -498,7 +626,7 @@ func (x *AcquireLeaseRequest) String() string {
 func (*AcquireLeaseRequest) ProtoMessage() {}
 
 func (x *AcquireLeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[4]
+	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -511,7 +639,7 @@ func (x *AcquireLeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcquireLeaseRequest.ProtoReflect.Descriptor instead.
 func (*AcquireLeaseRequest) Descriptor() ([]byte, []int) {
-	return file_stepstream_v1_ratelimit_proto_rawDescGZIP(), []int{4}
+	return file_stepstream_v1_ratelimit_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *AcquireLeaseRequest) GetKey() string {
@@ -567,7 +695,7 @@ type AcquireLeaseResponse struct {
 
 func (x *AcquireLeaseResponse) Reset() {
 	*x = AcquireLeaseResponse{}
-	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[5]
+	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -579,7 +707,7 @@ func (x *AcquireLeaseResponse) String() string {
 func (*AcquireLeaseResponse) ProtoMessage() {}
 
 func (x *AcquireLeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[5]
+	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -592,7 +720,7 @@ func (x *AcquireLeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcquireLeaseResponse.ProtoReflect.Descriptor instead.
 func (*AcquireLeaseResponse) Descriptor() ([]byte, []int) {
-	return file_stepstream_v1_ratelimit_proto_rawDescGZIP(), []int{5}
+	return file_stepstream_v1_ratelimit_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AcquireLeaseResponse) GetOutcome() AcquireOutcome {
@@ -662,7 +790,7 @@ type ReleaseLeaseRequest struct {
 
 func (x *ReleaseLeaseRequest) Reset() {
 	*x = ReleaseLeaseRequest{}
-	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[6]
+	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -674,7 +802,7 @@ func (x *ReleaseLeaseRequest) String() string {
 func (*ReleaseLeaseRequest) ProtoMessage() {}
 
 func (x *ReleaseLeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[6]
+	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -687,7 +815,7 @@ func (x *ReleaseLeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseLeaseRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseLeaseRequest) Descriptor() ([]byte, []int) {
-	return file_stepstream_v1_ratelimit_proto_rawDescGZIP(), []int{6}
+	return file_stepstream_v1_ratelimit_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ReleaseLeaseRequest) GetLeaseId() string {
@@ -714,7 +842,7 @@ type ReleaseLeaseResponse struct {
 
 func (x *ReleaseLeaseResponse) Reset() {
 	*x = ReleaseLeaseResponse{}
-	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[7]
+	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -726,7 +854,7 @@ func (x *ReleaseLeaseResponse) String() string {
 func (*ReleaseLeaseResponse) ProtoMessage() {}
 
 func (x *ReleaseLeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[7]
+	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -739,7 +867,7 @@ func (x *ReleaseLeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseLeaseResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseLeaseResponse) Descriptor() ([]byte, []int) {
-	return file_stepstream_v1_ratelimit_proto_rawDescGZIP(), []int{7}
+	return file_stepstream_v1_ratelimit_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ReleaseLeaseResponse) GetReturned() int64 {
@@ -755,14 +883,17 @@ type ReconcileRequest struct {
 	// Tokens taken up front (the estimate).
 	Reserved int64 `protobuf:"varint,2,opt,name=reserved,proto3" json:"reserved,omitempty"`
 	// Tokens really used: fewer gives the difference back, more charges it.
-	Actual        int64 `protobuf:"varint,3,opt,name=actual,proto3" json:"actual,omitempty"`
+	Actual int64 `protobuf:"varint,3,opt,name=actual,proto3" json:"actual,omitempty"`
+	// The grant's id from AcquireResponse. Without it a window limit charges extra
+	// use now and cannot give an unused rest back.
+	GrantId       string `protobuf:"bytes,4,opt,name=grant_id,json=grantId,proto3" json:"grant_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReconcileRequest) Reset() {
 	*x = ReconcileRequest{}
-	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[8]
+	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -774,7 +905,7 @@ func (x *ReconcileRequest) String() string {
 func (*ReconcileRequest) ProtoMessage() {}
 
 func (x *ReconcileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[8]
+	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -787,7 +918,7 @@ func (x *ReconcileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileRequest.ProtoReflect.Descriptor instead.
 func (*ReconcileRequest) Descriptor() ([]byte, []int) {
-	return file_stepstream_v1_ratelimit_proto_rawDescGZIP(), []int{8}
+	return file_stepstream_v1_ratelimit_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ReconcileRequest) GetKey() string {
@@ -811,6 +942,13 @@ func (x *ReconcileRequest) GetActual() int64 {
 	return 0
 }
 
+func (x *ReconcileRequest) GetGrantId() string {
+	if x != nil {
+		return x.GrantId
+	}
+	return ""
+}
+
 type ReconcileResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -819,7 +957,7 @@ type ReconcileResponse struct {
 
 func (x *ReconcileResponse) Reset() {
 	*x = ReconcileResponse{}
-	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[9]
+	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -831,7 +969,7 @@ func (x *ReconcileResponse) String() string {
 func (*ReconcileResponse) ProtoMessage() {}
 
 func (x *ReconcileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[9]
+	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -844,7 +982,7 @@ func (x *ReconcileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileResponse.ProtoReflect.Descriptor instead.
 func (*ReconcileResponse) Descriptor() ([]byte, []int) {
-	return file_stepstream_v1_ratelimit_proto_rawDescGZIP(), []int{9}
+	return file_stepstream_v1_ratelimit_proto_rawDescGZIP(), []int{10}
 }
 
 type ReportThrottledRequest struct {
@@ -858,7 +996,7 @@ type ReportThrottledRequest struct {
 
 func (x *ReportThrottledRequest) Reset() {
 	*x = ReportThrottledRequest{}
-	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[10]
+	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -870,7 +1008,7 @@ func (x *ReportThrottledRequest) String() string {
 func (*ReportThrottledRequest) ProtoMessage() {}
 
 func (x *ReportThrottledRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[10]
+	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -883,7 +1021,7 @@ func (x *ReportThrottledRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportThrottledRequest.ProtoReflect.Descriptor instead.
 func (*ReportThrottledRequest) Descriptor() ([]byte, []int) {
-	return file_stepstream_v1_ratelimit_proto_rawDescGZIP(), []int{10}
+	return file_stepstream_v1_ratelimit_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ReportThrottledRequest) GetKey() string {
@@ -910,7 +1048,7 @@ type ReportThrottledResponse struct {
 
 func (x *ReportThrottledResponse) Reset() {
 	*x = ReportThrottledResponse{}
-	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[11]
+	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -922,7 +1060,7 @@ func (x *ReportThrottledResponse) String() string {
 func (*ReportThrottledResponse) ProtoMessage() {}
 
 func (x *ReportThrottledResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[11]
+	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -935,7 +1073,7 @@ func (x *ReportThrottledResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportThrottledResponse.ProtoReflect.Descriptor instead.
 func (*ReportThrottledResponse) Descriptor() ([]byte, []int) {
-	return file_stepstream_v1_ratelimit_proto_rawDescGZIP(), []int{11}
+	return file_stepstream_v1_ratelimit_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ReportThrottledResponse) GetPausedFor() *durationpb.Duration {
@@ -943,6 +1081,114 @@ func (x *ReportThrottledResponse) GetPausedFor() *durationpb.Duration {
 		return x.PausedFor
 	}
 	return nil
+}
+
+type ObserveRemainingRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// What the API says is left of the key's budget.
+	Remaining int64 `protobuf:"varint,2,opt,name=remaining,proto3" json:"remaining,omitempty"`
+	// When the API's count resets, from now; absent: unknown (the consumed
+	// difference then counts for a whole window, the safe side).
+	ResetAfter    *durationpb.Duration `protobuf:"bytes,3,opt,name=reset_after,json=resetAfter,proto3" json:"reset_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ObserveRemainingRequest) Reset() {
+	*x = ObserveRemainingRequest{}
+	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ObserveRemainingRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ObserveRemainingRequest) ProtoMessage() {}
+
+func (x *ObserveRemainingRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ObserveRemainingRequest.ProtoReflect.Descriptor instead.
+func (*ObserveRemainingRequest) Descriptor() ([]byte, []int) {
+	return file_stepstream_v1_ratelimit_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ObserveRemainingRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *ObserveRemainingRequest) GetRemaining() int64 {
+	if x != nil {
+		return x.Remaining
+	}
+	return 0
+}
+
+func (x *ObserveRemainingRequest) GetResetAfter() *durationpb.Duration {
+	if x != nil {
+		return x.ResetAfter
+	}
+	return nil
+}
+
+type ObserveRemainingResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tokens consumed in the shared budget (0: the API has at least what we thought).
+	Consumed      int64 `protobuf:"varint,1,opt,name=consumed,proto3" json:"consumed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ObserveRemainingResponse) Reset() {
+	*x = ObserveRemainingResponse{}
+	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ObserveRemainingResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ObserveRemainingResponse) ProtoMessage() {}
+
+func (x *ObserveRemainingResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ObserveRemainingResponse.ProtoReflect.Descriptor instead.
+func (*ObserveRemainingResponse) Descriptor() ([]byte, []int) {
+	return file_stepstream_v1_ratelimit_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ObserveRemainingResponse) GetConsumed() int64 {
+	if x != nil {
+		return x.Consumed
+	}
+	return 0
 }
 
 // A declared limit: `rate` tokens per `period`, at most `burst` at once.
@@ -953,14 +1199,20 @@ type Limit struct {
 	Period *durationpb.Duration   `protobuf:"bytes,3,opt,name=period,proto3" json:"period,omitempty"`
 	Burst  int64                  `protobuf:"varint,4,opt,name=burst,proto3" json:"burst,omitempty"`
 	// What a token stands for ("requests", "tokens", ...); informative only.
-	Unit          string `protobuf:"bytes,5,opt,name=unit,proto3" json:"unit,omitempty"`
+	Unit  string     `protobuf:"bytes,5,opt,name=unit,proto3" json:"unit,omitempty"`
+	Shape LimitShape `protobuf:"varint,6,opt,name=shape,proto3,enum=stepstream.v1.LimitShape" json:"shape,omitempty"`
+	// Window limits: the spread allowed between a grant and its arrival at the API.
+	Margin *durationpb.Duration `protobuf:"bytes,7,opt,name=margin,proto3" json:"margin,omitempty"`
+	// Fixed windows whose phase is known: where the API's windows start, after
+	// multiples of `period` since the Unix epoch; absent: unknown.
+	Phase         *durationpb.Duration `protobuf:"bytes,8,opt,name=phase,proto3" json:"phase,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Limit) Reset() {
 	*x = Limit{}
-	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[12]
+	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -972,7 +1224,7 @@ func (x *Limit) String() string {
 func (*Limit) ProtoMessage() {}
 
 func (x *Limit) ProtoReflect() protoreflect.Message {
-	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[12]
+	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -985,7 +1237,7 @@ func (x *Limit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Limit.ProtoReflect.Descriptor instead.
 func (*Limit) Descriptor() ([]byte, []int) {
-	return file_stepstream_v1_ratelimit_proto_rawDescGZIP(), []int{12}
+	return file_stepstream_v1_ratelimit_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Limit) GetKey() string {
@@ -1023,6 +1275,27 @@ func (x *Limit) GetUnit() string {
 	return ""
 }
 
+func (x *Limit) GetShape() LimitShape {
+	if x != nil {
+		return x.Shape
+	}
+	return LimitShape_LIMIT_SHAPE_UNSPECIFIED
+}
+
+func (x *Limit) GetMargin() *durationpb.Duration {
+	if x != nil {
+		return x.Margin
+	}
+	return nil
+}
+
+func (x *Limit) GetPhase() *durationpb.Duration {
+	if x != nil {
+		return x.Phase
+	}
+	return nil
+}
+
 type ListLimitsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1031,7 +1304,7 @@ type ListLimitsRequest struct {
 
 func (x *ListLimitsRequest) Reset() {
 	*x = ListLimitsRequest{}
-	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[13]
+	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1043,7 +1316,7 @@ func (x *ListLimitsRequest) String() string {
 func (*ListLimitsRequest) ProtoMessage() {}
 
 func (x *ListLimitsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[13]
+	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1056,7 +1329,7 @@ func (x *ListLimitsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLimitsRequest.ProtoReflect.Descriptor instead.
 func (*ListLimitsRequest) Descriptor() ([]byte, []int) {
-	return file_stepstream_v1_ratelimit_proto_rawDescGZIP(), []int{13}
+	return file_stepstream_v1_ratelimit_proto_rawDescGZIP(), []int{16}
 }
 
 type ListLimitsResponse struct {
@@ -1068,7 +1341,7 @@ type ListLimitsResponse struct {
 
 func (x *ListLimitsResponse) Reset() {
 	*x = ListLimitsResponse{}
-	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[14]
+	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1080,7 +1353,7 @@ func (x *ListLimitsResponse) String() string {
 func (*ListLimitsResponse) ProtoMessage() {}
 
 func (x *ListLimitsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[14]
+	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1093,7 +1366,7 @@ func (x *ListLimitsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLimitsResponse.ProtoReflect.Descriptor instead.
 func (*ListLimitsResponse) Descriptor() ([]byte, []int) {
-	return file_stepstream_v1_ratelimit_proto_rawDescGZIP(), []int{14}
+	return file_stepstream_v1_ratelimit_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListLimitsResponse) GetLimits() []*Limit {
@@ -1112,7 +1385,7 @@ type DescribeLimitRequest struct {
 
 func (x *DescribeLimitRequest) Reset() {
 	*x = DescribeLimitRequest{}
-	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[15]
+	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1124,7 +1397,7 @@ func (x *DescribeLimitRequest) String() string {
 func (*DescribeLimitRequest) ProtoMessage() {}
 
 func (x *DescribeLimitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[15]
+	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1137,7 +1410,7 @@ func (x *DescribeLimitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeLimitRequest.ProtoReflect.Descriptor instead.
 func (*DescribeLimitRequest) Descriptor() ([]byte, []int) {
-	return file_stepstream_v1_ratelimit_proto_rawDescGZIP(), []int{15}
+	return file_stepstream_v1_ratelimit_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DescribeLimitRequest) GetKey() string {
@@ -1165,7 +1438,7 @@ type DescribeLimitResponse struct {
 
 func (x *DescribeLimitResponse) Reset() {
 	*x = DescribeLimitResponse{}
-	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[16]
+	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1177,7 +1450,7 @@ func (x *DescribeLimitResponse) String() string {
 func (*DescribeLimitResponse) ProtoMessage() {}
 
 func (x *DescribeLimitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[16]
+	mi := &file_stepstream_v1_ratelimit_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1190,7 +1463,7 @@ func (x *DescribeLimitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeLimitResponse.ProtoReflect.Descriptor instead.
 func (*DescribeLimitResponse) Descriptor() ([]byte, []int) {
-	return file_stepstream_v1_ratelimit_proto_rawDescGZIP(), []int{16}
+	return file_stepstream_v1_ratelimit_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DescribeLimitResponse) GetLimit() *Limit {
@@ -1239,12 +1512,16 @@ var File_stepstream_v1_ratelimit_proto protoreflect.FileDescriptor
 
 const file_stepstream_v1_ratelimit_proto_rawDesc = "" +
 	"\n" +
-	"\x1dstepstream/v1/ratelimit.proto\x12\rstepstream.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa1\x01\n" +
+	"\x1dstepstream/v1/ratelimit.proto\x12\rstepstream.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcd\x01\n" +
 	"\x0eAcquireRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x12\n" +
 	"\x04cost\x18\x02 \x01(\x03R\x04cost\x124\n" +
 	"\bmax_wait\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\amaxWait\x123\n" +
-	"\bpriority\x18\x04 \x01(\x0e2\x17.stepstream.v1.PriorityR\bpriority\"\x9f\x02\n" +
+	"\bpriority\x18\x04 \x01(\x0e2\x17.stepstream.v1.PriorityR\bpriority\x12*\n" +
+	"\x04also\x18\x05 \x03(\v2\x16.stepstream.v1.KeyCostR\x04also\"/\n" +
+	"\aKeyCost\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x12\n" +
+	"\x04cost\x18\x02 \x01(\x03R\x04cost\"\xba\x02\n" +
 	"\x0fAcquireResponse\x127\n" +
 	"\aoutcome\x18\x01 \x01(\x0e2\x1d.stepstream.v1.AcquireOutcomeR\aoutcome\x12-\n" +
 	"\x04wait\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x04wait\x12:\n" +
@@ -1252,7 +1529,8 @@ const file_stepstream_v1_ratelimit_proto_rawDesc = "" +
 	"retryAfter\x129\n" +
 	"\n" +
 	"granted_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tgrantedAt\x12-\n" +
-	"\x04mode\x18\x05 \x01(\x0e2\x19.stepstream.v1.BudgetModeR\x04mode\"\xfc\x01\n" +
+	"\x04mode\x18\x05 \x01(\x0e2\x19.stepstream.v1.BudgetModeR\x04mode\x12\x19\n" +
+	"\bgrant_id\x18\x06 \x01(\tR\agrantId\"\xfc\x01\n" +
 	"\x14AcquireStreamRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x127\n" +
 	"\aacquire\x18\x02 \x01(\v2\x1d.stepstream.v1.AcquireRequestR\aacquire\x12Z\n" +
@@ -1288,11 +1566,12 @@ const file_stepstream_v1_ratelimit_proto_rawDesc = "" +
 	"\blease_id\x18\x01 \x01(\tR\aleaseId\x12\x12\n" +
 	"\x04used\x18\x02 \x01(\x03R\x04used\"2\n" +
 	"\x14ReleaseLeaseResponse\x12\x1a\n" +
-	"\breturned\x18\x01 \x01(\x03R\breturned\"X\n" +
+	"\breturned\x18\x01 \x01(\x03R\breturned\"s\n" +
 	"\x10ReconcileRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x1a\n" +
 	"\breserved\x18\x02 \x01(\x03R\breserved\x12\x16\n" +
-	"\x06actual\x18\x03 \x01(\x03R\x06actual\"\x13\n" +
+	"\x06actual\x18\x03 \x01(\x03R\x06actual\x12\x19\n" +
+	"\bgrant_id\x18\x04 \x01(\tR\agrantId\"\x13\n" +
 	"\x11ReconcileResponse\"f\n" +
 	"\x16ReportThrottledRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12:\n" +
@@ -1300,13 +1579,23 @@ const file_stepstream_v1_ratelimit_proto_rawDesc = "" +
 	"retryAfter\"S\n" +
 	"\x17ReportThrottledResponse\x128\n" +
 	"\n" +
-	"paused_for\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\tpausedFor\"\x8a\x01\n" +
+	"paused_for\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\tpausedFor\"\x85\x01\n" +
+	"\x17ObserveRemainingRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x1c\n" +
+	"\tremaining\x18\x02 \x01(\x03R\tremaining\x12:\n" +
+	"\vreset_after\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"resetAfter\"6\n" +
+	"\x18ObserveRemainingResponse\x12\x1a\n" +
+	"\bconsumed\x18\x01 \x01(\x03R\bconsumed\"\x9f\x02\n" +
 	"\x05Limit\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x12\n" +
 	"\x04rate\x18\x02 \x01(\x01R\x04rate\x121\n" +
 	"\x06period\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x06period\x12\x14\n" +
 	"\x05burst\x18\x04 \x01(\x03R\x05burst\x12\x12\n" +
-	"\x04unit\x18\x05 \x01(\tR\x04unit\"\x13\n" +
+	"\x04unit\x18\x05 \x01(\tR\x04unit\x12/\n" +
+	"\x05shape\x18\x06 \x01(\x0e2\x19.stepstream.v1.LimitShapeR\x05shape\x121\n" +
+	"\x06margin\x18\a \x01(\v2\x19.google.protobuf.DurationR\x06margin\x12/\n" +
+	"\x05phase\x18\b \x01(\v2\x19.google.protobuf.DurationR\x05phase\"\x13\n" +
 	"\x11ListLimitsRequest\"B\n" +
 	"\x12ListLimitsResponse\x12,\n" +
 	"\x06limits\x18\x01 \x03(\v2\x14.stepstream.v1.LimitR\x06limits\"(\n" +
@@ -1333,14 +1622,21 @@ const file_stepstream_v1_ratelimit_proto_rawDesc = "" +
 	"BudgetMode\x12\x1b\n" +
 	"\x17BUDGET_MODE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12BUDGET_MODE_SHARED\x10\x01\x12\x15\n" +
-	"\x11BUDGET_MODE_LOCAL\x10\x022\xd1\x05\n" +
+	"\x11BUDGET_MODE_LOCAL\x10\x02*o\n" +
+	"\n" +
+	"LimitShape\x12\x1b\n" +
+	"\x17LIMIT_SHAPE_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10LIMIT_SHAPE_GCRA\x10\x01\x12\x17\n" +
+	"\x13LIMIT_SHAPE_SLIDING\x10\x02\x12\x15\n" +
+	"\x11LIMIT_SHAPE_FIXED\x10\x032\xb6\x06\n" +
 	"\x12RateLimiterService\x12H\n" +
 	"\aAcquire\x12\x1d.stepstream.v1.AcquireRequest\x1a\x1e.stepstream.v1.AcquireResponse\x12^\n" +
 	"\rAcquireStream\x12#.stepstream.v1.AcquireStreamRequest\x1a$.stepstream.v1.AcquireStreamResponse(\x010\x01\x12W\n" +
 	"\fAcquireLease\x12\".stepstream.v1.AcquireLeaseRequest\x1a#.stepstream.v1.AcquireLeaseResponse\x12W\n" +
 	"\fReleaseLease\x12\".stepstream.v1.ReleaseLeaseRequest\x1a#.stepstream.v1.ReleaseLeaseResponse\x12N\n" +
 	"\tReconcile\x12\x1f.stepstream.v1.ReconcileRequest\x1a .stepstream.v1.ReconcileResponse\x12`\n" +
-	"\x0fReportThrottled\x12%.stepstream.v1.ReportThrottledRequest\x1a&.stepstream.v1.ReportThrottledResponse\x12Q\n" +
+	"\x0fReportThrottled\x12%.stepstream.v1.ReportThrottledRequest\x1a&.stepstream.v1.ReportThrottledResponse\x12c\n" +
+	"\x10ObserveRemaining\x12&.stepstream.v1.ObserveRemainingRequest\x1a'.stepstream.v1.ObserveRemainingResponse\x12Q\n" +
 	"\n" +
 	"ListLimits\x12 .stepstream.v1.ListLimitsRequest\x1a!.stepstream.v1.ListLimitsResponse\x12Z\n" +
 	"\rDescribeLimit\x12#.stepstream.v1.DescribeLimitRequest\x1a$.stepstream.v1.DescribeLimitResponseB\\\n" +
@@ -1358,82 +1654,93 @@ func file_stepstream_v1_ratelimit_proto_rawDescGZIP() []byte {
 	return file_stepstream_v1_ratelimit_proto_rawDescData
 }
 
-var file_stepstream_v1_ratelimit_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_stepstream_v1_ratelimit_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_stepstream_v1_ratelimit_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_stepstream_v1_ratelimit_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_stepstream_v1_ratelimit_proto_goTypes = []any{
-	(Priority)(0),                   // 0: stepstream.v1.Priority
-	(AcquireOutcome)(0),             // 1: stepstream.v1.AcquireOutcome
-	(BudgetMode)(0),                 // 2: stepstream.v1.BudgetMode
-	(*AcquireRequest)(nil),          // 3: stepstream.v1.AcquireRequest
-	(*AcquireResponse)(nil),         // 4: stepstream.v1.AcquireResponse
-	(*AcquireStreamRequest)(nil),    // 5: stepstream.v1.AcquireStreamRequest
-	(*AcquireStreamResponse)(nil),   // 6: stepstream.v1.AcquireStreamResponse
-	(*AcquireLeaseRequest)(nil),     // 7: stepstream.v1.AcquireLeaseRequest
-	(*AcquireLeaseResponse)(nil),    // 8: stepstream.v1.AcquireLeaseResponse
-	(*ReleaseLeaseRequest)(nil),     // 9: stepstream.v1.ReleaseLeaseRequest
-	(*ReleaseLeaseResponse)(nil),    // 10: stepstream.v1.ReleaseLeaseResponse
-	(*ReconcileRequest)(nil),        // 11: stepstream.v1.ReconcileRequest
-	(*ReconcileResponse)(nil),       // 12: stepstream.v1.ReconcileResponse
-	(*ReportThrottledRequest)(nil),  // 13: stepstream.v1.ReportThrottledRequest
-	(*ReportThrottledResponse)(nil), // 14: stepstream.v1.ReportThrottledResponse
-	(*Limit)(nil),                   // 15: stepstream.v1.Limit
-	(*ListLimitsRequest)(nil),       // 16: stepstream.v1.ListLimitsRequest
-	(*ListLimitsResponse)(nil),      // 17: stepstream.v1.ListLimitsResponse
-	(*DescribeLimitRequest)(nil),    // 18: stepstream.v1.DescribeLimitRequest
-	(*DescribeLimitResponse)(nil),   // 19: stepstream.v1.DescribeLimitResponse
-	nil,                             // 20: stepstream.v1.AcquireStreamRequest.TraceContextEntry
-	(*durationpb.Duration)(nil),     // 21: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 22: google.protobuf.Timestamp
+	(Priority)(0),                    // 0: stepstream.v1.Priority
+	(AcquireOutcome)(0),              // 1: stepstream.v1.AcquireOutcome
+	(BudgetMode)(0),                  // 2: stepstream.v1.BudgetMode
+	(LimitShape)(0),                  // 3: stepstream.v1.LimitShape
+	(*AcquireRequest)(nil),           // 4: stepstream.v1.AcquireRequest
+	(*KeyCost)(nil),                  // 5: stepstream.v1.KeyCost
+	(*AcquireResponse)(nil),          // 6: stepstream.v1.AcquireResponse
+	(*AcquireStreamRequest)(nil),     // 7: stepstream.v1.AcquireStreamRequest
+	(*AcquireStreamResponse)(nil),    // 8: stepstream.v1.AcquireStreamResponse
+	(*AcquireLeaseRequest)(nil),      // 9: stepstream.v1.AcquireLeaseRequest
+	(*AcquireLeaseResponse)(nil),     // 10: stepstream.v1.AcquireLeaseResponse
+	(*ReleaseLeaseRequest)(nil),      // 11: stepstream.v1.ReleaseLeaseRequest
+	(*ReleaseLeaseResponse)(nil),     // 12: stepstream.v1.ReleaseLeaseResponse
+	(*ReconcileRequest)(nil),         // 13: stepstream.v1.ReconcileRequest
+	(*ReconcileResponse)(nil),        // 14: stepstream.v1.ReconcileResponse
+	(*ReportThrottledRequest)(nil),   // 15: stepstream.v1.ReportThrottledRequest
+	(*ReportThrottledResponse)(nil),  // 16: stepstream.v1.ReportThrottledResponse
+	(*ObserveRemainingRequest)(nil),  // 17: stepstream.v1.ObserveRemainingRequest
+	(*ObserveRemainingResponse)(nil), // 18: stepstream.v1.ObserveRemainingResponse
+	(*Limit)(nil),                    // 19: stepstream.v1.Limit
+	(*ListLimitsRequest)(nil),        // 20: stepstream.v1.ListLimitsRequest
+	(*ListLimitsResponse)(nil),       // 21: stepstream.v1.ListLimitsResponse
+	(*DescribeLimitRequest)(nil),     // 22: stepstream.v1.DescribeLimitRequest
+	(*DescribeLimitResponse)(nil),    // 23: stepstream.v1.DescribeLimitResponse
+	nil,                              // 24: stepstream.v1.AcquireStreamRequest.TraceContextEntry
+	(*durationpb.Duration)(nil),      // 25: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 26: google.protobuf.Timestamp
 }
 var file_stepstream_v1_ratelimit_proto_depIdxs = []int32{
-	21, // 0: stepstream.v1.AcquireRequest.max_wait:type_name -> google.protobuf.Duration
+	25, // 0: stepstream.v1.AcquireRequest.max_wait:type_name -> google.protobuf.Duration
 	0,  // 1: stepstream.v1.AcquireRequest.priority:type_name -> stepstream.v1.Priority
-	1,  // 2: stepstream.v1.AcquireResponse.outcome:type_name -> stepstream.v1.AcquireOutcome
-	21, // 3: stepstream.v1.AcquireResponse.wait:type_name -> google.protobuf.Duration
-	21, // 4: stepstream.v1.AcquireResponse.retry_after:type_name -> google.protobuf.Duration
-	22, // 5: stepstream.v1.AcquireResponse.granted_at:type_name -> google.protobuf.Timestamp
-	2,  // 6: stepstream.v1.AcquireResponse.mode:type_name -> stepstream.v1.BudgetMode
-	3,  // 7: stepstream.v1.AcquireStreamRequest.acquire:type_name -> stepstream.v1.AcquireRequest
-	20, // 8: stepstream.v1.AcquireStreamRequest.trace_context:type_name -> stepstream.v1.AcquireStreamRequest.TraceContextEntry
-	4,  // 9: stepstream.v1.AcquireStreamResponse.acquire:type_name -> stepstream.v1.AcquireResponse
-	21, // 10: stepstream.v1.AcquireLeaseRequest.max_wait:type_name -> google.protobuf.Duration
-	0,  // 11: stepstream.v1.AcquireLeaseRequest.priority:type_name -> stepstream.v1.Priority
-	21, // 12: stepstream.v1.AcquireLeaseRequest.ttl:type_name -> google.protobuf.Duration
-	1,  // 13: stepstream.v1.AcquireLeaseResponse.outcome:type_name -> stepstream.v1.AcquireOutcome
-	21, // 14: stepstream.v1.AcquireLeaseResponse.wait:type_name -> google.protobuf.Duration
-	21, // 15: stepstream.v1.AcquireLeaseResponse.expires_in:type_name -> google.protobuf.Duration
-	21, // 16: stepstream.v1.AcquireLeaseResponse.retry_after:type_name -> google.protobuf.Duration
-	22, // 17: stepstream.v1.AcquireLeaseResponse.granted_at:type_name -> google.protobuf.Timestamp
-	2,  // 18: stepstream.v1.AcquireLeaseResponse.mode:type_name -> stepstream.v1.BudgetMode
-	21, // 19: stepstream.v1.ReportThrottledRequest.retry_after:type_name -> google.protobuf.Duration
-	21, // 20: stepstream.v1.ReportThrottledResponse.paused_for:type_name -> google.protobuf.Duration
-	21, // 21: stepstream.v1.Limit.period:type_name -> google.protobuf.Duration
-	15, // 22: stepstream.v1.ListLimitsResponse.limits:type_name -> stepstream.v1.Limit
-	15, // 23: stepstream.v1.DescribeLimitResponse.limit:type_name -> stepstream.v1.Limit
-	21, // 24: stepstream.v1.DescribeLimitResponse.full_in:type_name -> google.protobuf.Duration
-	21, // 25: stepstream.v1.DescribeLimitResponse.paused_for:type_name -> google.protobuf.Duration
-	2,  // 26: stepstream.v1.DescribeLimitResponse.mode:type_name -> stepstream.v1.BudgetMode
-	3,  // 27: stepstream.v1.RateLimiterService.Acquire:input_type -> stepstream.v1.AcquireRequest
-	5,  // 28: stepstream.v1.RateLimiterService.AcquireStream:input_type -> stepstream.v1.AcquireStreamRequest
-	7,  // 29: stepstream.v1.RateLimiterService.AcquireLease:input_type -> stepstream.v1.AcquireLeaseRequest
-	9,  // 30: stepstream.v1.RateLimiterService.ReleaseLease:input_type -> stepstream.v1.ReleaseLeaseRequest
-	11, // 31: stepstream.v1.RateLimiterService.Reconcile:input_type -> stepstream.v1.ReconcileRequest
-	13, // 32: stepstream.v1.RateLimiterService.ReportThrottled:input_type -> stepstream.v1.ReportThrottledRequest
-	16, // 33: stepstream.v1.RateLimiterService.ListLimits:input_type -> stepstream.v1.ListLimitsRequest
-	18, // 34: stepstream.v1.RateLimiterService.DescribeLimit:input_type -> stepstream.v1.DescribeLimitRequest
-	4,  // 35: stepstream.v1.RateLimiterService.Acquire:output_type -> stepstream.v1.AcquireResponse
-	6,  // 36: stepstream.v1.RateLimiterService.AcquireStream:output_type -> stepstream.v1.AcquireStreamResponse
-	8,  // 37: stepstream.v1.RateLimiterService.AcquireLease:output_type -> stepstream.v1.AcquireLeaseResponse
-	10, // 38: stepstream.v1.RateLimiterService.ReleaseLease:output_type -> stepstream.v1.ReleaseLeaseResponse
-	12, // 39: stepstream.v1.RateLimiterService.Reconcile:output_type -> stepstream.v1.ReconcileResponse
-	14, // 40: stepstream.v1.RateLimiterService.ReportThrottled:output_type -> stepstream.v1.ReportThrottledResponse
-	17, // 41: stepstream.v1.RateLimiterService.ListLimits:output_type -> stepstream.v1.ListLimitsResponse
-	19, // 42: stepstream.v1.RateLimiterService.DescribeLimit:output_type -> stepstream.v1.DescribeLimitResponse
-	35, // [35:43] is the sub-list for method output_type
-	27, // [27:35] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	5,  // 2: stepstream.v1.AcquireRequest.also:type_name -> stepstream.v1.KeyCost
+	1,  // 3: stepstream.v1.AcquireResponse.outcome:type_name -> stepstream.v1.AcquireOutcome
+	25, // 4: stepstream.v1.AcquireResponse.wait:type_name -> google.protobuf.Duration
+	25, // 5: stepstream.v1.AcquireResponse.retry_after:type_name -> google.protobuf.Duration
+	26, // 6: stepstream.v1.AcquireResponse.granted_at:type_name -> google.protobuf.Timestamp
+	2,  // 7: stepstream.v1.AcquireResponse.mode:type_name -> stepstream.v1.BudgetMode
+	4,  // 8: stepstream.v1.AcquireStreamRequest.acquire:type_name -> stepstream.v1.AcquireRequest
+	24, // 9: stepstream.v1.AcquireStreamRequest.trace_context:type_name -> stepstream.v1.AcquireStreamRequest.TraceContextEntry
+	6,  // 10: stepstream.v1.AcquireStreamResponse.acquire:type_name -> stepstream.v1.AcquireResponse
+	25, // 11: stepstream.v1.AcquireLeaseRequest.max_wait:type_name -> google.protobuf.Duration
+	0,  // 12: stepstream.v1.AcquireLeaseRequest.priority:type_name -> stepstream.v1.Priority
+	25, // 13: stepstream.v1.AcquireLeaseRequest.ttl:type_name -> google.protobuf.Duration
+	1,  // 14: stepstream.v1.AcquireLeaseResponse.outcome:type_name -> stepstream.v1.AcquireOutcome
+	25, // 15: stepstream.v1.AcquireLeaseResponse.wait:type_name -> google.protobuf.Duration
+	25, // 16: stepstream.v1.AcquireLeaseResponse.expires_in:type_name -> google.protobuf.Duration
+	25, // 17: stepstream.v1.AcquireLeaseResponse.retry_after:type_name -> google.protobuf.Duration
+	26, // 18: stepstream.v1.AcquireLeaseResponse.granted_at:type_name -> google.protobuf.Timestamp
+	2,  // 19: stepstream.v1.AcquireLeaseResponse.mode:type_name -> stepstream.v1.BudgetMode
+	25, // 20: stepstream.v1.ReportThrottledRequest.retry_after:type_name -> google.protobuf.Duration
+	25, // 21: stepstream.v1.ReportThrottledResponse.paused_for:type_name -> google.protobuf.Duration
+	25, // 22: stepstream.v1.ObserveRemainingRequest.reset_after:type_name -> google.protobuf.Duration
+	25, // 23: stepstream.v1.Limit.period:type_name -> google.protobuf.Duration
+	3,  // 24: stepstream.v1.Limit.shape:type_name -> stepstream.v1.LimitShape
+	25, // 25: stepstream.v1.Limit.margin:type_name -> google.protobuf.Duration
+	25, // 26: stepstream.v1.Limit.phase:type_name -> google.protobuf.Duration
+	19, // 27: stepstream.v1.ListLimitsResponse.limits:type_name -> stepstream.v1.Limit
+	19, // 28: stepstream.v1.DescribeLimitResponse.limit:type_name -> stepstream.v1.Limit
+	25, // 29: stepstream.v1.DescribeLimitResponse.full_in:type_name -> google.protobuf.Duration
+	25, // 30: stepstream.v1.DescribeLimitResponse.paused_for:type_name -> google.protobuf.Duration
+	2,  // 31: stepstream.v1.DescribeLimitResponse.mode:type_name -> stepstream.v1.BudgetMode
+	4,  // 32: stepstream.v1.RateLimiterService.Acquire:input_type -> stepstream.v1.AcquireRequest
+	7,  // 33: stepstream.v1.RateLimiterService.AcquireStream:input_type -> stepstream.v1.AcquireStreamRequest
+	9,  // 34: stepstream.v1.RateLimiterService.AcquireLease:input_type -> stepstream.v1.AcquireLeaseRequest
+	11, // 35: stepstream.v1.RateLimiterService.ReleaseLease:input_type -> stepstream.v1.ReleaseLeaseRequest
+	13, // 36: stepstream.v1.RateLimiterService.Reconcile:input_type -> stepstream.v1.ReconcileRequest
+	15, // 37: stepstream.v1.RateLimiterService.ReportThrottled:input_type -> stepstream.v1.ReportThrottledRequest
+	17, // 38: stepstream.v1.RateLimiterService.ObserveRemaining:input_type -> stepstream.v1.ObserveRemainingRequest
+	20, // 39: stepstream.v1.RateLimiterService.ListLimits:input_type -> stepstream.v1.ListLimitsRequest
+	22, // 40: stepstream.v1.RateLimiterService.DescribeLimit:input_type -> stepstream.v1.DescribeLimitRequest
+	6,  // 41: stepstream.v1.RateLimiterService.Acquire:output_type -> stepstream.v1.AcquireResponse
+	8,  // 42: stepstream.v1.RateLimiterService.AcquireStream:output_type -> stepstream.v1.AcquireStreamResponse
+	10, // 43: stepstream.v1.RateLimiterService.AcquireLease:output_type -> stepstream.v1.AcquireLeaseResponse
+	12, // 44: stepstream.v1.RateLimiterService.ReleaseLease:output_type -> stepstream.v1.ReleaseLeaseResponse
+	14, // 45: stepstream.v1.RateLimiterService.Reconcile:output_type -> stepstream.v1.ReconcileResponse
+	16, // 46: stepstream.v1.RateLimiterService.ReportThrottled:output_type -> stepstream.v1.ReportThrottledResponse
+	18, // 47: stepstream.v1.RateLimiterService.ObserveRemaining:output_type -> stepstream.v1.ObserveRemainingResponse
+	21, // 48: stepstream.v1.RateLimiterService.ListLimits:output_type -> stepstream.v1.ListLimitsResponse
+	23, // 49: stepstream.v1.RateLimiterService.DescribeLimit:output_type -> stepstream.v1.DescribeLimitResponse
+	41, // [41:50] is the sub-list for method output_type
+	32, // [32:41] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_stepstream_v1_ratelimit_proto_init() }
@@ -1446,8 +1753,8 @@ func file_stepstream_v1_ratelimit_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stepstream_v1_ratelimit_proto_rawDesc), len(file_stepstream_v1_ratelimit_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   18,
+			NumEnums:      4,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

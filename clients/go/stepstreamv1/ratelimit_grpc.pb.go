@@ -20,14 +20,15 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	RateLimiterService_Acquire_FullMethodName         = "/stepstream.v1.RateLimiterService/Acquire"
-	RateLimiterService_AcquireStream_FullMethodName   = "/stepstream.v1.RateLimiterService/AcquireStream"
-	RateLimiterService_AcquireLease_FullMethodName    = "/stepstream.v1.RateLimiterService/AcquireLease"
-	RateLimiterService_ReleaseLease_FullMethodName    = "/stepstream.v1.RateLimiterService/ReleaseLease"
-	RateLimiterService_Reconcile_FullMethodName       = "/stepstream.v1.RateLimiterService/Reconcile"
-	RateLimiterService_ReportThrottled_FullMethodName = "/stepstream.v1.RateLimiterService/ReportThrottled"
-	RateLimiterService_ListLimits_FullMethodName      = "/stepstream.v1.RateLimiterService/ListLimits"
-	RateLimiterService_DescribeLimit_FullMethodName   = "/stepstream.v1.RateLimiterService/DescribeLimit"
+	RateLimiterService_Acquire_FullMethodName          = "/stepstream.v1.RateLimiterService/Acquire"
+	RateLimiterService_AcquireStream_FullMethodName    = "/stepstream.v1.RateLimiterService/AcquireStream"
+	RateLimiterService_AcquireLease_FullMethodName     = "/stepstream.v1.RateLimiterService/AcquireLease"
+	RateLimiterService_ReleaseLease_FullMethodName     = "/stepstream.v1.RateLimiterService/ReleaseLease"
+	RateLimiterService_Reconcile_FullMethodName        = "/stepstream.v1.RateLimiterService/Reconcile"
+	RateLimiterService_ReportThrottled_FullMethodName  = "/stepstream.v1.RateLimiterService/ReportThrottled"
+	RateLimiterService_ObserveRemaining_FullMethodName = "/stepstream.v1.RateLimiterService/ObserveRemaining"
+	RateLimiterService_ListLimits_FullMethodName       = "/stepstream.v1.RateLimiterService/ListLimits"
+	RateLimiterService_DescribeLimit_FullMethodName    = "/stepstream.v1.RateLimiterService/DescribeLimit"
 )
 
 // RateLimiterServiceClient is the client API for RateLimiterService service.
@@ -38,9 +39,11 @@ const (
 // API key (e.g. "wikipedia", "arxiv", "llm-tokens"), shared by every replica
 // when the sidecars share a Redis.
 //
-// The algorithm is GCRA (an exact token bucket): over any window of W seconds
-// a key grants at most rate * W + burst tokens, with no doubling at window
-// edges. A caller that must wait is given a slot reserved for it in arrival
+// A limit has one of two shapes. GCRA (an exact token bucket, `R/s burst B`):
+// over any window of W seconds a key grants at most rate * W + burst tokens.
+// Window limits (`N per W`, sliding or fixed): the API, counting arrivals its
+// own way, never sees more than N in one of its windows of W, allowing a margin
+// for the time between the grant and the request's arrival. A caller that must wait is given a slot reserved for it in arrival
 // order (first come, first served within a priority), and simply sleeps for
 // `wait` before calling the API: nobody polls.
 //
@@ -70,6 +73,10 @@ type RateLimiterServiceClient interface {
 	Reconcile(ctx context.Context, in *ReconcileRequest, opts ...grpc.CallOption) (*ReconcileResponse, error)
 	// A caller got HTTP 429 (with Retry-After): pause the key for everyone.
 	ReportThrottled(ctx context.Context, in *ReportThrottledRequest, opts ...grpc.CallOption) (*ReportThrottledResponse, error)
+	// The API said how much it has left (RateLimit-Remaining, x-ratelimit-remaining-*):
+	// when that is less than the key has, the difference is consumed in the shared
+	// budget (someone outside stepstream spent it), for every replica.
+	ObserveRemaining(ctx context.Context, in *ObserveRemainingRequest, opts ...grpc.CallOption) (*ObserveRemainingResponse, error)
 	// Every declared limit.
 	ListLimits(ctx context.Context, in *ListLimitsRequest, opts ...grpc.CallOption) (*ListLimitsResponse, error)
 	// One limit with its live state.
@@ -147,6 +154,16 @@ func (c *rateLimiterServiceClient) ReportThrottled(ctx context.Context, in *Repo
 	return out, nil
 }
 
+func (c *rateLimiterServiceClient) ObserveRemaining(ctx context.Context, in *ObserveRemainingRequest, opts ...grpc.CallOption) (*ObserveRemainingResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ObserveRemainingResponse)
+	err := c.cc.Invoke(ctx, RateLimiterService_ObserveRemaining_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *rateLimiterServiceClient) ListLimits(ctx context.Context, in *ListLimitsRequest, opts ...grpc.CallOption) (*ListLimitsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListLimitsResponse)
@@ -175,9 +192,11 @@ func (c *rateLimiterServiceClient) DescribeLimit(ctx context.Context, in *Descri
 // API key (e.g. "wikipedia", "arxiv", "llm-tokens"), shared by every replica
 // when the sidecars share a Redis.
 //
-// The algorithm is GCRA (an exact token bucket): over any window of W seconds
-// a key grants at most rate * W + burst tokens, with no doubling at window
-// edges. A caller that must wait is given a slot reserved for it in arrival
+// A limit has one of two shapes. GCRA (an exact token bucket, `R/s burst B`):
+// over any window of W seconds a key grants at most rate * W + burst tokens.
+// Window limits (`N per W`, sliding or fixed): the API, counting arrivals its
+// own way, never sees more than N in one of its windows of W, allowing a margin
+// for the time between the grant and the request's arrival. A caller that must wait is given a slot reserved for it in arrival
 // order (first come, first served within a priority), and simply sleeps for
 // `wait` before calling the API: nobody polls.
 //
@@ -207,6 +226,10 @@ type RateLimiterServiceServer interface {
 	Reconcile(context.Context, *ReconcileRequest) (*ReconcileResponse, error)
 	// A caller got HTTP 429 (with Retry-After): pause the key for everyone.
 	ReportThrottled(context.Context, *ReportThrottledRequest) (*ReportThrottledResponse, error)
+	// The API said how much it has left (RateLimit-Remaining, x-ratelimit-remaining-*):
+	// when that is less than the key has, the difference is consumed in the shared
+	// budget (someone outside stepstream spent it), for every replica.
+	ObserveRemaining(context.Context, *ObserveRemainingRequest) (*ObserveRemainingResponse, error)
 	// Every declared limit.
 	ListLimits(context.Context, *ListLimitsRequest) (*ListLimitsResponse, error)
 	// One limit with its live state.
@@ -238,6 +261,9 @@ func (UnimplementedRateLimiterServiceServer) Reconcile(context.Context, *Reconci
 }
 func (UnimplementedRateLimiterServiceServer) ReportThrottled(context.Context, *ReportThrottledRequest) (*ReportThrottledResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReportThrottled not implemented")
+}
+func (UnimplementedRateLimiterServiceServer) ObserveRemaining(context.Context, *ObserveRemainingRequest) (*ObserveRemainingResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ObserveRemaining not implemented")
 }
 func (UnimplementedRateLimiterServiceServer) ListLimits(context.Context, *ListLimitsRequest) (*ListLimitsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListLimits not implemented")
@@ -363,6 +389,24 @@ func _RateLimiterService_ReportThrottled_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RateLimiterService_ObserveRemaining_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ObserveRemainingRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RateLimiterServiceServer).ObserveRemaining(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RateLimiterService_ObserveRemaining_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RateLimiterServiceServer).ObserveRemaining(ctx, req.(*ObserveRemainingRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _RateLimiterService_ListLimits_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListLimitsRequest)
 	if err := dec(in); err != nil {
@@ -425,6 +469,10 @@ var RateLimiterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReportThrottled",
 			Handler:    _RateLimiterService_ReportThrottled_Handler,
+		},
+		{
+			MethodName: "ObserveRemaining",
+			Handler:    _RateLimiterService_ObserveRemaining_Handler,
 		},
 		{
 			MethodName: "ListLimits",

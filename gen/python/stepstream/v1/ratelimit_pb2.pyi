@@ -95,6 +95,31 @@ BUDGET_MODE_LOCAL: BudgetMode.ValueType  # 2
 """
 Global___BudgetMode: _TypeAlias = BudgetMode  # noqa: Y015
 
+class _LimitShape:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LimitShapeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LimitShape.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LIMIT_SHAPE_UNSPECIFIED: _LimitShape.ValueType  # 0
+    LIMIT_SHAPE_GCRA: _LimitShape.ValueType  # 1
+    """rate per period, plus at most burst at once."""
+    LIMIT_SHAPE_SLIDING: _LimitShape.ValueType  # 2
+    """At most `rate` in any window of `period`."""
+    LIMIT_SHAPE_FIXED: _LimitShape.ValueType  # 3
+    """At most `rate` in each of the API's windows of `period`."""
+
+class LimitShape(_LimitShape, metaclass=_LimitShapeEnumTypeWrapper): ...
+
+LIMIT_SHAPE_UNSPECIFIED: LimitShape.ValueType  # 0
+LIMIT_SHAPE_GCRA: LimitShape.ValueType  # 1
+"""rate per period, plus at most burst at once."""
+LIMIT_SHAPE_SLIDING: LimitShape.ValueType  # 2
+"""At most `rate` in any window of `period`."""
+LIMIT_SHAPE_FIXED: LimitShape.ValueType  # 3
+"""At most `rate` in each of the API's windows of `period`."""
+Global___LimitShape: _TypeAlias = LimitShape  # noqa: Y015
+
 @_typing.final
 class AcquireRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -103,6 +128,7 @@ class AcquireRequest(_message.Message):
     COST_FIELD_NUMBER: _builtins.int
     MAX_WAIT_FIELD_NUMBER: _builtins.int
     PRIORITY_FIELD_NUMBER: _builtins.int
+    ALSO_FIELD_NUMBER: _builtins.int
     key: _builtins.str
     """The limit's key, as declared in the sidecar's config."""
     cost: _builtins.int
@@ -112,6 +138,13 @@ class AcquireRequest(_message.Message):
     def max_wait(self) -> _duration_pb2.Duration:
         """Longest the caller will wait for a slot; absent or zero: grant now or refuse."""
 
+    @_builtins.property
+    def also(self) -> _containers.RepeatedCompositeFieldContainer[Global___KeyCost]:
+        """Further keys taken in the same slot, all or nothing (e.g. key "openai-rpm"
+        cost 1, also "openai-tpm" cost 1200). Such a grant is reserved in the store at
+        once, in arrival order, and the priority does not reorder it.
+        """
+
     def __init__(
         self,
         *,
@@ -119,14 +152,38 @@ class AcquireRequest(_message.Message):
         cost: _builtins.int = ...,
         max_wait: _duration_pb2.Duration | None = ...,
         priority: Global___Priority.ValueType = ...,
+        also: _abc.Iterable[Global___KeyCost] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["max_wait", b"max_wait"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "key", b"key", "max_wait", b"max_wait", "priority", b"priority"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["also", b"also", "cost", b"cost", "key", b"key", "max_wait", b"max_wait", "priority", b"priority"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AcquireRequest: _TypeAlias = AcquireRequest  # noqa: Y015
+
+@_typing.final
+class KeyCost(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    COST_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    cost: _builtins.int
+    """0 means 1."""
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        cost: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "key", b"key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___KeyCost: _TypeAlias = KeyCost  # noqa: Y015
 
 @_typing.final
 class AcquireResponse(_message.Message):
@@ -137,8 +194,11 @@ class AcquireResponse(_message.Message):
     RETRY_AFTER_FIELD_NUMBER: _builtins.int
     GRANTED_AT_FIELD_NUMBER: _builtins.int
     MODE_FIELD_NUMBER: _builtins.int
+    GRANT_ID_FIELD_NUMBER: _builtins.int
     outcome: Global___AcquireOutcome.ValueType
     mode: Global___BudgetMode.ValueType
+    grant_id: _builtins.str
+    """GRANTED: names the grant, for Reconcile (window limits settle that very grant)."""
     @_builtins.property
     def wait(self) -> _duration_pb2.Duration:
         """GRANTED: sleep this long, then the tokens may be spent (zero: now)."""
@@ -161,10 +221,11 @@ class AcquireResponse(_message.Message):
         retry_after: _duration_pb2.Duration | None = ...,
         granted_at: _timestamp_pb2.Timestamp | None = ...,
         mode: Global___BudgetMode.ValueType = ...,
+        grant_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["granted_at", b"granted_at", "retry_after", b"retry_after", "wait", b"wait"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["granted_at", b"granted_at", "mode", b"mode", "outcome", b"outcome", "retry_after", b"retry_after", "wait", b"wait"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["grant_id", b"grant_id", "granted_at", b"granted_at", "mode", b"mode", "outcome", b"outcome", "retry_after", b"retry_after", "wait", b"wait"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -390,21 +451,27 @@ class ReconcileRequest(_message.Message):
     KEY_FIELD_NUMBER: _builtins.int
     RESERVED_FIELD_NUMBER: _builtins.int
     ACTUAL_FIELD_NUMBER: _builtins.int
+    GRANT_ID_FIELD_NUMBER: _builtins.int
     key: _builtins.str
     reserved: _builtins.int
     """Tokens taken up front (the estimate)."""
     actual: _builtins.int
     """Tokens really used: fewer gives the difference back, more charges it."""
+    grant_id: _builtins.str
+    """The grant's id from AcquireResponse. Without it a window limit charges extra
+    use now and cannot give an unused rest back.
+    """
     def __init__(
         self,
         *,
         key: _builtins.str = ...,
         reserved: _builtins.int = ...,
         actual: _builtins.int = ...,
+        grant_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actual", b"actual", "key", b"key", "reserved", b"reserved"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actual", b"actual", "grant_id", b"grant_id", "key", b"key", "reserved", b"reserved"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -473,6 +540,57 @@ class ReportThrottledResponse(_message.Message):
 Global___ReportThrottledResponse: _TypeAlias = ReportThrottledResponse  # noqa: Y015
 
 @_typing.final
+class ObserveRemainingRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    REMAINING_FIELD_NUMBER: _builtins.int
+    RESET_AFTER_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    remaining: _builtins.int
+    """What the API says is left of the key's budget."""
+    @_builtins.property
+    def reset_after(self) -> _duration_pb2.Duration:
+        """When the API's count resets, from now; absent: unknown (the consumed
+        difference then counts for a whole window, the safe side).
+        """
+
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        remaining: _builtins.int = ...,
+        reset_after: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["reset_after", b"reset_after"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "remaining", b"remaining", "reset_after", b"reset_after"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ObserveRemainingRequest: _TypeAlias = ObserveRemainingRequest  # noqa: Y015
+
+@_typing.final
+class ObserveRemainingResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONSUMED_FIELD_NUMBER: _builtins.int
+    consumed: _builtins.int
+    """Tokens consumed in the shared budget (0: the API has at least what we thought)."""
+    def __init__(
+        self,
+        *,
+        consumed: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consumed", b"consumed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ObserveRemainingResponse: _TypeAlias = ObserveRemainingResponse  # noqa: Y015
+
+@_typing.final
 class Limit(_message.Message):
     """A declared limit: `rate` tokens per `period`, at most `burst` at once."""
 
@@ -483,13 +601,27 @@ class Limit(_message.Message):
     PERIOD_FIELD_NUMBER: _builtins.int
     BURST_FIELD_NUMBER: _builtins.int
     UNIT_FIELD_NUMBER: _builtins.int
+    SHAPE_FIELD_NUMBER: _builtins.int
+    MARGIN_FIELD_NUMBER: _builtins.int
+    PHASE_FIELD_NUMBER: _builtins.int
     key: _builtins.str
     rate: _builtins.float
     burst: _builtins.int
     unit: _builtins.str
     """What a token stands for ("requests", "tokens", ...); informative only."""
+    shape: Global___LimitShape.ValueType
     @_builtins.property
     def period(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def margin(self) -> _duration_pb2.Duration:
+        """Window limits: the spread allowed between a grant and its arrival at the API."""
+
+    @_builtins.property
+    def phase(self) -> _duration_pb2.Duration:
+        """Fixed windows whose phase is known: where the API's windows start, after
+        multiples of `period` since the Unix epoch; absent: unknown.
+        """
+
     def __init__(
         self,
         *,
@@ -498,10 +630,13 @@ class Limit(_message.Message):
         period: _duration_pb2.Duration | None = ...,
         burst: _builtins.int = ...,
         unit: _builtins.str = ...,
+        shape: Global___LimitShape.ValueType = ...,
+        margin: _duration_pb2.Duration | None = ...,
+        phase: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["period", b"period"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["margin", b"margin", "period", b"period", "phase", b"phase"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["burst", b"burst", "key", b"key", "period", b"period", "rate", b"rate", "unit", b"unit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["burst", b"burst", "key", b"key", "margin", b"margin", "period", b"period", "phase", b"phase", "rate", b"rate", "shape", b"shape", "unit", b"unit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -31,9 +31,11 @@ class RateLimiterServiceStub:
     API key (e.g. "wikipedia", "arxiv", "llm-tokens"), shared by every replica
     when the sidecars share a Redis.
 
-    The algorithm is GCRA (an exact token bucket): over any window of W seconds
-    a key grants at most rate * W + burst tokens, with no doubling at window
-    edges. A caller that must wait is given a slot reserved for it in arrival
+    A limit has one of two shapes. GCRA (an exact token bucket, `R/s burst B`):
+    over any window of W seconds a key grants at most rate * W + burst tokens.
+    Window limits (`N per W`, sliding or fixed): the API, counting arrivals its
+    own way, never sees more than N in one of its windows of W, allowing a margin
+    for the time between the grant and the request's arrival. A caller that must wait is given a slot reserved for it in arrival
     order (first come, first served within a priority), and simply sleeps for
     `wait` before calling the API: nobody polls.
 
@@ -82,6 +84,11 @@ class RateLimiterServiceStub:
                 request_serializer=stepstream_dot_v1_dot_ratelimit__pb2.ReportThrottledRequest.SerializeToString,
                 response_deserializer=stepstream_dot_v1_dot_ratelimit__pb2.ReportThrottledResponse.FromString,
                 _registered_method=True)
+        self.ObserveRemaining = channel.unary_unary(
+                '/stepstream.v1.RateLimiterService/ObserveRemaining',
+                request_serializer=stepstream_dot_v1_dot_ratelimit__pb2.ObserveRemainingRequest.SerializeToString,
+                response_deserializer=stepstream_dot_v1_dot_ratelimit__pb2.ObserveRemainingResponse.FromString,
+                _registered_method=True)
         self.ListLimits = channel.unary_unary(
                 '/stepstream.v1.RateLimiterService/ListLimits',
                 request_serializer=stepstream_dot_v1_dot_ratelimit__pb2.ListLimitsRequest.SerializeToString,
@@ -99,9 +106,11 @@ class RateLimiterServiceServicer:
     API key (e.g. "wikipedia", "arxiv", "llm-tokens"), shared by every replica
     when the sidecars share a Redis.
 
-    The algorithm is GCRA (an exact token bucket): over any window of W seconds
-    a key grants at most rate * W + burst tokens, with no doubling at window
-    edges. A caller that must wait is given a slot reserved for it in arrival
+    A limit has one of two shapes. GCRA (an exact token bucket, `R/s burst B`):
+    over any window of W seconds a key grants at most rate * W + burst tokens.
+    Window limits (`N per W`, sliding or fixed): the API, counting arrivals its
+    own way, never sees more than N in one of its windows of W, allowing a margin
+    for the time between the grant and the request's arrival. A caller that must wait is given a slot reserved for it in arrival
     order (first come, first served within a priority), and simply sleeps for
     `wait` before calling the API: nobody polls.
 
@@ -162,6 +171,15 @@ class RateLimiterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ObserveRemaining(self, request, context):
+        """The API said how much it has left (RateLimit-Remaining, x-ratelimit-remaining-*):
+        when that is less than the key has, the difference is consumed in the shared
+        budget (someone outside stepstream spent it), for every replica.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListLimits(self, request, context):
         """Every declared limit.
         """
@@ -209,6 +227,11 @@ def add_RateLimiterServiceServicer_to_server(servicer, server):
                     request_deserializer=stepstream_dot_v1_dot_ratelimit__pb2.ReportThrottledRequest.FromString,
                     response_serializer=stepstream_dot_v1_dot_ratelimit__pb2.ReportThrottledResponse.SerializeToString,
             ),
+            'ObserveRemaining': grpc.unary_unary_rpc_method_handler(
+                    servicer.ObserveRemaining,
+                    request_deserializer=stepstream_dot_v1_dot_ratelimit__pb2.ObserveRemainingRequest.FromString,
+                    response_serializer=stepstream_dot_v1_dot_ratelimit__pb2.ObserveRemainingResponse.SerializeToString,
+            ),
             'ListLimits': grpc.unary_unary_rpc_method_handler(
                     servicer.ListLimits,
                     request_deserializer=stepstream_dot_v1_dot_ratelimit__pb2.ListLimitsRequest.FromString,
@@ -232,9 +255,11 @@ class RateLimiterService:
     API key (e.g. "wikipedia", "arxiv", "llm-tokens"), shared by every replica
     when the sidecars share a Redis.
 
-    The algorithm is GCRA (an exact token bucket): over any window of W seconds
-    a key grants at most rate * W + burst tokens, with no doubling at window
-    edges. A caller that must wait is given a slot reserved for it in arrival
+    A limit has one of two shapes. GCRA (an exact token bucket, `R/s burst B`):
+    over any window of W seconds a key grants at most rate * W + burst tokens.
+    Window limits (`N per W`, sliding or fixed): the API, counting arrivals its
+    own way, never sees more than N in one of its windows of W, allowing a margin
+    for the time between the grant and the request's arrival. A caller that must wait is given a slot reserved for it in arrival
     order (first come, first served within a priority), and simply sleeps for
     `wait` before calling the API: nobody polls.
 
@@ -399,6 +424,33 @@ class RateLimiterService:
             '/stepstream.v1.RateLimiterService/ReportThrottled',
             stepstream_dot_v1_dot_ratelimit__pb2.ReportThrottledRequest.SerializeToString,
             stepstream_dot_v1_dot_ratelimit__pb2.ReportThrottledResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ObserveRemaining(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stepstream.v1.RateLimiterService/ObserveRemaining',
+            stepstream_dot_v1_dot_ratelimit__pb2.ObserveRemainingRequest.SerializeToString,
+            stepstream_dot_v1_dot_ratelimit__pb2.ObserveRemainingResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -32,9 +32,11 @@ class RateLimiterServiceStub:
     API key (e.g. "wikipedia", "arxiv", "llm-tokens"), shared by every replica
     when the sidecars share a Redis.
 
-    The algorithm is GCRA (an exact token bucket): over any window of W seconds
-    a key grants at most rate * W + burst tokens, with no doubling at window
-    edges. A caller that must wait is given a slot reserved for it in arrival
+    A limit has one of two shapes. GCRA (an exact token bucket, `R/s burst B`):
+    over any window of W seconds a key grants at most rate * W + burst tokens.
+    Window limits (`N per W`, sliding or fixed): the API, counting arrivals its
+    own way, never sees more than N in one of its windows of W, allowing a margin
+    for the time between the grant and the request's arrival. A caller that must wait is given a slot reserved for it in arrival
     order (first come, first served within a priority), and simply sleeps for
     `wait` before calling the API: nobody polls.
 
@@ -73,6 +75,11 @@ class RateLimiterServiceStub:
     """
     ReportThrottled: _grpc.UnaryUnaryMultiCallable[_ratelimit_pb2.ReportThrottledRequest, _ratelimit_pb2.ReportThrottledResponse]
     """A caller got HTTP 429 (with Retry-After): pause the key for everyone."""
+    ObserveRemaining: _grpc.UnaryUnaryMultiCallable[_ratelimit_pb2.ObserveRemainingRequest, _ratelimit_pb2.ObserveRemainingResponse]
+    """The API said how much it has left (RateLimit-Remaining, x-ratelimit-remaining-*):
+    when that is less than the key has, the difference is consumed in the shared
+    budget (someone outside stepstream spent it), for every replica.
+    """
     ListLimits: _grpc.UnaryUnaryMultiCallable[_ratelimit_pb2.ListLimitsRequest, _ratelimit_pb2.ListLimitsResponse]
     """Every declared limit."""
     DescribeLimit: _grpc.UnaryUnaryMultiCallable[_ratelimit_pb2.DescribeLimitRequest, _ratelimit_pb2.DescribeLimitResponse]
@@ -84,9 +91,11 @@ class RateLimiterServiceAsyncStub(RateLimiterServiceStub):
     API key (e.g. "wikipedia", "arxiv", "llm-tokens"), shared by every replica
     when the sidecars share a Redis.
 
-    The algorithm is GCRA (an exact token bucket): over any window of W seconds
-    a key grants at most rate * W + burst tokens, with no doubling at window
-    edges. A caller that must wait is given a slot reserved for it in arrival
+    A limit has one of two shapes. GCRA (an exact token bucket, `R/s burst B`):
+    over any window of W seconds a key grants at most rate * W + burst tokens.
+    Window limits (`N per W`, sliding or fixed): the API, counting arrivals its
+    own way, never sees more than N in one of its windows of W, allowing a margin
+    for the time between the grant and the request's arrival. A caller that must wait is given a slot reserved for it in arrival
     order (first come, first served within a priority), and simply sleeps for
     `wait` before calling the API: nobody polls.
 
@@ -122,6 +131,11 @@ class RateLimiterServiceAsyncStub(RateLimiterServiceStub):
     """
     ReportThrottled: _aio.UnaryUnaryMultiCallable[_ratelimit_pb2.ReportThrottledRequest, _ratelimit_pb2.ReportThrottledResponse]  # type: ignore[assignment]
     """A caller got HTTP 429 (with Retry-After): pause the key for everyone."""
+    ObserveRemaining: _aio.UnaryUnaryMultiCallable[_ratelimit_pb2.ObserveRemainingRequest, _ratelimit_pb2.ObserveRemainingResponse]  # type: ignore[assignment]
+    """The API said how much it has left (RateLimit-Remaining, x-ratelimit-remaining-*):
+    when that is less than the key has, the difference is consumed in the shared
+    budget (someone outside stepstream spent it), for every replica.
+    """
     ListLimits: _aio.UnaryUnaryMultiCallable[_ratelimit_pb2.ListLimitsRequest, _ratelimit_pb2.ListLimitsResponse]  # type: ignore[assignment]
     """Every declared limit."""
     DescribeLimit: _aio.UnaryUnaryMultiCallable[_ratelimit_pb2.DescribeLimitRequest, _ratelimit_pb2.DescribeLimitResponse]  # type: ignore[assignment]
@@ -132,9 +146,11 @@ class RateLimiterServiceServicer(metaclass=_abc_1.ABCMeta):
     API key (e.g. "wikipedia", "arxiv", "llm-tokens"), shared by every replica
     when the sidecars share a Redis.
 
-    The algorithm is GCRA (an exact token bucket): over any window of W seconds
-    a key grants at most rate * W + burst tokens, with no doubling at window
-    edges. A caller that must wait is given a slot reserved for it in arrival
+    A limit has one of two shapes. GCRA (an exact token bucket, `R/s burst B`):
+    over any window of W seconds a key grants at most rate * W + burst tokens.
+    Window limits (`N per W`, sliding or fixed): the API, counting arrivals its
+    own way, never sees more than N in one of its windows of W, allowing a margin
+    for the time between the grant and the request's arrival. A caller that must wait is given a slot reserved for it in arrival
     order (first come, first served within a priority), and simply sleeps for
     `wait` before calling the API: nobody polls.
 
@@ -204,6 +220,17 @@ class RateLimiterServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_ratelimit_pb2.ReportThrottledResponse, _abc.Awaitable[_ratelimit_pb2.ReportThrottledResponse]]:
         """A caller got HTTP 429 (with Retry-After): pause the key for everyone."""
+
+    @_abc_1.abstractmethod
+    def ObserveRemaining(
+        self,
+        request: _ratelimit_pb2.ObserveRemainingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ratelimit_pb2.ObserveRemainingResponse, _abc.Awaitable[_ratelimit_pb2.ObserveRemainingResponse]]:
+        """The API said how much it has left (RateLimit-Remaining, x-ratelimit-remaining-*):
+        when that is less than the key has, the difference is consumed in the shared
+        budget (someone outside stepstream spent it), for every replica.
+        """
 
     @_abc_1.abstractmethod
     def ListLimits(

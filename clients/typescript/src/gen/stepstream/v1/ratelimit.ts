@@ -166,6 +166,54 @@ export function budgetModeToJSON(object: BudgetMode): string {
   }
 }
 
+export enum LimitShape {
+  LIMIT_SHAPE_UNSPECIFIED = 0,
+  /** LIMIT_SHAPE_GCRA - rate per period, plus at most burst at once. */
+  LIMIT_SHAPE_GCRA = 1,
+  /** LIMIT_SHAPE_SLIDING - At most `rate` in any window of `period`. */
+  LIMIT_SHAPE_SLIDING = 2,
+  /** LIMIT_SHAPE_FIXED - At most `rate` in each of the API's windows of `period`. */
+  LIMIT_SHAPE_FIXED = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function limitShapeFromJSON(object: any): LimitShape {
+  switch (object) {
+    case 0:
+    case "LIMIT_SHAPE_UNSPECIFIED":
+      return LimitShape.LIMIT_SHAPE_UNSPECIFIED;
+    case 1:
+    case "LIMIT_SHAPE_GCRA":
+      return LimitShape.LIMIT_SHAPE_GCRA;
+    case 2:
+    case "LIMIT_SHAPE_SLIDING":
+      return LimitShape.LIMIT_SHAPE_SLIDING;
+    case 3:
+    case "LIMIT_SHAPE_FIXED":
+      return LimitShape.LIMIT_SHAPE_FIXED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return LimitShape.UNRECOGNIZED;
+  }
+}
+
+export function limitShapeToJSON(object: LimitShape): string {
+  switch (object) {
+    case LimitShape.LIMIT_SHAPE_UNSPECIFIED:
+      return "LIMIT_SHAPE_UNSPECIFIED";
+    case LimitShape.LIMIT_SHAPE_GCRA:
+      return "LIMIT_SHAPE_GCRA";
+    case LimitShape.LIMIT_SHAPE_SLIDING:
+      return "LIMIT_SHAPE_SLIDING";
+    case LimitShape.LIMIT_SHAPE_FIXED:
+      return "LIMIT_SHAPE_FIXED";
+    case LimitShape.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export interface AcquireRequest {
   /** The limit's key, as declared in the sidecar's config. */
   key: string;
@@ -174,6 +222,18 @@ export interface AcquireRequest {
   /** Longest the caller will wait for a slot; absent or zero: grant now or refuse. */
   maxWait: Duration | undefined;
   priority: Priority;
+  /**
+   * Further keys taken in the same slot, all or nothing (e.g. key "openai-rpm"
+   * cost 1, also "openai-tpm" cost 1200). Such a grant is reserved in the store at
+   * once, in arrival order, and the priority does not reorder it.
+   */
+  also: KeyCost[];
+}
+
+export interface KeyCost {
+  key: string;
+  /** 0 means 1. */
+  cost: number;
 }
 
 export interface AcquireResponse {
@@ -192,6 +252,8 @@ export interface AcquireResponse {
    */
   grantedAt: Date | undefined;
   mode: BudgetMode;
+  /** GRANTED: names the grant, for Reconcile (window limits settle that very grant). */
+  grantId: string;
 }
 
 export interface AcquireStreamRequest {
@@ -267,6 +329,11 @@ export interface ReconcileRequest {
   reserved: number;
   /** Tokens really used: fewer gives the difference back, more charges it. */
   actual: number;
+  /**
+   * The grant's id from AcquireResponse. Without it a window limit charges extra
+   * use now and cannot give an unused rest back.
+   */
+  grantId: string;
 }
 
 export interface ReconcileResponse {
@@ -283,6 +350,22 @@ export interface ReportThrottledResponse {
   pausedFor: Duration | undefined;
 }
 
+export interface ObserveRemainingRequest {
+  key: string;
+  /** What the API says is left of the key's budget. */
+  remaining: number;
+  /**
+   * When the API's count resets, from now; absent: unknown (the consumed
+   * difference then counts for a whole window, the safe side).
+   */
+  resetAfter: Duration | undefined;
+}
+
+export interface ObserveRemainingResponse {
+  /** Tokens consumed in the shared budget (0: the API has at least what we thought). */
+  consumed: number;
+}
+
 /** A declared limit: `rate` tokens per `period`, at most `burst` at once. */
 export interface Limit {
   key: string;
@@ -291,6 +374,16 @@ export interface Limit {
   burst: number;
   /** What a token stands for ("requests", "tokens", ...); informative only. */
   unit: string;
+  shape: LimitShape;
+  /** Window limits: the spread allowed between a grant and its arrival at the API. */
+  margin:
+    | Duration
+    | undefined;
+  /**
+   * Fixed windows whose phase is known: where the API's windows start, after
+   * multiples of `period` since the Unix epoch; absent: unknown.
+   */
+  phase: Duration | undefined;
 }
 
 export interface ListLimitsRequest {
@@ -324,7 +417,7 @@ export interface DescribeLimitResponse {
 }
 
 function createBaseAcquireRequest(): AcquireRequest {
-  return { key: "", cost: 0, maxWait: undefined, priority: 0 };
+  return { key: "", cost: 0, maxWait: undefined, priority: 0, also: [] };
 }
 
 export const AcquireRequest: MessageFns<AcquireRequest> = {
@@ -340,6 +433,9 @@ export const AcquireRequest: MessageFns<AcquireRequest> = {
     }
     if (message.priority !== 0) {
       writer.uint32(32).int32(message.priority);
+    }
+    for (const v of message.also) {
+      KeyCost.encode(v!, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -389,6 +485,14 @@ export const AcquireRequest: MessageFns<AcquireRequest> = {
             message.priority = reader.int32() as any;
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.also.push(KeyCost.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -411,6 +515,7 @@ export const AcquireRequest: MessageFns<AcquireRequest> = {
         ? Duration.fromJSON(object.max_wait)
         : undefined,
       priority: isSet(object.priority) ? priorityFromJSON(object.priority) : 0,
+      also: globalThis.Array.isArray(object?.also) ? object.also.map((e: any) => KeyCost.fromJSON(e)) : [],
     };
   },
 
@@ -428,6 +533,9 @@ export const AcquireRequest: MessageFns<AcquireRequest> = {
     if (message.priority !== 0) {
       obj.priority = priorityToJSON(message.priority);
     }
+    if (message.also?.length) {
+      obj.also = message.also.map((e) => KeyCost.toJSON(e));
+    }
     return obj;
   },
 
@@ -442,12 +550,98 @@ export const AcquireRequest: MessageFns<AcquireRequest> = {
       ? Duration.fromPartial(object.maxWait)
       : undefined;
     message.priority = object.priority ?? 0;
+    message.also = object.also?.map((e) => KeyCost.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseKeyCost(): KeyCost {
+  return { key: "", cost: 0 };
+}
+
+export const KeyCost: MessageFns<KeyCost> = {
+  encode(message: KeyCost, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.cost !== 0) {
+      writer.uint32(16).int64(message.cost);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): KeyCost {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseKeyCost();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.cost = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): KeyCost {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      cost: isSet(object.cost) ? globalThis.Number(object.cost) : 0,
+    };
+  },
+
+  toJSON(message: KeyCost): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.cost !== 0) {
+      obj.cost = Math.round(message.cost);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<KeyCost>, I>>(base?: I): KeyCost {
+    return KeyCost.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<KeyCost>, I>>(object: I): KeyCost {
+    const message = createBaseKeyCost();
+    message.key = object.key ?? "";
+    message.cost = object.cost ?? 0;
     return message;
   },
 };
 
 function createBaseAcquireResponse(): AcquireResponse {
-  return { outcome: 0, wait: undefined, retryAfter: undefined, grantedAt: undefined, mode: 0 };
+  return { outcome: 0, wait: undefined, retryAfter: undefined, grantedAt: undefined, mode: 0, grantId: "" };
 }
 
 export const AcquireResponse: MessageFns<AcquireResponse> = {
@@ -466,6 +660,9 @@ export const AcquireResponse: MessageFns<AcquireResponse> = {
     }
     if (message.mode !== 0) {
       writer.uint32(40).int32(message.mode);
+    }
+    if (message.grantId !== "") {
+      writer.uint32(50).string(message.grantId);
     }
     return writer;
   },
@@ -523,6 +720,14 @@ export const AcquireResponse: MessageFns<AcquireResponse> = {
             message.mode = reader.int32() as any;
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.grantId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -550,6 +755,11 @@ export const AcquireResponse: MessageFns<AcquireResponse> = {
         ? fromJsonTimestamp(object.granted_at)
         : undefined,
       mode: isSet(object.mode) ? budgetModeFromJSON(object.mode) : 0,
+      grantId: isSet(object.grantId)
+        ? globalThis.String(object.grantId)
+        : isSet(object.grant_id)
+        ? globalThis.String(object.grant_id)
+        : "",
     };
   },
 
@@ -570,6 +780,9 @@ export const AcquireResponse: MessageFns<AcquireResponse> = {
     if (message.mode !== 0) {
       obj.mode = budgetModeToJSON(message.mode);
     }
+    if (message.grantId !== "") {
+      obj.grantId = message.grantId;
+    }
     return obj;
   },
 
@@ -585,6 +798,7 @@ export const AcquireResponse: MessageFns<AcquireResponse> = {
       : undefined;
     message.grantedAt = object.grantedAt ?? undefined;
     message.mode = object.mode ?? 0;
+    message.grantId = object.grantId ?? "";
     return message;
   },
 };
@@ -1457,7 +1671,7 @@ export const ReleaseLeaseResponse: MessageFns<ReleaseLeaseResponse> = {
 };
 
 function createBaseReconcileRequest(): ReconcileRequest {
-  return { key: "", reserved: 0, actual: 0 };
+  return { key: "", reserved: 0, actual: 0, grantId: "" };
 }
 
 export const ReconcileRequest: MessageFns<ReconcileRequest> = {
@@ -1470,6 +1684,9 @@ export const ReconcileRequest: MessageFns<ReconcileRequest> = {
     }
     if (message.actual !== 0) {
       writer.uint32(24).int64(message.actual);
+    }
+    if (message.grantId !== "") {
+      writer.uint32(34).string(message.grantId);
     }
     return writer;
   },
@@ -1511,6 +1728,14 @@ export const ReconcileRequest: MessageFns<ReconcileRequest> = {
             message.actual = longToNumber(reader.int64());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.grantId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1528,6 +1753,11 @@ export const ReconcileRequest: MessageFns<ReconcileRequest> = {
       key: isSet(object.key) ? globalThis.String(object.key) : "",
       reserved: isSet(object.reserved) ? globalThis.Number(object.reserved) : 0,
       actual: isSet(object.actual) ? globalThis.Number(object.actual) : 0,
+      grantId: isSet(object.grantId)
+        ? globalThis.String(object.grantId)
+        : isSet(object.grant_id)
+        ? globalThis.String(object.grant_id)
+        : "",
     };
   },
 
@@ -1542,6 +1772,9 @@ export const ReconcileRequest: MessageFns<ReconcileRequest> = {
     if (message.actual !== 0) {
       obj.actual = Math.round(message.actual);
     }
+    if (message.grantId !== "") {
+      obj.grantId = message.grantId;
+    }
     return obj;
   },
 
@@ -1553,6 +1786,7 @@ export const ReconcileRequest: MessageFns<ReconcileRequest> = {
     message.key = object.key ?? "";
     message.reserved = object.reserved ?? 0;
     message.actual = object.actual ?? 0;
+    message.grantId = object.grantId ?? "";
     return message;
   },
 };
@@ -1775,8 +2009,182 @@ export const ReportThrottledResponse: MessageFns<ReportThrottledResponse> = {
   },
 };
 
+function createBaseObserveRemainingRequest(): ObserveRemainingRequest {
+  return { key: "", remaining: 0, resetAfter: undefined };
+}
+
+export const ObserveRemainingRequest: MessageFns<ObserveRemainingRequest> = {
+  encode(message: ObserveRemainingRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.remaining !== 0) {
+      writer.uint32(16).int64(message.remaining);
+    }
+    if (message.resetAfter !== undefined) {
+      Duration.encode(message.resetAfter, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ObserveRemainingRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseObserveRemainingRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.remaining = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.resetAfter = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ObserveRemainingRequest {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      remaining: isSet(object.remaining) ? globalThis.Number(object.remaining) : 0,
+      resetAfter: isSet(object.resetAfter)
+        ? Duration.fromJSON(object.resetAfter)
+        : isSet(object.reset_after)
+        ? Duration.fromJSON(object.reset_after)
+        : undefined,
+    };
+  },
+
+  toJSON(message: ObserveRemainingRequest): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.remaining !== 0) {
+      obj.remaining = Math.round(message.remaining);
+    }
+    if (message.resetAfter !== undefined) {
+      obj.resetAfter = Duration.toJSON(message.resetAfter);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ObserveRemainingRequest>, I>>(base?: I): ObserveRemainingRequest {
+    return ObserveRemainingRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ObserveRemainingRequest>, I>>(object: I): ObserveRemainingRequest {
+    const message = createBaseObserveRemainingRequest();
+    message.key = object.key ?? "";
+    message.remaining = object.remaining ?? 0;
+    message.resetAfter = (object.resetAfter !== undefined && object.resetAfter !== null)
+      ? Duration.fromPartial(object.resetAfter)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseObserveRemainingResponse(): ObserveRemainingResponse {
+  return { consumed: 0 };
+}
+
+export const ObserveRemainingResponse: MessageFns<ObserveRemainingResponse> = {
+  encode(message: ObserveRemainingResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.consumed !== 0) {
+      writer.uint32(8).int64(message.consumed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ObserveRemainingResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseObserveRemainingResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.consumed = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ObserveRemainingResponse {
+    return { consumed: isSet(object.consumed) ? globalThis.Number(object.consumed) : 0 };
+  },
+
+  toJSON(message: ObserveRemainingResponse): unknown {
+    const obj: any = {};
+    if (message.consumed !== 0) {
+      obj.consumed = Math.round(message.consumed);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ObserveRemainingResponse>, I>>(base?: I): ObserveRemainingResponse {
+    return ObserveRemainingResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ObserveRemainingResponse>, I>>(object: I): ObserveRemainingResponse {
+    const message = createBaseObserveRemainingResponse();
+    message.consumed = object.consumed ?? 0;
+    return message;
+  },
+};
+
 function createBaseLimit(): Limit {
-  return { key: "", rate: 0, period: undefined, burst: 0, unit: "" };
+  return { key: "", rate: 0, period: undefined, burst: 0, unit: "", shape: 0, margin: undefined, phase: undefined };
 }
 
 export const Limit: MessageFns<Limit> = {
@@ -1795,6 +2203,15 @@ export const Limit: MessageFns<Limit> = {
     }
     if (message.unit !== "") {
       writer.uint32(42).string(message.unit);
+    }
+    if (message.shape !== 0) {
+      writer.uint32(48).int32(message.shape);
+    }
+    if (message.margin !== undefined) {
+      Duration.encode(message.margin, writer.uint32(58).fork()).join();
+    }
+    if (message.phase !== undefined) {
+      Duration.encode(message.phase, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -1852,6 +2269,30 @@ export const Limit: MessageFns<Limit> = {
             message.unit = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.shape = reader.int32() as any;
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.margin = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.phase = Duration.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1871,6 +2312,9 @@ export const Limit: MessageFns<Limit> = {
       period: isSet(object.period) ? Duration.fromJSON(object.period) : undefined,
       burst: isSet(object.burst) ? globalThis.Number(object.burst) : 0,
       unit: isSet(object.unit) ? globalThis.String(object.unit) : "",
+      shape: isSet(object.shape) ? limitShapeFromJSON(object.shape) : 0,
+      margin: isSet(object.margin) ? Duration.fromJSON(object.margin) : undefined,
+      phase: isSet(object.phase) ? Duration.fromJSON(object.phase) : undefined,
     };
   },
 
@@ -1891,6 +2335,15 @@ export const Limit: MessageFns<Limit> = {
     if (message.unit !== "") {
       obj.unit = message.unit;
     }
+    if (message.shape !== 0) {
+      obj.shape = limitShapeToJSON(message.shape);
+    }
+    if (message.margin !== undefined) {
+      obj.margin = Duration.toJSON(message.margin);
+    }
+    if (message.phase !== undefined) {
+      obj.phase = Duration.toJSON(message.phase);
+    }
     return obj;
   },
 
@@ -1906,6 +2359,13 @@ export const Limit: MessageFns<Limit> = {
       : undefined;
     message.burst = object.burst ?? 0;
     message.unit = object.unit ?? "";
+    message.shape = object.shape ?? 0;
+    message.margin = (object.margin !== undefined && object.margin !== null)
+      ? Duration.fromPartial(object.margin)
+      : undefined;
+    message.phase = (object.phase !== undefined && object.phase !== null)
+      ? Duration.fromPartial(object.phase)
+      : undefined;
     return message;
   },
 };
@@ -2262,9 +2722,11 @@ export const DescribeLimitResponse: MessageFns<DescribeLimitResponse> = {
  * API key (e.g. "wikipedia", "arxiv", "llm-tokens"), shared by every replica
  * when the sidecars share a Redis.
  *
- * The algorithm is GCRA (an exact token bucket): over any window of W seconds
- * a key grants at most rate * W + burst tokens, with no doubling at window
- * edges. A caller that must wait is given a slot reserved for it in arrival
+ * A limit has one of two shapes. GCRA (an exact token bucket, `R/s burst B`):
+ * over any window of W seconds a key grants at most rate * W + burst tokens.
+ * Window limits (`N per W`, sliding or fixed): the API, counting arrivals its
+ * own way, never sees more than N in one of its windows of W, allowing a margin
+ * for the time between the grant and the request's arrival. A caller that must wait is given a slot reserved for it in arrival
  * order (first come, first served within a priority), and simply sleeps for
  * `wait` before calling the API: nobody polls.
  *
@@ -2357,6 +2819,22 @@ export const RateLimiterServiceService = {
       Buffer.from(ReportThrottledResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ReportThrottledResponse => ReportThrottledResponse.decode(value),
   },
+  /**
+   * The API said how much it has left (RateLimit-Remaining, x-ratelimit-remaining-*):
+   * when that is less than the key has, the difference is consumed in the shared
+   * budget (someone outside stepstream spent it), for every replica.
+   */
+  observeRemaining: {
+    path: "/stepstream.v1.RateLimiterService/ObserveRemaining" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ObserveRemainingRequest): Buffer =>
+      Buffer.from(ObserveRemainingRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ObserveRemainingRequest => ObserveRemainingRequest.decode(value),
+    responseSerialize: (value: ObserveRemainingResponse): Buffer =>
+      Buffer.from(ObserveRemainingResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ObserveRemainingResponse => ObserveRemainingResponse.decode(value),
+  },
   /** Every declared limit. */
   listLimits: {
     path: "/stepstream.v1.RateLimiterService/ListLimits" as const,
@@ -2407,6 +2885,12 @@ export interface RateLimiterServiceServer extends UntypedServiceImplementation {
   reconcile: handleUnaryCall<ReconcileRequest, ReconcileResponse>;
   /** A caller got HTTP 429 (with Retry-After): pause the key for everyone. */
   reportThrottled: handleUnaryCall<ReportThrottledRequest, ReportThrottledResponse>;
+  /**
+   * The API said how much it has left (RateLimit-Remaining, x-ratelimit-remaining-*):
+   * when that is less than the key has, the difference is consumed in the shared
+   * budget (someone outside stepstream spent it), for every replica.
+   */
+  observeRemaining: handleUnaryCall<ObserveRemainingRequest, ObserveRemainingResponse>;
   /** Every declared limit. */
   listLimits: handleUnaryCall<ListLimitsRequest, ListLimitsResponse>;
   /** One limit with its live state. */
@@ -2514,6 +2998,26 @@ export interface RateLimiterServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ReportThrottledResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * The API said how much it has left (RateLimit-Remaining, x-ratelimit-remaining-*):
+   * when that is less than the key has, the difference is consumed in the shared
+   * budget (someone outside stepstream spent it), for every replica.
+   */
+  observeRemaining(
+    request: ObserveRemainingRequest,
+    callback: (error: ServiceError | null, response: ObserveRemainingResponse) => void,
+  ): ClientUnaryCall;
+  observeRemaining(
+    request: ObserveRemainingRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ObserveRemainingResponse) => void,
+  ): ClientUnaryCall;
+  observeRemaining(
+    request: ObserveRemainingRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ObserveRemainingResponse) => void,
   ): ClientUnaryCall;
   /** Every declared limit. */
   listLimits(

@@ -31,6 +31,7 @@ private static final long serialVersionUID = 0L;
   private AcquireRequest() {
     key_ = "";
     priority_ = 0;
+    also_ = java.util.Collections.emptyList();
   }
 
   public static final com.google.protobuf.Descriptors.Descriptor
@@ -170,6 +171,77 @@ private static final long serialVersionUID = 0L;
     return result == null ? dev.stepstream.v1.Priority.UNRECOGNIZED : result;
   }
 
+  public static final int ALSO_FIELD_NUMBER = 5;
+  @SuppressWarnings("serial")
+  private java.util.List<dev.stepstream.v1.KeyCost> also_;
+  /**
+   * <pre>
+   * Further keys taken in the same slot, all or nothing (e.g. key "openai-rpm"
+   * cost 1, also "openai-tpm" cost 1200). Such a grant is reserved in the store at
+   * once, in arrival order, and the priority does not reorder it.
+   * </pre>
+   *
+   * <code>repeated .stepstream.v1.KeyCost also = 5;</code>
+   */
+  @java.lang.Override
+  public java.util.List<dev.stepstream.v1.KeyCost> getAlsoList() {
+    return also_;
+  }
+  /**
+   * <pre>
+   * Further keys taken in the same slot, all or nothing (e.g. key "openai-rpm"
+   * cost 1, also "openai-tpm" cost 1200). Such a grant is reserved in the store at
+   * once, in arrival order, and the priority does not reorder it.
+   * </pre>
+   *
+   * <code>repeated .stepstream.v1.KeyCost also = 5;</code>
+   */
+  @java.lang.Override
+  public java.util.List<? extends dev.stepstream.v1.KeyCostOrBuilder> 
+      getAlsoOrBuilderList() {
+    return also_;
+  }
+  /**
+   * <pre>
+   * Further keys taken in the same slot, all or nothing (e.g. key "openai-rpm"
+   * cost 1, also "openai-tpm" cost 1200). Such a grant is reserved in the store at
+   * once, in arrival order, and the priority does not reorder it.
+   * </pre>
+   *
+   * <code>repeated .stepstream.v1.KeyCost also = 5;</code>
+   */
+  @java.lang.Override
+  public int getAlsoCount() {
+    return also_.size();
+  }
+  /**
+   * <pre>
+   * Further keys taken in the same slot, all or nothing (e.g. key "openai-rpm"
+   * cost 1, also "openai-tpm" cost 1200). Such a grant is reserved in the store at
+   * once, in arrival order, and the priority does not reorder it.
+   * </pre>
+   *
+   * <code>repeated .stepstream.v1.KeyCost also = 5;</code>
+   */
+  @java.lang.Override
+  public dev.stepstream.v1.KeyCost getAlso(int index) {
+    return also_.get(index);
+  }
+  /**
+   * <pre>
+   * Further keys taken in the same slot, all or nothing (e.g. key "openai-rpm"
+   * cost 1, also "openai-tpm" cost 1200). Such a grant is reserved in the store at
+   * once, in arrival order, and the priority does not reorder it.
+   * </pre>
+   *
+   * <code>repeated .stepstream.v1.KeyCost also = 5;</code>
+   */
+  @java.lang.Override
+  public dev.stepstream.v1.KeyCostOrBuilder getAlsoOrBuilder(
+      int index) {
+    return also_.get(index);
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -196,6 +268,9 @@ private static final long serialVersionUID = 0L;
     if (priority_ != dev.stepstream.v1.Priority.PRIORITY_UNSPECIFIED.getNumber()) {
       output.writeEnum(4, priority_);
     }
+    for (int i = 0; i < also_.size(); i++) {
+      output.writeMessage(5, also_.get(i));
+    }
     getUnknownFields().writeTo(output);
   }
   private int computeSerializedSize_0() {
@@ -215,6 +290,15 @@ private static final long serialVersionUID = 0L;
       size += com.google.protobuf.CodedOutputStream
         .computeEnumSize(4, priority_);
     }
+
+        {
+          final int count = also_.size();
+          for (int i = 0; i < count; i++) {
+            size += com.google.protobuf.CodedOutputStream
+              .computeMessageSizeNoTag(also_.get(i));
+          }
+          size += 1 * count;
+        }
     return size;
   }
   @java.lang.Override
@@ -249,6 +333,8 @@ private static final long serialVersionUID = 0L;
           .equals(other.getMaxWait())) return false;
     }
     if (priority_ != other.priority_) return false;
+    if (!getAlsoList()
+        .equals(other.getAlsoList())) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -271,6 +357,10 @@ private static final long serialVersionUID = 0L;
     }
     hash = (37 * hash) + PRIORITY_FIELD_NUMBER;
     hash = (53 * hash) + priority_;
+    if (getAlsoCount() > 0) {
+      hash = (37 * hash) + ALSO_FIELD_NUMBER;
+      hash = (53 * hash) + getAlsoList().hashCode();
+    }
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -402,6 +492,7 @@ private static final long serialVersionUID = 0L;
       if (com.google.protobuf.GeneratedMessage
               .alwaysUseFieldBuilders) {
         internalGetMaxWaitFieldBuilder();
+        internalGetAlsoFieldBuilder();
       }
     }
     @java.lang.Override
@@ -416,6 +507,13 @@ private static final long serialVersionUID = 0L;
         maxWaitBuilder_ = null;
       }
       priority_ = 0;
+      if (alsoBuilder_ == null) {
+        also_ = java.util.Collections.emptyList();
+      } else {
+        also_ = null;
+        alsoBuilder_.clear();
+      }
+      bitField0_ = (bitField0_ & ~0x00000010);
       return this;
     }
 
@@ -442,9 +540,22 @@ private static final long serialVersionUID = 0L;
     @java.lang.Override
     public dev.stepstream.v1.AcquireRequest buildPartial() {
       dev.stepstream.v1.AcquireRequest result = new dev.stepstream.v1.AcquireRequest(this);
+      buildPartialRepeatedFields(result);
       if (bitField0_ != 0) { buildPartial0(result); }
       onBuilt();
       return result;
+    }
+
+    private void buildPartialRepeatedFields(dev.stepstream.v1.AcquireRequest result) {
+      if (alsoBuilder_ == null) {
+        if (((bitField0_ & 0x00000010) != 0)) {
+          also_ = java.util.Collections.unmodifiableList(also_);
+          bitField0_ = (bitField0_ & ~0x00000010);
+        }
+        result.also_ = also_;
+      } else {
+        result.also_ = alsoBuilder_.build();
+      }
     }
 
     private void buildPartial0(dev.stepstream.v1.AcquireRequest result) {
@@ -494,6 +605,32 @@ private static final long serialVersionUID = 0L;
       if (other.priority_ != 0) {
         setPriorityValue(other.getPriorityValue());
       }
+      if (alsoBuilder_ == null) {
+        if (!other.also_.isEmpty()) {
+          if (also_.isEmpty()) {
+            also_ = other.also_;
+            bitField0_ = (bitField0_ & ~0x00000010);
+          } else {
+            ensureAlsoIsMutable();
+            also_.addAll(other.also_);
+          }
+          onChanged();
+        }
+      } else {
+        if (!other.also_.isEmpty()) {
+          if (alsoBuilder_.isEmpty()) {
+            alsoBuilder_.dispose();
+            alsoBuilder_ = null;
+            also_ = other.also_;
+            bitField0_ = (bitField0_ & ~0x00000010);
+            alsoBuilder_ = 
+              com.google.protobuf.GeneratedMessage.alwaysUseFieldBuilders ?
+                 internalGetAlsoFieldBuilder() : null;
+          } else {
+            alsoBuilder_.addAllMessages(other.also_);
+          }
+        }
+      }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
       return this;
@@ -542,6 +679,19 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000008;
               break;
             } // case 32
+            case 42: {
+              dev.stepstream.v1.KeyCost m =
+                  input.readMessage(
+                      dev.stepstream.v1.KeyCost.parser(),
+                      extensionRegistry);
+              if (alsoBuilder_ == null) {
+                ensureAlsoIsMutable();
+                also_.add(m);
+              } else {
+                alsoBuilder_.addMessage(m);
+              }
+              break;
+            } // case 42
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -902,6 +1052,354 @@ private static final long serialVersionUID = 0L;
       priority_ = 0;
       onChanged();
       return this;
+    }
+
+    private java.util.List<dev.stepstream.v1.KeyCost> also_ =
+      java.util.Collections.emptyList();
+    private void ensureAlsoIsMutable() {
+      if (!((bitField0_ & 0x00000010) != 0)) {
+        also_ = new java.util.ArrayList<dev.stepstream.v1.KeyCost>(also_);
+        bitField0_ |= 0x00000010;
+       }
+    }
+
+    private com.google.protobuf.RepeatedFieldBuilder<
+        dev.stepstream.v1.KeyCost, dev.stepstream.v1.KeyCost.Builder, dev.stepstream.v1.KeyCostOrBuilder> alsoBuilder_;
+
+    /**
+     * <pre>
+     * Further keys taken in the same slot, all or nothing (e.g. key "openai-rpm"
+     * cost 1, also "openai-tpm" cost 1200). Such a grant is reserved in the store at
+     * once, in arrival order, and the priority does not reorder it.
+     * </pre>
+     *
+     * <code>repeated .stepstream.v1.KeyCost also = 5;</code>
+     */
+    public java.util.List<dev.stepstream.v1.KeyCost> getAlsoList() {
+      if (alsoBuilder_ == null) {
+        return java.util.Collections.unmodifiableList(also_);
+      } else {
+        return alsoBuilder_.getMessageList();
+      }
+    }
+    /**
+     * <pre>
+     * Further keys taken in the same slot, all or nothing (e.g. key "openai-rpm"
+     * cost 1, also "openai-tpm" cost 1200). Such a grant is reserved in the store at
+     * once, in arrival order, and the priority does not reorder it.
+     * </pre>
+     *
+     * <code>repeated .stepstream.v1.KeyCost also = 5;</code>
+     */
+    public int getAlsoCount() {
+      if (alsoBuilder_ == null) {
+        return also_.size();
+      } else {
+        return alsoBuilder_.getCount();
+      }
+    }
+    /**
+     * <pre>
+     * Further keys taken in the same slot, all or nothing (e.g. key "openai-rpm"
+     * cost 1, also "openai-tpm" cost 1200). Such a grant is reserved in the store at
+     * once, in arrival order, and the priority does not reorder it.
+     * </pre>
+     *
+     * <code>repeated .stepstream.v1.KeyCost also = 5;</code>
+     */
+    public dev.stepstream.v1.KeyCost getAlso(int index) {
+      if (alsoBuilder_ == null) {
+        return also_.get(index);
+      } else {
+        return alsoBuilder_.getMessage(index);
+      }
+    }
+    /**
+     * <pre>
+     * Further keys taken in the same slot, all or nothing (e.g. key "openai-rpm"
+     * cost 1, also "openai-tpm" cost 1200). Such a grant is reserved in the store at
+     * once, in arrival order, and the priority does not reorder it.
+     * </pre>
+     *
+     * <code>repeated .stepstream.v1.KeyCost also = 5;</code>
+     */
+    public Builder setAlso(
+        int index, dev.stepstream.v1.KeyCost value) {
+      if (alsoBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        ensureAlsoIsMutable();
+        also_.set(index, value);
+        onChanged();
+      } else {
+        alsoBuilder_.setMessage(index, value);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Further keys taken in the same slot, all or nothing (e.g. key "openai-rpm"
+     * cost 1, also "openai-tpm" cost 1200). Such a grant is reserved in the store at
+     * once, in arrival order, and the priority does not reorder it.
+     * </pre>
+     *
+     * <code>repeated .stepstream.v1.KeyCost also = 5;</code>
+     */
+    public Builder setAlso(
+        int index, dev.stepstream.v1.KeyCost.Builder builderForValue) {
+      if (alsoBuilder_ == null) {
+        ensureAlsoIsMutable();
+        also_.set(index, builderForValue.build());
+        onChanged();
+      } else {
+        alsoBuilder_.setMessage(index, builderForValue.build());
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Further keys taken in the same slot, all or nothing (e.g. key "openai-rpm"
+     * cost 1, also "openai-tpm" cost 1200). Such a grant is reserved in the store at
+     * once, in arrival order, and the priority does not reorder it.
+     * </pre>
+     *
+     * <code>repeated .stepstream.v1.KeyCost also = 5;</code>
+     */
+    public Builder addAlso(dev.stepstream.v1.KeyCost value) {
+      if (alsoBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        ensureAlsoIsMutable();
+        also_.add(value);
+        onChanged();
+      } else {
+        alsoBuilder_.addMessage(value);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Further keys taken in the same slot, all or nothing (e.g. key "openai-rpm"
+     * cost 1, also "openai-tpm" cost 1200). Such a grant is reserved in the store at
+     * once, in arrival order, and the priority does not reorder it.
+     * </pre>
+     *
+     * <code>repeated .stepstream.v1.KeyCost also = 5;</code>
+     */
+    public Builder addAlso(
+        int index, dev.stepstream.v1.KeyCost value) {
+      if (alsoBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        ensureAlsoIsMutable();
+        also_.add(index, value);
+        onChanged();
+      } else {
+        alsoBuilder_.addMessage(index, value);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Further keys taken in the same slot, all or nothing (e.g. key "openai-rpm"
+     * cost 1, also "openai-tpm" cost 1200). Such a grant is reserved in the store at
+     * once, in arrival order, and the priority does not reorder it.
+     * </pre>
+     *
+     * <code>repeated .stepstream.v1.KeyCost also = 5;</code>
+     */
+    public Builder addAlso(
+        dev.stepstream.v1.KeyCost.Builder builderForValue) {
+      if (alsoBuilder_ == null) {
+        ensureAlsoIsMutable();
+        also_.add(builderForValue.build());
+        onChanged();
+      } else {
+        alsoBuilder_.addMessage(builderForValue.build());
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Further keys taken in the same slot, all or nothing (e.g. key "openai-rpm"
+     * cost 1, also "openai-tpm" cost 1200). Such a grant is reserved in the store at
+     * once, in arrival order, and the priority does not reorder it.
+     * </pre>
+     *
+     * <code>repeated .stepstream.v1.KeyCost also = 5;</code>
+     */
+    public Builder addAlso(
+        int index, dev.stepstream.v1.KeyCost.Builder builderForValue) {
+      if (alsoBuilder_ == null) {
+        ensureAlsoIsMutable();
+        also_.add(index, builderForValue.build());
+        onChanged();
+      } else {
+        alsoBuilder_.addMessage(index, builderForValue.build());
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Further keys taken in the same slot, all or nothing (e.g. key "openai-rpm"
+     * cost 1, also "openai-tpm" cost 1200). Such a grant is reserved in the store at
+     * once, in arrival order, and the priority does not reorder it.
+     * </pre>
+     *
+     * <code>repeated .stepstream.v1.KeyCost also = 5;</code>
+     */
+    public Builder addAllAlso(
+        java.lang.Iterable<? extends dev.stepstream.v1.KeyCost> values) {
+      if (alsoBuilder_ == null) {
+        ensureAlsoIsMutable();
+        com.google.protobuf.AbstractMessageLite.Builder.addAll(
+            values, also_);
+        onChanged();
+      } else {
+        alsoBuilder_.addAllMessages(values);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Further keys taken in the same slot, all or nothing (e.g. key "openai-rpm"
+     * cost 1, also "openai-tpm" cost 1200). Such a grant is reserved in the store at
+     * once, in arrival order, and the priority does not reorder it.
+     * </pre>
+     *
+     * <code>repeated .stepstream.v1.KeyCost also = 5;</code>
+     */
+    public Builder clearAlso() {
+      if (alsoBuilder_ == null) {
+        also_ = java.util.Collections.emptyList();
+        bitField0_ = (bitField0_ & ~0x00000010);
+        onChanged();
+      } else {
+        alsoBuilder_.clear();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Further keys taken in the same slot, all or nothing (e.g. key "openai-rpm"
+     * cost 1, also "openai-tpm" cost 1200). Such a grant is reserved in the store at
+     * once, in arrival order, and the priority does not reorder it.
+     * </pre>
+     *
+     * <code>repeated .stepstream.v1.KeyCost also = 5;</code>
+     */
+    public Builder removeAlso(int index) {
+      if (alsoBuilder_ == null) {
+        ensureAlsoIsMutable();
+        also_.remove(index);
+        onChanged();
+      } else {
+        alsoBuilder_.remove(index);
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Further keys taken in the same slot, all or nothing (e.g. key "openai-rpm"
+     * cost 1, also "openai-tpm" cost 1200). Such a grant is reserved in the store at
+     * once, in arrival order, and the priority does not reorder it.
+     * </pre>
+     *
+     * <code>repeated .stepstream.v1.KeyCost also = 5;</code>
+     */
+    public dev.stepstream.v1.KeyCost.Builder getAlsoBuilder(
+        int index) {
+      return internalGetAlsoFieldBuilder().getBuilder(index);
+    }
+    /**
+     * <pre>
+     * Further keys taken in the same slot, all or nothing (e.g. key "openai-rpm"
+     * cost 1, also "openai-tpm" cost 1200). Such a grant is reserved in the store at
+     * once, in arrival order, and the priority does not reorder it.
+     * </pre>
+     *
+     * <code>repeated .stepstream.v1.KeyCost also = 5;</code>
+     */
+    public dev.stepstream.v1.KeyCostOrBuilder getAlsoOrBuilder(
+        int index) {
+      if (alsoBuilder_ == null) {
+        return also_.get(index);  } else {
+        return alsoBuilder_.getMessageOrBuilder(index);
+      }
+    }
+    /**
+     * <pre>
+     * Further keys taken in the same slot, all or nothing (e.g. key "openai-rpm"
+     * cost 1, also "openai-tpm" cost 1200). Such a grant is reserved in the store at
+     * once, in arrival order, and the priority does not reorder it.
+     * </pre>
+     *
+     * <code>repeated .stepstream.v1.KeyCost also = 5;</code>
+     */
+    public java.util.List<? extends dev.stepstream.v1.KeyCostOrBuilder> 
+         getAlsoOrBuilderList() {
+      if (alsoBuilder_ != null) {
+        return alsoBuilder_.getMessageOrBuilderList();
+      } else {
+        return java.util.Collections.unmodifiableList(also_);
+      }
+    }
+    /**
+     * <pre>
+     * Further keys taken in the same slot, all or nothing (e.g. key "openai-rpm"
+     * cost 1, also "openai-tpm" cost 1200). Such a grant is reserved in the store at
+     * once, in arrival order, and the priority does not reorder it.
+     * </pre>
+     *
+     * <code>repeated .stepstream.v1.KeyCost also = 5;</code>
+     */
+    public dev.stepstream.v1.KeyCost.Builder addAlsoBuilder() {
+      return internalGetAlsoFieldBuilder().addBuilder(
+          dev.stepstream.v1.KeyCost.getDefaultInstance());
+    }
+    /**
+     * <pre>
+     * Further keys taken in the same slot, all or nothing (e.g. key "openai-rpm"
+     * cost 1, also "openai-tpm" cost 1200). Such a grant is reserved in the store at
+     * once, in arrival order, and the priority does not reorder it.
+     * </pre>
+     *
+     * <code>repeated .stepstream.v1.KeyCost also = 5;</code>
+     */
+    public dev.stepstream.v1.KeyCost.Builder addAlsoBuilder(
+        int index) {
+      return internalGetAlsoFieldBuilder().addBuilder(
+          index, dev.stepstream.v1.KeyCost.getDefaultInstance());
+    }
+    /**
+     * <pre>
+     * Further keys taken in the same slot, all or nothing (e.g. key "openai-rpm"
+     * cost 1, also "openai-tpm" cost 1200). Such a grant is reserved in the store at
+     * once, in arrival order, and the priority does not reorder it.
+     * </pre>
+     *
+     * <code>repeated .stepstream.v1.KeyCost also = 5;</code>
+     */
+    public java.util.List<dev.stepstream.v1.KeyCost.Builder> 
+         getAlsoBuilderList() {
+      return internalGetAlsoFieldBuilder().getBuilderList();
+    }
+    private com.google.protobuf.RepeatedFieldBuilder<
+        dev.stepstream.v1.KeyCost, dev.stepstream.v1.KeyCost.Builder, dev.stepstream.v1.KeyCostOrBuilder> 
+        internalGetAlsoFieldBuilder() {
+      if (alsoBuilder_ == null) {
+        alsoBuilder_ = new com.google.protobuf.RepeatedFieldBuilder<
+            dev.stepstream.v1.KeyCost, dev.stepstream.v1.KeyCost.Builder, dev.stepstream.v1.KeyCostOrBuilder>(
+                also_,
+                ((bitField0_ & 0x00000010) != 0),
+                getParentForChildren(),
+                isClean());
+        also_ = null;
+      }
+      return alsoBuilder_;
     }
 
     // @@protoc_insertion_point(builder_scope:stepstream.v1.AcquireRequest)

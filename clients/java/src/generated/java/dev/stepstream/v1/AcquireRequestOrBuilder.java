@@ -78,4 +78,58 @@ public interface AcquireRequestOrBuilder extends
    * @return The priority.
    */
   dev.stepstream.v1.Priority getPriority();
+
+  /**
+   * <pre>
+   * Further keys taken in the same slot, all or nothing (e.g. key "openai-rpm"
+   * cost 1, also "openai-tpm" cost 1200). Such a grant is reserved in the store at
+   * once, in arrival order, and the priority does not reorder it.
+   * </pre>
+   *
+   * <code>repeated .stepstream.v1.KeyCost also = 5;</code>
+   */
+  java.util.List<dev.stepstream.v1.KeyCost> 
+      getAlsoList();
+  /**
+   * <pre>
+   * Further keys taken in the same slot, all or nothing (e.g. key "openai-rpm"
+   * cost 1, also "openai-tpm" cost 1200). Such a grant is reserved in the store at
+   * once, in arrival order, and the priority does not reorder it.
+   * </pre>
+   *
+   * <code>repeated .stepstream.v1.KeyCost also = 5;</code>
+   */
+  dev.stepstream.v1.KeyCost getAlso(int index);
+  /**
+   * <pre>
+   * Further keys taken in the same slot, all or nothing (e.g. key "openai-rpm"
+   * cost 1, also "openai-tpm" cost 1200). Such a grant is reserved in the store at
+   * once, in arrival order, and the priority does not reorder it.
+   * </pre>
+   *
+   * <code>repeated .stepstream.v1.KeyCost also = 5;</code>
+   */
+  int getAlsoCount();
+  /**
+   * <pre>
+   * Further keys taken in the same slot, all or nothing (e.g. key "openai-rpm"
+   * cost 1, also "openai-tpm" cost 1200). Such a grant is reserved in the store at
+   * once, in arrival order, and the priority does not reorder it.
+   * </pre>
+   *
+   * <code>repeated .stepstream.v1.KeyCost also = 5;</code>
+   */
+  java.util.List<? extends dev.stepstream.v1.KeyCostOrBuilder> 
+      getAlsoOrBuilderList();
+  /**
+   * <pre>
+   * Further keys taken in the same slot, all or nothing (e.g. key "openai-rpm"
+   * cost 1, also "openai-tpm" cost 1200). Such a grant is reserved in the store at
+   * once, in arrival order, and the priority does not reorder it.
+   * </pre>
+   *
+   * <code>repeated .stepstream.v1.KeyCost also = 5;</code>
+   */
+  dev.stepstream.v1.KeyCostOrBuilder getAlsoOrBuilder(
+      int index);
 }

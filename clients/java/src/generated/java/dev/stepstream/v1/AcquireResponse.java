@@ -31,6 +31,7 @@ private static final long serialVersionUID = 0L;
   private AcquireResponse() {
     outcome_ = 0;
     mode_ = 0;
+    grantId_ = "";
   }
 
   public static final com.google.protobuf.Descriptors.Descriptor
@@ -205,6 +206,53 @@ private static final long serialVersionUID = 0L;
     return result == null ? dev.stepstream.v1.BudgetMode.UNRECOGNIZED : result;
   }
 
+  public static final int GRANT_ID_FIELD_NUMBER = 6;
+  @SuppressWarnings("serial")
+  private volatile java.lang.Object grantId_ = "";
+  /**
+   * <pre>
+   * GRANTED: names the grant, for Reconcile (window limits settle that very grant).
+   * </pre>
+   *
+   * <code>string grant_id = 6;</code>
+   * @return The grantId.
+   */
+  @java.lang.Override
+  public java.lang.String getGrantId() {
+    java.lang.Object ref = grantId_;
+    if (ref instanceof java.lang.String) {
+      return (java.lang.String) ref;
+    } else {
+      com.google.protobuf.ByteString bs = 
+          (com.google.protobuf.ByteString) ref;
+      java.lang.String s = bs.toStringUtf8();
+      grantId_ = s;
+      return s;
+    }
+  }
+  /**
+   * <pre>
+   * GRANTED: names the grant, for Reconcile (window limits settle that very grant).
+   * </pre>
+   *
+   * <code>string grant_id = 6;</code>
+   * @return The bytes for grantId.
+   */
+  @java.lang.Override
+  public com.google.protobuf.ByteString
+      getGrantIdBytes() {
+    java.lang.Object ref = grantId_;
+    if (ref instanceof java.lang.String) {
+      com.google.protobuf.ByteString b = 
+          com.google.protobuf.ByteString.copyFromUtf8(
+              (java.lang.String) ref);
+      grantId_ = b;
+      return b;
+    } else {
+      return (com.google.protobuf.ByteString) ref;
+    }
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -234,6 +282,9 @@ private static final long serialVersionUID = 0L;
     if (mode_ != dev.stepstream.v1.BudgetMode.BUDGET_MODE_UNSPECIFIED.getNumber()) {
       output.writeEnum(5, mode_);
     }
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(grantId_)) {
+      com.google.protobuf.GeneratedMessage.writeString(output, 6, grantId_);
+    }
     getUnknownFields().writeTo(output);
   }
   private int computeSerializedSize_0() {
@@ -257,6 +308,9 @@ private static final long serialVersionUID = 0L;
     if (mode_ != dev.stepstream.v1.BudgetMode.BUDGET_MODE_UNSPECIFIED.getNumber()) {
       size += com.google.protobuf.CodedOutputStream
         .computeEnumSize(5, mode_);
+    }
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(grantId_)) {
+      size += com.google.protobuf.GeneratedMessage.computeStringSize(6, grantId_);
     }
     return size;
   }
@@ -299,6 +353,8 @@ private static final long serialVersionUID = 0L;
           .equals(other.getGrantedAt())) return false;
     }
     if (mode_ != other.mode_) return false;
+    if (!getGrantId()
+        .equals(other.getGrantId())) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -326,6 +382,8 @@ private static final long serialVersionUID = 0L;
     }
     hash = (37 * hash) + MODE_FIELD_NUMBER;
     hash = (53 * hash) + mode_;
+    hash = (37 * hash) + GRANT_ID_FIELD_NUMBER;
+    hash = (53 * hash) + getGrantId().hashCode();
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -482,6 +540,7 @@ private static final long serialVersionUID = 0L;
         grantedAtBuilder_ = null;
       }
       mode_ = 0;
+      grantId_ = "";
       return this;
     }
 
@@ -540,6 +599,9 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00000010) != 0)) {
         result.mode_ = mode_;
       }
+      if (((from_bitField0_ & 0x00000020) != 0)) {
+        result.grantId_ = grantId_;
+      }
       result.bitField0_ |= to_bitField0_;
     }
 
@@ -569,6 +631,11 @@ private static final long serialVersionUID = 0L;
       }
       if (other.mode_ != 0) {
         setModeValue(other.getModeValue());
+      }
+      if (!other.getGrantId().isEmpty()) {
+        grantId_ = other.grantId_;
+        bitField0_ |= 0x00000020;
+        onChanged();
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -627,6 +694,11 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000010;
               break;
             } // case 40
+            case 50: {
+              grantId_ = input.readStringRequireUtf8();
+              bitField0_ |= 0x00000020;
+              break;
+            } // case 50
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -1224,6 +1296,98 @@ private static final long serialVersionUID = 0L;
     public Builder clearMode() {
       bitField0_ = (bitField0_ & ~0x00000010);
       mode_ = 0;
+      onChanged();
+      return this;
+    }
+
+    private java.lang.Object grantId_ = "";
+    /**
+     * <pre>
+     * GRANTED: names the grant, for Reconcile (window limits settle that very grant).
+     * </pre>
+     *
+     * <code>string grant_id = 6;</code>
+     * @return The grantId.
+     */
+    public java.lang.String getGrantId() {
+      java.lang.Object ref = grantId_;
+      if (!(ref instanceof java.lang.String)) {
+        com.google.protobuf.ByteString bs =
+            (com.google.protobuf.ByteString) ref;
+        java.lang.String s = bs.toStringUtf8();
+        grantId_ = s;
+        return s;
+      } else {
+        return (java.lang.String) ref;
+      }
+    }
+    /**
+     * <pre>
+     * GRANTED: names the grant, for Reconcile (window limits settle that very grant).
+     * </pre>
+     *
+     * <code>string grant_id = 6;</code>
+     * @return The bytes for grantId.
+     */
+    public com.google.protobuf.ByteString
+        getGrantIdBytes() {
+      java.lang.Object ref = grantId_;
+      if (ref instanceof String) {
+        com.google.protobuf.ByteString b = 
+            com.google.protobuf.ByteString.copyFromUtf8(
+                (java.lang.String) ref);
+        grantId_ = b;
+        return b;
+      } else {
+        return (com.google.protobuf.ByteString) ref;
+      }
+    }
+    /**
+     * <pre>
+     * GRANTED: names the grant, for Reconcile (window limits settle that very grant).
+     * </pre>
+     *
+     * <code>string grant_id = 6;</code>
+     * @param value The grantId to set.
+     * @return This builder for chaining.
+     */
+    public Builder setGrantId(
+        java.lang.String value) {
+      if (value == null) { throw new NullPointerException(); }
+      grantId_ = value;
+      bitField0_ |= 0x00000020;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * GRANTED: names the grant, for Reconcile (window limits settle that very grant).
+     * </pre>
+     *
+     * <code>string grant_id = 6;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearGrantId() {
+      grantId_ = getDefaultInstance().getGrantId();
+      bitField0_ = (bitField0_ & ~0x00000020);
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * GRANTED: names the grant, for Reconcile (window limits settle that very grant).
+     * </pre>
+     *
+     * <code>string grant_id = 6;</code>
+     * @param value The bytes for grantId to set.
+     * @return This builder for chaining.
+     */
+    public Builder setGrantIdBytes(
+        com.google.protobuf.ByteString value) {
+      if (value == null) { throw new NullPointerException(); }
+      checkByteStringIsUtf8(value);
+      grantId_ = value;
+      bitField0_ |= 0x00000020;
       onChanged();
       return this;
     }

@@ -116,4 +116,24 @@ public interface AcquireResponseOrBuilder extends
    * @return The mode.
    */
   dev.stepstream.v1.BudgetMode getMode();
+
+  /**
+   * <pre>
+   * GRANTED: names the grant, for Reconcile (window limits settle that very grant).
+   * </pre>
+   *
+   * <code>string grant_id = 6;</code>
+   * @return The grantId.
+   */
+  java.lang.String getGrantId();
+  /**
+   * <pre>
+   * GRANTED: names the grant, for Reconcile (window limits settle that very grant).
+   * </pre>
+   *
+   * <code>string grant_id = 6;</code>
+   * @return The bytes for grantId.
+   */
+  com.google.protobuf.ByteString
+      getGrantIdBytes();
 }

@@ -35,6 +35,7 @@ private static final long serialVersionUID = 0L;
   private Limit() {
     key_ = "";
     unit_ = "";
+    shape_ = 0;
   }
 
   public static final com.google.protobuf.Descriptors.Descriptor
@@ -190,6 +191,103 @@ private static final long serialVersionUID = 0L;
     }
   }
 
+  public static final int SHAPE_FIELD_NUMBER = 6;
+  private int shape_ = 0;
+  /**
+   * <code>.stepstream.v1.LimitShape shape = 6;</code>
+   * @return The enum numeric value on the wire for shape.
+   */
+  @java.lang.Override public int getShapeValue() {
+    return shape_;
+  }
+  /**
+   * <code>.stepstream.v1.LimitShape shape = 6;</code>
+   * @return The shape.
+   */
+  @java.lang.Override public dev.stepstream.v1.LimitShape getShape() {
+    dev.stepstream.v1.LimitShape result = dev.stepstream.v1.LimitShape.forNumber(shape_);
+    return result == null ? dev.stepstream.v1.LimitShape.UNRECOGNIZED : result;
+  }
+
+  public static final int MARGIN_FIELD_NUMBER = 7;
+  private com.google.protobuf.Duration margin_;
+  /**
+   * <pre>
+   * Window limits: the spread allowed between a grant and its arrival at the API.
+   * </pre>
+   *
+   * <code>.google.protobuf.Duration margin = 7;</code>
+   * @return Whether the margin field is set.
+   */
+  @java.lang.Override
+  public boolean hasMargin() {
+    return ((bitField0_ & 0x00000002) != 0);
+  }
+  /**
+   * <pre>
+   * Window limits: the spread allowed between a grant and its arrival at the API.
+   * </pre>
+   *
+   * <code>.google.protobuf.Duration margin = 7;</code>
+   * @return The margin.
+   */
+  @java.lang.Override
+  public com.google.protobuf.Duration getMargin() {
+    return margin_ == null ? com.google.protobuf.Duration.getDefaultInstance() : margin_;
+  }
+  /**
+   * <pre>
+   * Window limits: the spread allowed between a grant and its arrival at the API.
+   * </pre>
+   *
+   * <code>.google.protobuf.Duration margin = 7;</code>
+   */
+  @java.lang.Override
+  public com.google.protobuf.DurationOrBuilder getMarginOrBuilder() {
+    return margin_ == null ? com.google.protobuf.Duration.getDefaultInstance() : margin_;
+  }
+
+  public static final int PHASE_FIELD_NUMBER = 8;
+  private com.google.protobuf.Duration phase_;
+  /**
+   * <pre>
+   * Fixed windows whose phase is known: where the API's windows start, after
+   * multiples of `period` since the Unix epoch; absent: unknown.
+   * </pre>
+   *
+   * <code>.google.protobuf.Duration phase = 8;</code>
+   * @return Whether the phase field is set.
+   */
+  @java.lang.Override
+  public boolean hasPhase() {
+    return ((bitField0_ & 0x00000004) != 0);
+  }
+  /**
+   * <pre>
+   * Fixed windows whose phase is known: where the API's windows start, after
+   * multiples of `period` since the Unix epoch; absent: unknown.
+   * </pre>
+   *
+   * <code>.google.protobuf.Duration phase = 8;</code>
+   * @return The phase.
+   */
+  @java.lang.Override
+  public com.google.protobuf.Duration getPhase() {
+    return phase_ == null ? com.google.protobuf.Duration.getDefaultInstance() : phase_;
+  }
+  /**
+   * <pre>
+   * Fixed windows whose phase is known: where the API's windows start, after
+   * multiples of `period` since the Unix epoch; absent: unknown.
+   * </pre>
+   *
+   * <code>.google.protobuf.Duration phase = 8;</code>
+   */
+  @java.lang.Override
+  public com.google.protobuf.DurationOrBuilder getPhaseOrBuilder() {
+    return phase_ == null ? com.google.protobuf.Duration.getDefaultInstance() : phase_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -219,6 +317,15 @@ private static final long serialVersionUID = 0L;
     if (!com.google.protobuf.GeneratedMessage.isStringEmpty(unit_)) {
       com.google.protobuf.GeneratedMessage.writeString(output, 5, unit_);
     }
+    if (shape_ != dev.stepstream.v1.LimitShape.LIMIT_SHAPE_UNSPECIFIED.getNumber()) {
+      output.writeEnum(6, shape_);
+    }
+    if (((bitField0_ & 0x00000002) != 0)) {
+      output.writeMessage(7, getMargin());
+    }
+    if (((bitField0_ & 0x00000004) != 0)) {
+      output.writeMessage(8, getPhase());
+    }
     getUnknownFields().writeTo(output);
   }
   private int computeSerializedSize_0() {
@@ -240,6 +347,18 @@ private static final long serialVersionUID = 0L;
     }
     if (!com.google.protobuf.GeneratedMessage.isStringEmpty(unit_)) {
       size += com.google.protobuf.GeneratedMessage.computeStringSize(5, unit_);
+    }
+    if (shape_ != dev.stepstream.v1.LimitShape.LIMIT_SHAPE_UNSPECIFIED.getNumber()) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeEnumSize(6, shape_);
+    }
+    if (((bitField0_ & 0x00000002) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(7, getMargin());
+    }
+    if (((bitField0_ & 0x00000004) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(8, getPhase());
     }
     return size;
   }
@@ -279,6 +398,17 @@ private static final long serialVersionUID = 0L;
         != other.getBurst()) return false;
     if (!getUnit()
         .equals(other.getUnit())) return false;
+    if (shape_ != other.shape_) return false;
+    if (hasMargin() != other.hasMargin()) return false;
+    if (hasMargin()) {
+      if (!getMargin()
+          .equals(other.getMargin())) return false;
+    }
+    if (hasPhase() != other.hasPhase()) return false;
+    if (hasPhase()) {
+      if (!getPhase()
+          .equals(other.getPhase())) return false;
+    }
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -304,6 +434,16 @@ private static final long serialVersionUID = 0L;
         getBurst());
     hash = (37 * hash) + UNIT_FIELD_NUMBER;
     hash = (53 * hash) + getUnit().hashCode();
+    hash = (37 * hash) + SHAPE_FIELD_NUMBER;
+    hash = (53 * hash) + shape_;
+    if (hasMargin()) {
+      hash = (37 * hash) + MARGIN_FIELD_NUMBER;
+      hash = (53 * hash) + getMargin().hashCode();
+    }
+    if (hasPhase()) {
+      hash = (37 * hash) + PHASE_FIELD_NUMBER;
+      hash = (53 * hash) + getPhase().hashCode();
+    }
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -439,6 +579,8 @@ private static final long serialVersionUID = 0L;
       if (com.google.protobuf.GeneratedMessage
               .alwaysUseFieldBuilders) {
         internalGetPeriodFieldBuilder();
+        internalGetMarginFieldBuilder();
+        internalGetPhaseFieldBuilder();
       }
     }
     @java.lang.Override
@@ -454,6 +596,17 @@ private static final long serialVersionUID = 0L;
       }
       burst_ = 0L;
       unit_ = "";
+      shape_ = 0;
+      margin_ = null;
+      if (marginBuilder_ != null) {
+        marginBuilder_.dispose();
+        marginBuilder_ = null;
+      }
+      phase_ = null;
+      if (phaseBuilder_ != null) {
+        phaseBuilder_.dispose();
+        phaseBuilder_ = null;
+      }
       return this;
     }
 
@@ -506,6 +659,21 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00000010) != 0)) {
         result.unit_ = unit_;
       }
+      if (((from_bitField0_ & 0x00000020) != 0)) {
+        result.shape_ = shape_;
+      }
+      if (((from_bitField0_ & 0x00000040) != 0)) {
+        result.margin_ = marginBuilder_ == null
+            ? margin_
+            : marginBuilder_.build();
+        to_bitField0_ |= 0x00000002;
+      }
+      if (((from_bitField0_ & 0x00000080) != 0)) {
+        result.phase_ = phaseBuilder_ == null
+            ? phase_
+            : phaseBuilder_.build();
+        to_bitField0_ |= 0x00000004;
+      }
       result.bitField0_ |= to_bitField0_;
     }
 
@@ -539,6 +707,15 @@ private static final long serialVersionUID = 0L;
         unit_ = other.unit_;
         bitField0_ |= 0x00000010;
         onChanged();
+      }
+      if (other.shape_ != 0) {
+        setShapeValue(other.getShapeValue());
+      }
+      if (other.hasMargin()) {
+        mergeMargin(other.getMargin());
+      }
+      if (other.hasPhase()) {
+        mergePhase(other.getPhase());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -593,6 +770,25 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000010;
               break;
             } // case 42
+            case 48: {
+              shape_ = input.readEnum();
+              bitField0_ |= 0x00000020;
+              break;
+            } // case 48
+            case 58: {
+              input.readMessage(
+                  internalGetMarginFieldBuilder().getBuilder(),
+                  extensionRegistry);
+              bitField0_ |= 0x00000040;
+              break;
+            } // case 58
+            case 66: {
+              input.readMessage(
+                  internalGetPhaseFieldBuilder().getBuilder(),
+                  extensionRegistry);
+              bitField0_ |= 0x00000080;
+              break;
+            } // case 66
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -957,6 +1153,381 @@ private static final long serialVersionUID = 0L;
       bitField0_ |= 0x00000010;
       onChanged();
       return this;
+    }
+
+    private int shape_ = 0;
+    /**
+     * <code>.stepstream.v1.LimitShape shape = 6;</code>
+     * @return The enum numeric value on the wire for shape.
+     */
+    @java.lang.Override public int getShapeValue() {
+      return shape_;
+    }
+    /**
+     * <code>.stepstream.v1.LimitShape shape = 6;</code>
+     * @param value The enum numeric value on the wire for shape to set.
+     * @return This builder for chaining.
+     */
+    public Builder setShapeValue(int value) {
+      shape_ = value;
+      bitField0_ |= 0x00000020;
+      onChanged();
+      return this;
+    }
+    /**
+     * <code>.stepstream.v1.LimitShape shape = 6;</code>
+     * @return The shape.
+     */
+    @java.lang.Override
+    public dev.stepstream.v1.LimitShape getShape() {
+      dev.stepstream.v1.LimitShape result = dev.stepstream.v1.LimitShape.forNumber(shape_);
+      return result == null ? dev.stepstream.v1.LimitShape.UNRECOGNIZED : result;
+    }
+    /**
+     * <code>.stepstream.v1.LimitShape shape = 6;</code>
+     * @param value The shape to set.
+     * @throws IllegalArgumentException if UNRECOGNIZED is provided.
+     * @return This builder for chaining.
+     */
+    public Builder setShape(dev.stepstream.v1.LimitShape value) {
+      if (value == null) { throw new NullPointerException(); }
+      bitField0_ |= 0x00000020;
+      shape_ = value.getNumber();
+      onChanged();
+      return this;
+    }
+    /**
+     * <code>.stepstream.v1.LimitShape shape = 6;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearShape() {
+      bitField0_ = (bitField0_ & ~0x00000020);
+      shape_ = 0;
+      onChanged();
+      return this;
+    }
+
+    private com.google.protobuf.Duration margin_;
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Duration, com.google.protobuf.Duration.Builder, com.google.protobuf.DurationOrBuilder> marginBuilder_;
+    /**
+     * <pre>
+     * Window limits: the spread allowed between a grant and its arrival at the API.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration margin = 7;</code>
+     * @return Whether the margin field is set.
+     */
+    public boolean hasMargin() {
+      return ((bitField0_ & 0x00000040) != 0);
+    }
+    /**
+     * <pre>
+     * Window limits: the spread allowed between a grant and its arrival at the API.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration margin = 7;</code>
+     * @return The margin.
+     */
+    public com.google.protobuf.Duration getMargin() {
+      if (marginBuilder_ == null) {
+        return margin_ == null ? com.google.protobuf.Duration.getDefaultInstance() : margin_;
+      } else {
+        return marginBuilder_.getMessage();
+      }
+    }
+    /**
+     * <pre>
+     * Window limits: the spread allowed between a grant and its arrival at the API.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration margin = 7;</code>
+     */
+    public Builder setMargin(com.google.protobuf.Duration value) {
+      if (marginBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        margin_ = value;
+      } else {
+        marginBuilder_.setMessage(value);
+      }
+      bitField0_ |= 0x00000040;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Window limits: the spread allowed between a grant and its arrival at the API.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration margin = 7;</code>
+     */
+    public Builder setMargin(
+        com.google.protobuf.Duration.Builder builderForValue) {
+      if (marginBuilder_ == null) {
+        margin_ = builderForValue.build();
+      } else {
+        marginBuilder_.setMessage(builderForValue.build());
+      }
+      bitField0_ |= 0x00000040;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Window limits: the spread allowed between a grant and its arrival at the API.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration margin = 7;</code>
+     */
+    public Builder mergeMargin(com.google.protobuf.Duration value) {
+      if (marginBuilder_ == null) {
+        if (((bitField0_ & 0x00000040) != 0) &&
+          margin_ != null &&
+          margin_ != com.google.protobuf.Duration.getDefaultInstance()) {
+          getMarginBuilder().mergeFrom(value);
+        } else {
+          margin_ = value;
+        }
+      } else {
+        marginBuilder_.mergeFrom(value);
+      }
+      if (margin_ != null) {
+        bitField0_ |= 0x00000040;
+        onChanged();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Window limits: the spread allowed between a grant and its arrival at the API.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration margin = 7;</code>
+     */
+    public Builder clearMargin() {
+      bitField0_ = (bitField0_ & ~0x00000040);
+      margin_ = null;
+      if (marginBuilder_ != null) {
+        marginBuilder_.dispose();
+        marginBuilder_ = null;
+      }
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Window limits: the spread allowed between a grant and its arrival at the API.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration margin = 7;</code>
+     */
+    public com.google.protobuf.Duration.Builder getMarginBuilder() {
+      bitField0_ |= 0x00000040;
+      onChanged();
+      return internalGetMarginFieldBuilder().getBuilder();
+    }
+    /**
+     * <pre>
+     * Window limits: the spread allowed between a grant and its arrival at the API.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration margin = 7;</code>
+     */
+    public com.google.protobuf.DurationOrBuilder getMarginOrBuilder() {
+      if (marginBuilder_ != null) {
+        return marginBuilder_.getMessageOrBuilder();
+      } else {
+        return margin_ == null ?
+            com.google.protobuf.Duration.getDefaultInstance() : margin_;
+      }
+    }
+    /**
+     * <pre>
+     * Window limits: the spread allowed between a grant and its arrival at the API.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration margin = 7;</code>
+     */
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Duration, com.google.protobuf.Duration.Builder, com.google.protobuf.DurationOrBuilder> 
+        internalGetMarginFieldBuilder() {
+      if (marginBuilder_ == null) {
+        marginBuilder_ = new com.google.protobuf.SingleFieldBuilder<
+            com.google.protobuf.Duration, com.google.protobuf.Duration.Builder, com.google.protobuf.DurationOrBuilder>(
+                getMargin(),
+                getParentForChildren(),
+                isClean());
+        margin_ = null;
+      }
+      return marginBuilder_;
+    }
+
+    private com.google.protobuf.Duration phase_;
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Duration, com.google.protobuf.Duration.Builder, com.google.protobuf.DurationOrBuilder> phaseBuilder_;
+    /**
+     * <pre>
+     * Fixed windows whose phase is known: where the API's windows start, after
+     * multiples of `period` since the Unix epoch; absent: unknown.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration phase = 8;</code>
+     * @return Whether the phase field is set.
+     */
+    public boolean hasPhase() {
+      return ((bitField0_ & 0x00000080) != 0);
+    }
+    /**
+     * <pre>
+     * Fixed windows whose phase is known: where the API's windows start, after
+     * multiples of `period` since the Unix epoch; absent: unknown.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration phase = 8;</code>
+     * @return The phase.
+     */
+    public com.google.protobuf.Duration getPhase() {
+      if (phaseBuilder_ == null) {
+        return phase_ == null ? com.google.protobuf.Duration.getDefaultInstance() : phase_;
+      } else {
+        return phaseBuilder_.getMessage();
+      }
+    }
+    /**
+     * <pre>
+     * Fixed windows whose phase is known: where the API's windows start, after
+     * multiples of `period` since the Unix epoch; absent: unknown.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration phase = 8;</code>
+     */
+    public Builder setPhase(com.google.protobuf.Duration value) {
+      if (phaseBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        phase_ = value;
+      } else {
+        phaseBuilder_.setMessage(value);
+      }
+      bitField0_ |= 0x00000080;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Fixed windows whose phase is known: where the API's windows start, after
+     * multiples of `period` since the Unix epoch; absent: unknown.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration phase = 8;</code>
+     */
+    public Builder setPhase(
+        com.google.protobuf.Duration.Builder builderForValue) {
+      if (phaseBuilder_ == null) {
+        phase_ = builderForValue.build();
+      } else {
+        phaseBuilder_.setMessage(builderForValue.build());
+      }
+      bitField0_ |= 0x00000080;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Fixed windows whose phase is known: where the API's windows start, after
+     * multiples of `period` since the Unix epoch; absent: unknown.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration phase = 8;</code>
+     */
+    public Builder mergePhase(com.google.protobuf.Duration value) {
+      if (phaseBuilder_ == null) {
+        if (((bitField0_ & 0x00000080) != 0) &&
+          phase_ != null &&
+          phase_ != com.google.protobuf.Duration.getDefaultInstance()) {
+          getPhaseBuilder().mergeFrom(value);
+        } else {
+          phase_ = value;
+        }
+      } else {
+        phaseBuilder_.mergeFrom(value);
+      }
+      if (phase_ != null) {
+        bitField0_ |= 0x00000080;
+        onChanged();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Fixed windows whose phase is known: where the API's windows start, after
+     * multiples of `period` since the Unix epoch; absent: unknown.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration phase = 8;</code>
+     */
+    public Builder clearPhase() {
+      bitField0_ = (bitField0_ & ~0x00000080);
+      phase_ = null;
+      if (phaseBuilder_ != null) {
+        phaseBuilder_.dispose();
+        phaseBuilder_ = null;
+      }
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Fixed windows whose phase is known: where the API's windows start, after
+     * multiples of `period` since the Unix epoch; absent: unknown.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration phase = 8;</code>
+     */
+    public com.google.protobuf.Duration.Builder getPhaseBuilder() {
+      bitField0_ |= 0x00000080;
+      onChanged();
+      return internalGetPhaseFieldBuilder().getBuilder();
+    }
+    /**
+     * <pre>
+     * Fixed windows whose phase is known: where the API's windows start, after
+     * multiples of `period` since the Unix epoch; absent: unknown.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration phase = 8;</code>
+     */
+    public com.google.protobuf.DurationOrBuilder getPhaseOrBuilder() {
+      if (phaseBuilder_ != null) {
+        return phaseBuilder_.getMessageOrBuilder();
+      } else {
+        return phase_ == null ?
+            com.google.protobuf.Duration.getDefaultInstance() : phase_;
+      }
+    }
+    /**
+     * <pre>
+     * Fixed windows whose phase is known: where the API's windows start, after
+     * multiples of `period` since the Unix epoch; absent: unknown.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration phase = 8;</code>
+     */
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Duration, com.google.protobuf.Duration.Builder, com.google.protobuf.DurationOrBuilder> 
+        internalGetPhaseFieldBuilder() {
+      if (phaseBuilder_ == null) {
+        phaseBuilder_ = new com.google.protobuf.SingleFieldBuilder<
+            com.google.protobuf.Duration, com.google.protobuf.Duration.Builder, com.google.protobuf.DurationOrBuilder>(
+                getPhase(),
+                getParentForChildren(),
+                isClean());
+        phase_ = null;
+      }
+      return phaseBuilder_;
     }
 
     // @@protoc_insertion_point(builder_scope:stepstream.v1.Limit)

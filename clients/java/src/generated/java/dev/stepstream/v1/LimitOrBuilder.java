@@ -69,4 +69,72 @@ public interface LimitOrBuilder extends
    */
   com.google.protobuf.ByteString
       getUnitBytes();
+
+  /**
+   * <code>.stepstream.v1.LimitShape shape = 6;</code>
+   * @return The enum numeric value on the wire for shape.
+   */
+  int getShapeValue();
+  /**
+   * <code>.stepstream.v1.LimitShape shape = 6;</code>
+   * @return The shape.
+   */
+  dev.stepstream.v1.LimitShape getShape();
+
+  /**
+   * <pre>
+   * Window limits: the spread allowed between a grant and its arrival at the API.
+   * </pre>
+   *
+   * <code>.google.protobuf.Duration margin = 7;</code>
+   * @return Whether the margin field is set.
+   */
+  boolean hasMargin();
+  /**
+   * <pre>
+   * Window limits: the spread allowed between a grant and its arrival at the API.
+   * </pre>
+   *
+   * <code>.google.protobuf.Duration margin = 7;</code>
+   * @return The margin.
+   */
+  com.google.protobuf.Duration getMargin();
+  /**
+   * <pre>
+   * Window limits: the spread allowed between a grant and its arrival at the API.
+   * </pre>
+   *
+   * <code>.google.protobuf.Duration margin = 7;</code>
+   */
+  com.google.protobuf.DurationOrBuilder getMarginOrBuilder();
+
+  /**
+   * <pre>
+   * Fixed windows whose phase is known: where the API's windows start, after
+   * multiples of `period` since the Unix epoch; absent: unknown.
+   * </pre>
+   *
+   * <code>.google.protobuf.Duration phase = 8;</code>
+   * @return Whether the phase field is set.
+   */
+  boolean hasPhase();
+  /**
+   * <pre>
+   * Fixed windows whose phase is known: where the API's windows start, after
+   * multiples of `period` since the Unix epoch; absent: unknown.
+   * </pre>
+   *
+   * <code>.google.protobuf.Duration phase = 8;</code>
+   * @return The phase.
+   */
+  com.google.protobuf.Duration getPhase();
+  /**
+   * <pre>
+   * Fixed windows whose phase is known: where the API's windows start, after
+   * multiples of `period` since the Unix epoch; absent: unknown.
+   * </pre>
+   *
+   * <code>.google.protobuf.Duration phase = 8;</code>
+   */
+  com.google.protobuf.DurationOrBuilder getPhaseOrBuilder();
 }

@@ -8,9 +8,11 @@ import static io.grpc.MethodDescriptor.generateFullMethodName;
  * The rate-limiter sidecar (`stepstream ratelimiter`): one budget per external
  * API key (e.g. "wikipedia", "arxiv", "llm-tokens"), shared by every replica
  * when the sidecars share a Redis.
- * The algorithm is GCRA (an exact token bucket): over any window of W seconds
- * a key grants at most rate * W + burst tokens, with no doubling at window
- * edges. A caller that must wait is given a slot reserved for it in arrival
+ * A limit has one of two shapes. GCRA (an exact token bucket, `R/s burst B`):
+ * over any window of W seconds a key grants at most rate * W + burst tokens.
+ * Window limits (`N per W`, sliding or fixed): the API, counting arrivals its
+ * own way, never sees more than N in one of its windows of W, allowing a margin
+ * for the time between the grant and the request's arrival. A caller that must wait is given a slot reserved for it in arrival
  * order (first come, first served within a priority), and simply sleeps for
  * `wait` before calling the API: nobody polls.
  * Errors: INVALID_ARGUMENT with a google.rpc.BadRequest field violation for a
@@ -216,6 +218,37 @@ public final class RateLimiterServiceGrpc {
     return getReportThrottledMethod;
   }
 
+  private static volatile io.grpc.MethodDescriptor<dev.stepstream.v1.ObserveRemainingRequest,
+      dev.stepstream.v1.ObserveRemainingResponse> getObserveRemainingMethod;
+
+  @io.grpc.stub.annotations.RpcMethod(
+      fullMethodName = SERVICE_NAME + '/' + "ObserveRemaining",
+      requestType = dev.stepstream.v1.ObserveRemainingRequest.class,
+      responseType = dev.stepstream.v1.ObserveRemainingResponse.class,
+      methodType = io.grpc.MethodDescriptor.MethodType.UNARY)
+  public static io.grpc.MethodDescriptor<dev.stepstream.v1.ObserveRemainingRequest,
+      dev.stepstream.v1.ObserveRemainingResponse> getObserveRemainingMethod() {
+    io.grpc.MethodDescriptor<dev.stepstream.v1.ObserveRemainingRequest, dev.stepstream.v1.ObserveRemainingResponse> getObserveRemainingMethod;
+    if ((getObserveRemainingMethod = RateLimiterServiceGrpc.getObserveRemainingMethod) == null) {
+      synchronized (RateLimiterServiceGrpc.class) {
+        if ((getObserveRemainingMethod = RateLimiterServiceGrpc.getObserveRemainingMethod) == null) {
+          RateLimiterServiceGrpc.getObserveRemainingMethod = getObserveRemainingMethod =
+              io.grpc.MethodDescriptor.<dev.stepstream.v1.ObserveRemainingRequest, dev.stepstream.v1.ObserveRemainingResponse>newBuilder()
+              .setType(io.grpc.MethodDescriptor.MethodType.UNARY)
+              .setFullMethodName(generateFullMethodName(SERVICE_NAME, "ObserveRemaining"))
+              .setSampledToLocalTracing(true)
+              .setRequestMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  dev.stepstream.v1.ObserveRemainingRequest.getDefaultInstance()))
+              .setResponseMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  dev.stepstream.v1.ObserveRemainingResponse.getDefaultInstance()))
+              .setSchemaDescriptor(new RateLimiterServiceMethodDescriptorSupplier("ObserveRemaining"))
+              .build();
+        }
+      }
+    }
+    return getObserveRemainingMethod;
+  }
+
   private static volatile io.grpc.MethodDescriptor<dev.stepstream.v1.ListLimitsRequest,
       dev.stepstream.v1.ListLimitsResponse> getListLimitsMethod;
 
@@ -342,9 +375,11 @@ public final class RateLimiterServiceGrpc {
    * The rate-limiter sidecar (`stepstream ratelimiter`): one budget per external
    * API key (e.g. "wikipedia", "arxiv", "llm-tokens"), shared by every replica
    * when the sidecars share a Redis.
-   * The algorithm is GCRA (an exact token bucket): over any window of W seconds
-   * a key grants at most rate * W + burst tokens, with no doubling at window
-   * edges. A caller that must wait is given a slot reserved for it in arrival
+   * A limit has one of two shapes. GCRA (an exact token bucket, `R/s burst B`):
+   * over any window of W seconds a key grants at most rate * W + burst tokens.
+   * Window limits (`N per W`, sliding or fixed): the API, counting arrivals its
+   * own way, never sees more than N in one of its windows of W, allowing a margin
+   * for the time between the grant and the request's arrival. A caller that must wait is given a slot reserved for it in arrival
    * order (first come, first served within a priority), and simply sleeps for
    * `wait` before calling the API: nobody polls.
    * Errors: INVALID_ARGUMENT with a google.rpc.BadRequest field violation for a
@@ -426,6 +461,18 @@ public final class RateLimiterServiceGrpc {
 
     /**
      * <pre>
+     * The API said how much it has left (RateLimit-Remaining, x-ratelimit-remaining-*):
+     * when that is less than the key has, the difference is consumed in the shared
+     * budget (someone outside stepstream spent it), for every replica.
+     * </pre>
+     */
+    default void observeRemaining(dev.stepstream.v1.ObserveRemainingRequest request,
+        io.grpc.stub.StreamObserver<dev.stepstream.v1.ObserveRemainingResponse> responseObserver) {
+      io.grpc.stub.ServerCalls.asyncUnimplementedUnaryCall(getObserveRemainingMethod(), responseObserver);
+    }
+
+    /**
+     * <pre>
      * Every declared limit.
      * </pre>
      */
@@ -451,9 +498,11 @@ public final class RateLimiterServiceGrpc {
    * The rate-limiter sidecar (`stepstream ratelimiter`): one budget per external
    * API key (e.g. "wikipedia", "arxiv", "llm-tokens"), shared by every replica
    * when the sidecars share a Redis.
-   * The algorithm is GCRA (an exact token bucket): over any window of W seconds
-   * a key grants at most rate * W + burst tokens, with no doubling at window
-   * edges. A caller that must wait is given a slot reserved for it in arrival
+   * A limit has one of two shapes. GCRA (an exact token bucket, `R/s burst B`):
+   * over any window of W seconds a key grants at most rate * W + burst tokens.
+   * Window limits (`N per W`, sliding or fixed): the API, counting arrivals its
+   * own way, never sees more than N in one of its windows of W, allowing a margin
+   * for the time between the grant and the request's arrival. A caller that must wait is given a slot reserved for it in arrival
    * order (first come, first served within a priority), and simply sleeps for
    * `wait` before calling the API: nobody polls.
    * Errors: INVALID_ARGUMENT with a google.rpc.BadRequest field violation for a
@@ -479,9 +528,11 @@ public final class RateLimiterServiceGrpc {
    * The rate-limiter sidecar (`stepstream ratelimiter`): one budget per external
    * API key (e.g. "wikipedia", "arxiv", "llm-tokens"), shared by every replica
    * when the sidecars share a Redis.
-   * The algorithm is GCRA (an exact token bucket): over any window of W seconds
-   * a key grants at most rate * W + burst tokens, with no doubling at window
-   * edges. A caller that must wait is given a slot reserved for it in arrival
+   * A limit has one of two shapes. GCRA (an exact token bucket, `R/s burst B`):
+   * over any window of W seconds a key grants at most rate * W + burst tokens.
+   * Window limits (`N per W`, sliding or fixed): the API, counting arrivals its
+   * own way, never sees more than N in one of its windows of W, allowing a margin
+   * for the time between the grant and the request's arrival. A caller that must wait is given a slot reserved for it in arrival
    * order (first come, first served within a priority), and simply sleeps for
    * `wait` before calling the API: nobody polls.
    * Errors: INVALID_ARGUMENT with a google.rpc.BadRequest field violation for a
@@ -580,6 +631,19 @@ public final class RateLimiterServiceGrpc {
 
     /**
      * <pre>
+     * The API said how much it has left (RateLimit-Remaining, x-ratelimit-remaining-*):
+     * when that is less than the key has, the difference is consumed in the shared
+     * budget (someone outside stepstream spent it), for every replica.
+     * </pre>
+     */
+    public void observeRemaining(dev.stepstream.v1.ObserveRemainingRequest request,
+        io.grpc.stub.StreamObserver<dev.stepstream.v1.ObserveRemainingResponse> responseObserver) {
+      io.grpc.stub.ClientCalls.asyncUnaryCall(
+          getChannel().newCall(getObserveRemainingMethod(), getCallOptions()), request, responseObserver);
+    }
+
+    /**
+     * <pre>
      * Every declared limit.
      * </pre>
      */
@@ -607,9 +671,11 @@ public final class RateLimiterServiceGrpc {
    * The rate-limiter sidecar (`stepstream ratelimiter`): one budget per external
    * API key (e.g. "wikipedia", "arxiv", "llm-tokens"), shared by every replica
    * when the sidecars share a Redis.
-   * The algorithm is GCRA (an exact token bucket): over any window of W seconds
-   * a key grants at most rate * W + burst tokens, with no doubling at window
-   * edges. A caller that must wait is given a slot reserved for it in arrival
+   * A limit has one of two shapes. GCRA (an exact token bucket, `R/s burst B`):
+   * over any window of W seconds a key grants at most rate * W + burst tokens.
+   * Window limits (`N per W`, sliding or fixed): the API, counting arrivals its
+   * own way, never sees more than N in one of its windows of W, allowing a margin
+   * for the time between the grant and the request's arrival. A caller that must wait is given a slot reserved for it in arrival
    * order (first come, first served within a priority), and simply sleeps for
    * `wait` before calling the API: nobody polls.
    * Errors: INVALID_ARGUMENT with a google.rpc.BadRequest field violation for a
@@ -704,6 +770,18 @@ public final class RateLimiterServiceGrpc {
 
     /**
      * <pre>
+     * The API said how much it has left (RateLimit-Remaining, x-ratelimit-remaining-*):
+     * when that is less than the key has, the difference is consumed in the shared
+     * budget (someone outside stepstream spent it), for every replica.
+     * </pre>
+     */
+    public dev.stepstream.v1.ObserveRemainingResponse observeRemaining(dev.stepstream.v1.ObserveRemainingRequest request) throws io.grpc.StatusException {
+      return io.grpc.stub.ClientCalls.blockingV2UnaryCall(
+          getChannel(), getObserveRemainingMethod(), getCallOptions(), request);
+    }
+
+    /**
+     * <pre>
      * Every declared limit.
      * </pre>
      */
@@ -729,9 +807,11 @@ public final class RateLimiterServiceGrpc {
    * The rate-limiter sidecar (`stepstream ratelimiter`): one budget per external
    * API key (e.g. "wikipedia", "arxiv", "llm-tokens"), shared by every replica
    * when the sidecars share a Redis.
-   * The algorithm is GCRA (an exact token bucket): over any window of W seconds
-   * a key grants at most rate * W + burst tokens, with no doubling at window
-   * edges. A caller that must wait is given a slot reserved for it in arrival
+   * A limit has one of two shapes. GCRA (an exact token bucket, `R/s burst B`):
+   * over any window of W seconds a key grants at most rate * W + burst tokens.
+   * Window limits (`N per W`, sliding or fixed): the API, counting arrivals its
+   * own way, never sees more than N in one of its windows of W, allowing a margin
+   * for the time between the grant and the request's arrival. A caller that must wait is given a slot reserved for it in arrival
    * order (first come, first served within a priority), and simply sleeps for
    * `wait` before calling the API: nobody polls.
    * Errors: INVALID_ARGUMENT with a google.rpc.BadRequest field violation for a
@@ -812,6 +892,18 @@ public final class RateLimiterServiceGrpc {
 
     /**
      * <pre>
+     * The API said how much it has left (RateLimit-Remaining, x-ratelimit-remaining-*):
+     * when that is less than the key has, the difference is consumed in the shared
+     * budget (someone outside stepstream spent it), for every replica.
+     * </pre>
+     */
+    public dev.stepstream.v1.ObserveRemainingResponse observeRemaining(dev.stepstream.v1.ObserveRemainingRequest request) {
+      return io.grpc.stub.ClientCalls.blockingUnaryCall(
+          getChannel(), getObserveRemainingMethod(), getCallOptions(), request);
+    }
+
+    /**
+     * <pre>
      * Every declared limit.
      * </pre>
      */
@@ -837,9 +929,11 @@ public final class RateLimiterServiceGrpc {
    * The rate-limiter sidecar (`stepstream ratelimiter`): one budget per external
    * API key (e.g. "wikipedia", "arxiv", "llm-tokens"), shared by every replica
    * when the sidecars share a Redis.
-   * The algorithm is GCRA (an exact token bucket): over any window of W seconds
-   * a key grants at most rate * W + burst tokens, with no doubling at window
-   * edges. A caller that must wait is given a slot reserved for it in arrival
+   * A limit has one of two shapes. GCRA (an exact token bucket, `R/s burst B`):
+   * over any window of W seconds a key grants at most rate * W + burst tokens.
+   * Window limits (`N per W`, sliding or fixed): the API, counting arrivals its
+   * own way, never sees more than N in one of its windows of W, allowing a margin
+   * for the time between the grant and the request's arrival. A caller that must wait is given a slot reserved for it in arrival
    * order (first come, first served within a priority), and simply sleeps for
    * `wait` before calling the API: nobody polls.
    * Errors: INVALID_ARGUMENT with a google.rpc.BadRequest field violation for a
@@ -925,6 +1019,19 @@ public final class RateLimiterServiceGrpc {
 
     /**
      * <pre>
+     * The API said how much it has left (RateLimit-Remaining, x-ratelimit-remaining-*):
+     * when that is less than the key has, the difference is consumed in the shared
+     * budget (someone outside stepstream spent it), for every replica.
+     * </pre>
+     */
+    public com.google.common.util.concurrent.ListenableFuture<dev.stepstream.v1.ObserveRemainingResponse> observeRemaining(
+        dev.stepstream.v1.ObserveRemainingRequest request) {
+      return io.grpc.stub.ClientCalls.futureUnaryCall(
+          getChannel().newCall(getObserveRemainingMethod(), getCallOptions()), request);
+    }
+
+    /**
+     * <pre>
      * Every declared limit.
      * </pre>
      */
@@ -951,9 +1058,10 @@ public final class RateLimiterServiceGrpc {
   private static final int METHODID_RELEASE_LEASE = 2;
   private static final int METHODID_RECONCILE = 3;
   private static final int METHODID_REPORT_THROTTLED = 4;
-  private static final int METHODID_LIST_LIMITS = 5;
-  private static final int METHODID_DESCRIBE_LIMIT = 6;
-  private static final int METHODID_ACQUIRE_STREAM = 7;
+  private static final int METHODID_OBSERVE_REMAINING = 5;
+  private static final int METHODID_LIST_LIMITS = 6;
+  private static final int METHODID_DESCRIBE_LIMIT = 7;
+  private static final int METHODID_ACQUIRE_STREAM = 8;
 
   private static final class MethodHandlers<Req, Resp> implements
       io.grpc.stub.ServerCalls.UnaryMethod<Req, Resp>,
@@ -991,6 +1099,10 @@ public final class RateLimiterServiceGrpc {
         case METHODID_REPORT_THROTTLED:
           serviceImpl.reportThrottled((dev.stepstream.v1.ReportThrottledRequest) request,
               (io.grpc.stub.StreamObserver<dev.stepstream.v1.ReportThrottledResponse>) responseObserver);
+          break;
+        case METHODID_OBSERVE_REMAINING:
+          serviceImpl.observeRemaining((dev.stepstream.v1.ObserveRemainingRequest) request,
+              (io.grpc.stub.StreamObserver<dev.stepstream.v1.ObserveRemainingResponse>) responseObserver);
           break;
         case METHODID_LIST_LIMITS:
           serviceImpl.listLimits((dev.stepstream.v1.ListLimitsRequest) request,
@@ -1064,6 +1176,13 @@ public final class RateLimiterServiceGrpc {
               dev.stepstream.v1.ReportThrottledResponse>(
                 service, METHODID_REPORT_THROTTLED)))
         .addMethod(
+          getObserveRemainingMethod(),
+          io.grpc.stub.ServerCalls.asyncUnaryCall(
+            new MethodHandlers<
+              dev.stepstream.v1.ObserveRemainingRequest,
+              dev.stepstream.v1.ObserveRemainingResponse>(
+                service, METHODID_OBSERVE_REMAINING)))
+        .addMethod(
           getListLimitsMethod(),
           io.grpc.stub.ServerCalls.asyncUnaryCall(
             new MethodHandlers<
@@ -1131,6 +1250,7 @@ public final class RateLimiterServiceGrpc {
               .addMethod(getReleaseLeaseMethod())
               .addMethod(getReconcileMethod())
               .addMethod(getReportThrottledMethod())
+              .addMethod(getObserveRemainingMethod())
               .addMethod(getListLimitsMethod())
               .addMethod(getDescribeLimitMethod())
               .build();

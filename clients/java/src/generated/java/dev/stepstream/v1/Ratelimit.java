@@ -33,6 +33,11 @@ public final class Ratelimit extends com.google.protobuf.GeneratedFile {
     com.google.protobuf.GeneratedMessage.FieldAccessorTable
       internal_static_stepstream_v1_AcquireRequest_fieldAccessorTable;
   static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_stepstream_v1_KeyCost_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_stepstream_v1_KeyCost_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
     internal_static_stepstream_v1_AcquireResponse_descriptor;
   static final 
     com.google.protobuf.GeneratedMessage.FieldAccessorTable
@@ -93,6 +98,16 @@ public final class Ratelimit extends com.google.protobuf.GeneratedFile {
     com.google.protobuf.GeneratedMessage.FieldAccessorTable
       internal_static_stepstream_v1_ReportThrottledResponse_fieldAccessorTable;
   static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_stepstream_v1_ObserveRemainingRequest_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_stepstream_v1_ObserveRemainingRequest_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_stepstream_v1_ObserveRemainingResponse_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_stepstream_v1_ObserveRemainingResponse_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
     internal_static_stepstream_v1_Limit_descriptor;
   static final 
     com.google.protobuf.GeneratedMessage.FieldAccessorTable
@@ -128,87 +143,102 @@ public final class Ratelimit extends com.google.protobuf.GeneratedFile {
     java.lang.String[] descriptorData = {
       "\n\035stepstream/v1/ratelimit.proto\022\rstepstr" +
       "eam.v1\032\036google/protobuf/duration.proto\032\037" +
-      "google/protobuf/timestamp.proto\"\203\001\n\016Acqu" +
+      "google/protobuf/timestamp.proto\"\251\001\n\016Acqu" +
       "ireRequest\022\013\n\003key\030\001 \001(\t\022\014\n\004cost\030\002 \001(\003\022+\n" +
       "\010max_wait\030\003 \001(\0132\031.google.protobuf.Durati" +
       "on\022)\n\010priority\030\004 \001(\0162\027.stepstream.v1.Pri" +
-      "ority\"\363\001\n\017AcquireResponse\022.\n\007outcome\030\001 \001" +
-      "(\0162\035.stepstream.v1.AcquireOutcome\022\'\n\004wai" +
-      "t\030\002 \001(\0132\031.google.protobuf.Duration\022.\n\013re" +
-      "try_after\030\003 \001(\0132\031.google.protobuf.Durati" +
-      "on\022.\n\ngranted_at\030\004 \001(\0132\032.google.protobuf" +
-      ".Timestamp\022\'\n\004mode\030\005 \001(\0162\031.stepstream.v1" +
-      ".BudgetMode\"\325\001\n\024AcquireStreamRequest\022\n\n\002" +
-      "id\030\001 \001(\004\022.\n\007acquire\030\002 \001(\0132\035.stepstream.v" +
-      "1.AcquireRequest\022L\n\rtrace_context\030\003 \003(\0132" +
-      "5.stepstream.v1.AcquireStreamRequest.Tra" +
-      "ceContextEntry\0323\n\021TraceContextEntry\022\013\n\003k" +
-      "ey\030\001 \001(\t\022\r\n\005value\030\002 \001(\t:\0028\001\"\177\n\025AcquireSt" +
-      "reamResponse\022\n\n\002id\030\001 \001(\004\022/\n\007acquire\030\002 \001(" +
-      "\0132\036.stepstream.v1.AcquireResponse\022\022\n\nerr" +
-      "or_code\030\003 \001(\005\022\025\n\rerror_message\030\004 \001(\t\"\262\001\n" +
-      "\023AcquireLeaseRequest\022\013\n\003key\030\001 \001(\t\022\016\n\006tok" +
-      "ens\030\002 \001(\003\022+\n\010max_wait\030\003 \001(\0132\031.google.pro" +
-      "tobuf.Duration\022)\n\010priority\030\004 \001(\0162\027.steps" +
-      "tream.v1.Priority\022&\n\003ttl\030\005 \001(\0132\031.google." +
-      "protobuf.Duration\"\311\002\n\024AcquireLeaseRespon" +
-      "se\022.\n\007outcome\030\001 \001(\0162\035.stepstream.v1.Acqu" +
-      "ireOutcome\022\020\n\010lease_id\030\002 \001(\t\022\016\n\006tokens\030\003" +
-      " \001(\003\022\'\n\004wait\030\004 \001(\0132\031.google.protobuf.Dur" +
-      "ation\022-\n\nexpires_in\030\005 \001(\0132\031.google.proto" +
-      "buf.Duration\022.\n\013retry_after\030\006 \001(\0132\031.goog" +
-      "le.protobuf.Duration\022.\n\ngranted_at\030\007 \001(\013" +
-      "2\032.google.protobuf.Timestamp\022\'\n\004mode\030\010 \001" +
-      "(\0162\031.stepstream.v1.BudgetMode\"5\n\023Release" +
-      "LeaseRequest\022\020\n\010lease_id\030\001 \001(\t\022\014\n\004used\030\002" +
-      " \001(\003\"(\n\024ReleaseLeaseResponse\022\020\n\010returned" +
-      "\030\001 \001(\003\"A\n\020ReconcileRequest\022\013\n\003key\030\001 \001(\t\022" +
-      "\020\n\010reserved\030\002 \001(\003\022\016\n\006actual\030\003 \001(\003\"\023\n\021Rec" +
-      "oncileResponse\"U\n\026ReportThrottledRequest" +
-      "\022\013\n\003key\030\001 \001(\t\022.\n\013retry_after\030\002 \001(\0132\031.goo" +
-      "gle.protobuf.Duration\"H\n\027ReportThrottled" +
-      "Response\022-\n\npaused_for\030\001 \001(\0132\031.google.pr" +
-      "otobuf.Duration\"j\n\005Limit\022\013\n\003key\030\001 \001(\t\022\014\n" +
-      "\004rate\030\002 \001(\001\022)\n\006period\030\003 \001(\0132\031.google.pro" +
-      "tobuf.Duration\022\r\n\005burst\030\004 \001(\003\022\014\n\004unit\030\005 " +
-      "\001(\t\"\023\n\021ListLimitsRequest\":\n\022ListLimitsRe" +
-      "sponse\022$\n\006limits\030\001 \003(\0132\024.stepstream.v1.L" +
-      "imit\"#\n\024DescribeLimitRequest\022\013\n\003key\030\001 \001(" +
-      "\t\"\344\001\n\025DescribeLimitResponse\022#\n\005limit\030\001 \001" +
-      "(\0132\024.stepstream.v1.Limit\022\021\n\tavailable\030\002 " +
-      "\001(\003\022*\n\007full_in\030\003 \001(\0132\031.google.protobuf.D" +
-      "uration\022-\n\npaused_for\030\004 \001(\0132\031.google.pro" +
-      "tobuf.Duration\022\017\n\007waiting\030\005 \001(\003\022\'\n\004mode\030" +
-      "\006 \001(\0162\031.stepstream.v1.BudgetMode*g\n\010Prio" +
-      "rity\022\030\n\024PRIORITY_UNSPECIFIED\020\000\022\030\n\024PRIORI" +
-      "TY_INTERACTIVE\020\001\022\023\n\017PRIORITY_NORMAL\020\002\022\022\n" +
-      "\016PRIORITY_BATCH\020\003*k\n\016AcquireOutcome\022\037\n\033A" +
-      "CQUIRE_OUTCOME_UNSPECIFIED\020\000\022\033\n\027ACQUIRE_" +
-      "OUTCOME_GRANTED\020\001\022\033\n\027ACQUIRE_OUTCOME_REF" +
-      "USED\020\002*X\n\nBudgetMode\022\033\n\027BUDGET_MODE_UNSP" +
-      "ECIFIED\020\000\022\026\n\022BUDGET_MODE_SHARED\020\001\022\025\n\021BUD" +
-      "GET_MODE_LOCAL\020\0022\321\005\n\022RateLimiterService\022" +
-      "H\n\007Acquire\022\035.stepstream.v1.AcquireReques" +
-      "t\032\036.stepstream.v1.AcquireResponse\022^\n\rAcq" +
-      "uireStream\022#.stepstream.v1.AcquireStream" +
-      "Request\032$.stepstream.v1.AcquireStreamRes" +
-      "ponse(\0010\001\022W\n\014AcquireLease\022\".stepstream.v" +
-      "1.AcquireLeaseRequest\032#.stepstream.v1.Ac" +
-      "quireLeaseResponse\022W\n\014ReleaseLease\022\".ste" +
-      "pstream.v1.ReleaseLeaseRequest\032#.stepstr" +
-      "eam.v1.ReleaseLeaseResponse\022N\n\tReconcile" +
-      "\022\037.stepstream.v1.ReconcileRequest\032 .step" +
-      "stream.v1.ReconcileResponse\022`\n\017ReportThr" +
-      "ottled\022%.stepstream.v1.ReportThrottledRe" +
-      "quest\032&.stepstream.v1.ReportThrottledRes" +
-      "ponse\022Q\n\nListLimits\022 .stepstream.v1.List" +
-      "LimitsRequest\032!.stepstream.v1.ListLimits" +
-      "Response\022Z\n\rDescribeLimit\022#.stepstream.v" +
-      "1.DescribeLimitRequest\032$.stepstream.v1.D" +
-      "escribeLimitResponseB\\\n\021dev.stepstream.v" +
-      "1P\001ZEgithub.com/stepstream/stepstream/cl" +
-      "ients/go/stepstreamv1;stepstreamv1b\006prot" +
-      "o3"
+      "ority\022$\n\004also\030\005 \003(\0132\026.stepstream.v1.KeyC" +
+      "ost\"$\n\007KeyCost\022\013\n\003key\030\001 \001(\t\022\014\n\004cost\030\002 \001(" +
+      "\003\"\205\002\n\017AcquireResponse\022.\n\007outcome\030\001 \001(\0162\035" +
+      ".stepstream.v1.AcquireOutcome\022\'\n\004wait\030\002 " +
+      "\001(\0132\031.google.protobuf.Duration\022.\n\013retry_" +
+      "after\030\003 \001(\0132\031.google.protobuf.Duration\022." +
+      "\n\ngranted_at\030\004 \001(\0132\032.google.protobuf.Tim" +
+      "estamp\022\'\n\004mode\030\005 \001(\0162\031.stepstream.v1.Bud" +
+      "getMode\022\020\n\010grant_id\030\006 \001(\t\"\325\001\n\024AcquireStr" +
+      "eamRequest\022\n\n\002id\030\001 \001(\004\022.\n\007acquire\030\002 \001(\0132" +
+      "\035.stepstream.v1.AcquireRequest\022L\n\rtrace_" +
+      "context\030\003 \003(\01325.stepstream.v1.AcquireStr" +
+      "eamRequest.TraceContextEntry\0323\n\021TraceCon" +
+      "textEntry\022\013\n\003key\030\001 \001(\t\022\r\n\005value\030\002 \001(\t:\0028" +
+      "\001\"\177\n\025AcquireStreamResponse\022\n\n\002id\030\001 \001(\004\022/" +
+      "\n\007acquire\030\002 \001(\0132\036.stepstream.v1.AcquireR" +
+      "esponse\022\022\n\nerror_code\030\003 \001(\005\022\025\n\rerror_mes" +
+      "sage\030\004 \001(\t\"\262\001\n\023AcquireLeaseRequest\022\013\n\003ke" +
+      "y\030\001 \001(\t\022\016\n\006tokens\030\002 \001(\003\022+\n\010max_wait\030\003 \001(" +
+      "\0132\031.google.protobuf.Duration\022)\n\010priority" +
+      "\030\004 \001(\0162\027.stepstream.v1.Priority\022&\n\003ttl\030\005" +
+      " \001(\0132\031.google.protobuf.Duration\"\311\002\n\024Acqu" +
+      "ireLeaseResponse\022.\n\007outcome\030\001 \001(\0162\035.step" +
+      "stream.v1.AcquireOutcome\022\020\n\010lease_id\030\002 \001" +
+      "(\t\022\016\n\006tokens\030\003 \001(\003\022\'\n\004wait\030\004 \001(\0132\031.googl" +
+      "e.protobuf.Duration\022-\n\nexpires_in\030\005 \001(\0132" +
+      "\031.google.protobuf.Duration\022.\n\013retry_afte" +
+      "r\030\006 \001(\0132\031.google.protobuf.Duration\022.\n\ngr" +
+      "anted_at\030\007 \001(\0132\032.google.protobuf.Timesta" +
+      "mp\022\'\n\004mode\030\010 \001(\0162\031.stepstream.v1.BudgetM" +
+      "ode\"5\n\023ReleaseLeaseRequest\022\020\n\010lease_id\030\001" +
+      " \001(\t\022\014\n\004used\030\002 \001(\003\"(\n\024ReleaseLeaseRespon" +
+      "se\022\020\n\010returned\030\001 \001(\003\"S\n\020ReconcileRequest" +
+      "\022\013\n\003key\030\001 \001(\t\022\020\n\010reserved\030\002 \001(\003\022\016\n\006actua" +
+      "l\030\003 \001(\003\022\020\n\010grant_id\030\004 \001(\t\"\023\n\021ReconcileRe" +
+      "sponse\"U\n\026ReportThrottledRequest\022\013\n\003key\030" +
+      "\001 \001(\t\022.\n\013retry_after\030\002 \001(\0132\031.google.prot" +
+      "obuf.Duration\"H\n\027ReportThrottledResponse" +
+      "\022-\n\npaused_for\030\001 \001(\0132\031.google.protobuf.D" +
+      "uration\"i\n\027ObserveRemainingRequest\022\013\n\003ke" +
+      "y\030\001 \001(\t\022\021\n\tremaining\030\002 \001(\003\022.\n\013reset_afte" +
+      "r\030\003 \001(\0132\031.google.protobuf.Duration\",\n\030Ob" +
+      "serveRemainingResponse\022\020\n\010consumed\030\001 \001(\003" +
+      "\"\351\001\n\005Limit\022\013\n\003key\030\001 \001(\t\022\014\n\004rate\030\002 \001(\001\022)\n" +
+      "\006period\030\003 \001(\0132\031.google.protobuf.Duration" +
+      "\022\r\n\005burst\030\004 \001(\003\022\014\n\004unit\030\005 \001(\t\022(\n\005shape\030\006" +
+      " \001(\0162\031.stepstream.v1.LimitShape\022)\n\006margi" +
+      "n\030\007 \001(\0132\031.google.protobuf.Duration\022(\n\005ph" +
+      "ase\030\010 \001(\0132\031.google.protobuf.Duration\"\023\n\021" +
+      "ListLimitsRequest\":\n\022ListLimitsResponse\022" +
+      "$\n\006limits\030\001 \003(\0132\024.stepstream.v1.Limit\"#\n" +
+      "\024DescribeLimitRequest\022\013\n\003key\030\001 \001(\t\"\344\001\n\025D" +
+      "escribeLimitResponse\022#\n\005limit\030\001 \001(\0132\024.st" +
+      "epstream.v1.Limit\022\021\n\tavailable\030\002 \001(\003\022*\n\007" +
+      "full_in\030\003 \001(\0132\031.google.protobuf.Duration" +
+      "\022-\n\npaused_for\030\004 \001(\0132\031.google.protobuf.D" +
+      "uration\022\017\n\007waiting\030\005 \001(\003\022\'\n\004mode\030\006 \001(\0162\031" +
+      ".stepstream.v1.BudgetMode*g\n\010Priority\022\030\n" +
+      "\024PRIORITY_UNSPECIFIED\020\000\022\030\n\024PRIORITY_INTE" +
+      "RACTIVE\020\001\022\023\n\017PRIORITY_NORMAL\020\002\022\022\n\016PRIORI" +
+      "TY_BATCH\020\003*k\n\016AcquireOutcome\022\037\n\033ACQUIRE_" +
+      "OUTCOME_UNSPECIFIED\020\000\022\033\n\027ACQUIRE_OUTCOME" +
+      "_GRANTED\020\001\022\033\n\027ACQUIRE_OUTCOME_REFUSED\020\002*" +
+      "X\n\nBudgetMode\022\033\n\027BUDGET_MODE_UNSPECIFIED" +
+      "\020\000\022\026\n\022BUDGET_MODE_SHARED\020\001\022\025\n\021BUDGET_MOD" +
+      "E_LOCAL\020\002*o\n\nLimitShape\022\033\n\027LIMIT_SHAPE_U" +
+      "NSPECIFIED\020\000\022\024\n\020LIMIT_SHAPE_GCRA\020\001\022\027\n\023LI" +
+      "MIT_SHAPE_SLIDING\020\002\022\025\n\021LIMIT_SHAPE_FIXED" +
+      "\020\0032\266\006\n\022RateLimiterService\022H\n\007Acquire\022\035.s" +
+      "tepstream.v1.AcquireRequest\032\036.stepstream" +
+      ".v1.AcquireResponse\022^\n\rAcquireStream\022#.s" +
+      "tepstream.v1.AcquireStreamRequest\032$.step" +
+      "stream.v1.AcquireStreamResponse(\0010\001\022W\n\014A" +
+      "cquireLease\022\".stepstream.v1.AcquireLease" +
+      "Request\032#.stepstream.v1.AcquireLeaseResp" +
+      "onse\022W\n\014ReleaseLease\022\".stepstream.v1.Rel" +
+      "easeLeaseRequest\032#.stepstream.v1.Release" +
+      "LeaseResponse\022N\n\tReconcile\022\037.stepstream." +
+      "v1.ReconcileRequest\032 .stepstream.v1.Reco" +
+      "ncileResponse\022`\n\017ReportThrottled\022%.steps" +
+      "tream.v1.ReportThrottledRequest\032&.stepst" +
+      "ream.v1.ReportThrottledResponse\022c\n\020Obser" +
+      "veRemaining\022&.stepstream.v1.ObserveRemai" +
+      "ningRequest\032\'.stepstream.v1.ObserveRemai" +
+      "ningResponse\022Q\n\nListLimits\022 .stepstream." +
+      "v1.ListLimitsRequest\032!.stepstream.v1.Lis" +
+      "tLimitsResponse\022Z\n\rDescribeLimit\022#.steps" +
+      "tream.v1.DescribeLimitRequest\032$.stepstre" +
+      "am.v1.DescribeLimitResponseB\\\n\021dev.steps" +
+      "tream.v1P\001ZEgithub.com/stepstream/stepst" +
+      "ream/clients/go/stepstreamv1;stepstreamv" +
+      "1b\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -221,15 +251,21 @@ public final class Ratelimit extends com.google.protobuf.GeneratedFile {
     internal_static_stepstream_v1_AcquireRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_stepstream_v1_AcquireRequest_descriptor,
-        new java.lang.String[] { "Key", "Cost", "MaxWait", "Priority", });
-    internal_static_stepstream_v1_AcquireResponse_descriptor =
+        new java.lang.String[] { "Key", "Cost", "MaxWait", "Priority", "Also", });
+    internal_static_stepstream_v1_KeyCost_descriptor =
       getDescriptor().getMessageType(1);
+    internal_static_stepstream_v1_KeyCost_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_stepstream_v1_KeyCost_descriptor,
+        new java.lang.String[] { "Key", "Cost", });
+    internal_static_stepstream_v1_AcquireResponse_descriptor =
+      getDescriptor().getMessageType(2);
     internal_static_stepstream_v1_AcquireResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_stepstream_v1_AcquireResponse_descriptor,
-        new java.lang.String[] { "Outcome", "Wait", "RetryAfter", "GrantedAt", "Mode", });
+        new java.lang.String[] { "Outcome", "Wait", "RetryAfter", "GrantedAt", "Mode", "GrantId", });
     internal_static_stepstream_v1_AcquireStreamRequest_descriptor =
-      getDescriptor().getMessageType(2);
+      getDescriptor().getMessageType(3);
     internal_static_stepstream_v1_AcquireStreamRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_stepstream_v1_AcquireStreamRequest_descriptor,
@@ -241,85 +277,97 @@ public final class Ratelimit extends com.google.protobuf.GeneratedFile {
         internal_static_stepstream_v1_AcquireStreamRequest_TraceContextEntry_descriptor,
         new java.lang.String[] { "Key", "Value", });
     internal_static_stepstream_v1_AcquireStreamResponse_descriptor =
-      getDescriptor().getMessageType(3);
+      getDescriptor().getMessageType(4);
     internal_static_stepstream_v1_AcquireStreamResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_stepstream_v1_AcquireStreamResponse_descriptor,
         new java.lang.String[] { "Id", "Acquire", "ErrorCode", "ErrorMessage", });
     internal_static_stepstream_v1_AcquireLeaseRequest_descriptor =
-      getDescriptor().getMessageType(4);
+      getDescriptor().getMessageType(5);
     internal_static_stepstream_v1_AcquireLeaseRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_stepstream_v1_AcquireLeaseRequest_descriptor,
         new java.lang.String[] { "Key", "Tokens", "MaxWait", "Priority", "Ttl", });
     internal_static_stepstream_v1_AcquireLeaseResponse_descriptor =
-      getDescriptor().getMessageType(5);
+      getDescriptor().getMessageType(6);
     internal_static_stepstream_v1_AcquireLeaseResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_stepstream_v1_AcquireLeaseResponse_descriptor,
         new java.lang.String[] { "Outcome", "LeaseId", "Tokens", "Wait", "ExpiresIn", "RetryAfter", "GrantedAt", "Mode", });
     internal_static_stepstream_v1_ReleaseLeaseRequest_descriptor =
-      getDescriptor().getMessageType(6);
+      getDescriptor().getMessageType(7);
     internal_static_stepstream_v1_ReleaseLeaseRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_stepstream_v1_ReleaseLeaseRequest_descriptor,
         new java.lang.String[] { "LeaseId", "Used", });
     internal_static_stepstream_v1_ReleaseLeaseResponse_descriptor =
-      getDescriptor().getMessageType(7);
+      getDescriptor().getMessageType(8);
     internal_static_stepstream_v1_ReleaseLeaseResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_stepstream_v1_ReleaseLeaseResponse_descriptor,
         new java.lang.String[] { "Returned", });
     internal_static_stepstream_v1_ReconcileRequest_descriptor =
-      getDescriptor().getMessageType(8);
+      getDescriptor().getMessageType(9);
     internal_static_stepstream_v1_ReconcileRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_stepstream_v1_ReconcileRequest_descriptor,
-        new java.lang.String[] { "Key", "Reserved", "Actual", });
+        new java.lang.String[] { "Key", "Reserved", "Actual", "GrantId", });
     internal_static_stepstream_v1_ReconcileResponse_descriptor =
-      getDescriptor().getMessageType(9);
+      getDescriptor().getMessageType(10);
     internal_static_stepstream_v1_ReconcileResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_stepstream_v1_ReconcileResponse_descriptor,
         new java.lang.String[] { });
     internal_static_stepstream_v1_ReportThrottledRequest_descriptor =
-      getDescriptor().getMessageType(10);
+      getDescriptor().getMessageType(11);
     internal_static_stepstream_v1_ReportThrottledRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_stepstream_v1_ReportThrottledRequest_descriptor,
         new java.lang.String[] { "Key", "RetryAfter", });
     internal_static_stepstream_v1_ReportThrottledResponse_descriptor =
-      getDescriptor().getMessageType(11);
+      getDescriptor().getMessageType(12);
     internal_static_stepstream_v1_ReportThrottledResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_stepstream_v1_ReportThrottledResponse_descriptor,
         new java.lang.String[] { "PausedFor", });
+    internal_static_stepstream_v1_ObserveRemainingRequest_descriptor =
+      getDescriptor().getMessageType(13);
+    internal_static_stepstream_v1_ObserveRemainingRequest_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_stepstream_v1_ObserveRemainingRequest_descriptor,
+        new java.lang.String[] { "Key", "Remaining", "ResetAfter", });
+    internal_static_stepstream_v1_ObserveRemainingResponse_descriptor =
+      getDescriptor().getMessageType(14);
+    internal_static_stepstream_v1_ObserveRemainingResponse_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_stepstream_v1_ObserveRemainingResponse_descriptor,
+        new java.lang.String[] { "Consumed", });
     internal_static_stepstream_v1_Limit_descriptor =
-      getDescriptor().getMessageType(12);
+      getDescriptor().getMessageType(15);
     internal_static_stepstream_v1_Limit_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_stepstream_v1_Limit_descriptor,
-        new java.lang.String[] { "Key", "Rate", "Period", "Burst", "Unit", });
+        new java.lang.String[] { "Key", "Rate", "Period", "Burst", "Unit", "Shape", "Margin", "Phase", });
     internal_static_stepstream_v1_ListLimitsRequest_descriptor =
-      getDescriptor().getMessageType(13);
+      getDescriptor().getMessageType(16);
     internal_static_stepstream_v1_ListLimitsRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_stepstream_v1_ListLimitsRequest_descriptor,
         new java.lang.String[] { });
     internal_static_stepstream_v1_ListLimitsResponse_descriptor =
-      getDescriptor().getMessageType(14);
+      getDescriptor().getMessageType(17);
     internal_static_stepstream_v1_ListLimitsResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_stepstream_v1_ListLimitsResponse_descriptor,
         new java.lang.String[] { "Limits", });
     internal_static_stepstream_v1_DescribeLimitRequest_descriptor =
-      getDescriptor().getMessageType(15);
+      getDescriptor().getMessageType(18);
     internal_static_stepstream_v1_DescribeLimitRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_stepstream_v1_DescribeLimitRequest_descriptor,
         new java.lang.String[] { "Key", });
     internal_static_stepstream_v1_DescribeLimitResponse_descriptor =
-      getDescriptor().getMessageType(16);
+      getDescriptor().getMessageType(19);
     internal_static_stepstream_v1_DescribeLimitResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_stepstream_v1_DescribeLimitResponse_descriptor,

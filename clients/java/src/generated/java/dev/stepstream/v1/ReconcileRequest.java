@@ -30,6 +30,7 @@ private static final long serialVersionUID = 0L;
   }
   private ReconcileRequest() {
     key_ = "";
+    grantId_ = "";
   }
 
   public static final com.google.protobuf.Descriptors.Descriptor
@@ -119,6 +120,55 @@ private static final long serialVersionUID = 0L;
     return actual_;
   }
 
+  public static final int GRANT_ID_FIELD_NUMBER = 4;
+  @SuppressWarnings("serial")
+  private volatile java.lang.Object grantId_ = "";
+  /**
+   * <pre>
+   * The grant's id from AcquireResponse. Without it a window limit charges extra
+   * use now and cannot give an unused rest back.
+   * </pre>
+   *
+   * <code>string grant_id = 4;</code>
+   * @return The grantId.
+   */
+  @java.lang.Override
+  public java.lang.String getGrantId() {
+    java.lang.Object ref = grantId_;
+    if (ref instanceof java.lang.String) {
+      return (java.lang.String) ref;
+    } else {
+      com.google.protobuf.ByteString bs = 
+          (com.google.protobuf.ByteString) ref;
+      java.lang.String s = bs.toStringUtf8();
+      grantId_ = s;
+      return s;
+    }
+  }
+  /**
+   * <pre>
+   * The grant's id from AcquireResponse. Without it a window limit charges extra
+   * use now and cannot give an unused rest back.
+   * </pre>
+   *
+   * <code>string grant_id = 4;</code>
+   * @return The bytes for grantId.
+   */
+  @java.lang.Override
+  public com.google.protobuf.ByteString
+      getGrantIdBytes() {
+    java.lang.Object ref = grantId_;
+    if (ref instanceof java.lang.String) {
+      com.google.protobuf.ByteString b = 
+          com.google.protobuf.ByteString.copyFromUtf8(
+              (java.lang.String) ref);
+      grantId_ = b;
+      return b;
+    } else {
+      return (com.google.protobuf.ByteString) ref;
+    }
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -142,6 +192,9 @@ private static final long serialVersionUID = 0L;
     if (actual_ != 0L) {
       output.writeInt64(3, actual_);
     }
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(grantId_)) {
+      com.google.protobuf.GeneratedMessage.writeString(output, 4, grantId_);
+    }
     getUnknownFields().writeTo(output);
   }
   private int computeSerializedSize_0() {
@@ -156,6 +209,9 @@ private static final long serialVersionUID = 0L;
     if (actual_ != 0L) {
       size += com.google.protobuf.CodedOutputStream
         .computeInt64Size(3, actual_);
+    }
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(grantId_)) {
+      size += com.google.protobuf.GeneratedMessage.computeStringSize(4, grantId_);
     }
     return size;
   }
@@ -187,6 +243,8 @@ private static final long serialVersionUID = 0L;
         != other.getReserved()) return false;
     if (getActual()
         != other.getActual()) return false;
+    if (!getGrantId()
+        .equals(other.getGrantId())) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -206,6 +264,8 @@ private static final long serialVersionUID = 0L;
     hash = (37 * hash) + ACTUAL_FIELD_NUMBER;
     hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
         getActual());
+    hash = (37 * hash) + GRANT_ID_FIELD_NUMBER;
+    hash = (53 * hash) + getGrantId().hashCode();
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -340,6 +400,7 @@ private static final long serialVersionUID = 0L;
       key_ = "";
       reserved_ = 0L;
       actual_ = 0L;
+      grantId_ = "";
       return this;
     }
 
@@ -382,6 +443,9 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00000004) != 0)) {
         result.actual_ = actual_;
       }
+      if (((from_bitField0_ & 0x00000008) != 0)) {
+        result.grantId_ = grantId_;
+      }
     }
 
     @java.lang.Override
@@ -406,6 +470,11 @@ private static final long serialVersionUID = 0L;
       }
       if (other.getActual() != 0L) {
         setActual(other.getActual());
+      }
+      if (!other.getGrantId().isEmpty()) {
+        grantId_ = other.grantId_;
+        bitField0_ |= 0x00000008;
+        onChanged();
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -448,6 +517,11 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000004;
               break;
             } // case 24
+            case 34: {
+              grantId_ = input.readStringRequireUtf8();
+              bitField0_ |= 0x00000008;
+              break;
+            } // case 34
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -621,6 +695,103 @@ private static final long serialVersionUID = 0L;
     public Builder clearActual() {
       bitField0_ = (bitField0_ & ~0x00000004);
       actual_ = 0L;
+      onChanged();
+      return this;
+    }
+
+    private java.lang.Object grantId_ = "";
+    /**
+     * <pre>
+     * The grant's id from AcquireResponse. Without it a window limit charges extra
+     * use now and cannot give an unused rest back.
+     * </pre>
+     *
+     * <code>string grant_id = 4;</code>
+     * @return The grantId.
+     */
+    public java.lang.String getGrantId() {
+      java.lang.Object ref = grantId_;
+      if (!(ref instanceof java.lang.String)) {
+        com.google.protobuf.ByteString bs =
+            (com.google.protobuf.ByteString) ref;
+        java.lang.String s = bs.toStringUtf8();
+        grantId_ = s;
+        return s;
+      } else {
+        return (java.lang.String) ref;
+      }
+    }
+    /**
+     * <pre>
+     * The grant's id from AcquireResponse. Without it a window limit charges extra
+     * use now and cannot give an unused rest back.
+     * </pre>
+     *
+     * <code>string grant_id = 4;</code>
+     * @return The bytes for grantId.
+     */
+    public com.google.protobuf.ByteString
+        getGrantIdBytes() {
+      java.lang.Object ref = grantId_;
+      if (ref instanceof String) {
+        com.google.protobuf.ByteString b = 
+            com.google.protobuf.ByteString.copyFromUtf8(
+                (java.lang.String) ref);
+        grantId_ = b;
+        return b;
+      } else {
+        return (com.google.protobuf.ByteString) ref;
+      }
+    }
+    /**
+     * <pre>
+     * The grant's id from AcquireResponse. Without it a window limit charges extra
+     * use now and cannot give an unused rest back.
+     * </pre>
+     *
+     * <code>string grant_id = 4;</code>
+     * @param value The grantId to set.
+     * @return This builder for chaining.
+     */
+    public Builder setGrantId(
+        java.lang.String value) {
+      if (value == null) { throw new NullPointerException(); }
+      grantId_ = value;
+      bitField0_ |= 0x00000008;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * The grant's id from AcquireResponse. Without it a window limit charges extra
+     * use now and cannot give an unused rest back.
+     * </pre>
+     *
+     * <code>string grant_id = 4;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearGrantId() {
+      grantId_ = getDefaultInstance().getGrantId();
+      bitField0_ = (bitField0_ & ~0x00000008);
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * The grant's id from AcquireResponse. Without it a window limit charges extra
+     * use now and cannot give an unused rest back.
+     * </pre>
+     *
+     * <code>string grant_id = 4;</code>
+     * @param value The bytes for grantId to set.
+     * @return This builder for chaining.
+     */
+    public Builder setGrantIdBytes(
+        com.google.protobuf.ByteString value) {
+      if (value == null) { throw new NullPointerException(); }
+      checkByteStringIsUtf8(value);
+      grantId_ = value;
+      bitField0_ |= 0x00000008;
       onChanged();
       return this;
     }

@@ -42,4 +42,26 @@ public interface ReconcileRequestOrBuilder extends
    * @return The actual.
    */
   long getActual();
+
+  /**
+   * <pre>
+   * The grant's id from AcquireResponse. Without it a window limit charges extra
+   * use now and cannot give an unused rest back.
+   * </pre>
+   *
+   * <code>string grant_id = 4;</code>
+   * @return The grantId.
+   */
+  java.lang.String getGrantId();
+  /**
+   * <pre>
+   * The grant's id from AcquireResponse. Without it a window limit charges extra
+   * use now and cannot give an unused rest back.
+   * </pre>
+   *
+   * <code>string grant_id = 4;</code>
+   * @return The bytes for grantId.
+   */
+  com.google.protobuf.ByteString
+      getGrantIdBytes();
 }

@@ -27,6 +27,7 @@ import aiohttp
 from typing_extensions import TypedDict  # pydantic needs it for JSON schemas on Python < 3.12
 
 from stepstream.ratelimiter.client import Limiter, current_limiter
+from stepstream.ratelimiter.client.headers import learn_from_response
 
 Source = Literal["wikipedia", "arxiv"]
 SOURCES: tuple[Source, ...] = ("wikipedia", "arxiv")
@@ -94,7 +95,9 @@ class ApiSettings:
 # has stepstream's shared limiter in its context: `api_slot` takes a token of
 # the API's key before each HTTP call, so all runs on all replicas share one
 # budget per API instead of each run discovering the limit through 429s, and
-# `report_rate_limited` pauses the key for everyone when a 429 gets through.
+# `learn_from_api` reads every answer's rate-limit headers into the shared budget:
+# a 429 pauses the key for everyone, and an X-RateLimit-Remaining below what the
+# budget thinks (someone else spends the same API) shrinks it for every replica.
 # Run without a limiter (in-process, in tests), both do nothing and the API's
 # own limit answers 429, which `search` honours.
 # ---------------------------------------------------------------------------
@@ -130,6 +133,13 @@ async def report_rate_limited(api: str, retry_after_s: float) -> None:
     limiter = _limiter(api)
     if limiter is not None:
         await limiter.report_throttled(api, retry_after_s)
+
+
+async def learn_from_api(api: str, status: int, headers: Mapping[str, str]) -> None:
+    """Pass what `api` said about its limits (429, remaining, reset) to the run's limiter."""
+    limiter = _limiter(api)
+    if limiter is not None:
+        await learn_from_response(limiter, api, status, headers)
 
 
 # ---------------------------------------------------------------------------
@@ -172,12 +182,14 @@ class Reply:
     status: int
     retry_after: str | None
     body: bytes
+    headers: Mapping[str, str]
 
 
 async def _get(url: str, params: dict[str, str], settings: ApiSettings) -> Reply:
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=settings.timeout_s)
     async with http_session().get(url, params=params, timeout=timeout) as response:
-        return Reply(response.status, response.headers.get("Retry-After"), await response.read())
+        body = await response.read()
+        return Reply(response.status, response.headers.get("Retry-After"), body, dict(response.headers))
 
 
 def parse_retry_after(value: str | None, default: float = 1.0) -> float:
@@ -270,10 +282,11 @@ async def search(source: str, query: str, settings: ApiSettings) -> tuple[list[H
                 reply = await _get(url, params, settings)
         except (aiohttp.ClientError, TimeoutError) as exc:
             return _failed(record, "error", f"{type(exc).__name__}: {exc}")
+        # Every answer tells the shared budget what the API has left; a 429 pauses the key.
+        await learn_from_api(source, reply.status, reply.headers)
         if reply.status == 429:
             record["http_429"] += 1
             wait = parse_retry_after(reply.retry_after)
-            await report_rate_limited(source, wait)
             if record["attempts"] > settings.max_retries or wait > settings.max_retry_wait_s:
                 return _failed(record, "rate_limited", f"HTTP 429, Retry-After {wait:g} s")
             # Back off outside api_slot: a waiting task must not hold a share of the budget.

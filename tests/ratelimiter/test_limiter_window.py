@@ -15,9 +15,8 @@ from hypothesis import strategies as st
 from stepstream.ratelimiter import window
 from stepstream.ratelimiter.backends.memory import MemoryBackend
 from stepstream.ratelimiter.backends.redis_backend import RedisBackend
-from stepstream.ratelimiter.config import LimitSpec, Shape, parse_limit
+from stepstream.ratelimiter.config import LimiterSettings, LimitSpec, Shape, parse_limit
 from stepstream.ratelimiter.core import LimiterCore
-from stepstream.ratelimiter.config import LimiterSettings
 
 MS = 1_000_000
 S = 1_000 * MS
@@ -233,7 +232,7 @@ async def test_redis_window_script_decides_like_the_memory_twin(
     # The twin on Redis's clock at the decision.
     clock = FakeClock()
     memory = MemoryBackend(clock)
-    clock.now += red.epoch_ns - memory._now()  # noqa: SLF001 - align the twin's wall clock
+    clock.now += red.epoch_ns - memory._now()
     mem = await memory.reserve(spec, requests)
     assert len(red.waits_ns) == len(mem.waits_ns)
     for a, b in zip(red.waits_ns, mem.waits_ns, strict=True):

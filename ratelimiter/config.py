@@ -62,7 +62,7 @@ _RATE_RE = re.compile(
 )
 # The default spread allowed between a grant and the request's arrival at the API
 # (docs/ratelimiter.md: measured on loopback with three sidecars and 192 callers).
-DEFAULT_WINDOW_MARGIN_MS = 40.0
+DEFAULT_WINDOW_MARGIN_MS = 100.0
 
 
 class ConfigError(ValueError):
@@ -105,6 +105,10 @@ class LimitSpec:
     # FIXED only: where the API's windows start, seconds after multiples of period_s
     # since the Unix epoch on the store's clock; None: unknown (counted as sliding).
     phase_s: float | None = None
+    # Window shapes: at most this many tokens in any at_once/rate of the window, so a
+    # window's worth is not granted in one instant (its callers could not all send in
+    # time: the last would reach the API after the margin). 0: the whole window at once.
+    at_once: int = 0
 
     @property
     def tokens_per_second(self) -> float:
@@ -136,7 +140,8 @@ class LimitSpec:
             return self
         if self.is_window:
             n = max(1, int(self.rate) // share)
-            return dataclasses.replace(self, rate=float(n), burst=n)
+            at_once = max(1, self.at_once // share) if self.at_once else 0
+            return dataclasses.replace(self, rate=float(n), burst=n, at_once=at_once)
         return dataclasses.replace(self, rate=self.rate / share, burst=max(1, self.burst // share))
 
 
@@ -223,7 +228,7 @@ def default_burst(rate: float) -> int:
     return max(1, math.ceil(rate / 10))
 
 
-_TABLE_FIELDS = ("rate", "period", "burst", "window", "margin", "phase", "unit")
+_TABLE_FIELDS = ("rate", "period", "burst", "window", "margin", "phase", "at_once", "unit")
 
 
 def _table_of(value: Any, source: str, where: str) -> dict[str, Any]:
@@ -289,7 +294,7 @@ def parse_limit(
     if not isinstance(unit, str) or not unit:
         raise ConfigError(source, f"{where}.unit", "must be a non-empty string")
     if shape is Shape.GCRA:
-        for name in ("margin", "phase"):
+        for name in ("margin", "phase", "at_once"):
             if name in table:
                 raise ConfigError(source, f"{where}.{name}", "only window limits (no burst) take it")
         burst = table.get("burst", default_burst(float(rate)))
@@ -343,7 +348,18 @@ def _window_spec(
         if 2 * margin >= period:
             raise ConfigError(source, f"{where}.margin", "an aligned fixed window needs a margin below W/2")
     n = int(rate)
-    return LimitSpec(key, float(n), period, n, unit, shape, margin, phase)
+    at_once = table.get("at_once", default_at_once(n))
+    if isinstance(at_once, bool) or not isinstance(at_once, int) or not 1 <= at_once <= n:
+        raise ConfigError(
+            source, f"{where}.at_once", f"must be a whole number from 1 to {n}, got {at_once!r}"
+        )
+    return LimitSpec(key, float(n), period, n, unit, shape, margin, phase, at_once)
+
+
+def default_at_once(n: int) -> int:
+    # A tenth of the window at once: a busy process sends ten requests within a few
+    # milliseconds, where a hundred at once would reach the API over a hundred or more.
+    return max(1, math.ceil(n / 10))
 
 
 def _check_type(source: str, key: str, value: Any, expected: type) -> None:

@@ -38,10 +38,13 @@ NS = 1_000_000_000
 
 
 class _KeyState:
-    __slots__ = ("busy", "dispatcher", "interval_ns", "next_slot_ns", "queue", "spec")
+    """The waiting line of one key, or of one set of keys always taken together."""
 
-    def __init__(self, spec: LimitSpec) -> None:
-        self.spec = spec
+    __slots__ = ("busy", "dispatcher", "interval_ns", "next_slot_ns", "queue", "spec", "specs")
+
+    def __init__(self, *specs: LimitSpec) -> None:
+        self.specs = specs
+        spec = self.spec = specs[0]
         self.queue = FairQueue()
         self.dispatcher: asyncio.Task[None] | None = None
         # A fast-path store call is out for this key.
@@ -63,6 +66,8 @@ class LimiterCore:
         self.settings = settings
         self.backend = backend
         self._keys = {key: _KeyState(spec) for key, spec in settings.limits.items()}
+        # Lines of sets of keys taken together (e.g. an LLM's requests and tokens).
+        self._sets: dict[tuple[str, ...], _KeyState] = {}
         self._ahead_ns = int(settings.reserve_ahead_ms * 1_000_000)
         self._leases: dict[str, tuple[LimitSpec, int, int]] = {}
         self._lease_expiry: list[tuple[int, str]] = []
@@ -174,7 +179,7 @@ class LimiterCore:
             # The caller went away: leave the line, or give back a slot granted meanwhile.
             if waiter.future.done() and not waiter.future.cancelled() and waiter.future.exception() is None:
                 if waiter.future.result().granted:
-                    await asyncio.shield(self._give_back(state.spec, tokens, waiter.grant_id))
+                    await asyncio.shield(self._give_back_all(state, waiter))
             else:
                 self._leave(state, waiter)
             raise
@@ -223,8 +228,13 @@ class LimiterCore:
                 batch = state.queue.plan(self.settings.max_batch)
                 now = time.monotonic_ns()
                 requests = [(w.tokens, max(min(self._ahead_ns, w.deadline_ns - now), 0)) for w in batch]
+                if len(state.specs) > 1:
+                    # A set's head reserves its slot however far ahead it lies, so that
+                    # lines of single keys, which keep their next slots taken, cannot push
+                    # it back for ever; the rest of the set's line waits behind it.
+                    requests[0] = (batch[0].tokens, max(batch[0].deadline_ns - now, 0))
                 try:
-                    result = await self.backend.reserve(state.spec, requests, [w.grant_id for w in batch])
+                    result = await self._reserve(state, batch, requests)
                 except StoreUnavailable as exc:
                     for waiter in state.queue.drain():
                         self._settle(waiter, exc)
@@ -232,7 +242,7 @@ class LimiterCore:
                 for waiter, wait in zip(batch, result.waits_ns, strict=False):
                     if waiter.dead:
                         # Expired or cancelled while the store decided: the slot goes back.
-                        await self._give_back(state.spec, waiter.tokens, waiter.grant_id)
+                        await self._give_back_all(state, waiter)
                         continue
                     state.queue.served(waiter)
                     self._settle(waiter, _granted(result, wait, waiter.grant_id))
@@ -266,6 +276,19 @@ class LimiterCore:
         else:
             waiter.future.set_result(outcome)
 
+    async def _reserve(
+        self, state: _KeyState, batch: Sequence[Waiter], requests: Sequence[tuple[int, int]]
+    ) -> BatchResult:
+        ids = [w.grant_id for w in batch]
+        if len(state.specs) == 1:
+            return await self.backend.reserve(state.spec, requests, ids)
+        costs = [(w.costs, wait) for w, (_, wait) in zip(batch, requests, strict=True)]
+        return await self.backend.reserve_set(state.specs, costs, ids)
+
+    async def _give_back_all(self, state: _KeyState, waiter: Waiter) -> None:
+        for spec, tokens in zip(state.specs, waiter.costs, strict=True):
+            await self._give_back(spec, tokens, waiter.grant_id)
+
     async def _give_back(self, spec: LimitSpec, tokens: int, grant_id: str = "") -> None:
         with contextlib.suppress(Exception):
             await self.backend.adjust(spec, -tokens, grant_id, tokens)
@@ -285,21 +308,43 @@ class LimiterCore:
             return await self.acquire(key, tokens, max_wait_s, priority)
         if not items:
             raise InvalidRequest("key", "must not be empty")
-        seen: set[str] = set()
-        specs: list[tuple[LimitSpec, int]] = []
         max_wait_ns = 0
         for key, tokens in items:
-            if key in seen:
-                raise InvalidRequest("also", f"key {key!r} is named twice: add its costs into one")
-            seen.add(key)
-            state, max_wait_ns = self._check(key, tokens, max_wait_s)
-            specs.append((state.spec, tokens))
-        grant_id = _grant_id()
-        result = await self.backend.reserve_many(specs, max_wait_ns, grant_id)
-        if result.waits_ns:
-            return _granted(result, result.waits_ns[0], grant_id)
-        retry = result.retry_after_ns or 0
-        return Decision(False, retry_after_s=retry / NS, mode=result.mode)
+            _, max_wait_ns = self._check(key, tokens, max_wait_s)
+        keys = tuple(key for key, _ in items)
+        if len(set(keys)) != len(keys):
+            raise InvalidRequest("also", "a key is named twice: add its costs into one")
+        state = self._sets.get(keys)
+        if state is None:
+            state = self._sets[keys] = _KeyState(*(self._keys[key].spec for key in keys))
+        costs = tuple(tokens for _, tokens in items)
+        now = time.monotonic_ns()
+        if not state.queue and not state.busy:
+            # The set's line is empty: this caller heads it and reserves its slot at once.
+            state.busy = True
+            grant_id = _grant_id()
+            try:
+                result = await self.backend.reserve_set(state.specs, [(costs, max_wait_ns)], [grant_id])
+            finally:
+                state.busy = False
+            if result.waits_ns:
+                return _granted(result, result.waits_ns[0], grant_id)
+            retry = result.retry_after_ns or 0
+            state.next_slot_ns = max(state.next_slot_ns, time.monotonic_ns() + retry)
+            return Decision(False, retry_after_s=retry / NS, mode=result.mode)
+        waiter = self._enqueue(state, costs[0], priority, now + max_wait_ns)
+        if isinstance(waiter, Decision):
+            return waiter
+        waiter.costs = costs
+        try:
+            return await waiter.future
+        except asyncio.CancelledError:
+            if waiter.future.done() and not waiter.future.cancelled() and waiter.future.exception() is None:
+                if waiter.future.result().granted:
+                    await asyncio.shield(self._give_back_all(state, waiter))
+            else:
+                self._leave(state, waiter)
+            raise
 
     async def release_many(self, items: Sequence[tuple[str, int]], grant_id: str) -> None:
         """Give back a grant over several keys that will not be used (its caller left)."""
@@ -402,7 +447,7 @@ class LimiterCore:
         return state.spec, live
 
     async def close(self) -> None:
-        for state in self._keys.values():
+        for state in [*self._keys.values(), *self._sets.values()]:
             for waiter in state.queue.drain():
                 self._settle(waiter, StoreUnavailable("the rate limiter is shutting down"))
             if state.dispatcher and not state.dispatcher.done():

@@ -20,7 +20,7 @@ from stepstream.ratelimiter.types import PRIORITY_WEIGHTS, Decision, Priority
 class Waiter:
     """One queued caller; `future` receives its decision."""
 
-    __slots__ = ("dead", "deadline_ns", "future", "grant_id", "priority", "timer", "tokens")
+    __slots__ = ("costs", "dead", "deadline_ns", "future", "grant_id", "priority", "timer", "tokens")
 
     def __init__(
         self, tokens: int, priority: Priority, deadline_ns: int, future: asyncio.Future[Decision]
@@ -32,6 +32,8 @@ class Waiter:
         self.timer: asyncio.TimerHandle | None = None
         # The name its grant is logged under (window limits give it back by name).
         self.grant_id = ""
+        # On a line of several keys: the tokens of each (`tokens` is the first's).
+        self.costs: tuple[int, ...] = (tokens,)
         # Left the line without being served (refused at its deadline, or cancelled).
         self.dead = False
 

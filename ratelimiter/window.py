@@ -8,6 +8,9 @@ ticks, kept in time order. A request granted at t reaches the API somewhere in
   grants in (t - W - margin, t], with it, cost at most N. Two grants W + margin
   apart arrive at least W apart, so any window of W the API counts, wherever it
   starts and whatever its clock's offset from ours, holds at most N.
+- Paced (`at_once`): also at most `at_once` in any at_once/N of the window, so a
+  window's worth is spread over it instead of granted in one instant, which its
+  callers could not all send within the margin.
 - Fixed with a known phase (the API's windows are [kW + phase, (k+1)W + phase) on
   the store's clock, give or take the margin): a grant at t may arrive in any
   window within a margin of t, so it counts in the extended windows
@@ -41,6 +44,9 @@ class WindowParams:
     margin: int
     # Aligned fixed windows: where windows start, in ticks after multiples of `period`.
     phase: int | None
+    # Pacing: at most `pace_limit` in any `pace_span` (0: none).
+    pace_limit: int = 0
+    pace_span: int = 0
 
     @classmethod
     def from_spec(cls, spec: LimitSpec, ns_per_tick: int) -> WindowParams:
@@ -49,7 +55,9 @@ class WindowParams:
             return -(-round(seconds * 1_000_000_000) // ns_per_tick)
 
         phase = None if not spec.aligned else round((spec.phase_s or 0.0) * 1_000_000_000) // ns_per_tick
-        return cls(int(spec.rate), ticks(spec.period_s), ticks(spec.margin_s), phase)
+        pace = spec.at_once if 0 < spec.at_once < spec.rate else 0
+        pace_span = ticks(spec.period_s * pace / spec.rate) if pace else 0
+        return cls(int(spec.rate), ticks(spec.period_s), ticks(spec.margin_s), phase, pace, pace_span)
 
     @property
     def span(self) -> int:
@@ -64,14 +72,17 @@ def earliest(log: Sequence[Entry], now: int, cost: int, p: WindowParams) -> int:
     if cost > p.limit:
         raise ValueError(f"a cost of {cost} never fits a window of {p.limit}")
     start = max(now, log[-1][0] if log else now)
+    if p.pace_limit:
+        # Paced: no more than pace_limit in any pace_span (a cost above it waits for
+        # the span to be empty, then goes alone).
+        start = _earliest_sliding(log, start, cost, p.pace_limit, p.pace_span - 1)
     if p.phase is None:
-        return _earliest_sliding(log, start, cost, p)
+        return _earliest_sliding(log, start, cost, p.limit, p.period + p.margin)
     return _earliest_aligned(log, start, cost, p)
 
 
-def _earliest_sliding(log: Sequence[Entry], start: int, cost: int, p: WindowParams) -> int:
-    room = p.limit - cost
-    span = p.period + p.margin
+def _earliest_sliding(log: Sequence[Entry], start: int, cost: int, limit: int, span: int) -> int:
+    room = limit - cost
     total = 0
     for at, n, _ in reversed(log):
         if at <= start - span:

@@ -52,6 +52,13 @@ class Backend(Protocol):
         for all of them, the earliest at which every key can grant its tokens."""
         ...
 
+    async def reserve_set(
+        self, specs: Sequence[LimitSpec], requests: Sequence[tuple[Sequence[int], int]], ids: Sequence[str]
+    ) -> BatchResult:
+        """`reserve_many` for a batch over the same keys: (tokens per key, max_wait_ns)
+        each, in order; the first that cannot be granted stops the batch."""
+        ...
+
     async def adjust(self, spec: LimitSpec, tokens: int, grant_id: str = "", reserved: int = 0) -> Mode:
         """Charge (tokens > 0) or give back (tokens < 0) budget; with the grant's id (and
         the tokens it `reserved`), a window limit changes that grant in its log."""

@@ -150,18 +150,26 @@ class FailoverBackend:
     async def reserve_many(
         self, items: Sequence[tuple[LimitSpec, int]], max_wait_ns: int, grant_id: str
     ) -> BatchResult:
-        local = [(self._local_spec(spec), n) for spec, n in items]
+        return await self.reserve_set(
+            [s for s, _ in items], [([n for _, n in items], max_wait_ns)], [grant_id]
+        )
+
+    async def reserve_set(
+        self, specs: Sequence[LimitSpec], requests: Sequence[tuple[Sequence[int], int]], ids: Sequence[str]
+    ) -> BatchResult:
+        local = [self._local_spec(spec) for spec in specs]
 
         async def from_local() -> BatchResult:
-            fit = [(s, min(n, s.burst)) for s, n in local]
-            result = await self._local.reserve_many(fit, max_wait_ns, grant_id)
-            if result.waits_ns:
-                for (s, n), (_, f) in zip(local, fit, strict=True):
+            # Costs above a local budget's smaller size are capped, and the rest charged as debt.
+            fit = [([min(n, s.burst) for s, n in zip(local, costs, strict=True)], w) for costs, w in requests]
+            result = await self._local.reserve_set(local, fit, ids)
+            for i in range(len(result.waits_ns)):
+                for s, n, f in zip(local, requests[i][0], fit[i][0], strict=True):
                     if n > f:
-                        await self._local.adjust(s, n - f, grant_id, f)
+                        await self._local.adjust(s, n - f, ids[i] if i < len(ids) else "", f)
             return result
 
-        return await self._call(lambda: self._store.reserve_many(items, max_wait_ns, grant_id), from_local)
+        return await self._call(lambda: self._store.reserve_set(specs, requests, ids), from_local)
 
     async def adjust(self, spec: LimitSpec, tokens: int, grant_id: str = "", reserved: int = 0) -> Mode:
         local = self._local_spec(spec)

@@ -103,15 +103,28 @@ class MemoryBackend:
     async def reserve_many(
         self, items: Sequence[tuple[LimitSpec, int]], max_wait_ns: int, grant_id: str
     ) -> BatchResult:
+        return await self.reserve_set(
+            [s for s, _ in items], [([n for _, n in items], max_wait_ns)], [grant_id]
+        )
+
+    async def reserve_set(
+        self, specs: Sequence[LimitSpec], requests: Sequence[tuple[Sequence[int], int]], ids: Sequence[str]
+    ) -> BatchResult:
         now = self._now()
-        # Every key is feasible from its own earliest slot on, so the latest of them
-        # suits them all; taking all of them at once in one step is all or nothing.
-        at = max(self._earliest(spec, n, now) for spec, n in items)
-        if at - now > max_wait_ns:
-            return BatchResult([], at - now, now, self._mode)
-        for spec, n in items:
-            self._commit(spec, n, at, grant_id)
-        return BatchResult([at - now], None, now, self._mode)
+        waits: list[int] = []
+        retry: int | None = None
+        for i, (costs, max_wait_ns) in enumerate(requests):
+            # Every key is feasible from its own earliest slot on, so the latest of them
+            # suits them all; taking all of them in one step is all or nothing.
+            at = max(self._earliest(spec, n, now) for spec, n in zip(specs, costs, strict=True))
+            if at - now > max_wait_ns:
+                retry = at - now
+                break
+            name = ids[i] if i < len(ids) else self._name()
+            for spec, n in zip(specs, costs, strict=True):
+                self._commit(spec, n, at, name)
+            waits.append(at - now)
+        return BatchResult(waits, retry, now, self._mode)
 
     # ---- corrections ---------------------------------------------------------------
 

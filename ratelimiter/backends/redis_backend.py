@@ -72,9 +72,10 @@ class RedisBackend:
 
     def _key_args(self, spec: LimitSpec) -> list[int]:
         if not spec.is_window:
-            return [0, self._gcra(spec).tolerance, 0, 0, 0]
+            return [0, self._gcra(spec).tolerance, 0, 0, 0, 0, 0]
         w = self._window(spec)
-        return [1 if w.phase is None else 2, w.limit, w.period, w.margin, w.phase or 0]
+        kind = 1 if w.phase is None else 2
+        return [kind, w.limit, w.period, w.margin, w.phase or 0, w.pace_limit, w.pace_span]
 
     def _cost(self, spec: LimitSpec, tokens: int) -> int:
         # GCRA keys take ticks of their schedule; window keys take tokens.
@@ -108,11 +109,24 @@ class RedisBackend:
     async def reserve_many(
         self, items: Sequence[tuple[LimitSpec, int]], max_wait_ns: int, grant_id: str
     ) -> BatchResult:
-        args: list[Any] = [len(items), 1]
-        for spec, _ in items:
+        return await self.reserve_set(
+            [s for s, _ in items], [([n for _, n in items], max_wait_ns)], [grant_id]
+        )
+
+    async def reserve_set(
+        self, specs: Sequence[LimitSpec], requests: Sequence[tuple[Sequence[int], int]], ids: Sequence[str]
+    ) -> BatchResult:
+        args: list[Any] = [len(specs), len(requests)]
+        for spec in specs:
             args += self._key_args(spec)
-        args += (max_wait_ns // _TICK, grant_id, *(self._cost(spec, n) for spec, n in items))
-        keys = [self._keys(spec)[0] for spec, _ in items]
+        for i, (costs, max_wait_ns) in enumerate(requests):
+            name = ids[i] if i < len(ids) else secrets.token_hex(8)
+            args += (
+                max_wait_ns // _TICK,
+                name,
+                *(self._cost(s, n) for s, n in zip(specs, costs, strict=True)),
+            )
+        keys = [self._keys(spec)[0] for spec in specs]
         return self._result(await self._reserve_many(keys=keys, args=args))
 
     async def adjust(self, spec: LimitSpec, tokens: int, grant_id: str = "", reserved: int = 0) -> Mode:

@@ -100,8 +100,9 @@ return {now, tat, left}
 # (stepstream.ratelimiter.window has the same formulas and the reasons).
 #
 # KEYS: the state key of each limit.
-# ARGV: K, R, then per key: kind (0 GCRA, 1 sliding, 2 aligned fixed), a, b, c, d
-#   (GCRA: tolerance; window: limit, period, margin, phase), then per request:
+# ARGV: K, R, then per key: kind (0 GCRA, 1 sliding, 2 aligned fixed), a, b, c, d, e, f
+#   (GCRA: tolerance; window: limit, period, margin, phase, pace limit, pace span),
+#   then per request:
 #   max_wait, grant id, and the cost on each key (0: not taken from that key).
 # Returns {now, wait_1, ..., wait_j[, -1, retry_after]} as RESERVE does.
 RESERVE_MANY = """
@@ -109,7 +110,8 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local K = tonumber(ARGV[1])
 local R = tonumber(ARGV[2])
-local kind, pa, pb, pc, pd, tat, logs, added, last = {}, {}, {}, {}, {}, {}, {}, {}, {}
+local kind, pa, pb, pc, pd, pe, pf = {}, {}, {}, {}, {}, {}, {}
+local tat, logs, added, last = {}, {}, {}, {}
 
 local function span(k)
   if kind[k] == 1 then return pb[k] + pc[k] end
@@ -117,12 +119,14 @@ local function span(k)
 end
 
 for k = 1, K do
-  local base = 2 + (k - 1) * 5
+  local base = 2 + (k - 1) * 7
   kind[k] = tonumber(ARGV[base + 1])
   pa[k] = tonumber(ARGV[base + 2])
   pb[k] = tonumber(ARGV[base + 3])
   pc[k] = tonumber(ARGV[base + 4])
   pd[k] = tonumber(ARGV[base + 5])
+  pe[k] = tonumber(ARGV[base + 6])
+  pf[k] = tonumber(ARGV[base + 7])
   added[k] = {}
   if kind[k] == 0 then
     tat[k] = tonumber(redis.call('GET', KEYS[k]) or '0')
@@ -148,6 +152,21 @@ local function sum_between(log, lo, hi)
   return total
 end
 
+local function sliding(log, start, cost, limit, sp)
+  local room = limit - cost
+  local total = 0
+  for i = #log, 1, -1 do
+    local at = log[i][1]
+    if at <= start - sp then break end
+    total = total + log[i][2]
+    if total > room then
+      if at + sp + 1 > start then return at + sp + 1 end
+      return start
+    end
+  end
+  return start
+end
+
 local function earliest(k, cost)
   if kind[k] == 0 then
     local e = tat[k] + cost - pa[k]
@@ -158,21 +177,8 @@ local function earliest(k, cost)
   local start = now
   if #log > 0 and log[#log][1] > start then start = log[#log][1] end
   local limit, period, margin, phase = pa[k], pb[k], pc[k], pd[k]
-  if kind[k] == 1 then
-    local room = limit - cost
-    local sp = period + margin
-    local total = 0
-    for i = #log, 1, -1 do
-      local at = log[i][1]
-      if at <= start - sp then break end
-      total = total + log[i][2]
-      if total > room then
-        if at + sp + 1 > start then return at + sp + 1 end
-        return start
-      end
-    end
-    return start
-  end
+  if pe[k] > 0 then start = sliding(log, start, cost, pe[k], pf[k] - 1) end
+  if kind[k] == 1 then return sliding(log, start, cost, limit, period + margin) end
   local at = start
   while true do
     local moved = false
@@ -193,7 +199,7 @@ local function earliest(k, cost)
 end
 
 local out = {now}
-local pos = 2 + K * 5
+local pos = 2 + K * 7
 for r = 1, R do
   local max_wait = tonumber(ARGV[pos + 1])
   local id = ARGV[pos + 2]

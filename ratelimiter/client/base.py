@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import functools
+import time
 from collections.abc import Generator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -145,16 +146,30 @@ class Acquisition:
             return await observed.acquire(self.key, self.cost, self._take)
         return await self._take()
 
-    async def _take(self) -> Grant:
+    async def _decide(self, timeout: float) -> Decision:
         if len(self.costs) == 1:
-            decision = await self._limiter.decide(self.key, self.cost, self.timeout, self.priority)
-        else:
-            decision = await self._limiter.decide_many(list(self.costs.items()), self.timeout, self.priority)
-        if not decision.granted:
-            raise RateLimitRefused("+".join(self.costs), decision.retry_after_s)
-        if decision.wait_s > 0:
-            # The slot is reserved: sleeping until it starts is all that is left to do.
-            await asyncio.sleep(decision.wait_s)
+            return await self._limiter.decide(self.key, self.cost, timeout, self.priority)
+        return await self._limiter.decide_many(list(self.costs.items()), timeout, self.priority)
+
+    async def _take(self) -> Grant:
+        deadline = time.monotonic() + self.timeout
+        while True:
+            decision = await self._decide(max(deadline - time.monotonic(), 0.0))
+            # Known once the limiter has been asked (a remote one learns its limits then).
+            late_after = self._limiter.late_after_s(self.costs)
+            if not decision.granted:
+                raise RateLimitRefused("+".join(self.costs), decision.retry_after_s)
+            if decision.wait_s > 0:
+                # The slot is reserved: sleeping until it starts is all that is left to do.
+                await asyncio.sleep(decision.wait_s)
+            if late_after is None or time.time() - decision.granted_at <= late_after:
+                break
+            # Woken too late (a stalled process): sent now, the request could reach the
+            # API after the window's margin and land in a window that is already full.
+            # It has not been sent, so its slot is given back and a new one taken.
+            self._limiter.late_slots += 1
+            for key, cost in self.costs.items():
+                await self._limiter.reconcile(key, cost, 0, decision.grant_id)
         for key, cost in self.costs.items():
             spec = self._limiter.limit_of(key)
             if spec is not None and spec.rate > 0 and not spec.is_window:
@@ -178,6 +193,18 @@ class Acquisition:
 
 class Limiter(abc.ABC):
     """What graph nodes and helpers use; `RemoteLimiter` and `LocalLimiter` implement it."""
+
+    # Slots given back because their caller woke later than half a window limit's margin.
+    late_slots = 0
+
+    def late_after_s(self, costs: Mapping[str, int]) -> float | None:
+        """How late after its slot a caller may still go: half the smallest margin of
+        the window limits among `costs` (the rest is for the trip to the API); None
+        when no window limit is among them, or their limits are not known here."""
+        margins = [
+            spec.margin_s for key in costs if (spec := self.limit_of(key)) is not None and spec.is_window
+        ]
+        return min(margins) / 2 if margins else None
 
     @functools.cached_property
     def pacer(self) -> WakePacer:

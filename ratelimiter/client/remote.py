@@ -244,7 +244,7 @@ class RemoteLimiter(Limiter):
             return await self.decide(items[0][0], items[0][1], timeout, priority)
         if time.monotonic() < self._down_until:
             return await self._local_decision_many(items, timeout, priority)
-        if not self._limits and self.on_unavailable == "local":
+        if not self._limits:
             with contextlib.suppress(grpc.aio.AioRpcError):
                 await self.limits()
         (key, cost), rest = items[0], items[1:]
@@ -280,8 +280,9 @@ class RemoteLimiter(Limiter):
     async def decide(self, key: str, cost: int, timeout: float, priority: Priority) -> Decision:
         if time.monotonic() < self._down_until:
             return await self._local_decision(key, cost, timeout, priority)
-        if not self._limits and self.on_unavailable == "local":
-            # Learn the limits while the sidecar is up, for the day it is not.
+        if not self._limits:
+            # Learn the limits while the sidecar is up: for the day it is not, and to
+            # know which are windows (a caller woken past their margin takes a new slot).
             try:
                 await self.limits()
             except grpc.aio.AioRpcError as err:

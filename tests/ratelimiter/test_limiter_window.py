@@ -30,12 +30,14 @@ class FakeClock:
         return self.now
 
 
-def sliding(n: int, w_ms: int, margin_ms: int) -> LimitSpec:
-    return parse_limit("k", {"rate": n, "period": f"{w_ms}ms", "margin": f"{margin_ms}ms"}, "test", 0.0)
+def sliding(n: int, w_ms: int, margin_ms: int, at_once: int | None = None) -> LimitSpec:
+    table = {"rate": n, "period": f"{w_ms}ms", "margin": f"{margin_ms}ms", "at_once": at_once or n}
+    return parse_limit("k", table, "test", 0.0)
 
 
-def aligned(n: int, w_ms: int, margin_ms: int, phase_ms: int) -> LimitSpec:
+def aligned(n: int, w_ms: int, margin_ms: int, phase_ms: int, at_once: int | None = None) -> LimitSpec:
     table = {"rate": n, "period": f"{w_ms}ms", "window": "fixed", "margin": f"{margin_ms}ms"}
+    table["at_once"] = at_once or n
     return parse_limit("k", {**table, "phase": f"{phase_ms}ms" if phase_ms else 0}, "test", 0.0)
 
 
@@ -58,13 +60,18 @@ requests_st = st.lists(
 
 
 @settings(max_examples=60, deadline=None)
-@given(requests=requests_st, n=st.integers(5, 20), margin_ms=st.integers(0, 60))
+@given(
+    requests=requests_st,
+    n=st.integers(5, 20),
+    margin_ms=st.integers(0, 60),
+    at_once=st.one_of(st.none(), st.integers(1, 5)),
+)
 async def test_sliding_window_never_overrun_whatever_the_arrivals(
-    requests: list[tuple[int, int, int]], n: int, margin_ms: int
+    requests: list[tuple[int, int, int]], n: int, margin_ms: int, at_once: int | None
 ) -> None:
     clock = FakeClock()
     backend = MemoryBackend(clock)
-    spec = sliding(n, 1000, margin_ms)
+    spec = sliding(n, 1000, margin_ms, at_once)
     slots: list[tuple[int, int]] = []
     for gap_ms, cost, max_wait_ms in requests:
         clock.now += gap_ms * MS
@@ -75,10 +82,29 @@ async def test_sliding_window_never_overrun_whatever_the_arrivals(
             # Refused: the retry time is exact, a grant there would pass.
             assert result.retry_after_ns is not None and result.retry_after_ns > max_wait_ms * MS
     assert worst_arrivals(slots, 1000 * MS, margin_ms * MS) <= n
+    if at_once is not None:
+        # Paced: never more than at_once in any at_once/n of the window.
+        times = sorted(t for t, _ in slots)
+        pace = 1000 * MS * at_once // n
+        for i, t in enumerate(times):
+            assert sum(c for s, c in slots if t <= s < t + pace) <= max(at_once, max(c for _, c in slots))
+        return
     # Exact, not merely safe: with nobody waiting, a full window's worth goes at once.
     fresh = MemoryBackend(FakeClock())
     burst = await fresh.reserve(spec, [(1, 0)] * n + [(1, 0)])
     assert len(burst.waits_ns) == n and burst.retry_after_ns == (1000 + margin_ms) * MS + 1
+
+
+async def test_a_paced_window_spreads_its_grants_and_keeps_its_rate() -> None:
+    clock = FakeClock()
+    backend = MemoryBackend(clock)
+    spec = parse_limit("k", "100 per 1s", "test", 0.04)  # at_once: a tenth, 10 per 100 ms
+    result = await backend.reserve(spec, [(1, 2 * S)] * 200)
+    waits = result.waits_ns
+    assert len(waits) == 200
+    assert waits[:10] == [0] * 10 and 99 * MS < waits[10] <= 100 * MS
+    # Over the first window 100 go, then a window plus the margin after the first.
+    assert max(waits[:100]) < S and waits[100] >= S + 40 * MS
 
 
 @settings(max_examples=60, deadline=None)

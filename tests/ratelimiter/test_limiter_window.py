@@ -86,7 +86,7 @@ async def test_sliding_window_never_overrun_whatever_the_arrivals(
         # Paced: never more than at_once in any at_once/n of the window.
         times = sorted(t for t, _ in slots)
         pace = 1000 * MS * at_once // n
-        for i, t in enumerate(times):
+        for t in times:
             assert sum(c for s, c in slots if t <= s < t + pace) <= max(at_once, max(c for _, c in slots))
         return
     # Exact, not merely safe: with nobody waiting, a full window's worth goes at once.

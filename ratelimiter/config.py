@@ -348,7 +348,7 @@ def _window_spec(
         if 2 * margin >= period:
             raise ConfigError(source, f"{where}.margin", "an aligned fixed window needs a margin below W/2")
     n = int(rate)
-    at_once = table.get("at_once", default_at_once(n))
+    at_once = table.get("at_once", default_at_once(n, unit))
     if isinstance(at_once, bool) or not isinstance(at_once, int) or not 1 <= at_once <= n:
         raise ConfigError(
             source, f"{where}.at_once", f"must be a whole number from 1 to {n}, got {at_once!r}"
@@ -356,10 +356,12 @@ def _window_spec(
     return LimitSpec(key, float(n), period, n, unit, shape, margin, phase, at_once)
 
 
-def default_at_once(n: int) -> int:
+def default_at_once(n: int, unit: str = "requests") -> int:
     # A tenth of the window at once: a busy process sends ten requests within a few
     # milliseconds, where a hundred at once would reach the API over a hundred or more.
-    return max(1, math.ceil(n / 10))
+    # Other units (tokens) are not paced: a call's tokens go with one request, and the
+    # requests limit beside them paces the calls.
+    return max(1, math.ceil(n / 10)) if unit == "requests" else n
 
 
 def _check_type(source: str, key: str, value: Any, expected: type) -> None:

@@ -7,7 +7,11 @@ written as
     async def search(state): ...
 
 takes a token from whichever limiter serves the run (sidecar or in-process)
-without knowing which.
+without knowing which. Several limits on one call, settled with what it used:
+
+    @rate_limited("openai-rpm", also={"openai-tpm": 1200},
+                  usage=lambda reply: {"openai-tpm": reply["usage"]["total_tokens"]})
+    async def ask(prompt): ...
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import contextlib
 import contextvars
 import functools
 import inspect
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import ParamSpec, TypeVar
 
 from stepstream.ratelimiter.client.base import Limiter
@@ -52,8 +56,13 @@ def rate_limited(
     timeout: float | None = None,
     priority: Priority = Priority.NORMAL,
     limiter: Limiter | None = None,
+    *,
+    also: Mapping[str, int] | None = None,
+    usage: Callable[[R], Mapping[str, int] | None] | None = None,
 ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
-    """Take `cost` tokens of `key` before each call of an async function (e.g. a graph node)."""
+    """Take `cost` tokens of `key`, and `also` tokens of other keys in the same slot, before
+    each call of an async function (e.g. a graph node); `usage` reads what the call really
+    used from its result ({key: tokens}), and the estimates are settled with it."""
 
     def decorate(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         if not inspect.iscoroutinefunction(fn):
@@ -61,8 +70,13 @@ def rate_limited(
 
         @functools.wraps(fn)
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            async with (limiter or current_limiter()).acquire(key, cost, timeout, priority):
-                return await fn(*args, **kwargs)
+            async with (limiter or current_limiter()).acquire(
+                key, cost, timeout, priority, also=also
+            ) as grant:
+                result = await fn(*args, **kwargs)
+                for used_key, used in ((usage(result) if usage else None) or {}).items():
+                    grant.report_usage(used_key, used)
+                return result
 
         return wrapper
 

@@ -60,12 +60,16 @@ class MockLlm(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        async with aiohttp.ClientSession() as session, session.post(self.url, json={"tokens": self.tokens}) as r:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(self.url, json={"tokens": self.tokens}) as r,
+        ):
             body = await r.json()
             self.statuses.append(r.status)
         total = int(body.get("usage", {}).get("total_tokens", 0))
         message = AIMessage(
-            content=str(body)[:300], usage_metadata={"input_tokens": total, "output_tokens": 0, "total_tokens": total}
+            content=str(body)[:300],
+            usage_metadata={"input_tokens": total, "output_tokens": 0, "total_tokens": total},
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
 

@@ -106,8 +106,16 @@ class FailoverBackend:
         open with a full burst on top of them)."""
         others = self._horizon_ns + int(self._retry * 1e9)
         for spec in self._used_while_down:
-            committed = self._local.committed_ns(self._scaled[spec])
-            await self._store.hold(spec, max(committed, others))
+            local = self._scaled[spec]
+            committed = self._local.committed_ns(local)
+            if spec.is_window:
+                # A window counts what was granted, wherever: the local grants go into
+                # the shared log where they were made (each sidecar hands back its own
+                # when it reconnects), and nothing is granted until the others have.
+                await self._store.record(spec, self._local.granted(local))
+                await self._store.pause(spec, max(committed, others))
+            else:
+                await self._store.hold(spec, max(committed, others))
         self._used_while_down.clear()
 
     def _mark_down(self, exc: BaseException) -> None:
@@ -204,6 +212,9 @@ class FailoverBackend:
         await self._call(
             lambda: self._store.hold(spec, duration_ns), lambda: self._local.hold(local, duration_ns)
         )
+
+    async def record(self, spec: LimitSpec, grants: Sequence[tuple[int, int]]) -> None:
+        await self._store.record(spec, grants)
 
     async def close(self) -> None:
         await self._store.close()

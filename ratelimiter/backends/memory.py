@@ -209,6 +209,17 @@ class MemoryBackend:
         params = self._gcra(spec)
         self._tat[spec.key] = max(self._tat.get(spec.key, 0), now + after_ns + params.tolerance)
 
+    async def record(self, spec: LimitSpec, grants: Sequence[tuple[int, int]]) -> None:
+        now = self._now()
+        for offset, tokens in grants:
+            self._commit(spec, tokens, now + offset, self._name())
+
+    def granted(self, spec: LimitSpec) -> list[tuple[int, int]]:
+        """A window key's grants that still count, as (ns from now, tokens) each
+        (markers of pauses and of outages left out)."""
+        now = self._now()
+        return [(at - now, n) for at, n, name in self._log(spec, now) if name != _HOLD and n > 0]
+
     def committed_ns(self, spec: LimitSpec) -> int:
         """How far ahead of now the key's last granted slot starts (0: none ahead)."""
         now = self._now()

@@ -162,6 +162,12 @@ class RedisBackend:
         args: list[int | str] = [ticks, params.tolerance, params.cost(1), "0"]
         await self._pause(keys=self._keys(spec), args=args)
 
+    async def record(self, spec: LimitSpec, grants: Sequence[tuple[int, int]]) -> None:
+        # Offsets from this host's now, applied to Redis's: the hosts' clocks agree
+        # to well within a window.
+        for offset_ns, tokens in grants:
+            await self._add(spec, offset_ns // _TICK, tokens, "local")
+
     async def _window_state(self, spec: LimitSpec) -> tuple[int, int, list[window.Entry]]:
         reply = await self._w_peek(keys=self._keys(spec), args=[self._window(spec).span])
         values = [int(float(v)) for v in reply]

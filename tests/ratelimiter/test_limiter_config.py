@@ -51,7 +51,7 @@ tpm = { rate = 90000, period = "1m", window = "sliding", unit = "tokens" }
     assert (slow.tokens_per_second, slow.burst) == (0.5, 1)
     assert wiki.shape is Shape.GCRA and llm.shape is Shape.GCRA
     # Without a burst a limit is a window: never more than N in any window of W.
-    assert (arxiv.shape, arxiv.margin_s, arxiv.phase_s) == (Shape.SLIDING, 0.04, None)
+    assert (arxiv.shape, arxiv.margin_s, arxiv.phase_s) == (Shape.SLIDING, 0.1, None)
     github, minute, tpm = (s.limits[k] for k in ("github", "minute", "tpm"))
     assert (github.shape, github.rate, github.period_s, github.burst, github.aligned) == (
         Shape.FIXED,
@@ -122,5 +122,15 @@ def test_sidecar_refuses_bad_config_at_start() -> None:
 def test_the_example_file_loads() -> None:
     example = pathlib.Path(__file__).parents[2] / "ratelimiter" / "limits.example.toml"
     settings = load_settings(example)
-    assert set(settings.limits) == {"wikipedia", "arxiv", "llm-tokens"}
+    assert set(settings.limits) == {
+        "wikipedia",
+        "arxiv",
+        "github-search",
+        "openai-rpm",
+        "openai-tpm",
+        "internal",
+    }
+    shapes = {key: spec.shape for key, spec in settings.limits.items()}
+    assert shapes["github-search"] is Shape.FIXED and shapes["internal"] is Shape.GCRA
+    assert settings.limits["openai-tpm"].unit == "tokens" and shapes["openai-tpm"] is Shape.SLIDING
     assert settings == LimiterSettings(limits=settings.limits)  # it shows the defaults

@@ -28,7 +28,11 @@ ESTIMATE, ACTUAL = 900, 500
 # 20 requests and 12,000 tokens a second: at the estimate the tokens would allow 13
 # calls a second; settled at what each call used, the requests limit (20) binds.
 API_LIMITS = {"requests": "20 per 1s", "tokens": "12000 per 1s"}
-OUR_LIMITS = '[limits]\nrpm = "20 per 1s"\ntpm = { rate = 12000, period = "1s", unit = "tokens" }\n'
+OUR_LIMITS = """store_timeout_ms = 500.0
+[limits]
+rpm = "20 per 1s"
+tpm = { rate = 12000, period = "1s", unit = "tokens" }
+"""
 SECONDS = 6.0
 
 

@@ -203,7 +203,7 @@ async def test_requests_reaching_the_api_with_jitter_see_no_429(
     api = mock_api({"search": "100 per 1s"})
     limiters = await cluster(redis_server, sidecars, {"search": "100 per 1s"})
     async with JitterProxy(api.url, delay_ms=(0, 50)) as proxy:
-        calls = await hammer(limiters, f"{proxy.url}/api/search", 6.0, lambda: {"search": 1})
+        calls = await hammer(limiters, f"{proxy.url}/api/search", 9.0, lambda: {"search": 1})
     await close_all(limiters)
     stats = await endpoint_stats(api, "search")
     late = [limiter.late_slots for limiter in limiters]
@@ -224,16 +224,16 @@ async def test_requests_and_tokens_per_call_reconciled(
     estimate: int,
     actual: int,
 ) -> None:
-    # 40 requests and 20,000 tokens a second: with the estimate too high the tokens
+    # 60 requests and 30,000 tokens a second: with the estimate too high the tokens
     # bind until each call gives its unused estimate back; too low, each call is
-    # charged its real use after it.
-    api = mock_api({"llm": "40 per 1s"}, {"llm": "20000 per 1s"})
+    # charged its real use after it (and the requests limit binds).
+    api = mock_api({"llm": "60 per 1s"}, {"llm": "30000 per 1s"})
     limiters = await cluster(
         redis_server,
         sidecars,
-        {"rpm": "40 per 1s", "tpm": '{ rate = 20000, period = "1s", unit = "tokens" }'},
+        {"rpm": "60 per 1s", "tpm": '{ rate = 30000, period = "1s", unit = "tokens" }'},
     )
-    seconds = 8.0
+    seconds = 10.0
     calls = await hammer(
         limiters,
         f"{api.url}/llm/v1/chat/completions",
@@ -245,13 +245,13 @@ async def test_requests_and_tokens_per_call_reconciled(
     await close_all(limiters)
     stats = await endpoint_stats(api, "llm")
     print(f"\nestimate {estimate}, actual {actual}: {len(calls)} calls; {stats['limits']}")
-    assert described["tpm"].unit == "tokens" and described["tpm"].burst == 20000
+    assert described["tpm"].unit == "tokens" and described["tpm"].burst == 30000
     assert stats["rate_limited"] == 0 and all(c.status == 200 for c in calls)
     assert stats["tokens_admitted"] == actual * len(calls)
     assert_fair(calls)
     # Reconciled: the budget follows real use, so the estimate does not cap the rate:
-    # at 800 estimated, 20,000 tokens would allow 25 calls a second; settled at 500, 40.
-    assert len(calls) >= 0.6 * min(40, 20000 / actual) * seconds / 1.05
+    # at 800 estimated, 30,000 tokens would allow 37.5 calls a second; settled at 500, 60.
+    assert len(calls) >= 0.6 * min(60, 30000 / actual) * seconds / 1.1
 
 
 async def test_another_consumer_shrinks_the_shared_budget_for_every_replica(

@@ -162,7 +162,8 @@ class Acquisition:
             if decision.wait_s > 0:
                 # The slot is reserved: sleeping until it starts is all that is left to do.
                 await asyncio.sleep(decision.wait_s)
-            if late_after is None or time.time() - decision.granted_at <= late_after:
+            # Only a slot of its own (a lease's tokens have no slot each) can be given back.
+            if late_after is None or not decision.grant_id or time.time() - decision.granted_at <= late_after:
                 break
             # Woken too late (a stalled process): sent now, the request could reach the
             # API after the window's margin and land in a window that is already full.

@@ -146,15 +146,16 @@ class Acquisition:
             return await observed.acquire(self.key, self.cost, self._take)
         return await self._take()
 
-    async def _decide(self, timeout: float) -> Decision:
+    async def _decide(self, timeout: float, priority: Priority) -> Decision:
         if len(self.costs) == 1:
-            return await self._limiter.decide(self.key, self.cost, timeout, self.priority)
-        return await self._limiter.decide_many(list(self.costs.items()), timeout, self.priority)
+            return await self._limiter.decide(self.key, self.cost, timeout, priority)
+        return await self._limiter.decide_many(list(self.costs.items()), timeout, priority)
 
     async def _take(self) -> Grant:
         deadline = time.monotonic() + self.timeout
+        priority = self.priority
         while True:
-            decision = await self._decide(max(deadline - time.monotonic(), 0.0))
+            decision = await self._decide(max(deadline - time.monotonic(), 0.0), priority)
             # Known once the limiter has been asked (a remote one learns its limits then).
             late_after = self._limiter.late_after_s(self.costs)
             if not decision.granted:
@@ -162,7 +163,8 @@ class Acquisition:
             if decision.wait_s > 0:
                 # The slot is reserved: sleeping until it starts is all that is left to do.
                 await asyncio.sleep(decision.wait_s)
-            if late_after is None or time.time() - decision.granted_at <= late_after:
+            # Only a slot of its own (a lease's tokens have no slot each) can be given back.
+            if late_after is None or not decision.grant_id or time.time() - decision.granted_at <= late_after:
                 break
             # Woken too late (a stalled process): sent now, the request could reach the
             # API after the window's margin and land in a window that is already full.
@@ -170,6 +172,9 @@ class Acquisition:
             self._limiter.late_slots += 1
             for key, cost in self.costs.items():
                 await self._limiter.reconcile(key, cost, 0, decision.grant_id)
+            # It waited its turn once: the new slot is asked for ahead of the line, so a
+            # caller in a busy process is not sent to the back again and again.
+            priority = Priority.INTERACTIVE
         for key, cost in self.costs.items():
             spec = self._limiter.limit_of(key)
             if spec is not None and spec.rate > 0 and not spec.is_window:

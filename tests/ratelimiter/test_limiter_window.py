@@ -285,3 +285,23 @@ async def test_redis_reserve_many_is_all_or_nothing(redis_backend: RedisBackend)
     assert (await redis_backend.peek(rpm)).available == 1
     assert (await redis_backend.peek(tpm)).available == 10
     await redis_backend.close()
+
+
+async def test_a_caller_woken_past_half_the_margin_takes_a_new_slot() -> None:
+    import asyncio
+    import time
+
+    from stepstream.ratelimiter.client import LocalLimiter
+
+    limiter = LocalLimiter.from_limits({"k": {"rate": 2, "period": "1s", "at_once": 1}})
+    first = await limiter.acquire("k", timeout=5)
+    task = asyncio.ensure_future(limiter.acquire("k", timeout=5))
+    # Its slot is half a window away: the sidecar hands it out 250 ms ahead
+    # (reserve_ahead), and the caller sleeps until it...
+    await asyncio.sleep(0.3)
+    time.sleep(0.5)  # ...in a stalled process: it wakes 0.3 s after its slot.
+    second = await task
+    # The late slot went back and a new one was taken: it starts after the stall.
+    assert limiter.late_slots == 1
+    assert second.granted_at - first.granted_at > 0.75
+    await limiter.close()

@@ -8,7 +8,6 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 from stepstream.ratelimiter.client import Limiter, open_limiter
 from stepstream.ratelimiter.config import load_settings
@@ -29,6 +28,7 @@ from stepstream.server.core.store import Store
 from stepstream.server.core.tracing import RunTelemetry
 from stepstream.server.settings import ServerSettings
 from stepstream.server.storage.batch import GroupCommitWriter
+from stepstream.server.storage.checkpointer import SQLAlchemyCheckpointSaver
 from stepstream.server.storage.db import create_engine, upgrade_async
 from stepstream.server.storage.reads import Reader
 
@@ -59,9 +59,7 @@ def open_run_limiter(settings: ServerSettings) -> Limiter | None:
 
 
 class Core:
-    def __init__(
-        self, settings: ServerSettings, specs: list[GraphSpec] | None = None, saver: Any = None
-    ) -> None:
+    def __init__(self, settings: ServerSettings, specs: list[GraphSpec] | None = None) -> None:
         self.settings = settings
         self._specs = specs
         self.engine = create_engine(settings.db_url)
@@ -69,11 +67,7 @@ class Core:
             self.engine, settings.max_writes_per_commit, settings.db_retry_seconds
         )
         self.reader = Reader(self.engine, retry_seconds=settings.db_retry_seconds)
-        if saver is None:
-            from stepstream.server.storage.checkpointer import SQLAlchemyCheckpointSaver
-
-            saver = SQLAlchemyCheckpointSaver(self.engine, self.writer, reader=self.reader)
-        self.saver = saver
+        self.saver = SQLAlchemyCheckpointSaver(self.engine, self.writer, reader=self.reader)
         self.store = Store(self.engine, self.reader)
         self.registry = GraphRegistry()
         self.eventlog = EventLog(self.store, self.writer)
@@ -84,7 +78,7 @@ class Core:
             self.registry,
             self.eventlog,
             self.store,
-            saver,
+            self.saver,
             settings.replica,
             settings.default_recursion_limit,
             self.limiter,
@@ -94,7 +88,7 @@ class Core:
         self.runs = RunManager(settings, self.registry, self.store, self.eventlog, self.executor, self.writer)
         if self.telemetry is not None:
             self.eventlog.on_streamed = self.telemetry.streamed
-        self.sessions = SessionManager(self.registry, self.store, self.writer, self.runs, saver)
+        self.sessions = SessionManager(self.registry, self.store, self.writer, self.runs, self.saver)
         self.dispatcher = Dispatcher(settings, self.runs, self.eventlog, self.writer, self.engine)
         self.admission = TenantAdmission(
             settings.tenant_runs_per_second,

@@ -41,6 +41,10 @@ SELECTABLE: dict[str, frozenset[str]] = {
 }
 ALWAYS_SENT = frozenset({RUN_QUEUED, RUN_STARTED, INTERRUPT_RAISED}) | TERMINAL_KINDS
 
+Namespace = tuple[str, ...]
+# An event before it is numbered and stored: (kind, namespace, data).
+EventItem = tuple[str, Namespace, dict[str, Any]]
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RunEvent:

@@ -14,6 +14,7 @@ from stepstream.server.core import records as rec
 from stepstream.server.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from stepstream.server.core.ids import new_id
 from stepstream.server.core.jsonio import dumps
+from stepstream.server.core.ports import RunSaver
 from stepstream.server.core.registry import GraphRegistry
 from stepstream.server.core.runs import RunManager
 from stepstream.server.core.store import (
@@ -56,7 +57,7 @@ class SessionManager:
         store: Store,
         writer: GroupCommitWriter,
         runs: RunManager,
-        saver: Any,
+        saver: RunSaver,
     ) -> None:
         self._registry = registry
         self._store = store

@@ -14,7 +14,7 @@ from stepstream.server.api.status import replica_trailer, streaming, unary
 from stepstream.server.core.app import Core
 from stepstream.server.core.errors import InvalidArgument
 from stepstream.server.core.jsonio import parse_field
-from stepstream.server.core.store import page_size
+from stepstream.server.core.pages import page_size
 from stepstream.v1 import (
     graphs_pb2,
     graphs_pb2_grpc,

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from stepstream.ratelimiter.client import Limiter, open_limiter
 from stepstream.ratelimiter.config import load_settings
 from stepstream.security.tls import sidecar_credentials
-from stepstream.server.core import claims
 from stepstream.server.core import records as rec
 from stepstream.server.core.admission import TenantAdmission
 from stepstream.server.core.dispatch import Dispatcher
@@ -24,13 +23,9 @@ from stepstream.server.core.jsonio import parse_field
 from stepstream.server.core.registry import GraphRegistry, GraphSpec, read_config, read_env
 from stepstream.server.core.runs import RunManager, StartRequest
 from stepstream.server.core.sessions import SessionManager
-from stepstream.server.core.store import Store
 from stepstream.server.core.tracing import RunTelemetry
 from stepstream.server.settings import ServerSettings
-from stepstream.server.storage.batch import GroupCommitWriter
-from stepstream.server.storage.checkpointer import SQLAlchemyCheckpointSaver
-from stepstream.server.storage.db import create_engine, upgrade_async
-from stepstream.server.storage.reads import Reader
+from stepstream.server.storage.backend import Database
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +57,13 @@ class Core:
     def __init__(self, settings: ServerSettings, specs: list[GraphSpec] | None = None) -> None:
         self.settings = settings
         self._specs = specs
-        self.engine = create_engine(settings.db_url)
-        self.writer = GroupCommitWriter(
-            self.engine, settings.max_writes_per_commit, settings.db_retry_seconds
-        )
-        self.reader = Reader(self.engine, retry_seconds=settings.db_retry_seconds)
-        self.saver = SQLAlchemyCheckpointSaver(self.engine, self.writer, reader=self.reader)
-        self.store = Store(self.engine, self.reader)
+        # Storage implements the core's ports (ports.py); this is the one place that picks it.
+        self.database = Database(settings.db_url, settings.max_writes_per_commit, settings.db_retry_seconds)
+        self.engine = self.database.engine
+        self.saver = self.database.saver
+        self.store = self.database.store
         self.registry = GraphRegistry()
-        self.eventlog = EventLog(self.store, self.writer)
+        self.eventlog = EventLog(self.store, self.database.writer)
         self.limiter = open_run_limiter(settings)
         # Traces and metrics of runs when this process set telemetry up (stepstream.telemetry).
         self.telemetry = RunTelemetry.for_replica(settings.replica)
@@ -85,16 +78,20 @@ class Core:
             self.telemetry,
             settings.durability,
         )
-        self.runs = RunManager(settings, self.registry, self.store, self.eventlog, self.executor, self.writer)
+        self.runs = RunManager(
+            settings, self.registry, self.store, self.eventlog, self.executor, self.database.queue
+        )
         if self.telemetry is not None:
             self.eventlog.on_streamed = self.telemetry.streamed
-        self.sessions = SessionManager(self.registry, self.store, self.writer, self.runs, self.saver)
-        self.dispatcher = Dispatcher(settings, self.runs, self.eventlog, self.writer, self.engine)
+        self.sessions = SessionManager(self.registry, self.store, self.database.writer, self.runs, self.saver)
+        self.dispatcher = Dispatcher(
+            settings, self.runs, self.eventlog, self.database.queue, self.database.listener
+        )
         self.admission = TenantAdmission(
             settings.tenant_runs_per_second,
             settings.tenant_runs_burst,
             settings.tenant_max_runs_in_flight,
-            self.reader,
+            self.store.runs_in_flight,
             settings.queue_full_retry_after,
         )
         self._retention: asyncio.Task[None] | None = None
@@ -102,7 +99,7 @@ class Core:
 
     async def start(self) -> None:
         if self.settings.migrate_on_start:
-            await upgrade_async(self.settings.db_url)
+            await self.database.migrate()
         specs = self._specs
         if specs is None and self.settings.config_path:
             specs = read_config(self.settings.config_path)
@@ -110,15 +107,13 @@ class Core:
             for key, value in read_env(self.settings.config_path).items():
                 os.environ.setdefault(key, value)
         await self.registry.load(specs or [], self.saver)
-        self.writer.start()
+        self.database.start()
         # Claims runs left queued, and those whose replica died once their leases lapse.
         await self.dispatcher.start()
         if self.settings.session_ttl_seconds or self.settings.keep_checkpoints:
             self._retention = asyncio.create_task(self._retain(), name="retention")
         if self.telemetry is not None:
-            self.telemetry.watch_runs(
-                lambda: self.runs.executing, lambda: self.reader.run(claims.queue_depth)
-            )
+            self.telemetry.watch_runs(lambda: self.runs.executing, self.database.queue.queue_depth)
 
     async def stop(self, grace: float | None = None) -> None:
         await self.runs.drain(self.settings.shutdown_grace_seconds if grace is None else grace)
@@ -127,9 +122,7 @@ class Core:
             self._retention.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._retention
-        await self.writer.close()
-        await self.reader.close()
-        await self.engine.dispose()
+        await self.database.close()
         if self.limiter is not None:
             await self.limiter.close()
 

@@ -23,9 +23,8 @@ from stepstream.server.core.durability import DurableEvents
 from stepstream.server.core.eventlog import EventLog
 from stepstream.server.core.events import EventItem
 from stepstream.server.core.jsonio import dumps, loads
-from stepstream.server.core.ports import RunSaver
+from stepstream.server.core.ports import NOTIFY_QUEUE, RunSaver, Store
 from stepstream.server.core.registry import GraphRegistry
-from stepstream.server.core.store import NOTIFY_QUEUE, Store
 from stepstream.server.core.tracing import Attempt, RunTelemetry
 from stepstream.server.core.translate import StreamTranslator
 from stepstream.server.settings import Durability
@@ -124,7 +123,8 @@ class RunExecutor:
         if attempt is None:
             return await self._limited(execution, None)
         if (stored := attempt.stored_context()) is not None:
-            self._eventlog.append(execution.run.run_id, [], [stored])
+            run_id = execution.run.run_id
+            self._eventlog.append(run_id, [], [self._store.trace_context_saved(run_id, stored)])
         try:
             with attempt.active():
                 ended = await self._limited(execution, attempt)

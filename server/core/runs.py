@@ -9,7 +9,8 @@ it), a cap on runs executing per replica with the database queue behind it
 
 A run executes where it is started when its session is free and this replica
 has a slot; otherwise it waits in the queue and whichever replica frees a slot
-first claims it (claims.py). `Dispatcher` (dispatch.py) keeps the leases.
+first claims it (the RunQueue port; storage/claims.py). `Dispatcher`
+(dispatch.py) keeps the leases.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from typing import Any
 
 import orjson
 
-from stepstream.server.core import claims
 from stepstream.server.core import events as ev
 from stepstream.server.core import records as rec
 from stepstream.server.core.errors import (
@@ -42,11 +42,10 @@ from stepstream.server.core.eventlog import EventLog
 from stepstream.server.core.executor import Execution, RunExecutor
 from stepstream.server.core.ids import new_id
 from stepstream.server.core.jsonio import dumps
+from stepstream.server.core.ports import NOTIFY_QUEUE, ActiveRun, RunQueue, Store, Write
 from stepstream.server.core.registry import GraphRegistry, LoadedGraph
-from stepstream.server.core.store import NOTIFY_QUEUE, Store, is_unique_violation
 from stepstream.server.core.tracing import caller_trace_context
 from stepstream.server.settings import ServerSettings
-from stepstream.server.storage.batch import GroupCommitWriter, Write
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +78,9 @@ class RunManager:
         store: Store,
         eventlog: EventLog,
         executor: RunExecutor,
-        writer: GroupCommitWriter,
+        queue: RunQueue,
     ) -> None:
-        self._writer = writer
+        self._queue = queue
         self._settings = settings
         self._registry = registry
         self._store = store
@@ -133,9 +132,9 @@ class RunManager:
             lock = self._locks[session_id] = asyncio.Lock()
         return lock
 
-    async def active_runs(self, session_id: str) -> list[tuple[str, str, str | None]]:
+    async def active_runs(self, session_id: str) -> list[ActiveRun]:
         """(run id, status, replica) of the session's queued and running runs, on any replica."""
-        return await self._store.reader.run(lambda conn: claims.session_active_runs(conn, session_id))
+        return await self._queue.session_active_runs(session_id)
 
     async def session_busy(self, session_id: str) -> bool:
         return session_id in self._by_session or bool(await self.active_runs(session_id))
@@ -151,7 +150,7 @@ class RunManager:
         loaded = self._registry.get(req.graph_id)
         _check_nodes(loaded, req.options)
         if self.free_slots == 0:
-            depth = await self._store.reader.run(claims.queue_depth)
+            depth = await self._queue.queue_depth()
             if depth >= self._settings.max_queued_runs:
                 raise ResourceExhausted(
                     f"{self.executing} runs are executing here and {depth} are queued; retry later",
@@ -191,7 +190,7 @@ class RunManager:
             return None
 
     async def _apply_busy_policy(
-        self, owner: str, session_id: str, policy: str, active: list[tuple[str, str, str | None]]
+        self, owner: str, session_id: str, policy: str, active: list[ActiveRun]
     ) -> None:
         if policy == "reject":
             raise FailedPrecondition(
@@ -250,7 +249,7 @@ class RunManager:
             self._eventlog.close(run.run_id)
             if self._by_session.get(session_id) == run.run_id:
                 del self._by_session[session_id]
-            if is_unique_violation(exc):
+            if self._store.is_unique_violation(exc):
                 # Run ids are one namespace: taken by this owner or another, the answer is the same.
                 if req.run_id and await self._store.run_id_taken(req.run_id):
                     raise AlreadyExists(f"run id {req.run_id!r} is taken") from None
@@ -284,12 +283,14 @@ class RunManager:
         graph_ids = self._registry.ids()
         replica, lease = self._settings.replica, self._settings.lease_seconds
         try:
-            claimed = await self._writer.transact(
-                lambda conn: claims.claim(conn, replica, time.time(), lease, graph_ids, limit, session_id)
-            )
+            claimed = await self._queue.claim(replica, time.time(), lease, graph_ids, limit, session_id)
         except Exception as exc:
             # Another replica took the session first (unique index), or the database is away.
-            log.log(logging.DEBUG if is_unique_violation(exc) else logging.WARNING, "claim failed: %s", exc)
+            log.log(
+                logging.DEBUG if self._store.is_unique_violation(exc) else logging.WARNING,
+                "claim failed: %s",
+                exc,
+            )
             return 0
         for run, last_seq in claimed:
             self._eventlog.open(run.run_id, run.session_id, last_seq)
@@ -389,7 +390,7 @@ class RunManager:
             await asyncio.sleep(0.01)  # it changed hands meanwhile: look again
 
     async def _request_cancel(self, owner: str, run_id: str, request: str) -> bool:
-        return await self._writer.transact(lambda conn: claims.request_cancel(conn, owner, run_id, request))
+        return await self._queue.request_cancel(owner, run_id, request)
 
     async def _cancel_queued(self, run: rec.Run, rollback: bool, reason: str) -> rec.Run | None:
         now = time.time()
@@ -398,9 +399,7 @@ class RunManager:
             data = {"reason": reason, "rolled_back": rollback}
             return [ev.RunEvent(run.run_id, last_seq + 1, now, ev.RUN_CANCELLED, (), data)]
 
-        cancelled = await self._writer.transact(
-            lambda conn: claims.cancel_queued(conn, run.owner, run.run_id, now, closing)
-        )
+        cancelled = await self._queue.cancel_queued(run.owner, run.run_id, now, closing)
         if cancelled is not None:
             await self._hand_on(run.session_id)
         return cancelled

@@ -14,17 +14,10 @@ from stepstream.server.core import records as rec
 from stepstream.server.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from stepstream.server.core.ids import new_id
 from stepstream.server.core.jsonio import dumps
-from stepstream.server.core.ports import RunSaver
+from stepstream.server.core.pages import decode_page_token, encode_page_token, page_size
+from stepstream.server.core.ports import RunSaver, Store, Writer
 from stepstream.server.core.registry import GraphRegistry
 from stepstream.server.core.runs import RunManager
-from stepstream.server.core.store import (
-    Store,
-    decode_page_token,
-    encode_page_token,
-    is_unique_violation,
-    page_size,
-)
-from stepstream.server.storage.batch import GroupCommitWriter
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -55,7 +48,7 @@ class SessionManager:
         self,
         registry: GraphRegistry,
         store: Store,
-        writer: GroupCommitWriter,
+        writer: Writer,
         runs: RunManager,
         saver: RunSaver,
     ) -> None:
@@ -80,7 +73,7 @@ class SessionManager:
         try:
             await self._writer.write([self._store.insert_session(session)])
         except Exception as exc:
-            if is_unique_violation(exc):
+            if self._store.is_unique_violation(exc):
                 raise AlreadyExists(f"session {session.session_id!r} already exists") from None
             raise
         return session

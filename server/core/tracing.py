@@ -23,7 +23,6 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import orjson
-import sqlalchemy as sa
 from langgraph.config import get_config
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -34,8 +33,6 @@ from stepstream.ratelimiter import telemetry as limiter_telemetry
 from stepstream.server.core import events as ev
 from stepstream.server.core import records as rec
 from stepstream.server.core.span_records import RecordedSpan, SpanWriter
-from stepstream.server.storage.batch import Write
-from stepstream.server.storage.schema import runs
 from stepstream.telemetry import Telemetry, current
 from stepstream.telemetry.propagation import carrier_of, context_of, span_context_of
 
@@ -43,11 +40,6 @@ log = logging.getLogger(__name__)
 
 Item = tuple[str, tuple[str, ...], dict[str, Any]]
 
-_SET_TRACE_CONTEXT = (
-    runs.update()
-    .where(runs.c.run_id == sa.bindparam("b_run_id"))
-    .values(trace_context=sa.bindparam("trace_context"))
-)
 _TRACED_KINDS = frozenset(
     {
         ev.SUPERSTEP_STARTED,
@@ -261,12 +253,12 @@ class Attempt:
         self._context = trace.set_span_in_context(span)
         self._span_context = span.get_span_context()
 
-    def stored_context(self) -> Write | None:
-        """The write that records this attempt's span with the run, for whoever resumes it next."""
+    def stored_context(self) -> str | None:
+        """The run's trace context with this attempt's span (runs.trace_context), for whoever
+        resumes the run next; None when the attempt has no span."""
         if self.span is None:
             return None
-        stored = {**self._stored, "attempt": carrier_of(self._context)}
-        return _SET_TRACE_CONTEXT, {"b_run_id": self._run_id, "trace_context": orjson.dumps(stored).decode()}
+        return orjson.dumps({**self._stored, "attempt": carrier_of(self._context)}).decode()
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:

@@ -1,4 +1,4 @@
-"""The run queue's SQL (core/claims.py) on SQLite and PostgreSQL: claims take the head of each
+"""The run queue's SQL (storage/claims.py) on SQLite and PostgreSQL: claims take the head of each
 free session only, leases renew and lapse, and a queued run is cancelled by exactly one writer."""
 
 from __future__ import annotations
@@ -8,12 +8,12 @@ from contextlib import AbstractAsyncContextManager
 
 import pytest
 
-from stepstream.server.core import claims
 from stepstream.server.core import records as rec
 from stepstream.server.core.events import RunEvent
-from stepstream.server.core.store import Store, writes_for_events
+from stepstream.server.storage import claims
 from stepstream.server.storage.batch import GroupCommitWriter
 from stepstream.server.storage.checkpointer import SQLAlchemyCheckpointSaver
+from stepstream.server.storage.records import Store, writes_for_events
 
 SaverFactory = Callable[[], AbstractAsyncContextManager[SQLAlchemyCheckpointSaver]]
 LEASE = 3.0

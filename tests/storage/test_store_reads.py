@@ -8,14 +8,14 @@ from contextlib import AbstractAsyncContextManager
 
 import pytest
 
-from stepstream.server.core import claims
 from stepstream.server.core import records as rec
 from stepstream.server.core.errors import NotFound
 from stepstream.server.core.events import RunEvent
-from stepstream.server.core.store import Store, writes_for_events
+from stepstream.server.storage import claims
 from stepstream.server.storage.batch import GroupCommitWriter
 from stepstream.server.storage.checkpointer import SQLAlchemyCheckpointSaver
 from stepstream.server.storage.reads import Reader
+from stepstream.server.storage.records import Store, writes_for_events
 
 SaverFactory = Callable[[], AbstractAsyncContextManager[SQLAlchemyCheckpointSaver]]
 

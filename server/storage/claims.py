@@ -8,8 +8,9 @@ requeue a running run whose lease expired (its replica died). The partial
 unique index on (session_id) WHERE status = 'running' is the backstop: two
 replicas can never both run one session.
 
-Each function is one transaction's work on a blocking connection, run through
-`GroupCommitWriter.transact` (or the reader, for reads).
+Each function is one transaction's work on a blocking connection; `RunQueue`, the
+core's port (core/ports.py), runs each through `GroupCommitWriter.transact` (or
+the reader, for reads).
 """
 
 from __future__ import annotations
@@ -22,15 +23,10 @@ import sqlalchemy as sa
 
 from stepstream.server.core import records as rec
 from stepstream.server.core.events import RunEvent
-from stepstream.server.core.store import (
-    NOTIFY_CANCEL,
-    NOTIFY_CHANNEL,
-    NOTIFY_EVENTS,
-    NOTIFY_QUEUE,
-    Store,
-    run_from_row,
-    writes_for_events,
-)
+from stepstream.server.core.ports import NOTIFY_CANCEL, NOTIFY_EVENTS, NOTIFY_QUEUE, ActiveRun
+from stepstream.server.storage.batch import GroupCommitWriter
+from stepstream.server.storage.reads import Reader
+from stepstream.server.storage.records import NOTIFY_CHANNEL, Store, run_from_row, writes_for_events
 from stepstream.server.storage.schema import run_events, runs
 
 _NOTIFY = sa.text("SELECT pg_notify(:channel, :payload)")
@@ -210,7 +206,7 @@ def last_seq(conn: sa.Connection, run_id: str) -> int:
     return int(conn.execute(query).scalar() or 0)
 
 
-def session_active_runs(conn: sa.Connection, session_id: str) -> list[tuple[str, str, str | None]]:
+def session_active_runs(conn: sa.Connection, session_id: str) -> list[ActiveRun]:
     """(run id, status, replica) of the session's queued and running runs, oldest first."""
     query = (
         sa.select(runs.c.run_id, runs.c.status, runs.c.replica)
@@ -223,3 +219,52 @@ def session_active_runs(conn: sa.Connection, session_id: str) -> list[tuple[str,
 def queue_depth(conn: sa.Connection) -> int:
     query = sa.select(sa.func.count()).select_from(runs).where(runs.c.status == rec.QUEUED)
     return int(conn.execute(query).scalar() or 0)
+
+
+class RunQueue:
+    """The run queue as the core uses it: each call one transaction (writes on the writer)."""
+
+    def __init__(self, writer: GroupCommitWriter, reader: Reader) -> None:
+        self._writer = writer
+        self._reader = reader
+
+    async def claim(
+        self,
+        replica: str,
+        now: float,
+        lease_seconds: float,
+        graph_ids: Collection[str],
+        limit: int,
+        session_id: str | None = None,
+    ) -> list[tuple[rec.Run, int]]:
+        return await self._writer.transact(
+            lambda conn: claim(conn, replica, now, lease_seconds, graph_ids, limit, session_id)
+        )
+
+    async def renew(self, replica: str, until: float) -> dict[str, str | None]:
+        return await self._writer.transact(lambda conn: renew(conn, replica, until))
+
+    async def lost_and_orphaned(
+        self, replica: str, missing: Collection[str], orphans: Collection[str]
+    ) -> list[str]:
+        return await self._writer.transact(lambda conn: lost_and_orphaned(conn, replica, missing, orphans))
+
+    async def requeue_expired(self, replica: str, now: float) -> list[str]:
+        return await self._writer.transact(lambda conn: requeue_expired(conn, replica, now))
+
+    async def release_replica(self, replica: str) -> int:
+        return await self._writer.transact(lambda conn: release_replica(conn, replica))
+
+    async def request_cancel(self, owner: str, run_id: str, request_json: str) -> bool:
+        return await self._writer.transact(lambda conn: request_cancel(conn, owner, run_id, request_json))
+
+    async def cancel_queued(
+        self, owner: str, run_id: str, now: float, closing: Callable[[int], list[RunEvent]]
+    ) -> rec.Run | None:
+        return await self._writer.transact(lambda conn: cancel_queued(conn, owner, run_id, now, closing))
+
+    async def session_active_runs(self, session_id: str) -> list[ActiveRun]:
+        return await self._reader.run(lambda conn: session_active_runs(conn, session_id))
+
+    async def queue_depth(self) -> int:
+        return await self._reader.run(queue_depth)

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import re
 import time
 import weakref
 from collections.abc import Collection
@@ -33,7 +32,6 @@ from stepstream.server.core.errors import (
     AlreadyExists,
     DeadlineExceeded,
     FailedPrecondition,
-    InvalidArgument,
     NotFound,
     ResourceExhausted,
     Unavailable,
@@ -43,19 +41,21 @@ from stepstream.server.core.executor import Execution, RunExecutor
 from stepstream.server.core.ids import new_id
 from stepstream.server.core.jsonio import dumps
 from stepstream.server.core.ports import NOTIFY_QUEUE, ActiveRun, RunQueue, Store, Write
-from stepstream.server.core.registry import GraphRegistry, LoadedGraph
+from stepstream.server.core.registry import GraphRegistry
+from stepstream.server.core.start import check_nodes, require_pending_interrupt
 from stepstream.server.core.tracing import caller_trace_context
 from stepstream.server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
-RUN_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 # How long a cancel of another replica's run waits for that run to end.
 REMOTE_CANCEL_SECONDS = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
 class StartRequest:
+    """A start whose fields passed the checks of start.py, on a known graph and session."""
+
     owner: str
     graph_id: str
     session_id: str
@@ -148,7 +148,7 @@ class RunManager:
             if existing is not None:
                 return existing
         loaded = self._registry.get(req.graph_id)
-        _check_nodes(loaded, req.options)
+        check_nodes(loaded, req.options)
         if self.free_slots == 0:
             depth = await self._queue.queue_depth()
             if depth >= self._settings.max_queued_runs:
@@ -170,7 +170,7 @@ class RunManager:
                         await self._store.get_session(req.owner, session_id)
                     ahead = len(active)
                     if req.command is not None and req.command.resumes and not ahead:
-                        await _require_pending_interrupt(loaded, session_id)
+                        await require_pending_interrupt(loaded, session_id)
                 try:
                     return await self._insert(req, session_id, new_session, ahead)
                 except _SessionTaken:
@@ -179,8 +179,6 @@ class RunManager:
 
     async def _existing_run(self, req: StartRequest) -> rec.Run | None:
         """The run a retried start with the same run_id already created, if any."""
-        if not RUN_ID.match(req.run_id):
-            raise InvalidArgument("run_id", "must be 1-64 characters of A-Z a-z 0-9 . _ : -")
         execution = self._executions.get(req.run_id)
         if execution is not None and execution.run.owner == req.owner:
             return execution.run
@@ -441,20 +439,3 @@ class RunManager:
                     execution.task.cancel()
             if pending:
                 await asyncio.wait(pending)
-
-
-def _check_nodes(loaded: LoadedGraph, options: rec.RunOptions) -> None:
-    for field in ("interrupt_before", "interrupt_after"):
-        for node in getattr(options, field):
-            if node not in loaded.nodes:
-                raise InvalidArgument(
-                    f"options.{field}", f"graph {loaded.spec.graph_id!r} has no node {node!r}"
-                )
-
-
-async def _require_pending_interrupt(loaded: LoadedGraph, session_id: str) -> None:
-    state = await loaded.graph.aget_state({"configurable": {"thread_id": session_id}})
-    if not state.interrupts:
-        raise FailedPrecondition(
-            f"session {session_id!r} has no pending interrupt to resume; start a run with input instead"
-        )

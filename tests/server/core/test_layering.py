@@ -110,3 +110,20 @@ def test_the_sql_pattern_finds_sql() -> None:
     assert SQL.search("UPDATE runs SET status = 'queued'")
     assert SQL.search("insert into run_events (run_id) values (?)")
     assert not SQL.search("a run is selected from the queue and updated")
+
+
+# What the core is made of; a door (server/api/) calls the core's operations, never these.
+CORE_PARTS = ("store", "runs", "eventlog", "registry", "sessions", "saver", "database", "engine", "executor")
+
+
+@pytest.mark.parametrize("path", _modules(SERVER / "api"), ids=lambda p: p.name)
+def test_the_doors_call_the_cores_operations_not_its_parts(path: pathlib.Path) -> None:
+    reached = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if not (isinstance(node, ast.Attribute) and node.attr in CORE_PARTS):
+            continue
+        owner = node.value
+        name = owner.attr if isinstance(owner, ast.Attribute) else getattr(owner, "id", "")
+        if name in ("core", "_core"):
+            reached.append(f"{path.name}:{node.lineno} .{node.attr}")
+    assert not reached, f"a door reaches into the core: {reached}"

@@ -16,26 +16,26 @@ from stepstream.server.core.start import CommandRequest, OptionsRequest, StartRu
 from stepstream.v1 import common_pb2, events_pb2, runs_pb2, sessions_pb2
 
 RUN_STATUS = {
-    rec.QUEUED: runs_pb2.RUN_STATUS_QUEUED,
-    rec.RUNNING: runs_pb2.RUN_STATUS_RUNNING,
-    rec.SUCCEEDED: runs_pb2.RUN_STATUS_SUCCEEDED,
-    rec.INTERRUPTED: runs_pb2.RUN_STATUS_INTERRUPTED,
-    rec.FAILED: runs_pb2.RUN_STATUS_FAILED,
-    rec.CANCELLED: runs_pb2.RUN_STATUS_CANCELLED,
+    rec.RunStatus.QUEUED: runs_pb2.RUN_STATUS_QUEUED,
+    rec.RunStatus.RUNNING: runs_pb2.RUN_STATUS_RUNNING,
+    rec.RunStatus.SUCCEEDED: runs_pb2.RUN_STATUS_SUCCEEDED,
+    rec.RunStatus.INTERRUPTED: runs_pb2.RUN_STATUS_INTERRUPTED,
+    rec.RunStatus.FAILED: runs_pb2.RUN_STATUS_FAILED,
+    rec.RunStatus.CANCELLED: runs_pb2.RUN_STATUS_CANCELLED,
 }
 RUN_STATUS_NAME = {v: k for k, v in RUN_STATUS.items()}
 SESSION_STATUS = {
-    rec.IDLE: sessions_pb2.SESSION_STATUS_IDLE,
-    rec.BUSY: sessions_pb2.SESSION_STATUS_BUSY,
-    rec.INTERRUPTED: sessions_pb2.SESSION_STATUS_INTERRUPTED,
-    rec.ERROR: sessions_pb2.SESSION_STATUS_ERROR,
+    rec.SessionStatus.IDLE: sessions_pb2.SESSION_STATUS_IDLE,
+    rec.SessionStatus.BUSY: sessions_pb2.SESSION_STATUS_BUSY,
+    rec.SessionStatus.INTERRUPTED: sessions_pb2.SESSION_STATUS_INTERRUPTED,
+    rec.SessionStatus.ERROR: sessions_pb2.SESSION_STATUS_ERROR,
 }
 BUSY_POLICY = {
-    common_pb2.BUSY_POLICY_UNSPECIFIED: "reject",
-    common_pb2.BUSY_POLICY_REJECT: "reject",
-    common_pb2.BUSY_POLICY_ENQUEUE: "enqueue",
-    common_pb2.BUSY_POLICY_INTERRUPT: "interrupt",
-    common_pb2.BUSY_POLICY_ROLLBACK: "rollback",
+    common_pb2.BUSY_POLICY_UNSPECIFIED: rec.BusyPolicy.REJECT,
+    common_pb2.BUSY_POLICY_REJECT: rec.BusyPolicy.REJECT,
+    common_pb2.BUSY_POLICY_ENQUEUE: rec.BusyPolicy.ENQUEUE,
+    common_pb2.BUSY_POLICY_INTERRUPT: rec.BusyPolicy.INTERRUPT,
+    common_pb2.BUSY_POLICY_ROLLBACK: rec.BusyPolicy.ROLLBACK,
 }
 BUSY_POLICY_PB = {v: k for k, v in BUSY_POLICY.items() if k != common_pb2.BUSY_POLICY_UNSPECIFIED}
 EVENT_KIND: dict[int, str] = {

@@ -70,7 +70,7 @@ class SessionServicer(_Servicer, sessions_pb2_grpc.SessionServiceServicer):
     async def CreateSession(self, request: sessions_pb2.CreateSessionRequest, context: Context) -> Any:
         metadata = parse_field("metadata_json", request.metadata_json, object_only=True)
         session = await self._core.create_session(
-            owner_of(self._core, context), request.graph_id, request.session_id, metadata
+            owner_of(self._core, context), request.graph_id, session_id=request.session_id, metadata=metadata
         )
         return sessions_pb2.CreateSessionResponse(session=convert.session_pb(session))
 

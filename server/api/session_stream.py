@@ -125,7 +125,7 @@ class SessionStreamHandler:
             raise InvalidArgument("open.resume_run_id", "needs the session_id of the run's session")
         else:
             metadata = parse_field("open.metadata_json", request.metadata_json, object_only=True)
-            self._session = await self._core.create_session(self._owner, request.graph_id, "", metadata)
+            self._session = await self._core.create_session(self._owner, request.graph_id, metadata=metadata)
         self._out.put_nowait(Response(request_id=rid, session=convert.session_pb(self._session)))
         if request.resume_run_id:
             run = await self._core.get_run(self._owner, request.resume_run_id)

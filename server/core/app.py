@@ -139,8 +139,10 @@ class Core:
         return self.registry.get(graph_id)
 
     # -- sessions -----------------------------------------------------------------------------
-    async def create_session(self, owner: str, graph_id: str, session_id: str, metadata: Any) -> rec.Session:
-        return await self.sessions.create(owner, graph_id, session_id, metadata)
+    async def create_session(
+        self, owner: str, graph_id: str, *, session_id: str = "", metadata: Any = None
+    ) -> rec.Session:
+        return await self.sessions.create(owner, graph_id, session_id=session_id, metadata=metadata)
 
     async def get_session(self, owner: str, session_id: str) -> rec.Session:
         return await self.sessions.get(owner, session_id)
@@ -180,10 +182,16 @@ class Core:
                 )
             graph_id = session.graph_id
         else:
-            new_session = self.sessions.new_session(req.owner, graph_id, "", None)
+            new_session = self.sessions.new_session(req.owner, graph_id)
         await self.admission.admit(req.owner)  # per-tenant admission (admission.py)
         start = StartRequest(
-            req.owner, graph_id, req.session_id, req.input_json, parsed.command, parsed.options, req.run_id
+            owner=req.owner,
+            graph_id=graph_id,
+            session_id=req.session_id,
+            input_json=req.input_json,
+            command=parsed.command,
+            options=parsed.options,
+            run_id=req.run_id,
         )
         return await self.runs.start(start, new_session)
 
@@ -207,7 +215,7 @@ class Core:
         return await self.store.get_run(owner, run_id)
 
     async def list_runs(
-        self, owner: str, session_id: str, statuses: Sequence[str], size: int, token: str
+        self, owner: str, session_id: str, statuses: Sequence[rec.RunStatus], size: int, token: str
     ) -> tuple[list[rec.Run], str]:
         return await self.store.list_runs(owner, session_id, statuses, page_size(size), token)
 

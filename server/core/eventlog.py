@@ -13,9 +13,8 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
 
-from stepstream.server.core.events import EventFilter, RunEvent
+from stepstream.server.core.events import EventFilter, EventItem, RunEvent
 from stepstream.server.core.ports import NOTIFY_EVENTS, Store, Write, Writer
 
 # How often a join polls the database for a run executing on another replica, when the
@@ -90,7 +89,7 @@ class EventLog:
     def append(
         self,
         run_id: str,
-        items: Sequence[tuple[str, tuple[str, ...], dict[str, Any]]],
+        items: Sequence[EventItem],
         extra_writes: Sequence[Write] = (),
         after: Sequence[asyncio.Future[None]] = (),
     ) -> asyncio.Future[None]:

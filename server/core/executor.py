@@ -51,6 +51,19 @@ class Execution:
     new_session: bool = False
 
 
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """How an attempt at a run ended, before it is stored."""
+
+    status: rec.RunStatus
+    # The graph's state values (succeeded, interrupted).
+    values: Any = None
+    interrupts: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    error: BaseException | None = None
+    # Why it was cancelled.
+    reason: str = ""
+
+
 def graph_config(run: rec.Run, default_recursion_limit: int, default_max_concurrency: int) -> RunnableConfig:
     opts = run.options
     config: RunnableConfig = {
@@ -89,10 +102,6 @@ def graph_input(run: rec.Run) -> Any:
     return None
 
 
-def _interrupt_dicts(interrupts: Any) -> list[dict[str, Any]]:
-    return [{"interrupt_id": i.id, "value_json": dumps(i.value), "namespace": []} for i in interrupts]
-
-
 class RunExecutor:
     def __init__(
         self,
@@ -129,7 +138,9 @@ class RunExecutor:
             with attempt.active():
                 ended = await self._limited(execution, attempt)
         except BaseException as exc:
-            attempt.end(dataclasses.replace(execution.run, status=rec.FAILED, error_type=type(exc).__name__))
+            attempt.end(
+                dataclasses.replace(execution.run, status=rec.RunStatus.FAILED, error_type=type(exc).__name__)
+            )
             raise
         attempt.end(ended, execution.cancel_reason)
         return ended
@@ -147,7 +158,7 @@ class RunExecutor:
     async def _execute(self, execution: Execution, attempt: Attempt | None) -> rec.Run:
         run = execution.run
         translator = StreamTranslator()
-        outcome: dict[str, Any] = {}
+        outcome: Outcome | None = None
 
         def release(items: list[EventItem], saves: Sequence[asyncio.Future[None]]) -> None:
             if attempt is not None:
@@ -178,33 +189,33 @@ class RunExecutor:
             if translator.interrupted or run.options.interrupt_before or run.options.interrupt_after:
                 await durable.committed()
                 state = await loaded.graph.aget_state(config)
-                interrupts = _interrupt_dicts(state.interrupts)
+                interrupts = ev.interrupt_dicts(state.interrupts)
                 if interrupts or state.next:
-                    outcome = {"status": rec.INTERRUPTED, "values": state.values, "interrupts": interrupts}
-            if not outcome:
-                outcome = {"status": rec.SUCCEEDED, "values": translator.last_values}
+                    outcome = Outcome(rec.RunStatus.INTERRUPTED, values=state.values, interrupts=interrupts)
+            if outcome is None:
+                outcome = Outcome(rec.RunStatus.SUCCEEDED, values=translator.last_values)
         except GraphDrained:
             await durable.settle()
             return await self._hand_back(run)
         except asyncio.CancelledError:
             durable.drop()
             if execution.fenced:
-                return dataclasses.replace(run, status=rec.QUEUED)
+                return dataclasses.replace(run, status=rec.RunStatus.QUEUED)
             if execution.handing_back:
                 return await self._hand_back(run)
             if execution.rollback:
                 # Saves still queued would otherwise land after the delete.
                 await durable.committed(raise_errors=False)
                 await self._saver.adelete_for_runs([run.run_id])
-            outcome = {"status": rec.CANCELLED, "reason": execution.cancel_reason or "cancelled"}
+            outcome = Outcome(rec.RunStatus.CANCELLED, reason=execution.cancel_reason or "cancelled")
         except Exception as exc:
             log.info(
                 "run %s failed: %s: %s", run.run_id, type(exc).__name__, exc, exc_info=not translator.seen
             )
-            outcome = {"status": rec.FAILED, "error": exc}
+            outcome = Outcome(rec.RunStatus.FAILED, error=exc)
             # What the graph reported before it failed: supersteps whose checkpoints committed.
             await durable.settle()
-        if outcome["status"] != rec.SUCCEEDED:
+        if outcome.status is not rec.RunStatus.SUCCEEDED:
             return await self._finish(execution, outcome)
         try:
             # Told in the transaction of the run's last saves (or after it), not one commit later.
@@ -214,22 +225,21 @@ class RunExecutor:
                 raise
             # A save failed, so the run did not succeed; nothing of its "finished" was stored.
             log.info("run %s failed: a checkpoint save failed: %s", run.run_id, exc)
-            return await self._finish(execution, {"status": rec.FAILED, "error": failed})
+            return await self._finish(execution, Outcome(rec.RunStatus.FAILED, error=failed))
 
     async def _finish(
-        self, execution: Execution, outcome: dict[str, Any], after: list[asyncio.Future[None]] | None = None
+        self, execution: Execution, outcome: Outcome, after: Sequence[asyncio.Future[None]] = ()
     ) -> rec.Run:
         run = execution.run
-        status = outcome["status"]
-        values_json = dumps(outcome["values"]) if outcome.get("values") is not None else ""
-        interrupts = outcome.get("interrupts", [])
-        error = outcome.get("error")
-        if status in (rec.SUCCEEDED, rec.INTERRUPTED):
-            event = (ev.RUN_FINISHED, {"values_json": values_json, "interrupts": interrupts})
-        elif status == rec.FAILED:
-            event = (ev.RUN_FAILED, {"error_type": type(error).__name__, "error_message": str(error)})
+        status, interrupts, error = outcome.status, outcome.interrupts, outcome.error
+        values_json = dumps(outcome.values) if outcome.values is not None else ""
+        event: EventItem
+        if status in (rec.RunStatus.SUCCEEDED, rec.RunStatus.INTERRUPTED):
+            event = (ev.RUN_FINISHED, (), {"values_json": values_json, "interrupts": interrupts})
+        elif status is rec.RunStatus.FAILED:
+            event = (ev.RUN_FAILED, (), {"error_type": type(error).__name__, "error_message": str(error)})
         else:
-            event = (ev.RUN_CANCELLED, {"reason": outcome["reason"], "rolled_back": execution.rollback})
+            event = (ev.RUN_CANCELLED, (), {"reason": outcome.reason, "rolled_back": execution.rollback})
         ended = dataclasses.replace(
             run,
             status=status,
@@ -246,9 +256,7 @@ class RunExecutor:
                 run.session_id, run.run_id, rec.SESSION_STATUS_AFTER[status], ended.ended_at or 0.0
             ),
         ]
-        await asyncio.shield(
-            self._eventlog.append(run.run_id, [(event[0], (), event[1])], writes, after or ())
-        )
+        await asyncio.shield(self._eventlog.append(run.run_id, [event], writes, after))
         return ended
 
     async def _hand_back(self, run: rec.Run) -> rec.Run:
@@ -256,4 +264,4 @@ class RunExecutor:
         writes = [self._store.run_handed_back(run.run_id, self._replica)]
         writes += self._store.notify_writes(NOTIFY_QUEUE + run.session_id)
         await asyncio.shield(self._eventlog.append(run.run_id, [], writes))
-        return dataclasses.replace(run, status=rec.QUEUED)
+        return dataclasses.replace(run, status=rec.RunStatus.QUEUED)

@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 REMOTE_CANCEL_SECONDS = 60.0
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class StartRequest:
     """A start whose fields passed the checks of start.py, on a known graph and session."""
 
@@ -188,18 +188,21 @@ class RunManager:
             return None
 
     async def _apply_busy_policy(
-        self, owner: str, session_id: str, policy: str, active: list[ActiveRun]
+        self, owner: str, session_id: str, policy: rec.BusyPolicy, active: list[ActiveRun]
     ) -> None:
-        if policy == "reject":
+        if policy is rec.BusyPolicy.REJECT:
             raise FailedPrecondition(
                 f"session {session_id!r} has an active run; wait for it, cancel it, "
                 "or start with busy_policy ENQUEUE, INTERRUPT or ROLLBACK"
             )
-        if policy in ("interrupt", "rollback"):
+        if policy in (rec.BusyPolicy.INTERRUPT, rec.BusyPolicy.ROLLBACK):
             for run_id, _, _ in active:
                 with contextlib.suppress(FailedPrecondition):  # it ended meanwhile
                     await self.cancel(
-                        owner, run_id, rollback=policy == "rollback", reason=f"superseded ({policy})"
+                        owner,
+                        run_id,
+                        rollback=policy is rec.BusyPolicy.ROLLBACK,
+                        reason=f"superseded ({policy})",
                     )
 
     async def _insert(
@@ -213,7 +216,7 @@ class RunManager:
             owner=req.owner,
             session_id=session_id,
             graph_id=req.graph_id,
-            status=rec.RUNNING if can_execute else rec.QUEUED,
+            status=rec.RunStatus.RUNNING if can_execute else rec.RunStatus.QUEUED,
             options=req.options,
             created_at=now,
             started_at=now if can_execute else None,
@@ -228,11 +231,11 @@ class RunManager:
         lease = now + self._settings.lease_seconds if can_execute else None
         writes += [
             self._store.insert_run(run, self._settings.replica if can_execute else None, lease),
-            self._store.set_session_status(session_id, rec.BUSY, now),
+            self._store.set_session_status(session_id, rec.SessionStatus.BUSY, now),
         ]
         if not can_execute:
             writes += self._store.notify_writes(NOTIFY_QUEUE + session_id)
-        items: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [
+        items: list[ev.EventItem] = [
             (ev.RUN_QUEUED, (), {"session_id": session_id, "graph_id": run.graph_id, "position": ahead})
         ]
         if can_execute:
@@ -307,7 +310,7 @@ class RunManager:
     async def _execute(self, execution: Execution) -> rec.Run:
         run = execution.run
         # Unless the executor says otherwise, the run goes on elsewhere (the database tells).
-        result = dataclasses.replace(run, status=rec.QUEUED)
+        result = dataclasses.replace(run, status=rec.RunStatus.QUEUED)
         try:
             result = await self._executor.execute(execution)
         finally:
@@ -315,7 +318,7 @@ class RunManager:
             future = self._ended.pop(run.run_id, None)
             if future is not None and not future.done():
                 future.set_result(result)
-        if result.status != rec.QUEUED and run.session_id in self._queued_sessions:
+        if result.status != rec.RunStatus.QUEUED and run.session_id in self._queued_sessions:
             await self._hand_on(run.session_id)
         if self.maybe_queued and self.free_slots:
             self.queue_changed.set()
@@ -373,7 +376,7 @@ class RunManager:
             run = await self._store.get_run(owner, run_id)
             if not run.active:
                 raise FailedPrecondition(f"run {run_id!r} already ended ({run.status})")
-            if run.status == rec.QUEUED:
+            if run.status == rec.RunStatus.QUEUED:
                 cancelled = await self._cancel_queued(run, rollback, reason)
                 if cancelled is not None:
                     return cancelled
@@ -413,7 +416,7 @@ class RunManager:
                     result = await asyncio.wait_for(asyncio.shield(ended), left)
                 except TimeoutError:
                     raise DeadlineExceeded(f"run {run_id!r} did not end within {timeout:g} s") from None
-                if result.status != rec.QUEUED:
+                if result.status != rec.RunStatus.QUEUED:
                     return result
                 # Handed back or taken over: it goes on elsewhere; the database tells.
             run = await self._store.get_run(owner, run_id)

@@ -10,6 +10,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import StateSnapshot
 
+from stepstream.server.core import events as ev
 from stepstream.server.core import records as rec
 from stepstream.server.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from stepstream.server.core.ids import new_id
@@ -31,9 +32,7 @@ def snapshot_dict(snapshot: StateSnapshot) -> dict[str, Any]:
         "values_json": dumps(snapshot.values),
         "next": list(snapshot.next),
         "next_tasks": [{"task_id": t.id, "node": t.name, "namespace": []} for t in snapshot.tasks],
-        "interrupts": [
-            {"interrupt_id": i.id, "value_json": dumps(i.value), "namespace": []} for i in snapshot.interrupts
-        ],
+        "interrupts": ev.interrupt_dicts(snapshot.interrupts),
         "checkpoint_id": configurable.get("checkpoint_id", ""),
         "parent_checkpoint_id": parent.get("checkpoint_id", ""),
         "step": int(metadata.get("step", 0) or 0),
@@ -58,7 +57,9 @@ class SessionManager:
         self._runs = runs
         self._saver = saver
 
-    def new_session(self, owner: str, graph_id: str, session_id: str, metadata: Any) -> rec.Session:
+    def new_session(
+        self, owner: str, graph_id: str, *, session_id: str = "", metadata: Any = None
+    ) -> rec.Session:
         """A session record to insert (validated, not yet stored)."""
         self._registry.get(graph_id)
         if session_id and not SESSION_ID.match(session_id):
@@ -66,10 +67,14 @@ class SessionManager:
         if metadata is not None and not isinstance(metadata, dict):
             raise InvalidArgument("metadata_json", "must be a JSON object")
         now = time.time()
-        return rec.Session(session_id or new_id(), owner, graph_id, rec.IDLE, metadata or {}, now, now)
+        return rec.Session(
+            session_id or new_id(), owner, graph_id, rec.SessionStatus.IDLE, metadata or {}, now, now
+        )
 
-    async def create(self, owner: str, graph_id: str, session_id: str, metadata: Any) -> rec.Session:
-        session = self.new_session(owner, graph_id, session_id, metadata)
+    async def create(
+        self, owner: str, graph_id: str, *, session_id: str = "", metadata: Any = None
+    ) -> rec.Session:
+        session = self.new_session(owner, graph_id, session_id=session_id, metadata=metadata)
         try:
             await self._writer.write([self._store.insert_session(session)])
         except Exception as exc:

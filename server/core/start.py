@@ -37,7 +37,7 @@ class CommandRequest:
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class OptionsRequest:
     max_concurrency: int = 0
-    busy_policy: str = "reject"
+    busy_policy: rec.BusyPolicy = rec.BusyPolicy.REJECT
     recursion_limit: int = 0
     configurable_json: str = ""
     metadata_json: str = ""

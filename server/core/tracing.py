@@ -38,7 +38,6 @@ from stepstream.telemetry.propagation import carrier_of, context_of, span_contex
 
 log = logging.getLogger(__name__)
 
-Item = tuple[str, tuple[str, ...], dict[str, Any]]
 
 _TRACED_KINDS = frozenset(
     {
@@ -52,11 +51,11 @@ _TRACED_KINDS = frozenset(
 )
 # What became of tasks still open when their run stopped, by the run's outcome.
 _OPEN_TASK_OUTCOME = {
-    rec.INTERRUPTED: "interrupted",
-    rec.CANCELLED: "cancelled",
-    rec.FAILED: "cancelled",
-    rec.SUCCEEDED: "finished",
-    rec.QUEUED: "handed_back",
+    rec.RunStatus.INTERRUPTED: "interrupted",
+    rec.RunStatus.CANCELLED: "cancelled",
+    rec.RunStatus.FAILED: "cancelled",
+    rec.RunStatus.SUCCEEDED: "finished",
+    rec.RunStatus.QUEUED: "handed_back",
 }
 _SECONDS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
@@ -272,7 +271,7 @@ class Attempt:
         finally:
             otel_context.detach(token)
 
-    def observe(self, items: Sequence[Item]) -> None:
+    def observe(self, items: Sequence[ev.EventItem]) -> None:
         for kind, ns, data in items:
             if kind not in _TRACED_KINDS:
                 continue
@@ -377,7 +376,11 @@ class Attempt:
             self._metrics.runs_ended.add(1, {"graph": self._graph, "status": status})
         outcome = _OPEN_TASK_OUTCOME.get(status, status)
         # An interrupted task ends when its interrupt was raised; others when the run stopped.
-        task_end = self._last_interrupt_ns if status == rec.INTERRUPTED and self._last_interrupt_ns else now
+        task_end = (
+            self._last_interrupt_ns
+            if status == rec.RunStatus.INTERRUPTED and self._last_interrupt_ns
+            else now
+        )
         for task_id, task_span in list(self._tasks.items()):
             _task_spans.pop(task_id, None)
             task_span.set_attribute("stepstream.task.outcome", outcome)
@@ -389,12 +392,14 @@ class Attempt:
         span = self.span
         if span is None:
             return
-        span.set_attribute("stepstream.run.status", "handed_back" if status == rec.QUEUED else status)
-        if status == rec.FAILED:
+        span.set_attribute(
+            "stepstream.run.status", "handed_back" if status == rec.RunStatus.QUEUED else status
+        )
+        if status == rec.RunStatus.FAILED:
             _record_error(span, run.error_type, run.error_message, now)
-        elif status == rec.CANCELLED:
+        elif status == rec.RunStatus.CANCELLED:
             span.add_event("cancelled", {"stepstream.cancel.reason": reason}, timestamp=now)
-        elif status == rec.INTERRUPTED:
+        elif status == rec.RunStatus.INTERRUPTED:
             span.set_attribute("stepstream.run.interrupts", len(run.interrupts))
         span.end(now)
         self.span = None

@@ -45,9 +45,9 @@ def _head_of_session_candidates(graph_ids: Collection[str], limit: int, session_
     ahead = sa.exists().where(
         other.c.session_id == r.c.session_id,
         sa.or_(
-            other.c.status == rec.RUNNING,
+            other.c.status == rec.RunStatus.RUNNING,
             sa.and_(
-                other.c.status == rec.QUEUED,
+                other.c.status == rec.RunStatus.QUEUED,
                 sa.or_(
                     other.c.created_at < r.c.created_at,
                     sa.and_(other.c.created_at == r.c.created_at, other.c.run_id < r.c.run_id),
@@ -55,7 +55,9 @@ def _head_of_session_candidates(graph_ids: Collection[str], limit: int, session_
             ),
         ),
     )
-    query = sa.select(r.c.run_id).where(r.c.status == rec.QUEUED, r.c.graph_id.in_(list(graph_ids)), ~ahead)
+    query = sa.select(r.c.run_id).where(
+        r.c.status == rec.RunStatus.QUEUED, r.c.graph_id.in_(list(graph_ids)), ~ahead
+    )
     if session_id is not None:
         query = query.where(r.c.session_id == session_id)
     return query.order_by(r.c.created_at).limit(limit).with_for_update(skip_locked=True, of=r)
@@ -76,9 +78,9 @@ def claim(
     statement = (
         runs.update()
         .where(runs.c.run_id.in_(_head_of_session_candidates(graph_ids, limit, session_id)))
-        .where(runs.c.status == rec.QUEUED)
+        .where(runs.c.status == rec.RunStatus.QUEUED)
         .values(
-            status=rec.RUNNING,
+            status=rec.RunStatus.RUNNING,
             replica=replica,
             lease_expires_at=now + lease_seconds,
             attempt=runs.c.attempt + 1,
@@ -101,7 +103,7 @@ def renew(conn: sa.Connection, replica: str, until: float) -> dict[str, str | No
     """Extend the leases of this replica's runs: {run id: a pending cancel request or None}."""
     statement = (
         runs.update()
-        .where(runs.c.replica == replica, runs.c.status == rec.RUNNING)
+        .where(runs.c.replica == replica, runs.c.status == rec.RunStatus.RUNNING)
         .values(lease_expires_at=until)
         .returning(runs.c.run_id, runs.c.cancel_json)
     )
@@ -116,8 +118,12 @@ def lost_and_orphaned(
     if orphans:
         conn.execute(
             runs.update()
-            .where(runs.c.run_id.in_(list(orphans)), runs.c.replica == replica, runs.c.status == rec.RUNNING)
-            .values(status=rec.QUEUED, replica=None, lease_expires_at=None)
+            .where(
+                runs.c.run_id.in_(list(orphans)),
+                runs.c.replica == replica,
+                runs.c.status == rec.RunStatus.RUNNING,
+            )
+            .values(status=rec.RunStatus.QUEUED, replica=None, lease_expires_at=None)
         )
         notify(conn, NOTIFY_QUEUE)
     if not missing:
@@ -136,11 +142,11 @@ def requeue_expired(conn: sa.Connection, replica: str, now: float) -> list[str]:
     statement = (
         runs.update()
         .where(
-            runs.c.status == rec.RUNNING,
+            runs.c.status == rec.RunStatus.RUNNING,
             sa.or_(runs.c.lease_expires_at < now, runs.c.lease_expires_at.is_(None)),
             sa.or_(runs.c.replica != replica, runs.c.replica.is_(None)),
         )
-        .values(status=rec.QUEUED, replica=None, lease_expires_at=None)
+        .values(status=rec.RunStatus.QUEUED, replica=None, lease_expires_at=None)
         .returning(runs.c.run_id)
     )
     requeued = [row[0] for row in conn.execute(statement)]
@@ -153,8 +159,8 @@ def release_replica(conn: sa.Connection, replica: str) -> int:
     """Queue again the runs held under this replica's name by an earlier process of that name."""
     statement = (
         runs.update()
-        .where(runs.c.replica == replica, runs.c.status == rec.RUNNING)
-        .values(status=rec.QUEUED, replica=None, lease_expires_at=None)
+        .where(runs.c.replica == replica, runs.c.status == rec.RunStatus.RUNNING)
+        .values(status=rec.RunStatus.QUEUED, replica=None, lease_expires_at=None)
     )
     released = int(conn.execute(statement).rowcount)
     if released:
@@ -166,7 +172,7 @@ def request_cancel(conn: sa.Connection, owner: str, run_id: str, request_json: s
     """Ask the holder of a running run to cancel it; False if it is not running now."""
     statement = (
         runs.update()
-        .where(runs.c.run_id == run_id, runs.c.owner == owner, runs.c.status == rec.RUNNING)
+        .where(runs.c.run_id == run_id, runs.c.owner == owner, runs.c.status == rec.RunStatus.RUNNING)
         .values(cancel_json=request_json)
     )
     asked = conn.execute(statement).rowcount == 1
@@ -184,8 +190,8 @@ def cancel_queued(
     """
     statement = (
         runs.update()
-        .where(runs.c.run_id == run_id, runs.c.owner == owner, runs.c.status == rec.QUEUED)
-        .values(status=rec.CANCELLED, ended_at=now, replica=None, lease_expires_at=None)
+        .where(runs.c.run_id == run_id, runs.c.owner == owner, runs.c.status == rec.RunStatus.QUEUED)
+        .values(status=rec.RunStatus.CANCELLED, ended_at=now, replica=None, lease_expires_at=None)
         .returning(*runs.c)
     )
     row = conn.execute(statement).mappings().first()
@@ -196,7 +202,7 @@ def cancel_queued(
     run = dataclasses.replace(run_from_row(row), last_seq=events[-1].seq)
     for insert, params in writes_for_events(run.session_id, events):
         conn.execute(insert, params)
-    conn.execute(*Store.session_after_run(run.session_id, run.run_id, rec.IDLE, now))
+    conn.execute(*Store.session_after_run(run.session_id, run.run_id, rec.SessionStatus.IDLE, now))
     notify(conn, NOTIFY_EVENTS + run_id)
     return run
 
@@ -217,7 +223,7 @@ def session_active_runs(conn: sa.Connection, session_id: str) -> list[ActiveRun]
 
 
 def queue_depth(conn: sa.Connection) -> int:
-    query = sa.select(sa.func.count()).select_from(runs).where(runs.c.status == rec.QUEUED)
+    query = sa.select(sa.func.count()).select_from(runs).where(runs.c.status == rec.RunStatus.QUEUED)
     return int(conn.execute(query).scalar() or 0)
 
 

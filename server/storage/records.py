@@ -53,9 +53,9 @@ _SESSION_AFTER_RUN = (
                     runs.c.session_id == sa.bindparam("b_session_id"),
                     runs.c.run_id != sa.bindparam("b_run_id"),
                     # Not IN (...): an expanding parameter cannot be sent as an executemany.
-                    sa.or_(runs.c.status == rec.QUEUED, runs.c.status == rec.RUNNING),
+                    sa.or_(runs.c.status == rec.RunStatus.QUEUED, runs.c.status == rec.RunStatus.RUNNING),
                 ),
-                rec.BUSY,
+                rec.SessionStatus.BUSY,
             ),
             else_=sa.bindparam("status"),
         ),
@@ -65,7 +65,7 @@ _SESSION_AFTER_RUN = (
 _RUN_HANDED_BACK = (
     runs.update()
     .where(runs.c.run_id == sa.bindparam("b_run_id"), runs.c.replica == sa.bindparam("b_replica"))
-    .values(status=rec.QUEUED, replica=None, lease_expires_at=None)
+    .values(status=rec.RunStatus.QUEUED, replica=None, lease_expires_at=None)
 )
 # The channel replicas notify each other on (PostgreSQL); payloads: core/ports.py NOTIFY_*.
 NOTIFY_CHANNEL = "stepstream"
@@ -115,7 +115,7 @@ def session_from_row(row: Mapping[str, Any] | sa.RowMapping) -> rec.Session:
         session_id=row["session_id"],
         owner=row["owner"],
         graph_id=row["graph_id"],
-        status=row["status"],
+        status=rec.SessionStatus(row["status"]),
         metadata=orjson.loads(row["metadata_json"] or "{}"),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
@@ -128,7 +128,7 @@ def run_from_row(row: Mapping[str, Any] | sa.RowMapping) -> rec.Run:
         owner=row["owner"],
         session_id=row["session_id"],
         graph_id=row["graph_id"],
-        status=row["status"],
+        status=rec.RunStatus(row["status"]),
         options=rec.RunOptions.from_json(orjson.loads(row["options_json"] or "{}")),
         created_at=row["created_at"],
         started_at=row["started_at"],
@@ -184,11 +184,11 @@ class Store:
         }
 
     @staticmethod
-    def set_session_status(session_id: str, status: str, now: float) -> Write:
+    def set_session_status(session_id: str, status: rec.SessionStatus, now: float) -> Write:
         return _UPDATE_SESSION_STATUS, {"b_session_id": session_id, "status": status, "updated_at": now}
 
     @staticmethod
-    def session_after_run(session_id: str, run_id: str, status: str, now: float) -> Write:
+    def session_after_run(session_id: str, run_id: str, status: rec.SessionStatus, now: float) -> Write:
         return _SESSION_AFTER_RUN, {
             "b_session_id": session_id,
             "b_run_id": run_id,
@@ -271,7 +271,7 @@ class Store:
         return await self.reader.run(_scalar(_RUN_STATUS, {"run_id": run_id})) is not None
 
     async def list_runs(
-        self, owner: str, session_id: str, statuses: Sequence[str], size: int, token: str
+        self, owner: str, session_id: str, statuses: Sequence[rec.RunStatus], size: int, token: str
     ) -> tuple[list[rec.Run], str]:
         query = sa.select(runs).where(runs.c.owner == owner)
         if session_id:
@@ -332,7 +332,7 @@ class Store:
     async def expired_sessions(self, older_than: float, limit: int = 500) -> list[str]:
         query = (
             sa.select(sessions.c.session_id)
-            .where(sessions.c.updated_at < older_than, sessions.c.status != rec.BUSY)
+            .where(sessions.c.updated_at < older_than, sessions.c.status != rec.SessionStatus.BUSY)
             .limit(limit)
         )
         return await self.reader.run(lambda conn: [r[0] for r in conn.execute(query)])

@@ -11,30 +11,31 @@ from google.protobuf import timestamp_pb2
 from stepstream.server.core import records as rec
 from stepstream.server.core.errors import InvalidArgument
 from stepstream.server.core.events import EventFilter, RunEvent
-from stepstream.server.core.jsonio import dumps, parse_field
+from stepstream.server.core.jsonio import dumps
+from stepstream.server.core.start import CommandRequest, OptionsRequest, StartRunRequest
 from stepstream.v1 import common_pb2, events_pb2, runs_pb2, sessions_pb2
 
 RUN_STATUS = {
-    rec.QUEUED: runs_pb2.RUN_STATUS_QUEUED,
-    rec.RUNNING: runs_pb2.RUN_STATUS_RUNNING,
-    rec.SUCCEEDED: runs_pb2.RUN_STATUS_SUCCEEDED,
-    rec.INTERRUPTED: runs_pb2.RUN_STATUS_INTERRUPTED,
-    rec.FAILED: runs_pb2.RUN_STATUS_FAILED,
-    rec.CANCELLED: runs_pb2.RUN_STATUS_CANCELLED,
+    rec.RunStatus.QUEUED: runs_pb2.RUN_STATUS_QUEUED,
+    rec.RunStatus.RUNNING: runs_pb2.RUN_STATUS_RUNNING,
+    rec.RunStatus.SUCCEEDED: runs_pb2.RUN_STATUS_SUCCEEDED,
+    rec.RunStatus.INTERRUPTED: runs_pb2.RUN_STATUS_INTERRUPTED,
+    rec.RunStatus.FAILED: runs_pb2.RUN_STATUS_FAILED,
+    rec.RunStatus.CANCELLED: runs_pb2.RUN_STATUS_CANCELLED,
 }
 RUN_STATUS_NAME = {v: k for k, v in RUN_STATUS.items()}
 SESSION_STATUS = {
-    rec.IDLE: sessions_pb2.SESSION_STATUS_IDLE,
-    rec.BUSY: sessions_pb2.SESSION_STATUS_BUSY,
-    rec.INTERRUPTED: sessions_pb2.SESSION_STATUS_INTERRUPTED,
-    rec.ERROR: sessions_pb2.SESSION_STATUS_ERROR,
+    rec.SessionStatus.IDLE: sessions_pb2.SESSION_STATUS_IDLE,
+    rec.SessionStatus.BUSY: sessions_pb2.SESSION_STATUS_BUSY,
+    rec.SessionStatus.INTERRUPTED: sessions_pb2.SESSION_STATUS_INTERRUPTED,
+    rec.SessionStatus.ERROR: sessions_pb2.SESSION_STATUS_ERROR,
 }
 BUSY_POLICY = {
-    common_pb2.BUSY_POLICY_UNSPECIFIED: "reject",
-    common_pb2.BUSY_POLICY_REJECT: "reject",
-    common_pb2.BUSY_POLICY_ENQUEUE: "enqueue",
-    common_pb2.BUSY_POLICY_INTERRUPT: "interrupt",
-    common_pb2.BUSY_POLICY_ROLLBACK: "rollback",
+    common_pb2.BUSY_POLICY_UNSPECIFIED: rec.BusyPolicy.REJECT,
+    common_pb2.BUSY_POLICY_REJECT: rec.BusyPolicy.REJECT,
+    common_pb2.BUSY_POLICY_ENQUEUE: rec.BusyPolicy.ENQUEUE,
+    common_pb2.BUSY_POLICY_INTERRUPT: rec.BusyPolicy.INTERRUPT,
+    common_pb2.BUSY_POLICY_ROLLBACK: rec.BusyPolicy.ROLLBACK,
 }
 BUSY_POLICY_PB = {v: k for k, v in BUSY_POLICY.items() if k != common_pb2.BUSY_POLICY_UNSPECIFIED}
 EVENT_KIND: dict[int, str] = {
@@ -135,34 +136,36 @@ def state_pb(state: dict[str, Any]) -> sessions_pb2.SessionState:
     return sessions_pb2.SessionState(**fields)
 
 
-def run_options(options: runs_pb2.RunOptions, field: str = "options") -> rec.RunOptions:
+def options_request(options: runs_pb2.RunOptions, field: str = "options") -> OptionsRequest:
     if options.busy_policy not in BUSY_POLICY:
         raise InvalidArgument(f"{field}.busy_policy", f"unknown policy {options.busy_policy}")
-    if options.recursion_limit > 100_000:
-        raise InvalidArgument(f"{field}.recursion_limit", "must be at most 100000")
-    return rec.RunOptions(
+    return OptionsRequest(
         max_concurrency=options.max_concurrency,
         busy_policy=BUSY_POLICY[options.busy_policy],
         recursion_limit=options.recursion_limit,
-        configurable=parse_field(f"{field}.configurable_json", options.configurable_json, object_only=True)
-        or {},
-        metadata=parse_field(f"{field}.metadata_json", options.metadata_json, object_only=True) or {},
+        configurable_json=options.configurable_json,
+        metadata_json=options.metadata_json,
         interrupt_before=tuple(options.interrupt_before),
         interrupt_after=tuple(options.interrupt_after),
     )
 
 
-def command_spec(command: common_pb2.Command, field: str = "command") -> rec.CommandSpec:
-    by_id = {
-        key: parse_field(f"{field}.resume_by_interrupt_id_json[{key}]", value)
-        for key, value in command.resume_by_interrupt_id_json.items()
-    }
-    if command.resume_json and by_id:
-        raise InvalidArgument(field, "set resume_json or resume_by_interrupt_id_json, not both")
-    return rec.CommandSpec(
-        resume=parse_field(f"{field}.resume_json", command.resume_json),
-        has_resume=bool(command.resume_json),
-        resume_by_id=by_id,
-        update=parse_field(f"{field}.update_json", command.update_json),
+def command_request(command: common_pb2.Command) -> CommandRequest:
+    return CommandRequest(
+        resume_json=command.resume_json,
+        resume_by_interrupt_id_json=dict(command.resume_by_interrupt_id_json),
+        update_json=command.update_json,
         goto=tuple(command.goto),
+    )
+
+
+def start_run_request(owner: str, request: runs_pb2.StartRunRequest) -> StartRunRequest:
+    return StartRunRequest(
+        owner=owner,
+        graph_id=request.graph_id,
+        session_id=request.session_id,
+        input_json=request.input_json,
+        command=command_request(request.command) if request.HasField("command") else None,
+        options=options_request(request.options),
+        run_id=request.run_id,
     )

@@ -23,12 +23,11 @@ from grpc_status import rpc_status
 from stepstream.security.handlers import with_check
 from stepstream.server.api.status import status_of
 from stepstream.server.core.errors import InvalidArgument
+from stepstream.server.core.pages import MAX_PAGE_SIZE
 from stepstream.server.settings import ServerSettings
 
 # Integers beyond this are not exact in JSON (other clients) and overflow signed 64-bit columns.
 MAX_INTEGER = 2**53 - 1
-# Largest page of any list (the core's page_size() holds the same bound).
-MAX_PAGE_SIZE = 1000
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _BRACKET = re.compile(r"[\[\]{}]")
 

@@ -129,7 +129,7 @@ async def serve(settings: ServerSettings, announce: Callable[[str], None] = _pri
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    graphs = ", ".join(g.spec.graph_id for g in server.core.registry.all()) or "no graphs"
+    graphs = ", ".join(g.spec.graph_id for g in server.core.graphs()) or "no graphs"
     security = [
         "TLS" if settings.tls_cert_file else "plaintext",
         "auth on" if settings.auth_file or settings.jwt_keys_file else "AUTHENTICATION OFF",

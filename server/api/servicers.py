@@ -14,7 +14,6 @@ from stepstream.server.api.status import replica_trailer, streaming, unary
 from stepstream.server.core.app import Core
 from stepstream.server.core.errors import InvalidArgument
 from stepstream.server.core.jsonio import parse_field
-from stepstream.server.core.store import page_size
 from stepstream.v1 import (
     graphs_pb2,
     graphs_pb2_grpc,
@@ -44,7 +43,7 @@ class _Servicer:
 
 class GraphServicer(_Servicer, graphs_pb2_grpc.GraphServiceServicer):
     def _graph_pb(self, graph_id: str) -> graphs_pb2.Graph:
-        loaded = self._core.registry.get(graph_id)
+        loaded = self._core.graph(graph_id)
         schemas = loaded.schemas()
         return graphs_pb2.Graph(
             graph_id=graph_id,
@@ -58,7 +57,7 @@ class GraphServicer(_Servicer, graphs_pb2_grpc.GraphServiceServicer):
 
     @unary
     async def ListGraphs(self, request: graphs_pb2.ListGraphsRequest, context: Context) -> Any:
-        graphs = [self._graph_pb(g.spec.graph_id) for g in self._core.registry.all()]
+        graphs = [self._graph_pb(g.spec.graph_id) for g in self._core.graphs()]
         return graphs_pb2.ListGraphsResponse(graphs=graphs)
 
     @unary
@@ -67,26 +66,22 @@ class GraphServicer(_Servicer, graphs_pb2_grpc.GraphServiceServicer):
 
 
 class SessionServicer(_Servicer, sessions_pb2_grpc.SessionServiceServicer):
-    def __init__(self, core: Core) -> None:
-        super().__init__(core)
-        self._sessions = core.sessions
-
     @unary
     async def CreateSession(self, request: sessions_pb2.CreateSessionRequest, context: Context) -> Any:
         metadata = parse_field("metadata_json", request.metadata_json, object_only=True)
-        session = await self._sessions.create(
-            owner_of(self._core, context), request.graph_id, request.session_id, metadata
+        session = await self._core.create_session(
+            owner_of(self._core, context), request.graph_id, session_id=request.session_id, metadata=metadata
         )
         return sessions_pb2.CreateSessionResponse(session=convert.session_pb(session))
 
     @unary
     async def GetSession(self, request: sessions_pb2.GetSessionRequest, context: Context) -> Any:
-        session = await self._sessions.get(owner_of(self._core, context), request.session_id)
+        session = await self._core.get_session(owner_of(self._core, context), request.session_id)
         return sessions_pb2.GetSessionResponse(session=convert.session_pb(session))
 
     @unary
     async def ListSessions(self, request: sessions_pb2.ListSessionsRequest, context: Context) -> Any:
-        items, token = await self._sessions.list_sessions(
+        items, token = await self._core.list_sessions(
             owner_of(self._core, context), request.graph_id, request.page_size, request.page_token
         )
         return sessions_pb2.ListSessionsResponse(
@@ -95,12 +90,12 @@ class SessionServicer(_Servicer, sessions_pb2_grpc.SessionServiceServicer):
 
     @unary
     async def DeleteSession(self, request: sessions_pb2.DeleteSessionRequest, context: Context) -> Any:
-        await self._sessions.delete(owner_of(self._core, context), request.session_id, request.force)
+        await self._core.delete_session(owner_of(self._core, context), request.session_id, request.force)
         return sessions_pb2.DeleteSessionResponse()
 
     @unary
     async def GetSessionState(self, request: sessions_pb2.GetSessionStateRequest, context: Context) -> Any:
-        state = await self._sessions.state(
+        state = await self._core.session_state(
             owner_of(self._core, context), request.session_id, request.checkpoint_id
         )
         return sessions_pb2.GetSessionStateResponse(state=convert.state_pb(state))
@@ -109,7 +104,7 @@ class SessionServicer(_Servicer, sessions_pb2_grpc.SessionServiceServicer):
     async def GetSessionHistory(
         self, request: sessions_pb2.GetSessionHistoryRequest, context: Context
     ) -> Any:
-        states, token = await self._sessions.history(
+        states, token = await self._core.session_history(
             owner_of(self._core, context), request.session_id, request.page_size, request.page_token
         )
         return sessions_pb2.GetSessionHistoryResponse(
@@ -139,7 +134,7 @@ class SessionServicer(_Servicer, sessions_pb2_grpc.SessionServiceServicer):
 
 async def update_state(core: Core, owner: str, request: sessions_pb2.UpdateSessionStateRequest) -> Any:
     values = parse_field("values_json", request.values_json)
-    checkpoint_id = await core.sessions.update_state(
+    checkpoint_id = await core.update_session_state(
         owner, request.session_id, values, request.as_node, request.checkpoint_id
     )
     return sessions_pb2.UpdateSessionStateResponse(checkpoint_id=checkpoint_id)
@@ -147,15 +142,7 @@ async def update_state(core: Core, owner: str, request: sessions_pb2.UpdateSessi
 
 class RunServicer(_Servicer, runs_pb2_grpc.RunServiceServicer):
     async def _start(self, request: runs_pb2.StartRunRequest, context: Context) -> Any:
-        return await self._core.start_run(
-            owner_of(self._core, context),
-            request.graph_id,
-            request.session_id,
-            request.input_json,
-            convert.command_spec(request.command) if request.HasField("command") else None,
-            convert.run_options(request.options),
-            request.run_id,
-        )
+        return await self._core.start_run(convert.start_run_request(owner_of(self._core, context), request))
 
     @unary
     async def StartRun(self, request: runs_pb2.StartRunRequest, context: Context) -> Any:
@@ -166,7 +153,7 @@ class RunServicer(_Servicer, runs_pb2_grpc.RunServiceServicer):
     async def StreamRun(self, request: runs_pb2.StreamRunRequest, context: Context) -> AsyncIterator[Any]:
         event_filter = convert.event_filter(request.event_kinds, request.subgraphs)
         run = await self._start(request.run, context)
-        async for batch in self._core.eventlog.follow(run.run_id, 0, event_filter):
+        async for batch in self._core.run_events(run, 0, event_filter):
             yield runs_pb2.StreamRunResponse(events=[convert.event_pb(e) for e in batch])
 
     @streaming
@@ -178,7 +165,7 @@ class RunServicer(_Servicer, runs_pb2_grpc.RunServiceServicer):
 
     @unary
     async def GetRun(self, request: runs_pb2.GetRunRequest, context: Context) -> Any:
-        run = await self._core.store.get_run(owner_of(self._core, context), request.run_id)
+        run = await self._core.get_run(owner_of(self._core, context), request.run_id)
         return runs_pb2.GetRunResponse(run=convert.run_pb(run))
 
     @unary
@@ -187,22 +174,18 @@ class RunServicer(_Servicer, runs_pb2_grpc.RunServiceServicer):
         if unknown:
             raise InvalidArgument("statuses", f"unknown run status {unknown[0]}")
         statuses = [convert.RUN_STATUS_NAME[s] for s in request.statuses]
-        items, token = await self._core.store.list_runs(
-            owner_of(self._core, context),
-            request.session_id,
-            statuses,
-            page_size(request.page_size),
-            request.page_token,
+        items, token = await self._core.list_runs(
+            owner_of(self._core, context), request.session_id, statuses, request.page_size, request.page_token
         )
         return runs_pb2.ListRunsResponse(runs=[convert.run_pb(r) for r in items], next_page_token=token)
 
     @unary
     async def CancelRun(self, request: runs_pb2.CancelRunRequest, context: Context) -> Any:
-        run = await self._core.runs.cancel(owner_of(self._core, context), request.run_id, request.rollback)
+        run = await self._core.cancel_run(owner_of(self._core, context), request.run_id, request.rollback)
         return runs_pb2.CancelRunResponse(run=convert.run_pb(run))
 
     @unary
     async def WaitRun(self, request: runs_pb2.WaitRunRequest, context: Context) -> Any:
         timeout = request.timeout_seconds or context.time_remaining()
-        run = await self._core.runs.wait(owner_of(self._core, context), request.run_id, timeout)
+        run = await self._core.wait_run(owner_of(self._core, context), request.run_id, timeout)
         return runs_pb2.WaitRunResponse(run=convert.run_pb(run))

@@ -19,6 +19,7 @@ from stepstream.server.core.app import Core
 from stepstream.server.core.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 from stepstream.server.core.events import EventFilter
 from stepstream.server.core.jsonio import parse_field
+from stepstream.server.core.start import StartRunRequest
 from stepstream.v1 import sessions_pb2
 
 Response = sessions_pb2.SessionStreamResponse
@@ -86,25 +87,28 @@ class SessionStreamHandler:
             raise FailedPrecondition("send open first: the stream needs a session")
         session_id = self._session.session_id
         if action == "start_run":
-            options = convert.run_options(request.start_run.options, "start_run.options")
-            run = await self._core.start_run(
-                self._owner, "", session_id, request.start_run.input_json, None, options
+            field = "start_run.options"
+            start = StartRunRequest(
+                owner=self._owner,
+                session_id=session_id,
+                input_json=request.start_run.input_json,
+                options=convert.options_request(request.start_run.options, field),
+                options_field=field,
             )
-            self._answer_with_run(rid, run)
+            self._answer_with_run(rid, await self._core.start_run(start))
         elif action == "resume":
-            command = convert.command_spec(request.resume, "resume")
-            run = await self._core.start_run(self._owner, "", session_id, "", command, rec.RunOptions())
-            self._answer_with_run(rid, run)
+            command = convert.command_request(request.resume)
+            start = StartRunRequest(
+                owner=self._owner, session_id=session_id, command=command, command_field="resume"
+            )
+            self._answer_with_run(rid, await self._core.start_run(start))
         elif action == "cancel":
-            active = await self._core.runs.active_runs(session_id)
-            if not active:
-                raise FailedPrecondition(f"session {session_id!r} has no active run to cancel")
-            run = await self._core.runs.cancel(self._owner, active[0][0], request.cancel.rollback)
+            run = await self._core.cancel_session_run(self._owner, session_id, request.cancel.rollback)
             self._out.put_nowait(Response(request_id=rid, cancelled=convert.run_pb(run)))
         elif action == "update_state":
             update = request.update_state
             values = parse_field("update_state.values_json", update.values_json)
-            checkpoint_id = await self._core.sessions.update_state(
+            checkpoint_id = await self._core.update_session_state(
                 self._owner, session_id, values, update.as_node, update.checkpoint_id
             )
             answer = sessions_pb2.UpdateSessionStateResponse(checkpoint_id=checkpoint_id)
@@ -116,30 +120,30 @@ class SessionStreamHandler:
         self._filter = convert.event_filter(request.event_kinds, request.subgraphs)
         self._batch_events = request.batch_events
         if request.session_id:
-            self._session = await self._core.sessions.get(self._owner, request.session_id)
+            self._session = await self._core.get_session(self._owner, request.session_id)
         elif request.resume_run_id:
             raise InvalidArgument("open.resume_run_id", "needs the session_id of the run's session")
         else:
             metadata = parse_field("open.metadata_json", request.metadata_json, object_only=True)
-            self._session = await self._core.sessions.create(self._owner, request.graph_id, "", metadata)
+            self._session = await self._core.create_session(self._owner, request.graph_id, metadata=metadata)
         self._out.put_nowait(Response(request_id=rid, session=convert.session_pb(self._session)))
         if request.resume_run_id:
-            run = await self._core.store.get_run(self._owner, request.resume_run_id)
+            run = await self._core.get_run(self._owner, request.resume_run_id)
             if run.session_id != self._session.session_id:
                 raise InvalidArgument("open.resume_run_id", f"run {run.run_id!r} is not of this session")
-            self._follow_run(rid, run.run_id, request.after_seq)
+            self._follow_run(rid, run, request.after_seq)
 
     def _answer_with_run(self, rid: str, run: rec.Run) -> None:
         self._out.put_nowait(Response(request_id=rid, run=convert.run_pb(run)))
-        self._follow_run(rid, run.run_id, 0)
+        self._follow_run(rid, run, 0)
 
-    def _follow_run(self, rid: str, run_id: str, after_seq: int) -> None:
-        task = asyncio.create_task(self._follow(rid, run_id, after_seq))
+    def _follow_run(self, rid: str, run: rec.Run, after_seq: int) -> None:
+        task = asyncio.create_task(self._follow(rid, run, after_seq))
         self._followers.add(task)
         task.add_done_callback(self._followers.discard)
 
-    async def _follow(self, rid: str, run_id: str, after_seq: int) -> None:
-        async for batch in self._core.eventlog.follow(run_id, after_seq, self._filter):
+    async def _follow(self, rid: str, run: rec.Run, after_seq: int) -> None:
+        async for batch in self._core.run_events(run, after_seq, self._filter):
             if self._batch_events:
                 events = sessions_pb2.RunEventBatch(events=[convert.event_pb(e) for e in batch])
                 self._out.put_nowait(Response(request_id=rid, events=events))

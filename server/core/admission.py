@@ -12,23 +12,13 @@ anything is stored.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-
-import sqlalchemy as sa
+from collections.abc import Awaitable, Callable
 
 from stepstream.ratelimiter.config import LimitSpec
 from stepstream.ratelimiter.gcra import NS_PER_TICK_MEMORY, Gcra, reserve
-from stepstream.server.core import records as rec
 from stepstream.server.core.errors import ResourceExhausted
-from stepstream.server.storage.reads import Reader
-from stepstream.server.storage.schema import runs
 
 NS = 1_000_000_000
-_IN_FLIGHT = (
-    sa.select(sa.func.count())
-    .select_from(runs)
-    .where(runs.c.owner == sa.bindparam("owner"), runs.c.status.in_(rec.ACTIVE))
-)
 
 
 class TenantAdmission:
@@ -37,18 +27,20 @@ class TenantAdmission:
         runs_per_second: float,
         burst: int,
         max_in_flight: int,
-        reader: Reader | None = None,
+        in_flight: Callable[[str], Awaitable[int]] | None = None,
         in_flight_retry_after: float = 1.0,
         clock: Callable[[], int] = time.monotonic_ns,
     ) -> None:
-        """runs_per_second 0: no start-rate limit; max_in_flight 0: no in-flight limit."""
+        """runs_per_second 0: no start-rate limit; max_in_flight 0: no in-flight limit.
+
+        `in_flight(owner)`: the owner's queued and running runs (the store's count)."""
         self._gcra = (
             Gcra.from_spec(LimitSpec("runs", runs_per_second, 1.0, burst), NS_PER_TICK_MEMORY)
             if runs_per_second > 0
             else None
         )
         self._max_in_flight = max_in_flight
-        self._reader = reader
+        self._in_flight = in_flight
         self._retry_after = in_flight_retry_after
         self._clock = clock
         # Theoretical arrival time of each owner's bucket; owners whose bucket is full are dropped.
@@ -56,11 +48,8 @@ class TenantAdmission:
 
     async def admit(self, owner: str) -> None:
         """Let one more run of `owner` start, or raise ResourceExhausted."""
-        if self._max_in_flight and self._reader is not None:
-            in_flight = await self._reader.run(
-                lambda conn: int(conn.execute(_IN_FLIGHT, {"owner": owner}).scalar() or 0)
-            )
-            self.check_in_flight(in_flight)
+        if self._max_in_flight and self._in_flight is not None:
+            self.check_in_flight(await self._in_flight(owner))
         self.take_start(owner)
 
     def check_in_flight(self, in_flight: int) -> None:

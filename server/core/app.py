@@ -7,30 +7,27 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from stepstream.ratelimiter.client import Limiter, open_limiter
 from stepstream.ratelimiter.config import load_settings
 from stepstream.security.tls import sidecar_credentials
-from stepstream.server.core import claims
 from stepstream.server.core import records as rec
 from stepstream.server.core.admission import TenantAdmission
 from stepstream.server.core.dispatch import Dispatcher
-from stepstream.server.core.errors import InvalidArgument
+from stepstream.server.core.errors import FailedPrecondition, InvalidArgument
 from stepstream.server.core.eventlog import EventLog
 from stepstream.server.core.events import EventFilter, RunEvent
 from stepstream.server.core.executor import RunExecutor
-from stepstream.server.core.jsonio import parse_field
-from stepstream.server.core.registry import GraphRegistry, GraphSpec, read_config, read_env
+from stepstream.server.core.pages import page_size
+from stepstream.server.core.registry import GraphRegistry, GraphSpec, LoadedGraph, read_config, read_env
 from stepstream.server.core.runs import RunManager, StartRequest
 from stepstream.server.core.sessions import SessionManager
-from stepstream.server.core.store import Store
+from stepstream.server.core.start import StartRunRequest, parse_start
 from stepstream.server.core.tracing import RunTelemetry
 from stepstream.server.settings import ServerSettings
-from stepstream.server.storage.batch import GroupCommitWriter
-from stepstream.server.storage.db import create_engine, upgrade_async
-from stepstream.server.storage.reads import Reader
+from stepstream.server.storage.backend import Database
 
 log = logging.getLogger(__name__)
 
@@ -59,24 +56,18 @@ def open_run_limiter(settings: ServerSettings) -> Limiter | None:
 
 
 class Core:
-    def __init__(
-        self, settings: ServerSettings, specs: list[GraphSpec] | None = None, saver: Any = None
-    ) -> None:
+    """One replica's core: the operations the doors call, each deciding and raising domain errors."""
+
+    def __init__(self, settings: ServerSettings, specs: list[GraphSpec] | None = None) -> None:
         self.settings = settings
         self._specs = specs
-        self.engine = create_engine(settings.db_url)
-        self.writer = GroupCommitWriter(
-            self.engine, settings.max_writes_per_commit, settings.db_retry_seconds
-        )
-        self.reader = Reader(self.engine, retry_seconds=settings.db_retry_seconds)
-        if saver is None:
-            from stepstream.server.storage.checkpointer import SQLAlchemyCheckpointSaver
-
-            saver = SQLAlchemyCheckpointSaver(self.engine, self.writer, reader=self.reader)
-        self.saver = saver
-        self.store = Store(self.engine, self.reader)
+        # Storage implements the core's ports (ports.py); this is the one place that picks it.
+        self.database = Database(settings.db_url, settings.max_writes_per_commit, settings.db_retry_seconds)
+        self.engine = self.database.engine
+        self.saver = self.database.saver
+        self.store = self.database.store
         self.registry = GraphRegistry()
-        self.eventlog = EventLog(self.store, self.writer)
+        self.eventlog = EventLog(self.store, self.database.writer)
         self.limiter = open_run_limiter(settings)
         # Traces and metrics of runs when this process set telemetry up (stepstream.telemetry).
         self.telemetry = RunTelemetry.for_replica(settings.replica)
@@ -84,23 +75,27 @@ class Core:
             self.registry,
             self.eventlog,
             self.store,
-            saver,
+            self.saver,
             settings.replica,
             settings.default_recursion_limit,
             self.limiter,
             self.telemetry,
             settings.durability,
         )
-        self.runs = RunManager(settings, self.registry, self.store, self.eventlog, self.executor, self.writer)
+        self.runs = RunManager(
+            settings, self.registry, self.store, self.eventlog, self.executor, self.database.queue
+        )
         if self.telemetry is not None:
             self.eventlog.on_streamed = self.telemetry.streamed
-        self.sessions = SessionManager(self.registry, self.store, self.writer, self.runs, saver)
-        self.dispatcher = Dispatcher(settings, self.runs, self.eventlog, self.writer, self.engine)
+        self.sessions = SessionManager(self.registry, self.store, self.database.writer, self.runs, self.saver)
+        self.dispatcher = Dispatcher(
+            settings, self.runs, self.eventlog, self.database.queue, self.database.listener
+        )
         self.admission = TenantAdmission(
             settings.tenant_runs_per_second,
             settings.tenant_runs_burst,
             settings.tenant_max_runs_in_flight,
-            self.reader,
+            self.store.runs_in_flight,
             settings.queue_full_retry_after,
         )
         self._retention: asyncio.Task[None] | None = None
@@ -108,7 +103,7 @@ class Core:
 
     async def start(self) -> None:
         if self.settings.migrate_on_start:
-            await upgrade_async(self.settings.db_url)
+            await self.database.migrate()
         specs = self._specs
         if specs is None and self.settings.config_path:
             specs = read_config(self.settings.config_path)
@@ -116,15 +111,13 @@ class Core:
             for key, value in read_env(self.settings.config_path).items():
                 os.environ.setdefault(key, value)
         await self.registry.load(specs or [], self.saver)
-        self.writer.start()
+        self.database.start()
         # Claims runs left queued, and those whose replica died once their leases lapse.
         await self.dispatcher.start()
         if self.settings.session_ttl_seconds or self.settings.keep_checkpoints:
             self._retention = asyncio.create_task(self._retain(), name="retention")
         if self.telemetry is not None:
-            self.telemetry.watch_runs(
-                lambda: self.runs.executing, lambda: self.reader.run(claims.queue_depth)
-            )
+            self.telemetry.watch_runs(lambda: self.runs.executing, self.database.queue.queue_depth)
 
     async def stop(self, grace: float | None = None) -> None:
         await self.runs.drain(self.settings.shutdown_grace_seconds if grace is None else grace)
@@ -133,43 +126,80 @@ class Core:
             self._retention.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._retention
-        await self.writer.close()
-        await self.reader.close()
-        await self.engine.dispose()
+        await self.database.close()
         if self.limiter is not None:
             await self.limiter.close()
 
-    async def start_run(
-        self,
-        owner: str,
-        graph_id: str,
-        session_id: str,
-        input_json: str,
-        command: rec.CommandSpec | None,
-        options: rec.RunOptions,
-        run_id: str = "",
-    ) -> rec.Run:
+    # -- graphs -------------------------------------------------------------------------------
+    def graphs(self) -> list[LoadedGraph]:
+        return self.registry.all()
+
+    def graph(self, graph_id: str) -> LoadedGraph:
+        """The graph, or NotFound."""
+        return self.registry.get(graph_id)
+
+    # -- sessions -----------------------------------------------------------------------------
+    async def create_session(
+        self, owner: str, graph_id: str, *, session_id: str = "", metadata: Any = None
+    ) -> rec.Session:
+        return await self.sessions.create(owner, graph_id, session_id=session_id, metadata=metadata)
+
+    async def get_session(self, owner: str, session_id: str) -> rec.Session:
+        return await self.sessions.get(owner, session_id)
+
+    async def list_sessions(
+        self, owner: str, graph_id: str, size: int, token: str
+    ) -> tuple[list[rec.Session], str]:
+        return await self.sessions.list_sessions(owner, graph_id, size, token)
+
+    async def delete_session(self, owner: str, session_id: str, force: bool) -> None:
+        await self.sessions.delete(owner, session_id, force)
+
+    async def session_state(self, owner: str, session_id: str, checkpoint_id: str) -> dict[str, Any]:
+        return await self.sessions.state(owner, session_id, checkpoint_id)
+
+    async def session_history(
+        self, owner: str, session_id: str, size: int, token: str
+    ) -> tuple[list[dict[str, Any]], str]:
+        return await self.sessions.history(owner, session_id, size, token)
+
+    async def update_session_state(
+        self, owner: str, session_id: str, values: Any, as_node: str, checkpoint_id: str
+    ) -> str:
+        """Apply `values` as if `as_node` wrote them; the new checkpoint's id."""
+        return await self.sessions.update_state(owner, session_id, values, as_node, checkpoint_id)
+
+    # -- runs ---------------------------------------------------------------------------------
+    async def start_run(self, req: StartRunRequest) -> rec.Run:
         """Start a run on a session (a new one when session_id is empty)."""
-        parse_field("input_json", input_json)
-        if command is not None and not (command.resumes or command.update is not None or command.goto):
-            command = None
-        if command is not None and input_json:
-            raise InvalidArgument("command", "give input_json or a command, not both")
-        new_session = None
-        if session_id:
-            session = await self.store.get_session(owner, session_id)
+        parsed = parse_start(req)
+        graph_id, new_session = req.graph_id, None
+        if req.session_id:
+            session = await self.store.get_session(req.owner, req.session_id)
             if graph_id and graph_id != session.graph_id:
-                raise InvalidArgument("graph_id", f"session {session_id!r} runs graph {session.graph_id!r}")
+                raise InvalidArgument(
+                    "graph_id", f"session {req.session_id!r} runs graph {session.graph_id!r}"
+                )
             graph_id = session.graph_id
         else:
-            if not graph_id:
-                raise InvalidArgument("graph_id", "is required when no session_id is given")
-            if command is not None:
-                raise InvalidArgument("command", "needs the session_id of the session to steer")
-            new_session = self.sessions.new_session(owner, graph_id, "", None)
-        request = StartRequest(owner, graph_id, session_id, input_json, command, options, run_id)
-        await self.admission.admit(owner)  # per-tenant admission (admission.py)
-        return await self.runs.start(request, new_session)
+            new_session = self.sessions.new_session(req.owner, graph_id)
+        await self.admission.admit(req.owner)  # per-tenant admission (admission.py)
+        start = StartRequest(
+            owner=req.owner,
+            graph_id=graph_id,
+            session_id=req.session_id,
+            input_json=req.input_json,
+            command=parsed.command,
+            options=parsed.options,
+            run_id=req.run_id,
+        )
+        return await self.runs.start(start, new_session)
+
+    def run_events(
+        self, run: rec.Run, after_seq: int, event_filter: EventFilter
+    ) -> AsyncIterator[list[RunEvent]]:
+        """The events of a run the caller was given (by start_run or get_run), live until it ends."""
+        return self.eventlog.follow(run.run_id, after_seq, event_filter)
 
     async def join_run(
         self, owner: str, run_id: str, after_seq: int, event_filter: EventFilter
@@ -180,6 +210,27 @@ class Core:
             await self.store.get_run(owner, run_id)  # NotFound for another owner's run
         async for batch in self.eventlog.follow(run_id, after_seq, event_filter):
             yield batch
+
+    async def get_run(self, owner: str, run_id: str) -> rec.Run:
+        return await self.store.get_run(owner, run_id)
+
+    async def list_runs(
+        self, owner: str, session_id: str, statuses: Sequence[rec.RunStatus], size: int, token: str
+    ) -> tuple[list[rec.Run], str]:
+        return await self.store.list_runs(owner, session_id, statuses, page_size(size), token)
+
+    async def cancel_run(self, owner: str, run_id: str, rollback: bool) -> rec.Run:
+        return await self.runs.cancel(owner, run_id, rollback)
+
+    async def cancel_session_run(self, owner: str, session_id: str, rollback: bool) -> rec.Run:
+        """Cancel the run active on a session (the oldest, if several wait)."""
+        active = await self.runs.active_runs(session_id)
+        if not active:
+            raise FailedPrecondition(f"session {session_id!r} has no active run to cancel")
+        return await self.runs.cancel(owner, active[0][0], rollback)
+
+    async def wait_run(self, owner: str, run_id: str, timeout: float | None) -> rec.Run:
+        return await self.runs.wait(owner, run_id, timeout)
 
     async def _retain(self) -> None:
         """Delete expired sessions and prune checkpoint history, in the background."""

@@ -14,16 +14,12 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from stepstream.server.core import claims
 from stepstream.server.core.eventlog import EventLog
+from stepstream.server.core.ports import NOTIFY_CANCEL, NOTIFY_EVENTS, NOTIFY_QUEUE, Listener, RunQueue
 from stepstream.server.core.runs import RunManager
-from stepstream.server.core.store import NOTIFY_CANCEL, NOTIFY_CHANNEL, NOTIFY_EVENTS, NOTIFY_QUEUE
 from stepstream.server.settings import ServerSettings
-from stepstream.server.storage.batch import GroupCommitWriter
-from stepstream.server.storage.notify import Listener
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +33,15 @@ class Dispatcher:
         settings: ServerSettings,
         runs: RunManager,
         eventlog: EventLog,
-        writer: GroupCommitWriter,
-        listener_engine: AsyncEngine,
+        queue: RunQueue,
+        listen: Callable[[Callable[[str], None]], Listener],
     ) -> None:
+        """`listen(on_message)`: the listener that hands other replicas' notifications on."""
         self._settings = settings
         self._runs = runs
         self._eventlog = eventlog
-        self._writer = writer
-        self._listener = Listener(listener_engine, NOTIFY_CHANNEL, self._on_notification)
+        self._queue = queue
+        self._listener = listen(self._on_notification)
         self._listener.on_reconnect = self._on_reconnect
         self._renew_now = asyncio.Event()
         self._strays: set[str] = set()
@@ -53,7 +50,7 @@ class Dispatcher:
     async def start(self) -> None:
         replica = self._settings.replica
         # Runs recorded under this replica's name belong to an earlier process of the same name.
-        released = await self._writer.transact(lambda conn: claims.release_replica(conn, replica))
+        released = await self._queue.release_replica(replica)
         if released:
             log.info("released %d runs an earlier process named %s held", released, replica)
         await self._listener.start()
@@ -103,7 +100,7 @@ class Dispatcher:
     async def renew_once(self) -> None:
         held = self._runs.local_run_ids()
         replica, until = self._settings.replica, time.time() + self._settings.lease_seconds
-        renewed = await self._writer.transact(lambda conn: claims.renew(conn, replica, until))
+        renewed = await self._queue.renew(replica, until)
         # Held before the renewal was sent, yet not renewed: ended meanwhile, or taken over.
         missing = held - renewed.keys()
         # Renewed under our name, yet executing nowhere here, twice in a row (a run is renewed
@@ -111,9 +108,7 @@ class Dispatcher:
         strays = renewed.keys() - self._runs.local_run_ids()
         orphans, self._strays = strays & self._strays, strays
         if missing or orphans:
-            lost = await self._writer.transact(
-                lambda conn: claims.lost_and_orphaned(conn, replica, missing, orphans)
-            )
+            lost = await self._queue.lost_and_orphaned(replica, missing, orphans)
             self._runs.lost(lost)
         for run_id, request in renewed.items():
             if request is not None:
@@ -131,9 +126,7 @@ class Dispatcher:
 
     async def poll_once(self) -> None:
         replica = self._settings.replica
-        requeued = await self._writer.transact(
-            lambda conn: claims.requeue_expired(conn, replica, time.time())
-        )
+        requeued = await self._queue.requeue_expired(replica, time.time())
         if requeued:
             log.info("took back %d runs whose replica stopped renewing: %s", len(requeued), requeued)
             self._runs.maybe_queued = True

@@ -1,7 +1,8 @@
 """Run events: stored through group commit, then delivered live to subscribers.
 
 An event is published to live subscribers only after the transaction holding
-it has committed, so nobody is told of work that could still be lost. A join
+it has committed, so nobody is told of work that could still be lost (the rule
+durability.py states and applies). A join
 first subscribes, then replays what is stored after the cursor, then follows
 the live feed, skipping what the replay already delivered: no gap, no repeat.
 """
@@ -12,11 +13,9 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
 
-from stepstream.server.core.events import EventFilter, RunEvent
-from stepstream.server.core.store import NOTIFY_EVENTS, Store, writes_for_events
-from stepstream.server.storage.batch import GroupCommitWriter, Write
+from stepstream.server.core.events import EventFilter, EventItem, RunEvent
+from stepstream.server.core.ports import NOTIFY_EVENTS, Store, Write, Writer
 
 # How often a join polls the database for a run executing on another replica, when the
 # database cannot notify (SQLite) ...
@@ -60,7 +59,7 @@ class _RunFeed:
 
 
 class EventLog:
-    def __init__(self, store: Store, writer: GroupCommitWriter) -> None:
+    def __init__(self, store: Store, writer: Writer) -> None:
         self._store = store
         self._writer = writer
         self._feeds: dict[str, _RunFeed] = {}
@@ -90,7 +89,7 @@ class EventLog:
     def append(
         self,
         run_id: str,
-        items: Sequence[tuple[str, tuple[str, ...], dict[str, Any]]],
+        items: Sequence[EventItem],
         extra_writes: Sequence[Write] = (),
         after: Sequence[asyncio.Future[None]] = (),
     ) -> asyncio.Future[None]:
@@ -123,7 +122,7 @@ class EventLog:
         if self._store.notifies and batch:
             writes = [*writes, *self._store.notify_writes(NOTIFY_EVENTS + batch[0].run_id)]
         try:
-            done = self._writer.submit([*writes_for_events(feed.session_id, batch), *writes], after)
+            done = self._writer.submit([*self._store.event_writes(feed.session_id, batch), *writes], after)
         except Exception as exc:
             flushed.set_exception(exc)
             return

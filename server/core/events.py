@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from stepstream.server.core.jsonio import dumps
+
 RUN_QUEUED = "run_queued"
 RUN_STARTED = "run_started"
 SUPERSTEP_STARTED = "superstep_started"
@@ -40,6 +42,20 @@ SELECTABLE: dict[str, frozenset[str]] = {
     "values": frozenset({STATE_VALUES}),
 }
 ALWAYS_SENT = frozenset({RUN_QUEUED, RUN_STARTED, INTERRUPT_RAISED}) | TERMINAL_KINDS
+
+Namespace = tuple[str, ...]
+# An event before it is numbered and stored: (kind, namespace, data).
+EventItem = tuple[str, Namespace, dict[str, Any]]
+
+
+def interrupt_dicts(interrupts: Iterable[Any] | None, namespace: Namespace = ()) -> list[dict[str, Any]]:
+    """Interrupts as events.proto's Interrupt: LangGraph's Interrupt objects, or their dict form."""
+    out = []
+    for item in interrupts or ():
+        value = item.get("value") if isinstance(item, dict) else getattr(item, "value", None)
+        ident = item.get("id") if isinstance(item, dict) else getattr(item, "id", "")
+        out.append({"interrupt_id": ident or "", "value_json": dumps(value), "namespace": list(namespace)})
+    return out
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

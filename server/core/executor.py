@@ -8,6 +8,7 @@ import dataclasses
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -18,15 +19,15 @@ from langgraph.types import Command, StreamMode
 from stepstream.ratelimiter.client import Limiter, use_limiter
 from stepstream.server.core import events as ev
 from stepstream.server.core import records as rec
+from stepstream.server.core.durability import DurableEvents
 from stepstream.server.core.eventlog import EventLog
+from stepstream.server.core.events import EventItem
 from stepstream.server.core.jsonio import dumps, loads
+from stepstream.server.core.ports import NOTIFY_QUEUE, RunSaver, Store
 from stepstream.server.core.registry import GraphRegistry
-from stepstream.server.core.release import OrderedRelease
-from stepstream.server.core.store import NOTIFY_QUEUE, Store
 from stepstream.server.core.tracing import Attempt, RunTelemetry
 from stepstream.server.core.translate import StreamTranslator
 from stepstream.server.settings import Durability
-from stepstream.server.storage.batch import first_failure
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,19 @@ class Execution:
     fenced: bool = False
     # The run's session was created with it, here: its thread has no checkpoint yet.
     new_session: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """How an attempt at a run ended, before it is stored."""
+
+    status: rec.RunStatus
+    # The graph's state values (succeeded, interrupted).
+    values: Any = None
+    interrupts: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    error: BaseException | None = None
+    # Why it was cancelled.
+    reason: str = ""
 
 
 def graph_config(run: rec.Run, default_recursion_limit: int, default_max_concurrency: int) -> RunnableConfig:
@@ -88,35 +102,13 @@ def graph_input(run: rec.Run) -> Any:
     return None
 
 
-async def _committed(commits: list[asyncio.Future[None]], raise_errors: bool = True) -> None:
-    """Wait for the commits of a run's saves; shielded, so a cancelled wait cancels no write."""
-    await asyncio.shield(asyncio.gather(*commits, return_exceptions=not raise_errors))
-
-
-async def _settle(released: OrderedRelease[Any], commits: list[asyncio.Future[None]]) -> None:
-    """After a run stopped early: release what committed, and wait for the saves still queued."""
-    with contextlib.suppress(Exception):
-        await released.flush()
-    await _committed(commits, raise_errors=False)
-
-
-def _discard(commits: list[asyncio.Future[None]]) -> None:
-    """Nobody waits for these commits any more: a failed one is not an unretrieved error."""
-    for done in commits:
-        done.add_done_callback(lambda f: f.cancelled() or f.exception())
-
-
-def _interrupt_dicts(interrupts: Any) -> list[dict[str, Any]]:
-    return [{"interrupt_id": i.id, "value_json": dumps(i.value), "namespace": []} for i in interrupts]
-
-
 class RunExecutor:
     def __init__(
         self,
         registry: GraphRegistry,
         eventlog: EventLog,
         store: Store,
-        saver: Any,
+        saver: RunSaver,
         replica: str,
         recursion_limit: int,
         limiter: Limiter | None = None,
@@ -140,23 +132,25 @@ class RunExecutor:
         if attempt is None:
             return await self._limited(execution, None)
         if (stored := attempt.stored_context()) is not None:
-            self._eventlog.append(execution.run.run_id, [], [stored])
+            run_id = execution.run.run_id
+            self._eventlog.append(run_id, [], [self._store.trace_context_saved(run_id, stored)])
         try:
             with attempt.active():
                 ended = await self._limited(execution, attempt)
         except BaseException as exc:
-            attempt.end(dataclasses.replace(execution.run, status=rec.FAILED, error_type=type(exc).__name__))
+            attempt.end(
+                dataclasses.replace(execution.run, status=rec.RunStatus.FAILED, error_type=type(exc).__name__)
+            )
             raise
         attempt.end(ended, execution.cancel_reason)
         return ended
 
     async def _limited(self, execution: Execution, attempt: Attempt | None) -> rec.Run:
         # Nodes (and the tasks LangGraph starts for them) find the limiter in their context.
-        new_thread = getattr(self._saver, "new_thread", None)
         with (
             use_limiter(self._limiter) if self._limiter is not None else contextlib.nullcontext(),
-            new_thread(execution.run.session_id)
-            if execution.new_session and new_thread is not None
+            self._saver.new_thread(execution.run.session_id)
+            if execution.new_session
             else contextlib.nullcontext(),
         ):
             return await self._execute(execution, attempt)
@@ -164,16 +158,15 @@ class RunExecutor:
     async def _execute(self, execution: Execution, attempt: Attempt | None) -> rec.Run:
         run = execution.run
         translator = StreamTranslator()
-        outcome: dict[str, Any] = {}
+        outcome: Outcome | None = None
 
-        def release(items: list[Any], saves: list[asyncio.Future[None]] | None = None) -> None:
+        def release(items: list[EventItem], saves: Sequence[asyncio.Future[None]]) -> None:
             if attempt is not None:
                 attempt.observe(items)
-            self._eventlog.append(run.run_id, items, after=saves or ())
+            self._eventlog.append(run.run_id, items, after=saves)
 
-        released: OrderedRelease[list[Any]] = OrderedRelease(release)
-        # The commits of the run's checkpoint saves, when the saver defers them (see _saves).
-        commits: list[asyncio.Future[None]] = []
+        # Each batch is told only once the checkpoints it reports are durable (durability.py).
+        durable = DurableEvents(self._saver, self._durability, run.run_id, run.session_id, release)
         try:
             loaded = self._registry.get(run.graph_id)
             config = graph_config(run, self._recursion_limit, loaded.spec.max_concurrency)
@@ -187,130 +180,66 @@ class RunExecutor:
                 interrupt_after=list(run.options.interrupt_after) or None,
                 control=execution.control,
             )
-            with self._saves() as commits:
+            with durable.saving():
                 async for part in stream:
                     items = list(translator.feed(part))
-                    if not items:
-                        continue
-                    if self._durability is Durability.SYNC:
-                        # The graph waits here: its next superstep starts once this one is durable.
-                        await self._checkpoints_committed(run, items)
-                        release(items)
-                    else:
-                        released.push(items, self._gate(run, items))
-            await released.flush()
+                    if items:
+                        await durable.report(items)
+            await durable.flush()
             if translator.interrupted or run.options.interrupt_before or run.options.interrupt_after:
-                await _committed(commits)
+                await durable.committed()
                 state = await loaded.graph.aget_state(config)
-                interrupts = _interrupt_dicts(state.interrupts)
+                interrupts = ev.interrupt_dicts(state.interrupts)
                 if interrupts or state.next:
-                    outcome = {"status": rec.INTERRUPTED, "values": state.values, "interrupts": interrupts}
-            if not outcome:
-                outcome = {"status": rec.SUCCEEDED, "values": translator.last_values}
+                    outcome = Outcome(rec.RunStatus.INTERRUPTED, values=state.values, interrupts=interrupts)
+            if outcome is None:
+                outcome = Outcome(rec.RunStatus.SUCCEEDED, values=translator.last_values)
         except GraphDrained:
-            await _settle(released, commits)
+            await durable.settle()
             return await self._hand_back(run)
         except asyncio.CancelledError:
-            released.drop()
-            _discard(commits)
+            durable.drop()
             if execution.fenced:
-                return dataclasses.replace(run, status=rec.QUEUED)
+                return dataclasses.replace(run, status=rec.RunStatus.QUEUED)
             if execution.handing_back:
                 return await self._hand_back(run)
             if execution.rollback:
                 # Saves still queued would otherwise land after the delete.
-                await _committed(commits, raise_errors=False)
+                await durable.committed(raise_errors=False)
                 await self._saver.adelete_for_runs([run.run_id])
-            outcome = {"status": rec.CANCELLED, "reason": execution.cancel_reason or "cancelled"}
+            outcome = Outcome(rec.RunStatus.CANCELLED, reason=execution.cancel_reason or "cancelled")
         except Exception as exc:
             log.info(
                 "run %s failed: %s: %s", run.run_id, type(exc).__name__, exc, exc_info=not translator.seen
             )
-            outcome = {"status": rec.FAILED, "error": exc}
+            outcome = Outcome(rec.RunStatus.FAILED, error=exc)
             # What the graph reported before it failed: supersteps whose checkpoints committed.
-            await _settle(released, commits)
-        if outcome["status"] != rec.SUCCEEDED:
+            await durable.settle()
+        if outcome.status is not rec.RunStatus.SUCCEEDED:
             return await self._finish(execution, outcome)
         try:
             # Told in the transaction of the run's last saves (or after it), not one commit later.
-            return await self._finish(execution, outcome, after=commits)
+            return await self._finish(execution, outcome, after=durable.commits)
         except Exception as exc:
-            if (failed := first_failure(commits)) is None:
+            if (failed := durable.failure()) is None:
                 raise
             # A save failed, so the run did not succeed; nothing of its "finished" was stored.
             log.info("run %s failed: a checkpoint save failed: %s", run.run_id, exc)
-            return await self._finish(execution, {"status": rec.FAILED, "error": failed})
-
-    def _saves(self) -> contextlib.AbstractContextManager[list[asyncio.Future[None]]]:
-        """With "async" durability, checkpoint saves that return once queued.
-
-        The graph goes on while its checkpoints commit (LangGraph's default), so the
-        supersteps of a run share commits instead of taking one each, in turn. Nothing
-        is reported before its checkpoint has committed: a superstep's events wait in
-        `OrderedRelease` for the save to be queued and are stored with or after it, and
-        the run's end is stored with or after all of its saves.
-        """
-        deferred = getattr(self._saver, "deferred_commits", None)
-        if self._durability is Durability.ASYNC and deferred is not None:
-            return deferred()  # type: ignore[no-any-return]
-        return contextlib.nullcontext([])
-
-    async def _checkpoints_committed(self, run: rec.Run, items: list[Any]) -> None:
-        """A superstep is reported done only once its checkpoint is durable."""
-        wait = getattr(self._saver, "checkpoint_committed", None)
-        if wait is None:
-            return
-        for kind, _, data in items:
-            if kind == ev.SUPERSTEP_FINISHED and not await wait(
-                data["checkpoint_id"], thread_id=run.session_id
-            ):
-                log.warning("run %s: checkpoint %s not committed in time", run.run_id, data["checkpoint_id"])
-
-    def _gate(self, run: rec.Run, items: list[Any]) -> asyncio.Future[list[asyncio.Future[None]]] | None:
-        """What `items` wait for before they are stored: their supersteps' checkpoint saves."""
-        if any(kind == ev.SUPERSTEP_FINISHED for kind, _, _ in items):
-            return asyncio.ensure_future(self._saves_reported(run, items))
-        return None
-
-    async def _saves_reported(self, run: rec.Run, items: list[Any]) -> list[asyncio.Future[None]]:
-        """The commits of the checkpoints `items` report, once their saves are queued.
-
-        The events are then stored in the same transaction as those saves or a later
-        one, and never without them (GroupCommitWriter's `after`), so a superstep is
-        still told only once its checkpoint is durable. Waiting for the commit itself
-        instead gave the events a transaction of their own, one commit later.
-        """
-        save_of = getattr(self._saver, "checkpoint_save", None)
-        if save_of is None:
-            await self._checkpoints_committed(run, items)
-            return []
-        saves = []
-        for kind, _, data in items:
-            if kind != ev.SUPERSTEP_FINISHED:
-                continue
-            try:
-                save = await save_of(data["checkpoint_id"], thread_id=run.session_id)
-            except TimeoutError:
-                log.warning("run %s: checkpoint %s was not saved in time", run.run_id, data["checkpoint_id"])
-                continue
-            if save is not None:
-                saves.append(save)
-        return saves
+            return await self._finish(execution, Outcome(rec.RunStatus.FAILED, error=failed))
 
     async def _finish(
-        self, execution: Execution, outcome: dict[str, Any], after: list[asyncio.Future[None]] | None = None
+        self, execution: Execution, outcome: Outcome, after: Sequence[asyncio.Future[None]] = ()
     ) -> rec.Run:
         run = execution.run
-        status = outcome["status"]
-        values_json = dumps(outcome["values"]) if outcome.get("values") is not None else ""
-        interrupts = outcome.get("interrupts", [])
-        error = outcome.get("error")
-        if status in (rec.SUCCEEDED, rec.INTERRUPTED):
-            event = (ev.RUN_FINISHED, {"values_json": values_json, "interrupts": interrupts})
-        elif status == rec.FAILED:
-            event = (ev.RUN_FAILED, {"error_type": type(error).__name__, "error_message": str(error)})
+        status, interrupts, error = outcome.status, outcome.interrupts, outcome.error
+        values_json = dumps(outcome.values) if outcome.values is not None else ""
+        event: EventItem
+        if status in (rec.RunStatus.SUCCEEDED, rec.RunStatus.INTERRUPTED):
+            event = (ev.RUN_FINISHED, (), {"values_json": values_json, "interrupts": interrupts})
+        elif status is rec.RunStatus.FAILED:
+            event = (ev.RUN_FAILED, (), {"error_type": type(error).__name__, "error_message": str(error)})
         else:
-            event = (ev.RUN_CANCELLED, {"reason": outcome["reason"], "rolled_back": execution.rollback})
+            event = (ev.RUN_CANCELLED, (), {"reason": outcome.reason, "rolled_back": execution.rollback})
         ended = dataclasses.replace(
             run,
             status=status,
@@ -327,9 +256,7 @@ class RunExecutor:
                 run.session_id, run.run_id, rec.SESSION_STATUS_AFTER[status], ended.ended_at or 0.0
             ),
         ]
-        await asyncio.shield(
-            self._eventlog.append(run.run_id, [(event[0], (), event[1])], writes, after or ())
-        )
+        await asyncio.shield(self._eventlog.append(run.run_id, [event], writes, after))
         return ended
 
     async def _hand_back(self, run: rec.Run) -> rec.Run:
@@ -337,4 +264,4 @@ class RunExecutor:
         writes = [self._store.run_handed_back(run.run_id, self._replica)]
         writes += self._store.notify_writes(NOTIFY_QUEUE + run.session_id)
         await asyncio.shield(self._eventlog.append(run.run_id, [], writes))
-        return dataclasses.replace(run, status=rec.QUEUED)
+        return dataclasses.replace(run, status=rec.RunStatus.QUEUED)

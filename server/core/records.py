@@ -3,30 +3,55 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 from typing import Any
 
-# Run statuses (runs.status); the first two are "active".
-QUEUED = "queued"
-RUNNING = "running"
-SUCCEEDED = "succeeded"
-INTERRUPTED = "interrupted"
-FAILED = "failed"
-CANCELLED = "cancelled"
-ACTIVE = (QUEUED, RUNNING)
-ENDED = (SUCCEEDED, INTERRUPTED, FAILED, CANCELLED)
 
-# Session statuses (sessions.status).
-IDLE = "idle"
-BUSY = "busy"
-ERROR = "error"
+# String enums: the database stores each member's value, the same strings as ever.
+class RunStatus(enum.StrEnum):
+    """runs.status; the first two are "active"."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    INTERRUPTED = "interrupted"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class SessionStatus(enum.StrEnum):
+    """sessions.status."""
+
+    IDLE = "idle"
+    BUSY = "busy"
+    INTERRUPTED = "interrupted"
+    ERROR = "error"
+
+
+class BusyPolicy(enum.StrEnum):
+    """What starting a run on a session with an active run does (common.proto BusyPolicy)."""
+
+    REJECT = "reject"
+    ENQUEUE = "enqueue"
+    INTERRUPT = "interrupt"
+    ROLLBACK = "rollback"
+
+
+ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
+ENDED = (RunStatus.SUCCEEDED, RunStatus.INTERRUPTED, RunStatus.FAILED, RunStatus.CANCELLED)
 # A session's status once its last active run ended with the given status.
-SESSION_STATUS_AFTER = {SUCCEEDED: IDLE, INTERRUPTED: INTERRUPTED, FAILED: ERROR, CANCELLED: IDLE}
+SESSION_STATUS_AFTER = {
+    RunStatus.SUCCEEDED: SessionStatus.IDLE,
+    RunStatus.INTERRUPTED: SessionStatus.INTERRUPTED,
+    RunStatus.FAILED: SessionStatus.ERROR,
+    RunStatus.CANCELLED: SessionStatus.IDLE,
+}
 
 
 @dataclasses.dataclass(frozen=True)
 class RunOptions:
     max_concurrency: int = 0
-    busy_policy: str = "reject"
+    busy_policy: BusyPolicy = BusyPolicy.REJECT
     recursion_limit: int = 0
     configurable: dict[str, Any] = dataclasses.field(default_factory=dict)
     metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -50,6 +75,8 @@ class RunOptions:
         raw = dict(raw)
         raw["interrupt_before"] = tuple(raw.get("interrupt_before", ()))
         raw["interrupt_after"] = tuple(raw.get("interrupt_after", ()))
+        if "busy_policy" in raw:
+            raw["busy_policy"] = BusyPolicy(raw["busy_policy"])
         return cls(**raw)
 
 
@@ -73,7 +100,7 @@ class Session:
     session_id: str
     owner: str
     graph_id: str
-    status: str
+    status: SessionStatus
     metadata: dict[str, Any]
     created_at: float
     updated_at: float
@@ -85,7 +112,7 @@ class Run:
     owner: str
     session_id: str
     graph_id: str
-    status: str
+    status: RunStatus
     options: RunOptions
     created_at: float
     started_at: float | None = None

@@ -1,12 +1,9 @@
 """Release a run's event batches in order, each once what it waits for is done.
 
-A superstep is reported finished only after its checkpoint has committed. With
-"async" durability the graph goes on while its checkpoint saves commit (LangGraph's
-own default), and a batch that reports a superstep finished waits here, with
-every batch after it, until that checkpoint's save is queued on the group-commit
-writer. It is then stored in the same transaction as the save, or a later one, and
-never without it (the writer's `after`), and told once stored. Batches with nothing
-to wait for pass straight through when nothing is held before them.
+A batch pushed with a gate (a future) is released once the gate resolves, and
+every batch pushed after it waits behind it; batches with nothing to wait for
+pass straight through when nothing is held before them. durability.py gates
+the batches that report a superstep on that superstep's checkpoint save.
 """
 
 from __future__ import annotations

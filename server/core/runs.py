@@ -9,7 +9,8 @@ it), a cap on runs executing per replica with the database queue behind it
 
 A run executes where it is started when its session is free and this replica
 has a slot; otherwise it waits in the queue and whichever replica frees a slot
-first claims it (claims.py). `Dispatcher` (dispatch.py) keeps the leases.
+first claims it (the RunQueue port; storage/claims.py). `Dispatcher`
+(dispatch.py) keeps the leases.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import re
 import time
 import weakref
 from collections.abc import Collection
@@ -26,14 +26,12 @@ from typing import Any
 
 import orjson
 
-from stepstream.server.core import claims
 from stepstream.server.core import events as ev
 from stepstream.server.core import records as rec
 from stepstream.server.core.errors import (
     AlreadyExists,
     DeadlineExceeded,
     FailedPrecondition,
-    InvalidArgument,
     NotFound,
     ResourceExhausted,
     Unavailable,
@@ -42,21 +40,22 @@ from stepstream.server.core.eventlog import EventLog
 from stepstream.server.core.executor import Execution, RunExecutor
 from stepstream.server.core.ids import new_id
 from stepstream.server.core.jsonio import dumps
-from stepstream.server.core.registry import GraphRegistry, LoadedGraph
-from stepstream.server.core.store import NOTIFY_QUEUE, Store, is_unique_violation
+from stepstream.server.core.ports import NOTIFY_QUEUE, ActiveRun, RunQueue, Store, Write
+from stepstream.server.core.registry import GraphRegistry
+from stepstream.server.core.start import check_nodes, require_pending_interrupt
 from stepstream.server.core.tracing import caller_trace_context
 from stepstream.server.settings import ServerSettings
-from stepstream.server.storage.batch import GroupCommitWriter, Write
 
 log = logging.getLogger(__name__)
 
-RUN_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 # How long a cancel of another replica's run waits for that run to end.
 REMOTE_CANCEL_SECONDS = 60.0
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class StartRequest:
+    """A start whose fields passed the checks of start.py, on a known graph and session."""
+
     owner: str
     graph_id: str
     session_id: str
@@ -79,9 +78,9 @@ class RunManager:
         store: Store,
         eventlog: EventLog,
         executor: RunExecutor,
-        writer: GroupCommitWriter,
+        queue: RunQueue,
     ) -> None:
-        self._writer = writer
+        self._queue = queue
         self._settings = settings
         self._registry = registry
         self._store = store
@@ -133,9 +132,9 @@ class RunManager:
             lock = self._locks[session_id] = asyncio.Lock()
         return lock
 
-    async def active_runs(self, session_id: str) -> list[tuple[str, str, str | None]]:
+    async def active_runs(self, session_id: str) -> list[ActiveRun]:
         """(run id, status, replica) of the session's queued and running runs, on any replica."""
-        return await self._store.reader.run(lambda conn: claims.session_active_runs(conn, session_id))
+        return await self._queue.session_active_runs(session_id)
 
     async def session_busy(self, session_id: str) -> bool:
         return session_id in self._by_session or bool(await self.active_runs(session_id))
@@ -149,9 +148,9 @@ class RunManager:
             if existing is not None:
                 return existing
         loaded = self._registry.get(req.graph_id)
-        _check_nodes(loaded, req.options)
+        check_nodes(loaded, req.options)
         if self.free_slots == 0:
-            depth = await self._store.reader.run(claims.queue_depth)
+            depth = await self._queue.queue_depth()
             if depth >= self._settings.max_queued_runs:
                 raise ResourceExhausted(
                     f"{self.executing} runs are executing here and {depth} are queued; retry later",
@@ -171,7 +170,7 @@ class RunManager:
                         await self._store.get_session(req.owner, session_id)
                     ahead = len(active)
                     if req.command is not None and req.command.resumes and not ahead:
-                        await _require_pending_interrupt(loaded, session_id)
+                        await require_pending_interrupt(loaded, session_id)
                 try:
                     return await self._insert(req, session_id, new_session, ahead)
                 except _SessionTaken:
@@ -180,8 +179,6 @@ class RunManager:
 
     async def _existing_run(self, req: StartRequest) -> rec.Run | None:
         """The run a retried start with the same run_id already created, if any."""
-        if not RUN_ID.match(req.run_id):
-            raise InvalidArgument("run_id", "must be 1-64 characters of A-Z a-z 0-9 . _ : -")
         execution = self._executions.get(req.run_id)
         if execution is not None and execution.run.owner == req.owner:
             return execution.run
@@ -191,18 +188,21 @@ class RunManager:
             return None
 
     async def _apply_busy_policy(
-        self, owner: str, session_id: str, policy: str, active: list[tuple[str, str, str | None]]
+        self, owner: str, session_id: str, policy: rec.BusyPolicy, active: list[ActiveRun]
     ) -> None:
-        if policy == "reject":
+        if policy is rec.BusyPolicy.REJECT:
             raise FailedPrecondition(
                 f"session {session_id!r} has an active run; wait for it, cancel it, "
                 "or start with busy_policy ENQUEUE, INTERRUPT or ROLLBACK"
             )
-        if policy in ("interrupt", "rollback"):
+        if policy in (rec.BusyPolicy.INTERRUPT, rec.BusyPolicy.ROLLBACK):
             for run_id, _, _ in active:
                 with contextlib.suppress(FailedPrecondition):  # it ended meanwhile
                     await self.cancel(
-                        owner, run_id, rollback=policy == "rollback", reason=f"superseded ({policy})"
+                        owner,
+                        run_id,
+                        rollback=policy is rec.BusyPolicy.ROLLBACK,
+                        reason=f"superseded ({policy})",
                     )
 
     async def _insert(
@@ -216,7 +216,7 @@ class RunManager:
             owner=req.owner,
             session_id=session_id,
             graph_id=req.graph_id,
-            status=rec.RUNNING if can_execute else rec.QUEUED,
+            status=rec.RunStatus.RUNNING if can_execute else rec.RunStatus.QUEUED,
             options=req.options,
             created_at=now,
             started_at=now if can_execute else None,
@@ -231,11 +231,11 @@ class RunManager:
         lease = now + self._settings.lease_seconds if can_execute else None
         writes += [
             self._store.insert_run(run, self._settings.replica if can_execute else None, lease),
-            self._store.set_session_status(session_id, rec.BUSY, now),
+            self._store.set_session_status(session_id, rec.SessionStatus.BUSY, now),
         ]
         if not can_execute:
             writes += self._store.notify_writes(NOTIFY_QUEUE + session_id)
-        items: list[tuple[str, tuple[str, ...], dict[str, Any]]] = [
+        items: list[ev.EventItem] = [
             (ev.RUN_QUEUED, (), {"session_id": session_id, "graph_id": run.graph_id, "position": ahead})
         ]
         if can_execute:
@@ -250,7 +250,7 @@ class RunManager:
             self._eventlog.close(run.run_id)
             if self._by_session.get(session_id) == run.run_id:
                 del self._by_session[session_id]
-            if is_unique_violation(exc):
+            if self._store.is_unique_violation(exc):
                 # Run ids are one namespace: taken by this owner or another, the answer is the same.
                 if req.run_id and await self._store.run_id_taken(req.run_id):
                     raise AlreadyExists(f"run id {req.run_id!r} is taken") from None
@@ -284,12 +284,14 @@ class RunManager:
         graph_ids = self._registry.ids()
         replica, lease = self._settings.replica, self._settings.lease_seconds
         try:
-            claimed = await self._writer.transact(
-                lambda conn: claims.claim(conn, replica, time.time(), lease, graph_ids, limit, session_id)
-            )
+            claimed = await self._queue.claim(replica, time.time(), lease, graph_ids, limit, session_id)
         except Exception as exc:
             # Another replica took the session first (unique index), or the database is away.
-            log.log(logging.DEBUG if is_unique_violation(exc) else logging.WARNING, "claim failed: %s", exc)
+            log.log(
+                logging.DEBUG if self._store.is_unique_violation(exc) else logging.WARNING,
+                "claim failed: %s",
+                exc,
+            )
             return 0
         for run, last_seq in claimed:
             self._eventlog.open(run.run_id, run.session_id, last_seq)
@@ -308,7 +310,7 @@ class RunManager:
     async def _execute(self, execution: Execution) -> rec.Run:
         run = execution.run
         # Unless the executor says otherwise, the run goes on elsewhere (the database tells).
-        result = dataclasses.replace(run, status=rec.QUEUED)
+        result = dataclasses.replace(run, status=rec.RunStatus.QUEUED)
         try:
             result = await self._executor.execute(execution)
         finally:
@@ -316,7 +318,7 @@ class RunManager:
             future = self._ended.pop(run.run_id, None)
             if future is not None and not future.done():
                 future.set_result(result)
-        if result.status != rec.QUEUED and run.session_id in self._queued_sessions:
+        if result.status != rec.RunStatus.QUEUED and run.session_id in self._queued_sessions:
             await self._hand_on(run.session_id)
         if self.maybe_queued and self.free_slots:
             self.queue_changed.set()
@@ -374,7 +376,7 @@ class RunManager:
             run = await self._store.get_run(owner, run_id)
             if not run.active:
                 raise FailedPrecondition(f"run {run_id!r} already ended ({run.status})")
-            if run.status == rec.QUEUED:
+            if run.status == rec.RunStatus.QUEUED:
                 cancelled = await self._cancel_queued(run, rollback, reason)
                 if cancelled is not None:
                     return cancelled
@@ -389,7 +391,7 @@ class RunManager:
             await asyncio.sleep(0.01)  # it changed hands meanwhile: look again
 
     async def _request_cancel(self, owner: str, run_id: str, request: str) -> bool:
-        return await self._writer.transact(lambda conn: claims.request_cancel(conn, owner, run_id, request))
+        return await self._queue.request_cancel(owner, run_id, request)
 
     async def _cancel_queued(self, run: rec.Run, rollback: bool, reason: str) -> rec.Run | None:
         now = time.time()
@@ -398,9 +400,7 @@ class RunManager:
             data = {"reason": reason, "rolled_back": rollback}
             return [ev.RunEvent(run.run_id, last_seq + 1, now, ev.RUN_CANCELLED, (), data)]
 
-        cancelled = await self._writer.transact(
-            lambda conn: claims.cancel_queued(conn, run.owner, run.run_id, now, closing)
-        )
+        cancelled = await self._queue.cancel_queued(run.owner, run.run_id, now, closing)
         if cancelled is not None:
             await self._hand_on(run.session_id)
         return cancelled
@@ -416,7 +416,7 @@ class RunManager:
                     result = await asyncio.wait_for(asyncio.shield(ended), left)
                 except TimeoutError:
                     raise DeadlineExceeded(f"run {run_id!r} did not end within {timeout:g} s") from None
-                if result.status != rec.QUEUED:
+                if result.status != rec.RunStatus.QUEUED:
                     return result
                 # Handed back or taken over: it goes on elsewhere; the database tells.
             run = await self._store.get_run(owner, run_id)
@@ -442,20 +442,3 @@ class RunManager:
                     execution.task.cancel()
             if pending:
                 await asyncio.wait(pending)
-
-
-def _check_nodes(loaded: LoadedGraph, options: rec.RunOptions) -> None:
-    for field in ("interrupt_before", "interrupt_after"):
-        for node in getattr(options, field):
-            if node not in loaded.nodes:
-                raise InvalidArgument(
-                    f"options.{field}", f"graph {loaded.spec.graph_id!r} has no node {node!r}"
-                )
-
-
-async def _require_pending_interrupt(loaded: LoadedGraph, session_id: str) -> None:
-    state = await loaded.graph.aget_state({"configurable": {"thread_id": session_id}})
-    if not state.interrupts:
-        raise FailedPrecondition(
-            f"session {session_id!r} has no pending interrupt to resume; start a run with input instead"
-        )

@@ -10,20 +10,15 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import StateSnapshot
 
+from stepstream.server.core import events as ev
 from stepstream.server.core import records as rec
 from stepstream.server.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from stepstream.server.core.ids import new_id
 from stepstream.server.core.jsonio import dumps
+from stepstream.server.core.pages import decode_page_token, encode_page_token, page_size
+from stepstream.server.core.ports import RunSaver, Store, Writer
 from stepstream.server.core.registry import GraphRegistry
 from stepstream.server.core.runs import RunManager
-from stepstream.server.core.store import (
-    Store,
-    decode_page_token,
-    encode_page_token,
-    is_unique_violation,
-    page_size,
-)
-from stepstream.server.storage.batch import GroupCommitWriter
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -37,9 +32,7 @@ def snapshot_dict(snapshot: StateSnapshot) -> dict[str, Any]:
         "values_json": dumps(snapshot.values),
         "next": list(snapshot.next),
         "next_tasks": [{"task_id": t.id, "node": t.name, "namespace": []} for t in snapshot.tasks],
-        "interrupts": [
-            {"interrupt_id": i.id, "value_json": dumps(i.value), "namespace": []} for i in snapshot.interrupts
-        ],
+        "interrupts": ev.interrupt_dicts(snapshot.interrupts),
         "checkpoint_id": configurable.get("checkpoint_id", ""),
         "parent_checkpoint_id": parent.get("checkpoint_id", ""),
         "step": int(metadata.get("step", 0) or 0),
@@ -54,9 +47,9 @@ class SessionManager:
         self,
         registry: GraphRegistry,
         store: Store,
-        writer: GroupCommitWriter,
+        writer: Writer,
         runs: RunManager,
-        saver: Any,
+        saver: RunSaver,
     ) -> None:
         self._registry = registry
         self._store = store
@@ -64,7 +57,9 @@ class SessionManager:
         self._runs = runs
         self._saver = saver
 
-    def new_session(self, owner: str, graph_id: str, session_id: str, metadata: Any) -> rec.Session:
+    def new_session(
+        self, owner: str, graph_id: str, *, session_id: str = "", metadata: Any = None
+    ) -> rec.Session:
         """A session record to insert (validated, not yet stored)."""
         self._registry.get(graph_id)
         if session_id and not SESSION_ID.match(session_id):
@@ -72,14 +67,18 @@ class SessionManager:
         if metadata is not None and not isinstance(metadata, dict):
             raise InvalidArgument("metadata_json", "must be a JSON object")
         now = time.time()
-        return rec.Session(session_id or new_id(), owner, graph_id, rec.IDLE, metadata or {}, now, now)
+        return rec.Session(
+            session_id or new_id(), owner, graph_id, rec.SessionStatus.IDLE, metadata or {}, now, now
+        )
 
-    async def create(self, owner: str, graph_id: str, session_id: str, metadata: Any) -> rec.Session:
-        session = self.new_session(owner, graph_id, session_id, metadata)
+    async def create(
+        self, owner: str, graph_id: str, *, session_id: str = "", metadata: Any = None
+    ) -> rec.Session:
+        session = self.new_session(owner, graph_id, session_id=session_id, metadata=metadata)
         try:
             await self._writer.write([self._store.insert_session(session)])
         except Exception as exc:
-            if is_unique_violation(exc):
+            if self._store.is_unique_violation(exc):
                 raise AlreadyExists(f"session {session.session_id!r} already exists") from None
             raise
         return session

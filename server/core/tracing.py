@@ -23,7 +23,6 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import orjson
-import sqlalchemy as sa
 from langgraph.config import get_config
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -34,20 +33,12 @@ from stepstream.ratelimiter import telemetry as limiter_telemetry
 from stepstream.server.core import events as ev
 from stepstream.server.core import records as rec
 from stepstream.server.core.span_records import RecordedSpan, SpanWriter
-from stepstream.server.storage.batch import Write
-from stepstream.server.storage.schema import runs
 from stepstream.telemetry import Telemetry, current
 from stepstream.telemetry.propagation import carrier_of, context_of, span_context_of
 
 log = logging.getLogger(__name__)
 
-Item = tuple[str, tuple[str, ...], dict[str, Any]]
 
-_SET_TRACE_CONTEXT = (
-    runs.update()
-    .where(runs.c.run_id == sa.bindparam("b_run_id"))
-    .values(trace_context=sa.bindparam("trace_context"))
-)
 _TRACED_KINDS = frozenset(
     {
         ev.SUPERSTEP_STARTED,
@@ -60,11 +51,11 @@ _TRACED_KINDS = frozenset(
 )
 # What became of tasks still open when their run stopped, by the run's outcome.
 _OPEN_TASK_OUTCOME = {
-    rec.INTERRUPTED: "interrupted",
-    rec.CANCELLED: "cancelled",
-    rec.FAILED: "cancelled",
-    rec.SUCCEEDED: "finished",
-    rec.QUEUED: "handed_back",
+    rec.RunStatus.INTERRUPTED: "interrupted",
+    rec.RunStatus.CANCELLED: "cancelled",
+    rec.RunStatus.FAILED: "cancelled",
+    rec.RunStatus.SUCCEEDED: "finished",
+    rec.RunStatus.QUEUED: "handed_back",
 }
 _SECONDS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
@@ -261,12 +252,12 @@ class Attempt:
         self._context = trace.set_span_in_context(span)
         self._span_context = span.get_span_context()
 
-    def stored_context(self) -> Write | None:
-        """The write that records this attempt's span with the run, for whoever resumes it next."""
+    def stored_context(self) -> str | None:
+        """The run's trace context with this attempt's span (runs.trace_context), for whoever
+        resumes the run next; None when the attempt has no span."""
         if self.span is None:
             return None
-        stored = {**self._stored, "attempt": carrier_of(self._context)}
-        return _SET_TRACE_CONTEXT, {"b_run_id": self._run_id, "trace_context": orjson.dumps(stored).decode()}
+        return orjson.dumps({**self._stored, "attempt": carrier_of(self._context)}).decode()
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
@@ -280,7 +271,7 @@ class Attempt:
         finally:
             otel_context.detach(token)
 
-    def observe(self, items: Sequence[Item]) -> None:
+    def observe(self, items: Sequence[ev.EventItem]) -> None:
         for kind, ns, data in items:
             if kind not in _TRACED_KINDS:
                 continue
@@ -385,7 +376,11 @@ class Attempt:
             self._metrics.runs_ended.add(1, {"graph": self._graph, "status": status})
         outcome = _OPEN_TASK_OUTCOME.get(status, status)
         # An interrupted task ends when its interrupt was raised; others when the run stopped.
-        task_end = self._last_interrupt_ns if status == rec.INTERRUPTED and self._last_interrupt_ns else now
+        task_end = (
+            self._last_interrupt_ns
+            if status == rec.RunStatus.INTERRUPTED and self._last_interrupt_ns
+            else now
+        )
         for task_id, task_span in list(self._tasks.items()):
             _task_spans.pop(task_id, None)
             task_span.set_attribute("stepstream.task.outcome", outcome)
@@ -397,12 +392,14 @@ class Attempt:
         span = self.span
         if span is None:
             return
-        span.set_attribute("stepstream.run.status", "handed_back" if status == rec.QUEUED else status)
-        if status == rec.FAILED:
+        span.set_attribute(
+            "stepstream.run.status", "handed_back" if status == rec.RunStatus.QUEUED else status
+        )
+        if status == rec.RunStatus.FAILED:
             _record_error(span, run.error_type, run.error_message, now)
-        elif status == rec.CANCELLED:
+        elif status == rec.RunStatus.CANCELLED:
             span.add_event("cancelled", {"stepstream.cancel.reason": reason}, timestamp=now)
-        elif status == rec.INTERRUPTED:
+        elif status == rec.RunStatus.INTERRUPTED:
             span.set_attribute("stepstream.run.interrupts", len(run.interrupts))
         span.end(now)
         self.span = None

@@ -14,23 +14,12 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from stepstream.server.core import events as ev
+from stepstream.server.core.events import EventItem, Namespace
 from stepstream.server.core.jsonio import dumps
-
-Namespace = tuple[str, ...]
-Emitted = tuple[str, Namespace, dict[str, Any]]
 
 
 def _ns(part: Mapping[str, Any]) -> Namespace:
     return tuple(part.get("ns") or ())
-
-
-def _interrupts(raw: Any, ns: Namespace) -> list[dict[str, Any]]:
-    out = []
-    for item in raw or ():
-        value = item.get("value") if isinstance(item, dict) else getattr(item, "value", None)
-        ident = item.get("id") if isinstance(item, dict) else getattr(item, "id", "")
-        out.append({"interrupt_id": ident or "", "value_json": dumps(value), "namespace": list(ns)})
-    return out
 
 
 def _task_finished_before(task: dict[str, Any]) -> bool:
@@ -49,7 +38,7 @@ class StreamTranslator:
         # Whether the graph produced anything (a failure before that is ours, not the graph's).
         self.seen = False
 
-    def feed(self, part: Mapping[str, Any]) -> Iterator[Emitted]:
+    def feed(self, part: Mapping[str, Any]) -> Iterator[EventItem]:
         self.seen = True
         kind = part["type"]
         ns = _ns(part)
@@ -76,7 +65,7 @@ class StreamTranslator:
             step = self._open_step.get(ns, self._planned.get(ns, (0, []))[0] - 1)
             yield ev.STATE_VALUES, ns, {"step": step, "values_json": dumps(data)}
 
-    def _debug(self, ns: Namespace, data: dict[str, Any]) -> Iterator[Emitted]:
+    def _debug(self, ns: Namespace, data: dict[str, Any]) -> Iterator[EventItem]:
         step = int(data["step"])
         payload = data["payload"]
         kind = data["type"]
@@ -118,7 +107,7 @@ class StreamTranslator:
                 yield (
                     ev.INTERRUPT_RAISED,
                     ns,
-                    {"step": step, "interrupts": _interrupts(payload["interrupts"], ns)},
+                    {"step": step, "interrupts": ev.interrupt_dicts(payload["interrupts"], ns)},
                 )
             elif payload.get("error") is not None:
                 error = payload["error"]

@@ -35,6 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Executable
 
+from stepstream.server.core.durability import first_failure
 from stepstream.server.storage.db import create_sqlite_writer_engine
 from stepstream.server.storage.plain_sql import PlainStatements
 from stepstream.server.storage.retry import retrying
@@ -65,16 +66,6 @@ class _Pending:
 
 def _committed(submission: asyncio.Future[None]) -> bool:
     return submission.done() and not submission.cancelled() and submission.exception() is None
-
-
-def first_failure(submissions: Sequence[asyncio.Future[None]]) -> BaseException | None:
-    """Why one of these submissions did not commit, if one is known not to have."""
-    for submission in submissions:
-        if submission.cancelled():
-            return RuntimeError("writes this batch depended on were dropped")
-        if submission.done() and (error := submission.exception()) is not None:
-            return error
-    return None
 
 
 class GroupCommitWriter:

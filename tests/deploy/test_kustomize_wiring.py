@@ -256,7 +256,13 @@ async def test_kedas_queue_depth_query_counts_queued_runs_on_a_migrated_database
         async with engine.begin() as conn:
             assert (await conn.execute(sa.text(keda_query))).scalar_one() == 0
             now = 0.0
-            statuses = (rec.QUEUED, rec.QUEUED, rec.RUNNING, rec.SUCCEEDED, rec.INTERRUPTED)
+            statuses = (
+                rec.RunStatus.QUEUED,
+                rec.RunStatus.QUEUED,
+                rec.RunStatus.RUNNING,
+                rec.RunStatus.SUCCEEDED,
+                rec.RunStatus.INTERRUPTED,
+            )
             for run_id, status in enumerate(statuses):
                 await conn.execute(
                     sa.text(

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from stepstream.server.core import events as ev
 from stepstream.server.core import records as rec
 from stepstream.server.core.app import Core
+from stepstream.server.core.start import StartRunRequest
 from stepstream.server.settings import Durability, ServerSettings
 from stepstream.server.storage.checkpointer import SQLAlchemyCheckpointSaver
 from tests.support import GRAPHS_CONFIG
@@ -64,9 +65,11 @@ async def test_a_run_whose_save_fails_ends_failed_and_nothing_reports_that_check
         # Steps 0-2 checkpoint the ticks; the last one's save (the run's last) fails.
         for failing_step in (1, 3):
             failing.step, failing.checkpoint_id = failing_step, ""
-            run = await core.start_run(OWNER, "slow", "", '{"steps": 3, "delay": 0}', None, rec.RunOptions())
+            run = await core.start_run(
+                StartRunRequest(owner=OWNER, graph_id="slow", input_json='{"steps": 3, "delay": 0}')
+            )
             ended = await core.runs.wait(OWNER, run.run_id, None)
-            assert ended.status == rec.FAILED, failing_step
+            assert ended.status == rec.RunStatus.FAILED, failing_step
             stored = await _stored_events(core, run.run_id)
             kinds = [e.kind for e in stored]
             assert kinds[-1] == ev.RUN_FAILED and ev.RUN_FINISHED not in kinds
@@ -78,9 +81,11 @@ async def test_a_run_whose_save_fails_ends_failed_and_nothing_reports_that_check
             assert [e.seq for e in stored] == sorted({e.seq for e in stored})
         # The database itself is fine: the next run succeeds.
         failing.step = -100
-        run = await core.start_run(OWNER, "slow", "", '{"steps": 2, "delay": 0}', None, rec.RunOptions())
+        run = await core.start_run(
+            StartRunRequest(owner=OWNER, graph_id="slow", input_json='{"steps": 2, "delay": 0}')
+        )
         ended = await core.runs.wait(OWNER, run.run_id, None)
-        assert ended.status == rec.SUCCEEDED
+        assert ended.status == rec.RunStatus.SUCCEEDED
         assert json.loads(ended.values_json)["done"] == [0, 1]
     finally:
         await core.stop(grace=0)

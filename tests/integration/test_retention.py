@@ -23,6 +23,7 @@ from stepstream.server.core import events as ev
 from stepstream.server.core import records as rec
 from stepstream.server.core.app import Core
 from stepstream.server.core.errors import NotFound
+from stepstream.server.core.start import CommandRequest, StartRunRequest
 from stepstream.server.settings import ServerSettings
 from stepstream.server.storage.checkpoint_tables import checkpoint_blobs, checkpoint_writes, checkpoints
 from stepstream.server.storage.schema import run_events, runs, sessions
@@ -62,23 +63,24 @@ async def _run(
     graph_id: str,
     values: Any,
     session_id: str = "",
-    command: rec.CommandSpec | None = None,
+    command: CommandRequest | None = None,
 ) -> rec.Run:
     """Start a run and wait for its end."""
     run = await core.start_run(
-        OWNER,
-        graph_id,
-        session_id,
-        json.dumps(values) if values is not None else "",
-        command,
-        rec.RunOptions(),
+        StartRunRequest(
+            owner=OWNER,
+            graph_id=graph_id,
+            session_id=session_id,
+            input_json=json.dumps(values) if values is not None else "",
+            command=command,
+        )
     )
     return await core.runs.wait(OWNER, run.run_id, None)
 
 
 async def _session(core: Core, graph_id: str, values: Any) -> str:
     ended = await _run(core, graph_id, values)
-    assert ended.status in (rec.SUCCEEDED, rec.INTERRUPTED), ended
+    assert ended.status in (rec.RunStatus.SUCCEEDED, rec.RunStatus.INTERRUPTED), ended
     return ended.session_id
 
 
@@ -171,18 +173,18 @@ async def test_expired_idle_sessions_are_deleted_with_everything_they_hold(core:
         with pytest.raises(NotFound):
             await core.sessions.get(OWNER, expired)
         with pytest.raises(NotFound):
-            await core.start_run(OWNER, "", expired, '{"x": 1}', None, rec.RunOptions())
+            await core.start_run(StartRunRequest(owner=OWNER, session_id=expired, input_json='{"x": 1}'))
     # A session used within the TTL keeps everything (pruning aside: it holds more than KEEP).
     after = await _rows(core, fresh)
     assert {k: after[k] for k in ("sessions", "runs", "run_events")} == {
         k: fresh_before[k] for k in ("sessions", "runs", "run_events")
     }
-    assert (await core.sessions.get(OWNER, fresh)).status == rec.IDLE
+    assert (await core.sessions.get(OWNER, fresh)).status == rec.SessionStatus.IDLE
 
 
 async def test_a_busy_session_is_kept_however_old(core: Core) -> None:
     run = await core.start_run(
-        OWNER, "slow", "", json.dumps({"steps": 10_000, "delay": 0.01}), None, rec.RunOptions()
+        StartRunRequest(owner=OWNER, graph_id="slow", input_json=json.dumps({"steps": 10_000, "delay": 0.01}))
     )
     await _wait_for_supersteps(core, run.run_id, 3)
     await _age(core, run.session_id)
@@ -193,17 +195,17 @@ async def test_a_busy_session_is_kept_however_old(core: Core) -> None:
     after = await _rows(core, run.session_id)
     assert after["sessions"] == 1 and after["runs"] == 1
     assert after["run_events"] >= before["run_events"]
-    assert (await core.sessions.get(OWNER, run.session_id)).status == rec.BUSY
-    assert (await core.store.get_run(OWNER, run.run_id)).status == rec.RUNNING
+    assert (await core.sessions.get(OWNER, run.session_id)).status == rec.SessionStatus.BUSY
+    assert (await core.store.get_run(OWNER, run.run_id)).status == rec.RunStatus.RUNNING
 
     # It keeps running, and its last checkpoint continues the session once it is stopped.
     await _wait_for_supersteps(core, run.run_id, 2, after_seq=core.eventlog.last_seq(run.run_id))
     cancelled = await core.runs.cancel(OWNER, run.run_id, rollback=False)
-    assert cancelled.status == rec.CANCELLED
+    assert cancelled.status == rec.RunStatus.CANCELLED
     done = json.loads((await core.sessions.state(OWNER, run.session_id, ""))["values_json"])["done"]
     assert len(done) >= 5
     again = await _run(core, "slow", {"steps": 0, "delay": 0.0}, run.session_id)
-    assert again.status == rec.SUCCEEDED
+    assert again.status == rec.RunStatus.SUCCEEDED
     assert json.loads(again.values_json)["done"] == [*done, len(done)]
 
 
@@ -261,7 +263,7 @@ async def test_history_is_pruned_to_n_and_the_latest_state_continues(core: Core)
     # the same graph with the same inputs on an in-memory saver is the reference.
     for graph_id, inputs in SEQUENCES.items():
         ended = await _run(core, graph_id, inputs[-1], session_ids[graph_id])
-        assert ended.status == rec.SUCCEEDED, ended
+        assert ended.status == rec.RunStatus.SUCCEEDED, ended
         reference = core.registry.get(graph_id).graph.copy(update={"checkpointer": InMemorySaver()})
         thread: RunnableConfig = {"configurable": {"thread_id": "reference"}}
         for values in inputs:
@@ -271,7 +273,7 @@ async def test_history_is_pruned_to_n_and_the_latest_state_continues(core: Core)
 
 async def test_a_pending_interrupt_survives_pruning(core: Core) -> None:
     session_id = await _session(core, "ask", {"question": "first?"})
-    await _run(core, "ask", None, session_id, rec.CommandSpec(resume="one", has_resume=True))
+    await _run(core, "ask", None, session_id, CommandRequest(resume_json='"one"'))
     await _run(core, "ask", {"question": "second?"}, session_id)
     state = await core.sessions.state(OWNER, session_id, "")
     assert [json.loads(i["value_json"]) for i in state["interrupts"]] == ["second?"]
@@ -281,8 +283,8 @@ async def test_a_pending_interrupt_survives_pruning(core: Core) -> None:
 
     assert len((await core.sessions.history(OWNER, session_id, 100, ""))[0]) == KEEP
     assert await core.sessions.state(OWNER, session_id, "") == state
-    resumed = await _run(core, "ask", None, session_id, rec.CommandSpec(resume="two", has_resume=True))
-    assert resumed.status == rec.SUCCEEDED
+    resumed = await _run(core, "ask", None, session_id, CommandRequest(resume_json='"two"'))
+    assert resumed.status == rec.RunStatus.SUCCEEDED
     assert json.loads(resumed.values_json) == {"question": "second?", "answer": "two"}
 
 

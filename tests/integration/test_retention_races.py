@@ -8,8 +8,8 @@ import pathlib
 import pytest
 
 from stepstream.server.core import events as ev
-from stepstream.server.core import records as rec
 from stepstream.server.core.app import Core
+from stepstream.server.core.start import StartRunRequest
 from stepstream.server.settings import ServerSettings
 from tests.support import GRAPHS_CONFIG
 
@@ -35,14 +35,16 @@ async def test_rollback_restores_the_state_before_the_run(tmp_path: pathlib.Path
     core = Core(settings)
     await core.start()
     try:
-        first = await core.start_run(OWNER, "slow", "", '{"steps": 2, "delay": 0}', None, rec.RunOptions())
+        first = await core.start_run(
+            StartRunRequest(owner=OWNER, graph_id="slow", input_json='{"steps": 2, "delay": 0}')
+        )
         first = await core.runs.wait(OWNER, first.run_id, None)
         session_id = first.session_id
         before = json.loads((await core.sessions.state(OWNER, session_id, ""))["values_json"])
         assert before["done"] == [0, 1]
 
         second = await core.start_run(
-            OWNER, "", session_id, '{"steps": 10000, "delay": 0.01}', None, rec.RunOptions()
+            StartRunRequest(owner=OWNER, session_id=session_id, input_json='{"steps": 10000, "delay": 0.01}')
         )
         await _supersteps(core, second.run_id, 4)
         if prune:
@@ -76,7 +78,9 @@ async def test_ttl_pass_never_deletes_a_session_a_run_was_just_started_on(tmp_pa
     broken = []
     try:
         for _ in range(20):
-            old = await core.start_run(OWNER, "slow", "", '{"steps": 1, "delay": 0}', None, rec.RunOptions())
+            old = await core.start_run(
+                StartRunRequest(owner=OWNER, graph_id="slow", input_json='{"steps": 1, "delay": 0}')
+            )
             old = await core.runs.wait(OWNER, old.run_id, None)
             async with core.engine.begin() as conn:
                 await conn.execute(
@@ -87,7 +91,9 @@ async def test_ttl_pass_never_deletes_a_session_a_run_was_just_started_on(tmp_pa
             _, started = await asyncio.gather(
                 core.retain_once(),
                 core.start_run(
-                    OWNER, "", old.session_id, '{"steps": 3, "delay": 0.05}', None, rec.RunOptions()
+                    StartRunRequest(
+                        owner=OWNER, session_id=old.session_id, input_json='{"steps": 3, "delay": 0.05}'
+                    )
                 ),
                 return_exceptions=True,
             )

@@ -8,14 +8,14 @@ from contextlib import AbstractAsyncContextManager
 
 import pytest
 
-from stepstream.server.core import claims
 from stepstream.server.core import records as rec
 from stepstream.server.core.errors import NotFound
 from stepstream.server.core.events import RunEvent
-from stepstream.server.core.store import Store, writes_for_events
+from stepstream.server.storage import claims
 from stepstream.server.storage.batch import GroupCommitWriter
 from stepstream.server.storage.checkpointer import SQLAlchemyCheckpointSaver
 from stepstream.server.storage.reads import Reader
+from stepstream.server.storage.records import Store, writes_for_events
 
 SaverFactory = Callable[[], AbstractAsyncContextManager[SQLAlchemyCheckpointSaver]]
 
@@ -32,7 +32,9 @@ async def store(request: pytest.FixtureRequest, make_saver: SaverFactory) -> Asy
             await reader.close()
 
 
-def session(i: int, owner: str = "alice", graph_id: str = "g", status: str = rec.IDLE) -> rec.Session:
+def session(
+    i: int, owner: str = "alice", graph_id: str = "g", status: str = rec.SessionStatus.IDLE
+) -> rec.Session:
     return rec.Session(f"s{i}", owner, graph_id, status, {"i": i}, created_at=float(i), updated_at=float(i))
 
 
@@ -43,8 +45,8 @@ def run(i: int, session_id: str, status: str) -> rec.Run:
 async def fill(store: Store, writer: GroupCommitWriter) -> None:
     writes = [store.insert_session(session(i)) for i in range(5)]
     writes += [store.insert_session(session(5, owner="bob")), store.insert_session(session(6, graph_id="h"))]
-    writes.append(store.insert_session(session(7, status=rec.BUSY)))
-    statuses = [rec.QUEUED, rec.RUNNING, rec.SUCCEEDED, rec.FAILED]
+    writes.append(store.insert_session(session(7, status=rec.SessionStatus.BUSY)))
+    statuses = [rec.RunStatus.QUEUED, rec.RunStatus.RUNNING, rec.RunStatus.SUCCEEDED, rec.RunStatus.FAILED]
     writes += [store.insert_run(run(i, "s0", status), None, None) for i, status in enumerate(statuses)]
     events = [RunEvent("r0", seq, 10.0 + seq, "custom", (), {"n": seq}) for seq in range(1, 8)]
     await writer.write(writes + writes_for_events("s0", events))
@@ -53,7 +55,7 @@ async def fill(store: Store, writer: GroupCommitWriter) -> None:
 async def test_gets_are_scoped_to_the_owner(store: Store) -> None:
     got = await store.get_session("alice", "s3")
     assert (got.session_id, got.metadata, got.created_at) == ("s3", {"i": 3}, 3.0)
-    assert (await store.get_run("alice", "r2")).status == rec.SUCCEEDED
+    assert (await store.get_run("alice", "r2")).status == rec.RunStatus.SUCCEEDED
     with pytest.raises(NotFound):
         await store.get_session("alice", "s5")
     with pytest.raises(NotFound):
@@ -81,8 +83,8 @@ async def test_lists_page_newest_first(store: Store) -> None:
     assert [r.run_id for r in active] == ["r1", "r0"]
     active_in_s0 = await store.reader.run(lambda conn: claims.session_active_runs(conn, "s0"))
     assert [(run_id, status) for run_id, status, _ in active_in_s0] == [
-        ("r0", rec.QUEUED),
-        ("r1", rec.RUNNING),
+        ("r0", rec.RunStatus.QUEUED),
+        ("r1", rec.RunStatus.RUNNING),
     ]
 
 

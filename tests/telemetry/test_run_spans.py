@@ -15,6 +15,7 @@ from opentelemetry.trace import StatusCode
 from stepstream.server.core import events as ev
 from stepstream.server.core import records as rec
 from stepstream.server.core.app import Core
+from stepstream.server.core.start import OptionsRequest, StartRunRequest
 from tests.support import ROOT
 from tests.telemetry.conftest import Recorded, settings
 
@@ -22,7 +23,11 @@ OWNER = "local"
 
 
 async def _run(core: Core, graph: str, inp: object, **options: object) -> rec.Run:
-    run = await core.start_run(OWNER, graph, "", json.dumps(inp), None, rec.RunOptions(**options))
+    run = await core.start_run(
+        StartRunRequest(
+            owner=OWNER, graph_id=graph, input_json=json.dumps(inp), options=OptionsRequest(**options)
+        )
+    )
     return await core.runs.wait(OWNER, run.run_id, 30)
 
 
@@ -31,7 +36,7 @@ async def _under_client_span(
 ) -> tuple[rec.Run, ReadableSpan]:
     tracer = recorded.telemetry.tracer_provider.get_tracer("test")
     with tracer.start_as_current_span("client call"):
-        run = await core.start_run(OWNER, graph, "", json.dumps(inp), None, rec.RunOptions())
+        run = await core.start_run(StartRunRequest(owner=OWNER, graph_id=graph, input_json=json.dumps(inp)))
     ended = await core.runs.wait(OWNER, run.run_id, 30)
     (client,) = recorded.named("client call")
     return ended, client
@@ -48,7 +53,7 @@ async def test_a_run_is_one_span_under_its_caller_with_a_child_per_superstep_in_
     recorded: Recorded, core: Core
 ) -> None:
     run, client = await _under_client_span(recorded, core, "linear", {"x": 0})
-    assert run.status == rec.SUCCEEDED
+    assert run.status == rec.RunStatus.SUCCEEDED
     span = _run_span(recorded, run)
     assert span.name == "invoke_workflow linear"
     assert span.parent is not None and span.parent.span_id == client.context.span_id
@@ -83,7 +88,7 @@ async def test_a_run_is_one_span_under_its_caller_with_a_child_per_superstep_in_
 
 async def test_fan_out_tasks_are_siblings_under_one_superstep(recorded: Recorded, core: Core) -> None:
     run = await _run(core, "fanout", {"n": 4, "delay": 0.01})
-    assert run.status == rec.SUCCEEDED
+    assert run.status == rec.RunStatus.SUCCEEDED
     steps = recorded.children(_run_span(recorded, run), "superstep")
     assert [s.name for s in steps] == ["superstep 1", "superstep 2"]
     workers = recorded.children(steps[0])
@@ -95,7 +100,7 @@ async def test_fan_out_tasks_are_siblings_under_one_superstep(recorded: Recorded
 
 async def test_a_failed_task_and_its_run_carry_the_error(recorded: Recorded, core: Core) -> None:
     run = await _run(core, "boom", {})
-    assert run.status == rec.FAILED
+    assert run.status == rec.RunStatus.FAILED
     span = _run_span(recorded, run)
     assert span.status.status_code == StatusCode.ERROR
     assert span.attributes["error.type"] == "ValueError"
@@ -112,7 +117,7 @@ async def test_an_interrupt_is_an_event_and_ends_its_task_as_interrupted(
     recorded: Recorded, core: Core
 ) -> None:
     run = await _run(core, "ask", {"question": "colour?"})
-    assert run.status == rec.INTERRUPTED
+    assert run.status == rec.RunStatus.INTERRUPTED
     span = _run_span(recorded, run)
     assert span.attributes["stepstream.run.status"] == "interrupted"
     assert span.status.status_code == StatusCode.UNSET
@@ -125,12 +130,14 @@ async def test_an_interrupt_is_an_event_and_ends_its_task_as_interrupted(
 
 
 async def test_a_cancelled_run_records_the_cancellation(recorded: Recorded, core: Core) -> None:
-    run = await core.start_run(OWNER, "slow", "", '{"steps": 50, "delay": 0.05}', None, rec.RunOptions())
+    run = await core.start_run(
+        StartRunRequest(owner=OWNER, graph_id="slow", input_json='{"steps": 50, "delay": 0.05}')
+    )
     async for batch in core.eventlog.follow(run.run_id, 0, ev.EventFilter()):
         if any(e.kind == ev.SUPERSTEP_FINISHED for e in batch):
             break
     ended = await core.runs.cancel(OWNER, run.run_id, rollback=False, reason="user gave up")
-    assert ended.status == rec.CANCELLED
+    assert ended.status == rec.RunStatus.CANCELLED
     span = _run_span(recorded, run)
     assert span.attributes["stepstream.run.status"] == "cancelled"
     (event,) = [e for e in span.events if e.name == "cancelled"]
@@ -144,7 +151,7 @@ async def test_a_subgraph_s_supersteps_hang_under_the_task_that_runs_it(
     recorded: Recorded, core: Core
 ) -> None:
     run = await _run(core, "nested", {"x": 0})
-    assert run.status == rec.SUCCEEDED
+    assert run.status == rec.RunStatus.SUCCEEDED
     steps = recorded.children(_run_span(recorded, run), "superstep")
     (sub_task,) = [t for s in steps for t in recorded.children(s) if t.name == "task sub"]
     inner_steps = recorded.children(sub_task, "superstep")
@@ -163,7 +170,7 @@ async def test_rate_limit_acquires_are_spans_under_their_task(
         run = await _run(core, "limited", {"n": 3})
     finally:
         await core.stop(grace=0)
-    assert run.status == rec.SUCCEEDED
+    assert run.status == rec.RunStatus.SUCCEEDED
     (step,) = recorded.children(_run_span(recorded, run), "superstep")
     tasks = recorded.children(step)
     assert len(tasks) == 3
@@ -194,7 +201,9 @@ async def _resume_elsewhere(recorded: Recorded, tmp_path: pathlib.Path, with_cal
     await first.start()
     tracer = trace.get_tracer("test", tracer_provider=recorded.telemetry.tracer_provider)
     with tracer.start_as_current_span("client call") if with_caller else _nothing():
-        run = await first.start_run(OWNER, "slow", "", '{"steps": 6, "delay": 0.05}', None, rec.RunOptions())
+        run = await first.start_run(
+            StartRunRequest(owner=OWNER, graph_id="slow", input_json='{"steps": 6, "delay": 0.05}')
+        )
     await _wait_supersteps(first, run.run_id, 2)
     await first.stop(grace=0)
     second = Core(settings(db, replica="replica-b"))
@@ -203,7 +212,7 @@ async def _resume_elsewhere(recorded: Recorded, tmp_path: pathlib.Path, with_cal
         ended = await second.runs.wait(OWNER, run.run_id, 30)
     finally:
         await second.stop(grace=0)
-    assert ended.status == rec.SUCCEEDED and ended.attempt == 2
+    assert ended.status == rec.RunStatus.SUCCEEDED and ended.attempt == 2
     return ended
 
 
@@ -286,8 +295,8 @@ async def test_runs_running_here_and_queued_for_any_replica(
     await core.start()
     try:
         slow = '{"steps": 100, "delay": 0.05}'
-        first = await core.start_run(OWNER, "slow", "", slow, None, rec.RunOptions())
-        await core.start_run(OWNER, "slow", "", slow, None, rec.RunOptions())
+        first = await core.start_run(StartRunRequest(owner=OWNER, graph_id="slow", input_json=slow))
+        await core.start_run(StartRunRequest(owner=OWNER, graph_id="slow", input_json=slow))
         await _wait_supersteps(core, first.run_id, 1)
         # Metrics are collected on the exporter's thread, never on the replica's loop.
         points = await asyncio.to_thread(

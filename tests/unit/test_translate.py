@@ -22,8 +22,9 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, Send, interrupt
 
 from stepstream.server.core import events as ev
+from stepstream.server.core.events import EventItem
 from stepstream.server.core.executor import STREAM_MODES
-from stepstream.server.core.translate import Emitted, StreamTranslator
+from stepstream.server.core.translate import StreamTranslator
 
 Graph = Any
 
@@ -55,10 +56,10 @@ def _config() -> RunnableConfig:
 
 async def _translate(
     graph: Graph, graph_input: Any, config: RunnableConfig, translator: StreamTranslator | None = None
-) -> list[Emitted]:
+) -> list[EventItem]:
     """All events of one run, streamed as the executor streams it."""
     translator = translator or StreamTranslator()
-    out: list[Emitted] = []
+    out: list[EventItem] = []
     async for part in graph.astream(
         graph_input, config, stream_mode=STREAM_MODES, subgraphs=True, version="v2"
     ):
@@ -69,7 +70,7 @@ async def _translate(
 STEP_KINDS = {ev.SUPERSTEP_STARTED, ev.SUPERSTEP_FINISHED, ev.TASK_STARTED, ev.TASK_FINISHED, ev.TASK_FAILED}
 
 
-def _outline(events: list[Emitted], ns: tuple[str, ...] = ()) -> list[tuple[Any, ...]]:
+def _outline(events: list[EventItem], ns: tuple[str, ...] = ()) -> list[tuple[Any, ...]]:
     """Superstep and task events of one namespace, reduced to (kind, step, nodes or node)."""
     rows: list[tuple[Any, ...]] = []
     for kind, event_ns, data in events:
@@ -84,11 +85,11 @@ def _outline(events: list[Emitted], ns: tuple[str, ...] = ()) -> list[tuple[Any,
     return rows
 
 
-def _of(events: list[Emitted], kind: str) -> Iterator[tuple[tuple[str, ...], dict[str, Any]]]:
+def _of(events: list[EventItem], kind: str) -> Iterator[tuple[tuple[str, ...], dict[str, Any]]]:
     return ((ns, data) for k, ns, data in events if k == kind)
 
 
-def _task(events: list[Emitted], kind: str, node: str) -> dict[str, Any]:
+def _task(events: list[EventItem], kind: str, node: str) -> dict[str, Any]:
     """The task reference of the first `kind` event of `node`."""
     return next(d["task"] for _, d in _of(events, kind) if d["task"]["node"] == node)
 
@@ -98,7 +99,7 @@ def _task_refs(data: dict[str, Any]) -> list[dict[str, Any]]:
     return list(data.get("tasks") or ()) + ([data["task"]] if "task" in data else [])
 
 
-def _assert_supersteps_balanced(events: list[Emitted]) -> None:
+def _assert_supersteps_balanced(events: list[EventItem]) -> None:
     """Each superstep_finished closes a superstep this run opened, in its namespace, once."""
     open_steps: dict[tuple[str, ...], int] = {}
     for kind, ns, data in events:
@@ -311,7 +312,7 @@ async def test_failing_node_reports_task_failed() -> None:
     graph = _compile(builder)
 
     translator = StreamTranslator()
-    events: list[Emitted] = []
+    events: list[EventItem] = []
     with pytest.raises(ValueError, match="the node broke"):
         async for part in graph.astream(
             {"log": []}, _config(), stream_mode=STREAM_MODES, subgraphs=True, version="v2"
@@ -355,7 +356,7 @@ async def test_run_continued_after_failure_does_not_repeat_the_finished_sibling(
     builder.add_edge(["b", "flaky"], END)
     graph, config = _compile(builder), _config()
 
-    first: list[Emitted] = []
+    first: list[EventItem] = []
     translator = StreamTranslator()
     with pytest.raises(RuntimeError):
         async for part in graph.astream(

@@ -1,8 +1,10 @@
-"""Sessions and runs in the database. Every read is scoped to an owner here, in the core."""
+"""Sessions, runs and their events in the database: the core's `Store` port (core/ports.py).
+
+Every read of a caller's records is scoped to its owner here.
+"""
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -11,7 +13,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from stepstream.server.core import records as rec
-from stepstream.server.core.errors import InvalidArgument, NotFound
+from stepstream.server.core.errors import NotFound
+from stepstream.server.core.events import RunEvent
+from stepstream.server.core.pages import decode_page_token, encode_page_token
 from stepstream.server.storage.batch import Write
 from stepstream.server.storage.reads import Reader
 from stepstream.server.storage.schema import run_events, runs, sessions
@@ -49,9 +53,9 @@ _SESSION_AFTER_RUN = (
                     runs.c.session_id == sa.bindparam("b_session_id"),
                     runs.c.run_id != sa.bindparam("b_run_id"),
                     # Not IN (...): an expanding parameter cannot be sent as an executemany.
-                    sa.or_(runs.c.status == rec.QUEUED, runs.c.status == rec.RUNNING),
+                    sa.or_(runs.c.status == rec.RunStatus.QUEUED, runs.c.status == rec.RunStatus.RUNNING),
                 ),
-                rec.BUSY,
+                rec.SessionStatus.BUSY,
             ),
             else_=sa.bindparam("status"),
         ),
@@ -61,13 +65,20 @@ _SESSION_AFTER_RUN = (
 _RUN_HANDED_BACK = (
     runs.update()
     .where(runs.c.run_id == sa.bindparam("b_run_id"), runs.c.replica == sa.bindparam("b_replica"))
-    .values(status=rec.QUEUED, replica=None, lease_expires_at=None)
+    .values(status=rec.RunStatus.QUEUED, replica=None, lease_expires_at=None)
 )
+# The channel replicas notify each other on (PostgreSQL); payloads: core/ports.py NOTIFY_*.
 NOTIFY_CHANNEL = "stepstream"
-# Payload prefixes of the notifications replicas send each other (PostgreSQL only).
-NOTIFY_EVENTS = "e:"  # + run id: events of the run committed
-NOTIFY_QUEUE = "q:"  # + session id, or nothing: a run may have become claimable
-NOTIFY_CANCEL = "c:"  # + run id: a cancel was asked of the run's holder
+_SET_TRACE_CONTEXT = (
+    runs.update()
+    .where(runs.c.run_id == sa.bindparam("b_run_id"))
+    .values(trace_context=sa.bindparam("trace_context"))
+)
+_IN_FLIGHT = (
+    sa.select(sa.func.count())
+    .select_from(runs)
+    .where(runs.c.owner == sa.bindparam("owner"), runs.c.status.in_(rec.ACTIVE))
+)
 _NOTIFY = sa.text("SELECT pg_notify(:channel, :payload)")
 _INSERT_SESSION = sessions.insert()
 _INSERT_RUN = runs.insert()
@@ -99,40 +110,12 @@ def is_unique_violation(exc: BaseException) -> bool:
     return "UNIQUE" in text or "DUPLICATE" in text
 
 
-def encode_page_token(*key: Any) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(key)).decode()
-
-
-def decode_page_token(token: str) -> list[Any]:
-    try:
-        key = orjson.loads(base64.urlsafe_b64decode(token.encode()))
-    except Exception:
-        raise InvalidArgument("page_token", "is not a token this server issued") from None
-    # (created_at, id): typed as the columns, since PostgreSQL drivers refuse a mismatched parameter.
-    if (
-        not isinstance(key, list)
-        or len(key) != 2
-        or isinstance(key[0], bool)
-        or not isinstance(key[0], (int, float))
-        or not isinstance(key[1], str)
-    ):
-        raise InvalidArgument("page_token", "is not a token this server issued")
-    key[0] = float(key[0])
-    return key
-
-
-def page_size(requested: int) -> int:
-    if requested > 1000:
-        raise InvalidArgument("page_size", "must be at most 1000")
-    return requested or 50
-
-
 def session_from_row(row: Mapping[str, Any] | sa.RowMapping) -> rec.Session:
     return rec.Session(
         session_id=row["session_id"],
         owner=row["owner"],
         graph_id=row["graph_id"],
-        status=row["status"],
+        status=rec.SessionStatus(row["status"]),
         metadata=orjson.loads(row["metadata_json"] or "{}"),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
@@ -145,7 +128,7 @@ def run_from_row(row: Mapping[str, Any] | sa.RowMapping) -> rec.Run:
         owner=row["owner"],
         session_id=row["session_id"],
         graph_id=row["graph_id"],
-        status=row["status"],
+        status=rec.RunStatus(row["status"]),
         options=rec.RunOptions.from_json(orjson.loads(row["options_json"] or "{}")),
         created_at=row["created_at"],
         started_at=row["started_at"],
@@ -177,6 +160,10 @@ class Store:
         if self._owns_reader:
             await self.reader.close()
 
+    @staticmethod
+    def is_unique_violation(exc: BaseException) -> bool:
+        return is_unique_violation(exc)
+
     # -- writes handed to the group-commit writer -------------------------------------------
     def notify_writes(self, payload: str) -> list[Write]:
         """A notification to every replica, sent when the transaction commits (PostgreSQL)."""
@@ -197,11 +184,11 @@ class Store:
         }
 
     @staticmethod
-    def set_session_status(session_id: str, status: str, now: float) -> Write:
+    def set_session_status(session_id: str, status: rec.SessionStatus, now: float) -> Write:
         return _UPDATE_SESSION_STATUS, {"b_session_id": session_id, "status": status, "updated_at": now}
 
     @staticmethod
-    def session_after_run(session_id: str, run_id: str, status: str, now: float) -> Write:
+    def session_after_run(session_id: str, run_id: str, status: rec.SessionStatus, now: float) -> Write:
         return _SESSION_AFTER_RUN, {
             "b_session_id": session_id,
             "b_run_id": run_id,
@@ -246,6 +233,14 @@ class Store:
     def run_handed_back(run_id: str, replica: str) -> Write:
         return _RUN_HANDED_BACK, {"b_run_id": run_id, "b_replica": replica}
 
+    @staticmethod
+    def trace_context_saved(run_id: str, trace_context: str) -> Write:
+        return _SET_TRACE_CONTEXT, {"b_run_id": run_id, "trace_context": trace_context}
+
+    @staticmethod
+    def event_writes(session_id: str, events: Sequence[RunEvent]) -> list[Write]:
+        return writes_for_events(session_id, events)
+
     # -- reads ------------------------------------------------------------------------------
     async def get_session(self, owner: str, session_id: str) -> rec.Session:
         params = {"session_id": session_id, "owner": owner}
@@ -276,7 +271,7 @@ class Store:
         return await self.reader.run(_scalar(_RUN_STATUS, {"run_id": run_id})) is not None
 
     async def list_runs(
-        self, owner: str, session_id: str, statuses: Sequence[str], size: int, token: str
+        self, owner: str, session_id: str, statuses: Sequence[rec.RunStatus], size: int, token: str
     ) -> tuple[list[rec.Run], str]:
         query = sa.select(runs).where(runs.c.owner == owner)
         if session_id:
@@ -309,6 +304,11 @@ class Store:
         status = await self.reader.run(_scalar(_RUN_STATUS, {"run_id": run_id}))
         return status is None or status in rec.ENDED
 
+    async def runs_in_flight(self, owner: str) -> int:
+        return await self.reader.run(
+            lambda conn: int(conn.execute(_IN_FLIGHT, {"owner": owner}).scalar() or 0)
+        )
+
     async def events_after(
         self, run_id: str, after_seq: int, limit: int = 1000
     ) -> list[tuple[int, str, bytes]]:
@@ -332,7 +332,7 @@ class Store:
     async def expired_sessions(self, older_than: float, limit: int = 500) -> list[str]:
         query = (
             sa.select(sessions.c.session_id)
-            .where(sessions.c.updated_at < older_than, sessions.c.status != rec.BUSY)
+            .where(sessions.c.updated_at < older_than, sessions.c.status != rec.SessionStatus.BUSY)
             .limit(limit)
         )
         return await self.reader.run(lambda conn: [r[0] for r in conn.execute(query)])
@@ -357,7 +357,7 @@ def _scalar(query: sa.Executable, params: Mapping[str, Any]) -> Callable[[sa.Con
     return lambda conn: conn.execute(query, params).scalar()
 
 
-def writes_for_events(session_id: str, events: Sequence[Any]) -> list[Write]:
+def writes_for_events(session_id: str, events: Sequence[RunEvent]) -> list[Write]:
     return [
         (
             _INSERT_EVENT,

@@ -8,8 +8,9 @@ requeue a running run whose lease expired (its replica died). The partial
 unique index on (session_id) WHERE status = 'running' is the backstop: two
 replicas can never both run one session.
 
-Each function is one transaction's work on a blocking connection, run through
-`GroupCommitWriter.transact` (or the reader, for reads).
+Each function is one transaction's work on a blocking connection; `RunQueue`, the
+core's port (core/ports.py), runs each through `GroupCommitWriter.transact` (or
+the reader, for reads).
 """
 
 from __future__ import annotations
@@ -22,15 +23,10 @@ import sqlalchemy as sa
 
 from stepstream.server.core import records as rec
 from stepstream.server.core.events import RunEvent
-from stepstream.server.core.store import (
-    NOTIFY_CANCEL,
-    NOTIFY_CHANNEL,
-    NOTIFY_EVENTS,
-    NOTIFY_QUEUE,
-    Store,
-    run_from_row,
-    writes_for_events,
-)
+from stepstream.server.core.ports import NOTIFY_CANCEL, NOTIFY_EVENTS, NOTIFY_QUEUE, ActiveRun
+from stepstream.server.storage.batch import GroupCommitWriter
+from stepstream.server.storage.reads import Reader
+from stepstream.server.storage.records import NOTIFY_CHANNEL, Store, run_from_row, writes_for_events
 from stepstream.server.storage.schema import run_events, runs
 
 _NOTIFY = sa.text("SELECT pg_notify(:channel, :payload)")
@@ -49,9 +45,9 @@ def _head_of_session_candidates(graph_ids: Collection[str], limit: int, session_
     ahead = sa.exists().where(
         other.c.session_id == r.c.session_id,
         sa.or_(
-            other.c.status == rec.RUNNING,
+            other.c.status == rec.RunStatus.RUNNING,
             sa.and_(
-                other.c.status == rec.QUEUED,
+                other.c.status == rec.RunStatus.QUEUED,
                 sa.or_(
                     other.c.created_at < r.c.created_at,
                     sa.and_(other.c.created_at == r.c.created_at, other.c.run_id < r.c.run_id),
@@ -59,7 +55,9 @@ def _head_of_session_candidates(graph_ids: Collection[str], limit: int, session_
             ),
         ),
     )
-    query = sa.select(r.c.run_id).where(r.c.status == rec.QUEUED, r.c.graph_id.in_(list(graph_ids)), ~ahead)
+    query = sa.select(r.c.run_id).where(
+        r.c.status == rec.RunStatus.QUEUED, r.c.graph_id.in_(list(graph_ids)), ~ahead
+    )
     if session_id is not None:
         query = query.where(r.c.session_id == session_id)
     return query.order_by(r.c.created_at).limit(limit).with_for_update(skip_locked=True, of=r)
@@ -80,9 +78,9 @@ def claim(
     statement = (
         runs.update()
         .where(runs.c.run_id.in_(_head_of_session_candidates(graph_ids, limit, session_id)))
-        .where(runs.c.status == rec.QUEUED)
+        .where(runs.c.status == rec.RunStatus.QUEUED)
         .values(
-            status=rec.RUNNING,
+            status=rec.RunStatus.RUNNING,
             replica=replica,
             lease_expires_at=now + lease_seconds,
             attempt=runs.c.attempt + 1,
@@ -105,7 +103,7 @@ def renew(conn: sa.Connection, replica: str, until: float) -> dict[str, str | No
     """Extend the leases of this replica's runs: {run id: a pending cancel request or None}."""
     statement = (
         runs.update()
-        .where(runs.c.replica == replica, runs.c.status == rec.RUNNING)
+        .where(runs.c.replica == replica, runs.c.status == rec.RunStatus.RUNNING)
         .values(lease_expires_at=until)
         .returning(runs.c.run_id, runs.c.cancel_json)
     )
@@ -120,8 +118,12 @@ def lost_and_orphaned(
     if orphans:
         conn.execute(
             runs.update()
-            .where(runs.c.run_id.in_(list(orphans)), runs.c.replica == replica, runs.c.status == rec.RUNNING)
-            .values(status=rec.QUEUED, replica=None, lease_expires_at=None)
+            .where(
+                runs.c.run_id.in_(list(orphans)),
+                runs.c.replica == replica,
+                runs.c.status == rec.RunStatus.RUNNING,
+            )
+            .values(status=rec.RunStatus.QUEUED, replica=None, lease_expires_at=None)
         )
         notify(conn, NOTIFY_QUEUE)
     if not missing:
@@ -140,11 +142,11 @@ def requeue_expired(conn: sa.Connection, replica: str, now: float) -> list[str]:
     statement = (
         runs.update()
         .where(
-            runs.c.status == rec.RUNNING,
+            runs.c.status == rec.RunStatus.RUNNING,
             sa.or_(runs.c.lease_expires_at < now, runs.c.lease_expires_at.is_(None)),
             sa.or_(runs.c.replica != replica, runs.c.replica.is_(None)),
         )
-        .values(status=rec.QUEUED, replica=None, lease_expires_at=None)
+        .values(status=rec.RunStatus.QUEUED, replica=None, lease_expires_at=None)
         .returning(runs.c.run_id)
     )
     requeued = [row[0] for row in conn.execute(statement)]
@@ -157,8 +159,8 @@ def release_replica(conn: sa.Connection, replica: str) -> int:
     """Queue again the runs held under this replica's name by an earlier process of that name."""
     statement = (
         runs.update()
-        .where(runs.c.replica == replica, runs.c.status == rec.RUNNING)
-        .values(status=rec.QUEUED, replica=None, lease_expires_at=None)
+        .where(runs.c.replica == replica, runs.c.status == rec.RunStatus.RUNNING)
+        .values(status=rec.RunStatus.QUEUED, replica=None, lease_expires_at=None)
     )
     released = int(conn.execute(statement).rowcount)
     if released:
@@ -170,7 +172,7 @@ def request_cancel(conn: sa.Connection, owner: str, run_id: str, request_json: s
     """Ask the holder of a running run to cancel it; False if it is not running now."""
     statement = (
         runs.update()
-        .where(runs.c.run_id == run_id, runs.c.owner == owner, runs.c.status == rec.RUNNING)
+        .where(runs.c.run_id == run_id, runs.c.owner == owner, runs.c.status == rec.RunStatus.RUNNING)
         .values(cancel_json=request_json)
     )
     asked = conn.execute(statement).rowcount == 1
@@ -188,8 +190,8 @@ def cancel_queued(
     """
     statement = (
         runs.update()
-        .where(runs.c.run_id == run_id, runs.c.owner == owner, runs.c.status == rec.QUEUED)
-        .values(status=rec.CANCELLED, ended_at=now, replica=None, lease_expires_at=None)
+        .where(runs.c.run_id == run_id, runs.c.owner == owner, runs.c.status == rec.RunStatus.QUEUED)
+        .values(status=rec.RunStatus.CANCELLED, ended_at=now, replica=None, lease_expires_at=None)
         .returning(*runs.c)
     )
     row = conn.execute(statement).mappings().first()
@@ -200,7 +202,7 @@ def cancel_queued(
     run = dataclasses.replace(run_from_row(row), last_seq=events[-1].seq)
     for insert, params in writes_for_events(run.session_id, events):
         conn.execute(insert, params)
-    conn.execute(*Store.session_after_run(run.session_id, run.run_id, rec.IDLE, now))
+    conn.execute(*Store.session_after_run(run.session_id, run.run_id, rec.SessionStatus.IDLE, now))
     notify(conn, NOTIFY_EVENTS + run_id)
     return run
 
@@ -210,7 +212,7 @@ def last_seq(conn: sa.Connection, run_id: str) -> int:
     return int(conn.execute(query).scalar() or 0)
 
 
-def session_active_runs(conn: sa.Connection, session_id: str) -> list[tuple[str, str, str | None]]:
+def session_active_runs(conn: sa.Connection, session_id: str) -> list[ActiveRun]:
     """(run id, status, replica) of the session's queued and running runs, oldest first."""
     query = (
         sa.select(runs.c.run_id, runs.c.status, runs.c.replica)
@@ -221,5 +223,54 @@ def session_active_runs(conn: sa.Connection, session_id: str) -> list[tuple[str,
 
 
 def queue_depth(conn: sa.Connection) -> int:
-    query = sa.select(sa.func.count()).select_from(runs).where(runs.c.status == rec.QUEUED)
+    query = sa.select(sa.func.count()).select_from(runs).where(runs.c.status == rec.RunStatus.QUEUED)
     return int(conn.execute(query).scalar() or 0)
+
+
+class RunQueue:
+    """The run queue as the core uses it: each call one transaction (writes on the writer)."""
+
+    def __init__(self, writer: GroupCommitWriter, reader: Reader) -> None:
+        self._writer = writer
+        self._reader = reader
+
+    async def claim(
+        self,
+        replica: str,
+        now: float,
+        lease_seconds: float,
+        graph_ids: Collection[str],
+        limit: int,
+        session_id: str | None = None,
+    ) -> list[tuple[rec.Run, int]]:
+        return await self._writer.transact(
+            lambda conn: claim(conn, replica, now, lease_seconds, graph_ids, limit, session_id)
+        )
+
+    async def renew(self, replica: str, until: float) -> dict[str, str | None]:
+        return await self._writer.transact(lambda conn: renew(conn, replica, until))
+
+    async def lost_and_orphaned(
+        self, replica: str, missing: Collection[str], orphans: Collection[str]
+    ) -> list[str]:
+        return await self._writer.transact(lambda conn: lost_and_orphaned(conn, replica, missing, orphans))
+
+    async def requeue_expired(self, replica: str, now: float) -> list[str]:
+        return await self._writer.transact(lambda conn: requeue_expired(conn, replica, now))
+
+    async def release_replica(self, replica: str) -> int:
+        return await self._writer.transact(lambda conn: release_replica(conn, replica))
+
+    async def request_cancel(self, owner: str, run_id: str, request_json: str) -> bool:
+        return await self._writer.transact(lambda conn: request_cancel(conn, owner, run_id, request_json))
+
+    async def cancel_queued(
+        self, owner: str, run_id: str, now: float, closing: Callable[[int], list[RunEvent]]
+    ) -> rec.Run | None:
+        return await self._writer.transact(lambda conn: cancel_queued(conn, owner, run_id, now, closing))
+
+    async def session_active_runs(self, session_id: str) -> list[ActiveRun]:
+        return await self._reader.run(lambda conn: session_active_runs(conn, session_id))
+
+    async def queue_depth(self) -> int:
+        return await self._reader.run(queue_depth)

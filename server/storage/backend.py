@@ -1,0 +1,46 @@
+"""The database one replica runs on, put together: what implements each of the core's ports.
+
+One engine; the group-commit writer every write goes through, so checkpoints,
+events and run records share transactions; the reader; and on them the
+checkpointer, the store of sessions, runs and events, the run queue, and the
+listener for other replicas' notifications.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from stepstream.server.storage.batch import GroupCommitWriter
+from stepstream.server.storage.checkpointer import SQLAlchemyCheckpointSaver
+from stepstream.server.storage.claims import RunQueue
+from stepstream.server.storage.db import create_engine, upgrade_async
+from stepstream.server.storage.notify import Listener
+from stepstream.server.storage.reads import Reader
+from stepstream.server.storage.records import NOTIFY_CHANNEL, Store
+
+
+class Database:
+    def __init__(self, db_url: str, max_writes_per_commit: int, retry_seconds: float) -> None:
+        self._url = db_url
+        self.engine = create_engine(db_url)
+        self.writer = GroupCommitWriter(self.engine, max_writes_per_commit, retry_seconds)
+        self.reader = Reader(self.engine, retry_seconds=retry_seconds)
+        self.saver = SQLAlchemyCheckpointSaver(self.engine, self.writer, reader=self.reader)
+        self.store = Store(self.engine, self.reader)
+        self.queue = RunQueue(self.writer, self.reader)
+
+    def listener(self, on_message: Callable[[str], None]) -> Listener:
+        """Other replicas' notifications, each handed to `on_message` (PostgreSQL; else disabled)."""
+        return Listener(self.engine, NOTIFY_CHANNEL, on_message)
+
+    async def migrate(self) -> None:
+        await upgrade_async(self._url)
+
+    def start(self) -> None:
+        self.writer.start()
+
+    async def close(self) -> None:
+        """Commit what is queued, then close the connections."""
+        await self.writer.close()
+        await self.reader.close()
+        await self.engine.dispose()

@@ -25,7 +25,6 @@ from bench.peers.envs import PeerUnavailable
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-NO_LIMITER = HERE / "no_limiter"
 GRAPHS = {
     "linear": ROOT / "bench" / "graphs" / "graphs.py:linear",
     "mapreduce": ROOT / "bench" / "graphs" / "graphs.py:mapreduce",
@@ -56,13 +55,10 @@ class PeerProcess:
         self.workdir = workdir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            **os.environ,
-            **env,
-            # The research assistant's limiter hook finds no limiter here (see no_limiter/README.md).
-            "PYTHONPATH": str(NO_LIMITER),
-            "PYTHONUNBUFFERED": "1",
-        }
+        # A peer imports only its own venv: stepstream is not there, so the research
+        # assistant's limiter hook finds no limiter (examples/research_assistant/research_apis.py).
+        inherited = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        self.env = {**inherited, **env, "PYTHONUNBUFFERED": "1"}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log: IO[bytes] | None = None
 

@@ -26,8 +26,12 @@ from urllib.parse import quote
 import aiohttp
 from typing_extensions import TypedDict  # pydantic needs it for JSON schemas on Python < 3.12
 
-from stepstream.ratelimiter.client import Limiter, current_limiter
-from stepstream.ratelimiter.client.headers import learn_from_response
+try:
+    from stepstream.ratelimiter.client import Limiter, current_limiter
+    from stepstream.ratelimiter.client.headers import learn_from_response
+except ModuleNotFoundError:  # served by a server without stepstream (bench/peers): no shared limiter
+    Limiter = Any  # type: ignore[misc,assignment]
+    current_limiter = None  # type: ignore[assignment]
 
 Source = Literal["wikipedia", "arxiv"]
 SOURCES: tuple[Source, ...] = ("wikipedia", "arxiv")
@@ -98,8 +102,9 @@ class ApiSettings:
 # `learn_from_api` reads every answer's rate-limit headers into the shared budget:
 # a 429 pauses the key for everyone, and an X-RateLimit-Remaining below what the
 # budget thinks (someone else spends the same API) shrinks it for every replica.
-# Run without a limiter (in-process, in tests), both do nothing and the API's
-# own limit answers 429, which `search` honours.
+# Run without a limiter (in-process, in tests, or on another server where
+# stepstream is not installed), both do nothing and the API's own limit
+# answers 429, which `search` honours.
 # ---------------------------------------------------------------------------
 
 # Longest a search waits for its turn in the shared budget before giving up.
@@ -108,6 +113,8 @@ SLOT_TIMEOUT_S = 120.0
 
 def _limiter(api: str) -> Limiter | None:
     """The run's limiter, if it has one that knows `api`."""
+    if current_limiter is None:
+        return None
     try:
         limiter = current_limiter()
     except RuntimeError:

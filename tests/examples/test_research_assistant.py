@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -224,3 +225,32 @@ async def test_unreachable_api_is_recorded_not_raised(api: MockApiServer) -> Non
     assert arxiv and all(s["status"] == "error" and s["error"] for s in arxiv)
     assert any(s["status"] == "ok" for s in final["searches"])
     assert "returned nothing" in final["answer"]
+
+
+# What LangGraph's server and Aegra see when the benchmark serves them this graph
+# (bench/peers): the file imported in an interpreter where stepstream is absent.
+WITHOUT_STEPSTREAM = """
+import asyncio, importlib.util, sys
+sys.modules["stepstream"] = None  # `import stepstream...` now fails as it does where it is not installed
+spec = importlib.util.spec_from_file_location("research_apis", sys.argv[1])
+apis = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(apis)
+
+async def main():
+    async with apis.api_slot("wikipedia"):
+        pass
+    await apis.report_rate_limited("wikipedia", 1.0)
+    await apis.learn_from_api("wikipedia", 429, {"Retry-After": "1"})
+    print(apis.current_limiter, apis._limiter("wikipedia"))
+
+asyncio.run(main())
+"""
+
+
+def test_the_limiter_hooks_do_nothing_where_stepstream_is_not_installed() -> None:
+    module = EXAMPLES / "research_assistant" / "research_apis.py"
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_STEPSTREAM, str(module)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["None", "None"]

@@ -72,7 +72,11 @@ def copy_with_header(src: pathlib.Path, dst: pathlib.Path, comment: str) -> None
 
 
 def generate_python(out_dir: pathlib.Path) -> None:
-    """The package tree ``stepstream/v1`` under out_dir."""
+    """The package tree ``stepstream/v1`` under out_dir, and nothing else.
+
+    The root package ``stepstream`` is the hand-written __init__.py at the
+    repository root; only ``stepstream.v1`` is generated.
+    """
     # protoc finds the mypy-protobuf plugins on PATH, beside this interpreter.
     bin_dir = str(pathlib.Path(sys.executable).parent)
     os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
@@ -90,9 +94,6 @@ def generate_python(out_dir: pathlib.Path) -> None:
             copy_with_header(pathlib.Path(tmp) / package, target, "#")
             (target / "__init__.py").write_text(PY_HEADER)
             (target / "py.typed").write_text("")
-    (out_dir / "stepstream" / "__init__.py").write_text(
-        PY_HEADER + '"""stepstream: serve LangGraph workflows over gRPC."""\n'
-    )
 
 
 def generate_go(out_dir: pathlib.Path) -> None:

@@ -1,8 +1,9 @@
 """Run mypy on the hand-written packages under their import names.
 
-The folders map into the `stepstream` namespace only through pyproject's
-package-dir, which mypy cannot follow; a tree of symlinks under build/ gives
-it the same layout the interpreter sees.
+The repository root is the package `stepstream` only through pyproject's
+package-dir (clients/python is `stepstream.client`, gen/python/stepstream/v1 is
+`stepstream.v1`), which mypy cannot follow; a tree of symlinks under build/
+gives it the same layout the interpreter sees.
 """
 
 from __future__ import annotations
@@ -17,12 +18,15 @@ PACKAGES = {
     "cli": "cli",
     "server": "server",
     "ratelimiter": "ratelimiter",
-    "client": "clients/python/stepstream_client",
+    "client": "clients/python",
     "mockapi": "mockapi",
     "security": "security",
     "telemetry": "telemetry",
     "v1": "gen/python/stepstream/v1",
 }
+# Module names start at the tree: without this, mypy would crawl on up to the
+# repository root's __init__.py and name every module after the checkout's folder.
+BASES = ["--explicit-package-bases"]
 
 
 def main() -> int:
@@ -31,11 +35,11 @@ def main() -> int:
         shutil.rmtree(tree)
     pkg = tree / "stepstream"
     pkg.mkdir(parents=True)
-    (pkg / "__init__.py").write_text("")
+    (pkg / "__init__.py").symlink_to(ROOT / "__init__.py")
     for name, folder in PACKAGES.items():
         (pkg / name).symlink_to(ROOT / folder, target_is_directory=True)
     targets = [str(pkg / name) for name in PACKAGES if name != "v1"]
-    cmd = [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"), *targets]
+    cmd = [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"), *BASES, *targets]
     return subprocess.call(cmd, cwd=tree)
 
 

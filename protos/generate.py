@@ -16,7 +16,7 @@ generator, so it runs the protoc release of the protobuf-java version the client
 is built against. Python also gets the protos under protos/vendor/ (grpc.reflection.v1,
 which the servers answer and grpcio-reflection lacks); they are not the contract, so
 no other language gets them. The output is deterministic for the pinned versions, so
-tests/unit/test_protos_current.py regenerates into a temporary folder and fails
+tests/protos/test_protos_current.py regenerates into a temporary folder and fails
 when committed code is stale. Every generated file starts with a do-not-edit line.
 """
 

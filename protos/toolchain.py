@@ -162,7 +162,7 @@ def protoc_gen_grpc_java() -> pathlib.Path:
 
 
 def install_all() -> None:
-    """Everything `make protos` and tests/clients_polyglot use, for a fresh machine (`make tools`)."""
+    """Everything `make protos` and tests/clients use, for a fresh machine (`make tools`)."""
     tools = (
         protoc_gen_go,
         protoc_gen_go_grpc,

@@ -1,4 +1,4 @@
-"""Real `stepstream serve` processes on loopback ports, for integration tests."""
+"""Real `stepstream serve` processes on loopback ports, for the tests that need a server."""
 
 from __future__ import annotations
 

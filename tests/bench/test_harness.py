@@ -15,6 +15,8 @@ import pytest
 from bench import harness, report
 from bench.systems import SYSTEMS as ALL_SYSTEMS
 
+pytestmark = pytest.mark.process
+
 SYSTEMS = ["inproc-none", "inproc-memory", "stepstream-sqlite", "stepstream-pg"]
 SCENARIOS = ["linear", "mapreduce", "research", "soak"]
 

@@ -38,6 +38,8 @@ from tests.deploy.manifests import DEPLOY, ROOT, option
 from tests.pgserver import create_database
 from tests.ratelimiter.conftest import RedisServer
 
+pytestmark = pytest.mark.process
+
 COMPOSE = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
 LIMITS = DEPLOY / "kubernetes" / "base" / "config" / "limits.toml"
 GRAPHS = ROOT / "examples" / "stepstream.json"

@@ -22,6 +22,8 @@ import pytest
 from stepstream.server.process import ServerProcess
 from tests.deploy.manifests import DEPLOY, KUBERNETES, ROOT, container, find, kustomize_build
 
+pytestmark = pytest.mark.process
+
 DOCKERFILE = DEPLOY / "Dockerfile"
 DOCKERIGNORE = DEPLOY / "Dockerfile.dockerignore"
 

@@ -20,6 +20,8 @@ from stepstream.server.core import records as rec
 from stepstream.server.core.registry import read_config
 from tests.deploy.manifests import Doc, container, find, kinds, option, port_number
 
+pytestmark = pytest.mark.process
+
 SERVER_PORT = 50051
 # Seconds a drain may still need after --grace: the server's own stop (1 s) and
 # slack for a slow node.

@@ -1,4 +1,4 @@
-"""Graphs the integration tests serve (see tests/graphs/stepstream.json)."""
+"""Graphs the server tests serve (see tests/graphs/stepstream.json)."""
 
 from __future__ import annotations
 

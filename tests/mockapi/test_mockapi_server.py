@@ -23,6 +23,8 @@ from stepstream.mockapi import (
     reset_stats,
 )
 
+pytestmark = pytest.mark.process
+
 ATOM = "{http://www.w3.org/2005/Atom}"
 OPENSEARCH = "{http://a9.com/-/spec/opensearch/1.1/}"
 NO_LATENCY = (0.0, 0.0)

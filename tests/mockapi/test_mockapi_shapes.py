@@ -20,6 +20,8 @@ from stepstream.mockapi import (
     fetch_stats,
 )
 
+pytestmark = pytest.mark.process
+
 # Windows so long that nothing leaves them during a test: the counts below are exact.
 LONG = 3600.0
 

@@ -19,6 +19,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from stepstream.ratelimiter.client import LimiterUnavailable, RemoteLimiter
 from stepstream.ratelimiter.types import Mode, Priority
 
+pytestmark = pytest.mark.process
+
 RATE, BURST = 100, 10
 StartSidecar = Callable[..., Any]
 RedisServer = Any

@@ -16,6 +16,8 @@ from stepstream.ratelimiter.config import (
     parse_duration,
 )
 
+pytestmark = pytest.mark.process
+
 BAD = sorted((pathlib.Path(__file__).parent / "bad_configs").iterdir())
 
 

@@ -14,6 +14,8 @@ from stepstream.ratelimiter.backends.memory import MemoryBackend
 from stepstream.ratelimiter.backends.redis_backend import RedisBackend
 from stepstream.ratelimiter.config import LimitSpec
 
+pytestmark = pytest.mark.process
+
 S = 1_000_000_000
 SPEC = LimitSpec("k", rate=100, period_s=1.0, burst=10)
 

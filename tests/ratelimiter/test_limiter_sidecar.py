@@ -26,6 +26,8 @@ from stepstream.ratelimiter.types import Mode, Priority
 from stepstream.v1 import ratelimit_pb2 as pb
 from stepstream.v1 import ratelimit_pb2_grpc as pb_grpc
 
+pytestmark = pytest.mark.process
+
 CONFIG = """
 max_waiters_per_key = 4
 [limits]

@@ -18,6 +18,8 @@ from stepstream.ratelimiter.backends.redis_backend import RedisBackend
 from stepstream.ratelimiter.config import LimiterSettings, LimitSpec, Shape, parse_limit
 from stepstream.ratelimiter.core import LimiterCore
 
+pytestmark = pytest.mark.process
+
 MS = 1_000_000
 S = 1_000 * MS
 

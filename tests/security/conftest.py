@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from stepstream.security.credentials import hash_api_key, new_api_key
 from stepstream.security.devcerts import make_dev_certs
-from tests.integration.rpc import Api
+from tests.rpc import Api
 from tests.support import ServerProcess
 
 ISSUER = "https://issuer.stepstream.test"

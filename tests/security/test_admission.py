@@ -16,6 +16,8 @@ from stepstream.v1 import runs_pb2
 from tests.security.conftest import Tenants, api_key_api, auth_args
 from tests.support import ServerProcess
 
+pytestmark = pytest.mark.process
+
 
 class FakeClock:
     def __init__(self) -> None:

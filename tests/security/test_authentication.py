@@ -15,10 +15,12 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from stepstream.server.api.auth import READER, WRITER, roles_by_method
 from stepstream.v1 import graphs_pb2, ratelimit_pb2, ratelimit_pb2_grpc, runs_pb2, sessions_pb2
-from tests.integration.rpc import Api
 from tests.ratelimiter.conftest import Sidecar
+from tests.rpc import Api
 from tests.security.conftest import AUDIENCE, ISSUER, Tenants, api_key_api, bearer_api
 from tests.support import ROOT
+
+pytestmark = pytest.mark.process
 
 LIMITS = ROOT / "tests" / "graphs" / "limits.toml"
 

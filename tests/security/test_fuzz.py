@@ -31,6 +31,8 @@ from tests.ratelimiter.conftest import Sidecar
 from tests.security.conftest import Tenants, api_key_api, auth_args
 from tests.support import ROOT, ServerProcess
 
+pytestmark = pytest.mark.process
+
 # Seconds of fuzzing per service (STEPSTREAM_FUZZ_SECONDS for a longer local run).
 BUDGET_S = float(os.environ.get("STEPSTREAM_FUZZ_SECONDS", "30"))
 CALL_TIMEOUT_S = 2.0

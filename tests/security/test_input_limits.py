@@ -15,7 +15,9 @@ from grpc_status import rpc_status
 from stepstream.server.api.limits import RequestLimits, check_request, json_depth
 from stepstream.server.core.errors import InvalidArgument
 from stepstream.v1 import common_pb2, events_pb2, runs_pb2, sessions_pb2
-from tests.integration.rpc import Api
+from tests.rpc import Api
+
+pytestmark = pytest.mark.process
 
 LIMITS = RequestLimits()  # the server's defaults (ServerSettings)
 

@@ -10,8 +10,10 @@ import grpc
 import pytest
 
 from stepstream.v1 import common_pb2, runs_pb2, sessions_pb2
-from tests.integration.rpc import Api, resume
+from tests.rpc import Api, resume
 from tests.security.conftest import Tenants, api_key_api, bearer_api
+
+pytestmark = pytest.mark.process
 
 Ids = dict[str, str]
 

@@ -16,10 +16,12 @@ from google.protobuf import duration_pb2
 from stepstream.client import StepstreamClient, UnavailableError
 from stepstream.security.tls import channel_credentials, is_loopback, sidecar_credentials
 from stepstream.v1 import graphs_pb2, graphs_pb2_grpc, ratelimit_pb2, ratelimit_pb2_grpc, runs_pb2
-from tests.integration.rpc import Api
 from tests.ratelimiter.conftest import Sidecar
+from tests.rpc import Api
 from tests.security.conftest import Tenants
 from tests.support import ROOT, ServerProcess
+
+pytestmark = pytest.mark.process
 
 LIMITS = ROOT / "tests" / "graphs" / "limits.toml"
 

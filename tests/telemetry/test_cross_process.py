@@ -28,8 +28,10 @@ from opentelemetry.trace import SpanKind
 from stepstream.server.process import wait_serving
 from stepstream.telemetry.receiver import OtlpReceiver, ReceivedSpan
 from stepstream.v1 import runs_pb2, runs_pb2_grpc
-from tests.integration.rpc import Api, kinds
+from tests.rpc import Api, kinds
 from tests.support import ROOT, ServerProcess
+
+pytestmark = pytest.mark.process
 
 
 def _free_port() -> int:

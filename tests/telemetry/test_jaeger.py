@@ -17,9 +17,11 @@ from typing import Any
 import pytest
 
 from stepstream.v1 import runs_pb2
-from tests.integration.rpc import Api
+from tests.rpc import Api
 from tests.support import ServerProcess
 from tools import jaeger as jaeger_tool
+
+pytestmark = pytest.mark.process
 
 
 @pytest.fixture(scope="module")

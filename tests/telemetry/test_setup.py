@@ -16,6 +16,8 @@ from stepstream.telemetry import Telemetry, TelemetryConfigError, configure_from
 from stepstream.telemetry.setup import sampler_from_env
 from tests.support import GRAPHS_CONFIG, ROOT
 
+pytestmark = pytest.mark.process
+
 
 @pytest.fixture(autouse=True)
 def restore_current() -> Iterator[None]:

@@ -1,4 +1,4 @@
-// The helper's pure parts; the stubs and followRun run against a live server in tests/clients_polyglot.
+// The helper's pure parts; the stubs and followRun run against a live server in tests/clients.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 

@@ -43,6 +43,8 @@ from stepstream.server.storage.db import create_engine, upgrade
 from stepstream.server.storage.store import ItemTooLargeError, SQLStore, wiring
 from tests.pgserver import create_database
 
+pytestmark = pytest.mark.process
+
 T = TypeVar("T")
 DIMS = 64
 

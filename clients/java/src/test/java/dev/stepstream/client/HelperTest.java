@@ -24,7 +24,7 @@ import org.junit.jupiter.api.Test;
 
 /**
  * The helper's pure parts, and how RunFollower ends a stream; the stubs and RunFollower run against a
- * live server in tests/clients_polyglot.
+ * live server in tests/clients.
  */
 class HelperTest {
   private static RunEvent event(String runId, long seq, boolean finished) {

@@ -21,6 +21,8 @@ TABLES = {
     "checkpoints",
     "checkpoint_blobs",
     "checkpoint_writes",
+    "store_items",
+    "store_vectors",
 }
 
 

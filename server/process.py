@@ -11,21 +11,53 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, Self
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from stepstream.cli.settings import env_var
+from stepstream.ratelimiter.config import LimiterSettings
+from stepstream.server.settings import PER_PROCESS, ServerSettings
+
 READY = re.compile(r"stepstream serving .* on (\S+):(\d+)")
 LIMITER_READY = re.compile(r"ratelimiter listening on (\S+):(\d+)")
 
 
+def inherited_environment(drop: Collection[str]) -> dict[str, str]:
+    """This process's environment without the variables in `drop` (a child is given those itself)."""
+    return {key: value for key, value in os.environ.items() if key not in drop}
+
+
+def _server_drops() -> frozenset[str]:
+    return frozenset(env_var(ServerSettings, name) for name in PER_PROCESS)
+
+
+def _sidecar_drops() -> frozenset[str]:
+    # Of the server's variables a sidecar it starts shares only who may call (the same
+    # principals and key set): its port, host, config file or TLS files are not the server's,
+    # and the server passes what the sidecar needs by flag.
+    shared = ("auth_file", "jwt_keys_file", "jwt_issuer", "jwt_audience")
+    return frozenset(
+        env_var(LimiterSettings, name) for name in LimiterSettings.model_fields if name not in shared
+    )
+
+
 class ChildProcess:
-    """A `stepstream` verb in a child process, ready once it prints its address."""
+    """A `stepstream` verb in a child process, ready once it prints its address.
+
+    The child inherits this process's environment but for the STEPSTREAM_* variables that
+    `dropped()` names (settings of this process that are not the child's); `env` is added
+    as given.
+    """
 
     name = "stepstream"
     ready = READY
+
+    @classmethod
+    def dropped(cls) -> frozenset[str]:
+        return frozenset()
 
     def __init__(
         self,
@@ -37,7 +69,7 @@ class ChildProcess:
         # TLS credentials of the health probe when the process serves TLS only.
         self.credentials = credentials
         self.args = args
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.env = {**inherited_environment(self.dropped()), "PYTHONUNBUFFERED": "1", **(env or {})}
         self.cwd = cwd
         self.proc: subprocess.Popen[str] | None = None
         self.address = ""
@@ -113,6 +145,11 @@ class ChildProcess:
 class ServerProcess(ChildProcess):
     name = "stepstream serve"
 
+    @classmethod
+    def dropped(cls) -> frozenset[str]:
+        # Its replica name and port are its own: given by flag, never inherited.
+        return _server_drops()
+
     def __init__(
         self,
         db_url: str,
@@ -147,6 +184,10 @@ class LimiterProcess(ChildProcess):
 
     name = "stepstream ratelimiter"
     ready = LIMITER_READY
+
+    @classmethod
+    def dropped(cls) -> frozenset[str]:
+        return _sidecar_drops()
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "stepstream.cli.main", "ratelimiter", "--port", "0", *self.args]

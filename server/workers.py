@@ -22,18 +22,19 @@ something a restart mends.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.process
+import os
 import signal
 import socket
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from stepstream.server.settings import WORKER_CONNECTION_AGE_SECONDS, ServerSettings
+from stepstream.cli.settings import env_var
+from stepstream.server.settings import PER_PROCESS, WORKER_CONNECTION_AGE_SECONDS, ServerSettings
 
 if TYPE_CHECKING:
     from stepstream.server.process import LimiterProcess
@@ -66,7 +67,7 @@ def worker_settings(settings: ServerSettings, index: int, port: int, limiter: st
         # Falling back to a local budget divides each limit among the processes sharing it.
         expected = max(settings.ratelimiter_expected_replicas, settings.workers)
         changes["ratelimiter_expected_replicas"] = expected
-    return dataclasses.replace(settings, **changes)
+    return settings.model_copy(update=changes)
 
 
 def _die_with_parent() -> None:
@@ -83,6 +84,9 @@ def _worker_main(settings: ServerSettings, ready: Any, log_level: str) -> None:
     from stepstream.server.api.server import run_forever
 
     _die_with_parent()
+    # A spawned process inherits the supervisor's environment: what differs per worker is set
+    # to this worker's own values, so nothing in it (a graph, a library) reads another's.
+    os.environ.update({env_var(ServerSettings, name): str(getattr(settings, name)) for name in PER_PROCESS})
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     run_forever(settings, announce=ready.send)
 

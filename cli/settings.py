@@ -12,6 +12,7 @@ the environment beneath their flags (cli/settings_options.py derives the flags).
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from typing import Annotated, Any, TypeVar
 
@@ -86,6 +87,28 @@ def env_var(model: type[Settings], name: str) -> str:
     """The environment variable of field `name`: `--foo-bar` is STEPSTREAM_FOO_BAR."""
     long = next(n for n in flag_names(model, name) if n.startswith("--"))
     return PREFIX + long.removeprefix("--").replace("-", "_").upper()
+
+
+def default_text(model: type[Settings], name: str) -> str | None:
+    """Field `name`'s default as the help and docs show it; None when the field is required."""
+    field = model.model_fields[name]
+    if inverted(model, name):
+        return "off"
+    if field.is_required():
+        return None
+    if field.default_factory is not None:  # its docstring says what it computes
+        return (field.default_factory.__doc__ or "computed").strip()
+    default = field.default
+    if default is None or default == "" or default == {}:
+        return "none"
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    return str(default.value if isinstance(default, enum.Enum) else default)
+
+
+def describe(model: type[Settings], name: str) -> str:
+    """Field `name`'s docstring on one line."""
+    return " ".join((model.model_fields[name].description or "").split())
 
 
 class _FlagEnvSource(EnvSettingsSource):

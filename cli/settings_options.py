@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 from pydantic.fields import FieldInfo
 
-from stepstream.cli.settings import Settings, env_var, flag_names, inverted
+from stepstream.cli.settings import Settings, default_text, describe, env_var, flag_names, inverted
 
 
 def _option_type(field: FieldInfo, invert: bool) -> Any:
@@ -31,30 +31,14 @@ def _option_type(field: FieldInfo, invert: bool) -> Any:
     return annotation
 
 
-def _default_text(field: FieldInfo) -> str:
-    if field.is_required():
-        return "required"
-    if field.default_factory is not None:
-        return str(getattr(field.default_factory, "__doc__", None) or "computed").strip()
-    default = field.default
-    if default is None or default == "" or default == {}:
-        return "none"
-    return str(default.value if hasattr(default, "value") else default)
-
-
-def describe(field: FieldInfo) -> str:
-    """A field's docstring on one line."""
-    return " ".join((field.description or "").split())
-
-
 def options(model: type[Settings]) -> list[inspect.Parameter]:
     """One keyword parameter per field of `model`, each a typer option defaulting to None."""
     params = []
     for name, field in model.model_fields.items():
         invert = inverted(model, name)
-        default = "off" if invert else _default_text(field)
-        default = "required" if default == "required" else f"default: {default}"
-        help_text = f"{describe(field)} ({default}; env: {env_var(model, name)})"
+        default = default_text(model, name)
+        shown = "required" if default is None else f"default: {default}"
+        help_text = f"{describe(model, name)} ({shown}; env: {env_var(model, name)})"
         option = typer.Option(*flag_names(model, name), help=help_text, show_default=False)
         annotation = Annotated[_option_type(field, invert) | None, option]  # type: ignore[valid-type]
         params.append(

@@ -16,12 +16,20 @@ from stepstream.cli.settings_options import settings_command
 from stepstream.ratelimiter.config import ConfigError, LimiterSettings, load_settings
 
 
+def limiter_settings(given: dict[str, Any]) -> LimiterSettings:
+    """The sidecar's settings: the flags `given`, then STEPSTREAM_* variables, then its file.
+
+    Limits from flags and variables are added to the file's (the same key: theirs wins).
+    """
+    values = given_values(LimiterSettings, given)
+    path = values.pop("config_path", None)
+    return load_settings(path, values.pop("limits", None), **values)
+
+
 def _ratelimiter(given: dict[str, Any]) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        values = given_values(LimiterSettings, given)
-        path = values.pop("config_path", None)
-        settings = load_settings(path, values.pop("limits", None), **values)
+        settings = limiter_settings(given)
         from stepstream.ratelimiter.auth import auth_interceptor
 
         auth_interceptor(settings)  # refuse unusable credentials before serving

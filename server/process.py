@@ -30,26 +30,25 @@ def inherited_environment(drop: Collection[str]) -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if key not in drop}
 
 
-def _server_drops() -> frozenset[str]:
+def _per_process() -> frozenset[str]:
     return frozenset(env_var(ServerSettings, name) for name in PER_PROCESS)
 
 
-def _sidecar_drops() -> frozenset[str]:
+def _not_the_sidecars() -> frozenset[str]:
     # Of the server's variables a sidecar it starts shares only who may call (the same
     # principals and key set): its port, host, config file or TLS files are not the server's,
     # and the server passes what the sidecar needs by flag.
     shared = ("auth_file", "jwt_keys_file", "jwt_issuer", "jwt_audience")
-    return frozenset(
-        env_var(LimiterSettings, name) for name in LimiterSettings.model_fields if name not in shared
-    )
+    names = [name for name in LimiterSettings.model_fields if name not in shared]
+    return _per_process() | {env_var(LimiterSettings, name) for name in names}
 
 
 class ChildProcess:
     """A `stepstream` verb in a child process, ready once it prints its address.
 
     The child inherits this process's environment but for the STEPSTREAM_* variables that
-    `dropped()` names (settings of this process that are not the child's); `env` is added
-    as given.
+    `dropped()` names (settings of this process that are not the child's: its replica name
+    and port, at least); `env` is added as given.
     """
 
     name = "stepstream"
@@ -57,7 +56,7 @@ class ChildProcess:
 
     @classmethod
     def dropped(cls) -> frozenset[str]:
-        return frozenset()
+        return _per_process()
 
     def __init__(
         self,
@@ -145,11 +144,6 @@ class ChildProcess:
 class ServerProcess(ChildProcess):
     name = "stepstream serve"
 
-    @classmethod
-    def dropped(cls) -> frozenset[str]:
-        # Its replica name and port are its own: given by flag, never inherited.
-        return _server_drops()
-
     def __init__(
         self,
         db_url: str,
@@ -187,7 +181,7 @@ class LimiterProcess(ChildProcess):
 
     @classmethod
     def dropped(cls) -> frozenset[str]:
-        return _sidecar_drops()
+        return _not_the_sidecars()
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "stepstream.cli.main", "ratelimiter", "--port", "0", *self.args]

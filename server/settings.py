@@ -64,7 +64,8 @@ class ServerSettings(Settings):
     """stepstream.json or langgraph.json naming the graphs ("graphs": {id: "path:attr"})."""
     # The embedded default migrates; a cluster runs `stepstream db upgrade` once instead.
     migrate_on_start: Annotated[bool, Flag("--no-migrate", invert=True)] = True
-    """Apply the Alembic migrations at start (--no-migrate: do not)."""
+    """Whether to apply the Alembic migrations at start; --no-migrate (STEPSTREAM_NO_MIGRATE=true)
+    turns it off."""
     replica: str = Field(default_factory=default_replica_name)
     """Name of this replica, recorded on the runs it executes; keep it across restarts."""
     default_owner: str = "local"

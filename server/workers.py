@@ -31,6 +31,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from stepstream.cli.settings import env_var
@@ -84,11 +85,26 @@ def _worker_main(settings: ServerSettings, ready: Any, log_level: str) -> None:
     from stepstream.server.api.server import run_forever
 
     _die_with_parent()
-    # A spawned process inherits the supervisor's environment: what differs per worker is set
-    # to this worker's own values, so nothing in it (a graph, a library) reads another's.
-    os.environ.update({env_var(ServerSettings, name): str(getattr(settings, name)) for name in PER_PROCESS})
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     run_forever(settings, announce=ready.send)
+
+
+@contextlib.contextmanager
+def _own_environment(settings: ServerSettings) -> Iterator[None]:
+    """The supervisor's environment with `settings`' replica name and port while a worker is
+    spawned: the worker starts with a copy of it, so nothing in it (a graph, a library, a
+    process it starts) reads the supervisor's STEPSTREAM_REPLICA or STEPSTREAM_PORT."""
+    own = {env_var(ServerSettings, name): str(getattr(settings, name)) for name in PER_PROCESS}
+    saved = {name: os.environ.get(name) for name in own}
+    os.environ.update(own)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _reserve_port(host: str, port: int) -> socket.socket:
@@ -150,7 +166,8 @@ class WorkerSupervisor:
         process = self.context.Process(
             target=_worker_main, args=(settings, send, self.log_level), name=f"stepstream-worker-{index}"
         )
-        process.start()
+        with _own_environment(settings):
+            process.start()
         send.close()
         self.workers[index] = process
         return receive

@@ -44,8 +44,9 @@ class Flag:
 class Settings(BaseSettings):
     """Base of every command's settings: frozen, unknown names refused, its docstrings the help."""
 
+    # An empty variable counts as unset (a manifest's `value: ""` leaves the default).
     model_config = SettingsConfigDict(
-        frozen=True, extra="forbid", use_attribute_docstrings=True, case_sensitive=True
+        frozen=True, extra="forbid", use_attribute_docstrings=True, case_sensitive=True, env_ignore_empty=True
     )
 
     @classmethod

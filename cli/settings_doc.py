@@ -42,10 +42,13 @@ call (`STEPSTREAM_AUTH_FILE`, `STEPSTREAM_JWT_KEYS`, `STEPSTREAM_JWT_ISSUER`,
 and names the variable or flag, e.g. `error: STEPSTREAM_PORT='abc': Input should be a
 valid integer`.
 
-Booleans take `true`/`false` (or `1`/`0`, `yes`/`no`, `on`/`off`). `stepstream db
+Booleans take `true`/`false` (or `1`/`0`, `yes`/`no`, `on`/`off`); an empty variable
+counts as unset. `stepstream db
 upgrade` reads `STEPSTREAM_DB` as well. The sidecar's settings may also come from its
-file (`--config`); flags and variables win over the file. Telemetry is configured by the
-standard `OTEL_*` variables (telemetry/setup.py).
+file (`--config`); flags and variables win over the file. The client commands (`stepstream
+run`, `join`, `graphs`, `sessions`) read `STEPSTREAM_ADDRESS`, `STEPSTREAM_API_KEY`, `STEPSTREAM_TOKEN`
+and `STEPSTREAM_TLS_CA`. Telemetry is configured by the standard `OTEL_*` variables
+(telemetry/setup.py).
 
 This file is generated: `python -m stepstream.cli.settings_doc > docs/configuration.md`.
 """

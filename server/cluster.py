@@ -12,6 +12,7 @@ from pydantic import Field
 
 from stepstream.cli.settings import Flag, Settings
 from stepstream.server.process import LimiterProcess, ServerProcess
+from stepstream.server.settings import ServerSettings
 from stepstream.server.storage.db import async_url, upgrade
 
 
@@ -28,7 +29,9 @@ class ClusterSettings(Settings):
     """Limits file: each replica gets a sidecar over it."""
     redis_url: Annotated[str | None, Flag("--redis")] = None
     """Redis URL the sidecars share (one budget)."""
-    shutdown_grace_seconds: Annotated[float, Flag("--grace")] = 10.0
+    shutdown_grace_seconds: Annotated[float, Flag("--grace")] = ServerSettings.model_fields[
+        "shutdown_grace_seconds"
+    ].default
     """Seconds each replica drains."""
 
 

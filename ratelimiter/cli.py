@@ -7,23 +7,27 @@ STEPSTREAM_* variable, and both win over the settings file (--config).
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import typer
 
-from stepstream.cli.settings import SettingsInputError, given_values
+from stepstream.cli.settings import SettingsInputError, env_var, given_values
 from stepstream.cli.settings_options import settings_command
-from stepstream.ratelimiter.config import ConfigError, LimiterSettings, load_settings
+from stepstream.ratelimiter.config import ConfigError, LimiterSettings, limit_items, load_settings
 
 
 def limiter_settings(given: dict[str, Any]) -> LimiterSettings:
     """The sidecar's settings: the flags `given`, then STEPSTREAM_* variables, then its file.
 
-    Limits from flags and variables are added to the file's (the same key: theirs wins).
+    Limits from flags and variables are added to the file's (the same key: theirs wins), and
+    parsed with the file's or the variables' window_margin_ms like the file's own.
     """
-    values = given_values(LimiterSettings, given)
+    values = given_values(LimiterSettings, given)  # checks each value, naming where it came from
     path = values.pop("config_path", None)
-    return load_settings(path, values.pop("limits", None), **values)
+    values.pop("limits", None)
+    raw = given.get("limits") or os.environ.get(env_var(LimiterSettings, "limits")) or None
+    return load_settings(path, limit_items(raw) if raw else None, **values)
 
 
 def _ratelimiter(given: dict[str, Any]) -> None:

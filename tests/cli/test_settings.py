@@ -167,14 +167,18 @@ def test_the_sidecar_takes_flags_then_variables_then_its_file(
     monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
 ) -> None:
     path = tmp_path / "limits.toml"
-    path.write_text('port = 7000\nmax_batch = 8\nexpected_replicas = 2\n[limits]\narxiv = "1 per 3s"\n')
+    path.write_text(
+        "port = 7000\nmax_batch = 8\nexpected_replicas = 2\nwindow_margin_ms = 40\n"
+        '[limits]\narxiv = "1 per 3s"\n'
+    )
     monkeypatch.setenv("STEPSTREAM_CONFIG", str(path))
     monkeypatch.setenv("STEPSTREAM_PORT", "7001")
     monkeypatch.setenv("STEPSTREAM_MAX_BATCH", "16")
     monkeypatch.setenv("STEPSTREAM_LIMIT", "wikipedia=200/s burst 20; arxiv=2 per 3s")
-    settings = limiter_settings({"port": 7002, "limits": ["llm=5/s"]})
+    settings = limiter_settings({"port": 7002, "limits": ["llm=5/s", "search=10 per 1m"]})
     assert (settings.port, settings.max_batch, settings.expected_replicas) == (7002, 16, 2)
-    assert set(settings.limits) == {"arxiv", "llm"}  # a flag's limits replace the variable's
+    assert set(settings.limits) == {"arxiv", "llm", "search"}  # a flag's limits replace the variable's
+    assert settings.limits["search"].margin_s == 0.04  # the file's margin applies to a flag's window
     monkeypatch.delenv("STEPSTREAM_PORT")
     settings = limiter_settings({})
     assert settings.port == 7000  # the file's, with no flag or variable

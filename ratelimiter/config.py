@@ -28,9 +28,13 @@ import pathlib
 import re
 import tomllib
 from collections.abc import Mapping
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
+from pydantic import BeforeValidator, Field, ValidationError
+from pydantic_settings import NoDecode
+
+from stepstream.cli.settings import Flag, Settings
 
 FailureMode = Literal["local", "closed"]
 
@@ -145,62 +149,120 @@ class LimitSpec:
         return dataclasses.replace(self, rate=self.rate / share, burst=max(1, self.burst // share))
 
 
-@dataclasses.dataclass(frozen=True)
-class LimiterSettings:
-    # Where the sidecar listens (it serves the pod's server over localhost).
+def limit_items(value: Any) -> Any:
+    """Limits as flags and variables give them: KEY=LIMIT items (`--limit`, repeated), or one
+    string of them separated by ';' or new lines (STEPSTREAM_LIMIT), as a table; a table passes."""
+    if isinstance(value, str):
+        value = [item for line in value.splitlines() for item in line.split(";") if item.strip()]
+    if isinstance(value, list | tuple):
+        table: dict[str, Any] = {}
+        for item in value:
+            key, sep, spec = str(item).partition("=")
+            if not sep:
+                raise ValueError(f"expected KEY=LIMIT, e.g. 'arxiv=1 per 3s', got {item!r}")
+            table[key.strip()] = spec.strip()
+        value = table
+    return value
+
+
+def _limits_given(value: Any) -> Any:
+    """The field's validator: limits given as items or a table, each parsed (the default margin)."""
+    value = limit_items(value)
+    if not isinstance(value, Mapping):
+        return value
+    try:
+        return {
+            k: v if isinstance(v, LimitSpec) else parse_limit(k, v, "<settings>") for k, v in value.items()
+        }
+    except ConfigError as exc:
+        raise ValueError(f"{exc.key}: {exc.reason}") from None
+
+
+class LimiterSettings(Settings):
+    """The sidecar's settings: a flag of `stepstream ratelimiter`, a STEPSTREAM_* variable and a
+    key of its settings file each (cli/settings.py); flags win, then variables, then the file."""
+
+    config_path: Annotated[str | None, Flag("--config", "-c")] = None
+    """Settings and limits file (.toml, .yaml)."""
+    # It serves the pod's server over localhost.
     host: str = "127.0.0.1"
+    """Address to listen on."""
     port: int = 50061
-    # Redis URL shared by every sidecar; empty: the in-memory back end (one process).
-    redis_url: str = ""
-    # Prefix of the Redis keys holding each limit's state.
+    """Port to listen on (0: any free port)."""
+    redis_url: Annotated[str, Flag("--redis")] = ""
+    """Redis URL shared by every sidecar; empty: the in-memory back end (one process)."""
     key_prefix: str = "stepstream:rl:"
-    # When Redis is unreachable: "local" grants from a conservative local budget
-    # (each limit divided by expected_replicas); "closed" refuses with UNAVAILABLE.
+    """Prefix of the Redis keys holding each limit's state."""
     on_store_failure: FailureMode = "local"
-    # Sidecars expected to share the Redis budget; sizes the local budget.
+    """Redis unreachable: 'local' grants from a conservative local budget (each limit divided by
+    expected_replicas); 'closed' refuses with UNAVAILABLE."""
     expected_replicas: int = 1
-    # A Redis call slower than this counts as a failure, so an outage is noticed
-    # within about this long instead of a multi-second socket timeout.
+    """Sidecars expected to share the Redis budget; sizes the local budget."""
+    # So an outage is noticed within about this long instead of a multi-second socket timeout.
     store_timeout_ms: float = 50.0
-    # While Redis is down, how often one request tries it again.
+    """A Redis call slower than this counts as a failure."""
     store_retry_ms: float = 100.0
-    # How far ahead a slot may be reserved for a caller that must wait; callers
-    # further back are queued in the sidecar in priority order, so a late
-    # interactive caller overtakes queued batch callers by up to this much.
+    """While Redis is down, how often one request tries it again."""
+    # Callers further back are queued in the sidecar in priority order, so a late interactive
+    # caller overtakes queued batch callers by up to this much.
     reserve_ahead_ms: float = 250.0
-    # Callers queued on one key before new ones get RESOURCE_EXHAUSTED.
+    """How far ahead a slot may be reserved for a caller that must wait."""
     max_waiters_per_key: int = 10_000
-    # Reservations asked of the store in one call (one Redis round trip).
+    """Callers queued on one key before new ones get RESOURCE_EXHAUSTED."""
     max_batch: int = 64
-    # Window limits: the longest a granted request may take to reach the API (answer
-    # of the RPC, the caller's wake-up, the trip to the API); a limit's own `margin`
+    """Reservations asked of the store in one call (one Redis round trip)."""
+    # Answer of the RPC, the caller's wake-up, the trip to the API; a limit's own `margin`
     # overrides it. Grants are spaced so that N fit in W + margin.
     window_margin_ms: float = DEFAULT_WINDOW_MARGIN_MS
-    # Pause after a reported 429 that carried no Retry-After, and the longest pause.
+    """Window limits: the longest a granted request may take to reach the API, in ms."""
     default_pause_s: float = 1.0
+    """Pause after a reported 429 that carried no Retry-After, in seconds."""
     max_pause_s: float = 300.0
-    # Lifetime of a lease when the caller asks none, and the longest allowed.
+    """Longest pause a reported 429 may ask, in seconds."""
     lease_ttl_s: float = 10.0
+    """Lifetime of a lease when the caller asks none, in seconds."""
     max_lease_ttl_s: float = 300.0
-    # Largest request accepted, in bytes (the sidecar's requests are a few dozen bytes).
+    """Longest lease allowed, in seconds."""
+    # The sidecar's requests are a few dozen bytes.
     max_message_bytes: int = 64 * 1024
-    # Who may call (SECURITY.md): a principals file (API keys by SHA-256, client-certificate
-    # names) and/or a JWT key set; with neither, authentication is off, which is allowed only
-    # on a loopback host unless allow_unauthenticated.
+    """Largest request accepted, in bytes."""
+    # Who may call (SECURITY.md): with neither a principals file nor a JWT key set,
+    # authentication is off, which is allowed only on a loopback host unless
+    # allow_unauthenticated.
     auth_file: str = ""
-    jwt_keys_file: str = ""
+    """Principals file: API keys (by SHA-256) and client-certificate names."""
+    jwt_keys_file: Annotated[str, Flag("--jwt-keys")] = ""
+    """JWKS file or PEM public key for bearer tokens (JWT)."""
     jwt_issuer: str = ""
+    """Issuer a token must name (empty: not checked)."""
     jwt_audience: str = ""
+    """Audience a token must name (empty: not checked)."""
     allow_unauthenticated: bool = False
-    # TLS: certificate and key (plaintext is then refused); with a client CA, callers must
-    # present a certificate it signed (mTLS, e.g. the servers of other pods).
-    tls_cert_file: str = ""
-    tls_key_file: str = ""
-    tls_client_ca_file: str = ""
-    # The declared limits, by key.
-    limits: Mapping[str, LimitSpec] = dataclasses.field(default_factory=dict)
+    """Serve a non-loopback host without authentication."""
+    # With a certificate and key plaintext is refused; with a client CA, callers must present a
+    # certificate it signed (mTLS, e.g. the servers of other pods).
+    tls_cert_file: Annotated[str, Flag("--tls-cert")] = ""
+    """Server certificate."""
+    tls_key_file: Annotated[str, Flag("--tls-key")] = ""
+    """Its private key."""
+    tls_client_ca_file: Annotated[str, Flag("--tls-client-ca")] = ""
+    """Require client certificates of this CA (mTLS)."""
+    limits: Annotated[Mapping[str, LimitSpec], NoDecode, BeforeValidator(_limits_given), Flag("--limit")] = (
+        Field(default_factory=dict)
+    )
+    """The declared limits, by key: KEY=LIMIT, e.g. 'arxiv=1 per 3s' (a file's [limits] table)."""
 
-    def __post_init__(self) -> None:
+    def __init__(self, **values: Any) -> None:
+        # Refused with the loader's own words (ConfigError), whichever check catches it.
+        mode = values.get("on_store_failure", "local")
+        if mode not in get_args(FailureMode):
+            raise ConfigError("<settings>", "on_store_failure", f"must be 'local' or 'closed', got {mode!r}")
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            key = ".".join(str(part) for part in error["loc"]) or "<settings>"
+            raise ConfigError("<settings>", key, str(error["msg"]).removeprefix("Value error, ")) from None
         _validate_settings(self, "<settings>")
 
 
@@ -372,9 +434,14 @@ def _check_type(source: str, key: str, value: Any, expected: type) -> None:
         raise ConfigError(source, key, f"expected {expected.__name__}, got {type(value).__name__} {value!r}")
 
 
+def _plain_type(annotation: Any) -> type:
+    """str, int, float or bool, which a file's value must be; object: checked elsewhere."""
+    plain: tuple[type, ...] = (str, int, float, bool)
+    return annotation if annotation in plain else object
+
+
 _FIELD_TYPES: dict[str, type] = {
-    f.name: {"str": str, "int": int, "float": float, "bool": bool}.get(str(f.type), object)
-    for f in dataclasses.fields(LimiterSettings)
+    name: _plain_type(field.annotation) for name, field in LimiterSettings.model_fields.items()
 }
 _FIELD_TYPES["on_store_failure"] = str
 
@@ -420,7 +487,8 @@ def settings_from_mapping(data: Mapping[str, Any], source: str = "<config>") -> 
     """Build settings from a parsed file, refusing anything unknown or malformed."""
     if not isinstance(data, Mapping):
         raise ConfigError(source, "<top>", f"expected a table of settings, got {type(data).__name__}")
-    fields = {f.name for f in dataclasses.fields(LimiterSettings)}
+    # A file cannot name the file to read.
+    fields = set(LimiterSettings.model_fields) - {"config_path"}
     values: dict[str, Any] = {}
     for name, value in data.items():
         if name not in fields:
@@ -437,7 +505,10 @@ def settings_from_mapping(data: Mapping[str, Any], source: str = "<config>") -> 
     margin_s = float(values.get("window_margin_ms", DEFAULT_WINDOW_MARGIN_MS)) / 1000
     if not math.isfinite(margin_s) or margin_s < 0:
         raise ConfigError(source, "window_margin_ms", f"must be >= 0, got {margin_s * 1000!r}")
-    values["limits"] = {str(k): parse_limit(k, v, source, margin_s) for k, v in raw_limits.items()}
+    values["limits"] = {
+        str(k): v if isinstance(v, LimitSpec) else parse_limit(k, v, source, margin_s)
+        for k, v in raw_limits.items()
+    }
     try:
         return LimiterSettings(**values)
     except ConfigError as exc:

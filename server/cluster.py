@@ -6,9 +6,33 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 from collections.abc import Mapping, Sequence
+from typing import Annotated
 
+from pydantic import Field
+
+from stepstream.cli.settings import Flag, Settings
 from stepstream.server.process import LimiterProcess, ServerProcess
+from stepstream.server.settings import ServerSettings
 from stepstream.server.storage.db import async_url, upgrade
+
+
+class ClusterSettings(Settings):
+    """What `stepstream up` starts; each replica's name and port are its own, chosen here."""
+
+    config_path: Annotated[str, Flag("--config")]
+    """stepstream.json or langgraph.json naming the graphs."""
+    db_url: Annotated[str, Flag("--db")]
+    """SQLAlchemy URL every replica shares (PostgreSQL)."""
+    replicas: Annotated[int, Field(ge=1)] = 3
+    """Replicas to start."""
+    limits_path: Annotated[str | None, Flag("--limits")] = None
+    """Limits file: each replica gets a sidecar over it."""
+    redis_url: Annotated[str | None, Flag("--redis")] = None
+    """Redis URL the sidecars share (one budget)."""
+    shutdown_grace_seconds: Annotated[float, Flag("--grace")] = ServerSettings.model_fields[
+        "shutdown_grace_seconds"
+    ].default
+    """Seconds each replica drains."""
 
 
 @dataclasses.dataclass

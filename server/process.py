@@ -11,21 +11,52 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, Self
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from stepstream.cli.settings import env_var
+from stepstream.ratelimiter.config import LimiterSettings
+from stepstream.server.settings import PER_PROCESS, ServerSettings
+
 READY = re.compile(r"stepstream serving .* on (\S+):(\d+)")
 LIMITER_READY = re.compile(r"ratelimiter listening on (\S+):(\d+)")
 
 
+def inherited_environment(drop: Collection[str]) -> dict[str, str]:
+    """This process's environment without the variables in `drop` (a child is given those itself)."""
+    return {key: value for key, value in os.environ.items() if key not in drop}
+
+
+def _per_process() -> frozenset[str]:
+    return frozenset(env_var(ServerSettings, name) for name in PER_PROCESS)
+
+
+def _not_the_sidecars() -> frozenset[str]:
+    # Of the server's variables a sidecar it starts shares only who may call (the same
+    # principals and key set): its port, host, config file or TLS files are not the server's,
+    # and the server passes what the sidecar needs by flag.
+    shared = ("auth_file", "jwt_keys_file", "jwt_issuer", "jwt_audience")
+    names = [name for name in LimiterSettings.model_fields if name not in shared]
+    return _per_process() | {env_var(LimiterSettings, name) for name in names}
+
+
 class ChildProcess:
-    """A `stepstream` verb in a child process, ready once it prints its address."""
+    """A `stepstream` verb in a child process, ready once it prints its address.
+
+    The child inherits this process's environment but for the STEPSTREAM_* variables that
+    `dropped()` names (settings of this process that are not the child's: its replica name
+    and port, at least); `env` is added as given.
+    """
 
     name = "stepstream"
     ready = READY
+
+    @classmethod
+    def dropped(cls) -> frozenset[str]:
+        return _per_process()
 
     def __init__(
         self,
@@ -37,7 +68,7 @@ class ChildProcess:
         # TLS credentials of the health probe when the process serves TLS only.
         self.credentials = credentials
         self.args = args
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.env = {**inherited_environment(self.dropped()), "PYTHONUNBUFFERED": "1", **(env or {})}
         self.cwd = cwd
         self.proc: subprocess.Popen[str] | None = None
         self.address = ""
@@ -147,6 +178,10 @@ class LimiterProcess(ChildProcess):
 
     name = "stepstream ratelimiter"
     ready = LIMITER_READY
+
+    @classmethod
+    def dropped(cls) -> frozenset[str]:
+        return _not_the_sidecars()
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "stepstream.cli.main", "ratelimiter", "--port", "0", *self.args]

@@ -22,18 +22,20 @@ something a restart mends.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.process
+import os
 import signal
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from stepstream.server.settings import WORKER_CONNECTION_AGE_SECONDS, ServerSettings
+from stepstream.cli.settings import env_var
+from stepstream.server.settings import PER_PROCESS, WORKER_CONNECTION_AGE_SECONDS, ServerSettings
 
 if TYPE_CHECKING:
     from stepstream.server.process import LimiterProcess
@@ -66,7 +68,7 @@ def worker_settings(settings: ServerSettings, index: int, port: int, limiter: st
         # Falling back to a local budget divides each limit among the processes sharing it.
         expected = max(settings.ratelimiter_expected_replicas, settings.workers)
         changes["ratelimiter_expected_replicas"] = expected
-    return dataclasses.replace(settings, **changes)
+    return settings.model_copy(update=changes)
 
 
 def _die_with_parent() -> None:
@@ -85,6 +87,24 @@ def _worker_main(settings: ServerSettings, ready: Any, log_level: str) -> None:
     _die_with_parent()
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     run_forever(settings, announce=ready.send)
+
+
+@contextlib.contextmanager
+def _own_environment(settings: ServerSettings) -> Iterator[None]:
+    """The supervisor's environment with `settings`' replica name and port while a worker is
+    spawned: the worker starts with a copy of it, so nothing in it (a graph, a library, a
+    process it starts) reads the supervisor's STEPSTREAM_REPLICA or STEPSTREAM_PORT."""
+    own = {env_var(ServerSettings, name): str(getattr(settings, name)) for name in PER_PROCESS}
+    saved = {name: os.environ.get(name) for name in own}
+    os.environ.update(own)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _reserve_port(host: str, port: int) -> socket.socket:
@@ -146,7 +166,8 @@ class WorkerSupervisor:
         process = self.context.Process(
             target=_worker_main, args=(settings, send, self.log_level), name=f"stepstream-worker-{index}"
         )
-        process.start()
+        with _own_environment(settings):
+            process.start()
         send.close()
         self.workers[index] = process
         return receive

@@ -128,6 +128,12 @@ def serve(
     ),
     max_payload_bytes: int = typer.Option(DEFAULTS.max_payload_bytes, help="Largest JSON payload field."),
     max_payload_depth: int = typer.Option(DEFAULTS.max_payload_depth, help="Deepest JSON nesting."),
+    http_port: int = typer.Option(
+        0, "--http-port", envvar="STEPSTREAM_HTTP_PORT", help="Also serve LangGraph's HTTP API on this port (0: off)."
+    ),
+    http_cors_origin: list[str] = typer.Option(
+        [], "--http-cors-origin", help="An origin browsers may call the HTTP API from (repeat; '*': any)."
+    ),
 ) -> None:
     """Serve the configured graphs over gRPC."""
     from stepstream.server.api.auth import check_security
@@ -189,6 +195,8 @@ def serve(
         tenant_runs_per_second=tenant_runs_per_second,
         tenant_runs_burst=tenant_runs_burst,
         tenant_max_runs_in_flight=tenant_max_runs_in_flight,
+        http_port=http_port or None,
+        http_cors_origins=tuple(http_cors_origin),
     )
     if ratelimiter_on_unavailable not in ("closed", "local"):
         typer.echo("error: --ratelimiter-on-unavailable must be 'closed' or 'local'", err=True)

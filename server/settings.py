@@ -142,3 +142,13 @@ class ServerSettings:
     max_list_entries: int = 256
     # Longest plain string field (ids, names, tokens), in bytes.
     max_string_bytes: int = 1024
+
+    # -- LangGraph's HTTP API (server/http, docs/http-api.md) ----------------------------------
+    # Port of a second listener, in the same process, serving LangGraph's HTTP API (the one
+    # langgraph-sdk and useStream call) on `host` (0 or None: no HTTP listener).
+    http_port: int | None = None
+    # Origins browsers may call the HTTP API from (CORS; "*": any; empty: no CORS headers).
+    http_cors_origins: tuple[str, ...] = ()
+    # Answer Chrome's Private Network Access preflight for those origins, so a hosted page
+    # (LangGraph Studio) may call a server on localhost.
+    http_cors_private_network: bool = True

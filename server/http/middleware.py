@@ -1,0 +1,119 @@
+"""Who calls, from where, under which trace: the HTTP door's ASGI middleware.
+
+Authentication is the gRPC side's own code path (security.credentials.Authenticator): the same
+`x-api-key` and `authorization: Bearer <JWT>` headers resolve to the same owner and roles. Reads
+(GET, and the POST routes that only search or read) need "reader" or "writer"; everything else
+needs "writer". The caller's W3C trace context (traceparent) is current while its request runs,
+so a run it starts continues its trace, as over gRPC.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from stepstream.security.credentials import Authenticator, AuthError, Principal
+from stepstream.server.api.auth import READER, WRITER
+
+# Paths anyone may call: probes and the server's description.
+OPEN_PATHS = frozenset({"/ok", "/info", "/health", "/metrics"})
+# POST routes that only read.
+READ_POSTS = re.compile(
+    r"^/(threads/search|threads/count|assistants/search|assistants/count|store/items/search"
+    r"|store/namespaces|threads/[^/]+/history|threads/[^/]+/state/checkpoint"
+    r"|assistants/[^/]+/versions)$"
+)
+READ_ROLES = frozenset({READER, WRITER})
+WRITE_ROLES = frozenset({WRITER})
+
+
+async def _json_error(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]]) -> None:
+    import orjson
+
+    body = orjson.dumps({"detail": detail})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            + headers,
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class AuthMiddleware:
+    """Puts the caller's Principal in scope["state"]["principal"], or answers 401/403."""
+
+    def __init__(self, app: ASGIApp, authenticator: Authenticator | None, anonymous: Principal) -> None:
+        self.app = app
+        self.authenticator = authenticator
+        self.anonymous = anonymous
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        method: str = scope["method"]
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        principal = self.anonymous
+        if self.authenticator is not None and path not in OPEN_PATHS and method != "OPTIONS":
+            metadata = [(k, v) for k, v in headers.items() if k in ("x-api-key", "authorization")]
+            try:
+                principal = self.authenticator.authenticate(metadata)
+            except AuthError as exc:
+                await _json_error(send, 401, str(exc), [(b"www-authenticate", b"Bearer")])
+                return
+            reading = method in ("GET", "HEAD") or bool(READ_POSTS.match(path))
+            needed = READ_ROLES if reading else WRITE_ROLES
+            if not principal.has_any(needed):
+                wanted = " or ".join(sorted(needed))
+                await _json_error(
+                    send,
+                    403,
+                    f"{method} {path} needs the role {wanted}; {principal.owner!r} has "
+                    f"{', '.join(sorted(principal.roles)) or 'none'}",
+                    [],
+                )
+                return
+        scope.setdefault("state", {})["principal"] = principal
+        token = None
+        if "traceparent" in headers:
+            token = otel_context.attach(propagate.extract(headers))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            if token is not None:
+                otel_context.detach(token)
+
+
+class PrivateNetworkMiddleware:
+    """Answers Chrome's Private Network Access preflight (a page on a public origin, such as
+    LangGraph Studio, calling a server on localhost) when allowed: CORS itself is Starlette's."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        asked = (
+            scope["type"] == "http"
+            and scope["method"] == "OPTIONS"
+            and any(k.lower() == b"access-control-request-private-network" for k, _ in scope["headers"])
+        )
+        if not asked:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers: list[Any] = list(message.get("headers", []))
+                headers.append((b"access-control-allow-private-network", b"true"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)

@@ -1,0 +1,280 @@
+"""Runs: create (background, streamed, waited; on a thread or stateless), list, get, join,
+join-stream, cancel. SSE frames come from stream.py; this module only wires requests to the core."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from stepstream.server.core import records as rec
+from stepstream.server.core.errors import FailedPrecondition, NotFound
+from stepstream.server.core.events import EventFilter
+from stepstream.server.core.jsonio import dumps, loads
+from stepstream.server.http import bodies, shapes
+from stepstream.server.http.common import core_of, graph_of, json, owner_of
+from stepstream.server.http.errors import HttpError
+from stepstream.server.http.stream import StreamTranslator, parse_event_id
+
+log = logging.getLogger(__name__)
+
+# Seconds between heartbeat comments on an idle stream (clients time out after a few missed).
+HEARTBEAT_SECONDS = 5.0
+# Frames that name no seq of ours sort before every stored event.
+EVERYTHING: tuple[int, int] = (0, -1)
+
+
+def _command(body: bodies.RunCreate) -> rec.CommandSpec | None:
+    command = body.command
+    if command is None:
+        return None
+    goto: tuple[str, ...] = ()
+    if isinstance(command.goto, str):
+        goto = (command.goto,)
+    elif isinstance(command.goto, list) and all(isinstance(g, str) for g in command.goto):
+        goto = tuple(str(g) for g in command.goto)
+    elif command.goto is not None:
+        raise HttpError(422, "command.goto: Send objects are not served yet; give node names")
+    has_resume = "resume" in command.model_fields_set and command.resume is not None
+    return rec.CommandSpec(resume=command.resume, has_resume=has_resume, update=command.update, goto=goto)
+
+
+def _nodes(core: Any, graph_id: str, chosen: str | list[str] | None) -> tuple[str, ...]:
+    if chosen == "*":
+        return tuple(core.graph(graph_id).nodes)
+    return tuple(chosen or ())
+
+
+def _options(core: Any, graph_id: str, body: bodies.RunCreate) -> rec.RunOptions:
+    config = body.config or bodies.RunConfig()
+    configurable = dict(config.configurable)
+    checkpoint_id = body.checkpoint_id or (body.checkpoint or {}).get("checkpoint_id")
+    if checkpoint_id:
+        # LangGraph starts from the checkpoint the configurable names.
+        configurable["checkpoint_id"] = str(checkpoint_id)
+    return rec.RunOptions(
+        max_concurrency=config.max_concurrency or 0,
+        busy_policy=body.multitask_strategy,
+        recursion_limit=config.recursion_limit or 0,
+        configurable=configurable,
+        metadata=body.metadata or {},
+        interrupt_before=_nodes(core, graph_id, body.interrupt_before),
+        interrupt_after=_nodes(core, graph_id, body.interrupt_after),
+    )
+
+
+async def _start(request: Request, thread_id: str | None) -> tuple[rec.Run, bodies.RunCreate]:
+    body = await bodies.parse(request, bodies.RunCreate, empty_ok=False)
+    core, owner = core_of(request), owner_of(request)
+    graph_id = graph_of(core, body.assistant_id)
+    if thread_id is not None:
+        try:
+            await core.get_session(owner, thread_id)
+        except NotFound:
+            if body.if_not_exists != "create":
+                raise HttpError(404, f"Thread with ID {thread_id} not found") from None
+            await core.create_unbound_session(owner, thread_id, {})
+        # A thread takes its graph at its first run, and records it in its metadata.
+        meta = {"graph_id": graph_id, "assistant_id": shapes.assistant_id(graph_id)}
+        await core.bind_session(owner, thread_id, graph_id, meta)
+    command = _command(body)
+    input_json = "" if body.input is None or command is not None else dumps(body.input)
+    run = await core.start_run(
+        owner, graph_id, thread_id or "", input_json, command, _options(core, graph_id, body)
+    )
+    return run, body
+
+
+def _locations(run: rec.Run) -> dict[str, str]:
+    base = f"/threads/{run.session_id}/runs/{run.run_id}"
+    return {"Location": f"{base}/stream", "Content-Location": base}
+
+
+def _stream_response(
+    request: Request,
+    run: rec.Run,
+    modes: list[str],
+    subgraphs: bool,
+    after: tuple[int, int] | None,
+    cancel_on_disconnect: bool = False,
+) -> Response:
+    core, owner = core_of(request), owner_of(request)
+    translator = StreamTranslator(run, modes, subgraphs, lambda: core.run_snapshots(owner, run.run_id))
+
+    async def frames() -> AsyncIterator[ServerSentEvent]:
+        ended = False
+        try:
+            async for batch in core.join_run(owner, run.run_id, 0, EventFilter(None, subgraphs)):
+                for event in batch:
+                    for index, (name, data) in enumerate(await translator.frames(event)):
+                        if after is not None and (event.seq, index) <= after:
+                            continue
+                        yield ServerSentEvent(data=dumps(data), event=name, id=f"{event.seq}-{index}")
+                    ended = ended or event.terminal
+        finally:
+            if cancel_on_disconnect and not ended:
+                # The client went away from a run it asked to cancel with it: cancel it, in the
+                # background (this generator is being closed).
+                asyncio.get_running_loop().create_task(_cancel_quietly(core, owner, run.run_id))
+
+    return EventSourceResponse(frames(), ping=HEARTBEAT_SECONDS, headers=_locations(run))
+
+
+async def _cancel_quietly(core: Any, owner: str, run_id: str) -> None:
+    with contextlib.suppress(Exception):
+        await core.cancel_run(owner, run_id, rollback=False)
+
+
+def _thread_param(request: Request) -> str:
+    return bodies.check_uuid(request.path_params["thread_id"], "thread")
+
+
+async def create(request: Request) -> Response:
+    thread_id = request.path_params.get("thread_id")
+    run, _ = await _start(request, bodies.check_uuid(thread_id, "thread") if thread_id else None)
+    return json(shapes.run(run), headers=_locations(run))
+
+
+async def create_stream(request: Request) -> Response:
+    thread_id = request.path_params.get("thread_id")
+    run, body = await _start(request, bodies.check_uuid(thread_id, "thread") if thread_id else None)
+    return _stream_response(
+        request, run, body.modes(), body.stream_subgraphs, EVERYTHING, body.on_disconnect == "cancel"
+    )
+
+
+def _result(run: rec.Run) -> Any:
+    """What wait and join answer: the run's final values; with pending interrupts, those too;
+    a failed run's error."""
+    if run.status == rec.FAILED:
+        return {"__error__": {"error": run.error_type, "message": run.error_message}}
+    values = loads(run.values_json) if run.values_json else None
+    if run.interrupts:
+        values = {
+            **(values if isinstance(values, dict) else {}),
+            "__interrupt__": [shapes.interrupt(i) for i in run.interrupts],
+        }
+    return values
+
+
+async def create_wait(request: Request) -> Response:
+    thread_id = request.path_params.get("thread_id")
+    run, _ = await _start(request, bodies.check_uuid(thread_id, "thread") if thread_id else None)
+    ended = await core_of(request).wait_run(owner_of(request), run.run_id, None)
+    return json(_result(ended), headers=_locations(run))
+
+
+async def _run_of(request: Request) -> rec.Run:
+    """The caller's run on the thread the path names (404 when it is on another thread)."""
+    thread_id = _thread_param(request)
+    core, owner = core_of(request), owner_of(request)
+    await core.get_session(owner, thread_id)
+    run_id = bodies.check_uuid(request.path_params["run_id"], "run")
+    run = await core.get_run(owner, run_id)
+    if run.session_id != thread_id:
+        raise NotFound(f"run {run_id!r} not found")
+    return run
+
+
+async def list_runs(request: Request) -> Response:
+    thread_id = _thread_param(request)
+    core, owner = core_of(request), owner_of(request)
+    await core.get_session(owner, thread_id)
+    query = request.query_params
+    try:
+        limit, offset = int(query.get("limit", 10)), int(query.get("offset", 0))
+    except ValueError:
+        raise HttpError(422, "limit and offset must be whole numbers") from None
+    if not 1 <= limit <= 1000 or offset < 0:
+        raise HttpError(422, "limit must be 1-1000 and offset at least 0")
+    status = query.get("status")
+    if status is not None and status not in shapes.RUN_STATUS_FILTER:
+        raise HttpError(422, f"status must be one of {', '.join(shapes.RUN_STATUS_FILTER)}")
+    statuses = shapes.RUN_STATUS_FILTER[status] if status else []
+    if status and not statuses:
+        return json([])
+    runs = await core.list_runs(owner, thread_id, statuses, limit, offset)
+    return json([shapes.run(r) for r in runs])
+
+
+async def get(request: Request) -> Response:
+    return json(shapes.run(await _run_of(request)))
+
+
+async def join(request: Request) -> Response:
+    run = await _run_of(request)
+    ended = await core_of(request).wait_run(owner_of(request), run.run_id, None)
+    return json(_result(ended))
+
+
+async def join_stream(request: Request) -> Response:
+    try:
+        run = await _run_of(request)
+    except NotFound:
+        # LangGraph's server answers a stream of an unknown run with one `error` event.
+        async def missing() -> AsyncIterator[ServerSentEvent]:
+            yield ServerSentEvent(
+                data=dumps({"error": "NotFound", "message": "404: Run not found"}), event="error"
+            )
+
+        return EventSourceResponse(missing())
+    query = request.query_params
+    modes = query.getlist("stream_mode") or ["values"]
+    for mode in modes:
+        if mode not in bodies.STREAM_MODES:
+            raise HttpError(422, f"stream_mode {mode!r} is not one of {', '.join(bodies.STREAM_MODES)}")
+    subgraphs = query.get("stream_subgraphs", "false").lower() == "true"
+    last_event_id = request.headers.get("last-event-id")
+    after: tuple[int, int] | None
+    if last_event_id is None:
+        # No cursor: only what happens from now on.
+        after = (await core_of(request).run_last_seq(owner_of(request), run.run_id), 1 << 30)
+    else:
+        try:
+            after = parse_event_id(last_event_id) or EVERYTHING
+        except ValueError:
+            raise HttpError(422, f"Last-Event-ID {last_event_id!r} is not an id this server sent") from None
+    cancel = query.get("cancel_on_disconnect", "false").lower() == "true"
+    return _stream_response(request, run, modes, subgraphs, after, cancel)
+
+
+async def cancel(request: Request) -> Response:
+    run = await _run_of(request)
+    query = request.query_params
+    wait = query.get("wait", "false").lower() in ("true", "1")
+    action = query.get("action", "interrupt")
+    if action not in ("interrupt", "rollback"):
+        raise HttpError(422, "action must be 'interrupt' or 'rollback'")
+    core, owner = core_of(request), owner_of(request)
+    if not run.active:
+        raise HttpError(404, f"run {run.run_id} has already ended; there is nothing to cancel")
+    if not wait:
+        asyncio.get_running_loop().create_task(_cancel_quietly(core, owner, run.run_id))
+        return Response(status_code=202)
+    try:
+        ended = await core.cancel_run(owner, run.run_id, rollback=action == "rollback")
+    except FailedPrecondition:
+        raise HttpError(404, f"run {run.run_id} has already ended; there is nothing to cancel") from None
+    return json(shapes.run(ended))
+
+
+ROUTES = [
+    Route("/runs", create, methods=["POST"]),
+    Route("/runs/stream", create_stream, methods=["POST"]),
+    Route("/runs/wait", create_wait, methods=["POST"]),
+    Route("/threads/{thread_id}/runs", create, methods=["POST"]),
+    Route("/threads/{thread_id}/runs", list_runs, methods=["GET"]),
+    Route("/threads/{thread_id}/runs/stream", create_stream, methods=["POST"]),
+    Route("/threads/{thread_id}/runs/wait", create_wait, methods=["POST"]),
+    Route("/threads/{thread_id}/runs/{run_id}", get, methods=["GET"]),
+    Route("/threads/{thread_id}/runs/{run_id}/join", join, methods=["GET"]),
+    Route("/threads/{thread_id}/runs/{run_id}/stream", join_stream, methods=["GET"]),
+    Route("/threads/{thread_id}/runs/{run_id}/cancel", cancel, methods=["POST"]),
+]

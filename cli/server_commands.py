@@ -129,9 +129,12 @@ def serve(
     max_payload_bytes: int = typer.Option(DEFAULTS.max_payload_bytes, help="Largest JSON payload field."),
     max_payload_depth: int = typer.Option(DEFAULTS.max_payload_depth, help="Deepest JSON nesting."),
     http_port: int = typer.Option(
-        0, "--http-port", envvar="STEPSTREAM_HTTP_PORT", help="Also serve LangGraph's HTTP API on this port (0: off)."
+        0,
+        "--http-port",
+        envvar="STEPSTREAM_HTTP_PORT",
+        help="Also serve LangGraph's HTTP API on this port (0: off).",
     ),
-    http_cors_origin: list[str] = typer.Option(
+    http_cors_origin: list[str] = typer.Option(  # noqa: B008 (typer's way of declaring a flag)
         [], "--http-cors-origin", help="An origin browsers may call the HTTP API from (repeat; '*': any)."
     ),
 ) -> None:

@@ -57,6 +57,10 @@ class RunOptions:
     metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
     interrupt_before: tuple[str, ...] = ()
     interrupt_after: tuple[str, ...] = ()
+    # How the client that started the run asked to stream it (LangGraph's stream modes, HTTP
+    # door): a later join that names no modes gets these.
+    stream_modes: tuple[str, ...] = ()
+    stream_subgraphs: bool = False
 
     def to_json(self) -> dict[str, Any]:
         # Field by field: dataclasses.asdict deep-copies and showed up in profiles of run starts.
@@ -68,6 +72,8 @@ class RunOptions:
             "metadata": self.metadata,
             "interrupt_before": self.interrupt_before,
             "interrupt_after": self.interrupt_after,
+            "stream_modes": self.stream_modes,
+            "stream_subgraphs": self.stream_subgraphs,
         }
 
     @classmethod
@@ -75,6 +81,7 @@ class RunOptions:
         raw = dict(raw)
         raw["interrupt_before"] = tuple(raw.get("interrupt_before", ()))
         raw["interrupt_after"] = tuple(raw.get("interrupt_after", ()))
+        raw["stream_modes"] = tuple(raw.get("stream_modes", ()))
         if "busy_policy" in raw:
             raw["busy_policy"] = BusyPolicy(raw["busy_policy"])
         return cls(**raw)

@@ -18,7 +18,11 @@ from stepstream.server.core.errors import StepstreamError
 from stepstream.server.http import assistants, runs, threads
 from stepstream.server.http.common import json
 from stepstream.server.http.errors import HttpError, error_response, on_core_error, on_http_error
-from stepstream.server.http.middleware import AuthMiddleware, PrivateNetworkMiddleware
+from stepstream.server.http.middleware import (
+    AuthMiddleware,
+    InternalErrorMiddleware,
+    PrivateNetworkMiddleware,
+)
 
 
 async def ok(request: Request) -> Response:
@@ -66,6 +70,7 @@ def build_app(core: Core) -> Starlette:
     middleware.append(
         Middleware(AuthMiddleware, authenticator=authenticator_for(settings), anonymous=anonymous(settings))
     )
+    middleware.append(Middleware(InternalErrorMiddleware))
     app = Starlette(
         routes=[
             Route("/ok", ok, methods=["GET"]),

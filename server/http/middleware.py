@@ -9,6 +9,7 @@ so a run it starts continues its trace, as over gRPC.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -18,6 +19,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stepstream.security.credentials import Authenticator, AuthError, Principal
 from stepstream.server.api.auth import READER, WRITER
+
+log = logging.getLogger(__name__)
 
 # Paths anyone may call: probes and the server's description.
 OPEN_PATHS = frozenset({"/ok", "/info", "/health", "/metrics"})
@@ -39,8 +42,11 @@ async def _json_error(send: Send, status: int, detail: str, headers: list[tuple[
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-            + headers,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})
@@ -117,3 +123,30 @@ class PrivateNetworkMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_header)
+
+
+class InternalErrorMiddleware:
+    """A handler's unexpected exception is a logged 500 with a JSON body, and the connection
+    stays usable (the exception does not reach the server, which would drop the connection)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            log.exception("%s %s failed", scope["method"], scope["path"])
+            if not started:
+                await _json_error(send, 500, f"internal error: {type(exc).__name__}", [])

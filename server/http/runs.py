@@ -9,7 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -64,9 +64,18 @@ def _options(core: Any, graph_id: str, body: bodies.RunCreate) -> rec.RunOptions
         busy_policy=body.multitask_strategy,
         recursion_limit=config.recursion_limit or 0,
         configurable=configurable,
-        metadata=body.metadata or {},
+        # As LangGraph's server does: the run's metadata names its graph and assistant (and so
+        # does every checkpoint it writes).
+        metadata={
+            "graph_id": graph_id,
+            "assistant_id": shapes.assistant_id(graph_id),
+            "created_by": "system",
+            **(body.metadata or {}),
+        },
         interrupt_before=_nodes(core, graph_id, body.interrupt_before),
         interrupt_after=_nodes(core, graph_id, body.interrupt_after),
+        stream_modes=tuple(body.modes()),
+        stream_subgraphs=body.stream_subgraphs,
     )
 
 
@@ -108,15 +117,15 @@ def _stream_response(
     core, owner = core_of(request), owner_of(request)
     translator = StreamTranslator(run, modes, subgraphs, lambda: core.run_snapshots(owner, run.run_id))
 
-    async def frames() -> AsyncIterator[ServerSentEvent]:
+    async def frames() -> AsyncIterator[bytes]:
         ended = False
         try:
             async for batch in core.join_run(owner, run.run_id, 0, EventFilter(None, subgraphs)):
                 for event in batch:
-                    for index, (name, data) in enumerate(await translator.frames(event)):
-                        if after is not None and (event.seq, index) <= after:
+                    for seq, index, name, data in await translator.numbered(event):
+                        if after is not None and (seq, index) <= after:
                             continue
-                        yield ServerSentEvent(data=dumps(data), event=name, id=f"{event.seq}-{index}")
+                        yield _frame(name, data, f"{seq}-{index}")
                     ended = ended or event.terminal
         finally:
             if cancel_on_disconnect and not ended:
@@ -125,6 +134,13 @@ def _stream_response(
                 asyncio.get_running_loop().create_task(_cancel_quietly(core, owner, run.run_id))
 
     return EventSourceResponse(frames(), ping=HEARTBEAT_SECONDS, headers=_locations(run))
+
+
+def _frame(name: str, data: Any, event_id: str | None = None) -> bytes:
+    """One SSE frame, its fields in the order LangGraph's server writes them (event, data, id);
+    the JSON has no line breaks, so it is one data line."""
+    tail = f"id: {event_id}\r\n" if event_id is not None else ""
+    return f"event: {name}\r\ndata: {dumps(data)}\r\n{tail}\r\n".encode()
 
 
 async def _cancel_quietly(core: Any, owner: str, run_id: str) -> None:
@@ -138,8 +154,16 @@ def _thread_param(request: Request) -> str:
 
 async def create(request: Request) -> Response:
     thread_id = request.path_params.get("thread_id")
-    run, _ = await _start(request, bodies.check_uuid(thread_id, "thread") if thread_id else None)
-    return json(shapes.run(run), headers=_locations(run))
+    run, body = await _start(request, bodies.check_uuid(thread_id, "thread") if thread_id else None)
+    return json(shapes.run(run, _streamed(body)), headers=_locations(run))
+
+
+def _streamed(body: bodies.RunCreate) -> dict[str, Any]:
+    return {
+        "stream_mode": body.modes(),
+        "subgraphs": body.stream_subgraphs,
+        "resumable": body.stream_resumable,
+    }
 
 
 async def create_stream(request: Request) -> Response:
@@ -219,18 +243,17 @@ async def join_stream(request: Request) -> Response:
         run = await _run_of(request)
     except NotFound:
         # LangGraph's server answers a stream of an unknown run with one `error` event.
-        async def missing() -> AsyncIterator[ServerSentEvent]:
-            yield ServerSentEvent(
-                data=dumps({"error": "NotFound", "message": "404: Run not found"}), event="error"
-            )
+        async def missing() -> AsyncIterator[bytes]:
+            yield _frame("error", {"error": "NotFound", "message": "404: Run not found"})
 
         return EventSourceResponse(missing())
     query = request.query_params
-    modes = query.getlist("stream_mode") or ["values"]
+    # No modes named: those the run was started with (values if it was not streamed).
+    modes = [m for m in query.getlist("stream_mode") if m] or list(run.options.stream_modes) or ["values"]
     for mode in modes:
         if mode not in bodies.STREAM_MODES:
             raise HttpError(422, f"stream_mode {mode!r} is not one of {', '.join(bodies.STREAM_MODES)}")
-    subgraphs = query.get("stream_subgraphs", "false").lower() == "true"
+    subgraphs = query.get("stream_subgraphs", str(run.options.stream_subgraphs)).lower() == "true"
     last_event_id = request.headers.get("last-event-id")
     after: tuple[int, int] | None
     if last_event_id is None:
@@ -259,10 +282,10 @@ async def cancel(request: Request) -> Response:
         asyncio.get_running_loop().create_task(_cancel_quietly(core, owner, run.run_id))
         return Response(status_code=202)
     try:
-        ended = await core.cancel_run(owner, run.run_id, rollback=action == "rollback")
+        await core.cancel_run(owner, run.run_id, rollback=action == "rollback")
     except FailedPrecondition:
         raise HttpError(404, f"run {run.run_id} has already ended; there is nothing to cancel") from None
-    return json(shapes.run(ended))
+    return json({})
 
 
 ROUTES = [

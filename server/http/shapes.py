@@ -63,15 +63,25 @@ def assistant(loaded: LoadedGraph) -> dict[str, Any]:
     }
 
 
-def thread(
-    session: rec.Session, values: Any = None, interrupts: dict[str, Any] | None = None
-) -> dict[str, Any]:
+def new_thread(session: rec.Session) -> dict[str, Any]:
+    """A thread as its creation answers it."""
     return {
         "thread_id": session.session_id,
         "created_at": iso(session.created_at),
         "updated_at": iso(session.updated_at),
+        "state_updated_at": iso(session.updated_at),
         "metadata": session.metadata,
         "status": THREAD_STATUS.get(session.status, session.status),
+        "config": {},
+        "values": None,
+    }
+
+
+def thread(
+    session: rec.Session, values: Any = None, interrupts: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return {
+        **new_thread(session),
         "config": {"configurable": {}},
         "values": values,
         "interrupts": interrupts or {},
@@ -79,24 +89,47 @@ def thread(
     }
 
 
-def run(r: rec.Run, kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+def run(r: rec.Run, streamed: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A run; `streamed`: how it was asked to stream (known to the call that created it only)."""
     options = r.options
+    aid = assistant_id(r.graph_id)
+    kwargs = {
+        "input": loads(r.input_json) if r.input_json else None,
+        "command": loads(r.command_json) if r.command_json else None,
+        "config": {
+            "configurable": {
+                **options.configurable,
+                "thread_id": r.session_id,
+                "run_id": r.run_id,
+                "graph_id": r.graph_id,
+                "assistant_id": aid,
+            },
+            "metadata": options.metadata,
+        },
+        "context": {},
+        "interrupt_before": list(options.interrupt_before) or None,
+        "interrupt_after": list(options.interrupt_after) or None,
+        "stream_mode": ["values"],
+        "subgraphs": False,
+        "resumable": False,
+        "temporary": False,
+        "webhook": None,
+        "feedback_keys": None,
+        "checkpoint_during": True,
+        "durability": "async",
+        **(streamed or {}),
+    }
     return {
         "run_id": r.run_id,
         "thread_id": r.session_id,
-        "assistant_id": assistant_id(r.graph_id),
+        "assistant_id": aid,
         "created_at": iso(r.created_at),
         "updated_at": iso(r.ended_at or r.started_at or r.created_at),
         "status": RUN_STATUS.get(r.status, r.status),
         "metadata": options.metadata,
-        "kwargs": kwargs
-        if kwargs is not None
-        else {
-            "config": {"configurable": options.configurable},
-            "interrupt_before": list(options.interrupt_before) or None,
-            "interrupt_after": list(options.interrupt_after) or None,
-        },
+        "kwargs": kwargs,
         "multitask_strategy": options.busy_policy,
+        "langsmith_session_name": None,
     }
 
 

@@ -25,6 +25,8 @@ from stepstream.server.core.jsonio import loads
 from stepstream.server.http import shapes
 
 Frame = tuple[str, Any]
+# A frame with its id: (seq, index among the frames of that seq, event name, data).
+Numbered = tuple[int, int, str, Any]
 Snapshots = Callable[[], Awaitable[list[Any]]]
 # How long a stream waits for a checkpoint its events announce to be readable (its commit may
 # trail the event that reports the superstep's start), in tries of CHECKPOINT_RETRY_SECONDS.
@@ -63,6 +65,8 @@ class StreamTranslator:
         self._messages: dict[str, BaseMessageChunk] = {}
         self._checkpoints: list[Any] | None = None
         self._emitted_steps: set[int] = set()
+        self._held: Numbered | None = None
+        self._interrupt_in_values = False
         self._base_metadata = {
             **run.options.metadata,
             "graph_id": run.graph_id,
@@ -71,6 +75,34 @@ class StreamTranslator:
             "run_id": run.run_id,
             "thread_id": run.session_id,
         }
+
+    async def numbered(self, event: RunEvent) -> list[Numbered]:
+        """The frames of `event`, numbered, in the order they go out.
+
+        A root `values` frame is held until the next event: LangGraph reports a stop at
+        interrupt() as one `values` frame carrying the state and `__interrupt__`, while the
+        stored stream has the state, then the interrupt. Held, the two become that one frame
+        (under the state's id); the next stored event follows at once in every other case.
+        """
+        out: list[Numbered] = []
+        held, self._held = self._held, None
+        if held is not None and event.kind == ev.INTERRUPT_RAISED and not event.namespace:
+            seq, index, name, values = held
+            items = [shapes.interrupt(i) for i in event.data["interrupts"]]
+            out.append(
+                (seq, index, name, {**(values if isinstance(values, dict) else {}), "__interrupt__": items})
+            )
+            self._interrupt_in_values = True
+        elif held is not None:
+            out.append(held)
+        frames = await self.frames(event)
+        self._interrupt_in_values = False
+        for index, (name, data) in enumerate(frames):
+            if name == "values" and not event.namespace and not event.terminal:
+                self._held = (event.seq, index, name, data)
+            else:
+                out.append((event.seq, index, name, data))
+        return out
 
     async def frames(self, event: RunEvent) -> list[Frame]:
         ns = event.namespace
@@ -153,7 +185,7 @@ class StreamTranslator:
     async def _interrupt(self, event: RunEvent) -> list[Frame]:
         items = [shapes.interrupt(i) for i in event.data["interrupts"]]
         frames: list[Frame] = []
-        if "values" in self.modes and not event.namespace:
+        if "values" in self.modes and not event.namespace and not self._interrupt_in_values:
             values = self._values if isinstance(self._values, dict) else {}
             frames.append(("values", {**values, "__interrupt__": items}))
         if "updates" in self.modes:

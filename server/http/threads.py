@@ -43,7 +43,7 @@ async def create(request: Request) -> Response:
         except NotFound:  # another tenant's id: ids are one namespace, and this one is taken
             raise HttpError(409, f"Thread with ID {thread_id} already exists") from None
         return json(await _thread_json(request, session))
-    return json(shapes.thread(session))
+    return json(shapes.new_thread(session))
 
 
 async def get(request: Request) -> Response:
@@ -145,8 +145,8 @@ async def history(request: Request) -> Response:
 
 
 async def copy(request: Request) -> Response:
-    _thread_id(request)
-    raise HttpError(501, "copying a thread is not served yet by this server")
+    session = await core_of(request).copy_session(owner_of(request), _thread_id(request))
+    return json(await _thread_json(request, session))
 
 
 ROUTES = [

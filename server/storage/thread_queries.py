@@ -98,10 +98,16 @@ def patch_session(
 
 
 def bind_session(
-    conn: sa.Connection, owner: str, session_id: str, graph_id: str, metadata: Mapping[str, Any]
+    conn: sa.Connection,
+    owner: str,
+    session_id: str,
+    graph_id: str,
+    metadata: Mapping[str, Any],
+    rebind: bool,
 ) -> str | None:
-    """Give a session created without a graph its graph (once; later binds keep the first), and
-    merge `metadata` into its metadata. The session's graph afterwards; None if not the owner's."""
+    """Give a session created without a graph its graph (with `rebind`, whatever graph it had),
+    and merge `metadata` into its metadata. The session's graph afterwards; None if not the
+    owner's."""
     row = (
         conn.execute(
             sa.select(sessions.c.graph_id, sessions.c.metadata_json).where(
@@ -113,7 +119,7 @@ def bind_session(
     )
     if row is None:
         return None
-    bound = row["graph_id"] or graph_id
+    bound = graph_id if rebind else row["graph_id"] or graph_id
     held = orjson.loads(row["metadata_json"] or "{}")
     merged = {**held, **metadata}
     if bound != row["graph_id"] or merged != held:

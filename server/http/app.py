@@ -21,7 +21,6 @@ from stepstream.server.http.errors import HttpError, error_response, on_core_err
 from stepstream.server.http.middleware import (
     AuthMiddleware,
     InternalErrorMiddleware,
-    PrivateNetworkMiddleware,
 )
 
 
@@ -54,8 +53,6 @@ def build_app(core: Core) -> Starlette:
     middleware = []
     origins = list(settings.http_cors_origins)
     if origins:
-        if settings.http_cors_private_network:
-            middleware.append(Middleware(PrivateNetworkMiddleware))
         middleware.append(
             Middleware(
                 CORSMiddleware,
@@ -65,6 +62,9 @@ def build_app(core: Core) -> Starlette:
                 expose_headers=["Location", "Content-Location"],
                 # Credentials ride in headers (x-api-key, authorization), never cookies.
                 allow_credentials=False,
+                # Chrome's Private Network Access: a hosted page (LangGraph Studio) calling a
+                # server on localhost asks first.
+                allow_private_network=settings.http_cors_private_network,
             )
         )
     middleware.append(

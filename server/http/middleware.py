@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
@@ -96,33 +95,6 @@ class AuthMiddleware:
         finally:
             if token is not None:
                 otel_context.detach(token)
-
-
-class PrivateNetworkMiddleware:
-    """Answers Chrome's Private Network Access preflight (a page on a public origin, such as
-    LangGraph Studio, calling a server on localhost) when allowed: CORS itself is Starlette's."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        asked = (
-            scope["type"] == "http"
-            and scope["method"] == "OPTIONS"
-            and any(k.lower() == b"access-control-request-private-network" for k, _ in scope["headers"])
-        )
-        if not asked:
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_header(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers: list[Any] = list(message.get("headers", []))
-                headers.append((b"access-control-allow-private-network", b"true"))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, send_with_header)
 
 
 class InternalErrorMiddleware:

@@ -81,9 +81,10 @@ async def subgraphs(request: Request) -> Response:
     found: dict[str, Any] = {}
     async for name, sub in loaded.graph.aget_subgraphs(recurse=request.query_params.get("recurse") == "true"):
         found[name] = {
-            "graph_id": name,
-            "input_schema": sub.get_input_jsonschema(),
-            "output_schema": sub.get_output_jsonschema(),
+            "input_schema": _schema(sub.get_input_jsonschema),
+            "output_schema": _schema(sub.get_output_jsonschema),
+            "config_schema": {},
+            "context_schema": None,
         }
     return json(found)
 

@@ -24,7 +24,12 @@ def _thread_id(request: Request) -> str:
 async def _thread_json(request: Request, session: rec.Session) -> dict[str, Any]:
     snapshot = await core_of(request).session_snapshot(owner_of(request), session.session_id)
     values = snapshot.values if snapshot is not None else None
-    return shapes.thread(session, values, shapes.thread_interrupts(snapshot))
+    shown = shapes.thread(session, values, shapes.thread_interrupts(snapshot))
+    if shown["status"] == "idle" and snapshot is not None and snapshot.next:
+        # LangGraph's server calls a thread with work left at its last checkpoint (a cancelled
+        # run, a state updated as a node) interrupted.
+        shown["status"] = "interrupted"
+    return shown
 
 
 async def create(request: Request) -> Response:
@@ -112,16 +117,8 @@ async def update_state(request: Request) -> Response:
     new_checkpoint = await core_of(request).update_session_state(
         owner_of(request), thread_id, body.values, body.as_node or "", str(checkpoint_id)
     )
-    return json(
-        {
-            "checkpoint": {
-                "thread_id": thread_id,
-                "checkpoint_ns": "",
-                "checkpoint_id": new_checkpoint,
-                "checkpoint_map": None,
-            }
-        }
-    )
+    reference = {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": new_checkpoint}
+    return json({"checkpoint": reference, "configurable": reference, "checkpoint_id": new_checkpoint})
 
 
 async def history(request: Request) -> Response:
@@ -146,7 +143,9 @@ async def history(request: Request) -> Response:
 
 async def copy(request: Request) -> Response:
     session = await core_of(request).copy_session(owner_of(request), _thread_id(request))
-    return json(await _thread_json(request, session))
+    shown = shapes.new_thread(session)
+    del shown["values"]  # as LangGraph's server answers a copy
+    return json(shown)
 
 
 ROUTES = [

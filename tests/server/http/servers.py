@@ -74,7 +74,9 @@ def stepstream_http(workdir: pathlib.Path) -> Iterator[HttpServer]:
 
     port = free_port()
     db = f"sqlite+aiosqlite:///{workdir / 'stepstream.db'}"
-    with ServerProcess(db, LANGGRAPH_JSON, "--http-port", str(port), cwd=workdir):
+    # The browser page is served from another loopback port: a cross-origin caller.
+    args = ("--http-port", str(port), "--http-cors-origin", "*")
+    with ServerProcess(db, LANGGRAPH_JSON, *args, cwd=workdir):
         url = f"http://127.0.0.1:{port}"
         httpx.get(url + "/ok", timeout=10).raise_for_status()
         yield HttpServer("stepstream", url)

@@ -23,7 +23,7 @@ from stepstream.server.http.app import build_app
 log = logging.getLogger(__name__)
 
 # Seconds open connections (SSE streams) get to finish once the door stops.
-STOP_GRACE_SECONDS = 1.0
+STOP_GRACE_SECONDS = 1
 
 
 class _InLoopServer(uvicorn.Server):

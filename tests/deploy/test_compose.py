@@ -161,7 +161,8 @@ def test_balancer_serves_langgraphs_http_api_with_unbuffered_long_streams(model:
     servers = re.findall(r"^\s*server\s+(\S+?)(?:\s[^;]*)?;", block.group(1), re.M)
     services = model["services"]
     assert servers == [
-        f"replica-{n}:{option(services[f'replica-{n}']['command'], '--http-port')}" for n in range(1, REPLICAS + 1)
+        f"replica-{n}:{option(services[f'replica-{n}']['command'], '--http-port')}"
+        for n in range(1, REPLICAS + 1)
     ]
     assert re.search(rf"^\s*listen\s+{HTTP_PORT};", conf, re.M)
     for directive in ("proxy_buffering off;", "proxy_read_timeout 1h;", "proxy_http_version 1.1;"):

@@ -69,6 +69,8 @@ class RunCreate(_Body):
     checkpoint_id: str | None = None
     checkpoint: dict[str, Any] | None = None
     if_not_exists: Literal["create", "reject"] = "reject"
+    # Stateless runs only: "delete" removes the thread made for the run once it ends.
+    on_completion: Literal["delete", "keep"] = "delete"
     after_seconds: float | None = Field(default=None, ge=0)
 
     def modes(self) -> list[str]:

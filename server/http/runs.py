@@ -15,9 +15,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from stepstream.server.core import records as rec
+from stepstream.server.core.app import Core
 from stepstream.server.core.errors import FailedPrecondition, NotFound
 from stepstream.server.core.events import EventFilter
 from stepstream.server.core.jsonio import dumps, loads
+from stepstream.server.core.start import CommandRequest, OptionsRequest, StartRunRequest
 from stepstream.server.http import bodies, shapes
 from stepstream.server.http.common import core_of, graph_of, json, owner_of
 from stepstream.server.http.errors import HttpError
@@ -31,7 +33,7 @@ HEARTBEAT_SECONDS = 5.0
 EVERYTHING: tuple[int, int] = (0, -1)
 
 
-def _command(body: bodies.RunCreate) -> rec.CommandSpec | None:
+def _command(body: bodies.RunCreate) -> CommandRequest | None:
     command = body.command
     if command is None:
         return None
@@ -43,35 +45,40 @@ def _command(body: bodies.RunCreate) -> rec.CommandSpec | None:
     elif command.goto is not None:
         raise HttpError(422, "command.goto: Send objects are not served yet; give node names")
     has_resume = "resume" in command.model_fields_set and command.resume is not None
-    return rec.CommandSpec(resume=command.resume, has_resume=has_resume, update=command.update, goto=goto)
+    return CommandRequest(
+        resume_json=dumps(command.resume) if has_resume else "",
+        update_json=dumps(command.update) if command.update is not None else "",
+        goto=goto,
+    )
 
 
-def _nodes(core: Any, graph_id: str, chosen: str | list[str] | None) -> tuple[str, ...]:
+def _nodes(core: Core, graph_id: str, chosen: str | list[str] | None) -> tuple[str, ...]:
     if chosen == "*":
         return tuple(core.graph(graph_id).nodes)
     return tuple(chosen or ())
 
 
-def _options(core: Any, graph_id: str, body: bodies.RunCreate) -> rec.RunOptions:
+def _options(core: Core, graph_id: str, body: bodies.RunCreate) -> OptionsRequest:
     config = body.config or bodies.RunConfig()
     configurable = dict(config.configurable)
     checkpoint_id = body.checkpoint_id or (body.checkpoint or {}).get("checkpoint_id")
     if checkpoint_id:
         # LangGraph starts from the checkpoint the configurable names.
         configurable["checkpoint_id"] = str(checkpoint_id)
-    return rec.RunOptions(
+    # As LangGraph's server does: the run's metadata names its graph and assistant (and so
+    # does every checkpoint it writes).
+    metadata = {
+        "graph_id": graph_id,
+        "assistant_id": shapes.assistant_id(graph_id),
+        "created_by": "system",
+        **(body.metadata or {}),
+    }
+    return OptionsRequest(
         max_concurrency=config.max_concurrency or 0,
-        busy_policy=body.multitask_strategy,
+        busy_policy=rec.BusyPolicy(body.multitask_strategy),
         recursion_limit=config.recursion_limit or 0,
-        configurable=configurable,
-        # As LangGraph's server does: the run's metadata names its graph and assistant (and so
-        # does every checkpoint it writes).
-        metadata={
-            "graph_id": graph_id,
-            "assistant_id": shapes.assistant_id(graph_id),
-            "created_by": "system",
-            **(body.metadata or {}),
-        },
+        configurable_json=dumps(configurable) if configurable else "",
+        metadata_json=dumps(metadata),
         interrupt_before=_nodes(core, graph_id, body.interrupt_before),
         interrupt_after=_nodes(core, graph_id, body.interrupt_after),
         stream_modes=tuple(body.modes()),
@@ -83,22 +90,33 @@ async def _start(request: Request, thread_id: str | None) -> tuple[rec.Run, bodi
     body = await bodies.parse(request, bodies.RunCreate, empty_ok=False)
     core, owner = core_of(request), owner_of(request)
     graph_id = graph_of(core, body.assistant_id)
+    on_completion = rec.OnCompletion.KEEP
     if thread_id is not None:
         try:
             await core.get_session(owner, thread_id)
         except NotFound:
             if body.if_not_exists != "create":
                 raise HttpError(404, f"Thread with ID {thread_id} not found") from None
-            await core.create_unbound_session(owner, thread_id, {})
+            await core.create_session(owner, "", session_id=thread_id, bind_later=True)
         # A thread takes its graph at its first run, and records it in its metadata.
         meta = {"graph_id": graph_id, "assistant_id": shapes.assistant_id(graph_id)}
         await core.bind_session(owner, thread_id, graph_id, meta)
+    elif body.on_completion == "delete":
+        # A stateless run: the thread made for it goes when it ends (LangGraph's default).
+        on_completion = rec.OnCompletion.DELETE
     command = _command(body)
     input_json = "" if body.input is None or command is not None else dumps(body.input)
-    run = await core.start_run(
-        owner, graph_id, thread_id or "", input_json, command, _options(core, graph_id, body)
+    request_ = StartRunRequest(
+        owner=owner,
+        graph_id=graph_id,
+        session_id=thread_id or "",
+        input_json=input_json,
+        command=command,
+        options=_options(core, graph_id, body),
+        on_completion=on_completion,
+        options_field="config",
     )
-    return run, body
+    return await core.start_run(request_), body
 
 
 def _locations(run: rec.Run) -> dict[str, str]:
@@ -177,7 +195,7 @@ async def create_stream(request: Request) -> Response:
 def _result(run: rec.Run) -> Any:
     """What wait and join answer: the run's final values; with pending interrupts, those too;
     a failed run's error."""
-    if run.status == rec.FAILED:
+    if run.status is rec.RunStatus.FAILED:
         return {"__error__": {"error": run.error_type, "message": run.error_message}}
     values = loads(run.values_json) if run.values_json else None
     if run.interrupts:
@@ -224,7 +242,7 @@ async def list_runs(request: Request) -> Response:
     statuses = shapes.RUN_STATUS_FILTER[status] if status else []
     if status and not statuses:
         return json([])
-    runs = await core.list_runs(owner, thread_id, statuses, limit, offset)
+    runs = await core.list_runs_from(owner, thread_id, statuses, limit, offset)
     return json([shapes.run(r) for r in runs])
 
 

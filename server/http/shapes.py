@@ -18,22 +18,27 @@ EPOCH_ISO = "1970-01-01T00:00:00+00:00"
 # A run that stopped at interrupt() succeeded as far as LangGraph's server is concerned (its
 # thread is the one `interrupted`); its `interrupted` run status means cancelled.
 RUN_STATUS = {
-    rec.QUEUED: "pending",
-    rec.RUNNING: "running",
-    rec.SUCCEEDED: "success",
-    rec.INTERRUPTED: "success",
-    rec.FAILED: "error",
-    rec.CANCELLED: "interrupted",
+    rec.RunStatus.QUEUED: "pending",
+    rec.RunStatus.RUNNING: "running",
+    rec.RunStatus.SUCCEEDED: "success",
+    rec.RunStatus.INTERRUPTED: "success",
+    rec.RunStatus.FAILED: "error",
+    rec.RunStatus.CANCELLED: "interrupted",
 }
-RUN_STATUS_FILTER: dict[str, list[str]] = {
-    "pending": [rec.QUEUED],
-    "running": [rec.RUNNING],
-    "success": [rec.SUCCEEDED, rec.INTERRUPTED],
-    "error": [rec.FAILED],
-    "interrupted": [rec.CANCELLED],
+RUN_STATUS_FILTER: dict[str, list[rec.RunStatus]] = {
+    "pending": [rec.RunStatus.QUEUED],
+    "running": [rec.RunStatus.RUNNING],
+    "success": [rec.RunStatus.SUCCEEDED, rec.RunStatus.INTERRUPTED],
+    "error": [rec.RunStatus.FAILED],
+    "interrupted": [rec.RunStatus.CANCELLED],
     "timeout": [],
 }
-THREAD_STATUS = {rec.IDLE: "idle", rec.BUSY: "busy", rec.INTERRUPTED: "interrupted", rec.ERROR: "error"}
+THREAD_STATUS = {
+    rec.SessionStatus.IDLE: "idle",
+    rec.SessionStatus.BUSY: "busy",
+    rec.SessionStatus.INTERRUPTED: "interrupted",
+    rec.SessionStatus.ERROR: "error",
+}
 THREAD_STATUS_FILTER = {v: k for k, v in THREAD_STATUS.items()}
 
 

@@ -11,10 +11,10 @@ from starlette.routing import Route
 from stepstream.server.core import records as rec
 from stepstream.server.core.errors import AlreadyExists, NotFound
 from stepstream.server.core.ids import new_id
+from stepstream.server.core.jsonio import json_contains
 from stepstream.server.http import bodies, shapes
 from stepstream.server.http.common import core_of, json, owner_of
 from stepstream.server.http.errors import HttpError
-from stepstream.server.storage.thread_queries import contains
 
 
 def _thread_id(request: Request) -> str:
@@ -37,8 +37,8 @@ async def create(request: Request) -> Response:
     core, owner = core_of(request), owner_of(request)
     thread_id = bodies.check_uuid(body.thread_id, "thread") if body.thread_id else new_id()
     try:
-        session = await core.create_unbound_session(
-            owner, thread_id, body.metadata or {}, body.graph_id or ""
+        session = await core.create_session(
+            owner, body.graph_id or "", session_id=thread_id, metadata=body.metadata or {}, bind_later=True
         )
     except AlreadyExists:
         if body.if_exists != "do_nothing":
@@ -71,13 +71,19 @@ async def delete(request: Request) -> Response:
 
 
 async def _search(request: Request, body: bodies.ThreadSearch) -> list[dict[str, Any]]:
-    statuses = [shapes.THREAD_STATUS_FILTER[body.status]] if body.status else []
-    sessions = await core_of(request).search_sessions(
-        owner_of(request), body.metadata or {}, statuses, body.ids or [], body.limit, body.offset
+    query = rec.SessionQuery(
+        metadata=body.metadata or {},
+        statuses=(shapes.THREAD_STATUS_FILTER[body.status],) if body.status else (),
+        session_ids=tuple(body.ids or ()),
+        sort=rec.SessionSort.UPDATED_AT if body.sort_by == "updated_at" else rec.SessionSort.CREATED_AT,
+        ascending=body.sort_order == "asc",
+        limit=body.limit,
+        offset=body.offset,
     )
+    sessions = await core_of(request).search_sessions(owner_of(request), query)
     found = [await _thread_json(request, s) for s in sessions]
     if body.values:
-        found = [t for t in found if contains(t["values"], body.values)]
+        found = [t for t in found if json_contains(t["values"], body.values)]
     if body.select:
         found = [{k: v for k, v in t.items() if k in body.select} for t in found]
     return found

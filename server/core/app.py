@@ -16,7 +16,7 @@ from stepstream.security.tls import sidecar_credentials
 from stepstream.server.core import records as rec
 from stepstream.server.core.admission import TenantAdmission
 from stepstream.server.core.dispatch import Dispatcher
-from stepstream.server.core.errors import FailedPrecondition, InvalidArgument
+from stepstream.server.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from stepstream.server.core.eventlog import EventLog
 from stepstream.server.core.events import EventFilter, RunEvent
 from stepstream.server.core.executor import RunExecutor
@@ -101,6 +101,7 @@ class Core:
             settings.queue_full_retry_after,
         )
         self._retention: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self._pruned_until = 0.0
 
     async def start(self) -> None:
@@ -159,9 +160,10 @@ class Core:
         return await self.sessions.get(owner, session_id)
 
     async def list_sessions(
-        self, owner: str, graph_id: str, size: int, token: str
+        self, owner: str, query: rec.SessionQuery, size: int, token: str
     ) -> tuple[list[rec.Session], str]:
-        return await self.sessions.list_sessions(owner, graph_id, size, token)
+        """A page of the owner's sessions matching `query` (its limit and offset are the page's)."""
+        return await self.sessions.list_sessions(owner, query, size, token)
 
     async def search_sessions(self, owner: str, query: rec.SessionQuery) -> list[rec.Session]:
         """The owner's sessions matching every filter of `query`, in its order, paged by offset."""
@@ -282,6 +284,22 @@ class Core:
 
     async def cancel_run(self, owner: str, run_id: str, rollback: bool) -> rec.Run:
         return await self.runs.cancel(owner, run_id, rollback)
+
+    def run_abandoned(self, owner: str, run_id: str) -> None:
+        """The client streaming a run it asked to be cancelled with (gRPC cancel_on_disconnect,
+        HTTP on_disconnect="cancel") went away before the run ended: cancel it, in the
+        background (the stream is being closed); a run that ended meanwhile is left alone."""
+        task = asyncio.get_running_loop().create_task(self._cancel_abandoned(owner, run_id))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _cancel_abandoned(self, owner: str, run_id: str) -> None:
+        try:
+            await self.runs.cancel(owner, run_id, rollback=False, reason="client disconnected")
+        except (FailedPrecondition, NotFound):
+            pass  # it ended (or went with its stateless session) before the cancel reached it
+        except Exception:
+            log.exception("could not cancel run %s after its client went away", run_id)
 
     async def cancel_session_run(self, owner: str, session_id: str, rollback: bool) -> rec.Run:
         """Cancel the run active on a session (the oldest, if several wait)."""

@@ -106,9 +106,16 @@ class SessionManager:
         return await self._store.get_session(owner, session_id)
 
     async def list_sessions(
-        self, owner: str, graph_id: str, size: int, token: str
+        self, owner: str, query: rec.SessionQuery, size: int, token: str
     ) -> tuple[list[rec.Session], str]:
-        return await self._store.list_sessions(owner, graph_id, page_size(size), token)
+        """A page of `search`: the token holds where the next page starts."""
+        offset = int(decode_page_token(token)[0]) if token else 0
+        if offset < 0:
+            raise InvalidArgument("page_token", "is not a token this server issued")
+        limit = page_size(size)
+        found = await self.search(owner, dataclasses.replace(query, limit=limit + 1, offset=offset))
+        more = len(found) > limit
+        return found[:limit], encode_page_token(offset + limit, "") if more else ""
 
     async def delete(self, owner: str, session_id: str, force: bool) -> None:
         await self._store.get_session(owner, session_id)

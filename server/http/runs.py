@@ -147,9 +147,7 @@ def _stream_response(
                     ended = ended or event.terminal
         finally:
             if cancel_on_disconnect and not ended:
-                # The client went away from a run it asked to cancel with it: cancel it, in the
-                # background (this generator is being closed).
-                asyncio.get_running_loop().create_task(_cancel_quietly(core, owner, run.run_id))
+                core.run_abandoned(owner, run.run_id)
 
     return EventSourceResponse(frames(), ping=HEARTBEAT_SECONDS, headers=_locations(run))
 

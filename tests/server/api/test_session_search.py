@@ -18,7 +18,7 @@ import grpc
 import pytest
 
 from stepstream.v1 import common_pb2, runs_pb2, sessions_pb2
-from tests.integration.rpc import Api
+from tests.rpc import Api
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(120)]
 

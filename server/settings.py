@@ -185,3 +185,14 @@ class ServerSettings(Settings):
     """Most entries in one repeated or map field of a request (event kinds, statuses, nodes...)."""
     max_string_bytes: int = 1024
     """Longest plain string field (ids, names, tokens), in bytes."""
+
+    # -- LangGraph's HTTP API (server/http, docs/http-api.md) --
+    http_port: Annotated[int | None, Field(ge=0, le=65535)] = None
+    """Port of a second listener, in the same process, serving LangGraph's HTTP API (the one
+    langgraph-sdk and useStream call) on `host`; unset or 0: no HTTP listener."""
+    http_cors_origins: Annotated[list[str], Flag("--http-cors-origin")] = []
+    """Origins browsers may call the HTTP API from (CORS; "*": any; none: no CORS headers);
+    the flag repeats, the variable is a JSON list."""
+    http_cors_private_network: bool = True
+    """Answer Chrome's Private Network Access preflight for those origins, so a hosted page
+    (LangGraph Studio) may call a server on localhost."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Iterable
+from typing import Literal
 
 from stepstream.client.events import EventKind, RunEvent, kinds_to_proto
 from stepstream.client.jsonio import Json, encode_optional
@@ -17,6 +18,9 @@ from stepstream.v1 import runs_pb2
 _WAIT_MARGIN = 5.0
 
 Kinds = Iterable[EventKind | str] | None
+# "delete": a stateless run, whose session (made for it) is deleted when it ends.
+OnCompletion = Literal["keep", "delete"]
+_ON_COMPLETION = {"keep": runs_pb2.ON_COMPLETION_KEEP, "delete": runs_pb2.ON_COMPLETION_DELETE}
 
 
 def start_request(
@@ -26,6 +30,7 @@ def start_request(
     session_id: str | None = None,
     command: Command | None = None,
     options: RunOptions | None = None,
+    on_completion: OnCompletion = "keep",
 ) -> runs_pb2.StartRunRequest:
     return runs_pb2.StartRunRequest(
         graph_id=graph_id or "",
@@ -33,6 +38,7 @@ def start_request(
         input_json=encode_optional(input),
         command=command.to_proto() if command else None,
         options=options.to_proto() if options else None,
+        on_completion=_ON_COMPLETION[on_completion],
     )
 
 
@@ -48,6 +54,7 @@ class Runs:
         session_id: str | None = None,
         command: Command | None = None,
         options: RunOptions | None = None,
+        on_completion: OnCompletion = "keep",
     ) -> Run:
         """Queue a run and return it at once.
 
@@ -56,7 +63,14 @@ class Runs:
         command, the session continues from its last checkpoint; with
         `command=Command(resume=value)`, it answers the pending interrupt.
         """
-        request = start_request(graph_id, input, session_id=session_id, command=command, options=options)
+        request = start_request(
+            graph_id,
+            input,
+            session_id=session_id,
+            command=command,
+            options=options,
+            on_completion=on_completion,
+        )
         response: runs_pb2.StartRunResponse = await self._pool.unary(
             "runs", "StartRun", request, idempotent=False
         )
@@ -72,16 +86,29 @@ class Runs:
         options: RunOptions | None = None,
         kinds: Kinds = None,
         subgraphs: bool = False,
+        on_completion: OnCompletion = "keep",
+        cancel_on_disconnect: bool = False,
     ) -> AsyncGenerator[RunEvent, None]:
         """Queue a run and yield its events until it ends.
+
+        With `cancel_on_disconnect`, closing this stream before the run ends cancels the run;
+        otherwise the run goes on and can be joined later.
 
         If the stream breaks once the run is known, the rest is fetched with
         JoinRun from the last seen seq, on any replica, without loss or repeat.
         """
         request = runs_pb2.StreamRunRequest(
-            run=start_request(graph_id, input, session_id=session_id, command=command, options=options),
+            run=start_request(
+                graph_id,
+                input,
+                session_id=session_id,
+                command=command,
+                options=options,
+                on_completion=on_completion,
+            ),
             event_kinds=kinds_to_proto(kinds),
             subgraphs=subgraphs,
+            cancel_on_disconnect=cancel_on_disconnect,
         )
         return stream_new_run(self._pool, request)
 

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Iterable, Mapping
+from typing import Literal
 
 from stepstream.client.jsonio import Json, encode, encode_optional
-from stepstream.client.models import Page, Session, SessionState, iter_items, iter_pages
+from stepstream.client.models import Page, Session, SessionState, SessionStatus, iter_items, iter_pages
 from stepstream.client.pool import ChannelPool
 from stepstream.v1 import sessions_pb2
+
+SortBy = Literal["created_at", "updated_at"]
+_SORT_BY = {
+    "created_at": sessions_pb2.SESSION_SORT_BY_CREATED_AT,
+    "updated_at": sessions_pb2.SESSION_SORT_BY_UPDATED_AT,
+}
+
+
+def _status_proto(status: SessionStatus | str) -> sessions_pb2.SessionStatus.ValueType:
+    return sessions_pb2.SessionStatus.Value(f"SESSION_STATUS_{SessionStatus(status).name}")
 
 
 class Sessions:
@@ -34,11 +45,29 @@ class Sessions:
         return Session.from_proto(response.session)
 
     async def list_page(
-        self, *, graph_id: str | None = None, page_size: int = 0, page_token: str = ""
+        self,
+        *,
+        graph_id: str | None = None,
+        metadata: Mapping[str, Json] | None = None,
+        statuses: Iterable[SessionStatus | str] = (),
+        sort_by: SortBy = "created_at",
+        ascending: bool = False,
+        page_size: int = 0,
+        page_token: str = "",
     ) -> Page[Session]:
-        """One page, newest first; page_size 0 means the server's default (50)."""
+        """One page, newest first unless `ascending`; page_size 0 means the server's default (50).
+
+        Filters, each when given: sessions of `graph_id`, whose metadata contains `metadata`
+        (every key with an equal value, nested objects compared the same way), in `statuses`.
+        """
         request = sessions_pb2.ListSessionsRequest(
-            page_size=page_size, page_token=page_token, graph_id=graph_id or ""
+            page_size=page_size,
+            page_token=page_token,
+            graph_id=graph_id or "",
+            metadata_json=encode_optional(metadata),
+            statuses=[_status_proto(s) for s in statuses],
+            sort_by=_SORT_BY[sort_by],
+            ascending=ascending,
         )
         response: sessions_pb2.ListSessionsResponse = await self._pool.unary(
             "sessions", "ListSessions", request, idempotent=True
@@ -46,19 +75,70 @@ class Sessions:
         return Page(tuple(Session.from_proto(s) for s in response.sessions), response.next_page_token)
 
     def pages(
-        self, *, graph_id: str | None = None, page_size: int = 0
+        self,
+        *,
+        graph_id: str | None = None,
+        metadata: Mapping[str, Json] | None = None,
+        statuses: Iterable[SessionStatus | str] = (),
+        sort_by: SortBy = "created_at",
+        ascending: bool = False,
+        page_size: int = 0,
     ) -> AsyncGenerator[Page[Session], None]:
+        wanted = tuple(statuses)
         return iter_pages(
-            lambda token: self.list_page(graph_id=graph_id, page_size=page_size, page_token=token)
+            lambda token: self.list_page(
+                graph_id=graph_id,
+                metadata=metadata,
+                statuses=wanted,
+                sort_by=sort_by,
+                ascending=ascending,
+                page_size=page_size,
+                page_token=token,
+            )
         )
 
     def list(
-        self, *, graph_id: str | None = None, page_size: int = 0, limit: int | None = None
+        self,
+        *,
+        graph_id: str | None = None,
+        metadata: Mapping[str, Json] | None = None,
+        statuses: Iterable[SessionStatus | str] = (),
+        sort_by: SortBy = "created_at",
+        ascending: bool = False,
+        page_size: int = 0,
+        limit: int | None = None,
     ) -> AsyncGenerator[Session, None]:
-        """Every session (or the first `limit`), newest first, fetching pages as needed."""
+        """Every matching session (or the first `limit`), fetching pages as needed."""
+        wanted = tuple(statuses)
         return iter_items(
-            lambda token: self.list_page(graph_id=graph_id, page_size=page_size, page_token=token), limit
+            lambda token: self.list_page(
+                graph_id=graph_id,
+                metadata=metadata,
+                statuses=wanted,
+                sort_by=sort_by,
+                ascending=ascending,
+                page_size=page_size,
+                page_token=token,
+            ),
+            limit,
         )
+
+    async def patch(self, session_id: str, metadata: Mapping[str, Json]) -> Session:
+        """Merge `metadata` into the session's, key by key; a None value removes its key."""
+        request = sessions_pb2.PatchSessionRequest(session_id=session_id, metadata_json=encode(metadata))
+        response: sessions_pb2.PatchSessionResponse = await self._pool.unary(
+            "sessions", "PatchSession", request, idempotent=True
+        )
+        return Session.from_proto(response.session)
+
+    async def copy(self, session_id: str, *, new_session_id: str | None = None) -> Session:
+        """A new session with this one's checkpoints and metadata; the two go on independently.
+        FAILED_PRECONDITION while the session has an active run."""
+        request = sessions_pb2.CopySessionRequest(session_id=session_id, new_session_id=new_session_id or "")
+        response: sessions_pb2.CopySessionResponse = await self._pool.unary(
+            "sessions", "CopySession", request, idempotent=False
+        )
+        return Session.from_proto(response.session)
 
     async def delete(self, session_id: str, *, force: bool = False) -> None:
         """Delete a session with its runs, events and checkpoints; `force` cancels an active run."""

@@ -11,7 +11,7 @@ from google.protobuf import timestamp_pb2
 from stepstream.server.core import records as rec
 from stepstream.server.core.errors import InvalidArgument
 from stepstream.server.core.events import EventFilter, RunEvent
-from stepstream.server.core.jsonio import dumps
+from stepstream.server.core.jsonio import dumps, parse_field
 from stepstream.server.core.start import CommandRequest, OptionsRequest, StartRunRequest
 from stepstream.v1 import common_pb2, events_pb2, runs_pb2, sessions_pb2
 
@@ -168,4 +168,36 @@ def start_run_request(owner: str, request: runs_pb2.StartRunRequest) -> StartRun
         command=command_request(request.command) if request.HasField("command") else None,
         options=options_request(request.options),
         run_id=request.run_id,
+        on_completion=ON_COMPLETION.get(request.on_completion, rec.OnCompletion.KEEP),
+    )
+
+
+ON_COMPLETION = {
+    runs_pb2.ON_COMPLETION_UNSPECIFIED: rec.OnCompletion.KEEP,
+    runs_pb2.ON_COMPLETION_KEEP: rec.OnCompletion.KEEP,
+    runs_pb2.ON_COMPLETION_DELETE: rec.OnCompletion.DELETE,
+}
+SESSION_STATUS_NAME = {pb: status for status, pb in SESSION_STATUS.items()}
+
+
+def session_query(request: sessions_pb2.ListSessionsRequest) -> rec.SessionQuery:
+    """The filters and order of a ListSessions request (paging is the page token's)."""
+    metadata = parse_field("metadata_json", request.metadata_json, object_only=True)
+    unknown = [s for s in request.statuses if s not in SESSION_STATUS_NAME]
+    if unknown:
+        raise InvalidArgument("statuses", f"unknown session status {unknown[0]}")
+    if request.sort_by not in (
+        sessions_pb2.SESSION_SORT_BY_UNSPECIFIED,
+        sessions_pb2.SESSION_SORT_BY_CREATED_AT,
+        sessions_pb2.SESSION_SORT_BY_UPDATED_AT,
+    ):
+        raise InvalidArgument("sort_by", f"unknown sort {request.sort_by}")
+    return rec.SessionQuery(
+        metadata=metadata or {},
+        statuses=tuple(SESSION_STATUS_NAME[s] for s in request.statuses),
+        graph_id=request.graph_id,
+        sort=rec.SessionSort.UPDATED_AT
+        if request.sort_by == sessions_pb2.SESSION_SORT_BY_UPDATED_AT
+        else rec.SessionSort.CREATED_AT,
+        ascending=request.ascending,
     )

@@ -125,6 +125,14 @@ async def serve(settings: ServerSettings, announce: Callable[[str], None] = _pri
     telemetry = configure_from_env("stepstream", settings.replica)
     server = StepstreamServer(settings)
     port = await server.start()
+    # LangGraph's HTTP API on a second port, from the same core (server/http).
+    http_door = None
+    if settings.http_port:
+        from stepstream.server.http.door import HttpDoor
+
+        http_door = HttpDoor(server.core)
+        http_port = await http_door.start()
+        print(f"stepstream HTTP API on http://{settings.host}:{http_port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -140,6 +148,8 @@ async def serve(settings: ServerSettings, announce: Callable[[str], None] = _pri
     await stop.wait()
     log.info("stopping: draining runs for up to %.0f s", settings.shutdown_grace_seconds)
     await server.stop()
+    if http_door is not None:
+        await http_door.stop()
     telemetry.shutdown()
 
 

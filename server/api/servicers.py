@@ -82,7 +82,10 @@ class SessionServicer(_Servicer, sessions_pb2_grpc.SessionServiceServicer):
     @unary
     async def ListSessions(self, request: sessions_pb2.ListSessionsRequest, context: Context) -> Any:
         items, token = await self._core.list_sessions(
-            owner_of(self._core, context), request.graph_id, request.page_size, request.page_token
+            owner_of(self._core, context),
+            convert.session_query(request),
+            request.page_size,
+            request.page_token,
         )
         return sessions_pb2.ListSessionsResponse(
             sessions=[convert.session_pb(s) for s in items], next_page_token=token
@@ -117,13 +120,20 @@ class SessionServicer(_Servicer, sessions_pb2_grpc.SessionServiceServicer):
     ) -> Any:
         return await update_state(self._core, owner_of(self._core, context), request)
 
-    # Declared by the contract ahead of the core's support (issue [runtime]); until then a
-    # caller is told plainly instead of meeting grpc's bare "Method not implemented".
+    @unary
     async def PatchSession(self, request: sessions_pb2.PatchSessionRequest, context: Context) -> Any:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "PatchSession is not served yet by this server")
+        metadata = parse_field("metadata_json", request.metadata_json, object_only=True)
+        if metadata is None:
+            raise InvalidArgument("metadata_json", "is required: a JSON object of keys to set (null removes)")
+        session = await self._core.patch_session(owner_of(self._core, context), request.session_id, metadata)
+        return sessions_pb2.PatchSessionResponse(session=convert.session_pb(session))
 
+    @unary
     async def CopySession(self, request: sessions_pb2.CopySessionRequest, context: Context) -> Any:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "CopySession is not served yet by this server")
+        session = await self._core.copy_session(
+            owner_of(self._core, context), request.session_id, request.new_session_id
+        )
+        return sessions_pb2.CopySessionResponse(session=convert.session_pb(session))
 
     async def SessionStream(self, request_iterator: Any, context: Context) -> AsyncIterator[Any]:
         context.set_trailing_metadata(self.trailer)
@@ -153,8 +163,14 @@ class RunServicer(_Servicer, runs_pb2_grpc.RunServiceServicer):
     async def StreamRun(self, request: runs_pb2.StreamRunRequest, context: Context) -> AsyncIterator[Any]:
         event_filter = convert.event_filter(request.event_kinds, request.subgraphs)
         run = await self._start(request.run, context)
-        async for batch in self._core.run_events(run, 0, event_filter):
-            yield runs_pb2.StreamRunResponse(events=[convert.event_pb(e) for e in batch])
+        ended = False
+        try:
+            async for batch in self._core.run_events(run, 0, event_filter):
+                ended = ended or any(e.terminal for e in batch)
+                yield runs_pb2.StreamRunResponse(events=[convert.event_pb(e) for e in batch])
+        finally:
+            if request.cancel_on_disconnect and not ended:
+                self._core.run_abandoned(run.owner, run.run_id)
 
     @streaming
     async def JoinRun(self, request: runs_pb2.JoinRunRequest, context: Context) -> AsyncIterator[Any]:

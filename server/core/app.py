@@ -16,7 +16,7 @@ from stepstream.security.tls import sidecar_credentials
 from stepstream.server.core import records as rec
 from stepstream.server.core.admission import TenantAdmission
 from stepstream.server.core.dispatch import Dispatcher
-from stepstream.server.core.errors import FailedPrecondition, InvalidArgument
+from stepstream.server.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from stepstream.server.core.eventlog import EventLog
 from stepstream.server.core.events import EventFilter, RunEvent
 from stepstream.server.core.executor import RunExecutor
@@ -83,11 +83,13 @@ class Core:
             settings.durability,
         )
         self.runs = RunManager(
-            settings, self.registry, self.store, self.eventlog, self.executor, self.database.queue
+            settings, self.registry, self.store, self.eventlog, self.executor, self.database.queue, self.saver
         )
         if self.telemetry is not None:
             self.eventlog.on_streamed = self.telemetry.streamed
-        self.sessions = SessionManager(self.registry, self.store, self.database.writer, self.runs, self.saver)
+        self.sessions = SessionManager(
+            self.registry, self.store, self.database.writer, self.runs, self.saver, self.database.catalog
+        )
         self.dispatcher = Dispatcher(
             settings, self.runs, self.eventlog, self.database.queue, self.database.listener
         )
@@ -99,6 +101,7 @@ class Core:
             settings.queue_full_retry_after,
         )
         self._retention: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self._pruned_until = 0.0
 
     async def start(self) -> None:
@@ -140,17 +143,65 @@ class Core:
 
     # -- sessions -----------------------------------------------------------------------------
     async def create_session(
-        self, owner: str, graph_id: str, *, session_id: str = "", metadata: Any = None
+        self,
+        owner: str,
+        graph_id: str,
+        *,
+        session_id: str = "",
+        metadata: Any = None,
+        bind_later: bool = False,
     ) -> rec.Session:
-        return await self.sessions.create(owner, graph_id, session_id=session_id, metadata=metadata)
+        """A new session; with `bind_later` and no graph, its first run binds it (bind_session)."""
+        return await self.sessions.create(
+            owner, graph_id, session_id=session_id, metadata=metadata, bind_later=bind_later
+        )
 
     async def get_session(self, owner: str, session_id: str) -> rec.Session:
         return await self.sessions.get(owner, session_id)
 
     async def list_sessions(
-        self, owner: str, graph_id: str, size: int, token: str
+        self, owner: str, query: rec.SessionQuery, size: int, token: str
     ) -> tuple[list[rec.Session], str]:
-        return await self.sessions.list_sessions(owner, graph_id, size, token)
+        """A page of the owner's sessions matching `query` (its limit and offset are the page's)."""
+        return await self.sessions.list_sessions(owner, query, size, token)
+
+    async def search_sessions(self, owner: str, query: rec.SessionQuery) -> list[rec.Session]:
+        """The owner's sessions matching every filter of `query`, in its order, paged by offset."""
+        return await self.sessions.search(owner, query)
+
+    async def patch_session(self, owner: str, session_id: str, metadata: Any) -> rec.Session:
+        """Merge `metadata` into the session's metadata (a null removes its key)."""
+        return await self.sessions.patch(owner, session_id, metadata)
+
+    async def copy_session(self, owner: str, session_id: str, copy_id: str = "") -> rec.Session:
+        """A new session with an idle one's metadata and whole checkpoint history."""
+        return await self.sessions.copy(owner, session_id, copy_id)
+
+    async def bind_session(
+        self, owner: str, session_id: str, graph_id: str, metadata: dict[str, Any]
+    ) -> None:
+        """Bind a session to the graph its next run runs (LangGraph threads take theirs from
+        their runs), merging `metadata` into its own."""
+        await self.sessions.bind(owner, session_id, graph_id, metadata)
+
+    async def session_snapshot(self, owner: str, session_id: str, checkpoint_id: str = "") -> Any:
+        """The session's LangGraph StateSnapshot; None while it has no graph."""
+        return await self.sessions.snapshot(owner, session_id, checkpoint_id)
+
+    async def session_snapshots(
+        self,
+        owner: str,
+        session_id: str,
+        limit: int,
+        before_checkpoint_id: str = "",
+        metadata: dict[str, Any] | None = None,
+    ) -> list[Any]:
+        """The session's checkpoints as StateSnapshots, newest first."""
+        return await self.sessions.snapshots(owner, session_id, limit, before_checkpoint_id, metadata)
+
+    async def run_snapshots(self, owner: str, run_id: str) -> list[Any]:
+        """The checkpoints a run wrote in its session's root graph, oldest first."""
+        return await self.sessions.run_snapshots(owner, run_id)
 
     async def delete_session(self, owner: str, session_id: str, force: bool) -> None:
         await self.sessions.delete(owner, session_id, force)
@@ -219,8 +270,36 @@ class Core:
     ) -> tuple[list[rec.Run], str]:
         return await self.store.list_runs(owner, session_id, statuses, page_size(size), token)
 
+    async def list_runs_from(
+        self, owner: str, session_id: str, statuses: Sequence[rec.RunStatus], limit: int, offset: int
+    ) -> list[rec.Run]:
+        """The session's runs, newest first, the first `offset` skipped."""
+        runs, _ = await self.store.list_runs(owner, session_id, statuses, page_size(limit + offset), "")
+        return runs[offset:]
+
+    async def run_last_seq(self, owner: str, run_id: str) -> int:
+        """The seq of the run's last stored event (0: none yet); NotFound for another owner's run."""
+        await self.store.get_run(owner, run_id)
+        return await self.database.catalog.last_event_seq(run_id)
+
     async def cancel_run(self, owner: str, run_id: str, rollback: bool) -> rec.Run:
         return await self.runs.cancel(owner, run_id, rollback)
+
+    def run_abandoned(self, owner: str, run_id: str) -> None:
+        """The client streaming a run it asked to be cancelled with (gRPC cancel_on_disconnect,
+        HTTP on_disconnect="cancel") went away before the run ended: cancel it, in the
+        background (the stream is being closed); a run that ended meanwhile is left alone."""
+        task = asyncio.get_running_loop().create_task(self._cancel_abandoned(owner, run_id))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _cancel_abandoned(self, owner: str, run_id: str) -> None:
+        try:
+            await self.runs.cancel(owner, run_id, rollback=False, reason="client disconnected")
+        except (FailedPrecondition, NotFound):
+            pass  # it ended (or went with its stateless session) before the cancel reached it
+        except Exception:
+            log.exception("could not cancel run %s after its client went away", run_id)
 
     async def cancel_session_run(self, owner: str, session_id: str, rollback: bool) -> rec.Run:
         """Cancel the run active on a session (the oldest, if several wait)."""

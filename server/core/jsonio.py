@@ -59,3 +59,19 @@ def parse_field(field: str, text: str, *, object_only: bool = False) -> Any:
     if object_only and not isinstance(value, dict):
         raise InvalidArgument(field, f"must be a JSON object, got {type(value).__name__}")
     return value
+
+
+def json_contains(have: Any, want: Any) -> bool:
+    """JSON containment, as PostgreSQL's `@>` decides it: objects by key, lists by members,
+    scalars equal (a boolean is not a number)."""
+    if isinstance(want, dict):
+        return isinstance(have, dict) and all(
+            k in have and json_contains(have[k], v) for k, v in want.items()
+        )
+    if isinstance(want, list):
+        return isinstance(have, list) and all(any(json_contains(h, w) for h in have) for w in want)
+    if isinstance(want, bool) or isinstance(have, bool):
+        return have is want
+    if isinstance(want, int | float) and isinstance(have, int | float):
+        return have == want
+    return bool(type(have) is type(want) and have == want)

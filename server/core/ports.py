@@ -45,6 +45,10 @@ class RunSaver(Protocol):
 
     async def adelete_thread(self, thread_id: str) -> None: ...
 
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Every checkpoint, blob and pending write of one thread, copied to another."""
+        ...
+
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None: ...
 
     async def aprune_history(self, keep: int, thread_ids: Sequence[str] | None = None) -> None: ...
@@ -150,6 +154,31 @@ class Store(Protocol):
     async def expired_sessions(self, older_than: float, limit: int = ...) -> list[str]: ...
 
     async def delete_session_rows(self, session_id: str) -> None: ...
+
+
+class SessionCatalog(Protocol):
+    """Sessions as users search and change them (storage/session_catalog.py)."""
+
+    async def search(self, owner: str, query: rec.SessionQuery) -> list[rec.Session]:
+        """The owner's sessions matching every filter of `query`, in its order, paged."""
+        ...
+
+    async def patch(
+        self, owner: str, session_id: str, metadata: Mapping[str, Any], now: float
+    ) -> rec.Session | None:
+        """Merge `metadata` into the session's (a null removes its key); None if not the owner's."""
+        ...
+
+    async def bind(
+        self, owner: str, session_id: str, graph_id: str, metadata: Mapping[str, Any], rebind: bool
+    ) -> str | None:
+        """Bind a session to `graph_id` if it has none (any graph, with `rebind`) and merge
+        `metadata`; the session's graph afterwards, None if not the owner's."""
+        ...
+
+    async def last_event_seq(self, run_id: str) -> int:
+        """The seq of the run's last stored event (0: none)."""
+        ...
 
 
 class RunQueue(Protocol):

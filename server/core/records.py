@@ -37,6 +37,37 @@ class BusyPolicy(enum.StrEnum):
     ROLLBACK = "rollback"
 
 
+class OnCompletion(enum.StrEnum):
+    """What happens to the session a run created once the run ends (runs.proto OnCompletion)."""
+
+    KEEP = "keep"
+    # A stateless run: its session (checkpoints, runs, events) is deleted when it ends.
+    DELETE = "delete"
+
+
+class SessionSort(enum.StrEnum):
+    """The order sessions are listed in (sessions.proto SessionSortBy)."""
+
+    CREATED_AT = "created_at"
+    UPDATED_AT = "updated_at"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SessionQuery:
+    """Which of an owner's sessions to list, in what order: every filter given must hold."""
+
+    # JSON containment: each key's value is contained in the session's (objects by key, lists
+    # by members, scalars equal), as PostgreSQL's `@>` decides.
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+    statuses: tuple[SessionStatus, ...] = ()
+    graph_id: str = ""
+    session_ids: tuple[str, ...] = ()
+    sort: SessionSort = SessionSort.CREATED_AT
+    ascending: bool = False
+    limit: int = 50
+    offset: int = 0
+
+
 ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 ENDED = (RunStatus.SUCCEEDED, RunStatus.INTERRUPTED, RunStatus.FAILED, RunStatus.CANCELLED)
 # A session's status once its last active run ended with the given status.
@@ -57,6 +88,11 @@ class RunOptions:
     metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
     interrupt_before: tuple[str, ...] = ()
     interrupt_after: tuple[str, ...] = ()
+    # How the client that started the run asked to stream it (LangGraph's stream modes, HTTP
+    # door): a later join that names no modes gets these.
+    stream_modes: tuple[str, ...] = ()
+    stream_subgraphs: bool = False
+    on_completion: OnCompletion = OnCompletion.KEEP
 
     def to_json(self) -> dict[str, Any]:
         # Field by field: dataclasses.asdict deep-copies and showed up in profiles of run starts.
@@ -68,6 +104,9 @@ class RunOptions:
             "metadata": self.metadata,
             "interrupt_before": self.interrupt_before,
             "interrupt_after": self.interrupt_after,
+            "stream_modes": self.stream_modes,
+            "stream_subgraphs": self.stream_subgraphs,
+            "on_completion": self.on_completion,
         }
 
     @classmethod
@@ -75,8 +114,11 @@ class RunOptions:
         raw = dict(raw)
         raw["interrupt_before"] = tuple(raw.get("interrupt_before", ()))
         raw["interrupt_after"] = tuple(raw.get("interrupt_after", ()))
+        raw["stream_modes"] = tuple(raw.get("stream_modes", ()))
         if "busy_policy" in raw:
             raw["busy_policy"] = BusyPolicy(raw["busy_policy"])
+        if "on_completion" in raw:
+            raw["on_completion"] = OnCompletion(raw["on_completion"])
         return cls(**raw)
 
 

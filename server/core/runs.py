@@ -40,7 +40,7 @@ from stepstream.server.core.eventlog import EventLog
 from stepstream.server.core.executor import Execution, RunExecutor
 from stepstream.server.core.ids import new_id
 from stepstream.server.core.jsonio import dumps
-from stepstream.server.core.ports import NOTIFY_QUEUE, ActiveRun, RunQueue, Store, Write
+from stepstream.server.core.ports import NOTIFY_QUEUE, ActiveRun, RunQueue, RunSaver, Store, Write
 from stepstream.server.core.registry import GraphRegistry
 from stepstream.server.core.start import check_nodes, require_pending_interrupt
 from stepstream.server.core.tracing import caller_trace_context
@@ -79,8 +79,10 @@ class RunManager:
         eventlog: EventLog,
         executor: RunExecutor,
         queue: RunQueue,
+        saver: RunSaver,
     ) -> None:
         self._queue = queue
+        self._saver = saver
         self._settings = settings
         self._registry = registry
         self._store = store
@@ -318,11 +320,23 @@ class RunManager:
             future = self._ended.pop(run.run_id, None)
             if future is not None and not future.done():
                 future.set_result(result)
-        if result.status != rec.RunStatus.QUEUED and run.session_id in self._queued_sessions:
+        if result.status in rec.ENDED and run.options.on_completion is rec.OnCompletion.DELETE:
+            await self._delete_session(run.session_id)
+        elif result.status != rec.RunStatus.QUEUED and run.session_id in self._queued_sessions:
             await self._hand_on(run.session_id)
         if self.maybe_queued and self.free_slots:
             self.queue_changed.set()
         return result
+
+    async def _delete_session(self, session_id: str) -> None:
+        """A stateless run ended: its session goes, checkpoints, runs and events with it (on the
+        replica that ended the run, so a run taken over elsewhere is cleaned up there)."""
+        try:
+            async with self.session_lock(session_id):
+                await self._saver.adelete_thread(session_id)
+                await self._store.delete_session_rows(session_id)
+        except Exception:
+            log.exception("could not delete the session %s of a stateless run", session_id)
 
     async def _hand_on(self, session_id: str) -> None:
         """The next run waiting on this session goes now, here."""

@@ -43,6 +43,10 @@ class OptionsRequest:
     metadata_json: str = ""
     interrupt_before: tuple[str, ...] = ()
     interrupt_after: tuple[str, ...] = ()
+    # How the caller streams the run (LangGraph's stream modes): a later join naming none
+    # gets these.
+    stream_modes: tuple[str, ...] = ()
+    stream_subgraphs: bool = False
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -57,6 +61,8 @@ class StartRunRequest:
     options: OptionsRequest = OptionsRequest()
     # Caller-chosen id that makes the start safe to retry; empty: a new id.
     run_id: str = ""
+    # DELETE: a stateless run, whose session (created with it) is deleted when it ends.
+    on_completion: rec.OnCompletion = rec.OnCompletion.KEEP
     # Where options and command sit in the caller's message, as errors name them.
     options_field: str = "options"
     command_field: str = "command"
@@ -74,6 +80,12 @@ def parse_start(req: StartRunRequest) -> ParsedStart:
     """Decode and check the request's fields, or raise InvalidArgument naming the first bad one."""
     command = _command(req.command, req.command_field) if req.command is not None else None
     options = _options(req.options, req.options_field)
+    if req.on_completion is rec.OnCompletion.DELETE:
+        if req.session_id:
+            raise InvalidArgument(
+                "on_completion", "DELETE is for a run that creates its session; give no session_id"
+            )
+        options = dataclasses.replace(options, on_completion=rec.OnCompletion.DELETE)
     parse_field("input_json", req.input_json)
     if command is not None and not (command.resumes or command.update is not None or command.goto):
         command = None
@@ -124,6 +136,8 @@ def _options(options: OptionsRequest, field: str) -> rec.RunOptions:
         metadata=metadata or {},
         interrupt_before=options.interrupt_before,
         interrupt_after=options.interrupt_after,
+        stream_modes=options.stream_modes,
+        stream_subgraphs=options.stream_subgraphs,
     )
 
 

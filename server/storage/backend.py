@@ -2,7 +2,7 @@
 
 One engine; the group-commit writer every write goes through, so checkpoints,
 events and run records share transactions; the reader; and on them the
-checkpointer, the store of sessions, runs and events, the run queue, and the
+checkpointer, the store of sessions, runs and events, the session catalog, the run queue, and the
 listener for other replicas' notifications.
 """
 
@@ -17,6 +17,7 @@ from stepstream.server.storage.db import create_engine, upgrade_async
 from stepstream.server.storage.notify import Listener
 from stepstream.server.storage.reads import Reader
 from stepstream.server.storage.records import NOTIFY_CHANNEL, Store
+from stepstream.server.storage.session_catalog import SessionCatalog
 
 
 class Database:
@@ -28,6 +29,7 @@ class Database:
         self.saver = SQLAlchemyCheckpointSaver(self.engine, self.writer, reader=self.reader)
         self.store = Store(self.engine, self.reader)
         self.queue = RunQueue(self.writer, self.reader)
+        self.catalog = SessionCatalog(self.writer, self.reader, self.engine.dialect.name)
 
     def listener(self, on_message: Callable[[str], None]) -> Listener:
         """Other replicas' notifications, each handed to `on_message` (PostgreSQL; else disabled)."""

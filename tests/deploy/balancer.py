@@ -39,6 +39,10 @@ def loopback_conf(text: str, upstreams: Mapping[str, str], listen_port: int) -> 
         r"^(\s*listen\s+)\d+(\s+http2;)", rf"\g<1>127.0.0.1:{listen_port}\g<2>", text, flags=re.M
     )
     assert count == 1, f"expected one `listen PORT http2;` in {NGINX_CONF}"
+    # The HTTP API's upstreams and listener (not exercised here) move to loopback too, so that
+    # nginx resolves every name it is given and binds nothing beyond loopback.
+    text = re.sub(r"^(\s*server\s+)replica-\d+:(\d+)", r"\g<1>127.0.0.1:\g<2>", text, flags=re.M)
+    text = re.sub(r"^(\s*listen\s+)(\d+);", rf"\g<1>127.0.0.1:{free_port()};", text, flags=re.M)
     return text
 
 

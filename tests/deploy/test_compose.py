@@ -141,12 +141,32 @@ def test_load_balancer_fronts_exactly_the_replicas(model: dict[str, Any]) -> Non
     ]
     assert servers == expected
     assert "grpc_pass grpc://stepstream;" in conf
-    assert [p["target"] for p in lb["ports"]] == [listen]
+    assert [p["target"] for p in lb["ports"]] == [listen, HTTP_PORT]
     assert {c["target"] for c in lb["configs"]} == {"/etc/nginx/nginx.conf"}
     assert pathlib.Path(model["configs"]["nginx"]["file"]) == NGINX_CONF
     assert {f"replica-{n}" for n in range(1, REPLICAS + 1)} <= {
         name for name, dep in lb["depends_on"].items() if dep["condition"] == "service_healthy"
     }
+
+
+HTTP_PORT = 8123
+
+
+def test_balancer_serves_langgraphs_http_api_with_unbuffered_long_streams(model: dict[str, Any]) -> None:
+    # Server-sent events: nginx must pass each frame on at once, and keep a stream that waits
+    # on an interrupt open far longer than its default minute.
+    conf = NGINX_CONF.read_text()
+    block = re.search(r"upstream stepstream_http \{(.*?)\}", conf, re.S)
+    assert block, "no upstream stepstream_http"
+    servers = re.findall(r"^\s*server\s+(\S+?)(?:\s[^;]*)?;", block.group(1), re.M)
+    services = model["services"]
+    assert servers == [
+        f"replica-{n}:{option(services[f'replica-{n}']['command'], '--http-port')}"
+        for n in range(1, REPLICAS + 1)
+    ]
+    assert re.search(rf"^\s*listen\s+{HTTP_PORT};", conf, re.M)
+    for directive in ("proxy_buffering off;", "proxy_read_timeout 1h;", "proxy_http_version 1.1;"):
+        assert directive in conf
 
 
 def test_balancer_lets_a_session_stream_idle_while_a_person_answers() -> None:

@@ -170,5 +170,6 @@ def test_balancer_config_rewrite_touches_only_the_addresses() -> None:
     changed = [
         new for old, new in zip(original.splitlines(), rewritten.splitlines(), strict=True) if old != new
     ]
-    assert len(changed) == len(upstreams) + 1
+    # The gRPC upstreams and listener, and the HTTP API's (one upstream per replica, a listener).
+    assert len(changed) == 2 * (len(upstreams) + 1)
     assert all("127.0.0.1:" in line for line in changed)

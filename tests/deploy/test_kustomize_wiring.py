@@ -23,6 +23,8 @@ from tests.deploy.manifests import Doc, container, find, kinds, option, port_num
 pytestmark = pytest.mark.process
 
 SERVER_PORT = 50051
+# LangGraph's HTTP API (--http-port), served beside gRPC by the same container.
+HTTP_PORT = 8123
 # Seconds a drain may still need after --grace: the server's own stop (1 s) and
 # slack for a slow node.
 DRAIN_MARGIN = 5
@@ -123,9 +125,11 @@ def test_pdb_and_services_select_the_server_pods(base: list[Doc]) -> None:
     for name in ("stepstream", "stepstream-headless"):
         service = find(base, "Service", name)["spec"]
         assert selects(service["selector"], labels)
-        [port] = service["ports"]
-        assert port_number(server, port["targetPort"]) == SERVER_PORT
-        assert port["appProtocol"] == "kubernetes.io/h2c"
+        ports = {p["name"]: p for p in service["ports"]}
+        assert port_number(server, ports["grpc"]["targetPort"]) == SERVER_PORT
+        assert ports["grpc"]["appProtocol"] == "kubernetes.io/h2c"
+        assert port_number(server, ports["http"]["targetPort"]) == HTTP_PORT
+        assert str(HTTP_PORT) in server["args"][server["args"].index("--http-port") + 1]
     assert find(base, "Service", "stepstream-headless")["spec"]["clusterIP"] == "None"
 
 
@@ -134,7 +138,7 @@ def test_network_policy_admits_the_api_and_not_the_sidecar(base: list[Doc]) -> N
     assert selects(policy["podSelector"]["matchLabels"], pod_labels(base))
     assert policy["policyTypes"] == ["Ingress"]
     admitted = {p["port"] for rule in policy["ingress"] for p in rule["ports"]}
-    assert admitted == {SERVER_PORT}
+    assert admitted == {SERVER_PORT, HTTP_PORT}
 
 
 def mounted_file(

@@ -112,11 +112,13 @@ def test_the_sql_pattern_finds_sql() -> None:
     assert not SQL.search("a run is selected from the queue and updated")
 
 
-# What the core is made of; a door (server/api/) calls the core's operations, never these.
+# What the core is made of; a door (server/api/, server/http/) calls the core's operations, never these.
 CORE_PARTS = ("store", "runs", "eventlog", "registry", "sessions", "saver", "database", "engine", "executor")
 
 
-@pytest.mark.parametrize("path", _modules(SERVER / "api"), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", _modules(SERVER / "api") + _modules(SERVER / "http"), ids=lambda p: f"{p.parent.name}/{p.name}"
+)
 def test_the_doors_call_the_cores_operations_not_its_parts(path: pathlib.Path) -> None:
     reached = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):

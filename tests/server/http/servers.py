@@ -2,8 +2,8 @@
 
 `langgraph-dev` is LangGraph's own server (`langgraph dev`, in-memory runtime) from the bench's
 pinned venv (bench/peers/langgraph-server.txt, built under build/peers on first use), serving
-tests/graphs/http_graphs.py. `stepstream` will be `stepstream serve --http-port` once that door
-exists: its starter is written below but not yet among SERVERS (see the TODO there).
+tests/graphs/http_graphs.py. `stepstream` is `stepstream serve --http-port`, the door that serves
+LangGraph's API beside gRPC from the same core (server/http).
 """
 
 from __future__ import annotations
@@ -74,7 +74,9 @@ def stepstream_http(workdir: pathlib.Path) -> Iterator[HttpServer]:
 
     port = free_port()
     db = f"sqlite+aiosqlite:///{workdir / 'stepstream.db'}"
-    with ServerProcess(db, LANGGRAPH_JSON, "--http-port", str(port), cwd=workdir):
+    # The browser page is served from another loopback port: a cross-origin caller.
+    args = ("--http-port", str(port), "--http-cors-origin", "*")
+    with ServerProcess(db, LANGGRAPH_JSON, *args, cwd=workdir):
         url = f"http://127.0.0.1:{port}"
         httpx.get(url + "/ok", timeout=10).raise_for_status()
         yield HttpServer("stepstream", url)
@@ -83,8 +85,5 @@ def stepstream_http(workdir: pathlib.Path) -> Iterator[HttpServer]:
 # The servers every harness test runs against, by name (the fixture's parameters).
 SERVERS: dict[str, Callable[[pathlib.Path], contextlib.AbstractContextManager[HttpServer]]] = {
     "langgraph-dev": langgraph_dev,
-    # TODO(issue 24): once `stepstream serve --http-port` exists, add
-    #     "stepstream": stepstream_http,
-    # and every harness test (differential, browser) runs against it too, compared with the
-    # transcripts recorded from langgraph-dev.
+    "stepstream": stepstream_http,
 }

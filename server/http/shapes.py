@@ -1,0 +1,203 @@
+"""Domain records as the JSON objects LangGraph's HTTP API returns (threads, runs, assistants,
+state), and the status mapping its clients expect."""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from typing import Any
+
+from stepstream.server.core import records as rec
+from stepstream.server.core.jsonio import loads
+from stepstream.server.core.registry import LoadedGraph
+
+# LangGraph's server names each graph's default assistant uuid5(this namespace, graph id).
+ASSISTANT_NAMESPACE = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
+EPOCH_ISO = "1970-01-01T00:00:00+00:00"
+
+# A run that stopped at interrupt() succeeded as far as LangGraph's server is concerned (its
+# thread is the one `interrupted`); its `interrupted` run status means cancelled.
+RUN_STATUS = {
+    rec.RunStatus.QUEUED: "pending",
+    rec.RunStatus.RUNNING: "running",
+    rec.RunStatus.SUCCEEDED: "success",
+    rec.RunStatus.INTERRUPTED: "success",
+    rec.RunStatus.FAILED: "error",
+    rec.RunStatus.CANCELLED: "interrupted",
+}
+RUN_STATUS_FILTER: dict[str, list[rec.RunStatus]] = {
+    "pending": [rec.RunStatus.QUEUED],
+    "running": [rec.RunStatus.RUNNING],
+    "success": [rec.RunStatus.SUCCEEDED, rec.RunStatus.INTERRUPTED],
+    "error": [rec.RunStatus.FAILED],
+    "interrupted": [rec.RunStatus.CANCELLED],
+    "timeout": [],
+}
+THREAD_STATUS = {
+    rec.SessionStatus.IDLE: "idle",
+    rec.SessionStatus.BUSY: "busy",
+    rec.SessionStatus.INTERRUPTED: "interrupted",
+    rec.SessionStatus.ERROR: "error",
+}
+THREAD_STATUS_FILTER = {v: k for k, v in THREAD_STATUS.items()}
+
+
+def assistant_id(graph_id: str) -> str:
+    return str(uuid.uuid5(ASSISTANT_NAMESPACE, graph_id))
+
+
+def iso(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).isoformat()
+
+
+def assistant(loaded: LoadedGraph) -> dict[str, Any]:
+    graph_id = loaded.spec.graph_id
+    return {
+        "assistant_id": assistant_id(graph_id),
+        "graph_id": graph_id,
+        "config": {},
+        "context": {},
+        "metadata": {"created_by": "system"},
+        "name": graph_id,
+        "description": loaded.spec.description or None,
+        "version": 1,
+        "created_at": EPOCH_ISO,
+        "updated_at": EPOCH_ISO,
+    }
+
+
+def new_thread(session: rec.Session) -> dict[str, Any]:
+    """A thread as its creation answers it."""
+    return {
+        "thread_id": session.session_id,
+        "created_at": iso(session.created_at),
+        "updated_at": iso(session.updated_at),
+        "state_updated_at": iso(session.updated_at),
+        "metadata": session.metadata,
+        "status": THREAD_STATUS.get(session.status, session.status),
+        "config": {},
+        "values": None,
+    }
+
+
+def thread(
+    session: rec.Session, values: Any = None, interrupts: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return {
+        **new_thread(session),
+        "config": {"configurable": {}},
+        "values": values,
+        "interrupts": interrupts or {},
+        "error": None,
+    }
+
+
+def run(r: rec.Run, streamed: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A run; `streamed`: how it was asked to stream (known to the call that created it only)."""
+    options = r.options
+    aid = assistant_id(r.graph_id)
+    kwargs = {
+        "input": loads(r.input_json) if r.input_json else None,
+        "command": loads(r.command_json) if r.command_json else None,
+        "config": {
+            "configurable": {
+                **options.configurable,
+                "thread_id": r.session_id,
+                "run_id": r.run_id,
+                "graph_id": r.graph_id,
+                "assistant_id": aid,
+            },
+            "metadata": options.metadata,
+        },
+        "context": {},
+        "interrupt_before": list(options.interrupt_before) or None,
+        "interrupt_after": list(options.interrupt_after) or None,
+        "stream_mode": ["values"],
+        "subgraphs": False,
+        "resumable": False,
+        "temporary": False,
+        "webhook": None,
+        "feedback_keys": None,
+        "checkpoint_during": True,
+        "durability": "async",
+        **(streamed or {}),
+    }
+    return {
+        "run_id": r.run_id,
+        "thread_id": r.session_id,
+        "assistant_id": aid,
+        "created_at": iso(r.created_at),
+        "updated_at": iso(r.ended_at or r.started_at or r.created_at),
+        "status": RUN_STATUS.get(r.status, r.status),
+        "metadata": options.metadata,
+        "kwargs": kwargs,
+        "multitask_strategy": options.busy_policy,
+        "langsmith_session_name": None,
+    }
+
+
+def interrupt(i: dict[str, Any]) -> dict[str, Any]:
+    """A stored interrupt ({"interrupt_id", "value_json"}) as LangGraph's `Interrupt` JSON."""
+    return {"id": i.get("interrupt_id") or None, "value": loads(i["value_json"]), "response_schema": None}
+
+
+def checkpoint_ref(config: Any) -> dict[str, Any] | None:
+    if not config:
+        return None
+    configurable = config.get("configurable", {})
+    return {
+        "thread_id": configurable.get("thread_id"),
+        "checkpoint_ns": configurable.get("checkpoint_ns", ""),
+        "checkpoint_id": configurable.get("checkpoint_id"),
+        "checkpoint_map": configurable.get("checkpoint_map"),
+    }
+
+
+def snapshot_interrupt(i: Any) -> dict[str, Any]:
+    return {"id": i.id, "value": i.value, "response_schema": None}
+
+
+def state(snapshot: Any, thread_id: str) -> dict[str, Any]:
+    """A LangGraph StateSnapshot as the thread state JSON; a thread without a graph yet is empty."""
+    if snapshot is None:
+        return {
+            "values": {},
+            "next": [],
+            "tasks": [],
+            "metadata": {},
+            "created_at": None,
+            "checkpoint": {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": None},
+            "parent_checkpoint": None,
+            "interrupts": [],
+        }
+    return {
+        "values": snapshot.values,
+        "next": list(snapshot.next),
+        "tasks": [
+            {
+                "id": t.id,
+                "name": t.name,
+                "path": list(t.path),
+                "error": str(t.error) if t.error else None,
+                "interrupts": [snapshot_interrupt(i) for i in t.interrupts],
+                "checkpoint": checkpoint_ref(t.state) if isinstance(t.state, dict) else None,
+                "state": None,
+                "result": t.result,
+            }
+            for t in snapshot.tasks
+        ],
+        "metadata": snapshot.metadata,
+        "created_at": snapshot.created_at,
+        "checkpoint": checkpoint_ref(snapshot.config),
+        "parent_checkpoint": checkpoint_ref(snapshot.parent_config),
+        "interrupts": [snapshot_interrupt(i) for i in snapshot.interrupts],
+    }
+
+
+def thread_interrupts(snapshot: Any) -> dict[str, Any]:
+    """Pending interrupts keyed by task id, as a thread object carries them."""
+    if snapshot is None:
+        return {}
+    return {t.id: [snapshot_interrupt(i) for i in t.interrupts] for t in snapshot.tasks if t.interrupts}

@@ -17,6 +17,7 @@ app = typer.Typer(
 COMMAND_MODULES = (
     "stepstream.cli.server_commands",
     "stepstream.cli.client_commands",
+    "stepstream.cli.store_commands",
     "stepstream.mockapi.cli",
     "stepstream.ratelimiter.cli",
 )

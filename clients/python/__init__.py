@@ -59,6 +59,7 @@ from stepstream.client.models import (
 )
 from stepstream.client.options import UNSET, BusyPolicy, Command, RunOptions
 from stepstream.client.session_stream import SessionStream
+from stepstream.client.store import StoreItem
 
 __all__ = [
     "UNSET",
@@ -102,6 +103,7 @@ __all__ = [
     "StateValues",
     "StepstreamClient",
     "StepstreamError",
+    "StoreItem",
     "SuperstepFinished",
     "SuperstepStarted",
     "TaskFailed",

@@ -16,6 +16,7 @@ from stepstream.client.pool import DEFAULT_MAX_MESSAGE_BYTES, CallSettings, Chan
 from stepstream.client.runs import Runs
 from stepstream.client.session_stream import SessionStream
 from stepstream.client.sessions import Sessions
+from stepstream.client.store import Store
 
 
 def tls_credentials(
@@ -101,6 +102,7 @@ class StepstreamClient:
         self.graphs = Graphs(self._pool)
         self.sessions = Sessions(self._pool)
         self.runs = Runs(self._pool)
+        self.store = Store(self._pool)
 
     @property
     def addresses(self) -> tuple[str, ...]:

@@ -29,7 +29,7 @@ import grpc
 import grpc.aio
 
 from stepstream.client.errors import from_rpc_error
-from stepstream.v1 import graphs_pb2_grpc, runs_pb2_grpc, sessions_pb2_grpc
+from stepstream.v1 import graphs_pb2_grpc, runs_pb2_grpc, sessions_pb2_grpc, store_pb2_grpc
 
 T = TypeVar("T")
 
@@ -56,6 +56,7 @@ class Endpoint:
     graphs: Any
     sessions: Any
     runs: Any
+    store: Any
     down_until: float = 0.0
     # Unary calls, run streams and session streams open on this connection.
     in_flight: int = 0
@@ -160,6 +161,7 @@ class ChannelPool:
             graphs=graphs_pb2_grpc.GraphServiceStub(channel),
             sessions=sessions_pb2_grpc.SessionServiceStub(channel),
             runs=runs_pb2_grpc.RunServiceStub(channel),
+            store=store_pb2_grpc.StoreServiceStub(channel),
         )
 
     def order(self) -> list[Endpoint]:

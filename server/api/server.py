@@ -19,6 +19,7 @@ from stepstream.server.api.auth import auth_interceptor
 from stepstream.server.api.limits import RequestLimits, RequestLimitsInterceptor
 from stepstream.server.api.reflection import enable_reflection
 from stepstream.server.api.servicers import GraphServicer, RunServicer, SessionServicer
+from stepstream.server.api.store_service import StoreServicer
 from stepstream.server.core.app import Core
 from stepstream.server.settings import ServerSettings
 from stepstream.telemetry import configure_from_env, current
@@ -30,6 +31,8 @@ from stepstream.v1 import (
     runs_pb2_grpc,
     sessions_pb2,
     sessions_pb2_grpc,
+    store_pb2,
+    store_pb2_grpc,
 )
 
 log = logging.getLogger(__name__)
@@ -41,6 +44,7 @@ SERVICE_NAMES = (
     graphs_pb2.DESCRIPTOR.services_by_name["GraphService"].full_name,
     sessions_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name,
     runs_pb2.DESCRIPTOR.services_by_name["RunService"].full_name,
+    store_pb2.DESCRIPTOR.services_by_name["StoreService"].full_name,
 )
 
 
@@ -90,6 +94,7 @@ class StepstreamServer:
         graphs_pb2_grpc.add_GraphServiceServicer_to_server(GraphServicer(self.core), server)
         sessions_pb2_grpc.add_SessionServiceServicer_to_server(SessionServicer(self.core), server)
         runs_pb2_grpc.add_RunServiceServicer_to_server(RunServicer(self.core), server)
+        store_pb2_grpc.add_StoreServiceServicer_to_server(StoreServicer(self.core), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         enable_reflection((*SERVICE_NAMES, health.SERVICE_NAME), server)
         address = f"{self.settings.host}:{self.settings.port}"

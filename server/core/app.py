@@ -20,8 +20,17 @@ from stepstream.server.core.errors import FailedPrecondition, InvalidArgument, N
 from stepstream.server.core.eventlog import EventLog
 from stepstream.server.core.events import EventFilter, RunEvent
 from stepstream.server.core.executor import RunExecutor
+from stepstream.server.core.longterm import LongTermStore
 from stepstream.server.core.pages import page_size
-from stepstream.server.core.registry import GraphRegistry, GraphSpec, LoadedGraph, read_config, read_env
+from stepstream.server.core.registry import (
+    ConfigError,
+    GraphRegistry,
+    GraphSpec,
+    LoadedGraph,
+    read_config,
+    read_env,
+    read_store_config,
+)
 from stepstream.server.core.runs import RunManager, StartRequest
 from stepstream.server.core.sessions import SessionManager
 from stepstream.server.core.start import StartRunRequest, parse_start
@@ -69,6 +78,8 @@ class Core:
         self.registry = GraphRegistry()
         self.eventlog = EventLog(self.store, self.database.writer)
         self.limiter = open_run_limiter(settings)
+        # The long-term store (LangGraph's BaseStore), opened at start with the config's section.
+        self.longterm = LongTermStore()
         # Traces and metrics of runs when this process set telemetry up (stepstream.telemetry).
         self.telemetry = RunTelemetry.for_replica(settings.replica)
         self.executor = RunExecutor(
@@ -81,6 +92,7 @@ class Core:
             self.limiter,
             self.telemetry,
             settings.durability,
+            stores=self.longterm.for_run,
         )
         self.runs = RunManager(
             settings, self.registry, self.store, self.eventlog, self.executor, self.database.queue, self.saver
@@ -114,6 +126,7 @@ class Core:
             for key, value in read_env(self.settings.config_path).items():
                 os.environ.setdefault(key, value)
         await self.registry.load(specs or [], self.saver)
+        await self._open_store()
         self.database.start()
         # Claims runs left queued, and those whose replica died once their leases lapse.
         await self.dispatcher.start()
@@ -125,6 +138,7 @@ class Core:
     async def stop(self, grace: float | None = None) -> None:
         await self.runs.drain(self.settings.shutdown_grace_seconds if grace is None else grace)
         await self.dispatcher.close()
+        await self.database.close_store()
         if self._retention is not None:
             self._retention.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -132,6 +146,17 @@ class Core:
         await self.database.close()
         if self.limiter is not None:
             await self.limiter.close()
+
+    async def _open_store(self) -> None:
+        """The long-term store on the database, its TTL sweeper running when TTLs are set."""
+        path = self.settings.config_path
+        section = read_store_config(path).as_langgraph() if path else {}
+        try:
+            stores = await self.database.open_store(section)
+        except (ValueError, TypeError, ImportError) as exc:
+            # The section's shape was checked with the file; what fails now is the embedder.
+            raise ConfigError(f'{path}: key "store.index.embed": {exc}') from exc
+        self.longterm.attach(stores)
 
     # -- graphs -------------------------------------------------------------------------------
     def graphs(self) -> list[LoadedGraph]:

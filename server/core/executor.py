@@ -8,12 +8,13 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.errors import GraphDrained
-from langgraph.runtime import RunControl
+from langgraph.runtime import RunControl, Runtime
+from langgraph.store.base import BaseStore
 from langgraph.types import Command, StreamMode
 
 from stepstream.ratelimiter.client import Limiter, use_limiter
@@ -32,6 +33,11 @@ from stepstream.server.settings import Durability
 log = logging.getLogger(__name__)
 
 STREAM_MODES: list[StreamMode] = ["debug", "messages", "custom", "values"]
+# Where Pregel looks for the runtime a run inherits (langgraph._internal._constants
+# CONFIG_KEY_RUNTIME, in langgraph 1.2): a store given there is the one the graph's nodes see
+# (runtime.store, `store: BaseStore` parameters), in place of one compiled in. Passing it per
+# run lets one compiled graph serve every tenant with the tenant's own view of the store.
+CONFIG_KEY_RUNTIME = "__pregel_runtime"
 
 
 @dataclasses.dataclass
@@ -80,6 +86,12 @@ def graph_config(run: rec.Run, default_recursion_limit: int, default_max_concurr
     return config
 
 
+def with_store(config: RunnableConfig, store: BaseStore) -> RunnableConfig:
+    """`config` with the run's store, as LangGraph's server gives a graph its store."""
+    config["configurable"] = {**config.get("configurable", {}), CONFIG_KEY_RUNTIME: Runtime(store=store)}
+    return config
+
+
 def callback_run_id(run_id: str) -> uuid.UUID:
     """LangChain callbacks want a UUID; a caller-chosen run id maps to a stable one."""
     try:
@@ -114,6 +126,7 @@ class RunExecutor:
         limiter: Limiter | None = None,
         telemetry: RunTelemetry | None = None,
         durability: Durability = Durability.SYNC,
+        stores: Callable[[str], BaseStore | None] | None = None,
     ) -> None:
         # "sync": a superstep starts once the one before is durable; "async": while it commits.
         self._durability = Durability(durability)
@@ -126,6 +139,8 @@ class RunExecutor:
         self._saver = saver
         self._replica = replica
         self._recursion_limit = recursion_limit
+        # A tenant's view of the long-term store, for the runs of graphs that use it.
+        self._stores = stores
 
     async def execute(self, execution: Execution) -> rec.Run:
         attempt = self.telemetry.attempt(execution.run) if self.telemetry is not None else None
@@ -170,6 +185,8 @@ class RunExecutor:
         try:
             loaded = self._registry.get(run.graph_id)
             config = graph_config(run, self._recursion_limit, loaded.spec.max_concurrency)
+            if loaded.spec.store and self._stores is not None and (store := self._stores(run.owner)):
+                config = with_store(config, store)
             stream = loaded.graph.astream(
                 graph_input(run),
                 config,

@@ -14,6 +14,8 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
+from langgraph.store.base import BaseStore
+
 from stepstream.server.core import records as rec
 from stepstream.server.core.events import RunEvent
 
@@ -232,3 +234,11 @@ class Listener(Protocol):
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
+
+
+class TenantStores(Protocol):
+    """The long-term store (LangGraph's BaseStore, storage/store/): one view per tenant."""
+
+    def scoped(self, owner: str) -> BaseStore:
+        """The store as tenant `owner` sees it: that tenant's items only (ValueError for a bad owner)."""
+        ...

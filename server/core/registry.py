@@ -5,7 +5,9 @@
 
 Each entry names a module or a file (relative to the config file) and an
 attribute: a compiled graph, a StateGraph builder, or a function returning
-either. Other langgraph.json keys (dependencies, env, ...) are ignored.
+either. A top-level "store" section configures the long-term store as LangGraph's does, and a
+graph entry's `"store": false` keeps the server's store from it (store_config.py). Other
+langgraph.json keys are ignored.
 """
 
 from __future__ import annotations
@@ -26,6 +28,12 @@ from langgraph.pregel import Pregel
 from pydantic import TypeAdapter
 
 from stepstream.server.core.errors import NotFound
+from stepstream.server.core.store_config import (
+    StoreConfigError,
+    StoreSection,
+    graph_uses_store,
+    parse_store_section,
+)
 
 AnyGraph = Pregel[Any, Any, Any, Any]
 
@@ -44,6 +52,8 @@ class GraphSpec:
     source: str = ""
     # Folders its modules import from (langgraph.json "dependencies" that are local paths).
     import_paths: tuple[str, ...] = ()
+    # Whether its runs see the server's long-term store (the entry's "store", true by default).
+    store: bool = True
 
 
 @dataclasses.dataclass
@@ -79,16 +89,33 @@ def _schema_text(fn: Any) -> str:
         return "{}"
 
 
-def read_config(path: str | pathlib.Path) -> list[GraphSpec]:
-    file = pathlib.Path(path)
+def _read_json(file: pathlib.Path) -> Any:
     try:
-        raw = json.loads(file.read_text())
+        return json.loads(file.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{file}: no such file") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{file}: not valid JSON: {exc}") from None
+
+
+def read_store_config(path: str | pathlib.Path) -> StoreSection:
+    """The config's checked "store" section (empty when it has none)."""
+    file = pathlib.Path(path)
+    raw = _read_json(file)
+    try:
+        return parse_store_section(raw.get("store") if isinstance(raw, dict) else None, file)
+    except StoreConfigError as exc:
+        raise ConfigError(f"{file}: {exc}") from None
+
+
+def read_config(path: str | pathlib.Path) -> list[GraphSpec]:
+    """The graphs a config names; ConfigError (file, key, reason) for anything not servable,
+    its "store" section included."""
+    file = pathlib.Path(path)
+    raw = _read_json(file)
     if not isinstance(raw, dict) or not isinstance(raw.get("graphs"), dict) or not raw["graphs"]:
         raise ConfigError(f'{file}: key "graphs": must be an object mapping graph ids to "path:attribute"')
+    read_store_config(file)
     import_paths = _local_dependencies(file, raw.get("dependencies"))
     specs = []
     for graph_id, entry in raw["graphs"].items():
@@ -105,7 +132,13 @@ def read_config(path: str | pathlib.Path) -> list[GraphSpec]:
         if module_part.endswith(".py") or "/" in module_part:
             target = f"{(file.parent / module_part).resolve()}:{attr}"
         description = str(entry.get("description", ""))
-        specs.append(GraphSpec(graph_id, target, description, max_concurrency, str(file), import_paths))
+        try:
+            store = graph_uses_store(graph_id, entry)
+        except StoreConfigError as exc:
+            raise ConfigError(f"{file}: {exc}") from None
+        specs.append(
+            GraphSpec(graph_id, target, description, max_concurrency, str(file), import_paths, store)
+        )
     return specs
 
 

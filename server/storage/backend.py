@@ -2,13 +2,14 @@
 
 One engine; the group-commit writer every write goes through, so checkpoints,
 events and run records share transactions; the reader; and on them the
-checkpointer, the store of sessions, runs and events, the session catalog, the run queue, and the
-listener for other replicas' notifications.
+checkpointer, the store of sessions, runs and events, the session catalog, the run queue, the
+listener for other replicas' notifications, and the long-term store graphs read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from stepstream.server.storage.batch import GroupCommitWriter
 from stepstream.server.storage.checkpointer import SQLAlchemyCheckpointSaver
@@ -18,6 +19,8 @@ from stepstream.server.storage.notify import Listener
 from stepstream.server.storage.reads import Reader
 from stepstream.server.storage.records import NOTIFY_CHANNEL, Store
 from stepstream.server.storage.session_catalog import SessionCatalog
+from stepstream.server.storage.store import SQLStore
+from stepstream.server.storage.store.wiring import close_store, open_store
 
 
 class Database:
@@ -30,6 +33,19 @@ class Database:
         self.store = Store(self.engine, self.reader)
         self.queue = RunQueue(self.writer, self.reader)
         self.catalog = SessionCatalog(self.writer, self.reader, self.engine.dialect.name)
+        # Opened at start with the config's store section (open_store).
+        self.long_term: SQLStore | None = None
+
+    async def open_store(self, section: Mapping[str, Any]) -> SQLStore:
+        """The long-term store (LangGraph's BaseStore) from a config's `store` section, its TTL
+        sweeper started; ValueError (or the embedder's import error) if it cannot be built."""
+        self.long_term = await open_store(self.engine, section)
+        return self.long_term
+
+    async def close_store(self) -> None:
+        if self.long_term is not None:
+            await close_store(self.long_term)
+            self.long_term = None
 
     def listener(self, on_message: Callable[[str], None]) -> Listener:
         """Other replicas' notifications, each handed to `on_message` (PostgreSQL; else disabled)."""

@@ -12,7 +12,8 @@ What the server cannot honour is refused here, naming file, key and reason:
 unknown keys (LangGraph's `"path"` of a custom store class, for one: the store
 lives on the server's own database), and values of the wrong type or range.
 Whether `index.embed` names something loadable is known only when the store
-opens (the server's start-up), which refuses it with the same naming.
+opens (the server's start-up), which refuses it with the same naming; a
+"./file.py:attr" embed is relative to the config file, like graph paths.
 """
 
 from __future__ import annotations
@@ -70,7 +71,15 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _index(raw: Any) -> dict[str, Any] | None:
+def _embed_path(embed: str, source: str | pathlib.Path) -> str:
+    """A "./file.py:attr" embed relative to the config file, as graph paths are."""
+    target, _, attr = embed.rpartition(":")
+    if not source or not target.endswith(".py") or pathlib.Path(target).is_absolute():
+        return embed
+    return f"{(pathlib.Path(source).parent / target).resolve()}:{attr}"
+
+
+def _index(raw: Any, source: str | pathlib.Path) -> dict[str, Any] | None:
     if raw is None:
         return None
     if not isinstance(raw, Mapping):
@@ -90,7 +99,7 @@ def _index(raw: Any) -> dict[str, Any] | None:
     if not isinstance(fields, list) or not fields or not all(isinstance(f, str) and f for f in fields):
         reason = f'must be a list of JSON paths such as ["$"], got {fields!r}'
         raise StoreConfigError("store.index.fields", reason)
-    return {"dims": dims, "embed": embed, "fields": list(fields)}
+    return {"dims": dims, "embed": _embed_path(embed, source), "fields": list(fields)}
 
 
 def _ttl(raw: Any) -> dict[str, Any] | None:
@@ -122,7 +131,7 @@ def parse_store_section(raw: Any, source: str | pathlib.Path = "") -> StoreSecti
     if not isinstance(raw, Mapping):
         raise StoreConfigError("store", 'must be an object {"index": {...}, "ttl": {...}}')
     _unknown("store", raw, SECTION_KEYS)
-    return StoreSection(_index(raw.get("index")), _ttl(raw.get("ttl")), str(source))
+    return StoreSection(_index(raw.get("index"), source), _ttl(raw.get("ttl")), str(source))
 
 
 def graph_uses_store(graph_id: str, entry: Mapping[str, Any]) -> bool:

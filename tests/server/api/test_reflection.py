@@ -39,6 +39,7 @@ SERVICES = {
     "stepstream.v1.GraphService",
     "stepstream.v1.RunService",
     "stepstream.v1.SessionService",
+    "stepstream.v1.StoreService",
 }
 STREAM_RUN = "stepstream.v1.RunService/StreamRun"
 

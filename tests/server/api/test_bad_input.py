@@ -215,6 +215,10 @@ def test_busy_run_is_cancelled_at_the_end(api: Api, existing: dict[str, str]) ->
         ('{"graphs": {"g": "no-colon"}}', 'key "graphs.g"'),
         ('{"graphs": {"g": "./missing.py:graph"}}', "no such file"),
         ('{"graphs": {"g": {"path": "./graphs.py:linear", "max_concurrency": -1}}}', "max_concurrency"),
+        (
+            '{"graphs": {"g": "./graphs.py:linear"}, "store": {"ttl": {"default_ttl": -1}}}',
+            'key "store.ttl.default_ttl"',
+        ),
     ],
 )
 def test_invalid_config_file_is_refused_at_start(tmp_path: pathlib.Path, content: str, reason: str) -> None:

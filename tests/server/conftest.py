@@ -1,4 +1,5 @@
-"""The `api` fixture: a client of the session's shared server (tests/conftest.py), for the server's tests."""
+"""Fixtures of the server's tests: the `api` client of the session's shared server
+(tests/conftest.py), and the security suite's tenants with API keys."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from collections.abc import Iterator
 import pytest
 
 from tests.rpc import Api
+from tests.security.conftest import tenants
+
+__all__ = ["api", "tenants"]
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import pytest
 from stepstream.v1 import runs_pb2
 from tests.integration.rpc import Api
 from tests.pgserver import PostgresServer, create_database
-from tests.security.conftest import Tenants, api_key_api, auth_args, tenants  # noqa: F401  (fixture)
+from tests.security.conftest import Tenants, api_key_api, auth_args
 from tests.support import ServerProcess
 
 pytestmark = pytest.mark.process
@@ -52,7 +52,7 @@ def postgres() -> Iterator[PostgresServer]:
 
 
 def test_memories_outlive_a_restart_and_stay_with_their_tenant(
-    tenants: Tenants,  # noqa: F811
+    tenants: Tenants,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     db = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('memories') / 'db.sqlite'}"
@@ -84,7 +84,7 @@ def test_memories_outlive_a_restart_and_stay_with_their_tenant(
 
 
 def test_memories_are_shared_by_replicas_on_postgres(
-    tenants: Tenants,  # noqa: F811
+    tenants: Tenants,
     postgres: PostgresServer,
 ) -> None:
     db = create_database(postgres.url)

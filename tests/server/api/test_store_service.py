@@ -17,7 +17,8 @@ from grpc_status import rpc_status
 
 from stepstream.client import InvalidArgumentError, PermissionDeniedError, StepstreamClient
 from stepstream.v1 import store_pb2, store_pb2_grpc
-from tests.security.conftest import Tenants, auth_args, tenants  # noqa: F401  (fixture)
+from tests.security.conftest import Tenants, auth_args
+from tests.security.test_fuzz import _methods, fuzz
 from tests.support import ROOT, ServerProcess
 
 pytestmark = pytest.mark.process
@@ -48,7 +49,7 @@ def store_config(folder: pathlib.Path) -> pathlib.Path:
 
 
 @pytest.fixture(scope="module")
-def address(tenants: Tenants, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # noqa: F811
+def address(tenants: Tenants, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("store-service")
     server = ServerProcess(
         f"sqlite+aiosqlite:///{folder / 'db.sqlite'}",
@@ -74,14 +75,14 @@ class Store:
 
 
 @pytest.fixture
-def alice(address: str, tenants: Tenants) -> Iterator[Store]:  # noqa: F811
+def alice(address: str, tenants: Tenants) -> Iterator[Store]:
     store = Store(address, tenants.keys["alice"])
     yield store
     store.channel.close()
 
 
 @pytest.fixture
-def bob(address: str, tenants: Tenants) -> Iterator[Store]:  # noqa: F811
+def bob(address: str, tenants: Tenants) -> Iterator[Store]:
     store = Store(address, tenants.keys["bob"])
     yield store
     store.channel.close()
@@ -153,7 +154,7 @@ def test_another_tenant_sees_nothing(alice: Store, bob: Store) -> None:
     assert json.loads(mine.value_json) == {"text": "alice's"}
 
 
-def test_a_reader_reads_but_does_not_write(address: str, tenants: Tenants, alice: Store) -> None:  # noqa: F811
+def test_a_reader_reads_but_does_not_write(address: str, tenants: Tenants, alice: Store) -> None:
     root = fresh()
     put(alice, [root], "k", {"text": "v"})
     reader = Store(address, tenants.keys["alice-reader"])
@@ -297,7 +298,7 @@ def _bad_request(detail: Any) -> error_details_pb2.BadRequest:
     return bad
 
 
-async def test_through_the_sdk(address: str, tenants: Tenants) -> None:  # noqa: F811
+async def test_through_the_sdk(address: str, tenants: Tenants) -> None:
     root = fresh()
     async with (
         StepstreamClient(address, api_key=tenants.keys["alice"]) as alice_client,
@@ -333,3 +334,24 @@ async def test_through_the_sdk(address: str, tenants: Tenants) -> None:  # noqa:
         assert [i.key for i in await reader.store.search((root,))] == ["rain"]
         with pytest.raises(PermissionDeniedError):
             await reader.store.delete((root, "u1"), "rain")
+
+
+def test_fuzzed_store_requests_get_proper_codes_and_touch_no_other_tenant(
+    address: str, tenants: Tenants
+) -> None:
+    bob = Store(address, tenants.keys["bob"])
+    root = fresh()
+    try:
+        put(bob, [root, "u1"], "kept", {"text": "bob's"})
+        # Labels and keys the fuzzer may aim at: bob's, the reserved root, and junk.
+        pool = [root, "u1", "kept", "langgraph", "a.b", "", "*", '{"text": "x"}', '{"n": {"$gt": 1}}']
+        seen = fuzz(address, _methods(store_pb2), pool, tenants.keys["alice"])
+        assert sum(seen.values()) > 50, seen
+        assert seen.get("OK", 0) > 0 and seen.get("INVALID_ARGUMENT", 0) > 0, seen
+        # Still serving, and bob's item as it was.
+        item = bob("GetItem", store_pb2.GetItemRequest(namespace=[root, "u1"], key="kept")).item
+        assert json.loads(item.value_json) == {"text": "bob's"}
+        listed = bob("ListNamespaces", store_pb2.ListNamespacesRequest(prefix=[root]))
+        assert [list(n.labels) for n in listed.namespaces] == [[root, "u1"]]
+    finally:
+        bob.channel.close()

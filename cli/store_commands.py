@@ -1,4 +1,4 @@
-"""Store verbs: `stepstream store put|get|search|namespaces` over the SDK's `client.store`.
+"""Store verbs: `stepstream store put|get|delete|search|namespaces` over the SDK's `client.store`.
 
 A namespace is written as its labels joined by "/" (`memories/u1`), since a
 label may not contain "." but may well be a user id with other punctuation.
@@ -94,6 +94,25 @@ def store_get(
             return 1
         typer.echo(_json_text(item.value))
         return 0
+
+    _execute(work)
+
+
+@store_app.command("delete")
+def store_delete(
+    namespace: str = typer.Argument(..., help=NAMESPACE_HELP),
+    key: str = typer.Argument(..., help="The item's key."),
+    address: list[str] | None = ADDRESS,
+    api_key: str | None = API_KEY,
+    token: str | None = TOKEN,
+    tls_ca: str | None = TLS_CA,
+) -> None:
+    """Delete an item (deleting one that is not there is no error)."""
+
+    async def work() -> None:
+        async with _client(address, api_key, token, tls_ca) as client:
+            await client.store.delete(_namespace(namespace), key)
+        typer.echo(f"deleted {namespace} {key}")
 
     _execute(work)
 

@@ -1,4 +1,4 @@
-"""`stepstream store put|get|search|namespaces` against a real server (authentication off)."""
+"""`stepstream store put|get|delete|search|namespaces` against a real server (authentication off)."""
 
 from __future__ import annotations
 
@@ -56,6 +56,10 @@ def test_put_get_search_namespaces(address: str) -> None:
     listed = cli(address, "namespaces", "--prefix", root)
     assert listed.stdout.split() == [f"{root}/u1", f"{root}/u2"]
     assert cli(address, "namespaces", "--prefix", root, "--max-depth", "1").stdout.split() == [root]
+
+    assert cli(address, "delete", f"{root}/u2", "rain").returncode == 0
+    assert cli(address, "get", f"{root}/u2", "rain").returncode == 1
+    assert cli(address, "namespaces", "--prefix", root).stdout.split() == [f"{root}/u1"]
 
 
 def test_absent_item_and_bad_input(address: str) -> None:

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from stepstream.v1 import runs_pb2
-from tests.integration.rpc import Api
 from tests.pgserver import PostgresServer, create_database
+from tests.rpc import Api
 from tests.security.conftest import Tenants, api_key_api, auth_args
 from tests.support import ServerProcess
 

@@ -88,7 +88,7 @@ ACCEPTED: dict[str, tuple[str, ...]] = {
 # Scenarios a server cannot run yet, with the reason (their transcripts stay the reference).
 UNSERVED: dict[str, dict[str, str]] = {
     "stepstream": {
-        "context_and_store": "run context and runtime.store come with issue 23",
+        "context_and_store": "run context comes with issue 23 (runtime.store is served)",
     },
 }
 

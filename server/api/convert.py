@@ -13,7 +13,7 @@ from stepstream.server.core.errors import InvalidArgument
 from stepstream.server.core.events import EventFilter, RunEvent
 from stepstream.server.core.jsonio import dumps, parse_field
 from stepstream.server.core.start import CommandRequest, OptionsRequest, StartRunRequest
-from stepstream.v1 import common_pb2, events_pb2, runs_pb2, sessions_pb2
+from stepstream.v1 import assistants_pb2, common_pb2, events_pb2, runs_pb2, sessions_pb2
 
 RUN_STATUS = {
     rec.RunStatus.QUEUED: runs_pb2.RUN_STATUS_QUEUED,
@@ -116,6 +116,9 @@ def run_pb(run: rec.Run) -> runs_pb2.Run:
         error_type=run.error_type,
         error_message=run.error_message,
         options=options_pb(run.options),
+        assistant_id=run.assistant_id,
+        assistant_version=run.assistant_version,
+        context_json=run.context_json or "",
     )
 
 
@@ -169,6 +172,8 @@ def start_run_request(owner: str, request: runs_pb2.StartRunRequest) -> StartRun
         options=options_request(request.options),
         run_id=request.run_id,
         on_completion=ON_COMPLETION.get(request.on_completion, rec.OnCompletion.KEEP),
+        assistant_id=request.assistant_id,
+        context_json=request.context_json,
     )
 
 
@@ -200,4 +205,20 @@ def session_query(request: sessions_pb2.ListSessionsRequest) -> rec.SessionQuery
         if request.sort_by == sessions_pb2.SESSION_SORT_BY_UPDATED_AT
         else rec.SessionSort.CREATED_AT,
         ascending=request.ascending,
+    )
+
+
+def assistant_pb(assistant: rec.Assistant) -> assistants_pb2.Assistant:
+    return assistants_pb2.Assistant(
+        assistant_id=assistant.assistant_id,
+        graph_id=assistant.graph_id,
+        name=assistant.name,
+        description=assistant.description,
+        config_json=dumps(assistant.config),
+        context_json=dumps(assistant.context),
+        metadata_json=dumps(assistant.metadata),
+        version=assistant.version,
+        created_at=timestamp(assistant.created_at),
+        updated_at=timestamp(assistant.updated_at),
+        is_default=assistant.is_default,
     )

@@ -15,6 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from stepstream.security.malformed import MalformedRequestInterceptor
 from stepstream.security.tls import server_credentials
+from stepstream.server.api.assistants import AssistantServicer
 from stepstream.server.api.auth import auth_interceptor
 from stepstream.server.api.limits import RequestLimits, RequestLimitsInterceptor
 from stepstream.server.api.reflection import enable_reflection
@@ -25,6 +26,8 @@ from stepstream.server.settings import ServerSettings
 from stepstream.telemetry import configure_from_env, current
 from stepstream.telemetry.propagation import server_interceptors
 from stepstream.v1 import (
+    assistants_pb2,
+    assistants_pb2_grpc,
     graphs_pb2,
     graphs_pb2_grpc,
     runs_pb2,
@@ -45,6 +48,7 @@ SERVICE_NAMES = (
     sessions_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name,
     runs_pb2.DESCRIPTOR.services_by_name["RunService"].full_name,
     store_pb2.DESCRIPTOR.services_by_name["StoreService"].full_name,
+    assistants_pb2.DESCRIPTOR.services_by_name["AssistantService"].full_name,
 )
 
 
@@ -95,6 +99,7 @@ class StepstreamServer:
         sessions_pb2_grpc.add_SessionServiceServicer_to_server(SessionServicer(self.core), server)
         runs_pb2_grpc.add_RunServiceServicer_to_server(RunServicer(self.core), server)
         store_pb2_grpc.add_StoreServiceServicer_to_server(StoreServicer(self.core), server)
+        assistants_pb2_grpc.add_AssistantServiceServicer_to_server(AssistantServicer(self.core), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         enable_reflection((*SERVICE_NAMES, health.SERVICE_NAME), server)
         address = f"{self.settings.host}:{self.settings.port}"

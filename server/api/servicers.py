@@ -12,6 +12,7 @@ from stepstream.server.api import convert
 from stepstream.server.api.session_stream import SessionStreamHandler
 from stepstream.server.api.status import replica_trailer, streaming, unary
 from stepstream.server.core.app import Core
+from stepstream.server.core.assistants import default_assistant_id
 from stepstream.server.core.errors import InvalidArgument
 from stepstream.server.core.jsonio import parse_field
 from stepstream.v1 import (
@@ -53,6 +54,8 @@ class GraphServicer(_Servicer, graphs_pb2_grpc.GraphServiceServicer):
             state_schema_json=schemas["state"],
             nodes=loaded.nodes,
             default_max_concurrency=loaded.spec.max_concurrency,
+            context_schema_json=self._core.context_schema(graph_id),
+            default_assistant_id=default_assistant_id(graph_id),
         )
 
     @unary

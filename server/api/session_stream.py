@@ -30,6 +30,8 @@ class SessionStreamHandler:
         self._core = core
         self._owner = owner
         self._session: rec.Session | None = None
+        # The assistant the stream's runs use, when it was opened with one.
+        self._assistant_id = ""
         self._filter = EventFilter()
         # Whether the client asked for a run's committed events in one response each time.
         self._batch_events = False
@@ -94,12 +96,19 @@ class SessionStreamHandler:
                 input_json=request.start_run.input_json,
                 options=convert.options_request(request.start_run.options, field),
                 options_field=field,
+                assistant_id=self._assistant_id,
+                context_json=request.start_run.context_json,
+                context_field="start_run.context_json",
             )
             self._answer_with_run(rid, await self._core.start_run(start))
         elif action == "resume":
             command = convert.command_request(request.resume)
             start = StartRunRequest(
-                owner=self._owner, session_id=session_id, command=command, command_field="resume"
+                owner=self._owner,
+                session_id=session_id,
+                command=command,
+                command_field="resume",
+                assistant_id=self._assistant_id,
             )
             self._answer_with_run(rid, await self._core.start_run(start))
         elif action == "cancel":
@@ -119,13 +128,27 @@ class SessionStreamHandler:
             raise FailedPrecondition("this stream already has a session; open another stream for another")
         self._filter = convert.event_filter(request.event_kinds, request.subgraphs)
         self._batch_events = request.batch_events
+        graph_id = request.graph_id
+        if request.assistant_id:
+            if graph_id:
+                raise InvalidArgument("open.assistant_id", "name a graph_id or an assistant_id, not both")
+            assistant = await self._core.get_assistant(self._owner, request.assistant_id)
+            graph_id = assistant.graph_id
         if request.session_id:
-            self._session = await self._core.get_session(self._owner, request.session_id)
+            session = await self._core.get_session(self._owner, request.session_id)
+            if request.assistant_id and session.graph_id != graph_id:
+                raise InvalidArgument(
+                    "open.assistant_id",
+                    f"session {session.session_id!r} runs graph {session.graph_id!r}, "
+                    f"the assistant graph {graph_id!r}",
+                )
+            self._session = session
         elif request.resume_run_id:
             raise InvalidArgument("open.resume_run_id", "needs the session_id of the run's session")
         else:
             metadata = parse_field("open.metadata_json", request.metadata_json, object_only=True)
-            self._session = await self._core.create_session(self._owner, request.graph_id, metadata=metadata)
+            self._session = await self._core.create_session(self._owner, graph_id, metadata=metadata)
+        self._assistant_id = request.assistant_id
         self._out.put_nowait(Response(request_id=rid, session=convert.session_pb(self._session)))
         if request.resume_run_id:
             run = await self._core.get_run(self._owner, request.resume_run_id)

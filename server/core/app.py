@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -13,13 +14,16 @@ from typing import Any
 from stepstream.ratelimiter.client import Limiter, open_limiter
 from stepstream.ratelimiter.config import load_settings
 from stepstream.security.tls import sidecar_credentials
+from stepstream.server.core import context as ctx
 from stepstream.server.core import records as rec
 from stepstream.server.core.admission import TenantAdmission
+from stepstream.server.core.assistants import AssistantFields, AssistantManager, default_assistant_id
 from stepstream.server.core.dispatch import Dispatcher
 from stepstream.server.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from stepstream.server.core.eventlog import EventLog
 from stepstream.server.core.events import EventFilter, RunEvent
 from stepstream.server.core.executor import RunExecutor
+from stepstream.server.core.jsonio import dumps
 from stepstream.server.core.longterm import LongTermStore
 from stepstream.server.core.pages import page_size
 from stepstream.server.core.registry import (
@@ -102,6 +106,7 @@ class Core:
         self.sessions = SessionManager(
             self.registry, self.store, self.database.writer, self.runs, self.saver, self.database.catalog
         )
+        self.assistants = AssistantManager(self.registry, self.database.assistants)
         self.dispatcher = Dispatcher(
             settings, self.runs, self.eventlog, self.database.queue, self.database.listener
         )
@@ -127,6 +132,9 @@ class Core:
                 os.environ.setdefault(key, value)
         await self.registry.load(specs or [], self.saver)
         await self._open_store()
+        # The one tenant of a server without authentication has its default assistants at once
+        # (other tenants' are made on their first use: assistants.py).
+        await self.assistants.ensure_defaults(self.settings.default_owner)
         self.database.start()
         # Claims runs left queued, and those whose replica died once their leases lapse.
         await self.dispatcher.start()
@@ -165,6 +173,47 @@ class Core:
     def graph(self, graph_id: str) -> LoadedGraph:
         """The graph, or NotFound."""
         return self.registry.get(graph_id)
+
+    def context_schema(self, graph_id: str) -> str:
+        """JSON Schema (text) of the context the graph's nodes read; "" when it declares none."""
+        return ctx.schema_json(self.registry.get(graph_id))
+
+    # -- assistants (assistants.py) ----------------------------------------------------------
+    async def create_assistant(
+        self,
+        owner: str,
+        graph_id: str,
+        fields: AssistantFields,
+        *,
+        assistant_id: str = "",
+        if_exists_return: bool = False,
+    ) -> rec.Assistant:
+        return await self.assistants.create(
+            owner, graph_id, fields, assistant_id=assistant_id, if_exists_return=if_exists_return
+        )
+
+    async def get_assistant(self, owner: str, assistant_id: str) -> rec.Assistant:
+        return await self.assistants.get(owner, assistant_id)
+
+    async def update_assistant(self, owner: str, assistant_id: str, fields: AssistantFields) -> rec.Assistant:
+        """Save a new version from the live one, with the fields given set, and make it live."""
+        return await self.assistants.update(owner, assistant_id, fields)
+
+    async def set_assistant_version(self, owner: str, assistant_id: str, version: int) -> rec.Assistant:
+        return await self.assistants.set_version(owner, assistant_id, version)
+
+    async def assistant_versions(
+        self, owner: str, assistant_id: str, size: int, token: str
+    ) -> tuple[list[rec.Assistant], str]:
+        return await self.assistants.versions(owner, assistant_id, size, token)
+
+    async def delete_assistant(self, owner: str, assistant_id: str) -> None:
+        await self.assistants.delete(owner, assistant_id)
+
+    async def search_assistants(
+        self, owner: str, query: rec.AssistantQuery, size: int, token: str
+    ) -> tuple[list[rec.Assistant], str]:
+        return await self.assistants.search(owner, query, size, token)
 
     # -- sessions -----------------------------------------------------------------------------
     async def create_session(
@@ -247,18 +296,33 @@ class Core:
 
     # -- runs ---------------------------------------------------------------------------------
     async def start_run(self, req: StartRunRequest) -> rec.Run:
-        """Start a run on a session (a new one when session_id is empty)."""
+        """Start a run on a session (a new one when session_id is empty), of a graph or as an
+        assistant: then with the assistant's settings under the run's own, key by key."""
         parsed = parse_start(req)
-        graph_id, new_session = req.graph_id, None
+        graph_id, new_session, assistant = req.graph_id, None, None
+        if req.assistant_id:
+            assistant = await self.assistants.get(req.owner, req.assistant_id)
+            graph_id = assistant.graph_id
         if req.session_id:
             session = await self.store.get_session(req.owner, req.session_id)
             if graph_id and graph_id != session.graph_id:
                 raise InvalidArgument(
-                    "graph_id", f"session {req.session_id!r} runs graph {session.graph_id!r}"
+                    "assistant_id" if assistant else "graph_id",
+                    f"session {req.session_id!r} runs graph {session.graph_id!r}",
                 )
             graph_id = session.graph_id
         else:
             new_session = self.sessions.new_session(req.owner, graph_id)
+        options, context = parsed.options, parsed.context
+        if assistant is not None:
+            options = dataclasses.replace(
+                options,
+                configurable={**assistant.config, **options.configurable},
+                metadata={**assistant.metadata, **options.metadata},
+            )
+            if assistant.context:
+                context = {**assistant.context, **(context or {})}
+        ctx.validate(self.registry.get(graph_id), context, req.context_field)
         await self.admission.admit(req.owner)  # per-tenant admission (admission.py)
         start = StartRequest(
             owner=req.owner,
@@ -266,8 +330,13 @@ class Core:
             session_id=req.session_id,
             input_json=req.input_json,
             command=parsed.command,
-            options=parsed.options,
+            options=options,
             run_id=req.run_id,
+            context_json=dumps(context) if context is not None else None,
+            # A run that names only a graph runs as its default assistant, without reading it
+            # (version 0: no saved settings applied), so a plain start costs no extra query.
+            assistant_id=assistant.assistant_id if assistant else default_assistant_id(graph_id),
+            assistant_version=assistant.version if assistant else 0,
         )
         return await self.runs.start(start, new_session)
 

@@ -18,6 +18,7 @@ from langgraph.store.base import BaseStore
 from langgraph.types import Command, StreamMode
 
 from stepstream.ratelimiter.client import Limiter, use_limiter
+from stepstream.server.core import context as ctx
 from stepstream.server.core import events as ev
 from stepstream.server.core import records as rec
 from stepstream.server.core.durability import DurableEvents
@@ -196,6 +197,10 @@ class RunExecutor:
                 interrupt_before=list(run.options.interrupt_before) or None,
                 interrupt_after=list(run.options.interrupt_after) or None,
                 control=execution.control,
+                # Validated as it was at the start: the stored JSON becomes the graph's type again.
+                context=ctx.validate(loaded, loads(run.context_json), "context_json")
+                if run.context_json
+                else None,
             )
             with durable.saving():
                 async for part in stream:

@@ -242,3 +242,40 @@ class TenantStores(Protocol):
     def scoped(self, owner: str) -> BaseStore:
         """The store as tenant `owner` sees it: that tenant's items only (ValueError for a bad owner)."""
         ...
+
+
+class AssistantStore(Protocol):
+    """Assistants and their versions in the database (storage/assistants.py), scoped to an owner.
+
+    Reads raise NotFound for an assistant the owner does not have (another's included).
+    """
+
+    async def ensure(self, defaults: Sequence[rec.Assistant]) -> None:
+        """Create each unless it exists; of replicas doing this at once, one creates each."""
+        ...
+
+    async def create(self, assistant: rec.Assistant) -> None:
+        """AlreadyExists when the owner has an assistant of that id."""
+        ...
+
+    async def get(self, owner: str, assistant_id: str) -> rec.Assistant: ...
+
+    async def update(
+        self, owner: str, assistant_id: str, changes: rec.AssistantChanges, now: float
+    ) -> rec.Assistant:
+        """Save the next version from the live one and `changes`, and make it live."""
+        ...
+
+    async def set_version(self, owner: str, assistant_id: str, version: int, now: float) -> rec.Assistant: ...
+
+    async def versions(
+        self, owner: str, assistant_id: str, size: int, token: str
+    ) -> tuple[list[rec.Assistant], str]: ...
+
+    async def delete(self, owner: str, assistant_id: str) -> bool:
+        """False when there is no such assistant that may be deleted (a default may not)."""
+        ...
+
+    async def search(
+        self, owner: str, query: rec.AssistantQuery, size: int, token: str
+    ) -> tuple[list[rec.Assistant], str]: ...

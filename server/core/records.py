@@ -169,7 +169,55 @@ class Run:
     command_json: str | None = None
     # W3C trace context of the run (JSON; see core/tracing.py), so a resumed run continues its trace.
     trace_context: str | None = None
+    # The run's context (JSON object text: its own over its assistant's), as nodes read it through
+    # LangGraph's Runtime; stored, so whichever replica resumes the run passes the same.
+    context_json: str | None = None
+    # The assistant it ran as, and that assistant's version (0: it named only a graph, so no
+    # saved settings applied; assistant_id is then the graph's default assistant).
+    assistant_id: str = ""
+    assistant_version: int = 0
 
     @property
     def active(self) -> bool:
         return self.status in ACTIVE
+
+
+@dataclasses.dataclass(frozen=True)
+class Assistant:
+    """A graph with saved settings, as one version has them (the live one, unless listed)."""
+
+    assistant_id: str
+    owner: str
+    graph_id: str
+    name: str
+    description: str
+    # LangGraph's `configurable` values, the per-run context and free-form metadata.
+    config: dict[str, Any]
+    context: dict[str, Any]
+    metadata: dict[str, Any]
+    version: int
+    created_at: float
+    updated_at: float
+    is_default: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class AssistantChanges:
+    """What an update sets; None keeps the live version's value."""
+
+    name: str | None = None
+    description: str | None = None
+    config: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class AssistantQuery:
+    """A search of a tenant's assistants: each filter applies when set."""
+
+    graph_id: str = ""
+    # Every key with an equal value (nested objects compared the same way).
+    metadata: dict[str, Any] | None = None
+    # A part of the name.
+    name: str = ""

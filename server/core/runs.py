@@ -64,6 +64,11 @@ class StartRequest:
     options: rec.RunOptions
     # Caller-chosen id that makes the start safe to retry; empty: a new uuid.
     run_id: str = ""
+    # The context (JSON object text) its nodes read, checked against the graph's context_schema.
+    context_json: str | None = None
+    # The assistant it runs as, and that assistant's version (0: no saved settings applied).
+    assistant_id: str = ""
+    assistant_version: int = 0
 
 
 class _SessionTaken(Exception):
@@ -226,6 +231,9 @@ class RunManager:
             input_json=req.input_json or None,
             command_json=command_json,
             trace_context=caller_trace_context(),
+            context_json=req.context_json,
+            assistant_id=req.assistant_id,
+            assistant_version=req.assistant_version,
         )
         writes: list[Write] = []
         if new_session is not None:

@@ -63,9 +63,14 @@ class StartRunRequest:
     run_id: str = ""
     # DELETE: a stateless run, whose session (created with it) is deleted when it ends.
     on_completion: rec.OnCompletion = rec.OnCompletion.KEEP
-    # Where options and command sit in the caller's message, as errors name them.
+    # An assistant (or a graph's id, meaning its default assistant) instead of graph_id.
+    assistant_id: str = ""
+    # The context nodes read through LangGraph's Runtime, a JSON object; empty: none.
+    context_json: str = ""
+    # Where options, command and context sit in the caller's message, as errors name them.
     options_field: str = "options"
     command_field: str = "command"
+    context_field: str = "context_json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +79,8 @@ class ParsedStart:
 
     command: rec.CommandSpec | None
     options: rec.RunOptions
+    # The run's own context (an assistant's goes under it), None when none was given.
+    context: dict[str, Any] | None = None
 
 
 def parse_start(req: StartRunRequest) -> ParsedStart:
@@ -87,18 +94,21 @@ def parse_start(req: StartRunRequest) -> ParsedStart:
             )
         options = dataclasses.replace(options, on_completion=rec.OnCompletion.DELETE)
     parse_field("input_json", req.input_json)
+    context = parse_field(req.context_field, req.context_json, object_only=True)
     if command is not None and not (command.resumes or command.update is not None or command.goto):
         command = None
     if command is not None and req.input_json:
         raise InvalidArgument("command", "give input_json or a command, not both")
+    if req.graph_id and req.assistant_id:
+        raise InvalidArgument("assistant_id", "name a graph_id or an assistant_id, not both")
     if not req.session_id:
-        if not req.graph_id:
-            raise InvalidArgument("graph_id", "is required when no session_id is given")
+        if not req.graph_id and not req.assistant_id:
+            raise InvalidArgument("graph_id", "is required when no session_id or assistant_id is given")
         if command is not None:
             raise InvalidArgument("command", "needs the session_id of the session to steer")
     if req.run_id and not RUN_ID.match(req.run_id):
         raise InvalidArgument("run_id", "must be 1-64 characters of A-Z a-z 0-9 . _ : -")
-    return ParsedStart(command, options)
+    return ParsedStart(command, options, context)
 
 
 def check_nodes(loaded: LoadedGraph, options: rec.RunOptions) -> None:

@@ -1,9 +1,10 @@
 """The database one replica runs on, put together: what implements each of the core's ports.
 
-One engine; the group-commit writer every write goes through, so checkpoints,
+One engine; the group-commit writer every write of runs goes through, so checkpoints,
 events and run records share transactions; the reader; and on them the
 checkpointer, the store of sessions, runs and events, the session catalog, the run queue, the
-listener for other replicas' notifications, and the long-term store graphs read.
+listener for other replicas' notifications, the long-term store graphs read, and
+assistants (rare writes, each a transaction of its own).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from stepstream.server.storage.assistants import AssistantStore
 from stepstream.server.storage.batch import GroupCommitWriter
 from stepstream.server.storage.checkpointer import SQLAlchemyCheckpointSaver
 from stepstream.server.storage.claims import RunQueue
@@ -32,6 +34,7 @@ class Database:
         self.saver = SQLAlchemyCheckpointSaver(self.engine, self.writer, reader=self.reader)
         self.store = Store(self.engine, self.reader)
         self.queue = RunQueue(self.writer, self.reader)
+        self.assistants = AssistantStore(self.engine, self.reader)
         self.catalog = SessionCatalog(self.writer, self.reader, self.engine.dialect.name)
         # Opened at start with the config's store section (open_store).
         self.long_term: SQLStore | None = None

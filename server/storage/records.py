@@ -142,6 +142,9 @@ def run_from_row(row: Mapping[str, Any] | sa.RowMapping) -> rec.Run:
         input_json=row["input_json"],
         command_json=row["command_json"],
         trace_context=row["trace_context"],
+        context_json=row["context_json"],
+        assistant_id=row["assistant_id"] or "",
+        assistant_version=row["assistant_version"] or 0,
     )
 
 
@@ -213,6 +216,9 @@ class Store:
             "replica": replica,
             "lease_expires_at": lease_expires_at,
             "trace_context": run.trace_context,
+            "context_json": run.context_json,
+            "assistant_id": run.assistant_id or None,
+            "assistant_version": run.assistant_version or None,
         }
 
     @staticmethod

@@ -1,4 +1,4 @@
-"""Tables for sessions, runs and run events (checkpoint tables: checkpoint_tables.py).
+"""Tables for sessions, runs, run events and assistants (checkpoint tables: checkpoint_tables.py).
 
 Schema changes go through Alembic migrations only (storage/migrations).
 No foreign keys: the core deletes dependants explicitly, and the group-commit
@@ -55,6 +55,11 @@ runs = sa.Table(
     sa.Column("cancel_json", sa.Text, nullable=True),
     # W3C trace context of the run, so whichever replica resumes it continues the trace.
     sa.Column("trace_context", sa.Text, nullable=True),
+    # The context nodes read through LangGraph's Runtime (JSON object), and the assistant
+    # (with its version) the run was started as.
+    sa.Column("context_json", sa.Text, nullable=True),
+    sa.Column("assistant_id", sa.String(128), nullable=True),
+    sa.Column("assistant_version", sa.Integer, nullable=True),
     sa.Index("ix_runs_session_created", "session_id", "created_at"),
     sa.Index("ix_runs_owner_created", "owner", "created_at"),
     sa.Index("ix_runs_status_created", "status", "created_at"),
@@ -80,4 +85,43 @@ run_events = sa.Table(
     sa.Column("kind", sa.String(32), nullable=False),
     sa.Column("body", sa.LargeBinary, nullable=False),
     sa.Index("ix_run_events_session", "session_id"),
+)
+
+# Assistants are a tenant's own: the key starts with the owner, so every tenant has its own
+# default assistant of each graph (the same id everywhere, derived from the graph's id).
+# The row holds the live version's settings, so a search reads one table.
+assistants = sa.Table(
+    "assistants",
+    metadata,
+    sa.Column("owner", sa.String(128), primary_key=True),
+    sa.Column("assistant_id", sa.String(128), primary_key=True),
+    sa.Column("graph_id", sa.String(128), nullable=False),
+    sa.Column("is_default", sa.Boolean, nullable=False, server_default=sa.false()),
+    # The live version, and the newest one (an update saves newest + 1).
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("latest_version", sa.Integer, nullable=False),
+    sa.Column("name", sa.String(256), nullable=False, server_default=""),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("config_json", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("context_json", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("metadata_json", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Index("ix_assistants_owner_created", "owner", "created_at"),
+)
+
+# Every version ever saved, unchanged once written.
+assistant_versions = sa.Table(
+    "assistant_versions",
+    metadata,
+    sa.Column("owner", sa.String(128), primary_key=True),
+    sa.Column("assistant_id", sa.String(128), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("graph_id", sa.String(128), nullable=False),
+    sa.Column("name", sa.String(256), nullable=False, server_default=""),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("config_json", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("context_json", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("metadata_json", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("created_at", sa.Float, nullable=False),
 )

@@ -36,6 +36,7 @@ SERVICES = {
     "grpc.health.v1.Health",
     "grpc.reflection.v1.ServerReflection",
     "grpc.reflection.v1alpha.ServerReflection",
+    "stepstream.v1.AssistantService",
     "stepstream.v1.GraphService",
     "stepstream.v1.RunService",
     "stepstream.v1.SessionService",

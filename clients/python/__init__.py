@@ -47,6 +47,7 @@ from stepstream.client.events import (
 )
 from stepstream.client.jsonio import Json
 from stepstream.client.models import (
+    Assistant,
     Graph,
     Interrupt,
     Page,
@@ -65,6 +66,7 @@ __all__ = [
     "UNSET",
     "AbortedError",
     "AlreadyExistsError",
+    "Assistant",
     "BusyPolicy",
     "CallCancelledError",
     "Command",

@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 
+from stepstream.client.assistants import Assistants
 from stepstream.client.events import EventKind
 from stepstream.client.graphs import Graphs
 from stepstream.client.jsonio import Json
@@ -103,6 +104,7 @@ class StepstreamClient:
         self.sessions = Sessions(self._pool)
         self.runs = Runs(self._pool)
         self.store = Store(self._pool)
+        self.assistants = Assistants(self._pool)
 
     @property
     def addresses(self) -> tuple[str, ...]:
@@ -116,8 +118,10 @@ class StepstreamClient:
         metadata: Mapping[str, Json] | None = None,
         kinds: Iterable[EventKind | str] | None = None,
         subgraphs: bool = False,
+        assistant_id: str | None = None,
     ) -> SessionStream:
-        """A bidirectional session stream on an existing session, or a new one of `graph_id`.
+        """A bidirectional session stream on an existing session, or a new one of `graph_id`
+        (or of `assistant_id`'s graph: the stream's runs then use that assistant).
 
         Use as `async with client.session_stream(graph_id="g") as stream:`.
         """
@@ -128,6 +132,7 @@ class StepstreamClient:
             metadata=metadata,
             kinds=kinds,
             subgraphs=subgraphs,
+            assistant_id=assistant_id,
         )
 
     async def close(self, grace: float | None = None) -> None:

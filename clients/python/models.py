@@ -16,7 +16,7 @@ from google.protobuf import timestamp_pb2
 
 from stepstream.client.jsonio import Json, decode
 from stepstream.client.options import RunOptions
-from stepstream.v1 import common_pb2, graphs_pb2, runs_pb2, sessions_pb2
+from stepstream.v1 import assistants_pb2, common_pb2, graphs_pb2, runs_pb2, sessions_pb2
 
 T = TypeVar("T")
 
@@ -99,6 +99,10 @@ class Graph:
     state_schema: Json
     nodes: tuple[str, ...]
     default_max_concurrency: int
+    # JSON Schema of the context its nodes read through LangGraph's Runtime (None: none declared).
+    context_schema: Json = None
+    # Its default assistant's id (its own id is accepted too wherever an assistant id is).
+    default_assistant_id: str = ""
 
     @classmethod
     def from_proto(cls, msg: graphs_pb2.Graph) -> Graph:
@@ -110,6 +114,8 @@ class Graph:
             state_schema=decode(msg.state_schema_json),
             nodes=tuple(msg.nodes),
             default_max_concurrency=msg.default_max_concurrency,
+            context_schema=decode(msg.context_schema_json),
+            default_assistant_id=msg.default_assistant_id,
         )
 
 
@@ -181,6 +187,11 @@ class Run:
     error_message: str
     # The options the run was started with, as the server echoes them.
     options: RunOptions
+    # The assistant it ran as (a graph's default when it named only a graph) and that
+    # assistant's version (0: no saved settings applied); its context (None: none).
+    assistant_id: str = ""
+    assistant_version: int = 0
+    context: Json = None
 
     @property
     def ended(self) -> bool:
@@ -203,6 +214,43 @@ class Run:
             error_type=msg.error_type,
             error_message=msg.error_message,
             options=RunOptions.from_proto(msg.options),
+            assistant_id=msg.assistant_id,
+            assistant_version=msg.assistant_version,
+            context=decode(msg.context_json),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Assistant:
+    """A graph with saved settings, as one version of it has them."""
+
+    assistant_id: str
+    graph_id: str
+    name: str
+    description: str
+    # LangGraph's `configurable` values, the context and the metadata every run of it gets.
+    config: Json
+    context: Json
+    metadata: Json
+    version: int
+    created_at: datetime | None
+    updated_at: datetime | None
+    is_default: bool
+
+    @classmethod
+    def from_proto(cls, msg: assistants_pb2.Assistant) -> Assistant:
+        return cls(
+            assistant_id=msg.assistant_id,
+            graph_id=msg.graph_id,
+            name=msg.name,
+            description=msg.description,
+            config=decode(msg.config_json),
+            context=decode(msg.context_json),
+            metadata=decode(msg.metadata_json),
+            version=msg.version,
+            created_at=timestamp(msg.created_at, msg.HasField("created_at")),
+            updated_at=timestamp(msg.updated_at, msg.HasField("updated_at")),
+            is_default=msg.is_default,
         )
 
 

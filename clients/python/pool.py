@@ -29,7 +29,13 @@ import grpc
 import grpc.aio
 
 from stepstream.client.errors import from_rpc_error
-from stepstream.v1 import graphs_pb2_grpc, runs_pb2_grpc, sessions_pb2_grpc, store_pb2_grpc
+from stepstream.v1 import (
+    assistants_pb2_grpc,
+    graphs_pb2_grpc,
+    runs_pb2_grpc,
+    sessions_pb2_grpc,
+    store_pb2_grpc,
+)
 
 T = TypeVar("T")
 
@@ -57,6 +63,7 @@ class Endpoint:
     sessions: Any
     runs: Any
     store: Any
+    assistants: Any
     down_until: float = 0.0
     # Unary calls, run streams and session streams open on this connection.
     in_flight: int = 0
@@ -162,6 +169,7 @@ class ChannelPool:
             sessions=sessions_pb2_grpc.SessionServiceStub(channel),
             runs=runs_pb2_grpc.RunServiceStub(channel),
             store=store_pb2_grpc.StoreServiceStub(channel),
+            assistants=assistants_pb2_grpc.AssistantServiceStub(channel),
         )
 
     def order(self) -> list[Endpoint]:

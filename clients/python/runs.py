@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from typing import Literal
 
 from stepstream.client.events import EventKind, RunEvent, kinds_to_proto
@@ -31,6 +31,8 @@ def start_request(
     command: Command | None = None,
     options: RunOptions | None = None,
     on_completion: OnCompletion = "keep",
+    assistant_id: str | None = None,
+    context: Mapping[str, Json] | None = None,
 ) -> runs_pb2.StartRunRequest:
     return runs_pb2.StartRunRequest(
         graph_id=graph_id or "",
@@ -39,6 +41,8 @@ def start_request(
         command=command.to_proto() if command else None,
         options=options.to_proto() if options else None,
         on_completion=_ON_COMPLETION[on_completion],
+        assistant_id=assistant_id or "",
+        context_json=encode_optional(context),
     )
 
 
@@ -55,6 +59,8 @@ class Runs:
         command: Command | None = None,
         options: RunOptions | None = None,
         on_completion: OnCompletion = "keep",
+        assistant_id: str | None = None,
+        context: Mapping[str, Json] | None = None,
     ) -> Run:
         """Queue a run and return it at once.
 
@@ -62,6 +68,10 @@ class Runs:
         run; with it, `graph_id` may be left out. With neither input nor
         command, the session continues from its last checkpoint; with
         `command=Command(resume=value)`, it answers the pending interrupt.
+        `assistant_id` (instead of `graph_id`; a graph's id means its default
+        assistant) runs the assistant's graph with its saved configurable values,
+        context and metadata under the run's own. `context` is what the nodes
+        read through LangGraph's Runtime, checked against the graph's context_schema.
         """
         request = start_request(
             graph_id,
@@ -70,6 +80,8 @@ class Runs:
             command=command,
             options=options,
             on_completion=on_completion,
+            assistant_id=assistant_id,
+            context=context,
         )
         response: runs_pb2.StartRunResponse = await self._pool.unary(
             "runs", "StartRun", request, idempotent=False
@@ -88,8 +100,10 @@ class Runs:
         subgraphs: bool = False,
         on_completion: OnCompletion = "keep",
         cancel_on_disconnect: bool = False,
+        assistant_id: str | None = None,
+        context: Mapping[str, Json] | None = None,
     ) -> AsyncGenerator[RunEvent, None]:
-        """Queue a run and yield its events until it ends.
+        """Queue a run and yield its events until it ends (`assistant_id`, `context`: as `start`).
 
         With `cancel_on_disconnect`, closing this stream before the run ends cancels the run;
         otherwise the run goes on and can be joined later.
@@ -105,6 +119,8 @@ class Runs:
                 command=command,
                 options=options,
                 on_completion=on_completion,
+                assistant_id=assistant_id,
+                context=context,
             ),
             event_kinds=kinds_to_proto(kinds),
             subgraphs=subgraphs,

@@ -66,9 +66,12 @@ class SessionStream:
         metadata: Mapping[str, Json] | None = None,
         kinds: Iterable[EventKind | str] | None = None,
         subgraphs: bool = False,
+        assistant_id: str | None = None,
     ) -> None:
-        if not session_id and not graph_id:
-            raise ValueError("give the session_id of an existing session, or a graph_id to create one")
+        if not session_id and not graph_id and not assistant_id:
+            raise ValueError(
+                "give the session_id of an existing session, or a graph_id or assistant_id to create one"
+            )
         self._pool = pool
         self._open = sessions_pb2.OpenSession(
             session_id=session_id or "",
@@ -77,6 +80,7 @@ class SessionStream:
             event_kinds=kinds_to_proto(kinds),
             subgraphs=subgraphs,
             batch_events=True,
+            assistant_id=assistant_id or "",
         )
         self._ids = itertools.count(1)
         self._write_lock = asyncio.Lock()
@@ -153,10 +157,19 @@ class SessionStream:
 
     # -- actions -----------------------------------------------------------
 
-    async def start_run(self, input: Json = None, *, options: RunOptions | None = None) -> Run:
-        """Start a run on the session; its events follow on this stream."""
+    async def start_run(
+        self,
+        input: Json = None,
+        *,
+        options: RunOptions | None = None,
+        context: Mapping[str, Json] | None = None,
+    ) -> Run:
+        """Start a run on the session; its events follow on this stream. `context` is what its
+        nodes read through LangGraph's Runtime (checked against the graph's context_schema)."""
         start = sessions_pb2.StartRun(
-            input_json=encode_optional(input), options=options.to_proto() if options else None
+            input_json=encode_optional(input),
+            options=options.to_proto() if options else None,
+            context_json=encode_optional(context),
         )
         return await self._run_answer(sessions_pb2.SessionStreamRequest(start_run=start))
 

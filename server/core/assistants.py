@@ -125,7 +125,7 @@ class AssistantManager:
                     raise AlreadyExists(f"assistant id {assistant_id!r} names a graph's default assistant")
                 return await self.get(owner, assistant_id)
         context = _object("context_json", fields.context)
-        ctx.validate(loaded, context, "context_json")
+        ctx.validate(loaded, context, "context_json", partial=True)
         now = time.time()
         assistant = rec.Assistant(
             assistant_id=assistant_id or new_id(),
@@ -154,7 +154,7 @@ class AssistantManager:
         context = _object("context_json", fields.context)
         if context is not None:
             loaded = self._registry.get(current.graph_id)
-            ctx.validate(loaded, context, "context_json")
+            ctx.validate(loaded, context, "context_json", partial=True)
         changes = rec.AssistantChanges(
             name=fields.name or None,
             description=fields.description or None,

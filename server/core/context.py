@@ -40,9 +40,13 @@ def schema_json(loaded: LoadedGraph) -> str:
         return "{}"
 
 
-def validate(loaded: LoadedGraph, context: Mapping[str, Any] | None, field: str) -> Any:
+def validate(
+    loaded: LoadedGraph, context: Mapping[str, Any] | None, field: str, *, partial: bool = False
+) -> Any:
     """The context as the graph's nodes get it (an instance of its context_schema), or
-    InvalidArgument naming `field`.<the first bad key>. None stays None (no context given)."""
+    InvalidArgument naming `field`.<the first bad key>. None stays None (no context given).
+
+    `partial`: check only the keys given (an assistant's context, which runs complete)."""
     if context is None:
         return None
     schema = loaded.graph.context_schema
@@ -55,7 +59,10 @@ def validate(loaded: LoadedGraph, context: Mapping[str, Any] | None, field: str)
     try:
         return adapter.validate_python(dict(context))
     except pydantic.ValidationError as exc:
-        error = exc.errors(include_url=False)[0]
+        errors = [e for e in exc.errors(include_url=False) if not (partial and e["type"] == "missing")]
+        if not errors:
+            return dict(context)
+        error = errors[0]
         where = ".".join(str(part) for part in error["loc"])
         raise InvalidArgument(
             f"{field}.{where}" if where else field,

@@ -14,7 +14,7 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from stepstream.v1 import common_pb2, runs_pb2, sessions_pb2
+from stepstream.v1 import assistants_pb2, assistants_pb2_grpc, common_pb2, runs_pb2, sessions_pb2
 from tests.rpc import Api, resume
 from tests.support import ROOT
 
@@ -148,6 +148,30 @@ CASES: list[Case] = [
         "",
     ),
     (
+        "unknown assistant",
+        _start(assistant_id="no-such-assistant", input_json="{}"),
+        grpc.StatusCode.NOT_FOUND,
+        "",
+    ),
+    (
+        "context that does not fit the graph's context_schema",
+        _start(graph_id="context", input_json="{}", context_json='{"user": "ann", "tone": "soft"}'),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "context_json.tone",
+    ),
+    (
+        "context without a required field",
+        _start(graph_id="context", input_json="{}", context_json='{"tone": "loud"}'),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "context_json.user",
+    ),
+    (
+        "malformed context JSON",
+        _start(graph_id="context", input_json="{}", context_json="{user"),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "context_json",
+    ),
+    (
         "second run on a busy session (reject)",
         _start(session_id="{busy_session}", input_json="{}", options=runs_pb2.RunOptions(busy_policy=1)),
         grpc.StatusCode.FAILED_PRECONDITION,
@@ -176,9 +200,13 @@ def existing(server_address: str) -> dict[str, str]:
 def _snapshot(api: Api, ids: dict[str, str]) -> Any:
     sessions = api.sessions.ListSessions(sessions_pb2.ListSessionsRequest(page_size=1000)).sessions
     runs = api.runs.ListRuns(runs_pb2.ListRunsRequest(page_size=1000)).runs
+    assistants = assistants_pb2_grpc.AssistantServiceStub(api.channel).SearchAssistants(
+        assistants_pb2.SearchAssistantsRequest(page_size=1000)
+    )
     return (
         sorted(s.session_id for s in sessions),
         sorted((r.run_id, r.status) for r in runs if r.run_id != ids["busy_run"]),
+        assistants,
         api.state(ids["linear_session"]).SerializeToString(),
         api.state(ids["ask_session"]).SerializeToString(),
     )

@@ -399,8 +399,14 @@ def graphs(
 
 
 def run(
-    graph: str = typer.Argument(..., help="Graph id."),
+    graph: str = typer.Argument(..., help="Graph id (with --assistant: an assistant id)."),
     input_json: str | None = typer.Option(None, "--input", "-i", help="Graph input, JSON."),
+    context_json: str | None = typer.Option(
+        None, "--context", "-c", help="The run's context (LangGraph's Runtime.context), a JSON object."
+    ),
+    assistant: bool = typer.Option(
+        False, "--assistant", help="GRAPH names an assistant: run its graph with its saved settings."
+    ),
     session: str | None = typer.Option(
         None, "--session", "-s", help="Run on this session (default: a new one)."
     ),
@@ -418,8 +424,12 @@ def run(
     token: str | None = TOKEN,
     tls_ca: str | None = TLS_CA,
 ) -> None:
-    """Start a run of GRAPH and show its supersteps and tasks live."""
+    """Start a run of GRAPH (or as an assistant) and show its supersteps and tasks live."""
     value = _parse_json(input_json, "--input")
+    context = _parse_json(context_json, "--context")
+    if context is not None and not isinstance(context, dict):
+        raise typer.BadParameter("must be a JSON object", param_hint="--context")
+    graph_id, assistant_id = (None, graph) if assistant else (graph, None)
     command = Command(resume=_parse_json(resume, "--resume")) if resume is not None else None
     if command is not None and not session:
         raise typer.BadParameter(
@@ -431,12 +441,25 @@ def run(
         async with _client(address, api_key, token, tls_ca) as client:
             if not follow:
                 started = await client.runs.start(
-                    graph, value, session_id=session, command=command, options=options
+                    graph_id,
+                    value,
+                    session_id=session,
+                    command=command,
+                    options=options,
+                    assistant_id=assistant_id,
+                    context=context,
                 )
                 typer.echo(f"run {started.run_id} {started.status} on session {started.session_id}")
                 return 0
             events = client.runs.stream(
-                graph, value, session_id=session, command=command, options=options, subgraphs=subgraphs
+                graph_id,
+                value,
+                session_id=session,
+                command=command,
+                options=options,
+                subgraphs=subgraphs,
+                assistant_id=assistant_id,
+                context=context,
             )
             return await _follow(client, events, subgraphs=subgraphs)
 

@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "stepstream.cli.server_commands",
     "stepstream.cli.client_commands",
     "stepstream.cli.store_commands",
+    "stepstream.cli.assistant_commands",
     "stepstream.mockapi.cli",
     "stepstream.ratelimiter.cli",
 )

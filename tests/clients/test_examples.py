@@ -3,8 +3,10 @@
 Every language's example program lists the graphs, runs the research assistant
 and follows its events, then holds a bidirectional session that answers the
 clarification interrupt; what it prints is checked against what the server
-stored. Its `join` mode follows a run through a proxy that cuts the connection
-mid-run, so the helper's reconnect-from-after_seq is exercised for real.
+stored. Its `assistant` mode creates an assistant and runs it (and the graph's
+default) with a per-run context the graph's nodes read. Its `join` mode
+follows a run through a proxy that cuts the connection mid-run, so the
+helper's reconnect-from-after_seq is exercised for real.
 """
 
 from __future__ import annotations
@@ -17,7 +19,15 @@ from typing import Any
 import grpc
 import pytest
 
-from stepstream.v1 import runs_pb2, runs_pb2_grpc, sessions_pb2, sessions_pb2_grpc
+from stepstream.server.core.assistants import default_assistant_id
+from stepstream.v1 import (
+    assistants_pb2,
+    assistants_pb2_grpc,
+    runs_pb2,
+    runs_pb2_grpc,
+    sessions_pb2,
+    sessions_pb2_grpc,
+)
 from tests.clients.programs import Output, Program, run_checked
 from tests.proxy import ThreadedProxy
 
@@ -86,6 +96,39 @@ def test_example_lists_graphs_streams_a_run_and_answers_the_interrupt(
     assert values["query"] == CLARIFIED_QUERY
     assert [m["type"] for m in values["messages"]] == ["human", "ai", "human", "ai"]
     assert output.answer(resumed.run_id) == values["answer"] and CLARIFIED_QUERY in values["answer"]
+
+
+def test_example_runs_an_assistant_and_the_default_with_a_context(
+    program: Program, server_address: str, graphs_channel: grpc.Channel
+) -> None:
+    result = program.run("assistant", server_address)
+    assert result.returncode == 0, f"{program.language} example failed:\n{result.stdout}\n{result.stderr}"
+    output = Output.parse(result.stdout)
+    lang = program.language
+    assert output.first("schema")[1] == "Persona"
+    assert output.first("default")[1] == default_assistant_id("context")
+
+    _, assistant_id, version = output.first("assistant")
+    assert version == "1"
+    stored = assistants_pb2_grpc.AssistantServiceStub(graphs_channel).GetAssistant(
+        assistants_pb2.GetAssistantRequest(assistant_id=assistant_id), timeout=10
+    )
+    assert json.loads(stored.assistant.config_json) == {"model": f"{lang}-model"}
+    assert json.loads(stored.assistant.context_json) == {"user": lang}
+    assert json.loads(stored.assistant.metadata_json) == {"client": lang}
+
+    # The run as the assistant: its saved config, its context under the run's own.
+    _, run_id, seen, model = output.first("assistant_run")
+    assert (seen, model) == (f"{lang}/loud/3", f"{lang}-model")
+    run = get_run(graphs_channel, run_id)
+    assert (run.assistant_id, run.assistant_version, run.graph_id) == (assistant_id, 1, "context")
+    assert json.loads(run.context_json) == {"user": lang, "tone": "loud"}
+    assert json.loads(run.values_json)["seen"] == [seen]
+
+    # The graph's id as the assistant id: its default assistant.
+    _, run_id, default_id, seen = output.first("default_run")
+    assert default_id == default_assistant_id("context") and seen == f"{lang}-default/plain/1"
+    assert get_run(graphs_channel, run_id).assistant_id == default_id
 
 
 def start_slow_run(channel: grpc.Channel, steps: int, delay: float) -> str:

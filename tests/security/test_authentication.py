@@ -14,7 +14,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from stepstream.server.api.auth import READER, WRITER, roles_by_method
-from stepstream.v1 import graphs_pb2, ratelimit_pb2, ratelimit_pb2_grpc, runs_pb2, sessions_pb2, store_pb2
+from stepstream.v1 import (
+    assistants_pb2,
+    graphs_pb2,
+    ratelimit_pb2,
+    ratelimit_pb2_grpc,
+    runs_pb2,
+    sessions_pb2,
+    store_pb2,
+)
 from tests.ratelimiter.conftest import Sidecar
 from tests.rpc import Api
 from tests.security.conftest import AUDIENCE, ISSUER, Tenants, api_key_api, bearer_api
@@ -25,7 +33,9 @@ pytestmark = pytest.mark.process
 LIMITS = ROOT / "tests" / "graphs" / "limits.toml"
 
 SERVICES = [
-    s for m in (graphs_pb2, sessions_pb2, runs_pb2, store_pb2) for s in m.DESCRIPTOR.services_by_name.values()
+    s
+    for m in (graphs_pb2, sessions_pb2, runs_pb2, store_pb2, assistants_pb2)
+    for s in m.DESCRIPTOR.services_by_name.values()
 ]
 METHODS = [(f"/{s.full_name}/{m.name}", m) for s in SERVICES for m in s.methods]
 

@@ -2,15 +2,22 @@
 //
 //   node dist/examples/research.js research ADDRESS           the research assistant, start to answer
 //   node dist/examples/research.js join ADDRESS RUN_ID [SEQ]  a run's events after SEQ, reconnecting
+//   node dist/examples/research.js assistant ADDRESS          an assistant and a context (graph "context")
 //
 // `research` lists the graphs, starts a run and prints its events as they arrive,
 // then opens a bidirectional session, starts the research assistant on an
 // ambiguous question, answers its clarification interrupt and prints the final
 // answer. Every line printed starts with what it reports: graph, started, event,
 // answer, session, interrupt, resumed.
+//
+// `assistant` reads the "context" graph's context schema and default assistant,
+// creates an assistant of it with saved configurable values and context, and runs
+// as that assistant and as the graph's default, each with a context of its own; it
+// prints schema, default, assistant, assistant_run and default_run.
 import { ClientDuplexStream, credentials } from "@grpc/grpc-js";
 
 import {
+  assistants,
   common,
   eventKind,
   events,
@@ -199,10 +206,73 @@ async function converse(client: sessions.SessionServiceClient): Promise<void> {
   }
 }
 
+/** Start a run and wait for it to succeed; the finished run. */
+async function runAndWait(client: runs.RunServiceClient, request: runs.StartRunRequest): Promise<runs.Run> {
+  const started = await call<runs.StartRunResponse>((done) => client.startRun(request, done));
+  const wait = runs.WaitRunRequest.fromPartial({ runId: started.run!.runId, timeoutSeconds: 60 });
+  const run = (await call<runs.WaitRunResponse>((done) => client.waitRun(wait, done))).run!;
+  if (run.status !== runs.RunStatus.RUN_STATUS_SUCCEEDED) {
+    throw new Error(`run ${run.runId} ended ${run.status}: ${run.errorMessage}`);
+  }
+  return run;
+}
+
+/** Run the "context" graph as an assistant with saved settings, and as its default. */
+async function assistant(address: string, runClient: runs.RunServiceClient): Promise<void> {
+  const insecure = credentials.createInsecure();
+  const graphClient = new graphs.GraphServiceClient(address, insecure);
+  const assistantClient = new assistants.AssistantServiceClient(address, insecure);
+  try {
+    const got = await call<graphs.GetGraphResponse>((done) => graphClient.getGraph({ graphId: "context" }, done));
+    console.log(`schema ${fromJson<{ title: string }>(got.graph!.contextSchemaJson)?.title}`);
+    console.log(`default ${got.graph!.defaultAssistantId}`);
+
+    const create = assistants.CreateAssistantRequest.fromPartial({
+      graphId: "context",
+      name: "typescript example",
+      configJson: toJson({ model: "typescript-model" }),
+      contextJson: toJson({ user: "typescript" }),
+      metadataJson: toJson({ client: "typescript" }),
+    });
+    const saved = (
+      await call<assistants.CreateAssistantResponse>((done) => assistantClient.createAssistant(create, done))
+    ).assistant!;
+    console.log(`assistant ${saved.assistantId} ${saved.version}`);
+
+    type Seen = { seen: string[]; model: string };
+    // The run's own context goes over the assistant's, key by key.
+    let run = await runAndWait(
+      runClient,
+      runs.StartRunRequest.fromPartial({
+        assistantId: saved.assistantId,
+        inputJson: "{}",
+        contextJson: toJson({ tone: "loud" }),
+      }),
+    );
+    let values = fromJson<Seen>(run.valuesJson)!;
+    console.log(`assistant_run ${run.runId} ${values.seen.join(",")} ${values.model}`);
+
+    // A graph's id is accepted wherever an assistant id is: its default assistant.
+    run = await runAndWait(
+      runClient,
+      runs.StartRunRequest.fromPartial({
+        assistantId: "context",
+        inputJson: "{}",
+        contextJson: toJson({ user: "typescript-default", limit: 1 }),
+      }),
+    );
+    values = fromJson<Seen>(run.valuesJson)!;
+    console.log(`default_run ${run.runId} ${run.assistantId} ${values.seen.join(",")}`);
+  } finally {
+    graphClient.close();
+    assistantClient.close();
+  }
+}
+
 async function main(argv: string[]): Promise<void> {
   const [mode, address, ...rest] = argv;
-  if ((mode !== "research" && mode !== "join") || address === undefined) {
-    console.error("usage: research.js research ADDRESS | join ADDRESS RUN_ID [AFTER_SEQ]");
+  if (!["research", "join", "assistant"].includes(mode) || address === undefined) {
+    console.error("usage: research.js research ADDRESS | join ADDRESS RUN_ID [AFTER_SEQ] | assistant ADDRESS");
     process.exit(2);
   }
   const insecure = credentials.createInsecure();
@@ -213,6 +283,10 @@ async function main(argv: string[]): Promise<void> {
         throw new Error("join needs a RUN_ID");
       }
       await follow(runClient, rest[0], Number(rest[1] ?? 0));
+      return;
+    }
+    if (mode === "assistant") {
+      await assistant(address, runClient);
       return;
     }
     const graphClient = new graphs.GraphServiceClient(address, insecure);

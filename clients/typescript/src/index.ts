@@ -2,6 +2,7 @@
 export * from "./events";
 export * from "./follow";
 export * from "./json";
+export * as assistants from "./gen/stepstream/v1/assistants";
 export * as common from "./gen/stepstream/v1/common";
 export * as events from "./gen/stepstream/v1/events";
 export * as graphs from "./gen/stepstream/v1/graphs";

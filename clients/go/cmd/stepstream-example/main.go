@@ -2,12 +2,18 @@
 //
 //	stepstream-example research ADDRESS          # the research assistant, start to answer
 //	stepstream-example join ADDRESS RUN_ID [SEQ] # a run's events after SEQ, reconnecting
+//	stepstream-example assistant ADDRESS         # an assistant and a context (tests/graphs "context")
 //
 // research lists the graphs, starts a run and prints its events as they
 // arrive, then opens a bidirectional session, starts the research assistant
 // on an ambiguous question, answers its clarification interrupt and prints
 // the final answer. Every line it prints starts with what it reports:
 // graph, started, event, answer, session, interrupt, resumed.
+//
+// assistant reads the "context" graph's context schema and default assistant,
+// creates an assistant of it with saved configurable values and context, and
+// runs as that assistant and as the graph's default, each with a context of
+// its own; it prints schema, default, assistant, assistant_run and default_run.
 package main
 
 import (
@@ -35,8 +41,8 @@ const (
 )
 
 func main() {
-	if len(os.Args) < 3 || (os.Args[1] != "research" && os.Args[1] != "join") {
-		fmt.Fprintln(os.Stderr, "usage: stepstream-example research ADDRESS | join ADDRESS RUN_ID [AFTER_SEQ]")
+	if len(os.Args) < 3 || (os.Args[1] != "research" && os.Args[1] != "join" && os.Args[1] != "assistant") {
+		fmt.Fprintln(os.Stderr, "usage: stepstream-example research ADDRESS | join ADDRESS RUN_ID [AFTER_SEQ] | assistant ADDRESS")
 		os.Exit(2)
 	}
 	conn, err := grpc.NewClient(os.Args[2], grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -46,9 +52,12 @@ func main() {
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if os.Args[1] == "join" {
+	switch os.Args[1] {
+	case "join":
 		err = join(ctx, conn, os.Args[3:])
-	} else {
+	case "assistant":
+		err = assistant(ctx, conn)
+	default:
 		err = research(ctx, conn)
 	}
 	if err != nil {
@@ -252,4 +261,85 @@ func (s *sessionStream) events(runID string) (*pb.RunEvent, error) {
 			}
 		}
 	}
+}
+
+// assistant runs the "context" graph as an assistant with saved settings, and as its default.
+func assistant(ctx context.Context, conn *grpc.ClientConn) error {
+	graph, err := pb.NewGraphServiceClient(conn).GetGraph(ctx, &pb.GetGraphRequest{GraphId: "context"})
+	if err != nil {
+		return err
+	}
+	schema, err := stepstream.DecodeJSON[struct{ Title string }](graph.GetGraph().GetContextSchemaJson())
+	if err != nil {
+		return err
+	}
+	fmt.Println("schema", schema.Title)
+	fmt.Println("default", graph.GetGraph().GetDefaultAssistantId())
+
+	assistants := pb.NewAssistantServiceClient(conn)
+	created, err := assistants.CreateAssistant(ctx, &pb.CreateAssistantRequest{
+		GraphId:      "context",
+		Name:         "go example",
+		ConfigJson:   stepstream.MustJSON(map[string]any{"model": "go-model"}),
+		ContextJson:  stepstream.MustJSON(map[string]any{"user": "go"}),
+		MetadataJson: stepstream.MustJSON(map[string]any{"client": "go"}),
+	})
+	if err != nil {
+		return err
+	}
+	saved := created.GetAssistant()
+	fmt.Println("assistant", saved.GetAssistantId(), saved.GetVersion())
+
+	runs := pb.NewRunServiceClient(conn)
+	// The run's own context goes over the assistant's, key by key.
+	run, err := runAndWait(ctx, runs, &pb.StartRunRequest{
+		AssistantId: saved.GetAssistantId(),
+		InputJson:   "{}",
+		ContextJson: stepstream.MustJSON(map[string]any{"tone": "loud"}),
+	})
+	if err != nil {
+		return err
+	}
+	values, err := stepstream.DecodeJSON[struct {
+		Seen  []string
+		Model string
+	}](run.GetValuesJson())
+	if err != nil {
+		return err
+	}
+	fmt.Println("assistant_run", run.GetRunId(), strings.Join(values.Seen, ","), values.Model)
+
+	// A graph's id is accepted wherever an assistant id is: its default assistant.
+	run, err = runAndWait(ctx, runs, &pb.StartRunRequest{
+		AssistantId: "context",
+		InputJson:   "{}",
+		ContextJson: stepstream.MustJSON(map[string]any{"user": "go-default", "limit": 1}),
+	})
+	if err != nil {
+		return err
+	}
+	values, err = stepstream.DecodeJSON[struct {
+		Seen  []string
+		Model string
+	}](run.GetValuesJson())
+	if err != nil {
+		return err
+	}
+	fmt.Println("default_run", run.GetRunId(), run.GetAssistantId(), strings.Join(values.Seen, ","))
+	return nil
+}
+
+func runAndWait(ctx context.Context, runs pb.RunServiceClient, request *pb.StartRunRequest) (*pb.Run, error) {
+	started, err := runs.StartRun(ctx, request)
+	if err != nil {
+		return nil, err
+	}
+	waited, err := runs.WaitRun(ctx, &pb.WaitRunRequest{RunId: started.GetRun().GetRunId(), TimeoutSeconds: 60})
+	if err != nil {
+		return nil, err
+	}
+	if waited.GetRun().GetStatus() != pb.RunStatus_RUN_STATUS_SUCCEEDED {
+		return nil, fmt.Errorf("run %s ended %s: %s", waited.GetRun().GetRunId(), waited.GetRun().GetStatus(), waited.GetRun().GetErrorMessage())
+	}
+	return waited.GetRun(), nil
 }

@@ -37,6 +37,7 @@ import java.util.concurrent.TimeUnit;
  * <pre>
  * ResearchExample research ADDRESS           the research assistant, start to answer
  * ResearchExample join ADDRESS RUN_ID [SEQ]  a run's events after SEQ, reconnecting
+ * ResearchExample assistant ADDRESS          an assistant and a context (AssistantExample)
  * </pre>
  *
  * <p>{@code research} lists the graphs, starts a run and prints its events as they arrive, then
@@ -53,8 +54,9 @@ public final class ResearchExample {
   private ResearchExample() {}
 
   public static void main(String[] args) throws Exception {
-    if (args.length < 2 || !(args[0].equals("research") || args[0].equals("join"))) {
-      System.err.println("usage: ResearchExample research ADDRESS | join ADDRESS RUN_ID [AFTER_SEQ]");
+    if (args.length < 2 || !List.of("research", "join", "assistant").contains(args[0])) {
+      System.err.println(
+          "usage: ResearchExample research ADDRESS | join ADDRESS RUN_ID [AFTER_SEQ] | assistant ADDRESS");
       System.exit(2);
     }
     ManagedChannel channel =
@@ -66,6 +68,8 @@ public final class ResearchExample {
         }
         long afterSeq = args.length > 3 ? Long.parseUnsignedLong(args[3]) : 0;
         follow(channel, JoinRunRequest.newBuilder().setRunId(args[2]).setAfterSeq(afterSeq).build());
+      } else if (args[0].equals("assistant")) {
+        AssistantExample.run(channel);
       } else {
         research(channel);
       }

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from stepstream.server.core.assistants import default_assistant_id
 from stepstream.server.core.registry import read_config
+from stepstream.server.storage.db import upgrade
 from stepstream.v1 import assistants_pb2, assistants_pb2_grpc, runs_pb2
 from tests.integration.rpc import Api
 from tests.pgserver import create_database
@@ -40,8 +41,10 @@ def rows(url: str, query: str) -> list[tuple[object, ...]]:
 @pytest.fixture(scope="module")
 def replicas(postgres_url: str) -> Iterator[tuple[str, list[Api]]]:
     db = create_database(postgres_url)
-    servers = [ServerProcess(db), ServerProcess(db)]
-    # Both start (migrate, load graphs, create the default assistants) at the same moment.
+    # Migrated once, as `stepstream up` does before it starts its replicas with --no-migrate.
+    upgrade(db)
+    servers = [ServerProcess(db, "--no-migrate"), ServerProcess(db, "--no-migrate")]
+    # Both start (load graphs, create the default assistants) at the same moment.
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         addresses = list(pool.map(lambda s: s.start(), servers))
     apis = [Api(address) for address in addresses]

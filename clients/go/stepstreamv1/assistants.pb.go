@@ -31,8 +31,9 @@ type Assistant struct {
 	Description string                 `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
 	// LangGraph's `configurable` values every run of it gets (JSON object).
 	ConfigJson string `protobuf:"bytes,5,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"`
-	// Per-run context every run of it gets (JSON object), validated against
-	// the graph's context_schema.
+	// Per-run context every run of it gets (JSON object), under the run's own.
+	// Checked key by key against the graph's context_schema: it may leave
+	// required fields to the runs, whose whole context is checked in full.
 	ContextJson  string `protobuf:"bytes,6,opt,name=context_json,json=contextJson,proto3" json:"context_json,omitempty"`
 	MetadataJson string `protobuf:"bytes,7,opt,name=metadata_json,json=metadataJson,proto3" json:"metadata_json,omitempty"`
 	// The live version (1 for a new assistant).

@@ -38,7 +38,9 @@ const (
 // of a graph. Every graph has a default assistant whose id is derived from
 // the graph's name (Graph.default_assistant_id), and the graph's name is
 // accepted wherever an assistant id is. Assistants belong to the caller's
-// tenant, as sessions do: another tenant's assistant is NOT_FOUND.
+// tenant, as sessions do: another tenant's assistant is NOT_FOUND. Each
+// tenant has its own default assistant of each graph (the same id for all),
+// made on its first use.
 type AssistantServiceClient interface {
 	CreateAssistant(ctx context.Context, in *CreateAssistantRequest, opts ...grpc.CallOption) (*CreateAssistantResponse, error)
 	GetAssistant(ctx context.Context, in *GetAssistantRequest, opts ...grpc.CallOption) (*GetAssistantResponse, error)
@@ -143,7 +145,9 @@ func (c *assistantServiceClient) SearchAssistants(ctx context.Context, in *Searc
 // of a graph. Every graph has a default assistant whose id is derived from
 // the graph's name (Graph.default_assistant_id), and the graph's name is
 // accepted wherever an assistant id is. Assistants belong to the caller's
-// tenant, as sessions do: another tenant's assistant is NOT_FOUND.
+// tenant, as sessions do: another tenant's assistant is NOT_FOUND. Each
+// tenant has its own default assistant of each graph (the same id for all),
+// made on its first use.
 type AssistantServiceServer interface {
 	CreateAssistant(context.Context, *CreateAssistantRequest) (*CreateAssistantResponse, error)
 	GetAssistant(context.Context, *GetAssistantRequest) (*GetAssistantResponse, error)

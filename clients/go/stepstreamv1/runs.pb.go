@@ -260,10 +260,13 @@ type Run struct {
 	ErrorMessage string       `protobuf:"bytes,13,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
 	Options      *RunOptions  `protobuf:"bytes,14,opt,name=options,proto3" json:"options,omitempty"`
 	// The assistant the run was started with (a graph's default assistant when
-	// the run named only a graph), and the version of it that ran.
+	// the run named only a graph), and the version of it that ran: 0 when the
+	// run named only graph_id, which runs the graph as configured without
+	// reading its default assistant (name the graph in assistant_id for that).
 	AssistantId      string `protobuf:"bytes,15,opt,name=assistant_id,json=assistantId,proto3" json:"assistant_id,omitempty"`
 	AssistantVersion uint32 `protobuf:"varint,16,opt,name=assistant_version,json=assistantVersion,proto3" json:"assistant_version,omitempty"`
-	// The run's context as given (JSON object); empty when none.
+	// The context the run's nodes read (JSON object): its own over its
+	// assistant's, key by key; empty when none.
 	ContextJson   string `protobuf:"bytes,17,opt,name=context_json,json=contextJson,proto3" json:"context_json,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

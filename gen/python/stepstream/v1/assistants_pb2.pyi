@@ -42,8 +42,9 @@ class Assistant(_message.Message):
     config_json: _builtins.str
     """LangGraph's `configurable` values every run of it gets (JSON object)."""
     context_json: _builtins.str
-    """Per-run context every run of it gets (JSON object), validated against
-    the graph's context_schema.
+    """Per-run context every run of it gets (JSON object), under the run's own.
+    Checked key by key against the graph's context_schema: it may leave
+    required fields to the runs, whose whole context is checked in full.
     """
     metadata_json: _builtins.str
     version: _builtins.int

@@ -32,7 +32,9 @@ class AssistantServiceStub:
     of a graph. Every graph has a default assistant whose id is derived from
     the graph's name (Graph.default_assistant_id), and the graph's name is
     accepted wherever an assistant id is. Assistants belong to the caller's
-    tenant, as sessions do: another tenant's assistant is NOT_FOUND.
+    tenant, as sessions do: another tenant's assistant is NOT_FOUND. Each
+    tenant has its own default assistant of each graph (the same id for all),
+    made on its first use.
     """
 
     def __init__(self, channel):
@@ -84,7 +86,9 @@ class AssistantServiceServicer:
     of a graph. Every graph has a default assistant whose id is derived from
     the graph's name (Graph.default_assistant_id), and the graph's name is
     accepted wherever an assistant id is. Assistants belong to the caller's
-    tenant, as sessions do: another tenant's assistant is NOT_FOUND.
+    tenant, as sessions do: another tenant's assistant is NOT_FOUND. Each
+    tenant has its own default assistant of each graph (the same id for all),
+    made on its first use.
     """
 
     def CreateAssistant(self, request, context):
@@ -188,7 +192,9 @@ class AssistantService:
     of a graph. Every graph has a default assistant whose id is derived from
     the graph's name (Graph.default_assistant_id), and the graph's name is
     accepted wherever an assistant id is. Assistants belong to the caller's
-    tenant, as sessions do: another tenant's assistant is NOT_FOUND.
+    tenant, as sessions do: another tenant's assistant is NOT_FOUND. Each
+    tenant has its own default assistant of each graph (the same id for all),
+    made on its first use.
     """
 
     @staticmethod

@@ -33,7 +33,9 @@ class AssistantServiceStub:
     of a graph. Every graph has a default assistant whose id is derived from
     the graph's name (Graph.default_assistant_id), and the graph's name is
     accepted wherever an assistant id is. Assistants belong to the caller's
-    tenant, as sessions do: another tenant's assistant is NOT_FOUND.
+    tenant, as sessions do: another tenant's assistant is NOT_FOUND. Each
+    tenant has its own default assistant of each graph (the same id for all),
+    made on its first use.
     """
 
     @_typing.overload
@@ -64,7 +66,9 @@ class AssistantServiceAsyncStub(AssistantServiceStub):
     of a graph. Every graph has a default assistant whose id is derived from
     the graph's name (Graph.default_assistant_id), and the graph's name is
     accepted wherever an assistant id is. Assistants belong to the caller's
-    tenant, as sessions do: another tenant's assistant is NOT_FOUND.
+    tenant, as sessions do: another tenant's assistant is NOT_FOUND. Each
+    tenant has its own default assistant of each graph (the same id for all),
+    made on its first use.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -91,7 +95,9 @@ class AssistantServiceServicer(metaclass=_abc_1.ABCMeta):
     of a graph. Every graph has a default assistant whose id is derived from
     the graph's name (Graph.default_assistant_id), and the graph's name is
     accepted wherever an assistant id is. Assistants belong to the caller's
-    tenant, as sessions do: another tenant's assistant is NOT_FOUND.
+    tenant, as sessions do: another tenant's assistant is NOT_FOUND. Each
+    tenant has its own default assistant of each graph (the same id for all),
+    made on its first use.
     """
 
     @_abc_1.abstractmethod

@@ -163,11 +163,15 @@ class Run(_message.Message):
     error_message: _builtins.str
     assistant_id: _builtins.str
     """The assistant the run was started with (a graph's default assistant when
-    the run named only a graph), and the version of it that ran.
+    the run named only a graph), and the version of it that ran: 0 when the
+    run named only graph_id, which runs the graph as configured without
+    reading its default assistant (name the graph in assistant_id for that).
     """
     assistant_version: _builtins.int
     context_json: _builtins.str
-    """The run's context as given (JSON object); empty when none."""
+    """The context the run's nodes read (JSON object): its own over its
+    assistant's, key by key; empty when none.
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property

@@ -33,8 +33,9 @@ export interface Assistant {
   /** LangGraph's `configurable` values every run of it gets (JSON object). */
   configJson: string;
   /**
-   * Per-run context every run of it gets (JSON object), validated against
-   * the graph's context_schema.
+   * Per-run context every run of it gets (JSON object), under the run's own.
+   * Checked key by key against the graph's context_schema: it may leave
+   * required fields to the runs, whose whole context is checked in full.
    */
   contextJson: string;
   metadataJson: string;
@@ -1803,7 +1804,9 @@ export const SearchAssistantsResponse: MessageFns<SearchAssistantsResponse> = {
  * of a graph. Every graph has a default assistant whose id is derived from
  * the graph's name (Graph.default_assistant_id), and the graph's name is
  * accepted wherever an assistant id is. Assistants belong to the caller's
- * tenant, as sessions do: another tenant's assistant is NOT_FOUND.
+ * tenant, as sessions do: another tenant's assistant is NOT_FOUND. Each
+ * tenant has its own default assistant of each graph (the same id for all),
+ * made on its first use.
  */
 export type AssistantServiceService = typeof AssistantServiceService;
 export const AssistantServiceService = {

@@ -184,11 +184,16 @@ export interface Run {
     | undefined;
   /**
    * The assistant the run was started with (a graph's default assistant when
-   * the run named only a graph), and the version of it that ran.
+   * the run named only a graph), and the version of it that ran: 0 when the
+   * run named only graph_id, which runs the graph as configured without
+   * reading its default assistant (name the graph in assistant_id for that).
    */
   assistantId: string;
   assistantVersion: number;
-  /** The run's context as given (JSON object); empty when none. */
+  /**
+   * The context the run's nodes read (JSON object): its own over its
+   * assistant's, key by key; empty when none.
+   */
   contextJson: string;
 }
 

@@ -265,8 +265,9 @@ private static final long serialVersionUID = 0L;
   private volatile java.lang.Object contextJson_ = "";
   /**
    * <pre>
-   * Per-run context every run of it gets (JSON object), validated against
-   * the graph's context_schema.
+   * Per-run context every run of it gets (JSON object), under the run's own.
+   * Checked key by key against the graph's context_schema: it may leave
+   * required fields to the runs, whose whole context is checked in full.
    * </pre>
    *
    * <code>string context_json = 6;</code>
@@ -287,8 +288,9 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * Per-run context every run of it gets (JSON object), validated against
-   * the graph's context_schema.
+   * Per-run context every run of it gets (JSON object), under the run's own.
+   * Checked key by key against the graph's context_schema: it may leave
+   * required fields to the runs, whose whole context is checked in full.
    * </pre>
    *
    * <code>string context_json = 6;</code>
@@ -1385,8 +1387,9 @@ private static final long serialVersionUID = 0L;
     private java.lang.Object contextJson_ = "";
     /**
      * <pre>
-     * Per-run context every run of it gets (JSON object), validated against
-     * the graph's context_schema.
+     * Per-run context every run of it gets (JSON object), under the run's own.
+     * Checked key by key against the graph's context_schema: it may leave
+     * required fields to the runs, whose whole context is checked in full.
      * </pre>
      *
      * <code>string context_json = 6;</code>
@@ -1406,8 +1409,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Per-run context every run of it gets (JSON object), validated against
-     * the graph's context_schema.
+     * Per-run context every run of it gets (JSON object), under the run's own.
+     * Checked key by key against the graph's context_schema: it may leave
+     * required fields to the runs, whose whole context is checked in full.
      * </pre>
      *
      * <code>string context_json = 6;</code>
@@ -1428,8 +1432,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Per-run context every run of it gets (JSON object), validated against
-     * the graph's context_schema.
+     * Per-run context every run of it gets (JSON object), under the run's own.
+     * Checked key by key against the graph's context_schema: it may leave
+     * required fields to the runs, whose whole context is checked in full.
      * </pre>
      *
      * <code>string context_json = 6;</code>
@@ -1446,8 +1451,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Per-run context every run of it gets (JSON object), validated against
-     * the graph's context_schema.
+     * Per-run context every run of it gets (JSON object), under the run's own.
+     * Checked key by key against the graph's context_schema: it may leave
+     * required fields to the runs, whose whole context is checked in full.
      * </pre>
      *
      * <code>string context_json = 6;</code>
@@ -1461,8 +1467,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Per-run context every run of it gets (JSON object), validated against
-     * the graph's context_schema.
+     * Per-run context every run of it gets (JSON object), under the run's own.
+     * Checked key by key against the graph's context_schema: it may leave
+     * required fields to the runs, whose whole context is checked in full.
      * </pre>
      *
      * <code>string context_json = 6;</code>

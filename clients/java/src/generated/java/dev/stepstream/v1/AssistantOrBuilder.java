@@ -81,8 +81,9 @@ public interface AssistantOrBuilder extends
 
   /**
    * <pre>
-   * Per-run context every run of it gets (JSON object), validated against
-   * the graph's context_schema.
+   * Per-run context every run of it gets (JSON object), under the run's own.
+   * Checked key by key against the graph's context_schema: it may leave
+   * required fields to the runs, whose whole context is checked in full.
    * </pre>
    *
    * <code>string context_json = 6;</code>
@@ -91,8 +92,9 @@ public interface AssistantOrBuilder extends
   java.lang.String getContextJson();
   /**
    * <pre>
-   * Per-run context every run of it gets (JSON object), validated against
-   * the graph's context_schema.
+   * Per-run context every run of it gets (JSON object), under the run's own.
+   * Checked key by key against the graph's context_schema: it may leave
+   * required fields to the runs, whose whole context is checked in full.
    * </pre>
    *
    * <code>string context_json = 6;</code>

@@ -10,7 +10,9 @@ import static io.grpc.MethodDescriptor.generateFullMethodName;
  * of a graph. Every graph has a default assistant whose id is derived from
  * the graph's name (Graph.default_assistant_id), and the graph's name is
  * accepted wherever an assistant id is. Assistants belong to the caller's
- * tenant, as sessions do: another tenant's assistant is NOT_FOUND.
+ * tenant, as sessions do: another tenant's assistant is NOT_FOUND. Each
+ * tenant has its own default assistant of each graph (the same id for all),
+ * made on its first use.
  * </pre>
  */
 @io.grpc.stub.annotations.GrpcGenerated
@@ -304,7 +306,9 @@ public final class AssistantServiceGrpc {
    * of a graph. Every graph has a default assistant whose id is derived from
    * the graph's name (Graph.default_assistant_id), and the graph's name is
    * accepted wherever an assistant id is. Assistants belong to the caller's
-   * tenant, as sessions do: another tenant's assistant is NOT_FOUND.
+   * tenant, as sessions do: another tenant's assistant is NOT_FOUND. Each
+   * tenant has its own default assistant of each graph (the same id for all),
+   * made on its first use.
    * </pre>
    */
   public interface AsyncService {
@@ -384,7 +388,9 @@ public final class AssistantServiceGrpc {
    * of a graph. Every graph has a default assistant whose id is derived from
    * the graph's name (Graph.default_assistant_id), and the graph's name is
    * accepted wherever an assistant id is. Assistants belong to the caller's
-   * tenant, as sessions do: another tenant's assistant is NOT_FOUND.
+   * tenant, as sessions do: another tenant's assistant is NOT_FOUND. Each
+   * tenant has its own default assistant of each graph (the same id for all),
+   * made on its first use.
    * </pre>
    */
   public static abstract class AssistantServiceImplBase
@@ -403,7 +409,9 @@ public final class AssistantServiceGrpc {
    * of a graph. Every graph has a default assistant whose id is derived from
    * the graph's name (Graph.default_assistant_id), and the graph's name is
    * accepted wherever an assistant id is. Assistants belong to the caller's
-   * tenant, as sessions do: another tenant's assistant is NOT_FOUND.
+   * tenant, as sessions do: another tenant's assistant is NOT_FOUND. Each
+   * tenant has its own default assistant of each graph (the same id for all),
+   * made on its first use.
    * </pre>
    */
   public static final class AssistantServiceStub
@@ -501,7 +509,9 @@ public final class AssistantServiceGrpc {
    * of a graph. Every graph has a default assistant whose id is derived from
    * the graph's name (Graph.default_assistant_id), and the graph's name is
    * accepted wherever an assistant id is. Assistants belong to the caller's
-   * tenant, as sessions do: another tenant's assistant is NOT_FOUND.
+   * tenant, as sessions do: another tenant's assistant is NOT_FOUND. Each
+   * tenant has its own default assistant of each graph (the same id for all),
+   * made on its first use.
    * </pre>
    */
   public static final class AssistantServiceBlockingV2Stub
@@ -592,7 +602,9 @@ public final class AssistantServiceGrpc {
    * of a graph. Every graph has a default assistant whose id is derived from
    * the graph's name (Graph.default_assistant_id), and the graph's name is
    * accepted wherever an assistant id is. Assistants belong to the caller's
-   * tenant, as sessions do: another tenant's assistant is NOT_FOUND.
+   * tenant, as sessions do: another tenant's assistant is NOT_FOUND. Each
+   * tenant has its own default assistant of each graph (the same id for all),
+   * made on its first use.
    * </pre>
    */
   public static final class AssistantServiceBlockingStub
@@ -683,7 +695,9 @@ public final class AssistantServiceGrpc {
    * of a graph. Every graph has a default assistant whose id is derived from
    * the graph's name (Graph.default_assistant_id), and the graph's name is
    * accepted wherever an assistant id is. Assistants belong to the caller's
-   * tenant, as sessions do: another tenant's assistant is NOT_FOUND.
+   * tenant, as sessions do: another tenant's assistant is NOT_FOUND. Each
+   * tenant has its own default assistant of each graph (the same id for all),
+   * made on its first use.
    * </pre>
    */
   public static final class AssistantServiceFutureStub

@@ -521,7 +521,9 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The assistant the run was started with (a graph's default assistant when
-   * the run named only a graph), and the version of it that ran.
+   * the run named only a graph), and the version of it that ran: 0 when the
+   * run named only graph_id, which runs the graph as configured without
+   * reading its default assistant (name the graph in assistant_id for that).
    * </pre>
    *
    * <code>string assistant_id = 15;</code>
@@ -543,7 +545,9 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The assistant the run was started with (a graph's default assistant when
-   * the run named only a graph), and the version of it that ran.
+   * the run named only a graph), and the version of it that ran: 0 when the
+   * run named only graph_id, which runs the graph as configured without
+   * reading its default assistant (name the graph in assistant_id for that).
    * </pre>
    *
    * <code>string assistant_id = 15;</code>
@@ -580,7 +584,8 @@ private static final long serialVersionUID = 0L;
   private volatile java.lang.Object contextJson_ = "";
   /**
    * <pre>
-   * The run's context as given (JSON object); empty when none.
+   * The context the run's nodes read (JSON object): its own over its
+   * assistant's, key by key; empty when none.
    * </pre>
    *
    * <code>string context_json = 17;</code>
@@ -601,7 +606,8 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * The run's context as given (JSON object); empty when none.
+   * The context the run's nodes read (JSON object): its own over its
+   * assistant's, key by key; empty when none.
    * </pre>
    *
    * <code>string context_json = 17;</code>
@@ -2809,7 +2815,9 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The assistant the run was started with (a graph's default assistant when
-     * the run named only a graph), and the version of it that ran.
+     * the run named only a graph), and the version of it that ran: 0 when the
+     * run named only graph_id, which runs the graph as configured without
+     * reading its default assistant (name the graph in assistant_id for that).
      * </pre>
      *
      * <code>string assistant_id = 15;</code>
@@ -2830,7 +2838,9 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The assistant the run was started with (a graph's default assistant when
-     * the run named only a graph), and the version of it that ran.
+     * the run named only a graph), and the version of it that ran: 0 when the
+     * run named only graph_id, which runs the graph as configured without
+     * reading its default assistant (name the graph in assistant_id for that).
      * </pre>
      *
      * <code>string assistant_id = 15;</code>
@@ -2852,7 +2862,9 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The assistant the run was started with (a graph's default assistant when
-     * the run named only a graph), and the version of it that ran.
+     * the run named only a graph), and the version of it that ran: 0 when the
+     * run named only graph_id, which runs the graph as configured without
+     * reading its default assistant (name the graph in assistant_id for that).
      * </pre>
      *
      * <code>string assistant_id = 15;</code>
@@ -2870,7 +2882,9 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The assistant the run was started with (a graph's default assistant when
-     * the run named only a graph), and the version of it that ran.
+     * the run named only a graph), and the version of it that ran: 0 when the
+     * run named only graph_id, which runs the graph as configured without
+     * reading its default assistant (name the graph in assistant_id for that).
      * </pre>
      *
      * <code>string assistant_id = 15;</code>
@@ -2885,7 +2899,9 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The assistant the run was started with (a graph's default assistant when
-     * the run named only a graph), and the version of it that ran.
+     * the run named only a graph), and the version of it that ran: 0 when the
+     * run named only graph_id, which runs the graph as configured without
+     * reading its default assistant (name the graph in assistant_id for that).
      * </pre>
      *
      * <code>string assistant_id = 15;</code>
@@ -2937,7 +2953,8 @@ private static final long serialVersionUID = 0L;
     private java.lang.Object contextJson_ = "";
     /**
      * <pre>
-     * The run's context as given (JSON object); empty when none.
+     * The context the run's nodes read (JSON object): its own over its
+     * assistant's, key by key; empty when none.
      * </pre>
      *
      * <code>string context_json = 17;</code>
@@ -2957,7 +2974,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * The run's context as given (JSON object); empty when none.
+     * The context the run's nodes read (JSON object): its own over its
+     * assistant's, key by key; empty when none.
      * </pre>
      *
      * <code>string context_json = 17;</code>
@@ -2978,7 +2996,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * The run's context as given (JSON object); empty when none.
+     * The context the run's nodes read (JSON object): its own over its
+     * assistant's, key by key; empty when none.
      * </pre>
      *
      * <code>string context_json = 17;</code>
@@ -2995,7 +3014,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * The run's context as given (JSON object); empty when none.
+     * The context the run's nodes read (JSON object): its own over its
+     * assistant's, key by key; empty when none.
      * </pre>
      *
      * <code>string context_json = 17;</code>
@@ -3009,7 +3029,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * The run's context as given (JSON object); empty when none.
+     * The context the run's nodes read (JSON object): its own over its
+     * assistant's, key by key; empty when none.
      * </pre>
      *
      * <code>string context_json = 17;</code>

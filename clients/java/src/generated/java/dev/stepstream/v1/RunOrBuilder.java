@@ -229,7 +229,9 @@ public interface RunOrBuilder extends
   /**
    * <pre>
    * The assistant the run was started with (a graph's default assistant when
-   * the run named only a graph), and the version of it that ran.
+   * the run named only a graph), and the version of it that ran: 0 when the
+   * run named only graph_id, which runs the graph as configured without
+   * reading its default assistant (name the graph in assistant_id for that).
    * </pre>
    *
    * <code>string assistant_id = 15;</code>
@@ -239,7 +241,9 @@ public interface RunOrBuilder extends
   /**
    * <pre>
    * The assistant the run was started with (a graph's default assistant when
-   * the run named only a graph), and the version of it that ran.
+   * the run named only a graph), and the version of it that ran: 0 when the
+   * run named only graph_id, which runs the graph as configured without
+   * reading its default assistant (name the graph in assistant_id for that).
    * </pre>
    *
    * <code>string assistant_id = 15;</code>
@@ -256,7 +260,8 @@ public interface RunOrBuilder extends
 
   /**
    * <pre>
-   * The run's context as given (JSON object); empty when none.
+   * The context the run's nodes read (JSON object): its own over its
+   * assistant's, key by key; empty when none.
    * </pre>
    *
    * <code>string context_json = 17;</code>
@@ -265,7 +270,8 @@ public interface RunOrBuilder extends
   java.lang.String getContextJson();
   /**
    * <pre>
-   * The run's context as given (JSON object); empty when none.
+   * The context the run's nodes read (JSON object): its own over its
+   * assistant's, key by key; empty when none.
    * </pre>
    *
    * <code>string context_json = 17;</code>

@@ -14,6 +14,7 @@ race on the primary key, and the database keeps exactly one row.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import time
 import uuid
@@ -34,6 +35,7 @@ ASSISTANT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 MAX_ENSURED_OWNERS = 100_000
 
 
+@functools.lru_cache(maxsize=1024)  # every run start records it: hash a graph's id once
 def default_assistant_id(graph_id: str) -> str:
     """The id of a graph's default assistant: the same on every replica and for every tenant."""
     return str(uuid.uuid5(ASSISTANT_NAMESPACE, graph_id))

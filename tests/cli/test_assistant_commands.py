@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from tests.integration.test_client_sdk import cli
+from tests.client.test_client_sdk import cli
 
 pytestmark = pytest.mark.process
 

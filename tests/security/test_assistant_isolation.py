@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 from stepstream.v1 import assistants_pb2, assistants_pb2_grpc, runs_pb2
-from tests.integration.rpc import Api
+from tests.rpc import Api
 from tests.security.conftest import Tenants, api_key_api
 
 pytestmark = pytest.mark.process

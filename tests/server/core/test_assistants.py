@@ -15,7 +15,7 @@ import pytest
 from stepstream.client import FailedPreconditionError, NotFoundError, StepstreamClient
 from stepstream.server.core.assistants import default_assistant_id
 from stepstream.v1 import assistants_pb2, assistants_pb2_grpc, runs_pb2, sessions_pb2
-from tests.integration.rpc import Api
+from tests.rpc import Api
 from tests.server.core.test_context import field_of, stored
 
 pytestmark = pytest.mark.process

@@ -18,7 +18,7 @@ from grpc_status import rpc_status
 from stepstream.client import InvalidArgumentError, StepstreamClient
 from stepstream.server.core.assistants import default_assistant_id
 from stepstream.v1 import graphs_pb2, runs_pb2, sessions_pb2
-from tests.integration.rpc import Api, kinds
+from tests.rpc import Api, kinds
 from tests.support import ServerProcess
 
 pytestmark = pytest.mark.process

@@ -17,8 +17,8 @@ from stepstream.server.core.assistants import default_assistant_id
 from stepstream.server.core.registry import read_config
 from stepstream.server.storage.db import upgrade
 from stepstream.v1 import assistants_pb2, assistants_pb2_grpc, runs_pb2
-from tests.integration.rpc import Api
 from tests.pgserver import create_database
+from tests.rpc import Api
 from tests.support import GRAPHS_CONFIG, ServerProcess
 
 pytestmark = pytest.mark.process

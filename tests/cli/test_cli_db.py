@@ -23,6 +23,8 @@ TABLES = {
     "checkpoint_writes",
     "store_items",
     "store_vectors",
+    "assistants",
+    "assistant_versions",
 }
 
 

@@ -115,6 +115,8 @@ async def _start(request: Request, thread_id: str | None) -> tuple[rec.Run, bodi
         options=_options(core, graph_id, body),
         on_completion=on_completion,
         options_field="config",
+        # Nodes read it through LangGraph's Runtime, checked against the graph's context_schema.
+        context_json=dumps(body.context) if body.context is not None else "",
     )
     return await core.start_run(request_), body
 

@@ -4,15 +4,13 @@ state), and the status mapping its clients expect."""
 from __future__ import annotations
 
 import datetime
-import uuid
 from typing import Any
 
 from stepstream.server.core import records as rec
+from stepstream.server.core.assistants import default_assistant_id
 from stepstream.server.core.jsonio import loads
 from stepstream.server.core.registry import LoadedGraph
 
-# LangGraph's server names each graph's default assistant uuid5(this namespace, graph id).
-ASSISTANT_NAMESPACE = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
 EPOCH_ISO = "1970-01-01T00:00:00+00:00"
 
 # A run that stopped at interrupt() succeeded as far as LangGraph's server is concerned (its
@@ -43,7 +41,8 @@ THREAD_STATUS_FILTER = {v: k for k, v in THREAD_STATUS.items()}
 
 
 def assistant_id(graph_id: str) -> str:
-    return str(uuid.uuid5(ASSISTANT_NAMESPACE, graph_id))
+    """The graph's default assistant id, derived as every door derives it (core/assistants.py)."""
+    return default_assistant_id(graph_id)
 
 
 def iso(seconds: float | None) -> str | None:

@@ -67,7 +67,7 @@ ACCEPTED: dict[str, tuple[str, ...]] = {
         r"assistants\.get_schemas remember\]",
         # An unranked store search lists the most recently updated items first, as LangGraph's
         # PostgreSQL store does; `langgraph dev`'s in-memory store lists them as inserted.
-        r"store\.search_items\]\.result\.items\[\d+\]\.(key|namespace\[\d+\]|value\.\w+): expected",
+        r"store\.search_items( [^\]]*)?\]\.result\.items\[\d+\]\.(key|namespace\[\d+\]|value\.\w+): expected",
         # A refused namespace is a 422 like any refusal, `{"detail": ...}`; LangGraph's server
         # answers this one with the bare message.
         r"PUT /store/items\]\.body: expected \"Namespace label",
@@ -86,11 +86,7 @@ ACCEPTED: dict[str, tuple[str, ...]] = {
     ),
 }
 # Scenarios a server cannot run yet, with the reason (their transcripts stay the reference).
-UNSERVED: dict[str, dict[str, str]] = {
-    "stepstream": {
-        "context_and_store": "run context comes with issue 23 (runtime.store is served)",
-    },
-}
+UNSERVED: dict[str, dict[str, str]] = {}
 
 
 def test_every_scenario_has_a_reference_transcript() -> None:

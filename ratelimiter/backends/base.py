@@ -45,18 +45,11 @@ class Backend(Protocol):
         it can be given back or settled later); without them names are made up."""
         ...
 
-    async def reserve_many(
-        self, items: Sequence[tuple[LimitSpec, int]], max_wait_ns: int, grant_id: str
-    ) -> BatchResult:
-        """One request over several keys, all or nothing: (spec, tokens) each, one slot
-        for all of them, the earliest at which every key can grant its tokens."""
-        ...
-
     async def reserve_set(
         self, specs: Sequence[LimitSpec], requests: Sequence[tuple[Sequence[int], int]], ids: Sequence[str]
     ) -> BatchResult:
-        """`reserve_many` for a batch over the same keys: (tokens per key, max_wait_ns)
-        each, in order; the first that cannot be granted stops the batch."""
+        """Requests over several keys, each all or nothing (`reserve_many` for one): (tokens
+        per key, max_wait_ns) each, in order; the first that cannot be granted stops the batch."""
         ...
 
     async def adjust(self, spec: LimitSpec, tokens: int, grant_id: str = "", reserved: int = 0) -> Mode:
@@ -82,3 +75,13 @@ class Backend(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+async def reserve_many(
+    backend: Backend, items: Sequence[tuple[LimitSpec, int]], max_wait_ns: int, grant_id: str
+) -> BatchResult:
+    """One request over several keys, all or nothing: (spec, tokens) each, one slot for all
+    of them, the earliest at which every key can grant its tokens."""
+    return await backend.reserve_set(
+        [s for s, _ in items], [([n for _, n in items], max_wait_ns)], [grant_id]
+    )

@@ -155,13 +155,6 @@ class FailoverBackend:
 
         return await self._call(lambda: self._store.reserve(spec, requests, ids), from_local)
 
-    async def reserve_many(
-        self, items: Sequence[tuple[LimitSpec, int]], max_wait_ns: int, grant_id: str
-    ) -> BatchResult:
-        return await self.reserve_set(
-            [s for s, _ in items], [([n for _, n in items], max_wait_ns)], [grant_id]
-        )
-
     async def reserve_set(
         self, specs: Sequence[LimitSpec], requests: Sequence[tuple[Sequence[int], int]], ids: Sequence[str]
     ) -> BatchResult:

@@ -100,13 +100,6 @@ class MemoryBackend:
             waits.append(at - now)
         return BatchResult(waits, retry, now, self._mode)
 
-    async def reserve_many(
-        self, items: Sequence[tuple[LimitSpec, int]], max_wait_ns: int, grant_id: str
-    ) -> BatchResult:
-        return await self.reserve_set(
-            [s for s, _ in items], [([n for _, n in items], max_wait_ns)], [grant_id]
-        )
-
     async def reserve_set(
         self, specs: Sequence[LimitSpec], requests: Sequence[tuple[Sequence[int], int]], ids: Sequence[str]
     ) -> BatchResult:

@@ -106,13 +106,6 @@ class RedisBackend:
             args += (max_wait_ns // _TICK, name, tokens)
         return self._result(await self._reserve_many(keys=self._keys(spec)[:1], args=args))
 
-    async def reserve_many(
-        self, items: Sequence[tuple[LimitSpec, int]], max_wait_ns: int, grant_id: str
-    ) -> BatchResult:
-        return await self.reserve_set(
-            [s for s, _ in items], [([n for _, n in items], max_wait_ns)], [grant_id]
-        )
-
     async def reserve_set(
         self, specs: Sequence[LimitSpec], requests: Sequence[tuple[Sequence[int], int]], ids: Sequence[str]
     ) -> BatchResult:

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stepstream.ratelimiter import window
+from stepstream.ratelimiter.backends.base import reserve_many
 from stepstream.ratelimiter.backends.memory import MemoryBackend
 from stepstream.ratelimiter.backends.redis_backend import RedisBackend
 from stepstream.ratelimiter.config import LimiterSettings, LimitSpec, Shape, parse_limit
@@ -173,7 +174,7 @@ async def test_several_keys_all_or_nothing_and_each_limit_kept(
     for gap_ms, calls, tokens, with_gcra in requests:
         clock.now += gap_ms * MS
         items = [(rpm, calls), (tpm, tokens)] + ([(gcra_key, 1)] if with_gcra else [])
-        result = await backend.reserve_many(items, 2 * S, f"id{len(taken['k'])}")
+        result = await reserve_many(backend, items, 2 * S, f"id{len(taken['k'])}")
         if not result.waits_ns:
             continue
         slot = result.epoch_ns + result.waits_ns[0]
@@ -271,7 +272,7 @@ async def test_redis_window_script_decides_like_the_memory_twin(
     assert peek.available == 0 and peek.full_in_ns > S
     consumed, _ = await redis_backend.observe(spec, 0, None)
     assert consumed == 0  # the window is spoken for already
-    many = await redis_backend.reserve_many([(spec, 1)], 10 * S, "m")
+    many = await reserve_many(redis_backend, [(spec, 1)], 10 * S, "m")
     # Placed after every slot granted before it (absolute times on Redis's clock).
     assert many.waits_ns and many.epoch_ns + many.waits_ns[0] >= red.epoch_ns + max(red.waits_ns)
     await redis_backend.close()
@@ -280,8 +281,8 @@ async def test_redis_window_script_decides_like_the_memory_twin(
 async def test_redis_reserve_many_is_all_or_nothing(redis_backend: RedisBackend) -> None:
     rpm = sliding(2, 1000, 10)
     tpm = parse_limit("t", {"rate": 100, "period": "1s", "unit": "tokens"}, "test", 0.01)
-    ok = await redis_backend.reserve_many([(rpm, 1), (tpm, 90)], 0, "a")
-    refused = await redis_backend.reserve_many([(rpm, 1), (tpm, 20)], 0, "b")
+    ok = await reserve_many(redis_backend, [(rpm, 1), (tpm, 90)], 0, "a")
+    refused = await reserve_many(redis_backend, [(rpm, 1), (tpm, 20)], 0, "b")
     assert ok.waits_ns == [0] and not refused.waits_ns
     # The refusal took nothing: the request key still has its second slot.
     assert (await redis_backend.peek(rpm)).available == 1

@@ -129,6 +129,7 @@ def _up(given: dict[str, Any]) -> None:
         limits=settings.limits_path,
         redis_url=settings.redis_url,
         serve_args=["--grace", str(grace)],
+        http_port=settings.http_port,
     )
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -140,7 +141,8 @@ def _up(given: dict[str, Any]) -> None:
         raise typer.Exit(2) from None
     for replica in cluster.replicas:
         sidecar = f" (limiter {replica.limiter.address})" if replica.limiter else ""
-        typer.echo(f"{replica.name} serving on {replica.address}{sidecar}")
+        http = f", HTTP {replica.http_url}" if replica.http_url else ""
+        typer.echo(f"{replica.name} serving on {replica.address}{http}{sidecar}")
     typer.echo(f"cluster ready: {','.join(cluster.addresses)}", color=False)
     try:
         stopping.wait()

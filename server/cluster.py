@@ -29,6 +29,9 @@ class ClusterSettings(Settings):
     """Limits file: each replica gets a sidecar over it."""
     redis_url: Annotated[str | None, Flag("--redis")] = None
     """Redis URL the sidecars share (one budget)."""
+    http_port: Annotated[int | None, Field(ge=1, le=65535)] = None
+    """HTTP port of replica 1 (LangGraph's API, as `serve --http-port`); replica N serves on this
+    port + N - 1, so each has its own. Unset: no HTTP listener."""
     shutdown_grace_seconds: Annotated[float, Flag("--grace")] = ServerSettings.model_fields[
         "shutdown_grace_seconds"
     ].default
@@ -45,6 +48,10 @@ class Replica:
     def address(self) -> str:
         return self.server.address
 
+    @property
+    def http_url(self) -> str:
+        return self.server.http_url
+
 
 class LocalCluster:
     def __init__(
@@ -58,8 +65,10 @@ class LocalCluster:
         serve_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         cwd: str | pathlib.Path | None = None,
+        http_port: int | None = None,
     ) -> None:
         self.db_url = async_url(db_url)
+        self.http_port = http_port
         self.config = config
         self.count = replicas
         self.limits = limits
@@ -78,14 +87,18 @@ class LocalCluster:
         upgrade(self.db_url)
         try:
             for index in range(self.count):
-                self.replicas.append(self._start_replica(f"replica-{index + 1}"))
+                self.replicas.append(self._start_replica(index))
         except BaseException:
             self.stop()
             raise
         return self.addresses
 
-    def _start_replica(self, name: str, limiter: LimiterProcess | None = None) -> Replica:
+    def _start_replica(self, index: int, limiter: LimiterProcess | None = None) -> Replica:
+        name = f"replica-{index + 1}"
         serve_args = ["--no-migrate", "--replica", name, *self.serve_args]
+        if self.http_port is not None:
+            # A restarted replica listens where it did, so its clients' URL stays valid.
+            serve_args += ["--http-port", str(self.http_port + index)]
         if limiter is None and self.limits is not None:
             limiter_args = ["--config", str(self.limits)]
             if self.redis_url:
@@ -111,7 +124,7 @@ class LocalCluster:
         """Start replica `index`'s server again under the same name; its new address."""
         old = self.replicas[index]
         old.server.kill()
-        self.replicas[index] = self._start_replica(old.name, old.limiter)
+        self.replicas[index] = self._start_replica(index, old.limiter)
         return self.replicas[index].address
 
     def stop(self, timeout: float = 30.0) -> None:

@@ -22,6 +22,8 @@ from stepstream.ratelimiter.config import LimiterSettings
 from stepstream.server.settings import PER_PROCESS, ServerSettings
 
 READY = re.compile(r"stepstream serving .* on (\S+):(\d+)")
+# What `serve --http-port` prints once LangGraph's HTTP API listens (before READY).
+HTTP_READY = re.compile(r"stepstream HTTP API on (http://\S+)")
 LIMITER_READY = re.compile(r"ratelimiter listening on (\S+):(\d+)")
 
 
@@ -156,6 +158,15 @@ class ServerProcess(ChildProcess):
         super().__init__(*args, env=env, cwd=cwd, credentials=credentials)
         self.db_url = db_url
         self.config = config
+
+    @property
+    def http_url(self) -> str:
+        """The base URL of its HTTP listener (LangGraph's API); "" when it serves none."""
+        for line in self.output:
+            match = HTTP_READY.search(line)
+            if match:
+                return match.group(1)
+        return ""
 
     def command(self) -> list[str]:
         return [

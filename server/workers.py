@@ -141,6 +141,7 @@ class WorkerSupervisor:
         self.workers: dict[int, multiprocessing.process.BaseProcess] = {}
         self.stopping = threading.Event()
         self._keeper: socket.socket | None = None
+        self._http_keeper: socket.socket | None = None
 
     def start(self) -> str:
         """Migrate once, start the sidecar if needed, then every worker; the first worker's banner."""
@@ -150,6 +151,9 @@ class WorkerSupervisor:
             upgrade(self.settings.db_url)
         self._keeper = _reserve_port(self.settings.host, self.settings.port)
         self.port = self._keeper.getsockname()[1]
+        if self.settings.http_port:
+            # The HTTP listener is shared the same way: every worker binds it with SO_REUSEPORT.
+            self._http_keeper = _reserve_port(self.settings.host, self.settings.http_port)
         if self.limiter_address is None and self.settings.limits_path:
             from stepstream.server.process import LimiterProcess
 
@@ -215,8 +219,9 @@ class WorkerSupervisor:
                 process.join(10)
         if self.limiter is not None:
             self.limiter.stop()
-        if self._keeper is not None:
-            self._keeper.close()
+        for keeper in (self._keeper, self._http_keeper):
+            if keeper is not None:
+                keeper.close()
 
 
 def serve_workers(settings: ServerSettings, log_level: str = "WARNING") -> None:

@@ -21,6 +21,7 @@ from stepstream.server.http.errors import HttpError, error_response, on_core_err
 from stepstream.server.http.middleware import (
     AuthMiddleware,
     InternalErrorMiddleware,
+    ReplicaHeaderMiddleware,
 )
 
 
@@ -50,7 +51,7 @@ async def on_starlette_error(request: Request, exc: Exception) -> Response:
 
 def build_app(core: Core) -> Starlette:
     settings = core.settings
-    middleware = []
+    middleware = [Middleware(ReplicaHeaderMiddleware, replica=settings.replica)]
     origins = list(settings.http_cors_origins)
     if origins:
         middleware.append(
@@ -59,7 +60,7 @@ def build_app(core: Core) -> Starlette:
                 allow_origins=origins,
                 allow_methods=["*"],
                 allow_headers=["*"],
-                expose_headers=["Location", "Content-Location"],
+                expose_headers=["Location", "Content-Location", "X-Stepstream-Replica"],
                 # Credentials ride in headers (x-api-key, authorization), never cookies.
                 allow_credentials=False,
                 # Chrome's Private Network Access: a hosted page (LangGraph Studio) calling a

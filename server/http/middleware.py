@@ -122,3 +122,24 @@ class InternalErrorMiddleware:
             log.exception("%s %s failed", scope["method"], scope["path"])
             if not started:
                 await _json_error(send, 500, f"internal error: {type(exc).__name__}", [])
+
+
+class ReplicaHeaderMiddleware:
+    """Every answer names the replica that gave it (`x-stepstream-replica`), as the gRPC door's
+    trailer does: behind a load balancer or with `--workers`, that is how one tells them apart."""
+
+    def __init__(self, app: ASGIApp, replica: str) -> None:
+        self.app = app
+        self.header = (b"x-stepstream-replica", replica.encode("latin-1", "replace"))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def named_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), self.header]}
+            await send(message)
+
+        await self.app(scope, receive, named_send)

@@ -21,6 +21,7 @@ from stepstream.server.core.events import EventFilter
 from stepstream.server.core.jsonio import dumps, loads
 from stepstream.server.core.start import CommandRequest, OptionsRequest, StartRunRequest
 from stepstream.server.http import bodies, shapes
+from stepstream.server.http.assistants import assistant_of
 from stepstream.server.http.common import core_of, graph_of, json, owner_of
 from stepstream.server.http.errors import HttpError
 from stepstream.server.http.stream import StreamTranslator, parse_event_id
@@ -58,7 +59,7 @@ def _nodes(core: Core, graph_id: str, chosen: str | list[str] | None) -> tuple[s
     return tuple(chosen or ())
 
 
-def _options(core: Core, graph_id: str, body: bodies.RunCreate) -> OptionsRequest:
+def _options(core: Core, graph_id: str, assistant_id: str, body: bodies.RunCreate) -> OptionsRequest:
     config = body.config or bodies.RunConfig()
     configurable = dict(config.configurable)
     checkpoint_id = body.checkpoint_id or (body.checkpoint or {}).get("checkpoint_id")
@@ -69,7 +70,7 @@ def _options(core: Core, graph_id: str, body: bodies.RunCreate) -> OptionsReques
     # does every checkpoint it writes).
     metadata = {
         "graph_id": graph_id,
-        "assistant_id": shapes.assistant_id(graph_id),
+        "assistant_id": assistant_id,
         "created_by": "system",
         **(body.metadata or {}),
     }
@@ -86,10 +87,22 @@ def _options(core: Core, graph_id: str, body: bodies.RunCreate) -> OptionsReques
     )
 
 
+async def _assistant(request: Request, assistant_id: str) -> tuple[str, str]:
+    """(graph id, saved assistant id or "") an assistant id names. A graph's id or its default's
+    UUID costs no query: the run goes as the graph's default assistant."""
+    core = core_of(request)
+    graph_ids = {g.spec.graph_id for g in core.graphs()}
+    if assistant_id in graph_ids or any(shapes.assistant_id(g) == assistant_id for g in graph_ids):
+        return graph_of(core, assistant_id), ""
+    saved = await assistant_of(request, assistant_id)
+    return saved.graph_id, saved.assistant_id
+
+
 async def _start(request: Request, thread_id: str | None) -> tuple[rec.Run, bodies.RunCreate]:
     body = await bodies.parse(request, bodies.RunCreate, empty_ok=False)
     core, owner = core_of(request), owner_of(request)
-    graph_id = graph_of(core, body.assistant_id)
+    graph_id, saved = await _assistant(request, body.assistant_id)
+    assistant_id = saved or shapes.assistant_id(graph_id)
     on_completion = rec.OnCompletion.KEEP
     if thread_id is not None:
         try:
@@ -99,7 +112,7 @@ async def _start(request: Request, thread_id: str | None) -> tuple[rec.Run, bodi
                 raise HttpError(404, f"Thread with ID {thread_id} not found") from None
             await core.create_session(owner, "", session_id=thread_id, bind_later=True)
         # A thread takes its graph at its first run, and records it in its metadata.
-        meta = {"graph_id": graph_id, "assistant_id": shapes.assistant_id(graph_id)}
+        meta = {"graph_id": graph_id, "assistant_id": assistant_id}
         await core.bind_session(owner, thread_id, graph_id, meta)
     elif body.on_completion == "delete":
         # A stateless run: the thread made for it goes when it ends (LangGraph's default).
@@ -108,11 +121,13 @@ async def _start(request: Request, thread_id: str | None) -> tuple[rec.Run, bodi
     input_json = "" if body.input is None or command is not None else dumps(body.input)
     request_ = StartRunRequest(
         owner=owner,
-        graph_id=graph_id,
+        # A saved assistant's settings go under the run's own (the core merges them).
+        graph_id="" if saved else graph_id,
+        assistant_id=saved,
         session_id=thread_id or "",
         input_json=input_json,
         command=command,
-        options=_options(core, graph_id, body),
+        options=_options(core, graph_id, assistant_id, body),
         on_completion=on_completion,
         options_field="config",
         # Nodes read it through LangGraph's Runtime, checked against the graph's context_schema.

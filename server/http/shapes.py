@@ -9,9 +9,6 @@ from typing import Any
 from stepstream.server.core import records as rec
 from stepstream.server.core.assistants import default_assistant_id
 from stepstream.server.core.jsonio import loads
-from stepstream.server.core.registry import LoadedGraph
-
-EPOCH_ISO = "1970-01-01T00:00:00+00:00"
 
 # A run that stopped at interrupt() succeeded as far as LangGraph's server is concerned (its
 # thread is the one `interrupted`); its `interrupted` run status means cancelled.
@@ -51,19 +48,19 @@ def iso(seconds: float | None) -> str | None:
     return datetime.datetime.fromtimestamp(seconds, datetime.UTC).isoformat()
 
 
-def assistant(loaded: LoadedGraph) -> dict[str, Any]:
-    graph_id = loaded.spec.graph_id
+def assistant(saved: rec.Assistant, graph_description: str = "") -> dict[str, Any]:
+    """An assistant as LangGraph's server answers it; a default one takes its graph's description."""
     return {
-        "assistant_id": assistant_id(graph_id),
-        "graph_id": graph_id,
-        "config": {},
-        "context": {},
-        "metadata": {"created_by": "system"},
-        "name": graph_id,
-        "description": loaded.spec.description or None,
-        "version": 1,
-        "created_at": EPOCH_ISO,
-        "updated_at": EPOCH_ISO,
+        "assistant_id": saved.assistant_id,
+        "graph_id": saved.graph_id,
+        "config": saved.config,
+        "context": saved.context,
+        "metadata": saved.metadata,
+        "name": saved.name,
+        "description": saved.description or graph_description or None,
+        "version": saved.version,
+        "created_at": iso(saved.created_at),
+        "updated_at": iso(saved.updated_at),
     }
 
 
@@ -96,7 +93,7 @@ def thread(
 def run(r: rec.Run, streamed: dict[str, Any] | None = None) -> dict[str, Any]:
     """A run; `streamed`: how it was asked to stream (known to the call that created it only)."""
     options = r.options
-    aid = assistant_id(r.graph_id)
+    aid = r.assistant_id or assistant_id(r.graph_id)
     kwargs = {
         "input": loads(r.input_json) if r.input_json else None,
         "command": loads(r.command_json) if r.command_json else None,
@@ -110,7 +107,7 @@ def run(r: rec.Run, streamed: dict[str, Any] | None = None) -> dict[str, Any]:
             },
             "metadata": options.metadata,
         },
-        "context": {},
+        "context": loads(r.context_json) if r.context_json else {},
         "interrupt_before": list(options.interrupt_before) or None,
         "interrupt_after": list(options.interrupt_after) or None,
         "stream_mode": ["values"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from starlette.requests import Request
@@ -15,6 +16,10 @@ from stepstream.server.core.jsonio import json_contains
 from stepstream.server.http import bodies, shapes
 from stepstream.server.http.common import core_of, json, owner_of
 from stepstream.server.http.errors import HttpError
+
+# A search by `values` reads threads in batches of this many, and at most this many in all.
+VALUES_SCAN_BATCH = 100
+VALUES_SCAN_LIMIT = 10_000
 
 
 def _thread_id(request: Request) -> str:
@@ -80,13 +85,38 @@ async def _search(request: Request, body: bodies.ThreadSearch) -> list[dict[str,
         limit=body.limit,
         offset=body.offset,
     )
-    sessions = await core_of(request).search_sessions(owner_of(request), query)
-    found = [await _thread_json(request, s) for s in sessions]
     if body.values:
-        found = [t for t in found if json_contains(t["values"], body.values)]
+        found = await _search_by_values(request, query, body.values)
+    else:
+        sessions = await core_of(request).search_sessions(owner_of(request), query)
+        found = [await _thread_json(request, s) for s in sessions]
     if body.select:
         found = [{k: v for k, v in t.items() if k in body.select} for t in found]
     return found
+
+
+async def _search_by_values(
+    request: Request, query: rec.SessionQuery, values: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The page of threads whose values contain `values`. Values live in checkpoints, not in the
+    sessions' rows, so the database cannot filter on them: walk the metadata/status matches in
+    batches, newest first as asked, until the page is full or VALUES_SCAN_LIMIT were read."""
+    core, owner = core_of(request), owner_of(request)
+    wanted = query.offset + query.limit
+    matches: list[dict[str, Any]] = []
+    offset = 0
+    while len(matches) < wanted and offset < VALUES_SCAN_LIMIT:
+        batch = await core.search_sessions(
+            owner, dataclasses.replace(query, offset=offset, limit=VALUES_SCAN_BATCH)
+        )
+        for session in batch:
+            thread = await _thread_json(request, session)
+            if json_contains(thread["values"], values):
+                matches.append(thread)
+        if len(batch) < VALUES_SCAN_BATCH:
+            break
+        offset += VALUES_SCAN_BATCH
+    return matches[query.offset : wanted]
 
 
 async def search(request: Request) -> Response:

@@ -13,9 +13,10 @@ import sys
 from collections.abc import Iterator
 
 import grpc
+import httpx
 import pytest
 
-from stepstream.server.process import READY, wait_serving
+from stepstream.server.process import HTTP_READY, READY, wait_serving
 from stepstream.v1 import graphs_pb2, graphs_pb2_grpc
 from tests.support import GRAPHS_CONFIG, ROOT
 
@@ -158,3 +159,64 @@ def test_up_gives_each_replica_its_own_name_and_port(tmp_path: pathlib.Path, com
         assert _environ(pid)["STEPSTREAM_CONFIG"] == str(GRAPHS_CONFIG)  # shared: inherited
     for pid in sidecars:
         assert "STEPSTREAM_CONFIG" not in _environ(pid)  # the sidecar's --config is its limits file
+
+
+def _http_replica(url: str) -> str:
+    """The replica that answers one HTTP call on a connection of its own."""
+    with httpx.Client(base_url=url, timeout=10) as http:
+        answer = http.get("/ok")
+        answer.raise_for_status()
+        return answer.headers["x-stepstream-replica"]
+
+
+def test_serve_workers_share_the_http_port_too(tmp_path: pathlib.Path, command: list[Command]) -> None:
+    http_port = _free_port()
+    serve = Command(
+        tmp_path, "serve", "--config", str(GRAPHS_CONFIG), "--workers", "2", "--http-port", str(http_port)
+    )
+    command.append(serve)
+    serve.until(READY.pattern)
+    urls = {m.group(1) for m in (HTTP_READY.search(line) for line in serve.lines) if m}
+    assert urls == {f"http://127.0.0.1:{http_port}"}, serve.lines
+    url = urls.pop()
+    answered = {_http_replica(url) for _ in range(40)}
+    assert answered == {f"{FROM_ENV}-w1", f"{FROM_ENV}-w2"}
+    # Whichever worker takes a call, the run it starts is the other's to read (one database).
+    with httpx.Client(base_url=url, timeout=30) as http:
+        thread = http.post("/threads", json={}).json()["thread_id"]
+        ran = http.post(f"/threads/{thread}/runs/wait", json={"assistant_id": "linear", "input": {"x": 1}})
+        assert ran.status_code == 200, ran.text
+        assert ran.json()["x"] == 4
+    seen: dict[str, int] = {}
+    for _ in range(20):
+        with httpx.Client(base_url=url, timeout=10) as http:
+            found = http.post("/threads/search", json={"limit": 5})
+            seen[found.headers["x-stepstream-replica"]] = len(found.json())
+    assert set(seen) == answered and set(seen.values()) == {1}
+
+
+def test_up_serves_http_from_every_replica(tmp_path: pathlib.Path, command: list[Command]) -> None:
+    http_port = _free_port()
+    up = Command(
+        tmp_path, "up", "--replicas", "2", "--http-port", str(http_port), STEPSTREAM_CONFIG=str(GRAPHS_CONFIG)
+    )
+    command.append(up)
+    up.until("^cluster ready: ")
+    serving = [re.match(r"(\S+) serving on \S+, HTTP (\S+)", line) for line in up.lines]
+    urls = {m.group(1): m.group(2) for m in serving if m}
+    assert urls == {
+        "replica-1": f"http://127.0.0.1:{http_port}",
+        "replica-2": f"http://127.0.0.1:{http_port + 1}",
+    }, up.lines
+    for name, url in urls.items():
+        assert _http_replica(url) == name
+    with httpx.Client(base_url=urls["replica-1"], timeout=30) as one:
+        thread = one.post("/threads", json={"metadata": {"via": "replica-1"}}).json()
+        ran = one.post(
+            f"/threads/{thread['thread_id']}/runs/wait", json={"assistant_id": "linear", "input": {"x": 1}}
+        )
+        assert ran.status_code == 200, ran.text
+    with httpx.Client(base_url=urls["replica-2"], timeout=30) as two:
+        state = two.get(f"/threads/{thread['thread_id']}/state")
+        assert state.status_code == 200 and state.json()["values"]["x"] == 4
+        assert state.headers["x-stepstream-replica"] == "replica-2"

@@ -274,3 +274,20 @@ async def test_state_update_history_copy(client: LangGraphClient) -> None:
     assert copy["thread_id"] != thread_id
     copied = await client.threads.get_state(copy["thread_id"])
     assert copied["values"] == updated["values"] and copied["next"] == ["model"]
+
+
+async def test_thread_search_by_values_looks_past_the_first_page(client: LangGraphClient) -> None:
+    """Values live in checkpoints: a search by them must read on until the page is full, not
+    filter only the first page of threads."""
+    mark = uuid.uuid4().hex[:8]
+    who = {"user_id": f"search-{mark}"}
+    needle: Any = await client.threads.create(metadata={"mark": mark})
+    await client.runs.wait(needle["thread_id"], "remember", input={"note": f"needle-{mark}"}, context=who)
+    for i in range(12):  # newer threads, which come first
+        hay: Any = await client.threads.create(metadata={"mark": mark})
+        await client.runs.wait(hay["thread_id"], "remember", input={"note": f"hay-{i}"}, context=who)
+    found = await client.threads.search(metadata={"mark": mark}, values={"note": f"needle-{mark}"}, limit=2)
+    assert [t["thread_id"] for t in found] == [needle["thread_id"]]
+    assert await client.threads.search(metadata={"mark": mark}, values={"note": "nowhere"}, limit=2) == []
+    second = await client.threads.search(metadata={"mark": mark}, values={"note": "hay-3"}, limit=1)
+    assert len(second) == 1 and second[0]["values"]["note"] == "hay-3"

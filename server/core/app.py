@@ -121,6 +121,7 @@ class Core:
         # Heartbeat rows and the read-only views of the inspector (core/inspector).
         self.inspector = Inspector(
             self.database.inspector,
+            self.store,
             settings.replica,
             settings.inspector_heartbeat_seconds,
             lambda: tuple(self.registry.ids()),

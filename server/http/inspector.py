@@ -15,8 +15,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from stepstream.server.core.inspector.model import Overview
+from stepstream.server.core.inspector.timeline import Timeline
 from stepstream.server.core.jsonio import dumps
+from stepstream.server.core.start import RUN_ID
+from stepstream.server.core.tracing import trace_id_of
+from stepstream.server.http import shapes
 from stepstream.server.http.common import core_of, json, owner_of
+from stepstream.server.http.errors import HttpError
 
 # Seconds between heartbeat comments on the overview stream (it sends data every second, so
 # this only matters while the database cannot be read).
@@ -117,8 +122,61 @@ async def overview_stream(request: Request) -> Response:
     return EventSourceResponse(frames(), ping=HEARTBEAT_SECONDS)
 
 
+def run_id_of(request: Request) -> str:
+    """The path's run id: a server's UUID or a caller's id (1-64 of [A-Za-z0-9._:-]), else 422."""
+    run_id: str = request.path_params["run_id"]
+    if not RUN_ID.match(run_id):
+        raise HttpError(422, f"run id {run_id[:80]!r} is not a run id: 1-64 of A-Z a-z 0-9 . _ : -")
+    return run_id
+
+
+def timeline_json(timeline: Timeline) -> dict[str, Any]:
+    run = timeline.run
+    return {
+        "run": {
+            **shapes.run(run),
+            "trace_id": trace_id_of(run.trace_context) or None,
+            "replica": timeline.replica,
+        },
+        "supersteps": [
+            {
+                "step": row.step,
+                "started_at": iso(row.started_at),
+                "ended_at": iso_or_none(row.ended_at),
+                "checkpoint_id": row.checkpoint_id,
+                "tasks": [
+                    {
+                        "id": t.id,
+                        "name": t.name,
+                        "path": list(t.path),
+                        "started_at": iso(t.started_at),
+                        "ended_at": iso_or_none(t.ended_at),
+                        "status": str(t.status),
+                        "error": t.error,
+                        "retries": t.retries,
+                        "replica": t.replica,
+                    }
+                    for t in row.tasks
+                ],
+            }
+            for row in timeline.supersteps
+        ],
+        "takeovers": [
+            {"at": iso(t.at), "from_replica": t.from_replica, "to_replica": t.to_replica}
+            for t in timeline.takeovers
+        ],
+        "interrupts": [{"id": i.id, "value": i.value, "step": i.step} for i in timeline.interrupts],
+    }
+
+
+async def timeline(request: Request) -> Response:
+    core, owner = core_of(request), owner_of(request)
+    return json(timeline_json(await core.inspector.timeline(owner, run_id_of(request))))
+
+
 ROUTES = [
     Route("/inspector/config", config, methods=["GET"]),
     Route("/inspector/overview", overview, methods=["GET"]),
     Route("/inspector/overview/stream", overview_stream, methods=["GET"]),
+    Route("/inspector/runs/{run_id}/timeline", timeline, methods=["GET"]),
 ]

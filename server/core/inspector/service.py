@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 
+from stepstream.server.core.events import RunEvent
 from stepstream.server.core.inspector.heartbeat import Heartbeat
 from stepstream.server.core.inspector.model import InspectorStore, Overview
 from stepstream.server.core.inspector.overview import OverviewHub
+from stepstream.server.core.inspector.timeline import Timeline, build_timeline
+from stepstream.server.core.ports import Store
+
+# Stored events read per query while a timeline is rebuilt.
+EVENTS_PAGE = 2_000
 
 
 class Inspector:
     def __init__(
         self,
         store: InspectorStore,
+        runs: Store,
         replica: str,
         heartbeat_seconds: float,
         graphs: Callable[[], tuple[str, ...]],
@@ -21,6 +28,7 @@ class Inspector:
         draining: Callable[[], bool],
     ) -> None:
         self.replica = replica
+        self._runs = runs
         self.heartbeat = Heartbeat(store, replica, heartbeat_seconds, graphs, running, leases, draining)
         self.overviews = OverviewHub(store.overview_rows)
 
@@ -38,3 +46,14 @@ class Inspector:
 
     def watch_overview(self, owner: str) -> AsyncIterator[Overview]:
         return self.overviews.watch(owner)
+
+    async def timeline(self, owner: str, run_id: str) -> Timeline:
+        """The run's supersteps, tasks, takeovers and interrupts; NotFound for another owner's run."""
+        run = await self._runs.get_run(owner, run_id)
+        events: list[RunEvent] = []
+        while True:
+            rows = await self._runs.events_after(run_id, events[-1].seq if events else 0, EVENTS_PAGE)
+            events += (RunEvent.from_row(run_id, seq, kind, body) for seq, kind, body in rows)
+            if len(rows) < EVENTS_PAGE:
+                break
+        return build_timeline(run, events)

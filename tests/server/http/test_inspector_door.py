@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pathlib
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -75,3 +76,77 @@ def test_unknown_inspector_routes_and_methods(live: Door) -> None:
     with live.http() as http:
         assert http.get("/inspector/nothing").status_code == 404
         assert http.post("/inspector/overview", json={}).status_code == 405
+
+
+def _timeline(http: httpx.Client, run: dict[str, Any]) -> dict[str, Any]:
+    answer = http.get(f"/inspector/runs/{run['run_id']}/timeline")
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def test_timeline_of_a_fan_out_lists_its_tasks_per_superstep(live: Door) -> None:
+    with live.http() as http:
+        run = start_run(http, "fanfail", {"n": 3, "fail": -1, "delay": 0.05})
+        join(http, run)
+        timeline = _timeline(http, run)
+        replica = http.get("/inspector/config").json()["replica"]
+        assert timeline["run"]["run_id"] == run["run_id"] and timeline["run"]["status"] == "success"
+        assert timeline["run"]["replica"] == replica and "trace_id" in timeline["run"]
+        names = [[t["name"] for t in s["tasks"]] for s in timeline["supersteps"] if s["tasks"]]
+        assert names == [["prepare"], ["work", "work", "work"], ["total"]]
+        steps = [s for s in timeline["supersteps"] if s["tasks"]]
+        assert [s["step"] for s in steps] == sorted(s["step"] for s in steps)
+        for step in steps:
+            assert step["checkpoint_id"] and step["ended_at"] >= step["started_at"]
+            for task in step["tasks"]:
+                assert (task["status"], task["error"], task["retries"], task["replica"]) == (
+                    "ok",
+                    None,
+                    0,
+                    replica,
+                )
+                assert task["ended_at"] >= task["started_at"] and task["path"] == []
+        assert timeline["takeovers"] == [] and timeline["interrupts"] == []
+
+
+def test_timeline_shows_the_failed_task_and_its_error(live: Door) -> None:
+    with live.http() as http:
+        run = start_run(http, "fanfail", {"n": 4, "fail": 2, "delay": 0.02})
+        join(http, run)
+        timeline = _timeline(http, run)
+        assert timeline["run"]["status"] == "error"
+        (work,) = [s for s in timeline["supersteps"] if any(t["name"] == "work" for t in s["tasks"])]
+        assert len(work["tasks"]) == 4
+        failed = [t for t in work["tasks"] if t["status"] == "error"]
+        assert [t["error"] for t in failed] == ["RuntimeError: task 2 failed on purpose"]
+        assert all(t["status"] in ("ok", "interrupted") for t in work["tasks"] if t not in failed)
+        assert work["checkpoint_id"] is None  # the superstep never completed
+
+
+def test_timeline_lists_interrupts(live: Door) -> None:
+    with live.http() as http:
+        run = start_run(http, "ask", {"question": "proceed?"})
+        join(http, run)
+        timeline = _timeline(http, run)
+        assert [(i["value"], bool(i["id"])) for i in timeline["interrupts"]] == [("proceed?", True)]
+        (ask,) = [t for s in timeline["supersteps"] for t in s["tasks"]]
+        assert ask["name"] == "ask" and ask["status"] == "interrupted"
+        assert timeline["interrupts"][0]["step"] == next(
+            s["step"] for s in timeline["supersteps"] if s["tasks"]
+        )
+
+
+def test_timeline_is_the_tenants_own_and_bad_ids_are_refused(live: Door) -> None:
+    with live.http("alice") as alice, live.http("bob") as bob, live.http("reader") as reader:
+        run = start_run(alice, "boom", {})
+        join(alice, run)
+        path = f"/inspector/runs/{run['run_id']}/timeline"
+        assert reader.get(path).status_code == 200  # the reader role may look
+        hidden = bob.get(path)
+        assert hidden.status_code == 404 and run["run_id"] in hidden.json()["detail"]
+        assert alice.get("/inspector/runs/00000000-0000-4000-8000-000000000000/timeline").status_code == 404
+        bad = alice.get("/inspector/runs/not%20an%20id/timeline")
+        assert bad.status_code == 422 and "run id" in bad.json()["detail"]
+        assert alice.get("/inspector/runs/" + "x" * 65 + "/timeline").status_code == 422
+        assert httpx.get(live.url + path, timeout=10).status_code == 401

@@ -128,6 +128,8 @@ class Core:
             lambda: self.runs.executing,
             lambda: self.dispatcher.leases,
             lambda: not self.runs.accepting,
+            self.limiter,
+            settings.ratelimiter_address,
         )
         self._retention: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()

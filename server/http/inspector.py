@@ -174,9 +174,40 @@ async def timeline(request: Request) -> Response:
     return json(timeline_json(await core.inspector.timeline(owner, run_id_of(request))))
 
 
+async def limits(request: Request) -> Response:
+    described = await core_of(request).inspector.limits()
+    return json(
+        {
+            "ratelimiter": described.address,
+            "mode": str(described.kind),
+            "limits": [
+                {
+                    "key": v.key,
+                    "kind": v.kind,
+                    "shape": v.shape,
+                    "rate": v.rate,
+                    "burst": v.burst,
+                    "window_s": v.window_s,
+                    "unit": v.unit,
+                    "granted_per_s": v.granted_per_s,
+                    "waits_per_s": v.waits_per_s,
+                    "granted_total": v.granted_total,
+                    "waited_total": v.waited_total,
+                    "queue": v.queue,
+                    "available": v.available,
+                    "paused_until": iso_or_none(v.paused_until),
+                    "budget": v.budget,
+                }
+                for v in described.limits
+            ],
+        }
+    )
+
+
 ROUTES = [
     Route("/inspector/config", config, methods=["GET"]),
     Route("/inspector/overview", overview, methods=["GET"]),
     Route("/inspector/overview/stream", overview_stream, methods=["GET"]),
     Route("/inspector/runs/{run_id}/timeline", timeline, methods=["GET"]),
+    Route("/inspector/limits", limits, methods=["GET"]),
 ]

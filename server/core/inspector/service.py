@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 
+from stepstream.ratelimiter.client.base import Limiter
 from stepstream.server.core.events import RunEvent
+from stepstream.server.core.inspector import limits
 from stepstream.server.core.inspector.heartbeat import Heartbeat
 from stepstream.server.core.inspector.model import InspectorStore, Overview
 from stepstream.server.core.inspector.overview import OverviewHub
@@ -26,9 +28,13 @@ class Inspector:
         running: Callable[[], int],
         leases: Callable[[], int],
         draining: Callable[[], bool],
+        limiter: Limiter | None = None,
+        limiter_address: str | None = None,
     ) -> None:
         self.replica = replica
         self._runs = runs
+        self._limiter = limiter
+        self._limiter_address = limiter_address
         self.heartbeat = Heartbeat(store, replica, heartbeat_seconds, graphs, running, leases, draining)
         self.overviews = OverviewHub(store.overview_rows)
 
@@ -57,3 +63,8 @@ class Inspector:
             if len(rows) < EVENTS_PAGE:
                 break
         return build_timeline(run, events)
+
+    async def limits(self) -> limits.Limits:
+        """Every rate limit with its live state, from the limiter itself (Unavailable if it
+        cannot be asked)."""
+        return await limits.describe(self._limiter, self._limiter_address)

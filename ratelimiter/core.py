@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 
 from stepstream.ratelimiter.backends.base import Backend, BatchResult
 from stepstream.ratelimiter.config import LimiterSettings, LimitSpec
+from stepstream.ratelimiter.counters import GrantCounter
 from stepstream.ratelimiter.errors import InvalidRequest, StoreUnavailable, TooManyWaiters, UnknownKey
 from stepstream.ratelimiter.queue import FairQueue, Waiter
 from stepstream.ratelimiter.types import Decision, Lease, LimitState, Mode, Priority
@@ -71,6 +72,8 @@ class LimiterCore:
         self._ahead_ns = int(settings.reserve_ahead_ms * 1_000_000)
         self._leases: dict[str, tuple[LimitSpec, int, int]] = {}
         self._lease_expiry: list[tuple[int, str]] = []
+        # Grants per key (DescribeLimit's rates).
+        self._counters = {key: GrantCounter() for key in settings.limits}
 
     @property
     def limits(self) -> Mapping[str, LimitSpec]:
@@ -101,7 +104,7 @@ class LimiterCore:
     ) -> Decision | None:
         """The decision of a fast-path reservation, or None when the caller must queue."""
         if result.waits_ns:
-            return _granted(result, result.waits_ns[0], grant_id)
+            return self._granted(state, result, result.waits_ns[0], grant_id)
         retry = result.retry_after_ns or 0
         state.next_slot_ns = max(state.next_slot_ns, time.monotonic_ns() + retry)
         if retry > max_wait_ns:
@@ -245,7 +248,7 @@ class LimiterCore:
                         await self._give_back_all(state, waiter)
                         continue
                     state.queue.served(waiter)
-                    self._settle(waiter, _granted(result, wait, waiter.grant_id))
+                    self._settle(waiter, self._granted(state, result, wait, waiter.grant_id, queued=True))
                 if result.retry_after_ns is None:
                     continue
                 head = batch[len(result.waits_ns)]
@@ -264,6 +267,15 @@ class LimiterCore:
             log.exception("rate-limit dispatcher for %r failed", state.spec.key)
             for waiter in state.queue.drain():
                 self._settle(waiter, StoreUnavailable("the rate limiter failed; see its log"))
+
+    def _granted(
+        self, state: _KeyState, result: BatchResult, wait_ns: int, grant_id: str, queued: bool = False
+    ) -> Decision:
+        """The decision of a grant, counted for each key it takes from; it waited if it stood
+        in the key's line or its slot lies ahead."""
+        for spec in state.specs:
+            self._counters[spec.key].add(queued or wait_ns > 0)
+        return _granted(result, wait_ns, grant_id)
 
     @staticmethod
     def _settle(waiter: Waiter, outcome: Decision | BaseException) -> None:
@@ -328,7 +340,7 @@ class LimiterCore:
             finally:
                 state.busy = False
             if result.waits_ns:
-                return _granted(result, result.waits_ns[0], grant_id)
+                return self._granted(state, result, result.waits_ns[0], grant_id)
             retry = result.retry_after_ns or 0
             state.next_slot_ns = max(state.next_slot_ns, time.monotonic_ns() + retry)
             return Decision(False, retry_after_s=retry / NS, mode=result.mode)
@@ -441,8 +453,18 @@ class LimiterCore:
     async def describe(self, key: str) -> tuple[LimitSpec, LimitState]:
         state = self._state(key)
         peek = await self.backend.peek(state.spec)
+        counter = self._counters[key]
+        granted_per_s, waited_per_s = counter.rates()
         live = LimitState(
-            peek.available, peek.full_in_ns / NS, peek.paused_for_ns / NS, len(state.queue), peek.mode
+            peek.available,
+            peek.full_in_ns / NS,
+            peek.paused_for_ns / NS,
+            len(state.queue),
+            peek.mode,
+            granted_per_s=granted_per_s,
+            waited_per_s=waited_per_s,
+            granted_total=counter.granted_total,
+            waited_total=counter.waited_total,
         )
         return state.spec, live
 

@@ -354,6 +354,10 @@ class RateLimiterServicer(pb_grpc.RateLimiterServiceServicer):
                 paused_for=duration(state.paused_for_s),
                 waiting=state.waiting,
                 mode=_mode(state.mode),
+                granted_per_second=state.granted_per_s,
+                waited_per_second=state.waited_per_s,
+                granted_total=state.granted_total,
+                waited_total=state.waited_total,
             )
 
         return await _answer(context, call)

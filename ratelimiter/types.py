@@ -62,3 +62,8 @@ class LimitState:
     paused_for_s: float
     waiting: int
     mode: Mode
+    # Grants per second over the last 10 s, those that waited for their slot, and both since start.
+    granted_per_s: float = 0.0
+    waited_per_s: float = 0.0
+    granted_total: int = 0
+    waited_total: int = 0

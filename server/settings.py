@@ -196,3 +196,16 @@ class ServerSettings(Settings):
     http_cors_private_network: bool = True
     """Answer Chrome's Private Network Access preflight for those origins, so a hosted page
     (LangGraph Studio) may call a server on localhost."""
+
+    # -- the inspector (server/core/inspector, docs/inspector.md) --
+    # Every replica rewrites its row in the replicas table this often; the overview shows a
+    # replica as not alive once its row is older than three of its intervals.
+    inspector_heartbeat_seconds: Annotated[float, Field(gt=0)] = 2.0
+    """Seconds between two heartbeats of this replica (its row in the replicas table)."""
+    # The server reads a run's trace from here (Jaeger's HTTP query API, /api/traces/<id>) after
+    # checking that the caller owns the run; browsers never call Jaeger themselves.
+    jaeger_query_url: Annotated[str | None, Flag("--jaeger-query")] = None
+    """Base URL of Jaeger's query API (e.g. http://127.0.0.1:16686); unset: no traces in the inspector."""
+    jaeger_ui_url: Annotated[str | None, Flag("--jaeger-ui")] = None
+    """Base URL of a Jaeger web UI the inspector links each run's trace to (<url>/trace/<id>);
+    unset: no link."""

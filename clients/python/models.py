@@ -192,6 +192,8 @@ class Run:
     assistant_id: str = ""
     assistant_version: int = 0
     context: Json = None
+    # Its trace's W3C id (look it up in Jaeger); "" when the run is not traced.
+    trace_id: str = ""
 
     @property
     def ended(self) -> bool:
@@ -217,6 +219,7 @@ class Run:
             assistant_id=msg.assistant_id,
             assistant_version=msg.assistant_version,
             context=decode(msg.context_json),
+            trace_id=msg.trace_id,
         )
 
 

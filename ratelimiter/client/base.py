@@ -12,7 +12,7 @@ from typing import Any
 
 from stepstream.ratelimiter import telemetry
 from stepstream.ratelimiter.config import LimitSpec
-from stepstream.ratelimiter.types import Decision, Mode, Priority
+from stepstream.ratelimiter.types import Decision, LimitState, Mode, Priority
 
 # How long acquire waits for a slot when the caller gives no timeout.
 DEFAULT_TIMEOUT_S = 300.0
@@ -273,6 +273,10 @@ class Limiter(abc.ABC):
     @abc.abstractmethod
     async def reconcile(self, key: str, reserved: int, actual: int, grant_id: str = "") -> None:
         """Charge `actual` tokens instead of the `reserved` estimate (of grant `grant_id`)."""
+
+    @abc.abstractmethod
+    async def describe_limits(self) -> list[tuple[LimitSpec, LimitState]]:
+        """Every declared limit with its live state (DescribeLimit), in the order declared."""
 
     async def close(self) -> None:  # noqa: B027 - nothing to release by default
         """Release connections and background tasks."""

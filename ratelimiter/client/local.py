@@ -17,7 +17,7 @@ from stepstream.ratelimiter.client.base import Limiter, LimiterRequestError, Lim
 from stepstream.ratelimiter.config import LimiterSettings, LimitSpec, settings_from_mapping
 from stepstream.ratelimiter.core import LimiterCore
 from stepstream.ratelimiter.errors import InvalidRequest, StoreUnavailable, TooManyWaiters, UnknownKey
-from stepstream.ratelimiter.types import Decision, Priority
+from stepstream.ratelimiter.types import Decision, LimitState, Priority
 
 
 class LocalLimiter(Limiter):
@@ -68,6 +68,9 @@ class LocalLimiter(Limiter):
 
     async def observe_remaining(self, key: str, remaining: int, reset_after_s: float | None = None) -> int:
         return await self.core.observe_remaining(key, remaining, reset_after_s)
+
+    async def describe_limits(self) -> list[tuple[LimitSpec, LimitState]]:
+        return [await self.core.describe(key) for key in self.core.limits]
 
     async def close(self) -> None:
         await self.core.close()

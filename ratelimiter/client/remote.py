@@ -28,7 +28,7 @@ from stepstream.ratelimiter.client.stream import AcquireStream, StreamItemError
 from stepstream.ratelimiter.config import LimiterSettings, LimitSpec, Shape, parse_limit
 from stepstream.ratelimiter.servicer import SHAPE_OF, STORE_UNAVAILABLE
 from stepstream.ratelimiter.servicer import duration as _duration
-from stepstream.ratelimiter.types import Decision, Mode, Priority
+from stepstream.ratelimiter.types import Decision, LimitState, Mode, Priority
 from stepstream.telemetry import current as current_telemetry
 from stepstream.telemetry.propagation import client_interceptors
 from stepstream.v1 import ratelimit_pb2 as pb
@@ -180,6 +180,40 @@ class RemoteLimiter(Limiter):
         for lim in resp.limits:
             self._limits[lim.key] = _spec_of(lim)
         return dict(self._limits)
+
+    async def describe_limits(self) -> list[tuple[LimitSpec, LimitState]]:
+        """ListLimits, then DescribeLimit of every key at once; LimiterUnavailable if the
+        sidecar cannot be reached."""
+        stub = self._stub()
+        try:
+            listed = await stub.ListLimits(pb.ListLimitsRequest(), timeout=5.0, metadata=self._metadata)
+            answers = await asyncio.gather(
+                *(
+                    stub.DescribeLimit(
+                        pb.DescribeLimitRequest(key=lim.key), timeout=5.0, metadata=self._metadata
+                    )
+                    for lim in listed.limits
+                )
+            )
+        except grpc.aio.AioRpcError as err:
+            raise LimiterUnavailable(
+                f"rate-limit sidecar {self.target}: {err.code().name}: {err.details()}"
+            ) from err
+        out = []
+        for answer in answers:
+            state = LimitState(
+                available=answer.available,
+                full_in_s=_seconds(answer.full_in),
+                paused_for_s=_seconds(answer.paused_for),
+                waiting=answer.waiting,
+                mode=Mode.LOCAL if answer.mode == pb.BUDGET_MODE_LOCAL else Mode.SHARED,
+                granted_per_s=answer.granted_per_second,
+                waited_per_s=answer.waited_per_second,
+                granted_total=answer.granted_total,
+                waited_total=answer.waited_total,
+            )
+            out.append((_spec_of(answer.limit), state))
+        return out
 
     # ---- the fault mode -------------------------------------------------------------
 

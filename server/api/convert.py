@@ -13,6 +13,7 @@ from stepstream.server.core.errors import InvalidArgument
 from stepstream.server.core.events import EventFilter, RunEvent
 from stepstream.server.core.jsonio import dumps, parse_field
 from stepstream.server.core.start import CommandRequest, OptionsRequest, StartRunRequest
+from stepstream.server.core.tracing import trace_id_of
 from stepstream.v1 import assistants_pb2, common_pb2, events_pb2, runs_pb2, sessions_pb2
 
 RUN_STATUS = {
@@ -119,6 +120,7 @@ def run_pb(run: rec.Run) -> runs_pb2.Run:
         assistant_id=run.assistant_id,
         assistant_version=run.assistant_version,
         context_json=run.context_json or "",
+        trace_id=trace_id_of(run.trace_context),
     )
 
 

@@ -23,6 +23,7 @@ from stepstream.server.core.errors import FailedPrecondition, InvalidArgument, N
 from stepstream.server.core.eventlog import EventLog
 from stepstream.server.core.events import EventFilter, RunEvent
 from stepstream.server.core.executor import RunExecutor
+from stepstream.server.core.inspector.service import Inspector
 from stepstream.server.core.jsonio import dumps
 from stepstream.server.core.longterm import LongTermStore
 from stepstream.server.core.pages import page_size
@@ -117,6 +118,19 @@ class Core:
             self.store.runs_in_flight,
             settings.queue_full_retry_after,
         )
+        # Heartbeat rows and the read-only views of the inspector (core/inspector).
+        self.inspector = Inspector(
+            self.database.inspector,
+            self.store,
+            settings.replica,
+            settings.inspector_heartbeat_seconds,
+            lambda: tuple(self.registry.ids()),
+            lambda: self.runs.executing,
+            lambda: self.dispatcher.leases,
+            lambda: not self.runs.accepting,
+            self.limiter,
+            settings.ratelimiter_address,
+        )
         self._retention: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._pruned_until = 0.0
@@ -138,6 +152,7 @@ class Core:
         self.database.start()
         # Claims runs left queued, and those whose replica died once their leases lapse.
         await self.dispatcher.start()
+        await self.inspector.start()
         if self.settings.session_ttl_seconds or self.settings.keep_checkpoints:
             self._retention = asyncio.create_task(self._retain(), name="retention")
         if self.telemetry is not None:
@@ -145,6 +160,7 @@ class Core:
 
     async def stop(self, grace: float | None = None) -> None:
         await self.runs.drain(self.settings.shutdown_grace_seconds if grace is None else grace)
+        await self.inspector.stop()
         await self.dispatcher.close()
         await self.database.close_store()
         if self._retention is not None:

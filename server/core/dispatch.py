@@ -46,6 +46,8 @@ class Dispatcher:
         self._renew_now = asyncio.Event()
         self._strays: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
+        # Leases this replica held at its last renewal (its heartbeat row shows them).
+        self.leases = 0
 
     async def start(self) -> None:
         replica = self._settings.replica
@@ -101,6 +103,7 @@ class Dispatcher:
         held = self._runs.local_run_ids()
         replica, until = self._settings.replica, time.time() + self._settings.lease_seconds
         renewed = await self._queue.renew(replica, until)
+        self.leases = len(renewed)
         # Held before the renewal was sent, yet not renewed: ended meanwhile, or taken over.
         missing = held - renewed.keys()
         # Renewed under our name, yet executing nowhere here, twice in a row (a run is renewed

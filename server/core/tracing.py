@@ -96,6 +96,16 @@ def _stored(text: str | None) -> dict[str, dict[str, str]]:
     return stored if isinstance(stored, dict) else {}
 
 
+def trace_id_of(trace_context: str | None) -> str:
+    """The W3C trace id (32 hex digits) of a run's stored trace context; "" when it has none."""
+    stored = _stored(trace_context)
+    for key in ("attempt", "parent"):
+        parts = (stored.get(key) or {}).get("traceparent", "").split("-")
+        if len(parts) == 4 and len(parts[1]) == 32 and parts[1] != "0" * 32:
+            return parts[1]
+    return ""
+
+
 def _task_context() -> otel_context.Context | None:
     """The context of the graph task the calling code runs in (for rate-limit acquire spans)."""
     try:

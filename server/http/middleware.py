@@ -21,8 +21,9 @@ from stepstream.server.api.auth import READER, WRITER
 
 log = logging.getLogger(__name__)
 
-# Paths anyone may call: probes and the server's description.
-OPEN_PATHS = frozenset({"/ok", "/info", "/health", "/metrics"})
+# Paths anyone may call: probes, the server's description, and what the inspector page must
+# know before it has credentials (whether it needs them).
+OPEN_PATHS = frozenset({"/ok", "/info", "/health", "/metrics", "/inspector/config"})
 # POST routes that only read.
 READ_POSTS = re.compile(
     r"^/(threads/search|threads/count|assistants/search|assistants/count|store/items/search"

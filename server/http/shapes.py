@@ -9,6 +9,7 @@ from typing import Any
 from stepstream.server.core import records as rec
 from stepstream.server.core.assistants import default_assistant_id
 from stepstream.server.core.jsonio import loads
+from stepstream.server.core.tracing import trace_id_of
 
 # A run that stopped at interrupt() succeeded as far as LangGraph's server is concerned (its
 # thread is the one `interrupted`); its `interrupted` run status means cancelled.
@@ -120,7 +121,7 @@ def run(r: rec.Run, streamed: dict[str, Any] | None = None) -> dict[str, Any]:
         "durability": "async",
         **(streamed or {}),
     }
-    return {
+    shape = {
         "run_id": r.run_id,
         "thread_id": r.session_id,
         "assistant_id": aid,
@@ -132,6 +133,11 @@ def run(r: rec.Run, streamed: dict[str, Any] | None = None) -> dict[str, Any]:
         "multitask_strategy": options.busy_policy,
         "langsmith_session_name": None,
     }
+    # stepstream's own field, only when the run is traced (LangGraph's run object has none, and
+    # a client comparing the two sees nothing new on an untraced run).
+    if trace_id := trace_id_of(r.trace_context):
+        shape["trace_id"] = trace_id
+    return shape
 
 
 def interrupt(i: dict[str, Any]) -> dict[str, Any]:

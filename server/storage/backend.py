@@ -17,6 +17,7 @@ from stepstream.server.storage.batch import GroupCommitWriter
 from stepstream.server.storage.checkpointer import SQLAlchemyCheckpointSaver
 from stepstream.server.storage.claims import RunQueue
 from stepstream.server.storage.db import create_engine, upgrade_async
+from stepstream.server.storage.inspector import InspectorStore
 from stepstream.server.storage.notify import Listener
 from stepstream.server.storage.reads import Reader
 from stepstream.server.storage.records import NOTIFY_CHANNEL, Store
@@ -35,6 +36,8 @@ class Database:
         self.store = Store(self.engine, self.reader)
         self.queue = RunQueue(self.writer, self.reader)
         self.assistants = AssistantStore(self.engine, self.reader)
+        # Replica heartbeat rows and the inspector's overview read.
+        self.inspector = InspectorStore(self.writer, self.reader)
         self.catalog = SessionCatalog(self.writer, self.reader, self.engine.dialect.name)
         # Opened at start with the config's store section (open_store).
         self.long_term: SQLStore | None = None

@@ -64,6 +64,8 @@ runs = sa.Table(
     sa.Index("ix_runs_owner_created", "owner", "created_at"),
     sa.Index("ix_runs_status_created", "status", "created_at"),
     sa.Index("ix_runs_replica", "replica"),
+    # The inspector's overview: runs that ended lately, and the latest failures (migration 0007).
+    sa.Index("ix_runs_status_ended", "status", "ended_at"),
     # One running run per session, enforced by the database on every back end.
     sa.Index(
         "ux_runs_one_running_per_session",
@@ -124,4 +126,22 @@ assistant_versions = sa.Table(
     sa.Column("context_json", sa.Text, nullable=False, server_default="{}"),
     sa.Column("metadata_json", sa.Text, nullable=False, server_default="{}"),
     sa.Column("created_at", sa.Float, nullable=False),
+)
+
+# One row per replica, rewritten by it every few seconds (its heartbeat): what the inspector's
+# overview shows of replicas, readable by every replica. A row whose heartbeat is old is a
+# replica that stopped (or died); rows long silent are removed by the beats of the others.
+replicas = sa.Table(
+    "replicas",
+    metadata,
+    sa.Column("name", sa.String(256), primary_key=True),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("heartbeat_at", sa.Float, nullable=False),
+    # Seconds between its beats: "dead" is judged against the replica's own period.
+    sa.Column("interval_s", sa.Float, nullable=False),
+    sa.Column("draining", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("running", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("leases", sa.Integer, nullable=False, server_default="0"),
+    # The graphs it serves (JSON list): the queued runs it could claim are those of these graphs.
+    sa.Column("graphs_json", sa.Text, nullable=False, server_default="[]"),
 )

@@ -1430,8 +1430,16 @@ type DescribeLimitResponse struct {
 	// Remaining pause from reported 429s (zero: not paused).
 	PausedFor *durationpb.Duration `protobuf:"bytes,4,opt,name=paused_for,json=pausedFor,proto3" json:"paused_for,omitempty"`
 	// Callers waiting on this sidecar for the key.
-	Waiting       int64      `protobuf:"varint,5,opt,name=waiting,proto3" json:"waiting,omitempty"`
-	Mode          BudgetMode `protobuf:"varint,6,opt,name=mode,proto3,enum=stepstream.v1.BudgetMode" json:"mode,omitempty"`
+	Waiting int64      `protobuf:"varint,5,opt,name=waiting,proto3" json:"waiting,omitempty"`
+	Mode    BudgetMode `protobuf:"varint,6,opt,name=mode,proto3,enum=stepstream.v1.BudgetMode" json:"mode,omitempty"`
+	// Grants of the key by this sidecar per second, over its last 10 seconds
+	// (a grant of several keys at once counts for each), and of those the grants
+	// that had to wait for their slot.
+	GrantedPerSecond float64 `protobuf:"fixed64,7,opt,name=granted_per_second,json=grantedPerSecond,proto3" json:"granted_per_second,omitempty"`
+	WaitedPerSecond  float64 `protobuf:"fixed64,8,opt,name=waited_per_second,json=waitedPerSecond,proto3" json:"waited_per_second,omitempty"`
+	// The same, counted since this sidecar started.
+	GrantedTotal  uint64 `protobuf:"varint,9,opt,name=granted_total,json=grantedTotal,proto3" json:"granted_total,omitempty"`
+	WaitedTotal   uint64 `protobuf:"varint,10,opt,name=waited_total,json=waitedTotal,proto3" json:"waited_total,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1506,6 +1514,34 @@ func (x *DescribeLimitResponse) GetMode() BudgetMode {
 		return x.Mode
 	}
 	return BudgetMode_BUDGET_MODE_UNSPECIFIED
+}
+
+func (x *DescribeLimitResponse) GetGrantedPerSecond() float64 {
+	if x != nil {
+		return x.GrantedPerSecond
+	}
+	return 0
+}
+
+func (x *DescribeLimitResponse) GetWaitedPerSecond() float64 {
+	if x != nil {
+		return x.WaitedPerSecond
+	}
+	return 0
+}
+
+func (x *DescribeLimitResponse) GetGrantedTotal() uint64 {
+	if x != nil {
+		return x.GrantedTotal
+	}
+	return 0
+}
+
+func (x *DescribeLimitResponse) GetWaitedTotal() uint64 {
+	if x != nil {
+		return x.WaitedTotal
+	}
+	return 0
 }
 
 var File_stepstream_v1_ratelimit_proto protoreflect.FileDescriptor
@@ -1600,7 +1636,7 @@ const file_stepstream_v1_ratelimit_proto_rawDesc = "" +
 	"\x12ListLimitsResponse\x12,\n" +
 	"\x06limits\x18\x01 \x03(\v2\x14.stepstream.v1.LimitR\x06limits\"(\n" +
 	"\x14DescribeLimitRequest\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\tR\x03key\"\x98\x02\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\"\xba\x03\n" +
 	"\x15DescribeLimitResponse\x12*\n" +
 	"\x05limit\x18\x01 \x01(\v2\x14.stepstream.v1.LimitR\x05limit\x12\x1c\n" +
 	"\tavailable\x18\x02 \x01(\x03R\tavailable\x122\n" +
@@ -1608,7 +1644,12 @@ const file_stepstream_v1_ratelimit_proto_rawDesc = "" +
 	"\n" +
 	"paused_for\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\tpausedFor\x12\x18\n" +
 	"\awaiting\x18\x05 \x01(\x03R\awaiting\x12-\n" +
-	"\x04mode\x18\x06 \x01(\x0e2\x19.stepstream.v1.BudgetModeR\x04mode*g\n" +
+	"\x04mode\x18\x06 \x01(\x0e2\x19.stepstream.v1.BudgetModeR\x04mode\x12,\n" +
+	"\x12granted_per_second\x18\a \x01(\x01R\x10grantedPerSecond\x12*\n" +
+	"\x11waited_per_second\x18\b \x01(\x01R\x0fwaitedPerSecond\x12#\n" +
+	"\rgranted_total\x18\t \x01(\x04R\fgrantedTotal\x12!\n" +
+	"\fwaited_total\x18\n" +
+	" \x01(\x04R\vwaitedTotal*g\n" +
 	"\bPriority\x12\x18\n" +
 	"\x14PRIORITY_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14PRIORITY_INTERACTIVE\x10\x01\x12\x13\n" +

@@ -267,7 +267,11 @@ type Run struct {
 	AssistantVersion uint32 `protobuf:"varint,16,opt,name=assistant_version,json=assistantVersion,proto3" json:"assistant_version,omitempty"`
 	// The context the run's nodes read (JSON object): its own over its
 	// assistant's, key by key; empty when none.
-	ContextJson   string `protobuf:"bytes,17,opt,name=context_json,json=contextJson,proto3" json:"context_json,omitempty"`
+	ContextJson string `protobuf:"bytes,17,opt,name=context_json,json=contextJson,proto3" json:"context_json,omitempty"`
+	// The W3C trace id (32 hex digits) of the run's trace, in which every
+	// attempt at it (on whichever replica) is a span; empty when the run is not
+	// traced (tracing off, or not sampled). Look it up in Jaeger.
+	TraceId       string `protobuf:"bytes,18,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -417,6 +421,13 @@ func (x *Run) GetAssistantVersion() uint32 {
 func (x *Run) GetContextJson() string {
 	if x != nil {
 		return x.ContextJson
+	}
+	return ""
+}
+
+func (x *Run) GetTraceId() string {
+	if x != nil {
+		return x.TraceId
 	}
 	return ""
 }
@@ -1240,7 +1251,7 @@ const file_stepstream_v1_runs_proto_rawDesc = "" +
 	"\x11configurable_json\x18\x04 \x01(\tR\x10configurableJson\x12#\n" +
 	"\rmetadata_json\x18\x05 \x01(\tR\fmetadataJson\x12)\n" +
 	"\x10interrupt_before\x18\x06 \x03(\tR\x0finterruptBefore\x12'\n" +
-	"\x0finterrupt_after\x18\a \x03(\tR\x0einterruptAfter\"\xb1\x05\n" +
+	"\x0finterrupt_after\x18\a \x03(\tR\x0einterruptAfter\"\xcc\x05\n" +
 	"\x03Run\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x1d\n" +
 	"\n" +
@@ -1266,7 +1277,8 @@ const file_stepstream_v1_runs_proto_rawDesc = "" +
 	"\aoptions\x18\x0e \x01(\v2\x19.stepstream.v1.RunOptionsR\aoptions\x12!\n" +
 	"\fassistant_id\x18\x0f \x01(\tR\vassistantId\x12+\n" +
 	"\x11assistant_version\x18\x10 \x01(\rR\x10assistantVersion\x12!\n" +
-	"\fcontext_json\x18\x11 \x01(\tR\vcontextJson\"\xf0\x02\n" +
+	"\fcontext_json\x18\x11 \x01(\tR\vcontextJson\x12\x19\n" +
+	"\btrace_id\x18\x12 \x01(\tR\atraceId\"\xf0\x02\n" +
 	"\x0fStartRunRequest\x12\x19\n" +
 	"\bgraph_id\x18\x01 \x01(\tR\agraphId\x12\x1d\n" +
 	"\n" +

@@ -706,11 +706,24 @@ class DescribeLimitResponse(_message.Message):
     PAUSED_FOR_FIELD_NUMBER: _builtins.int
     WAITING_FIELD_NUMBER: _builtins.int
     MODE_FIELD_NUMBER: _builtins.int
+    GRANTED_PER_SECOND_FIELD_NUMBER: _builtins.int
+    WAITED_PER_SECOND_FIELD_NUMBER: _builtins.int
+    GRANTED_TOTAL_FIELD_NUMBER: _builtins.int
+    WAITED_TOTAL_FIELD_NUMBER: _builtins.int
     available: _builtins.int
     """Tokens that could be granted at once right now."""
     waiting: _builtins.int
     """Callers waiting on this sidecar for the key."""
     mode: Global___BudgetMode.ValueType
+    granted_per_second: _builtins.float
+    """Grants of the key by this sidecar per second, over its last 10 seconds
+    (a grant of several keys at once counts for each), and of those the grants
+    that had to wait for their slot.
+    """
+    waited_per_second: _builtins.float
+    granted_total: _builtins.int
+    """The same, counted since this sidecar started."""
+    waited_total: _builtins.int
     @_builtins.property
     def limit(self) -> Global___Limit: ...
     @_builtins.property
@@ -730,10 +743,14 @@ class DescribeLimitResponse(_message.Message):
         paused_for: _duration_pb2.Duration | None = ...,
         waiting: _builtins.int = ...,
         mode: Global___BudgetMode.ValueType = ...,
+        granted_per_second: _builtins.float = ...,
+        waited_per_second: _builtins.float = ...,
+        granted_total: _builtins.int = ...,
+        waited_total: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["full_in", b"full_in", "limit", b"limit", "paused_for", b"paused_for"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "full_in", b"full_in", "limit", b"limit", "mode", b"mode", "paused_for", b"paused_for", "waiting", b"waiting"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "full_in", b"full_in", "granted_per_second", b"granted_per_second", "granted_total", b"granted_total", "limit", b"limit", "mode", b"mode", "paused_for", b"paused_for", "waited_per_second", b"waited_per_second", "waited_total", b"waited_total", "waiting", b"waiting"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

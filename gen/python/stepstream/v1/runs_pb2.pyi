@@ -149,6 +149,7 @@ class Run(_message.Message):
     ASSISTANT_ID_FIELD_NUMBER: _builtins.int
     ASSISTANT_VERSION_FIELD_NUMBER: _builtins.int
     CONTEXT_JSON_FIELD_NUMBER: _builtins.int
+    TRACE_ID_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     session_id: _builtins.str
     graph_id: _builtins.str
@@ -171,6 +172,11 @@ class Run(_message.Message):
     context_json: _builtins.str
     """The context the run's nodes read (JSON object): its own over its
     assistant's, key by key; empty when none.
+    """
+    trace_id: _builtins.str
+    """The W3C trace id (32 hex digits) of the run's trace, in which every
+    attempt at it (on whichever replica) is a span; empty when the run is not
+    traced (tracing off, or not sampled). Look it up in Jaeger.
     """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
@@ -204,10 +210,11 @@ class Run(_message.Message):
         assistant_id: _builtins.str = ...,
         assistant_version: _builtins.int = ...,
         context_json: _builtins.str = ...,
+        trace_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "ended_at", b"ended_at", "options", b"options", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assistant_id", b"assistant_id", "assistant_version", b"assistant_version", "attempt", b"attempt", "context_json", b"context_json", "created_at", b"created_at", "ended_at", b"ended_at", "error_message", b"error_message", "error_type", b"error_type", "graph_id", b"graph_id", "interrupts", b"interrupts", "last_seq", b"last_seq", "options", b"options", "run_id", b"run_id", "session_id", b"session_id", "started_at", b"started_at", "status", b"status", "values_json", b"values_json"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assistant_id", b"assistant_id", "assistant_version", b"assistant_version", "attempt", b"attempt", "context_json", b"context_json", "created_at", b"created_at", "ended_at", b"ended_at", "error_message", b"error_message", "error_type", b"error_type", "graph_id", b"graph_id", "interrupts", b"interrupts", "last_seq", b"last_seq", "options", b"options", "run_id", b"run_id", "session_id", b"session_id", "started_at", b"started_at", "status", b"status", "trace_id", b"trace_id", "values_json", b"values_json"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -414,6 +414,16 @@ export interface DescribeLimitResponse {
   /** Callers waiting on this sidecar for the key. */
   waiting: number;
   mode: BudgetMode;
+  /**
+   * Grants of the key by this sidecar per second, over its last 10 seconds
+   * (a grant of several keys at once counts for each), and of those the grants
+   * that had to wait for their slot.
+   */
+  grantedPerSecond: number;
+  waitedPerSecond: number;
+  /** The same, counted since this sidecar started. */
+  grantedTotal: number;
+  waitedTotal: number;
 }
 
 function createBaseAcquireRequest(): AcquireRequest {
@@ -2557,7 +2567,18 @@ export const DescribeLimitRequest: MessageFns<DescribeLimitRequest> = {
 };
 
 function createBaseDescribeLimitResponse(): DescribeLimitResponse {
-  return { limit: undefined, available: 0, fullIn: undefined, pausedFor: undefined, waiting: 0, mode: 0 };
+  return {
+    limit: undefined,
+    available: 0,
+    fullIn: undefined,
+    pausedFor: undefined,
+    waiting: 0,
+    mode: 0,
+    grantedPerSecond: 0,
+    waitedPerSecond: 0,
+    grantedTotal: 0,
+    waitedTotal: 0,
+  };
 }
 
 export const DescribeLimitResponse: MessageFns<DescribeLimitResponse> = {
@@ -2579,6 +2600,18 @@ export const DescribeLimitResponse: MessageFns<DescribeLimitResponse> = {
     }
     if (message.mode !== 0) {
       writer.uint32(48).int32(message.mode);
+    }
+    if (message.grantedPerSecond !== 0) {
+      writer.uint32(57).double(message.grantedPerSecond);
+    }
+    if (message.waitedPerSecond !== 0) {
+      writer.uint32(65).double(message.waitedPerSecond);
+    }
+    if (message.grantedTotal !== 0) {
+      writer.uint32(72).uint64(message.grantedTotal);
+    }
+    if (message.waitedTotal !== 0) {
+      writer.uint32(80).uint64(message.waitedTotal);
     }
     return writer;
   },
@@ -2644,6 +2677,38 @@ export const DescribeLimitResponse: MessageFns<DescribeLimitResponse> = {
             message.mode = reader.int32() as any;
             continue;
           }
+          case 7: {
+            if (tag !== 57) {
+              break;
+            }
+
+            message.grantedPerSecond = reader.double();
+            continue;
+          }
+          case 8: {
+            if (tag !== 65) {
+              break;
+            }
+
+            message.waitedPerSecond = reader.double();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.grantedTotal = longToNumber(reader.uint64());
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.waitedTotal = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2672,6 +2737,26 @@ export const DescribeLimitResponse: MessageFns<DescribeLimitResponse> = {
         : undefined,
       waiting: isSet(object.waiting) ? globalThis.Number(object.waiting) : 0,
       mode: isSet(object.mode) ? budgetModeFromJSON(object.mode) : 0,
+      grantedPerSecond: isSet(object.grantedPerSecond)
+        ? globalThis.Number(object.grantedPerSecond)
+        : isSet(object.granted_per_second)
+        ? globalThis.Number(object.granted_per_second)
+        : 0,
+      waitedPerSecond: isSet(object.waitedPerSecond)
+        ? globalThis.Number(object.waitedPerSecond)
+        : isSet(object.waited_per_second)
+        ? globalThis.Number(object.waited_per_second)
+        : 0,
+      grantedTotal: isSet(object.grantedTotal)
+        ? globalThis.Number(object.grantedTotal)
+        : isSet(object.granted_total)
+        ? globalThis.Number(object.granted_total)
+        : 0,
+      waitedTotal: isSet(object.waitedTotal)
+        ? globalThis.Number(object.waitedTotal)
+        : isSet(object.waited_total)
+        ? globalThis.Number(object.waited_total)
+        : 0,
     };
   },
 
@@ -2695,6 +2780,18 @@ export const DescribeLimitResponse: MessageFns<DescribeLimitResponse> = {
     if (message.mode !== 0) {
       obj.mode = budgetModeToJSON(message.mode);
     }
+    if (message.grantedPerSecond !== 0) {
+      obj.grantedPerSecond = floatToJson(message.grantedPerSecond);
+    }
+    if (message.waitedPerSecond !== 0) {
+      obj.waitedPerSecond = floatToJson(message.waitedPerSecond);
+    }
+    if (message.grantedTotal !== 0) {
+      obj.grantedTotal = Math.round(message.grantedTotal);
+    }
+    if (message.waitedTotal !== 0) {
+      obj.waitedTotal = Math.round(message.waitedTotal);
+    }
     return obj;
   },
 
@@ -2713,6 +2810,10 @@ export const DescribeLimitResponse: MessageFns<DescribeLimitResponse> = {
       : undefined;
     message.waiting = object.waiting ?? 0;
     message.mode = object.mode ?? 0;
+    message.grantedPerSecond = object.grantedPerSecond ?? 0;
+    message.waitedPerSecond = object.waitedPerSecond ?? 0;
+    message.grantedTotal = object.grantedTotal ?? 0;
+    message.waitedTotal = object.waitedTotal ?? 0;
     return message;
   },
 };

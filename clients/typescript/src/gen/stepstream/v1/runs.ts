@@ -195,6 +195,12 @@ export interface Run {
    * assistant's, key by key; empty when none.
    */
   contextJson: string;
+  /**
+   * The W3C trace id (32 hex digits) of the run's trace, in which every
+   * attempt at it (on whichever replica) is a span; empty when the run is not
+   * traced (tracing off, or not sampled). Look it up in Jaeger.
+   */
+  traceId: string;
 }
 
 export interface StartRunRequest {
@@ -538,6 +544,7 @@ function createBaseRun(): Run {
     assistantId: "",
     assistantVersion: 0,
     contextJson: "",
+    traceId: "",
   };
 }
 
@@ -593,6 +600,9 @@ export const Run: MessageFns<Run> = {
     }
     if (message.contextJson !== "") {
       writer.uint32(138).string(message.contextJson);
+    }
+    if (message.traceId !== "") {
+      writer.uint32(146).string(message.traceId);
     }
     return writer;
   },
@@ -746,6 +756,14 @@ export const Run: MessageFns<Run> = {
             message.contextJson = reader.string();
             continue;
           }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.traceId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -831,6 +849,11 @@ export const Run: MessageFns<Run> = {
         : isSet(object.context_json)
         ? globalThis.String(object.context_json)
         : "",
+      traceId: isSet(object.traceId)
+        ? globalThis.String(object.traceId)
+        : isSet(object.trace_id)
+        ? globalThis.String(object.trace_id)
+        : "",
     };
   },
 
@@ -887,6 +910,9 @@ export const Run: MessageFns<Run> = {
     if (message.contextJson !== "") {
       obj.contextJson = message.contextJson;
     }
+    if (message.traceId !== "") {
+      obj.traceId = message.traceId;
+    }
     return obj;
   },
 
@@ -914,6 +940,7 @@ export const Run: MessageFns<Run> = {
     message.assistantId = object.assistantId ?? "";
     message.assistantVersion = object.assistantVersion ?? 0;
     message.contextJson = object.contextJson ?? "";
+    message.traceId = object.traceId ?? "";
     return message;
   },
 };

@@ -201,6 +201,60 @@ private static final long serialVersionUID = 0L;
     return result == null ? dev.stepstream.v1.BudgetMode.UNRECOGNIZED : result;
   }
 
+  public static final int GRANTED_PER_SECOND_FIELD_NUMBER = 7;
+  private double grantedPerSecond_ = 0D;
+  /**
+   * <pre>
+   * Grants of the key by this sidecar per second, over its last 10 seconds
+   * (a grant of several keys at once counts for each), and of those the grants
+   * that had to wait for their slot.
+   * </pre>
+   *
+   * <code>double granted_per_second = 7;</code>
+   * @return The grantedPerSecond.
+   */
+  @java.lang.Override
+  public double getGrantedPerSecond() {
+    return grantedPerSecond_;
+  }
+
+  public static final int WAITED_PER_SECOND_FIELD_NUMBER = 8;
+  private double waitedPerSecond_ = 0D;
+  /**
+   * <code>double waited_per_second = 8;</code>
+   * @return The waitedPerSecond.
+   */
+  @java.lang.Override
+  public double getWaitedPerSecond() {
+    return waitedPerSecond_;
+  }
+
+  public static final int GRANTED_TOTAL_FIELD_NUMBER = 9;
+  private long grantedTotal_ = 0L;
+  /**
+   * <pre>
+   * The same, counted since this sidecar started.
+   * </pre>
+   *
+   * <code>uint64 granted_total = 9;</code>
+   * @return The grantedTotal.
+   */
+  @java.lang.Override
+  public long getGrantedTotal() {
+    return grantedTotal_;
+  }
+
+  public static final int WAITED_TOTAL_FIELD_NUMBER = 10;
+  private long waitedTotal_ = 0L;
+  /**
+   * <code>uint64 waited_total = 10;</code>
+   * @return The waitedTotal.
+   */
+  @java.lang.Override
+  public long getWaitedTotal() {
+    return waitedTotal_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -233,6 +287,18 @@ private static final long serialVersionUID = 0L;
     if (mode_ != dev.stepstream.v1.BudgetMode.BUDGET_MODE_UNSPECIFIED.getNumber()) {
       output.writeEnum(6, mode_);
     }
+    if (java.lang.Double.doubleToRawLongBits(grantedPerSecond_) != 0) {
+      output.writeDouble(7, grantedPerSecond_);
+    }
+    if (java.lang.Double.doubleToRawLongBits(waitedPerSecond_) != 0) {
+      output.writeDouble(8, waitedPerSecond_);
+    }
+    if (grantedTotal_ != 0L) {
+      output.writeUInt64(9, grantedTotal_);
+    }
+    if (waitedTotal_ != 0L) {
+      output.writeUInt64(10, waitedTotal_);
+    }
     getUnknownFields().writeTo(output);
   }
   private int computeSerializedSize_0() {
@@ -260,6 +326,22 @@ private static final long serialVersionUID = 0L;
     if (mode_ != dev.stepstream.v1.BudgetMode.BUDGET_MODE_UNSPECIFIED.getNumber()) {
       size += com.google.protobuf.CodedOutputStream
         .computeEnumSize(6, mode_);
+    }
+    if (java.lang.Double.doubleToRawLongBits(grantedPerSecond_) != 0) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeDoubleSize(7, grantedPerSecond_);
+    }
+    if (java.lang.Double.doubleToRawLongBits(waitedPerSecond_) != 0) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeDoubleSize(8, waitedPerSecond_);
+    }
+    if (grantedTotal_ != 0L) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeUInt64Size(9, grantedTotal_);
+    }
+    if (waitedTotal_ != 0L) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeUInt64Size(10, waitedTotal_);
     }
     return size;
   }
@@ -305,6 +387,16 @@ private static final long serialVersionUID = 0L;
     if (getWaiting()
         != other.getWaiting()) return false;
     if (mode_ != other.mode_) return false;
+    if (java.lang.Double.doubleToLongBits(getGrantedPerSecond())
+        != java.lang.Double.doubleToLongBits(
+            other.getGrantedPerSecond())) return false;
+    if (java.lang.Double.doubleToLongBits(getWaitedPerSecond())
+        != java.lang.Double.doubleToLongBits(
+            other.getWaitedPerSecond())) return false;
+    if (getGrantedTotal()
+        != other.getGrantedTotal()) return false;
+    if (getWaitedTotal()
+        != other.getWaitedTotal()) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -336,6 +428,18 @@ private static final long serialVersionUID = 0L;
         getWaiting());
     hash = (37 * hash) + MODE_FIELD_NUMBER;
     hash = (53 * hash) + mode_;
+    hash = (37 * hash) + GRANTED_PER_SECOND_FIELD_NUMBER;
+    hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
+        java.lang.Double.doubleToLongBits(getGrantedPerSecond()));
+    hash = (37 * hash) + WAITED_PER_SECOND_FIELD_NUMBER;
+    hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
+        java.lang.Double.doubleToLongBits(getWaitedPerSecond()));
+    hash = (37 * hash) + GRANTED_TOTAL_FIELD_NUMBER;
+    hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
+        getGrantedTotal());
+    hash = (37 * hash) + WAITED_TOTAL_FIELD_NUMBER;
+    hash = (53 * hash) + com.google.protobuf.Internal.hashLong(
+        getWaitedTotal());
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -493,6 +597,10 @@ private static final long serialVersionUID = 0L;
       }
       waiting_ = 0L;
       mode_ = 0;
+      grantedPerSecond_ = 0D;
+      waitedPerSecond_ = 0D;
+      grantedTotal_ = 0L;
+      waitedTotal_ = 0L;
       return this;
     }
 
@@ -554,6 +662,18 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00000020) != 0)) {
         result.mode_ = mode_;
       }
+      if (((from_bitField0_ & 0x00000040) != 0)) {
+        result.grantedPerSecond_ = grantedPerSecond_;
+      }
+      if (((from_bitField0_ & 0x00000080) != 0)) {
+        result.waitedPerSecond_ = waitedPerSecond_;
+      }
+      if (((from_bitField0_ & 0x00000100) != 0)) {
+        result.grantedTotal_ = grantedTotal_;
+      }
+      if (((from_bitField0_ & 0x00000200) != 0)) {
+        result.waitedTotal_ = waitedTotal_;
+      }
       result.bitField0_ |= to_bitField0_;
     }
 
@@ -586,6 +706,18 @@ private static final long serialVersionUID = 0L;
       }
       if (other.mode_ != 0) {
         setModeValue(other.getModeValue());
+      }
+      if (java.lang.Double.doubleToRawLongBits(other.getGrantedPerSecond()) != 0) {
+        setGrantedPerSecond(other.getGrantedPerSecond());
+      }
+      if (java.lang.Double.doubleToRawLongBits(other.getWaitedPerSecond()) != 0) {
+        setWaitedPerSecond(other.getWaitedPerSecond());
+      }
+      if (other.getGrantedTotal() != 0L) {
+        setGrantedTotal(other.getGrantedTotal());
+      }
+      if (other.getWaitedTotal() != 0L) {
+        setWaitedTotal(other.getWaitedTotal());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -649,6 +781,26 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000020;
               break;
             } // case 48
+            case 57: {
+              grantedPerSecond_ = input.readDouble();
+              bitField0_ |= 0x00000040;
+              break;
+            } // case 57
+            case 65: {
+              waitedPerSecond_ = input.readDouble();
+              bitField0_ |= 0x00000080;
+              break;
+            } // case 65
+            case 72: {
+              grantedTotal_ = input.readUInt64();
+              bitField0_ |= 0x00000100;
+              break;
+            } // case 72
+            case 80: {
+              waitedTotal_ = input.readUInt64();
+              bitField0_ |= 0x00000200;
+              break;
+            } // case 80
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -1237,6 +1389,164 @@ private static final long serialVersionUID = 0L;
     public Builder clearMode() {
       bitField0_ = (bitField0_ & ~0x00000020);
       mode_ = 0;
+      onChanged();
+      return this;
+    }
+
+    private double grantedPerSecond_ ;
+    /**
+     * <pre>
+     * Grants of the key by this sidecar per second, over its last 10 seconds
+     * (a grant of several keys at once counts for each), and of those the grants
+     * that had to wait for their slot.
+     * </pre>
+     *
+     * <code>double granted_per_second = 7;</code>
+     * @return The grantedPerSecond.
+     */
+    @java.lang.Override
+    public double getGrantedPerSecond() {
+      return grantedPerSecond_;
+    }
+    /**
+     * <pre>
+     * Grants of the key by this sidecar per second, over its last 10 seconds
+     * (a grant of several keys at once counts for each), and of those the grants
+     * that had to wait for their slot.
+     * </pre>
+     *
+     * <code>double granted_per_second = 7;</code>
+     * @param value The grantedPerSecond to set.
+     * @return This builder for chaining.
+     */
+    public Builder setGrantedPerSecond(double value) {
+
+      grantedPerSecond_ = value;
+      bitField0_ |= 0x00000040;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Grants of the key by this sidecar per second, over its last 10 seconds
+     * (a grant of several keys at once counts for each), and of those the grants
+     * that had to wait for their slot.
+     * </pre>
+     *
+     * <code>double granted_per_second = 7;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearGrantedPerSecond() {
+      bitField0_ = (bitField0_ & ~0x00000040);
+      grantedPerSecond_ = 0D;
+      onChanged();
+      return this;
+    }
+
+    private double waitedPerSecond_ ;
+    /**
+     * <code>double waited_per_second = 8;</code>
+     * @return The waitedPerSecond.
+     */
+    @java.lang.Override
+    public double getWaitedPerSecond() {
+      return waitedPerSecond_;
+    }
+    /**
+     * <code>double waited_per_second = 8;</code>
+     * @param value The waitedPerSecond to set.
+     * @return This builder for chaining.
+     */
+    public Builder setWaitedPerSecond(double value) {
+
+      waitedPerSecond_ = value;
+      bitField0_ |= 0x00000080;
+      onChanged();
+      return this;
+    }
+    /**
+     * <code>double waited_per_second = 8;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearWaitedPerSecond() {
+      bitField0_ = (bitField0_ & ~0x00000080);
+      waitedPerSecond_ = 0D;
+      onChanged();
+      return this;
+    }
+
+    private long grantedTotal_ ;
+    /**
+     * <pre>
+     * The same, counted since this sidecar started.
+     * </pre>
+     *
+     * <code>uint64 granted_total = 9;</code>
+     * @return The grantedTotal.
+     */
+    @java.lang.Override
+    public long getGrantedTotal() {
+      return grantedTotal_;
+    }
+    /**
+     * <pre>
+     * The same, counted since this sidecar started.
+     * </pre>
+     *
+     * <code>uint64 granted_total = 9;</code>
+     * @param value The grantedTotal to set.
+     * @return This builder for chaining.
+     */
+    public Builder setGrantedTotal(long value) {
+
+      grantedTotal_ = value;
+      bitField0_ |= 0x00000100;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * The same, counted since this sidecar started.
+     * </pre>
+     *
+     * <code>uint64 granted_total = 9;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearGrantedTotal() {
+      bitField0_ = (bitField0_ & ~0x00000100);
+      grantedTotal_ = 0L;
+      onChanged();
+      return this;
+    }
+
+    private long waitedTotal_ ;
+    /**
+     * <code>uint64 waited_total = 10;</code>
+     * @return The waitedTotal.
+     */
+    @java.lang.Override
+    public long getWaitedTotal() {
+      return waitedTotal_;
+    }
+    /**
+     * <code>uint64 waited_total = 10;</code>
+     * @param value The waitedTotal to set.
+     * @return This builder for chaining.
+     */
+    public Builder setWaitedTotal(long value) {
+
+      waitedTotal_ = value;
+      bitField0_ |= 0x00000200;
+      onChanged();
+      return this;
+    }
+    /**
+     * <code>uint64 waited_total = 10;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearWaitedTotal() {
+      bitField0_ = (bitField0_ & ~0x00000200);
+      waitedTotal_ = 0L;
       onChanged();
       return this;
     }

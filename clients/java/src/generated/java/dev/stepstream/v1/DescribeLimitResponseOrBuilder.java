@@ -110,4 +110,38 @@ public interface DescribeLimitResponseOrBuilder extends
    * @return The mode.
    */
   dev.stepstream.v1.BudgetMode getMode();
+
+  /**
+   * <pre>
+   * Grants of the key by this sidecar per second, over its last 10 seconds
+   * (a grant of several keys at once counts for each), and of those the grants
+   * that had to wait for their slot.
+   * </pre>
+   *
+   * <code>double granted_per_second = 7;</code>
+   * @return The grantedPerSecond.
+   */
+  double getGrantedPerSecond();
+
+  /**
+   * <code>double waited_per_second = 8;</code>
+   * @return The waitedPerSecond.
+   */
+  double getWaitedPerSecond();
+
+  /**
+   * <pre>
+   * The same, counted since this sidecar started.
+   * </pre>
+   *
+   * <code>uint64 granted_total = 9;</code>
+   * @return The grantedTotal.
+   */
+  long getGrantedTotal();
+
+  /**
+   * <code>uint64 waited_total = 10;</code>
+   * @return The waitedTotal.
+   */
+  long getWaitedTotal();
 }

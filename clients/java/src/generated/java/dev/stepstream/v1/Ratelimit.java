@@ -198,47 +198,49 @@ public final class Ratelimit extends com.google.protobuf.GeneratedFile {
       "ase\030\010 \001(\0132\031.google.protobuf.Duration\"\023\n\021" +
       "ListLimitsRequest\":\n\022ListLimitsResponse\022" +
       "$\n\006limits\030\001 \003(\0132\024.stepstream.v1.Limit\"#\n" +
-      "\024DescribeLimitRequest\022\013\n\003key\030\001 \001(\t\"\344\001\n\025D" +
+      "\024DescribeLimitRequest\022\013\n\003key\030\001 \001(\t\"\310\002\n\025D" +
       "escribeLimitResponse\022#\n\005limit\030\001 \001(\0132\024.st" +
       "epstream.v1.Limit\022\021\n\tavailable\030\002 \001(\003\022*\n\007" +
       "full_in\030\003 \001(\0132\031.google.protobuf.Duration" +
       "\022-\n\npaused_for\030\004 \001(\0132\031.google.protobuf.D" +
       "uration\022\017\n\007waiting\030\005 \001(\003\022\'\n\004mode\030\006 \001(\0162\031" +
-      ".stepstream.v1.BudgetMode*g\n\010Priority\022\030\n" +
-      "\024PRIORITY_UNSPECIFIED\020\000\022\030\n\024PRIORITY_INTE" +
-      "RACTIVE\020\001\022\023\n\017PRIORITY_NORMAL\020\002\022\022\n\016PRIORI" +
-      "TY_BATCH\020\003*k\n\016AcquireOutcome\022\037\n\033ACQUIRE_" +
-      "OUTCOME_UNSPECIFIED\020\000\022\033\n\027ACQUIRE_OUTCOME" +
-      "_GRANTED\020\001\022\033\n\027ACQUIRE_OUTCOME_REFUSED\020\002*" +
-      "X\n\nBudgetMode\022\033\n\027BUDGET_MODE_UNSPECIFIED" +
-      "\020\000\022\026\n\022BUDGET_MODE_SHARED\020\001\022\025\n\021BUDGET_MOD" +
-      "E_LOCAL\020\002*o\n\nLimitShape\022\033\n\027LIMIT_SHAPE_U" +
-      "NSPECIFIED\020\000\022\024\n\020LIMIT_SHAPE_GCRA\020\001\022\027\n\023LI" +
-      "MIT_SHAPE_SLIDING\020\002\022\025\n\021LIMIT_SHAPE_FIXED" +
-      "\020\0032\266\006\n\022RateLimiterService\022H\n\007Acquire\022\035.s" +
-      "tepstream.v1.AcquireRequest\032\036.stepstream" +
-      ".v1.AcquireResponse\022^\n\rAcquireStream\022#.s" +
-      "tepstream.v1.AcquireStreamRequest\032$.step" +
-      "stream.v1.AcquireStreamResponse(\0010\001\022W\n\014A" +
-      "cquireLease\022\".stepstream.v1.AcquireLease" +
-      "Request\032#.stepstream.v1.AcquireLeaseResp" +
-      "onse\022W\n\014ReleaseLease\022\".stepstream.v1.Rel" +
-      "easeLeaseRequest\032#.stepstream.v1.Release" +
-      "LeaseResponse\022N\n\tReconcile\022\037.stepstream." +
-      "v1.ReconcileRequest\032 .stepstream.v1.Reco" +
-      "ncileResponse\022`\n\017ReportThrottled\022%.steps" +
-      "tream.v1.ReportThrottledRequest\032&.stepst" +
-      "ream.v1.ReportThrottledResponse\022c\n\020Obser" +
-      "veRemaining\022&.stepstream.v1.ObserveRemai" +
-      "ningRequest\032\'.stepstream.v1.ObserveRemai" +
-      "ningResponse\022Q\n\nListLimits\022 .stepstream." +
-      "v1.ListLimitsRequest\032!.stepstream.v1.Lis" +
-      "tLimitsResponse\022Z\n\rDescribeLimit\022#.steps" +
-      "tream.v1.DescribeLimitRequest\032$.stepstre" +
-      "am.v1.DescribeLimitResponseB\\\n\021dev.steps" +
-      "tream.v1P\001ZEgithub.com/stepstream/stepst" +
-      "ream/clients/go/stepstreamv1;stepstreamv" +
-      "1b\006proto3"
+      ".stepstream.v1.BudgetMode\022\032\n\022granted_per" +
+      "_second\030\007 \001(\001\022\031\n\021waited_per_second\030\010 \001(\001" +
+      "\022\025\n\rgranted_total\030\t \001(\004\022\024\n\014waited_total\030" +
+      "\n \001(\004*g\n\010Priority\022\030\n\024PRIORITY_UNSPECIFIE" +
+      "D\020\000\022\030\n\024PRIORITY_INTERACTIVE\020\001\022\023\n\017PRIORIT" +
+      "Y_NORMAL\020\002\022\022\n\016PRIORITY_BATCH\020\003*k\n\016Acquir" +
+      "eOutcome\022\037\n\033ACQUIRE_OUTCOME_UNSPECIFIED\020" +
+      "\000\022\033\n\027ACQUIRE_OUTCOME_GRANTED\020\001\022\033\n\027ACQUIR" +
+      "E_OUTCOME_REFUSED\020\002*X\n\nBudgetMode\022\033\n\027BUD" +
+      "GET_MODE_UNSPECIFIED\020\000\022\026\n\022BUDGET_MODE_SH" +
+      "ARED\020\001\022\025\n\021BUDGET_MODE_LOCAL\020\002*o\n\nLimitSh" +
+      "ape\022\033\n\027LIMIT_SHAPE_UNSPECIFIED\020\000\022\024\n\020LIMI" +
+      "T_SHAPE_GCRA\020\001\022\027\n\023LIMIT_SHAPE_SLIDING\020\002\022" +
+      "\025\n\021LIMIT_SHAPE_FIXED\020\0032\266\006\n\022RateLimiterSe" +
+      "rvice\022H\n\007Acquire\022\035.stepstream.v1.Acquire" +
+      "Request\032\036.stepstream.v1.AcquireResponse\022" +
+      "^\n\rAcquireStream\022#.stepstream.v1.Acquire" +
+      "StreamRequest\032$.stepstream.v1.AcquireStr" +
+      "eamResponse(\0010\001\022W\n\014AcquireLease\022\".stepst" +
+      "ream.v1.AcquireLeaseRequest\032#.stepstream" +
+      ".v1.AcquireLeaseResponse\022W\n\014ReleaseLease" +
+      "\022\".stepstream.v1.ReleaseLeaseRequest\032#.s" +
+      "tepstream.v1.ReleaseLeaseResponse\022N\n\tRec" +
+      "oncile\022\037.stepstream.v1.ReconcileRequest\032" +
+      " .stepstream.v1.ReconcileResponse\022`\n\017Rep" +
+      "ortThrottled\022%.stepstream.v1.ReportThrot" +
+      "tledRequest\032&.stepstream.v1.ReportThrott" +
+      "ledResponse\022c\n\020ObserveRemaining\022&.stepst" +
+      "ream.v1.ObserveRemainingRequest\032\'.stepst" +
+      "ream.v1.ObserveRemainingResponse\022Q\n\nList" +
+      "Limits\022 .stepstream.v1.ListLimitsRequest" +
+      "\032!.stepstream.v1.ListLimitsResponse\022Z\n\rD" +
+      "escribeLimit\022#.stepstream.v1.DescribeLim" +
+      "itRequest\032$.stepstream.v1.DescribeLimitR" +
+      "esponseB\\\n\021dev.stepstream.v1P\001ZEgithub.c" +
+      "om/stepstream/stepstream/clients/go/step" +
+      "streamv1;stepstreamv1b\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -371,7 +373,7 @@ public final class Ratelimit extends com.google.protobuf.GeneratedFile {
     internal_static_stepstream_v1_DescribeLimitResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_stepstream_v1_DescribeLimitResponse_descriptor,
-        new java.lang.String[] { "Limit", "Available", "FullIn", "PausedFor", "Waiting", "Mode", });
+        new java.lang.String[] { "Limit", "Available", "FullIn", "PausedFor", "Waiting", "Mode", "GrantedPerSecond", "WaitedPerSecond", "GrantedTotal", "WaitedTotal", });
     descriptor.resolveAllFeaturesImmutable();
     com.google.protobuf.DurationProto.getDescriptor();
     com.google.protobuf.TimestampProto.getDescriptor();

@@ -39,6 +39,7 @@ private static final long serialVersionUID = 0L;
     errorMessage_ = "";
     assistantId_ = "";
     contextJson_ = "";
+    traceId_ = "";
   }
 
   public static final com.google.protobuf.Descriptors.Descriptor
@@ -628,6 +629,57 @@ private static final long serialVersionUID = 0L;
     }
   }
 
+  public static final int TRACE_ID_FIELD_NUMBER = 18;
+  @SuppressWarnings("serial")
+  private volatile java.lang.Object traceId_ = "";
+  /**
+   * <pre>
+   * The W3C trace id (32 hex digits) of the run's trace, in which every
+   * attempt at it (on whichever replica) is a span; empty when the run is not
+   * traced (tracing off, or not sampled). Look it up in Jaeger.
+   * </pre>
+   *
+   * <code>string trace_id = 18;</code>
+   * @return The traceId.
+   */
+  @java.lang.Override
+  public java.lang.String getTraceId() {
+    java.lang.Object ref = traceId_;
+    if (ref instanceof java.lang.String) {
+      return (java.lang.String) ref;
+    } else {
+      com.google.protobuf.ByteString bs = 
+          (com.google.protobuf.ByteString) ref;
+      java.lang.String s = bs.toStringUtf8();
+      traceId_ = s;
+      return s;
+    }
+  }
+  /**
+   * <pre>
+   * The W3C trace id (32 hex digits) of the run's trace, in which every
+   * attempt at it (on whichever replica) is a span; empty when the run is not
+   * traced (tracing off, or not sampled). Look it up in Jaeger.
+   * </pre>
+   *
+   * <code>string trace_id = 18;</code>
+   * @return The bytes for traceId.
+   */
+  @java.lang.Override
+  public com.google.protobuf.ByteString
+      getTraceIdBytes() {
+    java.lang.Object ref = traceId_;
+    if (ref instanceof java.lang.String) {
+      com.google.protobuf.ByteString b = 
+          com.google.protobuf.ByteString.copyFromUtf8(
+              (java.lang.String) ref);
+      traceId_ = b;
+      return b;
+    } else {
+      return (com.google.protobuf.ByteString) ref;
+    }
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -692,6 +744,9 @@ private static final long serialVersionUID = 0L;
     }
     if (!com.google.protobuf.GeneratedMessage.isStringEmpty(contextJson_)) {
       com.google.protobuf.GeneratedMessage.writeString(output, 17, contextJson_);
+    }
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(traceId_)) {
+      com.google.protobuf.GeneratedMessage.writeString(output, 18, traceId_);
     }
     getUnknownFields().writeTo(output);
   }
@@ -762,6 +817,9 @@ private static final long serialVersionUID = 0L;
     if (!com.google.protobuf.GeneratedMessage.isStringEmpty(contextJson_)) {
       size += com.google.protobuf.GeneratedMessage.computeStringSize(17, contextJson_);
     }
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(traceId_)) {
+      size += com.google.protobuf.GeneratedMessage.computeStringSize(18, traceId_);
+    }
     return size;
   }
   @java.lang.Override
@@ -831,6 +889,8 @@ private static final long serialVersionUID = 0L;
         != other.getAssistantVersion()) return false;
     if (!getContextJson()
         .equals(other.getContextJson())) return false;
+    if (!getTraceId()
+        .equals(other.getTraceId())) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -887,6 +947,8 @@ private static final long serialVersionUID = 0L;
     hash = (53 * hash) + getAssistantVersion();
     hash = (37 * hash) + CONTEXT_JSON_FIELD_NUMBER;
     hash = (53 * hash) + getContextJson().hashCode();
+    hash = (37 * hash) + TRACE_ID_FIELD_NUMBER;
+    hash = (53 * hash) + getTraceId().hashCode();
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -1067,6 +1129,7 @@ private static final long serialVersionUID = 0L;
       assistantId_ = "";
       assistantVersion_ = 0;
       contextJson_ = "";
+      traceId_ = "";
       return this;
     }
 
@@ -1174,6 +1237,9 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00010000) != 0)) {
         result.contextJson_ = contextJson_;
       }
+      if (((from_bitField0_ & 0x00020000) != 0)) {
+        result.traceId_ = traceId_;
+      }
       result.bitField0_ |= to_bitField0_;
     }
 
@@ -1277,6 +1343,11 @@ private static final long serialVersionUID = 0L;
       if (!other.getContextJson().isEmpty()) {
         contextJson_ = other.contextJson_;
         bitField0_ |= 0x00010000;
+        onChanged();
+      }
+      if (!other.getTraceId().isEmpty()) {
+        traceId_ = other.traceId_;
+        bitField0_ |= 0x00020000;
         onChanged();
       }
       this.mergeUnknownFields(other.getUnknownFields());
@@ -1406,6 +1477,11 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00010000;
               break;
             } // case 138
+            case 146: {
+              traceId_ = input.readStringRequireUtf8();
+              bitField0_ |= 0x00020000;
+              break;
+            } // case 146
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -3043,6 +3119,108 @@ private static final long serialVersionUID = 0L;
       checkByteStringIsUtf8(value);
       contextJson_ = value;
       bitField0_ |= 0x00010000;
+      onChanged();
+      return this;
+    }
+
+    private java.lang.Object traceId_ = "";
+    /**
+     * <pre>
+     * The W3C trace id (32 hex digits) of the run's trace, in which every
+     * attempt at it (on whichever replica) is a span; empty when the run is not
+     * traced (tracing off, or not sampled). Look it up in Jaeger.
+     * </pre>
+     *
+     * <code>string trace_id = 18;</code>
+     * @return The traceId.
+     */
+    public java.lang.String getTraceId() {
+      java.lang.Object ref = traceId_;
+      if (!(ref instanceof java.lang.String)) {
+        com.google.protobuf.ByteString bs =
+            (com.google.protobuf.ByteString) ref;
+        java.lang.String s = bs.toStringUtf8();
+        traceId_ = s;
+        return s;
+      } else {
+        return (java.lang.String) ref;
+      }
+    }
+    /**
+     * <pre>
+     * The W3C trace id (32 hex digits) of the run's trace, in which every
+     * attempt at it (on whichever replica) is a span; empty when the run is not
+     * traced (tracing off, or not sampled). Look it up in Jaeger.
+     * </pre>
+     *
+     * <code>string trace_id = 18;</code>
+     * @return The bytes for traceId.
+     */
+    public com.google.protobuf.ByteString
+        getTraceIdBytes() {
+      java.lang.Object ref = traceId_;
+      if (ref instanceof String) {
+        com.google.protobuf.ByteString b = 
+            com.google.protobuf.ByteString.copyFromUtf8(
+                (java.lang.String) ref);
+        traceId_ = b;
+        return b;
+      } else {
+        return (com.google.protobuf.ByteString) ref;
+      }
+    }
+    /**
+     * <pre>
+     * The W3C trace id (32 hex digits) of the run's trace, in which every
+     * attempt at it (on whichever replica) is a span; empty when the run is not
+     * traced (tracing off, or not sampled). Look it up in Jaeger.
+     * </pre>
+     *
+     * <code>string trace_id = 18;</code>
+     * @param value The traceId to set.
+     * @return This builder for chaining.
+     */
+    public Builder setTraceId(
+        java.lang.String value) {
+      if (value == null) { throw new NullPointerException(); }
+      traceId_ = value;
+      bitField0_ |= 0x00020000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * The W3C trace id (32 hex digits) of the run's trace, in which every
+     * attempt at it (on whichever replica) is a span; empty when the run is not
+     * traced (tracing off, or not sampled). Look it up in Jaeger.
+     * </pre>
+     *
+     * <code>string trace_id = 18;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearTraceId() {
+      traceId_ = getDefaultInstance().getTraceId();
+      bitField0_ = (bitField0_ & ~0x00020000);
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * The W3C trace id (32 hex digits) of the run's trace, in which every
+     * attempt at it (on whichever replica) is a span; empty when the run is not
+     * traced (tracing off, or not sampled). Look it up in Jaeger.
+     * </pre>
+     *
+     * <code>string trace_id = 18;</code>
+     * @param value The bytes for traceId to set.
+     * @return This builder for chaining.
+     */
+    public Builder setTraceIdBytes(
+        com.google.protobuf.ByteString value) {
+      if (value == null) { throw new NullPointerException(); }
+      checkByteStringIsUtf8(value);
+      traceId_ = value;
+      bitField0_ |= 0x00020000;
       onChanged();
       return this;
     }

@@ -279,4 +279,28 @@ public interface RunOrBuilder extends
    */
   com.google.protobuf.ByteString
       getContextJsonBytes();
+
+  /**
+   * <pre>
+   * The W3C trace id (32 hex digits) of the run's trace, in which every
+   * attempt at it (on whichever replica) is a span; empty when the run is not
+   * traced (tracing off, or not sampled). Look it up in Jaeger.
+   * </pre>
+   *
+   * <code>string trace_id = 18;</code>
+   * @return The traceId.
+   */
+  java.lang.String getTraceId();
+  /**
+   * <pre>
+   * The W3C trace id (32 hex digits) of the run's trace, in which every
+   * attempt at it (on whichever replica) is a span; empty when the run is not
+   * traced (tracing off, or not sampled). Look it up in Jaeger.
+   * </pre>
+   *
+   * <code>string trace_id = 18;</code>
+   * @return The bytes for traceId.
+   */
+  com.google.protobuf.ByteString
+      getTraceIdBytes();
 }

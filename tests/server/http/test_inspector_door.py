@@ -45,12 +45,15 @@ def test_overview_follows_runs_as_they_execute_and_fail(live: Door) -> None:
     with live.http("alice") as alice, live.http("bob") as bob:
         before = alice.get("/inspector/overview").json()
         assert [r["alive"] for r in before["replicas"]] == [True]
-        runs = [start_run(alice, "slow", {"steps": 20, "delay": 0.1}) for _ in range(3)]
-        # The replica's own figures come from its heartbeat row, written every half second.
-        busy = overview_until(
-            alice, lambda o: graph(o, "slow")["running"] == 3 and o["replicas"][0]["running"] == 3
-        )
-        assert busy["running"] >= 3 and busy["replicas"][0]["leases"] >= 1
+        runs = [start_run(alice, "slow", {"steps": 40, "delay": 0.1}) for _ in range(3)]
+
+        # The replica's own figures come from its heartbeat row, written every half second (its
+        # leases as of its last renewal, each second).
+        def busy(o: dict[str, Any]) -> bool:
+            replica = o["replicas"][0]
+            return graph(o, "slow")["running"] == 3 and replica["running"] == 3 and replica["leases"] == 3
+
+        assert overview_until(alice, busy)["running"] >= 3
         # Bob's runs are his: he sees the replica, not alice's graphs.
         assert graph(bob.get("/inspector/overview").json(), "slow")["running"] == 0
         failed = start_run(alice, "boom", {})

@@ -130,6 +130,8 @@ class Core:
             lambda: not self.runs.accepting,
             self.limiter,
             settings.ratelimiter_address,
+            settings.jaeger_query_url,
+            settings.jaeger_ui_url,
         )
         self._retention: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()

@@ -204,10 +204,35 @@ async def limits(request: Request) -> Response:
     )
 
 
+async def trace(request: Request) -> Response:
+    core, owner = core_of(request), owner_of(request)
+    found = await core.inspector.trace(owner, run_id_of(request))
+    return json(
+        {
+            "trace_id": found.trace_id,
+            "jaeger_ui_url": found.jaeger_ui_url,
+            "spans": [
+                {
+                    "span_id": s.span_id,
+                    "parent_id": s.parent_id,
+                    "name": s.name,
+                    "service": s.service,
+                    "replica": s.replica,
+                    "start_us": s.start_us,
+                    "duration_us": s.duration_us,
+                    "attributes": s.attributes,
+                }
+                for s in found.spans
+            ],
+        }
+    )
+
+
 ROUTES = [
     Route("/inspector/config", config, methods=["GET"]),
     Route("/inspector/overview", overview, methods=["GET"]),
     Route("/inspector/overview/stream", overview_stream, methods=["GET"]),
     Route("/inspector/runs/{run_id}/timeline", timeline, methods=["GET"]),
+    Route("/inspector/runs/{run_id}/trace", trace, methods=["GET"]),
     Route("/inspector/limits", limits, methods=["GET"]),
 ]

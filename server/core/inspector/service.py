@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 
 from stepstream.ratelimiter.client.base import Limiter
+from stepstream.server.core.errors import NotFound, Unavailable
 from stepstream.server.core.events import RunEvent
 from stepstream.server.core.inspector import limits
 from stepstream.server.core.inspector.heartbeat import Heartbeat
 from stepstream.server.core.inspector.model import InspectorStore, Overview
 from stepstream.server.core.inspector.overview import OverviewHub
 from stepstream.server.core.inspector.timeline import Timeline, build_timeline
+from stepstream.server.core.inspector.traces import JaegerQuery, TraceView, ui_link
 from stepstream.server.core.ports import Store
+from stepstream.server.core.tracing import trace_id_of
 
 # Stored events read per query while a timeline is rebuilt.
 EVENTS_PAGE = 2_000
@@ -30,11 +33,15 @@ class Inspector:
         draining: Callable[[], bool],
         limiter: Limiter | None = None,
         limiter_address: str | None = None,
+        jaeger_query_url: str | None = None,
+        jaeger_ui_url: str | None = None,
     ) -> None:
         self.replica = replica
         self._runs = runs
         self._limiter = limiter
         self._limiter_address = limiter_address
+        self._jaeger = JaegerQuery(jaeger_query_url) if jaeger_query_url else None
+        self.jaeger_ui_url = jaeger_ui_url
         self.heartbeat = Heartbeat(store, replica, heartbeat_seconds, graphs, running, leases, draining)
         self.overviews = OverviewHub(store.overview_rows)
 
@@ -46,6 +53,8 @@ class Inspector:
     async def stop(self) -> None:
         await self.overviews.close()
         await self.heartbeat.stop()
+        if self._jaeger is not None:
+            await self._jaeger.close()
 
     async def overview(self, owner: str) -> Overview:
         return await self.overviews.current(owner)
@@ -68,3 +77,17 @@ class Inspector:
         """Every rate limit with its live state, from the limiter itself (Unavailable if it
         cannot be asked)."""
         return await limits.describe(self._limiter, self._limiter_address)
+
+    async def trace(self, owner: str, run_id: str) -> TraceView:
+        """The run's trace from Jaeger, once the run is known to be the owner's (NotFound
+        otherwise, before Jaeger is asked); Unavailable when Jaeger is not set up or away."""
+        run = await self._runs.get_run(owner, run_id)
+        trace_id = trace_id_of(run.trace_context)
+        if not trace_id:
+            raise NotFound(f"run {run_id!r} has no trace (tracing was off, or the run was not sampled)")
+        if self._jaeger is None:
+            raise Unavailable(
+                "no Jaeger query API is configured: set --jaeger-query (STEPSTREAM_JAEGER_QUERY_URL)"
+            )
+        spans = await self._jaeger.trace(trace_id)
+        return TraceView(trace_id, ui_link(self.jaeger_ui_url, trace_id), tuple(spans))

@@ -8,7 +8,7 @@ import dataclasses
 import hashlib
 import json
 import pathlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import httpx
 
@@ -46,7 +46,12 @@ def _principals(path: pathlib.Path) -> None:
 
 
 @contextlib.contextmanager
-def door(workdir: pathlib.Path, *extra: str, config: pathlib.Path = LANGGRAPH_JSON) -> Iterator[Door]:
+def door(
+    workdir: pathlib.Path,
+    *extra: str,
+    config: pathlib.Path = LANGGRAPH_JSON,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[Door]:
     port = free_port()
     auth = workdir / "principals.json"
     _principals(auth)
@@ -59,7 +64,7 @@ def door(workdir: pathlib.Path, *extra: str, config: pathlib.Path = LANGGRAPH_JS
         "--http-cors-origin",
         "https://studio.example",
     )
-    with ServerProcess(f"sqlite+aiosqlite:///{db}", config, *args, *extra, cwd=workdir) as process:
+    with ServerProcess(f"sqlite+aiosqlite:///{db}", config, *args, *extra, env=env, cwd=workdir) as process:
         url = f"http://127.0.0.1:{port}"
         httpx.get(url + "/ok", timeout=10).raise_for_status()
         yield Door(url, process, db)

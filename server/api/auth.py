@@ -15,7 +15,7 @@ from stepstream.security.credentials import Authenticator, Principal, build_auth
 from stepstream.security.interceptor import AuthInterceptor
 from stepstream.security.tls import is_loopback, server_credentials, sidecar_credentials
 from stepstream.server.settings import ServerSettings
-from stepstream.v1 import assistants_pb2, graphs_pb2, runs_pb2, sessions_pb2, store_pb2
+from stepstream.v1 import assistants_pb2, graphs_pb2, inspector_pb2, runs_pb2, sessions_pb2, store_pb2
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +27,14 @@ _READS = {
     "RunService": {"JoinRun", "GetRun", "ListRuns", "WaitRun"},
     "StoreService": {"GetItem", "SearchItems", "ListNamespaces"},
     "AssistantService": {"GetAssistant", "ListAssistantVersions", "SearchAssistants"},
+    "InspectorService": {"GetOverview", "WatchOverview", "GetRunTimeline", "GetRunTrace", "ListLimitStates"},
 }
 
 
 def roles_by_method() -> dict[str, frozenset[str]]:
     """Every method of the services: reads need reader or writer, the rest writer."""
     table: dict[str, frozenset[str]] = {}
-    for module in (graphs_pb2, sessions_pb2, runs_pb2, store_pb2, assistants_pb2):
+    for module in (graphs_pb2, sessions_pb2, runs_pb2, store_pb2, assistants_pb2, inspector_pb2):
         for service in module.DESCRIPTOR.services_by_name.values():
             for method in service.methods:
                 read = method.name in _READS.get(service.name, set())

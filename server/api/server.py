@@ -17,6 +17,7 @@ from stepstream.security.malformed import MalformedRequestInterceptor
 from stepstream.security.tls import server_credentials
 from stepstream.server.api.assistants import AssistantServicer
 from stepstream.server.api.auth import auth_interceptor
+from stepstream.server.api.inspector import InspectorServicer
 from stepstream.server.api.limits import RequestLimits, RequestLimitsInterceptor
 from stepstream.server.api.reflection import enable_reflection
 from stepstream.server.api.servicers import GraphServicer, RunServicer, SessionServicer
@@ -30,6 +31,8 @@ from stepstream.v1 import (
     assistants_pb2_grpc,
     graphs_pb2,
     graphs_pb2_grpc,
+    inspector_pb2,
+    inspector_pb2_grpc,
     runs_pb2,
     runs_pb2_grpc,
     sessions_pb2,
@@ -49,6 +52,7 @@ SERVICE_NAMES = (
     runs_pb2.DESCRIPTOR.services_by_name["RunService"].full_name,
     store_pb2.DESCRIPTOR.services_by_name["StoreService"].full_name,
     assistants_pb2.DESCRIPTOR.services_by_name["AssistantService"].full_name,
+    inspector_pb2.DESCRIPTOR.services_by_name["InspectorService"].full_name,
 )
 
 
@@ -100,6 +104,7 @@ class StepstreamServer:
         runs_pb2_grpc.add_RunServiceServicer_to_server(RunServicer(self.core), server)
         store_pb2_grpc.add_StoreServiceServicer_to_server(StoreServicer(self.core), server)
         assistants_pb2_grpc.add_AssistantServiceServicer_to_server(AssistantServicer(self.core), server)
+        inspector_pb2_grpc.add_InspectorServiceServicer_to_server(InspectorServicer(self.core), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         enable_reflection((*SERVICE_NAMES, health.SERVICE_NAME), server)
         address = f"{self.settings.host}:{self.settings.port}"

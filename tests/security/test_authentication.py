@@ -17,6 +17,7 @@ from stepstream.server.api.auth import READER, WRITER, roles_by_method
 from stepstream.v1 import (
     assistants_pb2,
     graphs_pb2,
+    inspector_pb2,
     ratelimit_pb2,
     ratelimit_pb2_grpc,
     runs_pb2,
@@ -34,7 +35,7 @@ LIMITS = ROOT / "tests" / "graphs" / "limits.toml"
 
 SERVICES = [
     s
-    for m in (graphs_pb2, sessions_pb2, runs_pb2, store_pb2, assistants_pb2)
+    for m in (graphs_pb2, sessions_pb2, runs_pb2, store_pb2, assistants_pb2, inspector_pb2)
     for s in m.DESCRIPTOR.services_by_name.values()
 ]
 METHODS = [(f"/{s.full_name}/{m.name}", m) for s in SERVICES for m in s.methods]

@@ -25,7 +25,7 @@ from google.protobuf.message_factory import GetMessageClass
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stepstream.v1 import assistants_pb2, graphs_pb2, ratelimit_pb2, runs_pb2, sessions_pb2
+from stepstream.v1 import assistants_pb2, graphs_pb2, inspector_pb2, ratelimit_pb2, runs_pb2, sessions_pb2
 from tests.consistency import problems
 from tests.ratelimiter.conftest import Sidecar
 from tests.security.conftest import Tenants, api_key_api, auth_args
@@ -284,7 +284,7 @@ def test_random_requests_to_every_graph_server_rpc(
         for events in (*own, other):
             run = bob.get_run(events[0].run_id) if events is other else alice.get_run(events[0].run_id)
             pool += [run.run_id, run.session_id]
-        methods = _methods(graphs_pb2, sessions_pb2, runs_pb2, assistants_pb2)
+        methods = _methods(graphs_pb2, sessions_pb2, runs_pb2, assistants_pb2, inspector_pb2)
         seen = fuzz(server.address, methods, pool, tenants.keys["alice"])
         assert server.proc is not None and server.proc.poll() is None, "the server died"
         assert sum(seen.values()) > 50, seen

@@ -38,6 +38,7 @@ SERVICES = {
     "grpc.reflection.v1alpha.ServerReflection",
     "stepstream.v1.AssistantService",
     "stepstream.v1.GraphService",
+    "stepstream.v1.InspectorService",
     "stepstream.v1.RunService",
     "stepstream.v1.SessionService",
     "stepstream.v1.StoreService",

@@ -82,13 +82,15 @@ class _Frames:
     """SSE frames of overviews, each encoded once per tick and tenant however many watch."""
 
     def __init__(self) -> None:
-        self._cache: dict[str, tuple[int, bytes]] = {}
+        self._cache: dict[str, tuple[tuple[int, float], bytes]] = {}
 
     def frame(self, owner: str, overview: Overview) -> bytes:
+        # The read it came from: its tick, and its time (ticks of two cores in one process differ).
+        read = (overview.tick, overview.at)
         cached = self._cache.get(owner)
-        if cached is None or cached[0] != overview.tick:
+        if cached is None or cached[0] != read:
             body = f"event: overview\r\ndata: {dumps(overview_json(overview))}\r\n\r\n".encode()
-            cached = self._cache[owner] = (overview.tick, body)
+            cached = self._cache[owner] = (read, body)
         return cached[1]
 
 

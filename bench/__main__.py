@@ -4,7 +4,8 @@
   LangGraph and the peers (LangGraph's own server, Aegra), side by side, with
   the ratios and the aims; also PNG plots. The quick version is `make bench`.
 - the component sections (the checkpointer on SQLite and PostgreSQL, scale-out
-  on PostgreSQL, the rate limiter, the cost of tracing): each module defines
+  on PostgreSQL, the rate limiter, the cost of tracing, of the inspector's live
+  overview): each module defines
   `run(quick: bool) -> str`, a markdown section of ratios against a baseline
   measured in the same run. They run in the full version, or alone with
   `--only NAME`.
@@ -25,7 +26,7 @@ import sys
 import time
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
-COMPONENTS = ("checkpointer", "checkpointer_postgres", "scaleout", "ratelimiter", "tracing")
+COMPONENTS = ("checkpointer", "checkpointer_postgres", "scaleout", "ratelimiter", "tracing", "inspector")
 SECTIONS = ("systems", *COMPONENTS)
 
 

@@ -5,6 +5,8 @@ runs only, and bad requests get the right status."""
 from __future__ import annotations
 
 import pathlib
+import signal
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -153,3 +155,16 @@ def test_timeline_is_the_tenants_own_and_bad_ids_are_refused(live: Door) -> None
         assert bad.status_code == 422 and "run id" in bad.json()["detail"]
         assert alice.get("/inspector/runs/" + "x" * 65 + "/timeline").status_code == 422
         assert httpx.get(live.url + path, timeout=10).status_code == 401
+
+
+def test_a_draining_replica_says_so(tmp_path: pathlib.Path) -> None:
+    args = ("--inspector-heartbeat-seconds", "0.2", "--grace", "20")
+    with door(tmp_path, *args, config=INSPECTOR_JSON) as server, server.http() as http:
+        # One superstep of 4 s: SIGTERM lets it reach its boundary, so the drain lasts seconds.
+        start_run(http, "slow", {"steps": 1, "delay": 4.0})
+        overview_until(http, lambda o: o["replicas"][0]["running"] == 1)
+        server.process.signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while not http.get("/inspector/overview").json()["replicas"][0]["draining"]:
+            assert time.monotonic() < deadline, "the replica never said it drains"
+            time.sleep(0.1)

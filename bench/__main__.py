@@ -11,8 +11,10 @@
   `--only NAME`.
 
 Each section writes bench/results/NAME.md; bench/results/latest.md joins the
-latest of each. A run narrowed with --systems or --scenarios writes under
-bench/results/tmp/ instead, so it never replaces the committed figures.
+latest of each. A run narrowed with --systems, --scenarios or --clients writes under
+bench/results/tmp/ instead, so it never replaces the committed figures, or under
+bench/results/SAVE/ with `--save SAVE`, a folder of its own that is kept.
+`--repeats N` measures every system N times, interleaved; the report shows medians.
 """
 
 from __future__ import annotations
@@ -30,10 +32,19 @@ COMPONENTS = ("checkpointer", "checkpointer_postgres", "scaleout", "ratelimiter"
 SECTIONS = ("systems", *COMPONENTS)
 
 
-def run_systems(quick: bool, folder: pathlib.Path, systems: list[str], scenarios: list[str]) -> str:
+def run_systems(
+    quick: bool,
+    folder: pathlib.Path,
+    systems: list[str],
+    scenarios: list[str],
+    repeats: int = 1,
+    clients: list[int] | None = None,
+) -> str:
     from bench import harness, plots, report
 
-    data = asyncio.run(harness.run(quick, systems or None, scenarios or None))
+    data = asyncio.run(
+        harness.run(quick, systems or None, scenarios or None, repeats=repeats, clients=clients)
+    )
     (folder / "systems.json").write_text(json.dumps(data, indent=1))
     plots.write(data, folder)
     return report.render(data)
@@ -56,10 +67,17 @@ def main() -> None:
     parser.add_argument("--systems", default="", help="comma-separated system keys (bench/systems.py)")
     parser.add_argument("--scenarios", default="", help="comma-separated: linear, mapreduce, research, soak")
     parser.add_argument("--render", action="store_true", help="only re-render the report from systems.json")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="measure every system this many times, interleaved; medians"
+    )
+    parser.add_argument("--clients", default="", help="comma-separated client counts for every scenario")
+    parser.add_argument(
+        "--save", default="", help="write a narrowed run under bench/results/SAVE/ (kept) instead of tmp/"
+    )
     args = parser.parse_args()
     sections = args.only or (["systems"] if args.quick else list(SECTIONS))
-    narrowed = bool(args.systems or args.scenarios)
-    folder = RESULTS / "tmp" if narrowed else RESULTS
+    narrowed = bool(args.systems or args.scenarios or args.clients)
+    folder = RESULTS / args.save if args.save else RESULTS / "tmp" if narrowed else RESULTS
     folder.mkdir(parents=True, exist_ok=True)
     if args.render:
         from bench import plots, report
@@ -74,7 +92,8 @@ def main() -> None:
                 args.systems.split(",") if args.systems else [],
                 args.scenarios.split(",") if args.scenarios else [],
             )
-            section = run_systems(args.quick, folder, *split)
+            clients = [int(c) for c in args.clients.split(",")] if args.clients else None
+            section = run_systems(args.quick, folder, *split, repeats=args.repeats, clients=clients)
         else:
             section = run_component(name, args.quick)
         (folder / f"{name}.md").write_text(section + "\n")

@@ -142,6 +142,17 @@ def record(system: System, scenario: str, concurrency: int, **fields: Any) -> di
     }
 
 
+def rotations(systems: tuple[System, ...], repeats: int) -> list[tuple[int, System]]:
+    """(repeat, system) in the order measured: each repeat every system once, each starting one
+    system further on, so a drift of the machine's load over the run falls on every system alike
+    and a ratio taken within a repeat compares systems measured minutes apart at most."""
+    order: list[tuple[int, System]] = []
+    for repeat in range(repeats):
+        shift = repeat % len(systems) if systems else 0
+        order += [(repeat, s) for s in systems[shift:] + systems[:shift]]
+    return order
+
+
 class Worker:
     """A load-client process: one JSON request per line in, one `bench-result` line out."""
 
@@ -232,6 +243,11 @@ class Bench:
     res: Resources
     hold: HoldServer
     records: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # The repeat being measured; recorded with each cell when the run has more than one.
+    repeat: int | None = None
+
+    def add(self, r: dict[str, Any]) -> None:
+        self.records.append(r if self.repeat is None else {**r, "repeat": self.repeat})
 
     @property
     def mode(self) -> int:
@@ -271,12 +287,12 @@ class Bench:
             runnable = [(s, c) for s, c in cells if not system.cannot_run(s.key)]
             for s, c in cells:
                 if (reason := system.cannot_run(s.key)) is not None:
-                    self.records.append(record(system, s.key, c, status="cannot run", reason=reason))
+                    self.add(record(system, s.key, c, status="cannot run", reason=reason))
             if self.quick:
                 later = [(s, c) for s, c in runnable if (s.key, c) in system.full_run_only]
                 for s, c in later:
                     reason = "in the full run only (make bench-full)"
-                    self.records.append(record(system, s.key, c, status="not run", reason=reason))
+                    self.add(record(system, s.key, c, status="not run", reason=reason))
                 runnable = [cell for cell in runnable if cell not in later]
             if not runnable:
                 continue
@@ -284,13 +300,17 @@ class Bench:
                 async with self.deployed(system, max(group)) as (deployment, worker):
                     for i, (scenario, c) in enumerate(runnable):
                         drain = i + 1 < len(runnable) and _must_drain((scenario, c), runnable[i + 1])
-                        self.records.append(await self.cell(system, deployment, worker, scenario, c, drain))
+                        self.add(await self.cell(system, deployment, worker, scenario, c, drain))
             except Exception as exc:
-                done = {(r["scenario"], r["concurrency"]) for r in self.records if r["system"] == system.key}
+                done = {
+                    (r["scenario"], r["concurrency"])
+                    for r in self.records
+                    if r["system"] == system.key and r.get("repeat") == self.repeat
+                }
                 for s, c in runnable:
                     if (s.key, c) not in done:
                         reason = f"{type(exc).__name__}: {str(exc)[:240]}"
-                        self.records.append(record(system, s.key, c, status="not measured", reason=reason))
+                        self.add(record(system, s.key, c, status="not measured", reason=reason))
                 self.note(f"{system.key}: {exc}")
 
     async def cell(
@@ -332,16 +352,16 @@ class Bench:
         count = soak.count
         if self.quick and system.key not in soak.quick_systems:
             reason = "in the full run only (make bench-full)"
-            self.records.append(record(system, soak.key, count, status="not run", reason=reason))
+            self.add(record(system, soak.key, count, status="not run", reason=reason))
             return
         try:
             async with self.deployed(system, count) as (deployment, worker):
                 self.note(f"{system.key}: soak of {count:,} runs")
                 result = await self.soak_once(deployment, worker, soak)
-            self.records.append(record(system, soak.key, count, status="ok", **result))
+            self.add(record(system, soak.key, count, status="ok", **result))
         except Exception as exc:
             reason = f"{type(exc).__name__}: {str(exc)[:240]}"
-            self.records.append(record(system, soak.key, count, status="failed", reason=reason))
+            self.add(record(system, soak.key, count, status="failed", reason=reason))
             self.note(f"{system.key} soak: {exc}")
 
     async def soak_once(self, deployment: Deployment, worker: Worker, soak: Soak) -> dict[str, Any]:
@@ -398,15 +418,28 @@ def versions() -> dict[str, str]:
 
 
 async def run(
-    quick: bool, only: list[str] | None = None, scenarios: list[str] | None = None, small: bool = False
+    quick: bool,
+    only: list[str] | None = None,
+    scenarios: list[str] | None = None,
+    small: bool = False,
+    repeats: int = 1,
+    clients: list[int] | None = None,
 ) -> dict[str, Any]:
-    """Measure; `only` and `scenarios` narrow by key, `small` is the test's tiny load."""
+    """Measure; `only` and `scenarios` narrow by key, `small` is the test's tiny load.
+
+    `repeats` > 1 measures every system that many times, interleaved (`rotations`), each cell
+    recorded with its repeat; the report shows medians. `clients` replaces every scenario's
+    client counts (e.g. (b) at 1 client too, which the quick run leaves out).
+    """
     systems = tuple(s for s in SYSTEMS if not only or s.key in only)
     chosen = tuple(s for s in SCENARIOS if not scenarios or s.key in scenarios)
     soak: Soak | None = SOAK if not scenarios or "soak" in scenarios else None
     if small:
         chosen, tiny_soak = tiny(chosen, systems)
         soak = soak and tiny_soak
+    if clients:
+        counts = tuple(sorted(set(clients)))
+        chosen = tuple(dataclasses.replace(s, concurrency=(counts, counts)) for s in chosen)
     began = time.time()
     start_load = os.getloadavg()
     with (
@@ -420,8 +453,10 @@ async def run(
             # The peers' environments, made on first use, before anything is timed.
             venvs = {name for s in systems for name in s.venvs}
             await asyncio.gather(*(res.venv(name) for name in sorted(venvs)), return_exceptions=True)
-            for system in systems:
+            for repeat, system in rotations(systems, repeats):
+                bench.repeat = repeat if repeats > 1 else None
                 await bench.run_system(system)
+            bench.repeat = None
             if soak is not None:
                 for system in systems:
                     await bench.run_soak(system, soak)
@@ -429,6 +464,7 @@ async def run(
             res.close()
     return {
         "mode": "quick" if quick else "full",
+        "repeats": repeats,
         "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(began)),
         "seconds": round(time.time() - began),
         "machine": {**machine(), "load_average_at_start": start_load},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Iterable
 from typing import Any
 
@@ -16,6 +17,11 @@ LANGGRAPH_SERVER = "lg-server-10"
 OFFICIAL_SQLITE = "inproc-sqlite"
 AEGRA = "aegra"
 ON_POSTGRES = ("stepstream-pg", "stepstream-pg-2")
+# stepstream through LangGraph's HTTP API, driven by langgraph-sdk as the peers are: one process
+# on SQLite against LangGraph's server, on PostgreSQL against Aegra.
+HTTP_ON_SQLITE = ("stepstream-http-sqlite",)
+HTTP_ON_POSTGRES = ("stepstream-http-pg",)
+SDK = "both via langgraph-sdk"
 SOAK_RSS_LIMIT_MIB = 1536
 
 
@@ -37,18 +43,62 @@ def ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}x" if value < 10 else f"{value:,.0f}x"
 
 
+def _measured(r: Record) -> bool:
+    return bool(r["status"] == "ok" and r.get("runs", 1))
+
+
+def median_record(repeats: list[Record]) -> Record:
+    """One cell measured in several repeats as one record: the median of each figure over the
+    repeats that measured it, the errors summed, and `repeats_measured`/`runs_per_s_range`
+    saying how many there were and how far they spread."""
+    measured = [r for r in repeats if _measured(r)]
+    if not measured:
+        return repeats[0]
+    merged: Record = dict(measured[0])
+    for field, value in measured[0].items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and field != "concurrency":
+            values = [r[field] for r in measured if isinstance(r.get(field), (int, float))]
+            merged[field] = statistics.median(values) if values else None
+    merged["errors"] = sum(int(r.get("errors") or 0) for r in repeats)
+    merged["repeats_measured"] = len(measured)
+    merged["repeats_run"] = len(repeats)
+    rates = [r["runs_per_s"] for r in measured if r.get("runs_per_s") is not None]
+    merged["runs_per_s_range"] = (min(rates), max(rates)) if rates else None
+    merged.pop("repeat", None)
+    return merged
+
+
 class Results:
+    """A run's records by cell. A run with repeats (`python -m bench --repeats N`) has a record
+    per cell and repeat: a cell reads as the median over its repeats, and a ratio as the median
+    of the ratios taken within each repeat (the two systems measured minutes apart, not the
+    whole run)."""
+
     def __init__(self, data: dict[str, Any]) -> None:
         self.data = data
         self.records: list[Record] = data["records"]
         self.labels = {s["key"]: s["label"] for s in data["systems"]}
         self.families = {s["key"]: s["family"] for s in data["systems"]}
+        self.repeats: dict[tuple[str, str, int], list[Record]] = {}
+        for r in self.records:
+            self.repeats.setdefault((r["system"], r["scenario"], r["concurrency"]), []).append(r)
 
     def get(self, system: str, scenario: str, concurrency: int) -> Record | None:
-        for r in self.records:
-            if (r["system"], r["scenario"], r["concurrency"]) == (system, scenario, concurrency):
-                return r
-        return None
+        found = self.repeats.get((system, scenario, concurrency))
+        if not found:
+            return None
+        return found[0] if len(found) == 1 else median_record(found)
+
+    def _paired(
+        self, ours: str, theirs: str, scenario: str, concurrency: int, field: str
+    ) -> list[tuple[float, float]]:
+        """(ours, theirs) of `field` in each repeat that measured both."""
+        by_repeat: dict[Any, dict[str, float]] = {}
+        for key in (ours, theirs):
+            for r in self.repeats.get((key, scenario, concurrency), []):
+                if _measured(r) and r.get(field):
+                    by_repeat.setdefault(r.get("repeat"), {})[key] = r[field]
+        return [(v[ours], v[theirs]) for v in by_repeat.values() if ours in v and theirs in v]
 
     def ok(self, system: str, scenario: str, concurrency: int) -> Record | None:
         r = self.get(system, scenario, concurrency)
@@ -59,15 +109,13 @@ class Results:
         return None if r is None else r.get(field)
 
     def rate_ratio(self, ours: str, theirs: str, scenario: str, concurrency: int) -> float | None:
-        a = self.value(ours, scenario, concurrency, "runs_per_s")
-        b = self.value(theirs, scenario, concurrency, "runs_per_s")
-        return a / b if a and b else None
+        pairs = self._paired(ours, theirs, scenario, concurrency, "runs_per_s")
+        return statistics.median(a / b for a, b in pairs) if pairs else None
 
     def latency_ratio(self, ours: str, theirs: str, scenario: str, concurrency: int = 1) -> float | None:
         """How many times lower our p50 is."""
-        a = self.value(ours, scenario, concurrency, "p50_ms")
-        b = self.value(theirs, scenario, concurrency, "p50_ms")
-        return b / a if a and b else None
+        pairs = self._paired(ours, theirs, scenario, concurrency, "p50_ms")
+        return statistics.median(b / a for a, b in pairs) if pairs else None
 
     def concurrencies(self, scenario: str) -> list[int]:
         return sorted({r["concurrency"] for r in self.records if r["scenario"] == scenario})
@@ -98,7 +146,11 @@ def notes_cell(r: Record) -> str:
     notes = []
     done, c = r.get("clients_done_at_open"), r["concurrency"]
     if done is not None and done < c:
-        notes.append(f"window opened with {done} of {c} clients past their warm-up runs")
+        notes.append(f"window opened with {done:.0f} of {c} clients past their warm-up runs")
+    if r.get("repeats_run"):
+        low, high = r.get("runs_per_s_range") or (None, None)
+        spread = f"runs/s {num(low)} to {num(high)}"
+        notes.append(f"median of {r['repeats_measured']} of {r['repeats_run']} repeats, {spread}")
     return "; ".join(notes)
 
 
@@ -248,6 +300,20 @@ def aims(res: Results) -> list[str]:
         for scenario, letter in (("linear", "a"), ("mapreduce", "b")):
             text, met = at_256(key, AEGRA, scenario, 5)
             rows.append((f"({letter}) {res.labels.get(key, key)} runs/s ≥ 5x Aegra, 256 clients", text, met))
+    for key in (k for k in HTTP_ON_SQLITE if k in res.labels):
+        label = res.labels[key]
+        for scenario, letter in (("linear", "a"), ("mapreduce", "b")):
+            text, met = at_256(key, LANGGRAPH_SERVER, scenario, 2)
+            aim = f"({letter}) {label} runs/s ≥ 2x LangGraph server (10 jobs/worker), 256 clients, {SDK}"
+            rows.append((aim, text, met))
+        value = res.latency_ratio(key, LANGGRAPH_SERVER, "linear")
+        aim = f"(a) {label}: p50 of one run (1 client) ≥ 100x lower than LangGraph server's, {SDK}"
+        rows.append((aim, ratio(value), None if value is None else value >= 100))
+    for key in (k for k in HTTP_ON_POSTGRES if k in res.labels):
+        for scenario, letter in (("linear", "a"), ("mapreduce", "b")):
+            text, met = at_256(key, AEGRA, scenario, 5)
+            aim = f"({letter}) {res.labels[key]} runs/s ≥ 5x Aegra, 256 clients, {SDK}"
+            rows.append((aim, text, met))
     for key in (*ON_SQLITE, *ON_POSTGRES):
         for c in res.concurrencies("research"):
             r = res.ok(key, "research", c)
@@ -350,9 +416,11 @@ the first event of graph output (a node's update, a token, an interrupt). stepst
 by its Python SDK (gRPC streams, every run on its own session; 2 replicas: a LocalCluster as
 `stepstream up` runs them, one rate-limiter sidecar, each call to the replica with fewer in
 flight; 3 replicas: `stepstream up --redis`, a sidecar per replica, all on one Redis), the
-LangGraph-API servers by langgraph-sdk streaming runs (`langgraph dev`: stateless runs; Aegra,
-which has none: a thread per run, created inside the timed run), with their default settings
-otherwise. stepstream serves with `--durability async`, LangGraph's default that the peers run
+LangGraph-API servers (`langgraph dev`, Aegra, and stepstream's HTTP rows: `serve --http-port`)
+by one langgraph-sdk load client streaming stateless runs, with their default settings
+otherwise. A run with repeats measures every system once per repeat, each repeat starting one
+system further on; a cell is the median of its repeats and a ratio the median of the ratios
+taken within each repeat. stepstream serves with `--durability async`, LangGraph's default that the peers run
 with: a run's next superstep starts while the last checkpoint commits (a superstep is still
 reported only once committed; stepstream's default, sync, waits for the commit first). SQLite
 runs WAL with synchronous=NORMAL for stepstream and the in-process AsyncSqliteSaver alike;

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from bench.peers import envs
-from bench.peers.servers import Aegra, LangGraphDev
+from bench.peers.servers import Aegra, LangGraphDev, free_port, wait_ok
 from stepstream.server.cluster import LocalCluster
 from stepstream.server.process import LimiterProcess, ServerProcess
 
@@ -187,8 +187,10 @@ class AegraServer(System):
         server = Aegra(venv, res.fresh_dir(self.key), env, _plain_postgres_url(db))
         await asyncio.to_thread(server.start)
         try:
+            # Stateless runs, as the other LangGraph-API servers are driven (Aegra serves them
+            # since 0.9: a thread made and dropped per run).
             yield Deployment(
-                _sdk_driver(client_venv), {"url": server.url, "threads": True}, server.serving_pids
+                _sdk_driver(client_venv), {"url": server.url, "threads": False}, server.serving_pids
             )
         finally:
             await asyncio.to_thread(server.stop)
@@ -219,6 +221,13 @@ class StepstreamSystem(System):
     # Replicas each with a sidecar of their own, all on one Redis (`stepstream up --redis`),
     # instead of one sidecar for every replica.
     sidecars_on_redis: bool = False
+    # Driven through LangGraph's HTTP API (`serve --http-port`) by the langgraph-sdk load client
+    # the API peers are driven by, instead of through gRPC by stepstream's SDK.
+    http: bool = False
+
+    @property
+    def venvs(self) -> tuple[str, ...]:
+        return ("langgraph-server",) if self.http else ()  # the SDK load client lives there
 
     @contextlib.asynccontextmanager
     async def deploy(self, res: Resources, concurrency: int) -> AsyncIterator[Deployment]:
@@ -233,14 +242,27 @@ class StepstreamSystem(System):
         driver = [sys.executable, "-m", "bench.drivers.stepstream_driver"]
         if self.replicas == 1:
             args = ("--limits", str(LIMITS), "--workers", str(self.workers), *DURABILITY, *grace)
+            http_port = free_port() if self.http else None
+            if http_port is not None:
+                args += ("--http-port", str(http_port))
             server = ServerProcess(db, CONFIG, *args, env=env, cwd=workdir)
             try:
                 await asyncio.to_thread(server.start)
                 pid = server.pid or 0
-                yield Deployment(driver, {"addresses": [server.address]}, lambda: process_tree(pid))
+                start: dict[str, Any] = {"addresses": [server.address]}
+                if http_port is not None:
+                    url = f"http://127.0.0.1:{http_port}"
+                    await asyncio.to_thread(wait_ok, url + "/ok")
+                    driver = _sdk_driver(await res.venv("langgraph-server"))
+                    # Stateless runs, as `langgraph dev` is driven: the server makes and drops
+                    # a thread per run.
+                    start = {"url": url, "threads": False}
+                yield Deployment(driver, start, lambda: process_tree(pid))
             finally:
                 await asyncio.to_thread(server.stop)
             return
+        if self.http:
+            raise NotImplementedError("the HTTP rows are single-replica deployments")
         if self.sidecars_on_redis:
             async with self._cluster_on_redis(
                 res, db, driver, [*DURABILITY, *grace], env, workdir
@@ -345,6 +367,19 @@ SYSTEMS: tuple[System, ...] = (
         workers=WORKERS,
     ),
     StepstreamSystem("stepstream-pg", "stepstream, PostgreSQL", "stepstream", backend="postgresql"),
+    # The same servers through LangGraph's HTTP API and langgraph-sdk, the client the peers
+    # are driven by: one protocol and one client for the three servers.
+    StepstreamSystem("stepstream-http-sqlite", "stepstream HTTP, SQLite", "stepstream", http=True),
+    StepstreamSystem(
+        "stepstream-http-sqlite-workers",
+        f"stepstream HTTP, SQLite, {WORKERS} workers",
+        "stepstream",
+        workers=WORKERS,
+        http=True,
+    ),
+    StepstreamSystem(
+        "stepstream-http-pg", "stepstream HTTP, PostgreSQL", "stepstream", backend="postgresql", http=True
+    ),
     StepstreamSystem(
         "stepstream-pg-2",
         "stepstream, PostgreSQL, 2 replicas",

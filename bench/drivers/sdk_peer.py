@@ -1,10 +1,12 @@
-"""Load client of a LangGraph-API server (`langgraph dev`, Aegra): langgraph-sdk streaming runs.
+"""Load client of a LangGraph-API server (`langgraph dev`, Aegra, stepstream's HTTP door):
+langgraph-sdk streaming runs.
 
 Runs in the peers' own environment: it imports only the standard library,
 langgraph_sdk and bench/load.py. `threads=False` streams stateless runs (the
-server makes and drops a thread per run, the fastest mode of `langgraph dev`);
-`threads=True` creates a thread per run first (Aegra has no stateless runs),
-and the latency includes that call. One SDK client per CLIENTS_PER_SDK
+server makes and drops a thread per run, the fastest mode of `langgraph dev`,
+and what every server is driven with); `threads=True` creates a thread per run
+first (for a server without stateless runs, as Aegra before 0.9 was), and the
+latency includes that call. One SDK client per CLIENTS_PER_SDK
 concurrent loops: one httpx pool driving hundreds of SSE streams costs more
 client CPU per run than the server spends.
 

@@ -39,6 +39,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_ok(url: str, timeout: float = 30.0) -> None:
+    """Until `url` answers 200 (a server's HTTP listener may open after its gRPC one)."""
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=2) as http:
+        while time.monotonic() < deadline:
+            try:
+                if http.get(url).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+    raise PeerUnavailable(f"{url} did not answer 200 within {timeout:.0f} s")
+
+
 def children(pid: int) -> list[int]:
     found: list[int] = []
     for task in pathlib.Path(f"/proc/{pid}/task").glob("*/children"):

@@ -25,6 +25,7 @@ import httpx
 
 from bench.holdserver import READY_PREFIX as HOLD_READY
 from bench.load import RESULT_PREFIX, peak_rss_mib, reset_peak_rss
+from bench.peers import envs
 from bench.systems import SYSTEMS, Deployment, Resources, System
 from stepstream.cli.demo import TOPICS, clarified
 from stepstream.mockapi import ARXIV, WIKIPEDIA, MockApiConfig, MockApiProcess, Window
@@ -410,6 +411,13 @@ def versions() -> dict[str, str]:
     from importlib.metadata import version
 
     found = {name: version(name) for name in ("langgraph", "langgraph-checkpoint-sqlite", "grpcio")}
+    # The peers' servers and the SDK load client, as pinned (their venvs install exactly these).
+    pinned = ("langgraph-api", "aegra-api", "langgraph-sdk")
+    for requirements in envs.REQUIREMENTS.values():
+        for line in requirements.read_text().splitlines():
+            name, _, pin = line.partition("==")
+            if name in pinned and pin:
+                found.setdefault(name, pin)
     with contextlib.suppress(Exception):
         found["stepstream commit"] = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True

@@ -397,10 +397,14 @@ def header(data: dict[str, Any]) -> list[str]:
     if others:
         median = others[len(others) // 2]
         busy = f"; processes besides the system and its client used a median {median:.2f} cores in the cells"
+    peers = ", ".join(f"{n} {v[n]}" for n in ("langgraph-api", "aegra-api", "langgraph-sdk") if n in v)
+    repeats = data.get("repeats", 1)
     return [
-        f"{data['started']} ({data['mode']}, {data['seconds']} s): {m['cores']} cores ({m['cpu']}), "
+        f"{data['started']} ({data['mode']}{f', {repeats} interleaved repeats' if repeats > 1 else ''}, "
+        f"{data['seconds']} s): {m['cores']} cores ({m['cpu']}), "
         f"load average at the start {load}{busy}; stepstream {v.get('stepstream commit', '?')}, "
-        f"langgraph {v['langgraph']} in-process; the peers' versions are pinned in bench/peers/.",
+        f"langgraph {v['langgraph']} in-process; the peers' versions are pinned in bench/peers/"
+        + (f" ({peers})." if peers else "."),
     ]
 
 

@@ -60,6 +60,11 @@ def median_record(repeats: list[Record]) -> Record:
             values = [r[field] for r in measured if isinstance(r.get(field), (int, float))]
             merged[field] = statistics.median(values) if values else None
     merged["errors"] = sum(int(r.get("errors") or 0) for r in repeats)
+    kinds: dict[str, int] = {}
+    for r in repeats:
+        for kind, count in (r.get("error_kinds") or {}).items():
+            kinds[kind] = kinds.get(kind, 0) + count
+    merged["error_kinds"] = kinds
     merged["repeats_measured"] = len(measured)
     merged["repeats_run"] = len(repeats)
     rates = [r["runs_per_s"] for r in measured if r.get("runs_per_s") is not None]

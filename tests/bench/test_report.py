@@ -36,7 +36,7 @@ def test_a_cell_reads_as_the_median_of_its_repeats() -> None:
     res = report.Results(
         data(
             [
-                cell("ours", 0, 100.0, 10.0, errors=1),
+                cell("ours", 0, 100.0, 10.0, errors=1, error_kinds={"TransportError: x": 1}),
                 cell("ours", 1, 300.0, 30.0),
                 cell("ours", 2, 200.0, 20.0),
                 {**cell("ours", 3, 0.0, 0.0), "status": "failed", "reason": "x"},
@@ -48,7 +48,9 @@ def test_a_cell_reads_as_the_median_of_its_repeats() -> None:
     assert merged["runs_per_s"] == 200.0 and merged["p50_ms"] == 20.0
     assert (merged["repeats_measured"], merged["repeats_run"]) == (3, 4)
     assert merged["runs_per_s_range"] == (100.0, 300.0)
-    assert merged["errors"] == 1
+    # The errors of every repeat, whichever repeat the other fields are read from.
+    assert merged["errors"] == 1 and merged["error_kinds"] == {"TransportError: x": 1}
+    assert report.errors_cell(merged) == "1 (TransportError: x)"
     assert "median of 3 of 4 repeats" in report.notes_cell(merged)
 
 

@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from stepstream.server.core import records as rec
 from stepstream.server.core.app import Core
-from stepstream.server.core.errors import FailedPrecondition, NotFound
+from stepstream.server.core.errors import FailedPrecondition, NotFound, StepstreamError
 from stepstream.server.core.events import EventFilter
 from stepstream.server.core.jsonio import dumps, loads
 from stepstream.server.core.start import CommandRequest, OptionsRequest, StartRunRequest
@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 # Seconds between heartbeat comments on an idle stream (clients time out after a few missed).
 HEARTBEAT_SECONDS = 5.0
+# Longest a finished stream waits for its run's row to read ended before it closes anyway.
+END_WAIT_SECONDS = 5.0
 # Frames that name no seq of ours sort before every stored event.
 EVERYTHING: tuple[int, int] = (0, -1)
 
@@ -162,6 +164,12 @@ def _stream_response(
                             continue
                         yield _frame(name, data, f"{seq}-{index}")
                     ended = ended or event.terminal
+            if ended:
+                # The stream closes only once the run reads as ended: langgraph-sdk asks for the
+                # run when a stream closes with no `end` event, and reconnects while it still
+                # reads running (the last event can reach here before the run's row is written).
+                with contextlib.suppress(StepstreamError):
+                    await core.wait_run(owner, run.run_id, END_WAIT_SECONDS)
         finally:
             if cancel_on_disconnect and not ended:
                 core.run_abandoned(owner, run.run_id)

@@ -148,3 +148,21 @@ def test_with_auth_on_the_page_asks_for_a_key_and_sends_it_in_headers(
     assert all(r.headers.get("x-api-key") == API_KEY for r in data_calls[first_keyed:]), [
         (r.url, r.headers.get("x-api-key")) for r in data_calls[first_keyed:]
     ]
+
+
+def test_a_subgraph_opens_into_its_own_steps(page: Page, live: Live) -> None:
+    thread_id, run_id = _started(live, "nested", {})
+    _joined(live, thread_id, run_id)
+    page.goto(f"{live.url}/ui/#/threads/{thread_id}/runs/{run_id}")
+    # The checkpoint whose next task is the subgraph `child`.
+    page.click('#checkpoints li[data-checkpoint]:has-text("→ child")')
+    subgraph = page.wait_for_selector('details.subgraph[data-task="child"]')
+    assert subgraph is not None
+    subgraph.click()  # the summary: opens it
+    page.wait_for_selector('details.subgraph[data-task="child"] li[data-node="inner_b"]')
+    nodes = page.eval_on_selector_all(
+        'details.subgraph[data-task="child"] li[data-node]', "els => els.map(e => e.dataset.node)"
+    )
+    assert nodes == ["inner_a", "inner_b"]
+    # The parent's own nodes are not the subgraph's steps.
+    assert "before" not in nodes and "after" not in nodes

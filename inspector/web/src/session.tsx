@@ -41,7 +41,12 @@ export function SessionView(props: { threadId: string; runId: string | null; con
   const runList = runs.data ?? [];
   const runId = props.runId ?? runList[0]?.run_id ?? null;
   const run = runList.find((r) => r.run_id === runId) ?? null;
-  const timeline = useApi<Timeline>(runId ? `/inspector/runs/${runId}/timeline` : null, [runId]);
+  const active = run !== null && ACTIVE.has(run.status);
+  // While the run goes on, its stream's updates refresh the timeline; the poll catches what
+  // a stream does not say (a takeover, a task still running).
+  const timeline = useApi<Timeline>(runId ? `/inspector/runs/${runId}/timeline` : null, [runId, active], {
+    everyMs: active ? 2000 : undefined,
+  });
   const history = useApi<State[]>(`/threads/${threadId}/history`, [], { method: "POST", body: { limit: 100 } });
   const [checkpoint, setCheckpoint] = useState<string | null>(null);
   const [actionError, setActionError] = useState<string | null>(null);
@@ -60,7 +65,6 @@ export function SessionView(props: { threadId: string; runId: string | null; con
   const graphId = String(thread.data?.metadata?.graph_id ?? run?.metadata?.graph_id ?? run?.assistant_id ?? "");
   // The session's busy policy: the one its latest run was started with.
   const policy = runList[0]?.multitask_strategy ?? "enqueue";
-  const active = run !== null && ACTIVE.has(run.status);
   const cancel = (action: "interrupt" | "rollback") => {
     if (!run) return;
     api(`/threads/${threadId}/runs/${run.run_id}/cancel?action=${action}&wait=true`, { method: "POST" })

@@ -1,6 +1,6 @@
-import { useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 
-import { api } from "./api";
+import { sse } from "./api";
 import type { CheckpointRef, Json, State, StateTask } from "./types";
 import { clock, diff, pretty, short } from "./util";
 
@@ -20,39 +20,73 @@ function DiffView(props: { before: Json | undefined; after: Json }) {
   );
 }
 
-/** A task that ran a subgraph: its own checkpoint, fetched when opened. */
-function SubgraphTask(props: { threadId: string; task: StateTask; checkpoint: CheckpointRef }) {
-  const [state, setState] = useState<State | null>(null);
+type SubUpdate = { namespace: string; node: string; update: Json };
+
+/** A task that ran a subgraph: opened, it shows the subgraph's own steps (each node's update, and
+ * those of deeper subgraphs), read from the run's stored stream with `stream_subgraphs`. */
+function SubgraphTask(props: { threadId: string; runId: string; task: StateTask; checkpoint: CheckpointRef }) {
+  const [updates, setUpdates] = useState<SubUpdate[] | null>(null);
   const [error, setError] = useState<string | null>(null);
+  const abort = useRef<AbortController | null>(null);
+  useEffect(() => () => abort.current?.abort(), []);
+  const namespace = props.checkpoint.checkpoint_ns;
   const open = (event: Event) => {
-    if (!(event.currentTarget as HTMLDetailsElement).open || state) return;
-    api<State>(`/threads/${props.threadId}/state/checkpoint`, {
-      method: "POST",
-      body: { checkpoint: props.checkpoint, subgraphs: true },
-    })
-      .then(setState)
-      .catch((err: Error) => setError(err.message));
+    if (!(event.currentTarget as HTMLDetailsElement).open || abort.current) return;
+    abort.current = new AbortController();
+    const seen: SubUpdate[] = [];
+    setUpdates(seen);
+    const path = `/threads/${props.threadId}/runs/${props.runId}/stream?stream_mode=updates&stream_subgraphs=true`;
+    sse(
+      path,
+      (frame) => {
+        const [mode, ...namespaces] = frame.event.split("|");
+        if (mode !== "updates" || namespaces[0] !== namespace) return;
+        for (const [node, update] of Object.entries((frame.data ?? {}) as Record<string, Json>)) {
+          seen.push({ namespace: namespaces.slice(1).join(" / "), node, update });
+        }
+        setUpdates([...seen]);
+      },
+      abort.current.signal,
+      "-1",
+    ).catch((err: Error) => abort.current?.signal.aborted || setError(err.message));
   };
   return (
     <details class="subgraph" data-task={props.task.name} onToggle={open}>
       <summary>
-        subgraph of task <strong>{props.task.name}</strong> <span class="muted">{props.checkpoint.checkpoint_ns}</span>
+        subgraph of task <strong>{props.task.name}</strong> <span class="muted">{namespace}</span>
       </summary>
       {error && <p class="error">{error}</p>}
-      {state && <StateBody threadId={props.threadId} state={state} />}
+      {updates && updates.length === 0 && <p class="muted">no steps yet</p>}
+      {updates && (
+        <ol class="subgraph-steps">
+          {updates.map((u, i) => (
+            <li key={i} data-node={u.node}>
+              <strong>{u.node}</strong> {u.namespace && <span class="muted">in {u.namespace}</span>}
+              <pre>{pretty(u.update)}</pre>
+            </li>
+          ))}
+        </ol>
+      )}
     </details>
   );
 }
 
 function StateBody(props: { threadId: string; state: State }) {
   const { state } = props;
+  const runId = state.metadata?.run_id;
   return (
     <>
       <pre class="values">{pretty(state.values)}</pre>
       {state.next.length > 0 && <p>next: {state.next.join(", ")}</p>}
       {state.tasks.map((task) =>
-        task.checkpoint ? (
-          <SubgraphTask key={task.id} threadId={props.threadId} task={task} checkpoint={task.checkpoint} />
+        task.checkpoint && typeof runId === "string" ? (
+          <SubgraphTask
+            key={task.id}
+            threadId={props.threadId}
+            runId={runId}
+            task={task}
+            checkpoint={task.checkpoint}
+          />
         ) : task.error ? (
           <pre key={task.id} class="error">
             {task.name}: {task.error}

@@ -50,9 +50,9 @@ export function OverviewView() {
                 <tr key={r.name} data-replica={r.name} class={r.alive ? "" : "dead"}>
                   <td>{r.name}</td>
                   <td class="replica-state">{!r.alive ? "gone" : r.draining ? "draining" : "serving"}</td>
-                  <td>{r.running}</td>
-                  <td>{r.queued}</td>
-                  <td>{r.leases}</td>
+                  <td class="running">{r.running}</td>
+                  <td class="queued">{r.queued}</td>
+                  <td class="leases">{r.leases}</td>
                   <td>{clock(r.heartbeat_at)}</td>
                   <td>{clock(r.started_at)}</td>
                 </tr>
@@ -74,10 +74,10 @@ export function OverviewView() {
               {overview.graphs.map((g) => (
                 <tr key={g.graph_id} data-graph={g.graph_id}>
                   <td>{g.graph_id}</td>
-                  <td>{g.running}</td>
-                  <td>{g.queued}</td>
-                  <td>{g.finished_last_minute}</td>
-                  <td class={g.errors_last_minute ? "error" : ""}>{g.errors_last_minute}</td>
+                  <td class="running">{g.running}</td>
+                  <td class="queued">{g.queued}</td>
+                  <td class="finished">{g.finished_last_minute}</td>
+                  <td class={g.errors_last_minute ? "errors error" : "errors"}>{g.errors_last_minute}</td>
                 </tr>
               ))}
             </tbody>
@@ -88,7 +88,7 @@ export function OverviewView() {
           ) : (
             <ul id="errors">
               {overview.errors.map((e) => (
-                <li key={e.run_id}>
+                <li key={e.run_id} data-run={e.run_id}>
                   <a href={`#/threads/${e.thread_id}/runs/${e.run_id}`}>
                     {e.graph_id} run {short(e.run_id)}
                   </a>{" "}

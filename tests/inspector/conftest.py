@@ -33,6 +33,7 @@ GRAPHS = {
     "steps": str(HERE / "graphs.py") + ":steps",
     "nested": str(ROOT / "tests" / "graphs" / "http_graphs.py") + ":nested",
     "slow_chat": str(ROOT / "tests" / "graphs" / "http_graphs.py") + ":slow_chat",
+    "approve": str(ROOT / "tests" / "graphs" / "http_graphs.py") + ":approve",
 }
 API_KEY = "sk_inspector_writer"
 TIMEOUT_MS = 30_000

@@ -6,6 +6,7 @@ asks for a key and every data call carries it in a header, never in a URL."""
 from __future__ import annotations
 
 import pathlib
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -166,3 +167,52 @@ def test_a_subgraph_opens_into_its_own_steps(page: Page, live: Live) -> None:
     assert nodes == ["inner_a", "inner_b"]
     # The parent's own nodes are not the subgraph's steps.
     assert "before" not in nodes and "after" not in nodes
+
+
+def test_edit_the_state_then_continue(page: Page, live: Live) -> None:
+    messages = {"messages": [{"role": "user", "content": "ship it"}]}
+    thread_id, run_id = _started(live, "approve", messages)
+    _joined(live, thread_id, run_id)
+    page.goto(f"{live.url}/ui/#/threads/{thread_id}")
+    page.wait_for_selector("#interrupt")
+    page.click("#interrupt details summary")
+    page.fill("#state-update", '{"messages": [{"role": "user", "content": "and mind the budget"}]}')
+    page.fill("#resume-value", '"yes, within budget"')
+    page.click("#update-and-resume")
+    page.wait_for_function("document.querySelector('#thread-status')?.textContent === 'idle'")
+    page.wait_for_selector("#interrupt", state="detached")
+    values = _thread(live, thread_id)["values"]
+    assert values["approved"] == "yes, within budget"
+    said = [m["content"] for m in values["messages"]]
+    assert said[:2] == ["ship it", "and mind the budget"], said
+    assert said[-1] == "Approved: yes, within budget. Carrying on with the plan now."
+
+
+def _wait_values(live: Live, thread_id: str, ready: Callable[[Any], bool]) -> None:
+    with live.http() as http:
+        for _ in range(300):
+            if ready(http.get(f"/threads/{thread_id}/state").json()["values"]):
+                return
+            time.sleep(0.1)
+    raise AssertionError(f"thread {thread_id} never reached the state waited for")
+
+
+@pytest.mark.parametrize("policy", ["enqueue", "rollback"])
+def test_cancel_and_rollback_follow_the_busy_policy(page: Page, live: Live, policy: str) -> None:
+    thread_id, run_id = _started(live, "steps", {"count": 30, "pace": 0.3}, multitask_strategy=policy)
+    _wait_values(live, thread_id, lambda values: len((values or {}).get("done", [])) >= 1)
+    page.goto(f"{live.url}/ui/#/threads/{thread_id}/runs/{run_id}")
+    page.wait_for_selector("#cancel")
+    assert page.inner_text("#busy-policy") == policy
+    # The policy's own action is the primary button.
+    primary = "#rollback" if policy == "rollback" else "#cancel"
+    assert "primary" in (page.get_attribute(primary, "class") or "")
+    page.click(primary)
+    page.wait_for_function("document.querySelector('#run-status')?.textContent === 'interrupted'")
+    page.wait_for_selector("#cancel", state="detached")
+    values = _thread(live, thread_id)["values"]
+    if policy == "rollback":
+        # Rolled back: the run's checkpoints are gone with it.
+        assert not (values or {}).get("done"), values
+    else:
+        assert len(values["done"]) >= 1, values

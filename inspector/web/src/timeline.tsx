@@ -32,7 +32,12 @@ function TaskBar(props: { task: TimelineTask; start: number; span: number; now: 
         style={{ left: `${left}%`, width: `${width}%` }}
         title={`${task.name} ${task.status} ${duration(took)}${task.replica ? ` on ${task.replica}` : ""}`}
       />
-      <span class="bar-label" style={{ left: `${Math.min(left, 80)}%` }}>
+      <span
+        // Beside the bar: after its end, before its start when it ends near the right edge, or
+        // on the bar itself when it spans most of the row.
+        class={left + width < 70 || left > 30 ? "bar-label" : "bar-label on-bar"}
+        style={left + width < 70 ? { left: `${left + width}%` } : left > 30 ? { right: `${100 - left}%` } : { left: `${left}%` }}
+      >
         {task.name} <span class="muted">{duration(took)}</span>
         {task.retries > 0 && (
           <span class="retries" title="retries">
@@ -56,6 +61,11 @@ function StepRow(props: {
 }) {
   const { step, start, span, now } = props;
   const failed = step.tasks.filter((t) => t.status === "error");
+  // A subgraph's tasks are listed in the superstep of the task that runs it, their path the
+  // subgraph's namespace ("node:<that task's id>", deeper ones after it).
+  const root = step.tasks.filter((t) => !t.path.length);
+  const inside = (task: TimelineTask) =>
+    step.tasks.filter((t) => t.path.length && String(t.path[0]).endsWith(`:${task.id}`));
   return (
     <div class={`step${props.selected ? " selected" : ""}`} data-step={step.step}>
       <div
@@ -68,12 +78,27 @@ function StepRow(props: {
         <span class="muted"> · {step.tasks.length} task{step.tasks.length === 1 ? "" : "s"}</span>
       </div>
       <div class="lanes">
-        {step.tasks.map((task) => (
-          <TaskBar key={task.id} task={task} start={start} span={span} now={now} />
-        ))}
+        {root.map((task) => {
+          const sub = inside(task);
+          return (
+            <div key={task.id}>
+              <TaskBar task={task} start={start} span={span} now={now} />
+              {sub.length > 0 && (
+                <details class="subgraph-tasks" data-task={task.name}>
+                  <summary class="muted">
+                    {sub.length} subgraph task{sub.length === 1 ? "" : "s"} of {task.name}
+                  </summary>
+                  {sub.map((t) => (
+                    <TaskBar key={t.id} task={t} start={start} span={span} now={now} />
+                  ))}
+                </details>
+              )}
+            </div>
+          );
+        })}
       </div>
       {failed.map((task) => (
-        <pre key={task.id} class="task-error error" data-task={task.name}>
+        <pre key={task.id} class="failure error" data-task={task.name}>
           {task.name} failed{task.retries ? ` after ${task.retries} retries` : ""}: {task.error}
         </pre>
       ))}

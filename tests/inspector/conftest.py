@@ -35,6 +35,7 @@ GRAPHS = {
     "slow_chat": str(ROOT / "tests" / "graphs" / "http_graphs.py") + ":slow_chat",
     "approve": str(ROOT / "tests" / "graphs" / "http_graphs.py") + ":approve",
 }
+LIMITS = ROOT / "examples" / "limits.toml"
 API_KEY = "sk_inspector_writer"
 TIMEOUT_MS = 30_000
 
@@ -73,7 +74,8 @@ def serve(
     workdir: pathlib.Path, mockapi_url: str, *extra: str, db: str | None = None, key: bool = False
 ) -> Iterator[Live]:
     port = free_port()
-    args = ["--http-port", str(port), *extra]
+    # The examples' limits, enforced by the in-process limiter (the rate-limits view shows them).
+    args = ["--http-port", str(port), "--limits", str(LIMITS), *extra]
     if key:
         args += ["--auth-file", str(write_principals(workdir))]
     env = {"STEPSTREAM_MOCKAPI_URL": mockapi_url}

@@ -1,10 +1,12 @@
 import { useApi } from "./hooks";
-import type { Limits } from "./types";
+import type { Limit, Limits } from "./types";
 import { clock } from "./util";
 
-function shape(rate: number | null, burst: number | null, window: number | null): string {
-  if (window) return `${rate ?? "?"} per ${window} s window`;
-  return `${rate ?? "?"} / s, burst ${burst ?? "?"}`;
+function shape(limit: Limit): string {
+  const unit = limit.unit ?? "requests";
+  const per = limit.window_s === 1 ? "s" : `${limit.window_s ?? "?"} s`;
+  if (limit.kind === "window") return `${limit.rate ?? "?"} ${unit} in any ${limit.shape ?? ""} window of ${per}`;
+  return `${limit.rate ?? "?"} ${unit} per ${per}, burst ${limit.burst ?? "?"}`;
 }
 
 export function LimitsView() {
@@ -16,7 +18,11 @@ export function LimitsView() {
       {limits.error && <p class="error">{limits.error}</p>}
       {limits.data && (
         <>
-          <p class="muted">limiter: {limits.data.ratelimiter}</p>
+          <p class="muted" id="limiter">
+            limiter: {limits.data.mode ?? "?"}
+            {limits.data.ratelimiter ? ` at ${limits.data.ratelimiter}` : ""}
+          </p>
+          {limits.data.limits.length === 0 && <p class="muted">no rate limits are configured</p>}
           <table>
             <thead>
               <tr>
@@ -26,6 +32,7 @@ export function LimitsView() {
                 <th>granted / s</th>
                 <th>waits / s</th>
                 <th>queue</th>
+                <th>available</th>
                 <th>paused until (429)</th>
                 <th>budget</th>
               </tr>
@@ -35,12 +42,17 @@ export function LimitsView() {
                 <tr key={l.key} data-key={l.key}>
                   <td>{l.key}</td>
                   <td>{l.kind}</td>
-                  <td>{shape(l.rate, l.burst, l.window_s)}</td>
-                  <td>{l.granted_per_s.toFixed(1)}</td>
-                  <td>{l.waits_per_s.toFixed(1)}</td>
-                  <td>{l.queue}</td>
+                  <td>{shape(l)}</td>
+                  <td class="granted" title={`${l.granted_total ?? "?"} since the limiter started`}>
+                    {l.granted_per_s.toFixed(1)}
+                  </td>
+                  <td class="waits" title={`${l.waited_total ?? "?"} since the limiter started`}>
+                    {l.waits_per_s.toFixed(1)}
+                  </td>
+                  <td class="queue">{l.queue}</td>
+                  <td>{l.available ?? "-"}</td>
                   <td class={l.paused_until ? "error" : ""}>{l.paused_until ? clock(l.paused_until) : "-"}</td>
-                  <td class={`budget-${l.budget}`}>{l.budget}</td>
+                  <td class={`budget budget-${l.budget}`}>{l.budget}</td>
                 </tr>
               ))}
             </tbody>

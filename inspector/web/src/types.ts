@@ -133,15 +133,20 @@ export type Trace = { trace_id: string; jaeger_ui_url: string | null; spans: Spa
 
 export type Limit = {
   key: string;
-  kind: string;
+  kind: "rate" | "window" | string;
+  shape?: string;
   rate: number | null;
   burst: number | null;
   window_s: number | null;
+  unit?: string;
   granted_per_s: number;
   waits_per_s: number;
+  granted_total?: number;
+  waited_total?: number;
   queue: number;
+  available?: number;
   paused_until: string | null;
   budget: "shared" | "local";
 };
 
-export type Limits = { ratelimiter: string; limits: Limit[] };
+export type Limits = { ratelimiter: string | null; mode?: string; limits: Limit[] };

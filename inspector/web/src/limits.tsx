@@ -4,8 +4,9 @@ import { clock } from "./util";
 
 function shape(limit: Limit): string {
   const unit = limit.unit ?? "requests";
-  const per = limit.window_s === 1 ? "s" : `${limit.window_s ?? "?"} s`;
-  if (limit.kind === "window") return `${limit.rate ?? "?"} ${unit} in any ${limit.shape ?? ""} window of ${per}`;
+  const window = `${limit.window_s ?? "?"} s`;
+  if (limit.kind === "window") return `${limit.rate ?? "?"} ${unit} in any ${limit.shape ?? ""} window of ${window}`;
+  const per = limit.window_s === 1 ? "s" : window;
   return `${limit.rate ?? "?"} ${unit} per ${per}, burst ${limit.burst ?? "?"}`;
 }
 

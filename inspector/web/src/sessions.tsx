@@ -5,8 +5,14 @@ import { clock } from "./util";
 export function SessionsView() {
   const threads = useApi<Thread[]>("/threads/search", [], {
     method: "POST",
-    body: { limit: 100, sort_by: "updated_at", sort_order: "desc" },
-    everyMs: 3000,
+    // The list needs no values: the answer stays small with many sessions of big states.
+    body: {
+      limit: 100,
+      sort_by: "updated_at",
+      sort_order: "desc",
+      select: ["thread_id", "status", "metadata", "updated_at"],
+    },
+    everyMs: 5000,
   });
   return (
     <section id="sessions">

@@ -71,14 +71,19 @@ def write_principals(folder: pathlib.Path) -> pathlib.Path:
 
 @contextlib.contextmanager
 def serve(
-    workdir: pathlib.Path, mockapi_url: str, *extra: str, db: str | None = None, key: bool = False
+    workdir: pathlib.Path,
+    mockapi_url: str,
+    *extra: str,
+    db: str | None = None,
+    key: bool = False,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Live]:
     port = free_port()
     # The examples' limits, enforced by the in-process limiter (the rate-limits view shows them).
     args = ["--http-port", str(port), "--limits", str(LIMITS), *extra]
     if key:
         args += ["--auth-file", str(write_principals(workdir))]
-    env = {"STEPSTREAM_MOCKAPI_URL": mockapi_url}
+    env = {"STEPSTREAM_MOCKAPI_URL": mockapi_url, **(env or {})}
     db_url = db or f"sqlite+aiosqlite:///{workdir / 'inspector.db'}"
     with ServerProcess(db_url, write_config(workdir), *args, env=env, cwd=workdir) as process:
         url = f"http://127.0.0.1:{port}"

@@ -84,8 +84,8 @@ export function TraceView(props: { runId: string; config: Config | null; traceId
                     background: `hsl(${hue(s.replica ?? s.service)} 55% 55%)`,
                   }}
                 />
-                <span class="muted span-duration">{duration(s.duration_us / 1000)}</span>
               </div>
+              <span class="muted span-duration">{duration(s.duration_us / 1000)}</span>
             </div>
           ))}
         </div>

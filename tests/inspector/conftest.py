@@ -119,15 +119,16 @@ def page(playwright: Playwright, tmp_path: pathlib.Path) -> Iterator[Page]:
 
 
 @pytest.fixture
-def shoot(tmp_path: pathlib.Path, page: Page) -> Iterator[Callable[[str], pathlib.Path]]:
-    """`shoot(name)`: a screenshot of the page into the test's folder (or $STEPSTREAM_SCREENSHOTS)."""
+def shoot(tmp_path: pathlib.Path, page: Page) -> Iterator[Callable[..., pathlib.Path]]:
+    """`shoot(name, whole=True)`: a screenshot of the page (or of the window only) into the test's
+    folder (or $STEPSTREAM_SCREENSHOTS)."""
     chosen = os.environ.get("STEPSTREAM_SCREENSHOTS")
     folder = (ROOT / chosen) if chosen else tmp_path / "screenshots"
     folder.mkdir(parents=True, exist_ok=True)
 
-    def take(name: str) -> pathlib.Path:
+    def take(name: str, whole: bool = True) -> pathlib.Path:
         path = folder / f"inspector-{name}.png"
-        page.screenshot(path=str(path), full_page=True)
+        page.screenshot(path=str(path), full_page=whole)
         return path
 
     yield take

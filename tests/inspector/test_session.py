@@ -19,7 +19,7 @@ from tests.inspector.conftest import API_KEY, Live, serve
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(240)]
 
-Shoot = Callable[[str], pathlib.Path]
+Shoot = Callable[..., pathlib.Path]
 CLARIFIED = "transformers in recent research"
 
 

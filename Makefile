@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup system-deps demo test bench bench-full protos tools lint clean deploy-tools certs jaeger jaeger-build
+.PHONY: setup system-deps demo inspector screenshots test bench bench-full protos tools lint clean deploy-tools certs jaeger jaeger-build
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,14 @@ setup: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/stepstream demo
+
+# The inspector's bundle (inspector/static/) rebuilt from inspector/web/ (npm ci from its lockfile).
+inspector: $(STAMP)
+	$(PY) -m stepstream.inspector.bundle
+
+# The inspector's screenshots in docs/images/, taken by its browser tests (tests/inspector/).
+screenshots: $(STAMP)
+	STEPSTREAM_SCREENSHOTS=docs/images $(PY) -m pytest tests/inspector -q
 
 # The first run on a fresh machine installs Debian packages (Redis, PostgreSQL, nginx, Chromium,
 # the clients' toolchains), the pinned Go/npm/Maven tools and builds Jaeger: ~15 minutes before

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import pathlib
+import socket
 import statistics
 import tempfile
 import time
@@ -206,17 +208,31 @@ async def drive(address: str, sessions: int, concurrency: int, console: Console,
     return tally
 
 
-def demo(sessions: int, concurrency: int) -> None:
-    """Run the research assistant for many concurrent sessions on the embedded defaults."""
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def demo(sessions: int, concurrency: int, http_port: int = 0, linger: float = 0.0) -> None:
+    """Run the research assistant for many concurrent sessions on the embedded defaults; the
+    inspector (docs/inspector.md) is served on the HTTP listener while they run."""
     console = Console()
+    http_port = http_port or _free_port()
     with tempfile.TemporaryDirectory(prefix="stepstream-demo-") as workdir, MockApiProcess() as api:
         console.print(f"mock APIs on {api.url}")
         db = f"sqlite+aiosqlite:///{pathlib.Path(workdir) / 'demo.db'}"
-        limits = ("--limits", str(EXAMPLE_LIMITS))
+        limits = ("--limits", str(EXAMPLE_LIMITS), "--http-port", str(http_port))
         env = {"STEPSTREAM_MOCKAPI_URL": api.url}
         server = ServerProcess(db, EXAMPLES_CONFIG, *limits, env=env, cwd=workdir)
         with server:
             console.print(f"stepstream serving on {server.address} (SQLite, limits {EXAMPLE_LIMITS.name})")
+            console.print(f"inspector: http://127.0.0.1:{http_port}/ui/")
             tally = asyncio.run(drive(server.address, sessions, concurrency, console, api.url))
+            if linger > 0:
+                console.print(f"the inspector stays up {linger:g} s more (Ctrl-C ends it)")
+                with contextlib.suppress(KeyboardInterrupt):
+                    time.sleep(linger)
     if tally.failed or tally.done != sessions:
         raise typer.Exit(1)

@@ -102,11 +102,13 @@ serve = settings_command(ServerSettings, _serve, "Serve the configured graphs ov
 def demo(
     sessions: int = typer.Option(300, help="Research sessions to run."),
     concurrency: int = typer.Option(300, help="Sessions open at once."),
+    http_port: int = typer.Option(0, help="Port of the HTTP listener serving the inspector (0: a free one)."),
+    linger: float = typer.Option(0.0, help="Seconds to keep serving the inspector after the sessions end."),
 ) -> None:
     """Run the research assistant for many concurrent sessions on the embedded defaults."""
     from stepstream.cli.demo import demo as run_demo
 
-    run_demo(sessions, concurrency)
+    run_demo(sessions, concurrency, http_port, linger)
 
 
 def _up(given: dict[str, Any]) -> None:

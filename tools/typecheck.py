@@ -22,6 +22,7 @@ PACKAGES = {
     "mockapi": "mockapi",
     "security": "security",
     "telemetry": "telemetry",
+    "inspector": "inspector",
     "v1": "gen/python/stepstream/v1",
 }
 # Module names start at the tree: without this, mypy would crawl on up to the

@@ -15,7 +15,7 @@ from starlette.routing import Route
 from stepstream.server.api.auth import anonymous, authenticator_for
 from stepstream.server.core.app import Core
 from stepstream.server.core.errors import StepstreamError
-from stepstream.server.http import assistants, inspector, runs, store, threads
+from stepstream.server.http import assistants, inspector, runs, store, threads, ui
 from stepstream.server.http.common import json
 from stepstream.server.http.errors import HttpError, error_response, on_core_error, on_http_error
 from stepstream.server.http.middleware import (
@@ -81,6 +81,7 @@ def build_app(core: Core) -> Starlette:
             *runs.ROUTES,
             *store.ROUTES,
             *inspector.ROUTES,
+            *ui.ROUTES,
         ],
         middleware=middleware,
         exception_handlers={

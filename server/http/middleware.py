@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stepstream.security.credentials import Authenticator, AuthError, Principal
 from stepstream.server.api.auth import READER, WRITER
+from stepstream.server.http.ui import is_ui_path
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,8 @@ class AuthMiddleware:
         method: str = scope["method"]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         principal = self.anonymous
-        if self.authenticator is not None and path not in OPEN_PATHS and method != "OPTIONS":
+        public = path in OPEN_PATHS or is_ui_path(path)  # the inspector's shell; its data calls carry keys
+        if self.authenticator is not None and not public and method != "OPTIONS":
             metadata = [(k, v) for k, v in headers.items() if k in ("x-api-key", "authorization")]
             try:
                 principal = self.authenticator.authenticate(metadata)

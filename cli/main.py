@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "stepstream.cli.client_commands",
     "stepstream.cli.store_commands",
     "stepstream.cli.assistant_commands",
+    "stepstream.cli.webhook_commands",
     "stepstream.mockapi.cli",
     "stepstream.ratelimiter.cli",
 )

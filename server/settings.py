@@ -209,3 +209,32 @@ class ServerSettings(Settings):
     jaeger_ui_url: Annotated[str | None, Flag("--jaeger-ui")] = None
     """Base URL of a Jaeger web UI the inspector links each run's trace to (<url>/trace/<id>);
     unset: no link."""
+
+    # -- crons and webhooks (server/core/schedules, docs/crons.md, docs/webhooks.md) ----------
+    # Each replica also wakes at the next due time it knows of; this bounds how late a cron
+    # created on another replica is seen.
+    cron_poll_seconds: float = 0.5
+    """How often a replica looks for due crons at most."""
+    # Loopback, private, link-local, unique-local, IPv4-mapped-IPv6 and other special
+    # addresses are refused otherwise, on the address actually connected to (after DNS):
+    # a webhook must not become a way into the operator's network.
+    webhook_allow: list[str] = []
+    """Non-public webhook destinations to allow anyway: an address or network, optionally with
+    a port ("10.0.0.0/8", "127.0.0.1:8080", "[::1]:8080"); the flag repeats, the variable is a
+    JSON list."""
+    webhook_timeout_seconds: float = 10.0
+    """Seconds one webhook attempt may take."""
+    # Then the delivery is a dead letter, listed by WebhookService.
+    webhook_max_attempts: Annotated[int, Field(ge=1)] = 8
+    """Attempts per webhook delivery."""
+    # Doubling per attempt up to the cap, half of each delay random (jitter), so receivers
+    # coming back are not hit by every delivery at once.
+    webhook_backoff_seconds: float = 1.0
+    """Delay before the first webhook retry, in seconds."""
+    webhook_backoff_max_seconds: float = 600.0
+    """Longest delay between two webhook attempts, in seconds."""
+    # scheme://host:port is one destination; counted across every replica.
+    webhook_max_per_destination: Annotated[int, Field(ge=1)] = 4
+    """Webhook deliveries in flight to one destination at once."""
+    webhook_poll_seconds: float = 0.5
+    """How often a replica looks for due webhook deliveries without being told."""

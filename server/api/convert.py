@@ -176,6 +176,7 @@ def start_run_request(owner: str, request: runs_pb2.StartRunRequest) -> StartRun
         on_completion=ON_COMPLETION.get(request.on_completion, rec.OnCompletion.KEEP),
         assistant_id=request.assistant_id,
         context_json=request.context_json,
+        webhook=request.webhook,
     )
 
 

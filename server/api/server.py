@@ -20,6 +20,7 @@ from stepstream.server.api.auth import auth_interceptor
 from stepstream.server.api.inspector import InspectorServicer
 from stepstream.server.api.limits import RequestLimits, RequestLimitsInterceptor
 from stepstream.server.api.reflection import enable_reflection
+from stepstream.server.api.schedules import SCHEDULE_SERVICE_NAMES, add_schedule_servicers
 from stepstream.server.api.servicers import GraphServicer, RunServicer, SessionServicer
 from stepstream.server.api.store_service import StoreServicer
 from stepstream.server.core.app import Core
@@ -53,6 +54,7 @@ SERVICE_NAMES = (
     store_pb2.DESCRIPTOR.services_by_name["StoreService"].full_name,
     assistants_pb2.DESCRIPTOR.services_by_name["AssistantService"].full_name,
     inspector_pb2.DESCRIPTOR.services_by_name["InspectorService"].full_name,
+    *SCHEDULE_SERVICE_NAMES,
 )
 
 
@@ -105,6 +107,7 @@ class StepstreamServer:
         store_pb2_grpc.add_StoreServiceServicer_to_server(StoreServicer(self.core), server)
         assistants_pb2_grpc.add_AssistantServiceServicer_to_server(AssistantServicer(self.core), server)
         inspector_pb2_grpc.add_InspectorServiceServicer_to_server(InspectorServicer(self.core), server)
+        add_schedule_servicers(self.core, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         enable_reflection((*SERVICE_NAMES, health.SERVICE_NAME), server)
         address = f"{self.settings.host}:{self.settings.port}"

@@ -37,6 +37,9 @@ from stepstream.server.core.registry import (
     read_store_config,
 )
 from stepstream.server.core.runs import RunManager, StartRequest
+from stepstream.server.core.schedules.crons import CronManager
+from stepstream.server.core.schedules.destinations import DestinationPolicy, parse_allow
+from stepstream.server.core.schedules.webhooks import WebhookManager, webhook_settings
 from stepstream.server.core.sessions import SessionManager
 from stepstream.server.core.start import StartRunRequest, parse_start
 from stepstream.server.core.tracing import RunTelemetry
@@ -133,6 +136,21 @@ class Core:
             settings.jaeger_query_url,
             settings.jaeger_ui_url,
         )
+        # Crons and webhooks (core/schedules): a run's webhook delivery is stored with its end.
+        self.webhooks = WebhookManager(
+            webhook_settings(settings),
+            self.database.schedules,
+            settings.replica,
+            DestinationPolicy(parse_allow(settings.webhook_allow)),
+        )
+        self.executor.end_writes = self.webhooks.end_writes
+        self.crons = CronManager(
+            self.database.schedules,
+            self,
+            settings.replica,
+            settings.lease_seconds,
+            settings.cron_poll_seconds,
+        )
         self._retention: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._pruned_until = 0.0
@@ -155,12 +173,17 @@ class Core:
         # Claims runs left queued, and those whose replica died once their leases lapse.
         await self.dispatcher.start()
         await self.inspector.start()
+        self.webhooks.start()
+        self.crons.start()
         if self.settings.session_ttl_seconds or self.settings.keep_checkpoints:
             self._retention = asyncio.create_task(self._retain(), name="retention")
         if self.telemetry is not None:
             self.telemetry.watch_runs(lambda: self.runs.executing, self.database.queue.queue_depth)
 
     async def stop(self, grace: float | None = None) -> None:
+        # No new fire or delivery from here on; what this replica held is taken over elsewhere.
+        await self.crons.close()
+        await self.webhooks.close()
         await self.runs.drain(self.settings.shutdown_grace_seconds if grace is None else grace)
         await self.inspector.stop()
         await self.dispatcher.close()
@@ -316,7 +339,20 @@ class Core:
     async def start_run(self, req: StartRunRequest) -> rec.Run:
         """Start a run on a session (a new one when session_id is empty), of a graph or as an
         assistant: then with the assistant's settings under the run's own, key by key."""
+        start, new_session = await self._prepare_start(req)
+        await self.admission.admit(req.owner)  # per-tenant admission (admission.py)
+        return await self.runs.start(start, new_session)
+
+    async def check_start(self, req: StartRunRequest) -> str:
+        """Every check start_run makes of a request before admission, storing nothing; the
+        graph it would run (a cron checks its runs' request so: schedules/crons.py)."""
+        start, _ = await self._prepare_start(req)
+        return start.graph_id
+
+    async def _prepare_start(self, req: StartRunRequest) -> tuple[StartRequest, rec.Session | None]:
         parsed = parse_start(req)
+        if req.webhook:
+            await self.webhooks.check(req.owner, req.webhook, req.webhook_field)
         graph_id, new_session, assistant = req.graph_id, None, None
         if req.assistant_id:
             assistant = await self.assistants.get(req.owner, req.assistant_id)
@@ -341,7 +377,6 @@ class Core:
             if assistant.context:
                 context = {**assistant.context, **(context or {})}
         ctx.validate(self.registry.get(graph_id), context, req.context_field)
-        await self.admission.admit(req.owner)  # per-tenant admission (admission.py)
         start = StartRequest(
             owner=req.owner,
             graph_id=graph_id,
@@ -356,7 +391,7 @@ class Core:
             assistant_id=assistant.assistant_id if assistant else default_assistant_id(graph_id),
             assistant_version=assistant.version if assistant else 0,
         )
-        return await self.runs.start(start, new_session)
+        return start, new_session
 
     def run_events(
         self, run: rec.Run, after_seq: int, event_filter: EventFilter

@@ -26,6 +26,11 @@ class FailedPrecondition(StepstreamError):
     pass
 
 
+class SessionBusy(FailedPrecondition):
+    """The session has an active run and the busy policy is reject (a cron records the fire
+    as rejected)."""
+
+
 class ResourceExhausted(StepstreamError):
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)

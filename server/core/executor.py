@@ -25,7 +25,7 @@ from stepstream.server.core.durability import DurableEvents
 from stepstream.server.core.eventlog import EventLog
 from stepstream.server.core.events import EventItem
 from stepstream.server.core.jsonio import dumps, loads
-from stepstream.server.core.ports import NOTIFY_QUEUE, RunSaver, Store
+from stepstream.server.core.ports import NOTIFY_QUEUE, RunEndWrites, RunSaver, Store, no_end_writes
 from stepstream.server.core.registry import GraphRegistry
 from stepstream.server.core.tracing import Attempt, RunTelemetry
 from stepstream.server.core.translate import StreamTranslator
@@ -139,6 +139,8 @@ class RunExecutor:
         self._store = store
         self._saver = saver
         self._replica = replica
+        # What else the transaction that ends a run stores (the core sets its webhooks').
+        self.end_writes: RunEndWrites = no_end_writes
         self._recursion_limit = recursion_limit
         # A tenant's view of the long-term store, for the runs of graphs that use it.
         self._stores = stores
@@ -277,6 +279,7 @@ class RunExecutor:
             self._store.session_after_run(
                 run.session_id, run.run_id, rec.SESSION_STATUS_AFTER[status], ended.ended_at or 0.0
             ),
+            *self.end_writes(ended, self._replica),
         ]
         await asyncio.shield(self._eventlog.append(run.run_id, [event], writes, after))
         return ended

@@ -59,6 +59,16 @@ class RunSaver(Protocol):
 # A statement and its parameters, as storage builds them; the core only hands them back to
 # the writer (opaque to it, as SQL is).
 Write = tuple[Any, Mapping[str, Any]]
+# Writes stored in the transaction that ends a run, given the ended run and the replica that
+# held it (None: nobody executed it, e.g. a queued run cancelled): its webhook delivery
+# (core/schedules/webhooks.py), so the delivery exists exactly when the end does.
+RunEndWrites = Callable[[rec.Run, str | None], Sequence[Write]]
+
+
+def no_end_writes(run: rec.Run, holder: str | None) -> Sequence[Write]:
+    return ()
+
+
 # (run id, status, replica) of a run queued or running on a session.
 ActiveRun = tuple[str, str, str | None]
 
@@ -216,8 +226,15 @@ class RunQueue(Protocol):
     async def request_cancel(self, owner: str, run_id: str, request_json: str) -> bool: ...
 
     async def cancel_queued(
-        self, owner: str, run_id: str, now: float, closing: Callable[[int], list[RunEvent]]
-    ) -> rec.Run | None: ...
+        self,
+        owner: str,
+        run_id: str,
+        now: float,
+        closing: Callable[[int], list[RunEvent]],
+        end_writes: RunEndWrites = ...,
+    ) -> rec.Run | None:
+        """End a queued run with the events `closing(last seq)` gives and `end_writes`."""
+        ...
 
     async def session_active_runs(self, session_id: str) -> list[ActiveRun]: ...
 

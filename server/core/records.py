@@ -93,6 +93,8 @@ class RunOptions:
     stream_modes: tuple[str, ...] = ()
     stream_subgraphs: bool = False
     on_completion: OnCompletion = OnCompletion.KEEP
+    # URL POSTed the run when it ends (core/schedules/webhooks.py); empty: none.
+    webhook: str = ""
 
     def to_json(self) -> dict[str, Any]:
         # Field by field: dataclasses.asdict deep-copies and showed up in profiles of run starts.
@@ -107,6 +109,7 @@ class RunOptions:
             "stream_modes": self.stream_modes,
             "stream_subgraphs": self.stream_subgraphs,
             "on_completion": self.on_completion,
+            "webhook": self.webhook,
         }
 
     @classmethod

@@ -34,6 +34,7 @@ from stepstream.server.core.errors import (
     FailedPrecondition,
     NotFound,
     ResourceExhausted,
+    SessionBusy,
     Unavailable,
 )
 from stepstream.server.core.eventlog import EventLog
@@ -198,7 +199,7 @@ class RunManager:
         self, owner: str, session_id: str, policy: rec.BusyPolicy, active: list[ActiveRun]
     ) -> None:
         if policy is rec.BusyPolicy.REJECT:
-            raise FailedPrecondition(
+            raise SessionBusy(
                 f"session {session_id!r} has an active run; wait for it, cancel it, "
                 "or start with busy_policy ENQUEUE, INTERRUPT or ROLLBACK"
             )
@@ -422,7 +423,9 @@ class RunManager:
             data = {"reason": reason, "rolled_back": rollback}
             return [ev.RunEvent(run.run_id, last_seq + 1, now, ev.RUN_CANCELLED, (), data)]
 
-        cancelled = await self._queue.cancel_queued(run.owner, run.run_id, now, closing)
+        cancelled = await self._queue.cancel_queued(
+            run.owner, run.run_id, now, closing, self._executor.end_writes
+        )
         if cancelled is not None:
             await self._hand_on(run.session_id)
         return cancelled

@@ -67,10 +67,13 @@ class StartRunRequest:
     assistant_id: str = ""
     # The context nodes read through LangGraph's Runtime, a JSON object; empty: none.
     context_json: str = ""
-    # Where options, command and context sit in the caller's message, as errors name them.
+    # A URL POSTed the run when it ends (core/schedules/webhooks.py); empty: none.
+    webhook: str = ""
+    # Where options, command, context and webhook sit in the caller's message, as errors name them.
     options_field: str = "options"
     command_field: str = "command"
     context_field: str = "context_json"
+    webhook_field: str = "webhook"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,13 +89,16 @@ class ParsedStart:
 def parse_start(req: StartRunRequest) -> ParsedStart:
     """Decode and check the request's fields, or raise InvalidArgument naming the first bad one."""
     command = _command(req.command, req.command_field) if req.command is not None else None
-    options = _options(req.options, req.options_field)
+    options = parse_options(req.options, req.options_field)
     if req.on_completion is rec.OnCompletion.DELETE:
         if req.session_id:
             raise InvalidArgument(
                 "on_completion", "DELETE is for a run that creates its session; give no session_id"
             )
         options = dataclasses.replace(options, on_completion=rec.OnCompletion.DELETE)
+    if req.webhook:
+        # Whether it may be reached is checked by the core (a DNS lookup: webhooks.py).
+        options = dataclasses.replace(options, webhook=req.webhook)
     parse_field("input_json", req.input_json)
     context = parse_field(req.context_field, req.context_json, object_only=True)
     if command is not None and not (command.resumes or command.update is not None or command.goto):
@@ -133,7 +139,8 @@ async def require_pending_interrupt(loaded: LoadedGraph, session_id: str) -> Non
         )
 
 
-def _options(options: OptionsRequest, field: str) -> rec.RunOptions:
+def parse_options(options: OptionsRequest, field: str) -> rec.RunOptions:
+    """The options decoded and checked, or InvalidArgument naming `field`.<name>."""
     if options.recursion_limit > MAX_RECURSION_LIMIT:
         raise InvalidArgument(f"{field}.recursion_limit", f"must be at most {MAX_RECURSION_LIMIT}")
     configurable = parse_field(f"{field}.configurable_json", options.configurable_json, object_only=True)

@@ -3,8 +3,8 @@
 One engine; the group-commit writer every write of runs goes through, so checkpoints,
 events and run records share transactions; the reader; and on them the
 checkpointer, the store of sessions, runs and events, the session catalog, the run queue, the
-listener for other replicas' notifications, the long-term store graphs read, and
-assistants (rare writes, each a transaction of its own).
+listener for other replicas' notifications, the long-term store graphs read, crons and
+webhook deliveries, and assistants (rare writes, each a transaction of its own).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from stepstream.server.storage.inspector import InspectorStore
 from stepstream.server.storage.notify import Listener
 from stepstream.server.storage.reads import Reader
 from stepstream.server.storage.records import NOTIFY_CHANNEL, Store
+from stepstream.server.storage.schedules import ScheduleStore
 from stepstream.server.storage.session_catalog import SessionCatalog
 from stepstream.server.storage.store import SQLStore
 from stepstream.server.storage.store.wiring import close_store, open_store
@@ -39,6 +40,7 @@ class Database:
         # Replica heartbeat rows and the inspector's overview read.
         self.inspector = InspectorStore(self.writer, self.reader)
         self.catalog = SessionCatalog(self.writer, self.reader, self.engine.dialect.name)
+        self.schedules = ScheduleStore(self.writer, self.reader, self.engine.dialect.name)
         # Opened at start with the config's store section (open_store).
         self.long_term: SQLStore | None = None
 

@@ -23,7 +23,14 @@ import sqlalchemy as sa
 
 from stepstream.server.core import records as rec
 from stepstream.server.core.events import RunEvent
-from stepstream.server.core.ports import NOTIFY_CANCEL, NOTIFY_EVENTS, NOTIFY_QUEUE, ActiveRun
+from stepstream.server.core.ports import (
+    NOTIFY_CANCEL,
+    NOTIFY_EVENTS,
+    NOTIFY_QUEUE,
+    ActiveRun,
+    RunEndWrites,
+    no_end_writes,
+)
 from stepstream.server.storage.batch import GroupCommitWriter
 from stepstream.server.storage.reads import Reader
 from stepstream.server.storage.records import NOTIFY_CHANNEL, Store, run_from_row, writes_for_events
@@ -182,7 +189,12 @@ def request_cancel(conn: sa.Connection, owner: str, run_id: str, request_json: s
 
 
 def cancel_queued(
-    conn: sa.Connection, owner: str, run_id: str, now: float, closing: Callable[[int], list[RunEvent]]
+    conn: sa.Connection,
+    owner: str,
+    run_id: str,
+    now: float,
+    closing: Callable[[int], list[RunEvent]],
+    end_writes: RunEndWrites = no_end_writes,
 ) -> rec.Run | None:
     """End a run nobody executes, with the events `closing(last stored seq)` gives.
 
@@ -203,6 +215,8 @@ def cancel_queued(
     for insert, params in writes_for_events(run.session_id, events):
         conn.execute(insert, params)
     conn.execute(*Store.session_after_run(run.session_id, run.run_id, rec.SessionStatus.IDLE, now))
+    for statement, params in end_writes(run, None):
+        conn.execute(statement, params)
     notify(conn, NOTIFY_EVENTS + run_id)
     return run
 
@@ -265,9 +279,16 @@ class RunQueue:
         return await self._writer.transact(lambda conn: request_cancel(conn, owner, run_id, request_json))
 
     async def cancel_queued(
-        self, owner: str, run_id: str, now: float, closing: Callable[[int], list[RunEvent]]
+        self,
+        owner: str,
+        run_id: str,
+        now: float,
+        closing: Callable[[int], list[RunEvent]],
+        end_writes: RunEndWrites = no_end_writes,
     ) -> rec.Run | None:
-        return await self._writer.transact(lambda conn: cancel_queued(conn, owner, run_id, now, closing))
+        return await self._writer.transact(
+            lambda conn: cancel_queued(conn, owner, run_id, now, closing, end_writes)
+        )
 
     async def session_active_runs(self, session_id: str) -> list[ActiveRun]:
         return await self._reader.run(lambda conn: session_active_runs(conn, session_id))

@@ -458,8 +458,16 @@ type StartRunRequest struct {
 	// Per-run context read by nodes through LangGraph's Runtime (JSON object),
 	// validated against the graph's context_schema (Graph.context_schema_json);
 	// INVALID_ARGUMENT naming the field when it does not fit.
-	ContextJson   string       `protobuf:"bytes,8,opt,name=context_json,json=contextJson,proto3" json:"context_json,omitempty"`
-	OnCompletion  OnCompletion `protobuf:"varint,9,opt,name=on_completion,json=onCompletion,proto3,enum=stepstream.v1.OnCompletion" json:"on_completion,omitempty"`
+	ContextJson  string       `protobuf:"bytes,8,opt,name=context_json,json=contextJson,proto3" json:"context_json,omitempty"`
+	OnCompletion OnCompletion `protobuf:"varint,9,opt,name=on_completion,json=onCompletion,proto3,enum=stepstream.v1.OnCompletion" json:"on_completion,omitempty"`
+	// A URL that is POSTed the run and its final values when the run ends,
+	// signed the Standard Webhooks way (docs/webhooks.md), retried with
+	// backoff, delivered at least once with a stable webhook-id. Only http(s)
+	// destinations the server's allow-list admits: loopback, private,
+	// link-local and other special addresses (after DNS resolution) are
+	// refused with INVALID_ARGUMENT unless the operator allowed them; the
+	// tenant needs a signing secret (FAILED_PRECONDITION otherwise).
+	Webhook       string `protobuf:"bytes,10,opt,name=webhook,proto3" json:"webhook,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -555,6 +563,13 @@ func (x *StartRunRequest) GetOnCompletion() OnCompletion {
 		return x.OnCompletion
 	}
 	return OnCompletion_ON_COMPLETION_UNSPECIFIED
+}
+
+func (x *StartRunRequest) GetWebhook() string {
+	if x != nil {
+		return x.Webhook
+	}
+	return ""
 }
 
 type StartRunResponse struct {
@@ -1278,7 +1293,7 @@ const file_stepstream_v1_runs_proto_rawDesc = "" +
 	"\fassistant_id\x18\x0f \x01(\tR\vassistantId\x12+\n" +
 	"\x11assistant_version\x18\x10 \x01(\rR\x10assistantVersion\x12!\n" +
 	"\fcontext_json\x18\x11 \x01(\tR\vcontextJson\x12\x19\n" +
-	"\btrace_id\x18\x12 \x01(\tR\atraceId\"\xf0\x02\n" +
+	"\btrace_id\x18\x12 \x01(\tR\atraceId\"\x8a\x03\n" +
 	"\x0fStartRunRequest\x12\x19\n" +
 	"\bgraph_id\x18\x01 \x01(\tR\agraphId\x12\x1d\n" +
 	"\n" +
@@ -1290,7 +1305,9 @@ const file_stepstream_v1_runs_proto_rawDesc = "" +
 	"\x06run_id\x18\x06 \x01(\tR\x05runId\x12!\n" +
 	"\fassistant_id\x18\a \x01(\tR\vassistantId\x12!\n" +
 	"\fcontext_json\x18\b \x01(\tR\vcontextJson\x12@\n" +
-	"\ron_completion\x18\t \x01(\x0e2\x1b.stepstream.v1.OnCompletionR\fonCompletion\"8\n" +
+	"\ron_completion\x18\t \x01(\x0e2\x1b.stepstream.v1.OnCompletionR\fonCompletion\x12\x18\n" +
+	"\awebhook\x18\n" +
+	" \x01(\tR\awebhook\"8\n" +
 	"\x10StartRunResponse\x12$\n" +
 	"\x03run\x18\x01 \x01(\v2\x12.stepstream.v1.RunR\x03run\"\xcf\x01\n" +
 	"\x10StreamRunRequest\x120\n" +

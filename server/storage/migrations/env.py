@@ -7,7 +7,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from stepstream.server.storage import checkpoint_tables, schema  # noqa: F401 (registers its tables)
+from stepstream.server.storage import checkpoint_tables, schedule_tables, schema  # noqa: F401 (registers its tables)
 from stepstream.server.storage.db import create_engine
 from stepstream.server.storage.store import tables as store_tables  # noqa: F401 (registers its tables)
 

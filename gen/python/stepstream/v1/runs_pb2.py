@@ -28,7 +28,7 @@ from stepstream.v1 import common_pb2 as stepstream_dot_v1_dot_common__pb2
 from stepstream.v1 import events_pb2 as stepstream_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18stepstream/v1/runs.proto\x12\rstepstream.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1astepstream/v1/common.proto\x1a\x1astepstream/v1/events.proto\"\xd3\x01\n\nRunOptions\x12\x17\n\x0fmax_concurrency\x18\x01 \x01(\r\x12.\n\x0b\x62usy_policy\x18\x02 \x01(\x0e\x32\x19.stepstream.v1.BusyPolicy\x12\x17\n\x0frecursion_limit\x18\x03 \x01(\r\x12\x19\n\x11\x63onfigurable_json\x18\x04 \x01(\t\x12\x15\n\rmetadata_json\x18\x05 \x01(\t\x12\x18\n\x10interrupt_before\x18\x06 \x03(\t\x12\x17\n\x0finterrupt_after\x18\x07 \x03(\t\"\x89\x04\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x10\n\x08graph_id\x18\x03 \x01(\t\x12(\n\x06status\x18\x04 \x01(\x0e\x32\x18.stepstream.v1.RunStatus\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61ttempt\x18\x08 \x01(\r\x12\x10\n\x08last_seq\x18\t \x01(\x04\x12\x13\n\x0bvalues_json\x18\n \x01(\t\x12,\n\ninterrupts\x18\x0b \x03(\x0b\x32\x18.stepstream.v1.Interrupt\x12\x12\n\nerror_type\x18\x0c \x01(\t\x12\x15\n\rerror_message\x18\r \x01(\t\x12*\n\x07options\x18\x0e \x01(\x0b\x32\x19.stepstream.v1.RunOptions\x12\x14\n\x0c\x61ssistant_id\x18\x0f \x01(\t\x12\x19\n\x11\x61ssistant_version\x18\x10 \x01(\r\x12\x14\n\x0c\x63ontext_json\x18\x11 \x01(\t\x12\x10\n\x08trace_id\x18\x12 \x01(\t\"\x90\x02\n\x0fStartRunRequest\x12\x10\n\x08graph_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x12\n\ninput_json\x18\x03 \x01(\t\x12\'\n\x07\x63ommand\x18\x04 \x01(\x0b\x32\x16.stepstream.v1.Command\x12*\n\x07options\x18\x05 \x01(\x0b\x32\x19.stepstream.v1.RunOptions\x12\x0e\n\x06run_id\x18\x06 \x01(\t\x12\x14\n\x0c\x61ssistant_id\x18\x07 \x01(\t\x12\x14\n\x0c\x63ontext_json\x18\x08 \x01(\t\x12\x32\n\ron_completion\x18\t \x01(\x0e\x32\x1b.stepstream.v1.OnCompletion\"3\n\x10StartRunResponse\x12\x1f\n\x03run\x18\x01 \x01(\x0b\x32\x12.stepstream.v1.Run\"\x9f\x01\n\x10StreamRunRequest\x12+\n\x03run\x18\x01 \x01(\x0b\x32\x1e.stepstream.v1.StartRunRequest\x12-\n\x0b\x65vent_kinds\x18\x02 \x03(\x0e\x32\x18.stepstream.v1.EventKind\x12\x11\n\tsubgraphs\x18\x03 \x01(\x08\x12\x1c\n\x14\x63\x61ncel_on_disconnect\x18\x04 \x01(\x08\"<\n\x11StreamRunResponse\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.stepstream.v1.RunEvent\"u\n\x0eJoinRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x04\x12-\n\x0b\x65vent_kinds\x18\x03 \x03(\x0e\x32\x18.stepstream.v1.EventKind\x12\x11\n\tsubgraphs\x18\x04 \x01(\x08\":\n\x0fJoinRunResponse\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.stepstream.v1.RunEvent\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"1\n\x0eGetRunResponse\x12\x1f\n\x03run\x18\x01 \x01(\x0b\x32\x12.stepstream.v1.Run\"x\n\x0fListRunsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12*\n\x08statuses\x18\x02 \x03(\x0e\x32\x18.stepstream.v1.RunStatus\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\"M\n\x10ListRunsResponse\x12 \n\x04runs\x18\x01 \x03(\x0b\x32\x12.stepstream.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"4\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x10\n\x08rollback\x18\x02 \x01(\x08\"4\n\x11\x43\x61ncelRunResponse\x12\x1f\n\x03run\x18\x01 \x01(\x0b\x32\x12.stepstream.v1.Run\"9\n\x0eWaitRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x02 \x01(\x01\"2\n\x0fWaitRunResponse\x12\x1f\n\x03run\x18\x01 \x01(\x0b\x32\x12.stepstream.v1.Run*\xbd\x01\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11RUN_STATUS_QUEUED\x10\x01\x12\x16\n\x12RUN_STATUS_RUNNING\x10\x02\x12\x18\n\x14RUN_STATUS_SUCCEEDED\x10\x03\x12\x1a\n\x16RUN_STATUS_INTERRUPTED\x10\x04\x12\x15\n\x11RUN_STATUS_FAILED\x10\x05\x12\x18\n\x14RUN_STATUS_CANCELLED\x10\x06*_\n\x0cOnCompletion\x12\x1d\n\x19ON_COMPLETION_UNSPECIFIED\x10\x00\x12\x16\n\x12ON_COMPLETION_KEEP\x10\x01\x12\x18\n\x14ON_COMPLETION_DELETE\x10\x02\x32\xa5\x04\n\nRunService\x12K\n\x08StartRun\x12\x1e.stepstream.v1.StartRunRequest\x1a\x1f.stepstream.v1.StartRunResponse\x12P\n\tStreamRun\x12\x1f.stepstream.v1.StreamRunRequest\x1a .stepstream.v1.StreamRunResponse0\x01\x12J\n\x07JoinRun\x12\x1d.stepstream.v1.JoinRunRequest\x1a\x1e.stepstream.v1.JoinRunResponse0\x01\x12\x45\n\x06GetRun\x12\x1c.stepstream.v1.GetRunRequest\x1a\x1d.stepstream.v1.GetRunResponse\x12K\n\x08ListRuns\x12\x1e.stepstream.v1.ListRunsRequest\x1a\x1f.stepstream.v1.ListRunsResponse\x12N\n\tCancelRun\x12\x1f.stepstream.v1.CancelRunRequest\x1a .stepstream.v1.CancelRunResponse\x12H\n\x07WaitRun\x12\x1d.stepstream.v1.WaitRunRequest\x1a\x1e.stepstream.v1.WaitRunResponseB\\\n\x11\x64\x65v.stepstream.v1P\x01ZEgithub.com/stepstream/stepstream/clients/go/stepstreamv1;stepstreamv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18stepstream/v1/runs.proto\x12\rstepstream.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1astepstream/v1/common.proto\x1a\x1astepstream/v1/events.proto\"\xd3\x01\n\nRunOptions\x12\x17\n\x0fmax_concurrency\x18\x01 \x01(\r\x12.\n\x0b\x62usy_policy\x18\x02 \x01(\x0e\x32\x19.stepstream.v1.BusyPolicy\x12\x17\n\x0frecursion_limit\x18\x03 \x01(\r\x12\x19\n\x11\x63onfigurable_json\x18\x04 \x01(\t\x12\x15\n\rmetadata_json\x18\x05 \x01(\t\x12\x18\n\x10interrupt_before\x18\x06 \x03(\t\x12\x17\n\x0finterrupt_after\x18\x07 \x03(\t\"\x89\x04\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x10\n\x08graph_id\x18\x03 \x01(\t\x12(\n\x06status\x18\x04 \x01(\x0e\x32\x18.stepstream.v1.RunStatus\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61ttempt\x18\x08 \x01(\r\x12\x10\n\x08last_seq\x18\t \x01(\x04\x12\x13\n\x0bvalues_json\x18\n \x01(\t\x12,\n\ninterrupts\x18\x0b \x03(\x0b\x32\x18.stepstream.v1.Interrupt\x12\x12\n\nerror_type\x18\x0c \x01(\t\x12\x15\n\rerror_message\x18\r \x01(\t\x12*\n\x07options\x18\x0e \x01(\x0b\x32\x19.stepstream.v1.RunOptions\x12\x14\n\x0c\x61ssistant_id\x18\x0f \x01(\t\x12\x19\n\x11\x61ssistant_version\x18\x10 \x01(\r\x12\x14\n\x0c\x63ontext_json\x18\x11 \x01(\t\x12\x10\n\x08trace_id\x18\x12 \x01(\t\"\xa1\x02\n\x0fStartRunRequest\x12\x10\n\x08graph_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x12\n\ninput_json\x18\x03 \x01(\t\x12\'\n\x07\x63ommand\x18\x04 \x01(\x0b\x32\x16.stepstream.v1.Command\x12*\n\x07options\x18\x05 \x01(\x0b\x32\x19.stepstream.v1.RunOptions\x12\x0e\n\x06run_id\x18\x06 \x01(\t\x12\x14\n\x0c\x61ssistant_id\x18\x07 \x01(\t\x12\x14\n\x0c\x63ontext_json\x18\x08 \x01(\t\x12\x32\n\ron_completion\x18\t \x01(\x0e\x32\x1b.stepstream.v1.OnCompletion\x12\x0f\n\x07webhook\x18\n \x01(\t\"3\n\x10StartRunResponse\x12\x1f\n\x03run\x18\x01 \x01(\x0b\x32\x12.stepstream.v1.Run\"\x9f\x01\n\x10StreamRunRequest\x12+\n\x03run\x18\x01 \x01(\x0b\x32\x1e.stepstream.v1.StartRunRequest\x12-\n\x0b\x65vent_kinds\x18\x02 \x03(\x0e\x32\x18.stepstream.v1.EventKind\x12\x11\n\tsubgraphs\x18\x03 \x01(\x08\x12\x1c\n\x14\x63\x61ncel_on_disconnect\x18\x04 \x01(\x08\"<\n\x11StreamRunResponse\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.stepstream.v1.RunEvent\"u\n\x0eJoinRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x04\x12-\n\x0b\x65vent_kinds\x18\x03 \x03(\x0e\x32\x18.stepstream.v1.EventKind\x12\x11\n\tsubgraphs\x18\x04 \x01(\x08\":\n\x0fJoinRunResponse\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.stepstream.v1.RunEvent\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"1\n\x0eGetRunResponse\x12\x1f\n\x03run\x18\x01 \x01(\x0b\x32\x12.stepstream.v1.Run\"x\n\x0fListRunsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12*\n\x08statuses\x18\x02 \x03(\x0e\x32\x18.stepstream.v1.RunStatus\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\"M\n\x10ListRunsResponse\x12 \n\x04runs\x18\x01 \x03(\x0b\x32\x12.stepstream.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"4\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x10\n\x08rollback\x18\x02 \x01(\x08\"4\n\x11\x43\x61ncelRunResponse\x12\x1f\n\x03run\x18\x01 \x01(\x0b\x32\x12.stepstream.v1.Run\"9\n\x0eWaitRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x02 \x01(\x01\"2\n\x0fWaitRunResponse\x12\x1f\n\x03run\x18\x01 \x01(\x0b\x32\x12.stepstream.v1.Run*\xbd\x01\n\tRunStatus\x12\x1a\n\x16RUN_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11RUN_STATUS_QUEUED\x10\x01\x12\x16\n\x12RUN_STATUS_RUNNING\x10\x02\x12\x18\n\x14RUN_STATUS_SUCCEEDED\x10\x03\x12\x1a\n\x16RUN_STATUS_INTERRUPTED\x10\x04\x12\x15\n\x11RUN_STATUS_FAILED\x10\x05\x12\x18\n\x14RUN_STATUS_CANCELLED\x10\x06*_\n\x0cOnCompletion\x12\x1d\n\x19ON_COMPLETION_UNSPECIFIED\x10\x00\x12\x16\n\x12ON_COMPLETION_KEEP\x10\x01\x12\x18\n\x14ON_COMPLETION_DELETE\x10\x02\x32\xa5\x04\n\nRunService\x12K\n\x08StartRun\x12\x1e.stepstream.v1.StartRunRequest\x1a\x1f.stepstream.v1.StartRunResponse\x12P\n\tStreamRun\x12\x1f.stepstream.v1.StreamRunRequest\x1a .stepstream.v1.StreamRunResponse0\x01\x12J\n\x07JoinRun\x12\x1d.stepstream.v1.JoinRunRequest\x1a\x1e.stepstream.v1.JoinRunResponse0\x01\x12\x45\n\x06GetRun\x12\x1c.stepstream.v1.GetRunRequest\x1a\x1d.stepstream.v1.GetRunResponse\x12K\n\x08ListRuns\x12\x1e.stepstream.v1.ListRunsRequest\x1a\x1f.stepstream.v1.ListRunsResponse\x12N\n\tCancelRun\x12\x1f.stepstream.v1.CancelRunRequest\x1a .stepstream.v1.CancelRunResponse\x12H\n\x07WaitRun\x12\x1d.stepstream.v1.WaitRunRequest\x1a\x1e.stepstream.v1.WaitRunResponseB\\\n\x11\x64\x65v.stepstream.v1P\x01ZEgithub.com/stepstream/stepstream/clients/go/stepstreamv1;stepstreamv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,42 +36,42 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'stepstream.v1.runs_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\021dev.stepstream.v1P\001ZEgithub.com/stepstream/stepstream/clients/go/stepstreamv1;stepstreamv1'
-  _globals['_RUNSTATUS']._serialized_start=2106
-  _globals['_RUNSTATUS']._serialized_end=2295
-  _globals['_ONCOMPLETION']._serialized_start=2297
-  _globals['_ONCOMPLETION']._serialized_end=2392
+  _globals['_RUNSTATUS']._serialized_start=2123
+  _globals['_RUNSTATUS']._serialized_end=2312
+  _globals['_ONCOMPLETION']._serialized_start=2314
+  _globals['_ONCOMPLETION']._serialized_end=2409
   _globals['_RUNOPTIONS']._serialized_start=133
   _globals['_RUNOPTIONS']._serialized_end=344
   _globals['_RUN']._serialized_start=347
   _globals['_RUN']._serialized_end=868
   _globals['_STARTRUNREQUEST']._serialized_start=871
-  _globals['_STARTRUNREQUEST']._serialized_end=1143
-  _globals['_STARTRUNRESPONSE']._serialized_start=1145
-  _globals['_STARTRUNRESPONSE']._serialized_end=1196
-  _globals['_STREAMRUNREQUEST']._serialized_start=1199
-  _globals['_STREAMRUNREQUEST']._serialized_end=1358
-  _globals['_STREAMRUNRESPONSE']._serialized_start=1360
-  _globals['_STREAMRUNRESPONSE']._serialized_end=1420
-  _globals['_JOINRUNREQUEST']._serialized_start=1422
-  _globals['_JOINRUNREQUEST']._serialized_end=1539
-  _globals['_JOINRUNRESPONSE']._serialized_start=1541
-  _globals['_JOINRUNRESPONSE']._serialized_end=1599
-  _globals['_GETRUNREQUEST']._serialized_start=1601
-  _globals['_GETRUNREQUEST']._serialized_end=1632
-  _globals['_GETRUNRESPONSE']._serialized_start=1634
-  _globals['_GETRUNRESPONSE']._serialized_end=1683
-  _globals['_LISTRUNSREQUEST']._serialized_start=1685
-  _globals['_LISTRUNSREQUEST']._serialized_end=1805
-  _globals['_LISTRUNSRESPONSE']._serialized_start=1807
-  _globals['_LISTRUNSRESPONSE']._serialized_end=1884
-  _globals['_CANCELRUNREQUEST']._serialized_start=1886
-  _globals['_CANCELRUNREQUEST']._serialized_end=1938
-  _globals['_CANCELRUNRESPONSE']._serialized_start=1940
-  _globals['_CANCELRUNRESPONSE']._serialized_end=1992
-  _globals['_WAITRUNREQUEST']._serialized_start=1994
-  _globals['_WAITRUNREQUEST']._serialized_end=2051
-  _globals['_WAITRUNRESPONSE']._serialized_start=2053
-  _globals['_WAITRUNRESPONSE']._serialized_end=2103
-  _globals['_RUNSERVICE']._serialized_start=2395
-  _globals['_RUNSERVICE']._serialized_end=2944
+  _globals['_STARTRUNREQUEST']._serialized_end=1160
+  _globals['_STARTRUNRESPONSE']._serialized_start=1162
+  _globals['_STARTRUNRESPONSE']._serialized_end=1213
+  _globals['_STREAMRUNREQUEST']._serialized_start=1216
+  _globals['_STREAMRUNREQUEST']._serialized_end=1375
+  _globals['_STREAMRUNRESPONSE']._serialized_start=1377
+  _globals['_STREAMRUNRESPONSE']._serialized_end=1437
+  _globals['_JOINRUNREQUEST']._serialized_start=1439
+  _globals['_JOINRUNREQUEST']._serialized_end=1556
+  _globals['_JOINRUNRESPONSE']._serialized_start=1558
+  _globals['_JOINRUNRESPONSE']._serialized_end=1616
+  _globals['_GETRUNREQUEST']._serialized_start=1618
+  _globals['_GETRUNREQUEST']._serialized_end=1649
+  _globals['_GETRUNRESPONSE']._serialized_start=1651
+  _globals['_GETRUNRESPONSE']._serialized_end=1700
+  _globals['_LISTRUNSREQUEST']._serialized_start=1702
+  _globals['_LISTRUNSREQUEST']._serialized_end=1822
+  _globals['_LISTRUNSRESPONSE']._serialized_start=1824
+  _globals['_LISTRUNSRESPONSE']._serialized_end=1901
+  _globals['_CANCELRUNREQUEST']._serialized_start=1903
+  _globals['_CANCELRUNREQUEST']._serialized_end=1955
+  _globals['_CANCELRUNRESPONSE']._serialized_start=1957
+  _globals['_CANCELRUNRESPONSE']._serialized_end=2009
+  _globals['_WAITRUNREQUEST']._serialized_start=2011
+  _globals['_WAITRUNREQUEST']._serialized_end=2068
+  _globals['_WAITRUNRESPONSE']._serialized_start=2070
+  _globals['_WAITRUNRESPONSE']._serialized_end=2120
+  _globals['_RUNSERVICE']._serialized_start=2412
+  _globals['_RUNSERVICE']._serialized_end=2961
 # @@protoc_insertion_point(module_scope)

@@ -233,6 +233,7 @@ class StartRunRequest(_message.Message):
     ASSISTANT_ID_FIELD_NUMBER: _builtins.int
     CONTEXT_JSON_FIELD_NUMBER: _builtins.int
     ON_COMPLETION_FIELD_NUMBER: _builtins.int
+    WEBHOOK_FIELD_NUMBER: _builtins.int
     graph_id: _builtins.str
     """The graph to run. May be empty when session_id is set (the session's
     graph is used); when both are set they must agree.
@@ -261,6 +262,15 @@ class StartRunRequest(_message.Message):
     INVALID_ARGUMENT naming the field when it does not fit.
     """
     on_completion: Global___OnCompletion.ValueType
+    webhook: _builtins.str
+    """A URL that is POSTed the run and its final values when the run ends,
+    signed the Standard Webhooks way (docs/webhooks.md), retried with
+    backoff, delivered at least once with a stable webhook-id. Only http(s)
+    destinations the server's allow-list admits: loopback, private,
+    link-local and other special addresses (after DNS resolution) are
+    refused with INVALID_ARGUMENT unless the operator allowed them; the
+    tenant needs a signing secret (FAILED_PRECONDITION otherwise).
+    """
     @_builtins.property
     def command(self) -> _common_pb2.Command:
         """Resume interrupts / steer the graph instead of giving input."""
@@ -279,10 +289,11 @@ class StartRunRequest(_message.Message):
         assistant_id: _builtins.str = ...,
         context_json: _builtins.str = ...,
         on_completion: Global___OnCompletion.ValueType = ...,
+        webhook: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "options", b"options"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assistant_id", b"assistant_id", "command", b"command", "context_json", b"context_json", "graph_id", b"graph_id", "input_json", b"input_json", "on_completion", b"on_completion", "options", b"options", "run_id", b"run_id", "session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assistant_id", b"assistant_id", "command", b"command", "context_json", b"context_json", "graph_id", b"graph_id", "input_json", b"input_json", "on_completion", b"on_completion", "options", b"options", "run_id", b"run_id", "session_id", b"session_id", "webhook", b"webhook"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

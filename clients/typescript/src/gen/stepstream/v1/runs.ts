@@ -242,6 +242,16 @@ export interface StartRunRequest {
    */
   contextJson: string;
   onCompletion: OnCompletion;
+  /**
+   * A URL that is POSTed the run and its final values when the run ends,
+   * signed the Standard Webhooks way (docs/webhooks.md), retried with
+   * backoff, delivered at least once with a stable webhook-id. Only http(s)
+   * destinations the server's allow-list admits: loopback, private,
+   * link-local and other special addresses (after DNS resolution) are
+   * refused with INVALID_ARGUMENT unless the operator allowed them; the
+   * tenant needs a signing secret (FAILED_PRECONDITION otherwise).
+   */
+  webhook: string;
 }
 
 export interface StartRunResponse {
@@ -956,6 +966,7 @@ function createBaseStartRunRequest(): StartRunRequest {
     assistantId: "",
     contextJson: "",
     onCompletion: 0,
+    webhook: "",
   };
 }
 
@@ -987,6 +998,9 @@ export const StartRunRequest: MessageFns<StartRunRequest> = {
     }
     if (message.onCompletion !== 0) {
       writer.uint32(72).int32(message.onCompletion);
+    }
+    if (message.webhook !== "") {
+      writer.uint32(82).string(message.webhook);
     }
     return writer;
   },
@@ -1076,6 +1090,14 @@ export const StartRunRequest: MessageFns<StartRunRequest> = {
             message.onCompletion = reader.int32() as any;
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.webhook = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1127,6 +1149,7 @@ export const StartRunRequest: MessageFns<StartRunRequest> = {
         : isSet(object.on_completion)
         ? onCompletionFromJSON(object.on_completion)
         : 0,
+      webhook: isSet(object.webhook) ? globalThis.String(object.webhook) : "",
     };
   },
 
@@ -1159,6 +1182,9 @@ export const StartRunRequest: MessageFns<StartRunRequest> = {
     if (message.onCompletion !== 0) {
       obj.onCompletion = onCompletionToJSON(message.onCompletion);
     }
+    if (message.webhook !== "") {
+      obj.webhook = message.webhook;
+    }
     return obj;
   },
 
@@ -1180,6 +1206,7 @@ export const StartRunRequest: MessageFns<StartRunRequest> = {
     message.assistantId = object.assistantId ?? "";
     message.contextJson = object.contextJson ?? "";
     message.onCompletion = object.onCompletion ?? 0;
+    message.webhook = object.webhook ?? "";
     return message;
   },
 };

@@ -137,62 +137,62 @@ public final class Runs extends com.google.protobuf.GeneratedFile {
       "r_message\030\r \001(\t\022*\n\007options\030\016 \001(\0132\031.steps" +
       "tream.v1.RunOptions\022\024\n\014assistant_id\030\017 \001(" +
       "\t\022\031\n\021assistant_version\030\020 \001(\r\022\024\n\014context_" +
-      "json\030\021 \001(\t\022\020\n\010trace_id\030\022 \001(\t\"\220\002\n\017StartRu" +
+      "json\030\021 \001(\t\022\020\n\010trace_id\030\022 \001(\t\"\241\002\n\017StartRu" +
       "nRequest\022\020\n\010graph_id\030\001 \001(\t\022\022\n\nsession_id" +
       "\030\002 \001(\t\022\022\n\ninput_json\030\003 \001(\t\022\'\n\007command\030\004 " +
       "\001(\0132\026.stepstream.v1.Command\022*\n\007options\030\005" +
       " \001(\0132\031.stepstream.v1.RunOptions\022\016\n\006run_i" +
       "d\030\006 \001(\t\022\024\n\014assistant_id\030\007 \001(\t\022\024\n\014context" +
       "_json\030\010 \001(\t\0222\n\ron_completion\030\t \001(\0162\033.ste" +
-      "pstream.v1.OnCompletion\"3\n\020StartRunRespo" +
-      "nse\022\037\n\003run\030\001 \001(\0132\022.stepstream.v1.Run\"\237\001\n" +
-      "\020StreamRunRequest\022+\n\003run\030\001 \001(\0132\036.stepstr" +
-      "eam.v1.StartRunRequest\022-\n\013event_kinds\030\002 " +
-      "\003(\0162\030.stepstream.v1.EventKind\022\021\n\tsubgrap" +
-      "hs\030\003 \001(\010\022\034\n\024cancel_on_disconnect\030\004 \001(\010\"<" +
-      "\n\021StreamRunResponse\022\'\n\006events\030\001 \003(\0132\027.st" +
-      "epstream.v1.RunEvent\"u\n\016JoinRunRequest\022\016" +
-      "\n\006run_id\030\001 \001(\t\022\021\n\tafter_seq\030\002 \001(\004\022-\n\013eve" +
-      "nt_kinds\030\003 \003(\0162\030.stepstream.v1.EventKind" +
-      "\022\021\n\tsubgraphs\030\004 \001(\010\":\n\017JoinRunResponse\022\'" +
-      "\n\006events\030\001 \003(\0132\027.stepstream.v1.RunEvent\"" +
-      "\037\n\rGetRunRequest\022\016\n\006run_id\030\001 \001(\t\"1\n\016GetR" +
-      "unResponse\022\037\n\003run\030\001 \001(\0132\022.stepstream.v1." +
-      "Run\"x\n\017ListRunsRequest\022\022\n\nsession_id\030\001 \001" +
-      "(\t\022*\n\010statuses\030\002 \003(\0162\030.stepstream.v1.Run" +
-      "Status\022\021\n\tpage_size\030\003 \001(\r\022\022\n\npage_token\030" +
-      "\004 \001(\t\"M\n\020ListRunsResponse\022 \n\004runs\030\001 \003(\0132" +
-      "\022.stepstream.v1.Run\022\027\n\017next_page_token\030\002" +
-      " \001(\t\"4\n\020CancelRunRequest\022\016\n\006run_id\030\001 \001(\t" +
-      "\022\020\n\010rollback\030\002 \001(\010\"4\n\021CancelRunResponse\022" +
-      "\037\n\003run\030\001 \001(\0132\022.stepstream.v1.Run\"9\n\016Wait" +
-      "RunRequest\022\016\n\006run_id\030\001 \001(\t\022\027\n\017timeout_se" +
-      "conds\030\002 \001(\001\"2\n\017WaitRunResponse\022\037\n\003run\030\001 " +
-      "\001(\0132\022.stepstream.v1.Run*\275\001\n\tRunStatus\022\032\n" +
-      "\026RUN_STATUS_UNSPECIFIED\020\000\022\025\n\021RUN_STATUS_" +
-      "QUEUED\020\001\022\026\n\022RUN_STATUS_RUNNING\020\002\022\030\n\024RUN_" +
-      "STATUS_SUCCEEDED\020\003\022\032\n\026RUN_STATUS_INTERRU" +
-      "PTED\020\004\022\025\n\021RUN_STATUS_FAILED\020\005\022\030\n\024RUN_STA" +
-      "TUS_CANCELLED\020\006*_\n\014OnCompletion\022\035\n\031ON_CO" +
-      "MPLETION_UNSPECIFIED\020\000\022\026\n\022ON_COMPLETION_" +
-      "KEEP\020\001\022\030\n\024ON_COMPLETION_DELETE\020\0022\245\004\n\nRun" +
-      "Service\022K\n\010StartRun\022\036.stepstream.v1.Star" +
-      "tRunRequest\032\037.stepstream.v1.StartRunResp" +
-      "onse\022P\n\tStreamRun\022\037.stepstream.v1.Stream" +
-      "RunRequest\032 .stepstream.v1.StreamRunResp" +
-      "onse0\001\022J\n\007JoinRun\022\035.stepstream.v1.JoinRu" +
-      "nRequest\032\036.stepstream.v1.JoinRunResponse" +
-      "0\001\022E\n\006GetRun\022\034.stepstream.v1.GetRunReque" +
-      "st\032\035.stepstream.v1.GetRunResponse\022K\n\010Lis" +
-      "tRuns\022\036.stepstream.v1.ListRunsRequest\032\037." +
-      "stepstream.v1.ListRunsResponse\022N\n\tCancel" +
-      "Run\022\037.stepstream.v1.CancelRunRequest\032 .s" +
-      "tepstream.v1.CancelRunResponse\022H\n\007WaitRu" +
-      "n\022\035.stepstream.v1.WaitRunRequest\032\036.steps" +
-      "tream.v1.WaitRunResponseB\\\n\021dev.stepstre" +
-      "am.v1P\001ZEgithub.com/stepstream/stepstrea" +
-      "m/clients/go/stepstreamv1;stepstreamv1b\006" +
-      "proto3"
+      "pstream.v1.OnCompletion\022\017\n\007webhook\030\n \001(\t" +
+      "\"3\n\020StartRunResponse\022\037\n\003run\030\001 \001(\0132\022.step" +
+      "stream.v1.Run\"\237\001\n\020StreamRunRequest\022+\n\003ru" +
+      "n\030\001 \001(\0132\036.stepstream.v1.StartRunRequest\022" +
+      "-\n\013event_kinds\030\002 \003(\0162\030.stepstream.v1.Eve" +
+      "ntKind\022\021\n\tsubgraphs\030\003 \001(\010\022\034\n\024cancel_on_d" +
+      "isconnect\030\004 \001(\010\"<\n\021StreamRunResponse\022\'\n\006" +
+      "events\030\001 \003(\0132\027.stepstream.v1.RunEvent\"u\n" +
+      "\016JoinRunRequest\022\016\n\006run_id\030\001 \001(\t\022\021\n\tafter" +
+      "_seq\030\002 \001(\004\022-\n\013event_kinds\030\003 \003(\0162\030.stepst" +
+      "ream.v1.EventKind\022\021\n\tsubgraphs\030\004 \001(\010\":\n\017" +
+      "JoinRunResponse\022\'\n\006events\030\001 \003(\0132\027.stepst" +
+      "ream.v1.RunEvent\"\037\n\rGetRunRequest\022\016\n\006run" +
+      "_id\030\001 \001(\t\"1\n\016GetRunResponse\022\037\n\003run\030\001 \001(\013" +
+      "2\022.stepstream.v1.Run\"x\n\017ListRunsRequest\022" +
+      "\022\n\nsession_id\030\001 \001(\t\022*\n\010statuses\030\002 \003(\0162\030." +
+      "stepstream.v1.RunStatus\022\021\n\tpage_size\030\003 \001" +
+      "(\r\022\022\n\npage_token\030\004 \001(\t\"M\n\020ListRunsRespon" +
+      "se\022 \n\004runs\030\001 \003(\0132\022.stepstream.v1.Run\022\027\n\017" +
+      "next_page_token\030\002 \001(\t\"4\n\020CancelRunReques" +
+      "t\022\016\n\006run_id\030\001 \001(\t\022\020\n\010rollback\030\002 \001(\010\"4\n\021C" +
+      "ancelRunResponse\022\037\n\003run\030\001 \001(\0132\022.stepstre" +
+      "am.v1.Run\"9\n\016WaitRunRequest\022\016\n\006run_id\030\001 " +
+      "\001(\t\022\027\n\017timeout_seconds\030\002 \001(\001\"2\n\017WaitRunR" +
+      "esponse\022\037\n\003run\030\001 \001(\0132\022.stepstream.v1.Run" +
+      "*\275\001\n\tRunStatus\022\032\n\026RUN_STATUS_UNSPECIFIED" +
+      "\020\000\022\025\n\021RUN_STATUS_QUEUED\020\001\022\026\n\022RUN_STATUS_" +
+      "RUNNING\020\002\022\030\n\024RUN_STATUS_SUCCEEDED\020\003\022\032\n\026R" +
+      "UN_STATUS_INTERRUPTED\020\004\022\025\n\021RUN_STATUS_FA" +
+      "ILED\020\005\022\030\n\024RUN_STATUS_CANCELLED\020\006*_\n\014OnCo" +
+      "mpletion\022\035\n\031ON_COMPLETION_UNSPECIFIED\020\000\022" +
+      "\026\n\022ON_COMPLETION_KEEP\020\001\022\030\n\024ON_COMPLETION" +
+      "_DELETE\020\0022\245\004\n\nRunService\022K\n\010StartRun\022\036.s" +
+      "tepstream.v1.StartRunRequest\032\037.stepstrea" +
+      "m.v1.StartRunResponse\022P\n\tStreamRun\022\037.ste" +
+      "pstream.v1.StreamRunRequest\032 .stepstream" +
+      ".v1.StreamRunResponse0\001\022J\n\007JoinRun\022\035.ste" +
+      "pstream.v1.JoinRunRequest\032\036.stepstream.v" +
+      "1.JoinRunResponse0\001\022E\n\006GetRun\022\034.stepstre" +
+      "am.v1.GetRunRequest\032\035.stepstream.v1.GetR" +
+      "unResponse\022K\n\010ListRuns\022\036.stepstream.v1.L" +
+      "istRunsRequest\032\037.stepstream.v1.ListRunsR" +
+      "esponse\022N\n\tCancelRun\022\037.stepstream.v1.Can" +
+      "celRunRequest\032 .stepstream.v1.CancelRunR" +
+      "esponse\022H\n\007WaitRun\022\035.stepstream.v1.WaitR" +
+      "unRequest\032\036.stepstream.v1.WaitRunRespons" +
+      "eB\\\n\021dev.stepstream.v1P\001ZEgithub.com/ste" +
+      "pstream/stepstream/clients/go/stepstream" +
+      "v1;stepstreamv1b\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -218,7 +218,7 @@ public final class Runs extends com.google.protobuf.GeneratedFile {
     internal_static_stepstream_v1_StartRunRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_stepstream_v1_StartRunRequest_descriptor,
-        new java.lang.String[] { "GraphId", "SessionId", "InputJson", "Command", "Options", "RunId", "AssistantId", "ContextJson", "OnCompletion", });
+        new java.lang.String[] { "GraphId", "SessionId", "InputJson", "Command", "Options", "RunId", "AssistantId", "ContextJson", "OnCompletion", "Webhook", });
     internal_static_stepstream_v1_StartRunResponse_descriptor =
       getDescriptor().getMessageType(3);
     internal_static_stepstream_v1_StartRunResponse_fieldAccessorTable = new

@@ -36,6 +36,7 @@ private static final long serialVersionUID = 0L;
     assistantId_ = "";
     contextJson_ = "";
     onCompletion_ = 0;
+    webhook_ = "";
   }
 
   public static final com.google.protobuf.Descriptors.Descriptor
@@ -441,6 +442,65 @@ private static final long serialVersionUID = 0L;
     return result == null ? dev.stepstream.v1.OnCompletion.UNRECOGNIZED : result;
   }
 
+  public static final int WEBHOOK_FIELD_NUMBER = 10;
+  @SuppressWarnings("serial")
+  private volatile java.lang.Object webhook_ = "";
+  /**
+   * <pre>
+   * A URL that is POSTed the run and its final values when the run ends,
+   * signed the Standard Webhooks way (docs/webhooks.md), retried with
+   * backoff, delivered at least once with a stable webhook-id. Only http(s)
+   * destinations the server's allow-list admits: loopback, private,
+   * link-local and other special addresses (after DNS resolution) are
+   * refused with INVALID_ARGUMENT unless the operator allowed them; the
+   * tenant needs a signing secret (FAILED_PRECONDITION otherwise).
+   * </pre>
+   *
+   * <code>string webhook = 10;</code>
+   * @return The webhook.
+   */
+  @java.lang.Override
+  public java.lang.String getWebhook() {
+    java.lang.Object ref = webhook_;
+    if (ref instanceof java.lang.String) {
+      return (java.lang.String) ref;
+    } else {
+      com.google.protobuf.ByteString bs = 
+          (com.google.protobuf.ByteString) ref;
+      java.lang.String s = bs.toStringUtf8();
+      webhook_ = s;
+      return s;
+    }
+  }
+  /**
+   * <pre>
+   * A URL that is POSTed the run and its final values when the run ends,
+   * signed the Standard Webhooks way (docs/webhooks.md), retried with
+   * backoff, delivered at least once with a stable webhook-id. Only http(s)
+   * destinations the server's allow-list admits: loopback, private,
+   * link-local and other special addresses (after DNS resolution) are
+   * refused with INVALID_ARGUMENT unless the operator allowed them; the
+   * tenant needs a signing secret (FAILED_PRECONDITION otherwise).
+   * </pre>
+   *
+   * <code>string webhook = 10;</code>
+   * @return The bytes for webhook.
+   */
+  @java.lang.Override
+  public com.google.protobuf.ByteString
+      getWebhookBytes() {
+    java.lang.Object ref = webhook_;
+    if (ref instanceof java.lang.String) {
+      com.google.protobuf.ByteString b = 
+          com.google.protobuf.ByteString.copyFromUtf8(
+              (java.lang.String) ref);
+      webhook_ = b;
+      return b;
+    } else {
+      return (com.google.protobuf.ByteString) ref;
+    }
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -482,6 +542,9 @@ private static final long serialVersionUID = 0L;
     if (onCompletion_ != dev.stepstream.v1.OnCompletion.ON_COMPLETION_UNSPECIFIED.getNumber()) {
       output.writeEnum(9, onCompletion_);
     }
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(webhook_)) {
+      com.google.protobuf.GeneratedMessage.writeString(output, 10, webhook_);
+    }
     getUnknownFields().writeTo(output);
   }
   private int computeSerializedSize_0() {
@@ -515,6 +578,9 @@ private static final long serialVersionUID = 0L;
     if (onCompletion_ != dev.stepstream.v1.OnCompletion.ON_COMPLETION_UNSPECIFIED.getNumber()) {
       size += com.google.protobuf.CodedOutputStream
         .computeEnumSize(9, onCompletion_);
+    }
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(webhook_)) {
+      size += com.google.protobuf.GeneratedMessage.computeStringSize(10, webhook_);
     }
     return size;
   }
@@ -563,6 +629,8 @@ private static final long serialVersionUID = 0L;
     if (!getContextJson()
         .equals(other.getContextJson())) return false;
     if (onCompletion_ != other.onCompletion_) return false;
+    if (!getWebhook()
+        .equals(other.getWebhook())) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -596,6 +664,8 @@ private static final long serialVersionUID = 0L;
     hash = (53 * hash) + getContextJson().hashCode();
     hash = (37 * hash) + ON_COMPLETION_FIELD_NUMBER;
     hash = (53 * hash) + onCompletion_;
+    hash = (37 * hash) + WEBHOOK_FIELD_NUMBER;
+    hash = (53 * hash) + getWebhook().hashCode();
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -751,6 +821,7 @@ private static final long serialVersionUID = 0L;
       assistantId_ = "";
       contextJson_ = "";
       onCompletion_ = 0;
+      webhook_ = "";
       return this;
     }
 
@@ -818,6 +889,9 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00000100) != 0)) {
         result.onCompletion_ = onCompletion_;
       }
+      if (((from_bitField0_ & 0x00000200) != 0)) {
+        result.webhook_ = webhook_;
+      }
       result.bitField0_ |= to_bitField0_;
     }
 
@@ -871,6 +945,11 @@ private static final long serialVersionUID = 0L;
       }
       if (other.onCompletion_ != 0) {
         setOnCompletionValue(other.getOnCompletionValue());
+      }
+      if (!other.getWebhook().isEmpty()) {
+        webhook_ = other.webhook_;
+        bitField0_ |= 0x00000200;
+        onChanged();
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -947,6 +1026,11 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000100;
               break;
             } // case 72
+            case 82: {
+              webhook_ = input.readStringRequireUtf8();
+              bitField0_ |= 0x00000200;
+              break;
+            } // case 82
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -1892,6 +1976,128 @@ private static final long serialVersionUID = 0L;
     public Builder clearOnCompletion() {
       bitField0_ = (bitField0_ & ~0x00000100);
       onCompletion_ = 0;
+      onChanged();
+      return this;
+    }
+
+    private java.lang.Object webhook_ = "";
+    /**
+     * <pre>
+     * A URL that is POSTed the run and its final values when the run ends,
+     * signed the Standard Webhooks way (docs/webhooks.md), retried with
+     * backoff, delivered at least once with a stable webhook-id. Only http(s)
+     * destinations the server's allow-list admits: loopback, private,
+     * link-local and other special addresses (after DNS resolution) are
+     * refused with INVALID_ARGUMENT unless the operator allowed them; the
+     * tenant needs a signing secret (FAILED_PRECONDITION otherwise).
+     * </pre>
+     *
+     * <code>string webhook = 10;</code>
+     * @return The webhook.
+     */
+    public java.lang.String getWebhook() {
+      java.lang.Object ref = webhook_;
+      if (!(ref instanceof java.lang.String)) {
+        com.google.protobuf.ByteString bs =
+            (com.google.protobuf.ByteString) ref;
+        java.lang.String s = bs.toStringUtf8();
+        webhook_ = s;
+        return s;
+      } else {
+        return (java.lang.String) ref;
+      }
+    }
+    /**
+     * <pre>
+     * A URL that is POSTed the run and its final values when the run ends,
+     * signed the Standard Webhooks way (docs/webhooks.md), retried with
+     * backoff, delivered at least once with a stable webhook-id. Only http(s)
+     * destinations the server's allow-list admits: loopback, private,
+     * link-local and other special addresses (after DNS resolution) are
+     * refused with INVALID_ARGUMENT unless the operator allowed them; the
+     * tenant needs a signing secret (FAILED_PRECONDITION otherwise).
+     * </pre>
+     *
+     * <code>string webhook = 10;</code>
+     * @return The bytes for webhook.
+     */
+    public com.google.protobuf.ByteString
+        getWebhookBytes() {
+      java.lang.Object ref = webhook_;
+      if (ref instanceof String) {
+        com.google.protobuf.ByteString b = 
+            com.google.protobuf.ByteString.copyFromUtf8(
+                (java.lang.String) ref);
+        webhook_ = b;
+        return b;
+      } else {
+        return (com.google.protobuf.ByteString) ref;
+      }
+    }
+    /**
+     * <pre>
+     * A URL that is POSTed the run and its final values when the run ends,
+     * signed the Standard Webhooks way (docs/webhooks.md), retried with
+     * backoff, delivered at least once with a stable webhook-id. Only http(s)
+     * destinations the server's allow-list admits: loopback, private,
+     * link-local and other special addresses (after DNS resolution) are
+     * refused with INVALID_ARGUMENT unless the operator allowed them; the
+     * tenant needs a signing secret (FAILED_PRECONDITION otherwise).
+     * </pre>
+     *
+     * <code>string webhook = 10;</code>
+     * @param value The webhook to set.
+     * @return This builder for chaining.
+     */
+    public Builder setWebhook(
+        java.lang.String value) {
+      if (value == null) { throw new NullPointerException(); }
+      webhook_ = value;
+      bitField0_ |= 0x00000200;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * A URL that is POSTed the run and its final values when the run ends,
+     * signed the Standard Webhooks way (docs/webhooks.md), retried with
+     * backoff, delivered at least once with a stable webhook-id. Only http(s)
+     * destinations the server's allow-list admits: loopback, private,
+     * link-local and other special addresses (after DNS resolution) are
+     * refused with INVALID_ARGUMENT unless the operator allowed them; the
+     * tenant needs a signing secret (FAILED_PRECONDITION otherwise).
+     * </pre>
+     *
+     * <code>string webhook = 10;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearWebhook() {
+      webhook_ = getDefaultInstance().getWebhook();
+      bitField0_ = (bitField0_ & ~0x00000200);
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * A URL that is POSTed the run and its final values when the run ends,
+     * signed the Standard Webhooks way (docs/webhooks.md), retried with
+     * backoff, delivered at least once with a stable webhook-id. Only http(s)
+     * destinations the server's allow-list admits: loopback, private,
+     * link-local and other special addresses (after DNS resolution) are
+     * refused with INVALID_ARGUMENT unless the operator allowed them; the
+     * tenant needs a signing secret (FAILED_PRECONDITION otherwise).
+     * </pre>
+     *
+     * <code>string webhook = 10;</code>
+     * @param value The bytes for webhook to set.
+     * @return This builder for chaining.
+     */
+    public Builder setWebhookBytes(
+        com.google.protobuf.ByteString value) {
+      if (value == null) { throw new NullPointerException(); }
+      checkByteStringIsUtf8(value);
+      webhook_ = value;
+      bitField0_ |= 0x00000200;
       onChanged();
       return this;
     }

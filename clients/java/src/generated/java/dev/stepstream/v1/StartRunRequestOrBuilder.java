@@ -203,4 +203,36 @@ public interface StartRunRequestOrBuilder extends
    * @return The onCompletion.
    */
   dev.stepstream.v1.OnCompletion getOnCompletion();
+
+  /**
+   * <pre>
+   * A URL that is POSTed the run and its final values when the run ends,
+   * signed the Standard Webhooks way (docs/webhooks.md), retried with
+   * backoff, delivered at least once with a stable webhook-id. Only http(s)
+   * destinations the server's allow-list admits: loopback, private,
+   * link-local and other special addresses (after DNS resolution) are
+   * refused with INVALID_ARGUMENT unless the operator allowed them; the
+   * tenant needs a signing secret (FAILED_PRECONDITION otherwise).
+   * </pre>
+   *
+   * <code>string webhook = 10;</code>
+   * @return The webhook.
+   */
+  java.lang.String getWebhook();
+  /**
+   * <pre>
+   * A URL that is POSTed the run and its final values when the run ends,
+   * signed the Standard Webhooks way (docs/webhooks.md), retried with
+   * backoff, delivered at least once with a stable webhook-id. Only http(s)
+   * destinations the server's allow-list admits: loopback, private,
+   * link-local and other special addresses (after DNS resolution) are
+   * refused with INVALID_ARGUMENT unless the operator allowed them; the
+   * tenant needs a signing secret (FAILED_PRECONDITION otherwise).
+   * </pre>
+   *
+   * <code>string webhook = 10;</code>
+   * @return The bytes for webhook.
+   */
+  com.google.protobuf.ByteString
+      getWebhookBytes();
 }

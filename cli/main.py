@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "stepstream.cli.store_commands",
     "stepstream.cli.assistant_commands",
     "stepstream.cli.webhook_commands",
+    "stepstream.cli.cron_commands",
     "stepstream.mockapi.cli",
     "stepstream.ratelimiter.cli",
 )

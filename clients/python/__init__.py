@@ -5,6 +5,7 @@ dataclasses; failures are StepstreamError subclasses by status code.
 """
 
 from stepstream.client.client import StepstreamClient, tls_credentials
+from stepstream.client.crons import Cron, CronFire, MisfirePolicy, WebhookDelivery
 from stepstream.client.errors import (
     AbortedError,
     AlreadyExistsError,
@@ -70,6 +71,8 @@ __all__ = [
     "BusyPolicy",
     "CallCancelledError",
     "Command",
+    "Cron",
+    "CronFire",
     "CustomEvent",
     "DataLossError",
     "DeadlineExceededError",
@@ -84,6 +87,7 @@ __all__ = [
     "InvalidArgumentError",
     "Json",
     "MessageChunk",
+    "MisfirePolicy",
     "NotFoundError",
     "OutOfRangeError",
     "Page",
@@ -117,5 +121,6 @@ __all__ = [
     "UnimplementedError",
     "UnknownError",
     "UnknownEvent",
+    "WebhookDelivery",
     "tls_credentials",
 ]

@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 
 from stepstream.client.assistants import Assistants
+from stepstream.client.crons import Crons
 from stepstream.client.events import EventKind
 from stepstream.client.graphs import Graphs
 from stepstream.client.jsonio import Json
@@ -105,6 +106,7 @@ class StepstreamClient:
         self.runs = Runs(self._pool)
         self.store = Store(self._pool)
         self.assistants = Assistants(self._pool)
+        self.crons = Crons(self._pool)
 
     @property
     def addresses(self) -> tuple[str, ...]:

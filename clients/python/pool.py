@@ -31,6 +31,7 @@ import grpc.aio
 from stepstream.client.errors import from_rpc_error
 from stepstream.v1 import (
     assistants_pb2_grpc,
+    crons_pb2_grpc,
     graphs_pb2_grpc,
     runs_pb2_grpc,
     sessions_pb2_grpc,
@@ -64,6 +65,8 @@ class Endpoint:
     runs: Any
     store: Any
     assistants: Any
+    crons: Any
+    webhooks: Any
     down_until: float = 0.0
     # Unary calls, run streams and session streams open on this connection.
     in_flight: int = 0
@@ -170,6 +173,8 @@ class ChannelPool:
             runs=runs_pb2_grpc.RunServiceStub(channel),
             store=store_pb2_grpc.StoreServiceStub(channel),
             assistants=assistants_pb2_grpc.AssistantServiceStub(channel),
+            crons=crons_pb2_grpc.CronServiceStub(channel),
+            webhooks=crons_pb2_grpc.WebhookServiceStub(channel),
         )
 
     def order(self) -> list[Endpoint]:

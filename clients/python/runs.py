@@ -33,6 +33,7 @@ def start_request(
     on_completion: OnCompletion = "keep",
     assistant_id: str | None = None,
     context: Mapping[str, Json] | None = None,
+    webhook: str | None = None,
 ) -> runs_pb2.StartRunRequest:
     return runs_pb2.StartRunRequest(
         graph_id=graph_id or "",
@@ -43,6 +44,7 @@ def start_request(
         on_completion=_ON_COMPLETION[on_completion],
         assistant_id=assistant_id or "",
         context_json=encode_optional(context),
+        webhook=webhook or "",
     )
 
 
@@ -61,6 +63,7 @@ class Runs:
         on_completion: OnCompletion = "keep",
         assistant_id: str | None = None,
         context: Mapping[str, Json] | None = None,
+        webhook: str | None = None,
     ) -> Run:
         """Queue a run and return it at once.
 
@@ -72,6 +75,7 @@ class Runs:
         assistant) runs the assistant's graph with its saved configurable values,
         context and metadata under the run's own. `context` is what the nodes
         read through LangGraph's Runtime, checked against the graph's context_schema.
+        `webhook` is POSTed the run, signed, when it ends (docs/webhooks.md).
         """
         request = start_request(
             graph_id,
@@ -82,6 +86,7 @@ class Runs:
             on_completion=on_completion,
             assistant_id=assistant_id,
             context=context,
+            webhook=webhook,
         )
         response: runs_pb2.StartRunResponse = await self._pool.unary(
             "runs", "StartRun", request, idempotent=False

@@ -22,7 +22,7 @@ from stepstream.v1 import crons_pb2, crons_pb2_grpc
 from tests.pgserver import create_database
 from tests.support import GRAPHS_CONFIG, ROOT
 
-pytestmark = [pytest.mark.process, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.process, pytest.mark.timeout(600)]
 
 CRONS = 20
 SECONDS = 30.0
@@ -59,6 +59,19 @@ async def _records(url: str, cron_ids: list[str]) -> tuple[list[asyncpg.Record],
             if pending == 0 and active == 0:
                 break
             await asyncio.sleep(0.5)
+        else:
+            stalled = await conn.fetch(
+                "SELECT run_id, status, replica, lease_expires_at - extract(epoch FROM now()) AS lease_left,"
+                " attempt FROM runs WHERE status IN ('queued', 'running')"
+            )
+            activity = await conn.fetch(
+                "SELECT state, now() - xact_start AS age, left(query, 200) AS query FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            raise AssertionError(
+                f"runs never ended: {[dict(r) for r in stalled][:10]};"
+                f" connections: {[dict(a) for a in activity]}"
+            )
         # No transaction left open by a replica (one held across an await would stall the
         # others' claims behind its locks).
         stuck = await conn.fetchval(
@@ -119,7 +132,9 @@ def test_every_due_time_fires_once_through_random_kills(cluster: LocalCluster) -
     # A restart takes seconds on a busy machine; up to two replicas are down at a time.
     assert kills >= 2, f"{kills} kills; the crons took {created - end_at + SECONDS + 2:.1f} s to create"
 
+    killed = time.time()
     fires, runs = asyncio.run(_records(cluster.db_url, [c.cron_id for c in crons]))
+    settled = time.time()
     by_cron: dict[str, list[asyncpg.Record]] = {c.cron_id: [] for c in crons}
     for fire in fires:
         by_cron[fire["cron_id"]].append(fire)
@@ -136,7 +151,11 @@ def test_every_due_time_fires_once_through_random_kills(cluster: LocalCluster) -
             assert run_status.get(fire["run_id"]) == "succeeded", fire["run_id"]
         total += len(expected)
     # One run per due time, and no run that is not a fire's.
-    print(f"due times expected {total}, fire records {len(fires)}, runs {len(run_status)}, kills {kills}")
+    print(
+        f"due times expected {total}, fire records {len(fires)}, runs {len(run_status)}, kills {kills};"
+        f" created in {created - end_at + SECONDS + 2:.1f} s,"
+        f" settled {settled - killed:.1f} s after the kills"
+    )
     assert len(run_status) == total == len(fires)
     assert total >= CRONS * (SECONDS - 1)
     # Every replica stops on SIGTERM, within its drain grace (10 s) and a margin.
@@ -144,3 +163,4 @@ def test_every_due_time_fires_once_through_random_kills(cluster: LocalCluster) -
         replica.server.signal(signal.SIGTERM)
     for replica in cluster.replicas:
         replica.server.wait(30)
+    print(f"stopped on SIGTERM in {time.time() - settled:.1f} s")

@@ -15,7 +15,7 @@ from starlette.routing import Route
 from stepstream.server.api.auth import anonymous, authenticator_for
 from stepstream.server.core.app import Core
 from stepstream.server.core.errors import StepstreamError
-from stepstream.server.http import assistants, inspector, runs, store, threads, ui
+from stepstream.server.http import assistants, crons, inspector, runs, store, threads, ui
 from stepstream.server.http.common import json
 from stepstream.server.http.errors import HttpError, error_response, on_core_error, on_http_error
 from stepstream.server.http.middleware import (
@@ -39,7 +39,7 @@ async def info(request: Request) -> Response:
             "version": version,
             "server": "stepstream",
             "langgraph_py_version": metadata.version("langgraph"),
-            "flags": {"assistants": True, "crons": False, "langsmith": False},
+            "flags": {"assistants": True, "crons": True, "langsmith": False},
         }
     )
 
@@ -78,6 +78,7 @@ def build_app(core: Core) -> Starlette:
             Route("/info", info, methods=["GET"]),
             *assistants.ROUTES,
             *threads.ROUTES,
+            *crons.ROUTES,
             *runs.ROUTES,
             *store.ROUTES,
             *inspector.ROUTES,

@@ -72,6 +72,8 @@ class RunCreate(_Body):
     # Stateless runs only: "delete" removes the thread made for the run once it ends.
     on_completion: Literal["delete", "keep"] = "delete"
     after_seconds: float | None = Field(default=None, ge=0)
+    # POSTed the run when it ends (docs/webhooks.md); a destination not allowed is a 422.
+    webhook: str | None = Field(default=None, max_length=2048)
 
     def modes(self) -> list[str]:
         chosen = [self.stream_mode] if isinstance(self.stream_mode, str) else list(self.stream_mode)

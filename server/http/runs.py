@@ -134,6 +134,7 @@ async def _start(request: Request, thread_id: str | None) -> tuple[rec.Run, bodi
         options_field="config",
         # Nodes read it through LangGraph's Runtime, checked against the graph's context_schema.
         context_json=dumps(body.context) if body.context is not None else "",
+        webhook=body.webhook or "",
     )
     return await core.start_run(request_), body
 

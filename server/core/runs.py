@@ -305,11 +305,23 @@ class RunManager:
             )
             return 0
         for run, last_seq in claimed:
-            self._eventlog.open(run.run_id, run.session_id, last_seq)
-            self._by_session[run.session_id] = run.run_id
-            self._launch(Execution(run))
-            self._eventlog.append(run.run_id, [(ev.RUN_STARTED, (), self._started_data(run))])
+            previous = self._executions.get(run.run_id)
+            if previous is not None and previous.task is not None and not previous.task.done():
+                # This replica lost the run and is still stopping that execution, and the run
+                # came back here: start it once the old one has let go of the run's feed and
+                # bookkeeping (else the old one's release would drop the new one's).
+                previous.task.add_done_callback(
+                    lambda _, run=run, last_seq=last_seq: self._start_claimed(run, last_seq)
+                )
+                continue
+            self._start_claimed(run, last_seq)
         return len(claimed)
+
+    def _start_claimed(self, run: rec.Run, last_seq: int) -> None:
+        self._eventlog.open(run.run_id, run.session_id, last_seq)
+        self._by_session[run.session_id] = run.run_id
+        self._launch(Execution(run))
+        self._eventlog.append(run.run_id, [(ev.RUN_STARTED, (), self._started_data(run))])
 
     # -- execution ---------------------------------------------------------------------------
     def _launch(self, execution: Execution) -> None:
@@ -325,10 +337,11 @@ class RunManager:
         try:
             result = await self._executor.execute(execution)
         finally:
-            self._release(run)
-            future = self._ended.pop(run.run_id, None)
-            if future is not None and not future.done():
-                future.set_result(result)
+            if self._executions.get(run.run_id) is execution:
+                self._release(run)
+                future = self._ended.pop(run.run_id, None)
+                if future is not None and not future.done():
+                    future.set_result(result)
         if result.status in rec.ENDED and run.options.on_completion is rec.OnCompletion.DELETE:
             await self._delete_session(run.session_id)
         elif result.status != rec.RunStatus.QUEUED and run.session_id in self._queued_sessions:

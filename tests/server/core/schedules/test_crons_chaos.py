@@ -133,7 +133,12 @@ def test_every_due_time_fires_once_through_random_kills(cluster: LocalCluster) -
     assert kills >= 2, f"{kills} kills; the crons took {created - end_at + SECONDS + 2:.1f} s to create"
 
     killed = time.time()
-    fires, runs = asyncio.run(_records(cluster.db_url, [c.cron_id for c in crons]))
+    try:
+        fires, runs = asyncio.run(_records(cluster.db_url, [c.cron_id for c in crons]))
+    except AssertionError:
+        for replica in cluster.replicas:
+            print(f"--- {replica.name}:", "".join(replica.server.output[-40:]))
+        raise
     settled = time.time()
     by_cron: dict[str, list[asyncpg.Record]] = {c.cron_id: [] for c in crons}
     for fire in fires:

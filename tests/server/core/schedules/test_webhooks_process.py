@@ -66,10 +66,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.server.attempts[headers["webhook-id"]] += 1
             attempt = self.server.attempts[headers["webhook-id"]]
         code = 500 if attempt <= 2 else 200
-        if attempt == 3:
-            time.sleep(2.5)  # past the sender's 1 s timeout
+        # Recorded as it arrives (a later attempt may be answered before this one is).
         with self.server.lock:
             self.server.received.append((self.path, headers, body, code if attempt != 3 else -1))
+        if attempt == 3:
+            time.sleep(2.5)  # past the sender's 1 s timeout
         self.send_response(code)
         self.end_headers()
 

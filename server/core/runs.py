@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
 import weakref
@@ -310,12 +311,13 @@ class RunManager:
                 # This replica lost the run and is still stopping that execution, and the run
                 # came back here: start it once the old one has let go of the run's feed and
                 # bookkeeping (else the old one's release would drop the new one's).
-                previous.task.add_done_callback(
-                    lambda _, run=run, last_seq=last_seq: self._start_claimed(run, last_seq)
-                )
+                previous.task.add_done_callback(functools.partial(self._start_after, run, last_seq))
                 continue
             self._start_claimed(run, last_seq)
         return len(claimed)
+
+    def _start_after(self, run: rec.Run, last_seq: int, previous: asyncio.Future[Any]) -> None:
+        self._start_claimed(run, last_seq)
 
     def _start_claimed(self, run: rec.Run, last_seq: int) -> None:
         self._eventlog.open(run.run_id, run.session_id, last_seq)

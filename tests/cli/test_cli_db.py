@@ -25,6 +25,11 @@ TABLES = {
     "store_vectors",
     "assistants",
     "assistant_versions",
+    "crons",
+    "cron_fires",
+    "webhook_deliveries",
+    "webhook_secrets",
+    "replicas",
 }
 
 

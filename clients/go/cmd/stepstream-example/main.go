@@ -3,6 +3,7 @@
 //	stepstream-example research ADDRESS          # the research assistant, start to answer
 //	stepstream-example join ADDRESS RUN_ID [SEQ] # a run's events after SEQ, reconnecting
 //	stepstream-example assistant ADDRESS         # an assistant and a context (tests/graphs "context")
+//	stepstream-example crons ADDRESS             # a cron every 2 s (tests/graphs "linear"), one fire, deleted
 //
 // research lists the graphs, starts a run and prints its events as they
 // arrive, then opens a bidirectional session, starts the research assistant
@@ -14,6 +15,10 @@
 // creates an assistant of it with saved configurable values and context, and
 // runs as that assistant and as the graph's default, each with a context of
 // its own; it prints schema, default, assistant, assistant_run and default_run.
+//
+// crons (crons.go) creates a cron firing every 2 s, lists it with its next
+// fire time, waits for a fire and its run, then deletes the cron and checks it
+// is gone; it prints cron, listed, fire, ran, deleted and gone.
 package main
 
 import (
@@ -40,9 +45,11 @@ const (
 	clarifiedQuery = "transformers in machine learning"
 )
 
+var modes = map[string]bool{"research": true, "join": true, "assistant": true, "crons": true}
+
 func main() {
-	if len(os.Args) < 3 || (os.Args[1] != "research" && os.Args[1] != "join" && os.Args[1] != "assistant") {
-		fmt.Fprintln(os.Stderr, "usage: stepstream-example research ADDRESS | join ADDRESS RUN_ID [AFTER_SEQ] | assistant ADDRESS")
+	if len(os.Args) < 3 || !modes[os.Args[1]] {
+		fmt.Fprintln(os.Stderr, "usage: stepstream-example research ADDRESS | join ADDRESS RUN_ID [AFTER_SEQ] | assistant ADDRESS | crons ADDRESS")
 		os.Exit(2)
 	}
 	conn, err := grpc.NewClient(os.Args[2], grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -57,6 +64,8 @@ func main() {
 		err = join(ctx, conn, os.Args[3:])
 	case "assistant":
 		err = assistant(ctx, conn)
+	case "crons":
+		err = crons(ctx, conn)
 	default:
 		err = research(ctx, conn)
 	}

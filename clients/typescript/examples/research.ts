@@ -3,6 +3,7 @@
 //   node dist/examples/research.js research ADDRESS           the research assistant, start to answer
 //   node dist/examples/research.js join ADDRESS RUN_ID [SEQ]  a run's events after SEQ, reconnecting
 //   node dist/examples/research.js assistant ADDRESS          an assistant and a context (graph "context")
+//   node dist/examples/research.js crons ADDRESS              a cron every 2 s, one fire, deleted (crons.ts)
 //
 // `research` lists the graphs, starts a run and prints its events as they arrive,
 // then opens a bidirectional session, starts the research assistant on an
@@ -30,6 +31,7 @@ import {
   sessions,
   toJson,
 } from "../src";
+import { cronsExample } from "./crons";
 
 const GRAPH_ID = "research_assistant";
 const CLEAR_QUESTION = "graph neural networks for chemistry";
@@ -271,8 +273,10 @@ async function assistant(address: string, runClient: runs.RunServiceClient): Pro
 
 async function main(argv: string[]): Promise<void> {
   const [mode, address, ...rest] = argv;
-  if (!["research", "join", "assistant"].includes(mode) || address === undefined) {
-    console.error("usage: research.js research ADDRESS | join ADDRESS RUN_ID [AFTER_SEQ] | assistant ADDRESS");
+  if (!["research", "join", "assistant", "crons"].includes(mode) || address === undefined) {
+    console.error(
+      "usage: research.js research ADDRESS | join ADDRESS RUN_ID [AFTER_SEQ] | assistant ADDRESS | crons ADDRESS",
+    );
     process.exit(2);
   }
   const insecure = credentials.createInsecure();
@@ -287,6 +291,10 @@ async function main(argv: string[]): Promise<void> {
     }
     if (mode === "assistant") {
       await assistant(address, runClient);
+      return;
+    }
+    if (mode === "crons") {
+      await cronsExample(address, runClient);
       return;
     }
     const graphClient = new graphs.GraphServiceClient(address, insecure);

@@ -30,7 +30,7 @@ func crons(ctx context.Context, conn *grpc.ClientConn) error {
 	cronID := created.GetCron().GetCronId()
 	fmt.Println("cron", cronID, nextFire(created.GetCron()))
 
-	listed, err := client.ListCrons(ctx, &pb.ListCronsRequest{})
+	listed, err := client.ListCrons(ctx, &pb.ListCronsRequest{PageSize: 100})
 	if err != nil {
 		return err
 	}

@@ -38,6 +38,7 @@ import java.util.concurrent.TimeUnit;
  * ResearchExample research ADDRESS           the research assistant, start to answer
  * ResearchExample join ADDRESS RUN_ID [SEQ]  a run's events after SEQ, reconnecting
  * ResearchExample assistant ADDRESS          an assistant and a context (AssistantExample)
+ * ResearchExample crons ADDRESS              a cron every 2 s, one fire, deleted (CronExample)
  * </pre>
  *
  * <p>{@code research} lists the graphs, starts a run and prints its events as they arrive, then
@@ -54,9 +55,10 @@ public final class ResearchExample {
   private ResearchExample() {}
 
   public static void main(String[] args) throws Exception {
-    if (args.length < 2 || !List.of("research", "join", "assistant").contains(args[0])) {
+    if (args.length < 2 || !List.of("research", "join", "assistant", "crons").contains(args[0])) {
       System.err.println(
-          "usage: ResearchExample research ADDRESS | join ADDRESS RUN_ID [AFTER_SEQ] | assistant ADDRESS");
+          "usage: ResearchExample research ADDRESS | join ADDRESS RUN_ID [AFTER_SEQ] | assistant ADDRESS"
+              + " | crons ADDRESS");
       System.exit(2);
     }
     ManagedChannel channel =
@@ -70,6 +72,8 @@ public final class ResearchExample {
         follow(channel, JoinRunRequest.newBuilder().setRunId(args[2]).setAfterSeq(afterSeq).build());
       } else if (args[0].equals("assistant")) {
         AssistantExample.run(channel);
+      } else if (args[0].equals("crons")) {
+        CronExample.run(channel);
       } else {
         research(channel);
       }

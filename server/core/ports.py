@@ -128,7 +128,12 @@ class Store(Protocol):
 
     def trace_context_saved(self, run_id: str, trace_context: str) -> Write: ...
 
-    def event_writes(self, session_id: str, events: Sequence[RunEvent]) -> list[Write]: ...
+    def event_writes(
+        self, session_id: str, events: Sequence[RunEvent], holder: tuple[str, int] | None = None
+    ) -> list[Write]:
+        """Inserts of a run's events. With `holder` (replica, attempt) each lands only while the
+        run is still that holder's: the events of a writer that lost the run are dropped."""
+        ...
 
     # -- reads ---------------------------------------------------------------------------------
     async def get_session(self, owner: str, session_id: str) -> rec.Session:

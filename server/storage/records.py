@@ -16,7 +16,7 @@ from stepstream.server.core import records as rec
 from stepstream.server.core.errors import NotFound
 from stepstream.server.core.events import RunEvent
 from stepstream.server.core.pages import decode_page_token, encode_page_token
-from stepstream.server.storage.batch import Write
+from stepstream.server.storage.batch import LEADS_BATCH, Write
 from stepstream.server.storage.reads import Reader
 from stepstream.server.storage.schema import run_events, runs, sessions
 
@@ -244,8 +244,10 @@ class Store:
         return _SET_TRACE_CONTEXT, {"b_run_id": run_id, "trace_context": trace_context}
 
     @staticmethod
-    def event_writes(session_id: str, events: Sequence[RunEvent]) -> list[Write]:
-        return writes_for_events(session_id, events)
+    def event_writes(
+        session_id: str, events: Sequence[RunEvent], holder: tuple[str, int] | None = None
+    ) -> list[Write]:
+        return writes_for_events(session_id, events, holder)
 
     # -- reads ------------------------------------------------------------------------------
     async def get_session(self, owner: str, session_id: str) -> rec.Session:
@@ -363,10 +365,15 @@ def _scalar(query: sa.Executable, params: Mapping[str, Any]) -> Callable[[sa.Con
     return lambda conn: conn.execute(query, params).scalar()
 
 
-def writes_for_events(session_id: str, events: Sequence[RunEvent]) -> list[Write]:
+def writes_for_events(
+    session_id: str, events: Sequence[RunEvent], holder: tuple[str, int] | None = None
+) -> list[Write]:
+    """Inserts of `events`; with `holder` (replica, attempt), fenced by it (`_INSERT_HELD_EVENT`)."""
+    statement = _INSERT_EVENT if holder is None else _INSERT_HELD_EVENT
+    fence = {} if holder is None else {"b_replica": holder[0], "b_attempt": holder[1]}
     return [
         (
-            _INSERT_EVENT,
+            statement,
             {
                 "run_id": e.run_id,
                 "seq": e.seq,
@@ -374,6 +381,7 @@ def writes_for_events(session_id: str, events: Sequence[RunEvent]) -> list[Write
                 "created_at": e.time,
                 "kind": e.kind,
                 "body": e.body(),
+                **fence,
             },
         )
         for e in events
@@ -381,3 +389,28 @@ def writes_for_events(session_id: str, events: Sequence[RunEvent]) -> list[Write
 
 
 _INSERT_EVENT = run_events.insert()
+_EVENT_COLUMNS = ("run_id", "seq", "session_id", "created_at", "kind", "body")
+# An executing holder's event lands only while the run is still its own: same replica, same
+# attempt (a claim counts attempts, so a run that came back to this replica is a new one). A
+# writer that lost the run, still flushing what it queued, inserts nothing, instead of taking
+# a seq the new holder read as free when it claimed the run. FOR KEY SHARE (PostgreSQL; SQLite
+# has one writer) keeps the row from being claimed (FOR UPDATE SKIP LOCKED skips it) until this
+# transaction ends, so the claim's read of the last seq sees these events; renewals and
+# requeues (plain updates) do not conflict with it, so they neither wait nor deadlock on it.
+_INSERT_HELD_EVENT = (
+    run_events.insert()
+    .from_select(
+        list(_EVENT_COLUMNS),
+        sa.select(*(sa.bindparam(name, type_=run_events.c[name].type).label(name) for name in _EVENT_COLUMNS))
+        .select_from(runs)
+        .where(
+            runs.c.run_id == sa.bindparam("run_id", type_=runs.c.run_id.type),
+            runs.c.replica == sa.bindparam("b_replica"),
+            runs.c.attempt == sa.bindparam("b_attempt"),
+        )
+        .with_for_update(read=True, key_share=True),
+        # First in its transaction (storage/batch.py): a hand-back queued before it in the same
+        # group commit must not clear the replica it checks.
+    )
+    .execution_options(**{LEADS_BATCH: True})
+)

@@ -27,10 +27,16 @@ _UPDATE_SESSION_STATUS = (
     .where(sessions.c.session_id == sa.bindparam("b_session_id"))
     .values(status=sa.bindparam("status"), updated_at=sa.bindparam("updated_at"))
 )
-# Fenced by the holder: a replica that lost its lease cannot overwrite its successor's work.
+# Fenced by the holder (replica and attempt): a replica that lost its lease cannot overwrite
+# its successor's work, nor can an earlier attempt of a run that came back to the same replica.
+_HELD_BY = sa.and_(
+    runs.c.run_id == sa.bindparam("b_run_id"),
+    runs.c.replica == sa.bindparam("b_replica"),
+    runs.c.attempt == sa.bindparam("b_attempt"),
+)
 _RUN_ENDED = (
     runs.update()
-    .where(runs.c.run_id == sa.bindparam("b_run_id"), runs.c.replica == sa.bindparam("b_replica"))
+    .where(_HELD_BY)
     .values(
         status=sa.bindparam("status"),
         ended_at=sa.bindparam("ended_at"),
@@ -63,9 +69,7 @@ _SESSION_AFTER_RUN = (
     )
 )
 _RUN_HANDED_BACK = (
-    runs.update()
-    .where(runs.c.run_id == sa.bindparam("b_run_id"), runs.c.replica == sa.bindparam("b_replica"))
-    .values(status=rec.RunStatus.QUEUED, replica=None, lease_expires_at=None)
+    runs.update().where(_HELD_BY).values(status=rec.RunStatus.QUEUED, replica=None, lease_expires_at=None)
 )
 # The channel replicas notify each other on (PostgreSQL); payloads: core/ports.py NOTIFY_*.
 NOTIFY_CHANNEL = "stepstream"
@@ -226,6 +230,7 @@ class Store:
         return _RUN_ENDED, {
             "b_run_id": run.run_id,
             "b_replica": replica,
+            "b_attempt": run.attempt,
             "status": run.status,
             "ended_at": run.ended_at,
             "last_seq": run.last_seq,
@@ -236,8 +241,8 @@ class Store:
         }
 
     @staticmethod
-    def run_handed_back(run_id: str, replica: str) -> Write:
-        return _RUN_HANDED_BACK, {"b_run_id": run_id, "b_replica": replica}
+    def run_handed_back(run_id: str, replica: str, attempt: int) -> Write:
+        return _RUN_HANDED_BACK, {"b_run_id": run_id, "b_replica": replica, "b_attempt": attempt}
 
     @staticmethod
     def trace_context_saved(run_id: str, trace_context: str) -> Write:

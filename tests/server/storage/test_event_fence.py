@@ -1,12 +1,13 @@
 """A run's events are fenced by its holder (storage/records.py): on SQLite and PostgreSQL, the
 event insert of a writer that lost the run (another replica, or an earlier attempt of the same
 replica) lands nothing and fails nothing, while the live holder's events in the same group
-commit all land; on PostgreSQL, a run whose old holder is still inserting cannot be claimed
+commit all land; an earlier attempt neither ends nor hands back the run; on PostgreSQL, a run whose old holder is still inserting cannot be claimed
 until that transaction ends, so the claim's last seq counts those events."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 
@@ -73,7 +74,7 @@ async def test_a_stale_writers_events_are_dropped_without_failing_the_live_holde
     store, writer = queue
     # r1 came back to replica "a" (attempt 2); r2 is now "b"'s; r3 is "a"'s and handed back.
     await _running(store, writer, ("r1", "a", 2), ("r2", "b", 1), ("r3", "a", 1))
-    hand_back = writer.submit([store.run_handed_back("r3", "a")])
+    hand_back = writer.submit([store.run_handed_back("r3", "a", 1)])
     # One group commit: the live holders' events, and the stale ones taking the same seqs.
     submissions = [
         writer.submit(store.event_writes("s-r1", [_event("r1", 1, "a#1-stale")], ("a", 1))),
@@ -139,3 +140,16 @@ async def test_a_run_whose_old_holder_is_inserting_is_claimed_only_after_it(
     assert await _stored(store, "r") == [(1, "a"), (2, "a"), (3, "b")]
     async with store.engine.connect() as conn:
         assert (await conn.execute(sa.select(sa.func.count()).select_from(run_events))).scalar() == 3
+
+
+async def test_an_earlier_attempt_neither_ends_nor_hands_back_the_run(queue: Queue) -> None:
+    store, writer = queue
+    await _running(store, writer, ("r", "a", 2))
+    run = await store.get_run("alice", "r")
+    stale = dataclasses.replace(run, attempt=1, status=rec.RunStatus.SUCCEEDED, ended_at=9.0, last_seq=1)
+    await writer.write([store.run_ended(stale, "a"), store.run_handed_back("r", "a", 1)])
+    still = await store.get_run("alice", "r")
+    assert (still.status, still.ended_at) == (rec.RunStatus.RUNNING, None)
+    await writer.write([store.run_ended(dataclasses.replace(stale, attempt=2), "a")])
+    ended = await store.get_run("alice", "r")
+    assert (ended.status, ended.ended_at) == (rec.RunStatus.SUCCEEDED, 9.0)

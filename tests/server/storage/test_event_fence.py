@@ -1,8 +1,9 @@
-"""A run's events are fenced by its holder (storage/records.py): on SQLite and PostgreSQL, the
+"""A run's events are fenced by its holder (storage/records.py), on SQLite and PostgreSQL: the
 event insert of a writer that lost the run (another replica, or an earlier attempt of the same
 replica) lands nothing and fails nothing, while the live holder's events in the same group
-commit all land; an earlier attempt neither ends nor hands back the run; on PostgreSQL, a run whose old holder is still inserting cannot be claimed
-until that transaction ends, so the claim's last seq counts those events."""
+commit all land; an earlier attempt neither ends nor hands back the run. On PostgreSQL, a run
+whose old holder is still inserting cannot be claimed until that transaction ends, so the
+claim's last seq counts those events."""
 
 from __future__ import annotations
 

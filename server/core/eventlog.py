@@ -33,6 +33,7 @@ class _RunFeed:
 
     __slots__ = (
         "flushed",
+        "holder",
         "next_seq",
         "pending",
         "pending_after",
@@ -56,6 +57,9 @@ class _RunFeed:
         # Published events from seq recent_from on (earlier ones are only in the database).
         self.recent: list[RunEvent] = []
         self.recent_from = last_seq + 1
+        # (replica, attempt) executing the run: its events are stored only while it holds the
+        # run. None while the run's own row is being inserted with its first events.
+        self.holder: tuple[str, int] | None = None
 
 
 class EventLog:
@@ -79,9 +83,16 @@ class EventLog:
         for event in self._remote.get(run_id, ()):
             event.set()
 
-    def open(self, run_id: str, session_id: str, last_seq: int) -> None:
+    def open(
+        self, run_id: str, session_id: str, last_seq: int, holder: tuple[str, int] | None = None
+    ) -> None:
         if run_id not in self._feeds:
             self._feeds[run_id] = _RunFeed(session_id, last_seq)
+            self._feeds[run_id].holder = holder
+
+    def hold(self, run_id: str, replica: str, attempt: int) -> None:
+        """From now on the run's events are fenced by its holder (its row is stored)."""
+        self._feeds[run_id].holder = (replica, attempt)
 
     def last_seq(self, run_id: str) -> int:
         return self._feeds[run_id].next_seq - 1
@@ -122,7 +133,9 @@ class EventLog:
         if self._store.notifies and batch:
             writes = [*writes, *self._store.notify_writes(NOTIFY_EVENTS + batch[0].run_id)]
         try:
-            done = self._writer.submit([*self._store.event_writes(feed.session_id, batch), *writes], after)
+            done = self._writer.submit(
+                [*self._store.event_writes(feed.session_id, batch, feed.holder), *writes], after
+            )
         except Exception as exc:
             flushed.set_exception(exc)
             return

@@ -286,7 +286,7 @@ class RunExecutor:
 
     async def _hand_back(self, run: rec.Run) -> rec.Run:
         """Leave the run queued so it continues from its last checkpoint (here or elsewhere)."""
-        writes = [self._store.run_handed_back(run.run_id, self._replica)]
+        writes = [self._store.run_handed_back(run.run_id, self._replica, run.attempt)]
         writes += self._store.notify_writes(NOTIFY_QUEUE + run.session_id)
         await asyncio.shield(self._eventlog.append(run.run_id, [], writes))
         return dataclasses.replace(run, status=rec.RunStatus.QUEUED)

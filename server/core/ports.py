@@ -121,14 +121,21 @@ class Store(Protocol):
     def insert_run(self, run: rec.Run, replica: str | None, lease_expires_at: float | None) -> Write: ...
 
     def run_ended(self, run: rec.Run, replica: str) -> Write:
-        """Fenced by the holder: a replica that lost its lease overwrites nothing."""
+        """Fenced by the holder (replica, run.attempt): a replica that lost its lease overwrites nothing."""
         ...
 
-    def run_handed_back(self, run_id: str, replica: str) -> Write: ...
+    def run_handed_back(self, run_id: str, replica: str, attempt: int) -> Write:
+        """Fenced by the holder, as `run_ended` is."""
+        ...
 
     def trace_context_saved(self, run_id: str, trace_context: str) -> Write: ...
 
-    def event_writes(self, session_id: str, events: Sequence[RunEvent]) -> list[Write]: ...
+    def event_writes(
+        self, session_id: str, events: Sequence[RunEvent], holder: tuple[str, int] | None = None
+    ) -> list[Write]:
+        """Inserts of a run's events. With `holder` (replica, attempt) each lands only while the
+        run is still that holder's: the events of a writer that lost the run are dropped."""
+        ...
 
     # -- reads ---------------------------------------------------------------------------------
     async def get_session(self, owner: str, session_id: str) -> rec.Session:

@@ -270,6 +270,7 @@ class RunManager:
                     raise _SessionTaken from None
             raise
         if can_execute:
+            self._eventlog.hold(run.run_id, self._settings.replica, run.attempt)
             self._launch(Execution(run, new_session=new_session is not None))
         else:
             self._eventlog.close(run.run_id)
@@ -320,7 +321,7 @@ class RunManager:
         self._start_claimed(run, last_seq)
 
     def _start_claimed(self, run: rec.Run, last_seq: int) -> None:
-        self._eventlog.open(run.run_id, run.session_id, last_seq)
+        self._eventlog.open(run.run_id, run.session_id, last_seq, (self._settings.replica, run.attempt))
         self._by_session[run.session_id] = run.run_id
         self._launch(Execution(run))
         self._eventlog.append(run.run_id, [(ev.RUN_STARTED, (), self._started_data(run))])

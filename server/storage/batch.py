@@ -17,7 +17,10 @@ Within a transaction, writes of the same statement are sent together as one
 executemany, in the order of the statement's first appearance, and in
 submission order within a statement. Callers therefore submit only inserts,
 upserts and updates whose effect does not depend on other statements of the
-batch; deletes go through `DatabaseWriter.transaction` instead.
+batch; deletes go through `DatabaseWriter.transaction` instead. A statement
+whose effect depends on rows other writes of the batch may change (a run's
+fenced event insert reads the run's holder, which a hand-back clears) carries
+the execution option `LEADS_BATCH`: such statements go first in the transaction.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ log = logging.getLogger(__name__)
 Write = tuple[Executable, Mapping[str, Any]]
 T = TypeVar("T")
 
+# Execution option of statements sent before the others of a batch (see the module's doc).
+LEADS_BATCH = "stepstream_leads_batch"
 # A commit still not done after this long is logged: its callers are all waiting on it.
 SLOW_COMMIT_SECONDS = 10.0
 
@@ -62,6 +67,10 @@ class _Pending:
 
     def failed_dependency(self) -> BaseException | None:
         return first_failure(self.after)
+
+
+def _leads(statement: Executable) -> bool:
+    return bool(statement.get_execution_options().get(LEADS_BATCH))
 
 
 def _committed(submission: asyncio.Future[None]) -> bool:
@@ -232,13 +241,13 @@ class GroupCommitWriter:
                     groups[id(statement)] = (statement, [params])
                 else:
                     group[1].append(params)
+        # Leading statements first; the others keep the order of their first appearance.
+        ordered = sorted(groups.values(), key=lambda g: not _leads(g[0]))
         if self._thread is not None:
-            await asyncio.get_running_loop().run_in_executor(
-                self._thread, self._commit_sync, list(groups.values())
-            )
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._commit_sync, ordered)
         else:
             async with self._engine.begin() as conn:
-                await execute_groups(conn, groups.values())
+                await execute_groups(conn, ordered)
         self.commits += 1
         self.writes += sum(len(p.writes) for p in batch)
 

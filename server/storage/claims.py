@@ -200,6 +200,9 @@ def cancel_queued(
 
     None if the run is no longer queued; the conditional update makes this the only writer.
     """
+    # Wait for the transaction of an earlier holder still inserting events (its fenced inserts
+    # hold FOR KEY SHARE; PostgreSQL), so the last seq read below counts them.
+    conn.execute(sa.select(runs.c.run_id).where(runs.c.run_id == run_id).with_for_update())
     statement = (
         runs.update()
         .where(runs.c.run_id == run_id, runs.c.owner == owner, runs.c.status == rec.RunStatus.QUEUED)

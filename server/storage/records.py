@@ -16,7 +16,7 @@ from stepstream.server.core import records as rec
 from stepstream.server.core.errors import NotFound
 from stepstream.server.core.events import RunEvent
 from stepstream.server.core.pages import decode_page_token, encode_page_token
-from stepstream.server.storage.batch import Write
+from stepstream.server.storage.batch import LEADS_BATCH, Write
 from stepstream.server.storage.reads import Reader
 from stepstream.server.storage.schema import run_events, runs, sessions
 
@@ -27,10 +27,16 @@ _UPDATE_SESSION_STATUS = (
     .where(sessions.c.session_id == sa.bindparam("b_session_id"))
     .values(status=sa.bindparam("status"), updated_at=sa.bindparam("updated_at"))
 )
-# Fenced by the holder: a replica that lost its lease cannot overwrite its successor's work.
+# Fenced by the holder (replica and attempt): a replica that lost its lease cannot overwrite
+# its successor's work, nor can an earlier attempt of a run that came back to the same replica.
+_HELD_BY = sa.and_(
+    runs.c.run_id == sa.bindparam("b_run_id"),
+    runs.c.replica == sa.bindparam("b_replica"),
+    runs.c.attempt == sa.bindparam("b_attempt"),
+)
 _RUN_ENDED = (
     runs.update()
-    .where(runs.c.run_id == sa.bindparam("b_run_id"), runs.c.replica == sa.bindparam("b_replica"))
+    .where(_HELD_BY)
     .values(
         status=sa.bindparam("status"),
         ended_at=sa.bindparam("ended_at"),
@@ -63,9 +69,7 @@ _SESSION_AFTER_RUN = (
     )
 )
 _RUN_HANDED_BACK = (
-    runs.update()
-    .where(runs.c.run_id == sa.bindparam("b_run_id"), runs.c.replica == sa.bindparam("b_replica"))
-    .values(status=rec.RunStatus.QUEUED, replica=None, lease_expires_at=None)
+    runs.update().where(_HELD_BY).values(status=rec.RunStatus.QUEUED, replica=None, lease_expires_at=None)
 )
 # The channel replicas notify each other on (PostgreSQL); payloads: core/ports.py NOTIFY_*.
 NOTIFY_CHANNEL = "stepstream"
@@ -226,6 +230,7 @@ class Store:
         return _RUN_ENDED, {
             "b_run_id": run.run_id,
             "b_replica": replica,
+            "b_attempt": run.attempt,
             "status": run.status,
             "ended_at": run.ended_at,
             "last_seq": run.last_seq,
@@ -236,16 +241,18 @@ class Store:
         }
 
     @staticmethod
-    def run_handed_back(run_id: str, replica: str) -> Write:
-        return _RUN_HANDED_BACK, {"b_run_id": run_id, "b_replica": replica}
+    def run_handed_back(run_id: str, replica: str, attempt: int) -> Write:
+        return _RUN_HANDED_BACK, {"b_run_id": run_id, "b_replica": replica, "b_attempt": attempt}
 
     @staticmethod
     def trace_context_saved(run_id: str, trace_context: str) -> Write:
         return _SET_TRACE_CONTEXT, {"b_run_id": run_id, "trace_context": trace_context}
 
     @staticmethod
-    def event_writes(session_id: str, events: Sequence[RunEvent]) -> list[Write]:
-        return writes_for_events(session_id, events)
+    def event_writes(
+        session_id: str, events: Sequence[RunEvent], holder: tuple[str, int] | None = None
+    ) -> list[Write]:
+        return writes_for_events(session_id, events, holder)
 
     # -- reads ------------------------------------------------------------------------------
     async def get_session(self, owner: str, session_id: str) -> rec.Session:
@@ -363,10 +370,15 @@ def _scalar(query: sa.Executable, params: Mapping[str, Any]) -> Callable[[sa.Con
     return lambda conn: conn.execute(query, params).scalar()
 
 
-def writes_for_events(session_id: str, events: Sequence[RunEvent]) -> list[Write]:
+def writes_for_events(
+    session_id: str, events: Sequence[RunEvent], holder: tuple[str, int] | None = None
+) -> list[Write]:
+    """Inserts of `events`; with `holder` (replica, attempt), fenced by it (`_INSERT_HELD_EVENT`)."""
+    statement = _INSERT_EVENT if holder is None else _INSERT_HELD_EVENT
+    fence = {} if holder is None else {"b_replica": holder[0], "b_attempt": holder[1]}
     return [
         (
-            _INSERT_EVENT,
+            statement,
             {
                 "run_id": e.run_id,
                 "seq": e.seq,
@@ -374,6 +386,7 @@ def writes_for_events(session_id: str, events: Sequence[RunEvent]) -> list[Write
                 "created_at": e.time,
                 "kind": e.kind,
                 "body": e.body(),
+                **fence,
             },
         )
         for e in events
@@ -381,3 +394,28 @@ def writes_for_events(session_id: str, events: Sequence[RunEvent]) -> list[Write
 
 
 _INSERT_EVENT = run_events.insert()
+_EVENT_COLUMNS = ("run_id", "seq", "session_id", "created_at", "kind", "body")
+# An executing holder's event lands only while the run is still its own: same replica, same
+# attempt (a claim counts attempts, so a run that came back to this replica is a new one). A
+# writer that lost the run, still flushing what it queued, inserts nothing, instead of taking
+# a seq the new holder read as free when it claimed the run. FOR KEY SHARE (PostgreSQL; SQLite
+# has one writer) keeps the row from being claimed (FOR UPDATE SKIP LOCKED skips it) until this
+# transaction ends, so the claim's read of the last seq sees these events; renewals and
+# requeues (plain updates) do not conflict with it, so they neither wait nor deadlock on it.
+_INSERT_HELD_EVENT = (
+    run_events.insert()
+    .from_select(
+        list(_EVENT_COLUMNS),
+        sa.select(*(sa.bindparam(name, type_=run_events.c[name].type).label(name) for name in _EVENT_COLUMNS))
+        .select_from(runs)
+        .where(
+            runs.c.run_id == sa.bindparam("run_id", type_=runs.c.run_id.type),
+            runs.c.replica == sa.bindparam("b_replica"),
+            runs.c.attempt == sa.bindparam("b_attempt"),
+        )
+        .with_for_update(read=True, key_share=True),
+        # First in its transaction (storage/batch.py): a hand-back queued before it in the same
+        # group commit must not clear the replica it checks.
+    )
+    .execution_options(**{LEADS_BATCH: True})
+)

@@ -94,12 +94,15 @@ def _cron_values(cron: Cron) -> dict[str, Any]:
     }
 
 
-# A delivery stored only while the run's holder is still `b_holder` (see delivery_write).
+# A delivery stored only while the run's holder is still `b_holder`, at attempt `b_attempt`
+# (see delivery_write), as the run's end itself is fenced (records.py).
 _DELIVERY_COLUMNS = [c for c in webhook_deliveries.c if c.name not in ("replica", "lease_expires_at")]
 _FENCED_DELIVERY = webhook_deliveries.insert().from_select(
     [c.name for c in _DELIVERY_COLUMNS],
     sa.select(*[sa.bindparam(c.name, type_=c.type) for c in _DELIVERY_COLUMNS]).where(
-        runs.c.run_id == sa.bindparam("b_run_id"), runs.c.replica == sa.bindparam("b_holder")
+        runs.c.run_id == sa.bindparam("b_run_id"),
+        runs.c.replica == sa.bindparam("b_holder"),
+        runs.c.attempt == sa.bindparam("b_attempt"),
     ),
 )
 _DELIVERY = webhook_deliveries.insert()
@@ -270,7 +273,9 @@ class ScheduleStore:
         return await self._reader.run(lambda conn: [fire_from_row(r) for r in conn.execute(query).mappings()])
 
     # -- webhook deliveries --------------------------------------------------------------------
-    def delivery_write(self, delivery: Delivery, destination: str, holder: str | None) -> Write:
+    def delivery_write(
+        self, delivery: Delivery, destination: str, holder: str | None, attempt: int = 0
+    ) -> Write:
         params: dict[str, Any] = {
             "delivery_id": delivery.delivery_id,
             "owner": delivery.owner,
@@ -288,7 +293,8 @@ class ScheduleStore:
         }
         if holder is None:
             return _DELIVERY, params
-        return _FENCED_DELIVERY, {**params, "b_run_id": delivery.run_id, "b_holder": holder}
+        fence = {"b_run_id": delivery.run_id, "b_holder": holder, "b_attempt": attempt}
+        return _FENCED_DELIVERY, {**params, **fence}
 
     async def claim_deliveries(
         self, replica: str, now: float, lease_until: float, limit: int, per_destination: int

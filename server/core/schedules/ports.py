@@ -67,9 +67,12 @@ class ScheduleStorage(Protocol):
     ) -> list[CronFire]: ...
 
     # -- webhook deliveries --------------------------------------------------------------------
-    def delivery_write(self, delivery: Delivery, destination: str, holder: str | None) -> Write:
+    def delivery_write(
+        self, delivery: Delivery, destination: str, holder: str | None, attempt: int = 0
+    ) -> Write:
         """The insert of a delivery, for the run end's transaction; with `holder`, only while
-        that replica still holds the run (a replica that lost it stores nothing)."""
+        that replica still holds the run's `attempt` (a replica that lost it, or an earlier
+        attempt of a run that came back to the same replica, stores nothing)."""
         ...
 
     async def claim_deliveries(

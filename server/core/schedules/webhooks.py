@@ -147,7 +147,7 @@ class WebhookManager:
             body=body_of(run, now),
         )
         self._wake.set()
-        return [self._storage.delivery_write(delivery, destination, holder)]
+        return [self._storage.delivery_write(delivery, destination, holder, run.attempt)]
 
     async def list(
         self, owner: str, run_id: str, statuses: Sequence[DeliveryStatus], size: int, after: PageKey | None

@@ -115,11 +115,9 @@ async def test_new_runs_and_cancelled_queued_runs_store_their_events_unfenced(qu
     assert await _stored(store, "new") == [(1, "start"), (2, "cancel")]
 
 
-async def test_a_run_whose_old_holder_is_inserting_is_claimed_only_after_it(
-    queue: Queue, backend: str
-) -> None:
-    if backend != "postgres":
-        pytest.skip("SQLite has one writer: a claim cannot overlap another transaction")
+# PostgreSQL only: SQLite has one writer, so a claim cannot overlap another transaction there.
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_a_run_whose_old_holder_is_inserting_is_claimed_only_after_it(queue: Queue) -> None:
     store, writer = queue
     await _running(store, writer, ("r", "a", 1))
     await writer.write(store.event_writes("s-r", [_event("r", 1, "a")], ("a", 1)))

@@ -66,16 +66,25 @@ def test_the_trace_is_drawn_and_linked_to_jaeger(page: Page, traced: Live, shoot
     assert _join(traced, thread_id, run_id)["status"] == "success"
     trace_id = _timeline(traced, run_id)["run"]["trace_id"]
     assert trace_id
-    # Spans reach Jaeger in batches: wait until the run's tasks are all there.
+    # Spans reach Jaeger in batches, the run's own span (it ends last) among the last: wait until
+    # its tasks and a root span are there and two reads a second apart agree.
     with traced.http() as http:
         deadline = time.monotonic() + 30
+        before: list[str] = []
         while True:
             answer = http.get(f"/inspector/runs/{run_id}/trace")
-            names = [s["name"] for s in answer.json()["spans"]] if answer.status_code == 200 else []
-            if sum("synthesize" in n for n in names) >= 1 and sum("search" in n for n in names) >= 4:
+            spans = answer.json()["spans"] if answer.status_code == 200 else []
+            names = sorted(s["name"] for s in spans)
+            complete = (
+                any(s["parent_id"] is None for s in spans)
+                and sum("synthesize" in n for n in names) >= 1
+                and sum("search" in n for n in names) >= 4
+            )
+            if complete and names == before:
                 break
+            before = names
             assert time.monotonic() < deadline, (answer.status_code, answer.text[:300])
-            time.sleep(0.3)
+            time.sleep(1.0)
         trace = answer.json()
     page.goto(f"{traced.url}/ui/#/threads/{thread_id}/runs/{run_id}")
     page.click("#load-trace")

@@ -33,15 +33,24 @@ def json(value: Any, status: int = 200, headers: dict[str, str] | None = None) -
     return Response(dumpb(value), status_code=status, media_type="application/json", headers=headers)
 
 
-def graph_of(core: Core, assistant_id: str) -> str:
-    """The graph an assistant id names: a graph id itself, or its default assistant's UUID.
-    An unknown name is a 422 (LangGraph's answer), an unknown UUID a 404."""
+def default_graph(core: Core, assistant_id: str) -> str | None:
+    """The graph whose default assistant `assistant_id` names (the graph's id itself, or its
+    default assistant's UUID); None for any other id."""
     graphs = [g.spec.graph_id for g in core.graphs()]
     if assistant_id in graphs:
         return assistant_id
     for graph_id in graphs:
         if shapes.assistant_id(graph_id) == assistant_id:
             return graph_id
+    return None
+
+
+def graph_of(core: Core, assistant_id: str) -> str:
+    """The graph an assistant id names: a graph id itself, or its default assistant's UUID.
+    An unknown name is a 422 (LangGraph's answer), an unknown UUID a 404."""
+    if (graph_id := default_graph(core, assistant_id)) is not None:
+        return graph_id
+    graphs = [g.spec.graph_id for g in core.graphs()]
     try:
         uuid.UUID(assistant_id)
     except ValueError:

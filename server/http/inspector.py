@@ -5,7 +5,6 @@ The shapes are docs/inspector.md's "Endpoints"."""
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,18 +21,11 @@ from stepstream.server.core.tracing import trace_id_of
 from stepstream.server.http import shapes
 from stepstream.server.http.common import core_of, json, owner_of
 from stepstream.server.http.errors import HttpError
+from stepstream.server.http.shapes import iso
 
 # Seconds between heartbeat comments on the overview stream (it sends data every second, so
 # this only matters while the database cannot be read).
 HEARTBEAT_SECONDS = 5.0
-
-
-def iso(seconds: float) -> str:
-    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).isoformat()
-
-
-def iso_or_none(seconds: float | None) -> str | None:
-    return None if seconds is None else iso(seconds)
 
 
 def overview_json(overview: Overview) -> dict[str, Any]:
@@ -144,7 +136,7 @@ def timeline_json(timeline: Timeline) -> dict[str, Any]:
             {
                 "step": row.step,
                 "started_at": iso(row.started_at),
-                "ended_at": iso_or_none(row.ended_at),
+                "ended_at": iso(row.ended_at),
                 "checkpoint_id": row.checkpoint_id,
                 "tasks": [
                     {
@@ -152,7 +144,7 @@ def timeline_json(timeline: Timeline) -> dict[str, Any]:
                         "name": t.name,
                         "path": list(t.path),
                         "started_at": iso(t.started_at),
-                        "ended_at": iso_or_none(t.ended_at),
+                        "ended_at": iso(t.ended_at),
                         "status": str(t.status),
                         "error": t.error,
                         "retries": t.retries,
@@ -197,7 +189,7 @@ async def limits(request: Request) -> Response:
                     "waited_total": v.waited_total,
                     "queue": v.queue,
                     "available": v.available,
-                    "paused_until": iso_or_none(v.paused_until),
+                    "paused_until": iso(v.paused_until),
                     "budget": v.budget,
                 }
                 for v in described.limits

@@ -22,7 +22,7 @@ from stepstream.server.core.jsonio import dumps, loads
 from stepstream.server.core.start import CommandRequest, OptionsRequest, StartRunRequest
 from stepstream.server.http import bodies, shapes
 from stepstream.server.http.assistants import assistant_of
-from stepstream.server.http.common import core_of, graph_of, json, owner_of
+from stepstream.server.http.common import core_of, default_graph, json, owner_of
 from stepstream.server.http.errors import HttpError
 from stepstream.server.http.stream import StreamTranslator, parse_event_id
 
@@ -92,10 +92,8 @@ def _options(core: Core, graph_id: str, assistant_id: str, body: bodies.RunCreat
 async def _assistant(request: Request, assistant_id: str) -> tuple[str, str]:
     """(graph id, saved assistant id or "") an assistant id names. A graph's id or its default's
     UUID costs no query: the run goes as the graph's default assistant."""
-    core = core_of(request)
-    graph_ids = {g.spec.graph_id for g in core.graphs()}
-    if assistant_id in graph_ids or any(shapes.assistant_id(g) == assistant_id for g in graph_ids):
-        return graph_of(core, assistant_id), ""
+    if (graph_id := default_graph(core_of(request), assistant_id)) is not None:
+        return graph_id, ""
     saved = await assistant_of(request, assistant_id)
     return saved.graph_id, saved.assistant_id
 

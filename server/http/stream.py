@@ -12,7 +12,6 @@ task is an `updates`, a `tasks` and a `debug` frame) or none (a mode not asked f
 from __future__ import annotations
 
 import asyncio
-import datetime
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -45,10 +44,6 @@ def parse_event_id(value: str | None) -> tuple[int, int] | None:
 
 def _name(mode: str, namespace: Sequence[str]) -> str:
     return "|".join((mode, *namespace)) if namespace else mode
-
-
-def _time(seconds: float) -> str:
-    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).isoformat()
 
 
 class StreamTranslator:
@@ -151,7 +146,7 @@ class StreamTranslator:
         if "tasks" in self.modes:
             frames.append((_name("tasks", event.namespace), payload))
         if "debug" in self.modes:
-            debug = {"type": kind, "timestamp": _time(event.time), "step": step, "payload": payload}
+            debug = {"type": kind, "timestamp": shapes.iso(event.time), "step": step, "payload": payload}
             frames.append((_name("debug", event.namespace), debug))
         return frames
 
@@ -309,7 +304,7 @@ class StreamTranslator:
                     "debug",
                     {
                         "type": "checkpoint",
-                        "timestamp": _time(event.time),
+                        "timestamp": shapes.iso(event.time),
                         "step": step,
                         "payload": debug_payload,
                     },
